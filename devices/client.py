@@ -1,0 +1,234 @@
+"""A small device client for integrators and simulators (paho-mqtt).
+
+It connects with a last will that marks the device offline, publishes its
+events, and waits for the hub's reply to a tap by ``event_id``::
+
+    with DeviceClient("demo-resort", "gate-park-in-1", host="127.0.0.1") as gate:
+        decision = gate.tap(WristbandCredential(uid="04A1B2C3D4E501"))
+        print(decision.outcome, decision.reason)
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from devices.contract import (
+    Command,
+    Decision,
+    DeviceStatus,
+    ErrorMessage,
+    HeartbeatEvent,
+    PhoneKeyCredential,
+    TapEvent,
+    TelemetryEvent,
+    WristbandCredential,
+    encode,
+    parse_command,
+    parse_reply,
+    utcnow,
+)
+from devices.topics import Channel, device_topic
+
+
+class HubError(RuntimeError):
+    """The hub refused a message of this device (an ErrorMessage came back)."""
+
+    def __init__(self, error: ErrorMessage) -> None:
+        super().__init__(f"{error.code.value}: {error.detail}")
+        self.error = error
+
+
+class NoReply(TimeoutError):
+    """No decision arrived in time."""
+
+
+def new_event_id() -> str:
+    """A fresh, unique event id."""
+    return uuid.uuid4().hex
+
+
+class DeviceClient:
+    """One device's MQTT connection to the hub."""
+
+    def __init__(
+        self,
+        venue: str,
+        device_id: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        username: str | None = None,
+        password: str | None = None,
+        mqtt5: bool = False,
+        keepalive: int = 30,
+    ) -> None:
+        self.venue = venue
+        self.device_id = device_id
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self._topics = {ch: device_topic(venue, device_id, ch) for ch in Channel}
+        self._pending: dict[str, Future[Decision]] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._command_handler: Callable[[Command], None] | None = None
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"dev-{device_id}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+        )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.will_set(
+            self._topics[Channel.STATUS], encode(DeviceStatus(state="offline")), qos=1, retain=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    # ------------------------------------------------------------ lifecycle
+
+    def connect(self, timeout: float = 10.0) -> DeviceClient:
+        """Connect, subscribe to this device's replies and announce it online."""
+        self._client.connect(self.host, self.port, keepalive=self.keepalive)
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            # paho leaves Nagle on, which adds 40 ms to a request/reply.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"no CONNACK from {self.host}:{self.port} in {timeout}s")
+        return self
+
+    def close(self) -> None:
+        """Announce offline and disconnect cleanly."""
+        if self._connected.is_set():
+            info = self._client.publish(
+                self._topics[Channel.STATUS], encode(DeviceStatus(state="offline")), 1, retain=True
+            )
+            info.wait_for_publish(2.0)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> DeviceClient:
+        return self.connect()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            return
+        client.subscribe(
+            [(self._topics[Channel.DECISIONS], 1), (self._topics[Channel.ERRORS], 1),
+             (self._topics[Channel.COMMANDS], 1)]
+        )
+        client.publish(
+            self._topics[Channel.STATUS], encode(DeviceStatus(state="online")), 1, retain=True
+        )
+        self._connected.set()
+
+    # ------------------------------------------------------------- messages
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._topics[Channel.COMMANDS]:
+            if self._command_handler is not None:
+                try:
+                    command = parse_command(msg.payload)
+                except ValidationError:
+                    return
+                self._command_handler(command)
+            return
+        try:
+            reply = parse_reply(msg.payload)
+        except ValidationError:
+            return
+        if reply.event_id is None:
+            return
+        with self._lock:
+            future = self._pending.pop(reply.event_id, None)
+        if future is None:
+            return
+        if isinstance(reply, Decision):
+            future.set_result(reply)
+        else:
+            future.set_exception(HubError(reply))
+
+    def on_command(self, handler: Callable[[Command], None]) -> None:
+        """Call ``handler`` (on the MQTT thread) for each command to this device."""
+        self._command_handler = handler
+
+    def publish_raw(self, payload: bytes, channel: Channel = Channel.EVENTS) -> None:
+        """Publish bytes as they are: for tests of what the hub does with bad input."""
+        self._client.publish(self._topics[channel], payload, qos=1)
+
+    def expect(self, event_id: str) -> Future[Decision]:
+        """A future for the hub's reply to ``event_id``, registered before publishing."""
+        future: Future[Decision] = Future()
+        with self._lock:
+            self._pending[event_id] = future
+        return future
+
+    def send_tap(
+        self,
+        credential: WristbandCredential | PhoneKeyCredential,
+        *,
+        event_id: str | None = None,
+        direction: str | None = None,
+    ) -> tuple[TapEvent, Future[Decision]]:
+        """Publish a tap without waiting; the future resolves with the decision."""
+        event = TapEvent(
+            event_id=event_id or new_event_id(),
+            ts=utcnow(),
+            credential=credential,
+            direction=direction,  # type: ignore[arg-type]
+        )
+        future = self.expect(event.event_id)
+        self._client.publish(self._topics[Channel.EVENTS], encode(event), qos=1)
+        return event, future
+
+    def tap(
+        self,
+        credential: WristbandCredential | PhoneKeyCredential,
+        *,
+        event_id: str | None = None,
+        direction: str | None = None,
+        timeout: float = 5.0,
+    ) -> Decision:
+        """Publish a tap and wait for the decision; HubError if the hub refuses it."""
+        event, future = self.send_tap(credential, event_id=event_id, direction=direction)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(event.event_id, None)
+            raise NoReply(f"no decision for {event.event_id} within {timeout}s") from None
+
+    def heartbeat(self, *, battery_pct: int | None = None, firmware: str | None = None,
+                  interval_s: int | None = None) -> None:
+        """Report that the device is alive."""
+        event = HeartbeatEvent(event_id=new_event_id(), ts=utcnow(), battery_pct=battery_pct,
+                               firmware=firmware, interval_s=interval_s)
+        self._client.publish(self._topics[Channel.EVENTS], encode(event), qos=1)
+
+    def telemetry(self, readings: dict[str, float | int | str | bool]) -> None:
+        """Report appliance readings."""
+        event = TelemetryEvent(event_id=new_event_id(), ts=utcnow(), readings=readings)
+        self._client.publish(self._topics[Channel.EVENTS], encode(event), qos=1)
+
+
+def credential_from_text(text: str) -> WristbandCredential | PhoneKeyCredential:
+    """A hex UID (``04A1B2C3D4E501``) is a wristband; anything else is a phone key id."""
+    try:
+        return WristbandCredential(uid=text)
+    except ValidationError:
+        return PhoneKeyCredential(key_id=text)

@@ -1,0 +1,263 @@
+"""The wire contract: one strict, versioned model per message kind.
+
+Payloads are UTF-8 JSON objects with ``v`` (the contract version) and a
+discriminating ``kind``. Correlation lives in the payload (``event_id``), not
+in MQTT 5 properties, so the contract works over MQTT 3.1.1 as well as 5.
+
+:func:`parse_event` is the only way a device message enters the hub; the
+device side reads the hub's messages with :func:`parse_reply`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+VERSION = 1
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{2}){4,10}$", description="NFC tag UID, hex")]
+KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = VERSION
+
+
+# ---------------------------------------------------------------- credentials
+
+
+class WristbandCredential(BaseModel):
+    """A wristband (or card) read by NFC: the tag's UID."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["wristband"] = "wristband"
+    uid: Uid
+
+
+class PhoneKeyCredential(BaseModel):
+    """A phone key presented over BLE: the key's id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["phone_key"] = "phone_key"
+    key_id: KeyId
+
+
+Credential = Annotated[WristbandCredential | PhoneKeyCredential, Field(discriminator="type")]
+
+
+# ------------------------------------------------------------ device -> hub
+
+
+class TapEvent(_Message):
+    """A credential presented at a reader (gate, door lock, POS, kiosk)."""
+
+    kind: Literal["tap"] = "tap"
+    event_id: EventId
+    ts: AwareDatetime
+    credential: Credential
+    direction: Literal["in", "out"] | None = Field(
+        default=None, description="For readers that serve both ways; else the device's own."
+    )
+
+
+class HeartbeatEvent(_Message):
+    """A device saying it is alive, with its health."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    event_id: EventId
+    ts: AwareDatetime
+    battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
+    firmware: Annotated[str, Field(max_length=64)] | None = None
+    interval_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
+
+
+Reading = float | int | str | bool
+
+
+class TelemetryEvent(_Message):
+    """Readings of an appliance (thermostat, light, watch ...)."""
+
+    kind: Literal["telemetry"] = "telemetry"
+    event_id: EventId
+    ts: AwareDatetime
+    readings: Annotated[dict[Annotated[str, Field(max_length=64)], Reading], Field(max_length=64)]
+
+
+DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent, Field(discriminator="kind")]
+
+
+class DeviceStatus(_Message):
+    """Retained on the status topic; the device's last will publishes ``offline``."""
+
+    kind: Literal["status"] = "status"
+    state: Literal["online", "offline"]
+
+
+# ------------------------------------------------------------ hub -> device
+
+
+class EntryReason(StrEnum):
+    """Why an entry was allowed or denied; stable, machine-readable."""
+
+    OK = "ok"
+    UNKNOWN_DEVICE = "unknown_device"
+    DEVICE_DISABLED = "device_disabled"
+    DEVICE_NOT_A_READER = "device_not_a_reader"
+    UNKNOWN_CREDENTIAL = "unknown_credential"
+    CREDENTIAL_LOST = "credential_lost"
+    CREDENTIAL_SUSPENDED = "credential_suspended"
+    CREDENTIAL_REVOKED = "credential_revoked"
+    NO_ENTITLEMENT = "no_entitlement"
+    WRONG_ZONE = "wrong_zone"
+    OUTSIDE_VALIDITY = "outside_validity"
+    OUTSIDE_SCHEDULE = "outside_schedule"
+    ANTI_PASSBACK = "anti_passback"
+    ZONE_FULL = "zone_full"
+
+
+class Decision(_Message):
+    """The hub's answer to a tap, sent to the device's decisions topic."""
+
+    kind: Literal["decision"] = "decision"
+    event_id: EventId
+    action: Literal["entry"] = "entry"
+    outcome: Literal["allow", "deny"]
+    reason: EntryReason
+    text: Annotated[str, Field(max_length=80, description="Short text for the reader's display")]
+    guest_name: str | None = None
+    zone_id: str | None = None
+    decided_at: AwareDatetime
+
+
+class Command(_Message):
+    """An instruction to a device (set a thermostat, show a greeting ...)."""
+
+    kind: Literal["command"] = "command"
+    command_id: EventId
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    params: dict[str, Any] = Field(default_factory=dict)
+    issued_at: AwareDatetime
+
+
+class ErrorCode(StrEnum):
+    """Why the hub refused a message; sent on the device's errors topic."""
+
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNKNOWN_DEVICE = "unknown_device"
+    UNKNOWN_TOPIC = "unknown_topic"
+    INTERNAL = "internal"
+
+
+class ErrorMessage(_Message):
+    """A refusal of a device message, with the event id when it could be read."""
+
+    kind: Literal["error"] = "error"
+    code: ErrorCode
+    detail: Annotated[str, Field(max_length=500)]
+    event_id: str | None = None
+    topic: str
+
+
+HubReply = Annotated[Decision | ErrorMessage, Field(discriminator="kind")]
+
+
+# ------------------------------------------------------------------- parsing
+
+
+class ContractError(ValueError):
+    """A payload that breaks the contract, with the error code to answer it with."""
+
+    def __init__(self, code: ErrorCode, detail: str, event_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.event_id = event_id
+
+    def __repr__(self) -> str:
+        return f"ContractError({self.code.value!r}, {self.detail!r}, event_id={self.event_id!r})"
+
+
+_EVENT: TypeAdapter[TapEvent | HeartbeatEvent | TelemetryEvent] = TypeAdapter(DeviceEvent)
+_REPLY: TypeAdapter[Decision | ErrorMessage] = TypeAdapter(HubReply)
+
+
+def _loads(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(
+            ErrorCode.PAYLOAD_TOO_LARGE, f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}"
+        )
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError(ErrorCode.SCHEMA_VIOLATION, "payload must be a JSON object")
+    return data
+
+
+def _event_id_of(data: dict[str, Any]) -> str | None:
+    value = data.get("event_id")
+    return value if isinstance(value, str) and len(value) <= 64 else None
+
+
+def _summary(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "payload"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def parse_event(payload: bytes) -> TapEvent | HeartbeatEvent | TelemetryEvent:
+    """Validate a device event; raise ContractError with the code to answer."""
+    data = _loads(payload)
+    if data.get("v", VERSION) != VERSION:
+        raise ContractError(
+            ErrorCode.UNSUPPORTED_VERSION, f"contract version {data.get('v')!r} is not {VERSION}",
+            _event_id_of(data),
+        )
+    try:
+        return _EVENT.validate_python(data)
+    except ValidationError as exc:
+        raise ContractError(ErrorCode.SCHEMA_VIOLATION, _summary(exc), _event_id_of(data)) from exc
+
+
+def parse_status(payload: bytes) -> DeviceStatus:
+    """Validate a status message (also accepts the bare words ``online``/``offline``)."""
+    if payload in (b"online", b"offline"):
+        return DeviceStatus(state=payload.decode())  # type: ignore[arg-type]
+    data = _loads(payload)
+    try:
+        return DeviceStatus.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(ErrorCode.SCHEMA_VIOLATION, _summary(exc)) from exc
+
+
+def parse_reply(payload: bytes) -> Decision | ErrorMessage:
+    """Validate a message from the hub on a decisions or errors topic."""
+    return _REPLY.validate_json(payload)
+
+
+def parse_command(payload: bytes) -> Command:
+    """Validate a message from the hub on a commands topic."""
+    return Command.model_validate_json(payload)
+
+
+def encode(message: BaseModel) -> bytes:
+    """Serialize any contract message for the wire."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def utcnow() -> datetime:
+    """The current time, UTC and timezone-aware."""
+    return datetime.now(UTC)

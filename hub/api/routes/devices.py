@@ -1,0 +1,43 @@
+"""Devices: readers, locks, terminals and appliances, with their health."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from hub import crud
+from hub.api.deps import Limit, Offset, SessionDep
+from hub.models import Device, DeviceKind, Venue, Zone
+from hub.schemas import DeviceCreate, DevicePublic, DeviceUpdate
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+@router.get("", response_model=list[DevicePublic])
+def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceKind | None = None,
+                 zone_id: str | None = None, limit: Limit = 100, offset: Offset = 0) -> list[Device]:
+    return crud.list_devices(session, venue_id=venue_id, kind=kind, zone_id=zone_id,
+                             limit=limit, offset=offset)
+
+
+@router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED)
+def create_device(body: DeviceCreate, session: SessionDep) -> Device:
+    crud.require(session, Venue, body.venue_id, "venue_id")
+    zone = crud.require(session, Zone, body.zone_id, "zone_id")
+    if zone is not None and zone.venue_id != body.venue_id:
+        raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
+    return crud.add(session, Device.model_validate(body.model_dump()))
+
+
+@router.get("/{device_id}", response_model=DevicePublic)
+def get_device(device_id: str, session: SessionDep) -> Device:
+    return crud.get(session, Device, device_id)
+
+
+@router.patch("/{device_id}", response_model=DevicePublic)
+def update_device(device_id: str, body: DeviceUpdate, session: SessionDep) -> Device:
+    device = crud.get(session, Device, device_id)
+    changes = body.model_dump(exclude_unset=True)
+    zone = crud.require(session, Zone, changes.get("zone_id"), "zone_id")
+    if zone is not None and zone.venue_id != device.venue_id:
+        raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
+    return crud.update(session, device, changes)

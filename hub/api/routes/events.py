@@ -1,0 +1,44 @@
+"""The journey: every tap and its decision, filtered and paged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import AwareDatetime
+
+from hub import crud
+from hub.api.deps import Limit, SessionDep
+from hub.schemas import EventPage, EventPublic
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+@router.get("", response_model=EventPage)
+def list_events(
+    session: SessionDep,
+    guest_id: str | None = None,
+    device_id: str | None = None,
+    zone_id: str | None = None,
+    outcome: Literal["allow", "deny"] | None = None,
+    reason: str | None = None,
+    since: Annotated[AwareDatetime | None, Query(description="Received at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Received before")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Limit = 50,
+) -> EventPage:
+    """Events newest first; follow next_cursor for older ones."""
+    before_id: int | None = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise HTTPException(422, f"cursor: not a cursor this API gave out: {cursor!r}")
+        before_id = int(cursor)
+    if since and until and until <= since:
+        raise HTTPException(422, "until must be after since")
+    rows = crud.list_events(session, guest_id=guest_id, device_id=device_id, zone_id=zone_id,
+                            outcome=outcome, reason=reason, since=since, until=until,
+                            before_id=before_id, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [EventPublic.model_validate(r) for r in rows]
+    return EventPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)

@@ -1,0 +1,34 @@
+"""Zones: areas behind gates and hotel rooms behind doors, with capacity and occupancy."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from hub import crud
+from hub.api.deps import Limit, Offset, SessionDep
+from hub.models import Venue, Zone, ZoneKind
+from hub.schemas import ZoneCreate, ZonePublic, ZoneUpdate
+
+router = APIRouter(prefix="/zones", tags=["zones"])
+
+
+@router.get("", response_model=list[ZonePublic])
+def list_zones(session: SessionDep, venue_id: str | None = None, kind: ZoneKind | None = None,
+               limit: Limit = 100, offset: Offset = 0) -> list[Zone]:
+    return crud.list_zones(session, venue_id=venue_id, kind=kind, limit=limit, offset=offset)
+
+
+@router.post("", response_model=ZonePublic, status_code=status.HTTP_201_CREATED)
+def create_zone(body: ZoneCreate, session: SessionDep) -> Zone:
+    crud.require(session, Venue, body.venue_id, "venue_id")
+    return crud.add(session, Zone.model_validate(body.model_dump()))
+
+
+@router.get("/{zone_id}", response_model=ZonePublic)
+def get_zone(zone_id: str, session: SessionDep) -> Zone:
+    return crud.get(session, Zone, zone_id)
+
+
+@router.patch("/{zone_id}", response_model=ZonePublic)
+def update_zone(zone_id: str, body: ZoneUpdate, session: SessionDep) -> Zone:
+    return crud.update(session, crud.get(session, Zone, zone_id), body.model_dump(exclude_unset=True))

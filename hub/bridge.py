@@ -1,0 +1,184 @@
+"""The MQTT bridge: the only module of the hub that touches paho.
+
+paho's network thread only enqueues messages; one worker thread decides,
+records, publishes the replies and only then acknowledges the message to the
+broker (manual ack), so a message the hub has acknowledged is never lost: if
+the hub stops before the ack, the broker delivers it again and the recorded
+decision is replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy.engine import Engine
+
+from devices.contract import ContractError, ErrorCode
+from devices.topics import ROOT, shared
+from hub.config import Settings
+from hub.ingest import Outcome, handle_message, refuse
+from hub.models import utcnow
+
+log = logging.getLogger(__name__)
+
+_SUBSCRIPTION = f"{ROOT}/#"
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    received: float
+
+
+class Bridge:
+    """Consumes device messages from the broker and answers them."""
+
+    def __init__(self, settings: Settings, engine: Engine,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
+        self._connected = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._mqtt5 = settings.mqtt_protocol == "5"
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
+            clean_session=None if self._mqtt5 else False,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect to the broker, subscribe and start the worker."""
+        host, port = self.settings.mqtt_address
+        self._worker = threading.Thread(target=self._work, name="hub-bridge-worker", daemon=True)
+        self._worker.start()
+        if self._mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
+            self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
+                                 clean_start=False, properties=props)
+        else:
+            self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"the broker at {host}:{port} did not accept the bridge")
+        log.info("bridge connected to mqtt://%s:%d", host, port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, finish those already taken, then disconnect."""
+        if self._connected.is_set():
+            self._client.unsubscribe(self._filter())
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(max(0.1, deadline - time.monotonic()))
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _filter(self) -> str:
+        group = self.settings.mqtt_shared_group
+        return shared(_SUBSCRIPTION, group) if group and self._mqtt5 else _SUBSCRIPTION
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker refused the bridge: %s", rc)
+            return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            # paho leaves Nagle on, which adds 40 ms to every decision.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        options: Any = SubscribeOptions(qos=1) if self._mqtt5 else 1
+        client.subscribe(self._filter(), options)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            log.warning("bridge lost the broker (%s); paho reconnects", rc)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        item = _Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.perf_counter())
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            # Not acknowledged, so the broker keeps it and redelivers it later.
+            self.errors["queue_full"] += 1
+
+    # --------------------------------------------------------------- worker
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages received and not yet answered."""
+        return self._queue.qsize()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._handle(item)
+            finally:
+                self._queue.task_done()
+
+    def _handle(self, item: _Inbound) -> None:
+        self.counters["received"] += 1
+        try:
+            outcome = handle_message(self.engine, item.topic, item.payload, self.clock())
+        except Exception:
+            log.exception("failed to handle a message on %s", item.topic)
+            outcome = refuse(item.topic, ContractError(ErrorCode.INTERNAL,
+                                                       "the hub could not process this message"))
+        self._publish(outcome)
+        if outcome.decision is not None:
+            self.counters["decisions"] += 1
+        if outcome.error is not None:
+            self.errors[outcome.error.value] += 1
+            log.warning("refused a message on %s: %s", item.topic, outcome.error.value)
+        if item.qos > 0:
+            self._client.ack(item.mid, item.qos)
+
+    def _publish(self, outcome: Outcome) -> None:
+        for reply in outcome.replies:
+            self._client.publish(reply.topic, reply.payload, qos=1, retain=reply.retain)
+            self.counters["replies"] += 1
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish a message of the hub (a command, a retained list) at QoS 1."""
+        self._client.publish(topic, payload, qos=1, retain=retain)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for /stats and the console."""
+        return {**self.counters, "errors": dict(self.errors), "queue_depth": self.queue_depth,
+                "connected": self._connected.is_set()}

@@ -1,0 +1,71 @@
+"""The hub's one settings object, read from ``HUB_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything that can be configured; flags of ``hub up`` override these."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    data_dir: Path = Field(Path("hub-data"), description="SQLite file and secrets live here")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/hub.db"
+    )
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+
+    broker_url: str | None = Field(
+        None, description="External broker, mqtt://host:port; unset starts the embedded one"
+    )
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(1883, ge=0, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
+    mqtt_client_id: str = "venuehub-bridge"
+    mqtt_shared_group: str | None = Field(
+        None, description="MQTT 5 shared-subscription group, so several hub workers split traffic"
+    )
+    mqtt_keepalive: int = Field(30, ge=5)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+
+    bridge_queue_size: int = Field(100_000, ge=1, description="Messages awaiting a decision")
+    log_level: str = "INFO"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"broker URL must look like mqtt://host:1883, got {value!r}")
+        return value
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when the hub runs its own broker (no external broker configured)."""
+        return self.broker_url is None
+
+    @property
+    def mqtt_address(self) -> tuple[str, int]:
+        """Host and port the bridge connects to."""
+        if self.broker_url is None:
+            return self.mqtt_host, self.mqtt_port
+        parts = urlsplit(self.broker_url)
+        assert parts.hostname is not None
+        return parts.hostname, parts.port or 1883
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy database URL in force."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"

@@ -1,0 +1,275 @@
+"""Data access: the one way into the database. Keyword-only functions taking a session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, col, select
+
+from hub.entry import Effect
+from hub.models import (
+    Credential,
+    CredentialKind,
+    Device,
+    Entitlement,
+    Event,
+    Guest,
+    Presence,
+    Telemetry,
+    Venue,
+    Zone,
+)
+
+T = TypeVar("T", bound=SQLModel)
+
+
+class NotFound(LookupError):
+    """A referenced row does not exist."""
+
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"{what} {key!r} not found")
+        self.what, self.key = what, key
+
+
+class Conflict(ValueError):
+    """A write that would break a uniqueness or state rule."""
+
+
+class InvalidReference(ValueError):
+    """A request that names a row that does not exist."""
+
+
+def require(session: Session, model: type[T], key: str | None, field: str) -> T | None:
+    """The row ``key`` names, None for None; InvalidReference when it does not exist."""
+    if key is None:
+        return None
+    row = session.get(model, key)
+    if row is None:
+        raise InvalidReference(f"{field}: {model.__name__.lower()} {key!r} does not exist")
+    return row
+
+
+# ---------------------------------------------------------------- generic
+
+
+def get(session: Session, model: type[T], key: str | int) -> T:
+    """Fetch by primary key or raise NotFound."""
+    row = session.get(model, key)
+    if row is None:
+        raise NotFound(model.__name__.lower(), str(key))
+    return row
+
+
+def add(session: Session, row: T) -> T:
+    """Insert a row, turning a unique-constraint violation into Conflict."""
+    session.add(row)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise Conflict(f"{type(row).__name__.lower()} conflicts with an existing one") from exc
+    return row
+
+
+def update(session: Session, row: T, changes: dict[str, Any]) -> T:
+    """Apply a dict of field changes to a row."""
+    for name, value in changes.items():
+        setattr(row, name, value)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def page(
+    session: Session, model: type[T], *, filters: Sequence[Any] = (), limit: int, offset: int
+) -> list[T]:
+    """A page of rows ordered by primary key."""
+    stmt = select(model).where(*filters).offset(offset).limit(limit)
+    pk = sa.inspect(model).primary_key[0]
+    return list(session.exec(stmt.order_by(pk)).all())
+
+
+# ----------------------------------------------------------- tap context
+
+
+def find_credential(session: Session, *, kind: CredentialKind, identifier: str) -> Credential | None:
+    """The credential a device presented, if the hub knows it."""
+    stmt = select(Credential).where(Credential.kind == kind, Credential.identifier == identifier)
+    return session.exec(stmt).first()
+
+
+def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:
+    """All entitlements of a guest, any status."""
+    return list(session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id)).all())
+
+
+def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
+    """Whether the guest's last accepted tap put them inside the zone."""
+    row = session.get(Presence, (guest_id, zone_id))
+    return bool(row and row.inside)
+
+
+def apply_effect(
+    session: Session, *, guest_id: str, zone_id: str, effect: Effect, now: datetime
+) -> bool:
+    """Move a guest in or out of a zone; False when the state changed since it was read.
+
+    Conditional UPDATEs make this safe with several workers: a zone is never
+    filled past its capacity and a guest never counted inside twice.
+    """
+    if effect is Effect.NONE:
+        return True
+    entering = effect is Effect.ENTER
+    if session.get(Presence, (guest_id, zone_id)) is None:
+        try:
+            with session.begin_nested():
+                session.add(Presence(guest_id=guest_id, zone_id=zone_id, inside=False,
+                                     updated_at=now))
+                session.flush()
+        except sa.exc.IntegrityError:
+            pass  # another worker created it; the conditional update below decides.
+    moved = session.execute(
+        sa.update(Presence)
+        .where(col(Presence.guest_id) == guest_id, col(Presence.zone_id) == zone_id,
+               col(Presence.inside) == (not entering))
+        .values(inside=entering, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if not entering:
+        # An exit with the count already at 0 (say, after a manual reset) is still an exit.
+        session.execute(
+            sa.update(Zone).where(col(Zone.id) == zone_id, col(Zone.occupancy) > 0)
+            .values(occupancy=Zone.occupancy - 1).execution_options(synchronize_session=False)
+        )
+        return True
+    counted = session.execute(
+        sa.update(Zone)
+        .where(col(Zone.id) == zone_id,
+               sa.or_(col(Zone.capacity).is_(None), col(Zone.occupancy) < col(Zone.capacity)))
+        .values(occupancy=Zone.occupancy + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return counted.rowcount == 1  # type: ignore[attr-defined]
+
+
+def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:
+    """A tap already recorded under this (device, event id): the idempotency key."""
+    stmt = select(Event).where(Event.device_id == device_id, Event.event_id == event_id)
+    return session.exec(stmt).first()
+
+
+def record_device_seen(
+    session: Session, *, device_id: str, now: datetime, online: bool | None = None,
+    battery_pct: int | None = None, firmware: str | None = None,
+) -> None:
+    """Update a device's health from a heartbeat or a status message."""
+    values: dict[str, Any] = {"last_seen": now}
+    if online is not None:
+        values["online"] = online
+    if battery_pct is not None:
+        values["battery_pct"] = battery_pct
+    if firmware is not None:
+        values["firmware"] = firmware
+    session.execute(
+        sa.update(Device).where(col(Device.id) == device_id).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_telemetry(session: Session, *, row: Telemetry) -> bool:
+    """Store a reading once; False when it was a duplicate delivery."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ queries
+
+
+def list_devices(
+    session: Session, *, venue_id: str | None, kind: str | None, zone_id: str | None,
+    limit: int, offset: int,
+) -> list[Device]:
+    filters = [c for c in (
+        Device.venue_id == venue_id if venue_id else None,
+        Device.kind == kind if kind else None,
+        Device.zone_id == zone_id if zone_id else None,
+    ) if c is not None]
+    return page(session, Device, filters=filters, limit=limit, offset=offset)
+
+
+def list_zones(
+    session: Session, *, venue_id: str | None, kind: str | None, limit: int, offset: int
+) -> list[Zone]:
+    filters = [c for c in (
+        Zone.venue_id == venue_id if venue_id else None,
+        Zone.kind == kind if kind else None,
+    ) if c is not None]
+    return page(session, Zone, filters=filters, limit=limit, offset=offset)
+
+
+def list_guests(session: Session, *, q: str | None, limit: int, offset: int) -> list[Guest]:
+    filters = []
+    if q:
+        like = f"%{q.lower()}%"
+        filters.append(sa.or_(sa.func.lower(Guest.name).like(like),
+                              sa.func.lower(Guest.display_name).like(like),
+                              sa.func.lower(Guest.email).like(like)))
+    return page(session, Guest, filters=filters, limit=limit, offset=offset)
+
+
+def list_credentials(
+    session: Session, *, guest_id: str | None, kind: str | None, identifier: str | None,
+    limit: int, offset: int,
+) -> list[Credential]:
+    filters = [c for c in (
+        Credential.guest_id == guest_id if guest_id else None,
+        Credential.kind == kind if kind else None,
+        Credential.identifier == identifier if identifier else None,
+    ) if c is not None]
+    return page(session, Credential, filters=filters, limit=limit, offset=offset)
+
+
+def list_entitlements(
+    session: Session, *, guest_id: str | None, kind: str | None, limit: int, offset: int
+) -> list[Entitlement]:
+    filters = [c for c in (
+        Entitlement.guest_id == guest_id if guest_id else None,
+        Entitlement.kind == kind if kind else None,
+    ) if c is not None]
+    return page(session, Entitlement, filters=filters, limit=limit, offset=offset)
+
+
+def list_venues(session: Session, *, limit: int, offset: int) -> list[Venue]:
+    return page(session, Venue, limit=limit, offset=offset)
+
+
+def list_events(
+    session: Session, *, guest_id: str | None = None, device_id: str | None = None,
+    zone_id: str | None = None, outcome: str | None = None, reason: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
+    before_id: int | None = None, limit: int = 50,
+) -> list[Event]:
+    """The journey, newest first, with keyset pagination on the event's row id."""
+    stmt = select(Event)
+    for column, value in ((Event.guest_id, guest_id), (Event.device_id, device_id),
+                          (Event.zone_id, zone_id), (Event.outcome, outcome),
+                          (Event.reason, reason)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if since is not None:
+        stmt = stmt.where(col(Event.received_at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(Event.received_at) < until)
+    if before_id is not None:
+        stmt = stmt.where(col(Event.id) < before_id)
+    return list(session.exec(stmt.order_by(col(Event.id).desc()).limit(limit)).all())

@@ -1,0 +1,108 @@
+"""The demo venue: a park with gates, a hotel with ten smart rooms, shops, and twenty guests.
+
+Seeding is idempotent: rows are keyed by fixed ids, so seeding again adds
+nothing; the demo guests' tickets and stays are moved to start today, so a
+demo seeded last week still opens its gates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from hub.db import session_scope
+from hub.models import (
+    Credential,
+    CredentialKind,
+    Device,
+    DeviceKind,
+    Direction,
+    Entitlement,
+    EntitlementKind,
+    Guest,
+    Venue,
+    Zone,
+    ZoneKind,
+)
+
+VENUE_ID = "demo-resort"
+ROOMS = [f"{n}" for n in range(101, 111)]
+FIRST_NAMES = ["Charlie", "Ana", "Bo", "Dana", "Eli", "Farah", "Gus", "Hana", "Ivo", "Jun",
+               "Kai", "Lena", "Milo", "Nia", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tess"]
+LAST_NAMES = ["Baker", "Lopez", "Chen", "Okafor", "Novak", "Haddad", "Berg", "Sato", "Petrov",
+              "Kim", "Silva", "Meyer", "Rossi", "Diallo", "Aziz", "Larsen", "Byrne", "Costa",
+              "Nair", "Walsh"]
+
+
+def wristband_uid(n: int) -> str:
+    """The demo wristband UID of guest number ``n`` (7-byte NFC UID, hex)."""
+    return f"04A1{n:010d}"
+
+
+def _rows(day: datetime) -> list[SQLModel]:
+    rows: list[SQLModel] = [Venue(id=VENUE_ID, name="Demo Resort", timezone="UTC")]
+    rows += [
+        Zone(id="park", venue_id=VENUE_ID, name="Theme park", capacity=2000, anti_passback=True),
+        Zone(id="water-park", venue_id=VENUE_ID, name="Water park", capacity=300,
+             anti_passback=True),
+    ]
+    rows += [Zone(id=f"room-{r}", venue_id=VENUE_ID, name=f"Room {r}", kind=ZoneKind.ROOM)
+             for r in ROOMS]
+    gates = [("gate-park-in-1", "park", Direction.IN), ("gate-park-in-2", "park", Direction.IN),
+             ("gate-park-out-1", "park", Direction.OUT),
+             ("gate-water-in-1", "water-park", Direction.IN),
+             ("gate-water-out-1", "water-park", Direction.OUT)]
+    rows += [Device(id=d, venue_id=VENUE_ID, kind=DeviceKind.GATE, name=d.replace("-", " "),
+                    zone_id=z, direction=dr) for d, z, dr in gates]
+    for r in ROOMS:
+        for kind, prefix in ((DeviceKind.DOOR_LOCK, "lock"), (DeviceKind.THERMOSTAT, "thermostat"),
+                             (DeviceKind.LIGHT, "light"), (DeviceKind.DISPLAY, "display")):
+            rows.append(Device(id=f"{prefix}-{r}", venue_id=VENUE_ID, kind=kind,
+                               name=f"Room {r} {prefix}", zone_id=f"room-{r}"))
+    rows += [Device(id=p, venue_id=VENUE_ID, kind=DeviceKind.POS, name=p)
+             for p in ("pos-cafe-1", "pos-shop-1", "pos-bar-1")]
+    rows.append(Device(id="kiosk-lobby-1", venue_id=VENUE_ID, kind=DeviceKind.KIOSK,
+                       name="Lobby kiosk"))
+    for i in range(1, 21):
+        gid = f"guest-{i:02d}"
+        first, last = FIRST_NAMES[i - 1], LAST_NAMES[i - 1]
+        rows.append(Guest(id=gid, name=f"{first} {last}", display_name=first,
+                          email=f"{first.lower()}.{last.lower()}@example.com"))
+        rows.append(Credential(id=f"band-{gid}", guest_id=gid, kind=CredentialKind.WRISTBAND,
+                               identifier=wristband_uid(i), label="wristband"))
+        rows.append(Credential(id=f"phone-{gid}", guest_id=gid, kind=CredentialKind.PHONE_KEY,
+                               identifier=f"pk-{gid}", label="phone"))
+        rows.append(Entitlement(id=f"ticket-{gid}", guest_id=gid, kind=EntitlementKind.TICKET,
+                                zone_ids=["park"], valid_from=day,
+                                valid_until=day + timedelta(days=3)))
+        room = ROOMS[(i - 1) % len(ROOMS)]
+        rows.append(Entitlement(id=f"stay-{gid}", guest_id=gid, kind=EntitlementKind.ROOM,
+                                zone_ids=[f"room-{room}"], valid_from=day,
+                                valid_until=day + timedelta(days=3)))
+    return rows
+
+
+def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Create what is missing of the demo venue; return a summary for the banner."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    created = 0
+    with session_scope(engine) as session:
+        for row in _rows(day):
+            created += _ensure(session, row)
+    return {"venue": VENUE_ID, "created": created, "guests": 20, "rooms": len(ROOMS)}
+
+
+def _ensure(session: Session, row: SQLModel) -> int:
+    key = row.id  # type: ignore[attr-defined]
+    existing = session.get(type(row), key)
+    if existing is None:
+        session.add(row)
+        session.flush()
+        return 1
+    if isinstance(row, Entitlement) and isinstance(existing, Entitlement):
+        if existing.valid_until < row.valid_from:  # an old demo: start its stays today
+            existing.valid_from, existing.valid_until = row.valid_from, row.valid_until
+    return 0

@@ -1,0 +1,220 @@
+"""From a device message to what the hub records and answers; no MQTT here.
+
+The bridge hands each message to :func:`handle_message`; it returns the
+replies to publish. Every reply is produced only after the transaction that
+records the event has committed, so a decision a device sees is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from devices.contract import (
+    ContractError,
+    Decision,
+    EntryReason,
+    ErrorCode,
+    ErrorMessage,
+    HeartbeatEvent,
+    TapEvent,
+    TelemetryEvent,
+    encode,
+    parse_event,
+    parse_status,
+)
+from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
+from hub import crud
+from hub.db import session_scope
+from hub.entry import EntryContext, decide_entry
+from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Venue, Zone
+
+log = logging.getLogger(__name__)
+
+# Attempts at a tap whose zone state changed between read and write (another worker won).
+_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for the bridge to publish."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+@dataclass
+class Outcome:
+    """What handling one message produced: replies, and an error code to count."""
+
+    replies: list[Outgoing] = field(default_factory=list)
+    error: ErrorCode | None = None
+    decision: Decision | None = None
+
+
+def refuse(topic: str, err: ContractError) -> Outcome:
+    """Answer a refused message on its device's errors topic, when the topic names one."""
+    where = device_of(topic)
+    if where is None:
+        return Outcome(error=err.code)
+    message = ErrorMessage(code=err.code, detail=err.detail[:500], event_id=err.event_id,
+                           topic=topic)
+    reply = Outgoing(device_topic(where[0], where[1], Channel.ERRORS), encode(message))
+    return Outcome(replies=[reply], error=err.code)
+
+
+def handle_message(engine: Engine, topic: str, payload: bytes, now: datetime) -> Outcome:
+    """Validate, decide, record and answer one message from the broker."""
+    try:
+        where = parse_topic(topic)
+    except TopicError as exc:
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC, str(exc)))
+    if where.channel is Channel.STATUS:
+        return _handle_status(engine, where.venue, where.device, payload, now)
+    if where.channel is not Channel.EVENTS:
+        return Outcome()  # the hub's own replies, echoed by the broker
+    try:
+        event = parse_event(payload)
+    except ContractError as exc:
+        return refuse(topic, exc)
+    if isinstance(event, TapEvent):
+        return _handle_tap(engine, topic, where.venue, where.device, event, now)
+    return _handle_report(engine, topic, where.venue, where.device, event, now)
+
+
+def _handle_status(engine: Engine, venue: str, device_id: str, payload: bytes,
+                   now: datetime) -> Outcome:
+    try:
+        status = parse_status(payload)
+    except ContractError as exc:
+        return Outcome(error=exc.code)  # retained junk: count it, never answer it forever
+    with session_scope(engine) as session:
+        device = session.get(Device, device_id)
+        if device is None or device.venue_id != venue:
+            return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
+        crud.record_device_seen(session, device_id=device_id, now=now,
+                                online=status.state == "online")
+    return Outcome()
+
+
+def _handle_report(engine: Engine, topic: str, venue: str, device_id: str,
+                   event: HeartbeatEvent | TelemetryEvent, now: datetime) -> Outcome:
+    with session_scope(engine) as session:
+        device = session.get(Device, device_id)
+        if device is None or device.venue_id != venue:
+            return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
+                                               f"device {device_id!r} is not registered",
+                                               event.event_id))
+        data = event.model_dump(mode="json", exclude={"v", "kind", "event_id", "ts"},
+                                exclude_none=True)
+        crud.record_telemetry(session, row=Telemetry(
+            device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
+            received_at=now, data=data))
+        if isinstance(event, HeartbeatEvent):
+            crud.record_device_seen(session, device_id=device_id, now=now, online=True,
+                                    battery_pct=event.battery_pct, firmware=event.firmware)
+        else:
+            crud.record_device_seen(session, device_id=device_id, now=now)
+    return Outcome()
+
+
+def _decision_of(event: Event) -> Decision:
+    return Decision(event_id=event.event_id, outcome=event.outcome,  # type: ignore[arg-type]
+                    reason=EntryReason(event.reason), text=event.text,
+                    guest_name=event.guest_name, zone_id=event.zone_id,
+                    decided_at=event.decided_at)
+
+
+def _identifier(tap: TapEvent) -> tuple[CredentialKind, str]:
+    cred = tap.credential
+    if cred.type == "wristband":
+        return CredentialKind.WRISTBAND, cred.uid.upper()
+    return CredentialKind.PHONE_KEY, cred.key_id
+
+
+def _load_context(session: Session, venue: str, device: Device | None,
+                  tap: TapEvent) -> EntryContext:
+    """Read everything the entry decision depends on, inside the tap's transaction."""
+    kind, identifier = _identifier(tap)
+    credential = crud.find_credential(session, kind=kind, identifier=identifier)
+    guest = session.get(Guest, credential.guest_id) if credential else None
+    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
+    if zone is not None:
+        session.refresh(zone)  # occupancy is changed by conditional UPDATEs
+    venue_row = session.get(Venue, venue)
+    return EntryContext(
+        device=device,
+        credential=credential,
+        guest=guest,
+        zone=zone,
+        entitlements=tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else (),
+        inside=bool(guest and zone and crud.is_inside(session, guest_id=guest.id,
+                                                        zone_id=zone.id)),
+        requested_direction=Direction(tap.direction) if tap.direction else None,
+        venue_timezone=venue_row.timezone if venue_row else "UTC",
+    )
+
+
+def _handle_tap(engine: Engine, topic: str, venue: str, device_id: str, tap: TapEvent,
+                now: datetime) -> Outcome:
+    for _attempt in range(_MAX_ATTEMPTS):
+        try:
+            return _try_tap(engine, topic, venue, device_id, tap, now)
+        except _StateChanged:
+            continue
+        except sa.exc.IntegrityError:
+            continue  # a concurrent worker recorded the same event: the retry replays it
+    raise RuntimeError(f"tap {tap.event_id} kept losing races after {_MAX_ATTEMPTS} attempts")
+
+
+class _StateChanged(Exception):
+    """Zone state moved between read and conditional write; decide again."""
+
+
+def _try_tap(engine: Engine, topic: str, venue: str, device_id: str, tap: TapEvent,
+             now: datetime) -> Outcome:
+    kind, identifier = _identifier(tap)
+    with session_scope(engine) as session:
+        seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+        if seen is not None:
+            return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
+                           != EntryReason.UNKNOWN_DEVICE, tap=tap)
+        device = session.get(Device, device_id)
+        if device is not None and device.venue_id != venue:
+            device = None  # a device id under another venue's topic is not this device
+        ctx = _load_context(session, venue, device, tap)
+        decision = decide_entry(ctx, now)
+        credential = ctx.credential
+        if decision.allowed and device is not None and device.zone_id and credential:
+            if not crud.apply_effect(session, guest_id=credential.guest_id,
+                                     zone_id=device.zone_id, effect=decision.effect, now=now):
+                raise _StateChanged
+        row = Event(
+            device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
+            received_at=now, device_ts=tap.ts, credential_kind=kind.value,
+            credential_ref=identifier, credential_id=credential.id if credential else None,
+            guest_id=credential.guest_id if credential else None,
+            zone_id=device.zone_id if device else None,
+            direction=decision.direction.value if decision.direction else None,
+            outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
+            guest_name=decision.guest_name, decided_at=now,
+        )
+        session.add(row)
+        session.flush()
+    return _answer(topic, venue, device_id, _decision_of(row), known=device is not None, tap=tap)
+
+
+def _answer(topic: str, venue: str, device_id: str, decision: Decision, *, known: bool,
+            tap: TapEvent) -> Outcome:
+    if not known:
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
+                                           f"device {device_id!r} is not registered",
+                                           tap.event_id))
+    reply = Outgoing(device_topic(venue, device_id, Channel.DECISIONS), encode(decision))
+    return Outcome(replies=[reply], decision=decision)

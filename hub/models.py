@@ -1,0 +1,217 @@
+"""The hub's tables: venues, zones, devices, guests, credentials, entitlements, the journey.
+
+Every piece of state a decision depends on (presence for anti-passback, zone
+occupancy, the idempotency of events) lives here, behind transactions and
+unique constraints, so several hub workers can share one database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, timezone-aware."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh opaque id."""
+    return uuid.uuid4().hex
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _json(**kw: Any) -> Any:
+    return Field(sa_type=sa.JSON, **kw)
+
+
+class DeviceKind(StrEnum):
+    GATE = "gate"
+    DOOR_LOCK = "door_lock"
+    POS = "pos"
+    KIOSK = "kiosk"
+    THERMOSTAT = "thermostat"
+    LIGHT = "light"
+    DISPLAY = "display"
+    FRIDGE_DISPLAY = "fridge_display"
+    WATCH = "watch"
+
+
+class ZoneKind(StrEnum):
+    AREA = "area"
+    ROOM = "room"
+
+
+class CredentialKind(StrEnum):
+    WRISTBAND = "wristband"
+    PHONE_KEY = "phone_key"
+
+
+class CredentialStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    LOST = "lost"
+    REVOKED = "revoked"
+
+
+class EntitlementKind(StrEnum):
+    TICKET = "ticket"
+    ROOM = "room"
+    STAFF = "staff"
+
+
+class EntitlementStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Venue(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Zone(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    venue_id: str = Field(foreign_key="venue.id", index=True)
+    name: str = Field(max_length=200)
+    kind: ZoneKind = ZoneKind.AREA
+    capacity: int | None = Field(default=None, ge=0)
+    anti_passback: bool = False
+    # Updated only by conditional UPDATEs, so concurrent workers can never overfill a zone.
+    occupancy: int = Field(default=0, ge=0)
+
+
+class Device(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    venue_id: str = Field(foreign_key="venue.id", index=True)
+    kind: DeviceKind
+    name: str = Field(max_length=200)
+    zone_id: str | None = Field(default=None, foreign_key="zone.id", index=True)
+    direction: Direction | None = None
+    enabled: bool = True
+    online: bool = False
+    last_seen: datetime | None = _ts(default=None)
+    battery_pct: int | None = None
+    firmware: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Guest(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    display_name: str | None = Field(default=None, max_length=80)
+    email: str | None = Field(default=None, max_length=320)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Credential(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("kind", "identifier", name="uq_credential_identifier"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    guest_id: str = Field(foreign_key="guest.id", index=True)
+    kind: CredentialKind
+    # Upper-case hex UID of a wristband, or the key id of a phone key.
+    identifier: str = Field(max_length=128)
+    status: CredentialStatus = CredentialStatus.ACTIVE
+    label: str | None = Field(default=None, max_length=80)
+    created_at: datetime = _ts(default_factory=utcnow)
+    status_changed_at: datetime = _ts(default_factory=utcnow)
+
+
+class Entitlement(SQLModel, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    guest_id: str = Field(foreign_key="guest.id", index=True)
+    kind: EntitlementKind
+    zone_ids: list[str] = _json(default_factory=list)
+    valid_from: datetime = _ts()
+    valid_until: datetime = _ts()
+    # Weekly windows in the venue's time zone: [{"days": [0-6], "start": "HH:MM", "end": "HH:MM"}].
+    schedule: list[dict[str, Any]] | None = _json(default=None)
+    status: EntitlementStatus = EntitlementStatus.ACTIVE
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Presence(SQLModel, table=True):
+    """Whether a guest is inside a zone: the state behind anti-passback."""
+
+    guest_id: str = Field(foreign_key="guest.id", primary_key=True)
+    zone_id: str = Field(foreign_key="zone.id", primary_key=True)
+    inside: bool = False
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """One tap and its decision: the guest's journey. Recorded once per (device, event_id)."""
+
+    __table_args__ = (sa.UniqueConstraint("device_id", "event_id", name="uq_event_device_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Not a foreign key: taps from unknown devices are recorded too, for the audit.
+    device_id: str = Field(max_length=64, index=True)
+    venue_id: str = Field(max_length=64)
+    event_id: str = Field(max_length=64)
+    kind: str = Field(default="tap", max_length=16)
+    received_at: datetime = _ts(index=True)
+    device_ts: datetime | None = _ts(default=None)
+    credential_kind: str | None = Field(default=None, max_length=16)
+    credential_ref: str | None = Field(default=None, max_length=128)
+    credential_id: str | None = Field(default=None, index=True)
+    guest_id: str | None = Field(default=None, index=True)
+    zone_id: str | None = Field(default=None, index=True)
+    direction: str | None = Field(default=None, max_length=8)
+    outcome: str = Field(max_length=16, index=True)
+    reason: str = Field(max_length=40)
+    text: str = Field(max_length=80)
+    guest_name: str | None = Field(default=None, max_length=80)
+    decided_at: datetime = _ts()
+
+
+class Telemetry(SQLModel, table=True):
+    """Raw readings and heartbeats of devices, kept for the retention period."""
+
+    __table_args__ = (sa.UniqueConstraint("device_id", "event_id", name="uq_telemetry_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True)
+    event_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    ts: datetime = _ts()
+    received_at: datetime = _ts(index=True)
+    data: dict[str, Any] = _json(default_factory=dict)

@@ -1,0 +1,180 @@
+"""``hub-sim``: play devices against a running hub (single taps, scenarios, load).
+
+Exit codes: 0 as expected, 1 when the hub answered but not as expected (an
+error, a timeout, a decision that differs from the script), 2 when the hub or
+its broker could not be reached (or there was nothing to run against).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from devices.client import HubError, NoReply, credential_from_text
+from simulators.load import render_report, run_load
+from simulators.readers import Broker, ReaderPool, connect_device, parse_broker_url
+from simulators.rest import HubApi, HubApiError, HubUnreachable
+from simulators.scenarios import SCENARIOS, Run, Scenario
+from simulators.scenarios.runner import EXIT_UNREACHABLE, play
+
+app = typer.Typer(
+    name="hub-sim", help="Simulated gates, locks, wristbands and phone keys for a venue hub.",
+    no_args_is_help=True, add_completion=False,
+)
+scenario_app = typer.Typer(help="Scripted journeys; exit 1 when the hub strays from the script.",
+                           no_args_is_help=True)
+app.add_typer(scenario_app, name="scenario")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The global options, shared by every command."""
+
+    api: str
+    broker: Broker
+    venue: str
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+def _broker(value: str) -> Broker:
+    try:
+        return parse_broker_url(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    api: Annotated[str, typer.Option(envvar="HUB_SIM_API", help="The hub's REST address.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    broker: Annotated[
+        str, typer.Option(envvar="HUB_SIM_BROKER", help="The MQTT broker, mqtt://host:port.")
+    ] = "mqtt://127.0.0.1:1883",
+    venue: Annotated[str, typer.Option(envvar="HUB_SIM_VENUE", help="The venue id.")] = (
+        "demo-resort"
+    ),
+) -> None:
+    """Simulated devices for a venue hub."""
+    ctx.obj = Settings(api=api, broker=_broker(broker), venue=venue)
+
+
+@app.command()
+def tap(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Option("--device", "-d", help="The reader to tap at.")],
+    credential: Annotated[
+        str, typer.Option("--credential", "-c", help="A hex UID (wristband) or a phone key id.")
+    ],
+    direction: Annotated[
+        Direction | None, typer.Option(help="For readers that serve both ways.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+    ] = 5.0,
+) -> None:
+    """Tap one credential at one reader and print the hub's decision."""
+    settings: Settings = ctx.obj
+    cred = credential_from_text(credential)
+    try:
+        client = connect_device(settings.venue, device, settings.broker)
+    except OSError as exc:
+        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    try:
+        started = time.perf_counter()
+        decision = client.tap(
+            cred, direction=direction.value if direction else None, timeout=timeout
+        )
+        ms = (time.perf_counter() - started) * 1000
+    except NoReply as exc:
+        err.print(f"[bold red]no decision:[/] {exc}")
+        raise typer.Exit(1) from None
+    except HubError as exc:
+        err.print(f"[bold red]hub error:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    style = "bold green" if decision.outcome == "allow" else "bold red"
+    out.print(
+        f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
+        f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
+        f"zone: {decision.zone_id or '-'}  {ms:.1f} ms"
+    )
+
+
+def _scenario_command(name: str, scenario: Scenario) -> None:
+    def command(
+        ctx: typer.Context,
+        timeout: Annotated[
+            float, typer.Option(min=0.1, help="Seconds to wait per decision.")
+        ] = 5.0,
+    ) -> None:
+        settings: Settings = ctx.obj
+        with HubApi(settings.api) as api, ReaderPool(settings.venue, settings.broker) as readers:
+            run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout)
+            code = play(name, scenario, run, out)
+        raise typer.Exit(code)
+
+    command.__doc__ = scenario.__doc__
+    scenario_app.command(name)(command)
+
+
+for _name, _scenario in SCENARIOS.items():
+    _scenario_command(_name, _scenario)
+
+
+@app.command()
+def load(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(min=0.1, help="Taps per second, over all devices.")],
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds of sending.")],
+    devices: Annotated[int, typer.Option(min=1, help="Door locks to play (one client each).")] = 10,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for late replies.")
+    ] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Open-loop taps at door locks by guests of those rooms; every tap should be allowed."""
+    settings: Settings = ctx.obj
+    try:
+        with HubApi(settings.api) as api:
+            report = run_load(
+                api, settings.venue, settings.broker, rate=rate, duration=duration,
+                devices=devices, timeout=timeout, log=None if as_json else err,
+            )
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable:[/] {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]the hub refused a REST call:[/] {exc}")
+        raise typer.Exit(1) from None
+    except LookupError as exc:
+        err.print(f"[bold red]nothing to load:[/] {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except OSError as exc:
+        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        render_report(report, out)
+    raise typer.Exit(1 if report.errors else 0)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,220 @@
+"""A small typed client for the hub's REST API (only the calls the simulators need).
+
+Responses are validated into models, so a hub that drifts from the API sketch
+fails here with a clear message instead of deep inside a scenario.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+API_PREFIX = "/api/v1"
+
+CredentialKind = Literal["wristband", "phone_key"]
+CredentialStatus = Literal["active", "suspended", "lost", "revoked"]
+EntitlementKind = Literal["ticket", "room", "staff"]
+
+
+class HubUnreachable(ConnectionError):
+    """The REST API did not answer at all (connection refused, DNS, timeout)."""
+
+
+class HubApiError(RuntimeError):
+    """The hub answered a REST call with 4xx/5xx (or with a body outside the sketch)."""
+
+    def __init__(self, method: str, path: str, status: int, detail: str) -> None:
+        super().__init__(f"{method} {path} -> {status}: {detail}")
+        self.method, self.path, self.status, self.detail = method, path, status, detail
+
+
+class _Out(BaseModel):
+    # Extra fields are fine: the sketch lists what we rely on, not all the hub may send.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Guest(_Out):
+    id: str
+    name: str
+    display_name: str | None = None
+
+
+class Credential(_Out):
+    id: str
+    guest_id: str
+    kind: CredentialKind
+    identifier: str
+    status: CredentialStatus
+    label: str | None = None
+
+
+class Entitlement(_Out):
+    id: str
+    guest_id: str
+    kind: EntitlementKind
+    zone_ids: list[str]
+    valid_from: datetime
+    valid_until: datetime
+    schedule: list[dict[str, Any]] | None = None
+    status: Literal["active", "cancelled"] = "active"
+
+
+class Device(_Out):
+    id: str
+    venue_id: str
+    kind: str
+    name: str
+    zone_id: str | None = None
+    direction: Literal["in", "out"] | None = None
+    enabled: bool = True
+
+
+M = TypeVar("M", bound=_Out)
+
+
+def api_base(url: str) -> str:
+    """The API root for a hub address; ``http://h:8000`` and ``http://h:8000/api/v1`` both work."""
+    root = url.strip().rstrip("/")
+    return root if root.endswith(API_PREFIX) else root + API_PREFIX
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The hub's ``detail`` in one line (FastAPI's 422 detail is a list of problems)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+class HubApi:
+    """The hub's REST API v1 over httpx."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self.base_url = api_base(url)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubApi:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- plumbing
+
+    def request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Any:
+        """One call; the decoded JSON body, or HubApiError / HubUnreachable."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, params=query, json=json)
+        except httpx.TransportError as exc:
+            raise HubUnreachable(f"hub API not reachable at {self.base_url}: {exc}") from exc
+        if response.is_error:
+            raise HubApiError(method, path, response.status_code, error_detail(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise HubApiError(method, path, response.status_code, "response is not JSON") from None
+
+    def _one(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        body = self.request(method, path, **kw)
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise HubApiError(method, path, 200, f"unexpected response: {exc}") from None
+
+    def _list(self, model: type[M], path: str, params: dict[str, Any]) -> list[M]:
+        body = self.request("GET", path, params=params)
+        # The sketch gives plain arrays for lists; accept an {"items": [...]} page as well,
+        # but only a complete one: following cursors is not worth it for these lists.
+        if isinstance(body, dict) and "items" in body:
+            if body.get("next_cursor"):
+                raise HubApiError("GET", path, 200, "paginated list; the simulator reads one page")
+            body = body["items"]
+        try:
+            return TypeAdapter(list[model]).validate_python(body)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise HubApiError("GET", path, 200, f"unexpected response: {exc}") from None
+
+    # ---------------------------------------------------------------- calls
+
+    def health(self) -> dict[str, Any]:
+        body = self.request("GET", "/health")
+        if not isinstance(body, dict):
+            raise HubApiError("GET", "/health", 200, f"unexpected response: {body!r}")
+        return body
+
+    def create_guest(self, name: str, display_name: str | None = None) -> Guest:
+        payload = {"name": name, "display_name": display_name}
+        return self._one(Guest, "POST", "/guests", json=_compact(payload))
+
+    def create_credential(
+        self, guest_id: str, kind: CredentialKind, identifier: str | None = None,
+        label: str | None = None,
+    ) -> Credential:
+        payload = {"guest_id": guest_id, "kind": kind, "identifier": identifier, "label": label}
+        return self._one(Credential, "POST", "/credentials", json=_compact(payload))
+
+    def set_credential_status(self, credential_id: str, status: CredentialStatus) -> Credential:
+        return self._one(
+            Credential, "PATCH", f"/credentials/{credential_id}", json={"status": status}
+        )
+
+    def credentials(
+        self, guest_id: str | None = None, kind: CredentialKind | None = None,
+        identifier: str | None = None,
+    ) -> list[Credential]:
+        params = {"guest_id": guest_id, "kind": kind, "identifier": identifier}
+        return self._list(Credential, "/credentials", params)
+
+    def create_entitlement(
+        self, guest_id: str, kind: EntitlementKind, zone_ids: list[str],
+        valid_from: datetime, valid_until: datetime,
+    ) -> Entitlement:
+        payload = {
+            "guest_id": guest_id, "kind": kind, "zone_ids": zone_ids,
+            "valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(),
+        }
+        return self._one(Entitlement, "POST", "/entitlements", json=payload)
+
+    def entitlements(
+        self, guest_id: str | None = None, kind: EntitlementKind | None = None
+    ) -> list[Entitlement]:
+        return self._list(Entitlement, "/entitlements", {"guest_id": guest_id, "kind": kind})
+
+    def devices(
+        self, venue_id: str | None = None, kind: str | None = None, zone_id: str | None = None
+    ) -> list[Device]:
+        params = {"venue_id": venue_id, "kind": kind, "zone_id": zone_id}
+        return self._list(Device, "/devices", params)
+
+
+def _compact(payload: dict[str, Any]) -> dict[str, Any]:
+    """Leave out unset optional fields rather than sending nulls."""
+    return {k: v for k, v in payload.items() if v is not None}

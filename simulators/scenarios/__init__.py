@@ -1,0 +1,21 @@
+"""Scripted journeys played against a running hub.
+
+To add a scenario: write ``def my_scenario(run: Run) -> None`` in a module of
+this package (its docstring is the command's help) and add it to ``SCENARIOS``;
+``hub-sim scenario <name>`` picks it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from simulators.scenarios.park_day import park_day
+from simulators.scenarios.runner import Run
+
+Scenario = Callable[[Run], None]
+
+SCENARIOS: dict[str, Scenario] = {
+    "park-day": park_day,
+}
+
+__all__ = ["SCENARIOS", "Run", "Scenario"]
