@@ -23,7 +23,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
 
 from devices.contract import ContractError, ErrorCode
@@ -58,6 +57,7 @@ class Bridge:
         self.errors: Counter[str] = Counter()
         self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
         self._connected = threading.Event()
+        self._last_message = 0.0
         self._worker: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
         self._client = mqtt.Client(
@@ -94,6 +94,16 @@ class Bridge:
             raise ConnectionError(f"the broker at {host}:{port} did not accept the bridge")
         log.info("bridge connected to mqtt://%s:%d", host, port)
 
+    def drain(self, quiet: float = 0.25, timeout: float = 10.0) -> bool:
+        """Wait until every message taken is answered and none arrived for ``quiet`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idle = time.perf_counter() - self._last_message
+            if not self._queue.unfinished_tasks and idle >= quiet:
+                return True
+            time.sleep(0.01)
+        return False
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, finish those already taken, then disconnect."""
         if self._connected.is_set():
@@ -119,16 +129,17 @@ class Bridge:
         if isinstance(sock, socket.socket):
             # paho leaves Nagle on, which adds 40 ms to every decision.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        options: Any = SubscribeOptions(qos=1) if self._mqtt5 else 1
-        client.subscribe(self._filter(), options)
+        client.subscribe(self._filter(), qos=1)
         self._connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._connected.clear()
         if rc.is_failure:
             log.warning("bridge lost the broker (%s); paho reconnects", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = _Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.perf_counter())
+        self._last_message = item.received
         try:
             self._queue.put_nowait(item)
         except queue.Full:

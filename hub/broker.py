@@ -57,3 +57,5 @@ class EmbeddedBroker:
                 log.exception("embedded broker did not shut down cleanly")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()

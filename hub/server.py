@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+import time
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
 from hub.api.main import create_app
 from hub.bridge import Bridge
@@ -18,31 +24,90 @@ from hub.models import utcnow
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings, *, demo: bool = False,
-        announce: Callable[[Settings, dict[str, object] | None], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then stop in order: HTTP, bridge (drained), broker."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_db_engine(settings.database, sqlite_synchronous=settings.sqlite_synchronous)
-    init_db(engine)
-    summary = seed_demo(engine, utcnow()) if demo else None
-    broker = None
-    if settings.embedded_broker:
-        broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
-        broker.start()
-    bridge = Bridge(settings, engine)
-    try:
-        bridge.start()
-        app = create_app(engine=engine, settings=settings, bridge=bridge)
-        server = uvicorn.Server(uvicorn.Config(
-            app, host=settings.http_host, port=settings.http_port,
+class Hub:
+    """One hub process: start its parts in order, stop them in reverse, losing nothing."""
+
+    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.demo_summary: dict[str, Any] | None = None
+        self.engine: Engine | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.bridge: Bridge | None = None
+        self.app: FastAPI | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the database, seed the demo, start the broker and the bridge."""
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = create_db_engine(settings.database,
+                                       sqlite_synchronous=settings.sqlite_synchronous)
+        init_db(self.engine)
+        if self.demo:
+            self.demo_summary = seed_demo(self.engine, utcnow())
+        if settings.embedded_broker:
+            self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
+            self.broker.start()
+        self.bridge = Bridge(settings, self.engine)
+        self.bridge.start()
+        self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge)
+        self._server = uvicorn.Server(uvicorn.Config(
+            self.app, host=settings.http_host, port=settings.http_port,
             log_level=settings.log_level.lower(), access_log=False, lifespan="off"))
+
+    def serve(self) -> None:
+        """Serve HTTP until SIGINT/SIGTERM (uvicorn handles the signals)."""
+        assert self._server is not None, "start() first"
+        self._server.run()
+
+    def serve_in_thread(self, timeout: float = 10.0) -> None:
+        """Serve HTTP from a thread, for tests and embedding; returns once it listens."""
+        assert self._server is not None, "start() first"
+        self._thread = threading.Thread(target=self._server.run, name="hub-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the HTTP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop HTTP, drain the bridge (every taken message answered), stop the broker."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+        if self.bridge is not None and self.broker is not None:
+            # The embedded broker has acknowledged what devices sent it: let all of that
+            # reach the bridge and be answered before the broker goes away.
+            self.bridge.drain()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
+        if self.engine is not None:
+            self.engine.dispose()
+        log.info("hub stopped")
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def run(settings: Settings, *, demo: bool = False,
+        announce: Callable[[Settings, dict[str, Any] | None], None] | None = None) -> None:
+    """Run a hub in the foreground until SIGINT or SIGTERM, then stop it in order."""
+    # uvicorn handles the signal, shuts HTTP down, then re-raises it to the handler it found:
+    # ours turns it into a normal exit, so the finally below drains the bridge even on SIGTERM.
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    hub = Hub(settings, demo=demo)
+    try:
+        hub.start()
         if announce is not None:
-            announce(settings, summary)
-        server.run()
+            announce(settings, hub.demo_summary)
+        hub.serve()
     finally:
         log.info("shutting down: draining the bridge")
-        bridge.stop()
-        if broker is not None:
-            broker.stop()
-        engine.dispose()
-        log.info("hub stopped")
+        hub.stop()

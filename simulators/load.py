@@ -17,16 +17,23 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import cycle
+from typing import Protocol
 
-from devices.client import DeviceClient, HubError
-from devices.contract import Decision, utcnow
 from rich.console import Console
 from rich.table import Table
 
+from devices.client import DeviceClient, HubError
+from devices.contract import Decision, WristbandCredential, utcnow
 from simulators.readers import Broker, Wristband, connect_device
 from simulators.rest import HubApi
 
 TIMEOUT = "timeout"
+
+
+class TapSender(Protocol):
+    """What the generator needs of a device: DeviceClient.send_tap."""
+
+    def send_tap(self, credential: WristbandCredential) -> tuple[object, Future[Decision]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +172,10 @@ def discover_targets(api: HubApi, venue: str, valid_until: datetime | None = Non
 
 
 class _Tracker:
-    """Collects tap results from the clients' network threads until it is closed."""
+    """Collects tap results from the clients' network threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open = True
         self._results: list[TapResult | None] = []
         self._devices: list[str] = []
         self.futures: list[Future[Decision]] = []
@@ -192,14 +198,13 @@ class _Tracker:
             else:
                 result = TapResult(device_id, ms, error=f"client:{type(exc).__name__}")
             with self._lock:
-                if self._open:  # a reply after the wait ended stays a timeout
-                    self._results[index] = result
+                self._results[index] = result
 
         future.add_done_callback(done)
 
     def close(self) -> list[TapResult]:
+        """The results so far; a tap still unanswered is a timeout, whatever comes later."""
         with self._lock:
-            self._open = False
             return [
                 r if r is not None else TapResult(dev, error=TIMEOUT)
                 for r, dev in zip(self._results, self._devices, strict=True)
@@ -207,7 +212,7 @@ class _Tracker:
 
 
 def generate(
-    clients: Sequence[tuple[DeviceClient, Target]], *, rate: float, duration: float,
+    clients: Sequence[tuple[TapSender, Target]], *, rate: float, duration: float,
     timeout: float,
 ) -> tuple[list[TapResult], float, float]:
     """Send ``rate`` taps/s round-robin over ``clients`` for ``duration`` s; wait for replies.
@@ -280,7 +285,8 @@ def render_report(report: LoadReport, console: Console) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     lat = " / ".join(
-        "-" if (v := report.latency_ms[k]) is None else f"{v:.1f}" for k in ("p50", "p95", "p99", "max")
+        "-" if (v := report.latency_ms[k]) is None else f"{v:.1f}"
+        for k in ("p50", "p95", "p99", "max")
     )
     rows = [
         ("devices", str(report.devices)),

@@ -14,6 +14,7 @@ from simulators.readers import PhoneKey, Wristband
 from simulators.scenarios.runner import Run, allow, deny
 
 PARK, WATER_PARK, ROOM = "park", "water-park", "room-110"
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def park_day(run: Run) -> None:
@@ -25,16 +26,16 @@ def park_day(run: Run) -> None:
     band = Wristband.random()
     band_cred = api.create_credential(guest.id, "wristband", band.uid, label="park-day band")
     # No identifier: the hub generates the phone key's id.
-    phone = PhoneKey(api.create_credential(guest.id, "phone_key", label="park-day phone").identifier)
-    api.create_entitlement(guest.id, "ticket", [PARK], now - timedelta(hours=1), now + timedelta(hours=12))
-    api.create_entitlement(
-        guest.id, "ticket", [WATER_PARK], now - timedelta(days=2), now - timedelta(days=1)
-    )
-    api.create_entitlement(guest.id, "room", [ROOM], now - timedelta(hours=1), now + timedelta(days=2))
+    phone_cred = api.create_credential(guest.id, "phone_key", label="park-day phone")
+    phone = PhoneKey(phone_cred.identifier)
+    api.create_entitlement(guest.id, "ticket", [PARK], now - HOUR, now + 12 * HOUR)
+    api.create_entitlement(guest.id, "ticket", [WATER_PARK], now - 2 * DAY, now - DAY)  # expired
+    api.create_entitlement(guest.id, "room", [ROOM], now - HOUR, now + 2 * DAY)
     run.note(f"guest {guest.id} ({guest.name}), band {band.uid}, phone key {phone.key_id}")
 
     run.tap("band enters the park", "gate-park-in-1", band, allow())
-    run.tap("band in again at the other gate", "gate-park-in-2", band, deny(EntryReason.ANTI_PASSBACK))
+    run.tap("band in again at the other gate", "gate-park-in-2", band,
+            deny(EntryReason.ANTI_PASSBACK))
     run.tap("band leaves the park", "gate-park-out-1", band, allow())
     run.tap("band comes back in", "gate-park-in-1", band, allow())
     run.tap("band at the water park (expired)", "gate-water-in-1", band,

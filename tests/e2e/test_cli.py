@@ -1,0 +1,109 @@
+"""The commands a newcomer types: `hub up --demo`, `hub-sim ...`, and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devices.client import DeviceClient
+from devices.contract import TapEvent, WristbandCredential, encode, utcnow
+from devices.topics import Channel
+from tests.conftest import free_port
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class HubProcess:
+    proc: subprocess.Popen[bytes]
+    api: str
+    broker: str
+    mqtt_port: int
+    data_dir: Path
+
+    def sim(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "hub-sim"), "--api", self.api, "--broker", self.broker,
+                               *args], capture_output=True, text=True, timeout=timeout)
+
+
+def start_hub(data_dir: Path) -> HubProcess:
+    http_port, mqtt_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "hub"), "up", "--demo", "--data-dir", str(data_dir), "--http-port",
+         str(http_port), "--mqtt-port", str(mqtt_port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+    hub = HubProcess(proc, f"http://127.0.0.1:{http_port}", f"mqtt://127.0.0.1:{mqtt_port}",
+                     mqtt_port, data_dir)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{hub.api}/api/v1/health").json()["mqtt_connected"]:
+                return hub
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("hub up did not become healthy")
+
+
+@pytest.fixture
+def demo_hub(tmp_path: Path) -> Iterator[HubProcess]:
+    hub = start_hub(tmp_path / "data")
+    yield hub
+    if hub.proc.poll() is None:
+        hub.proc.send_signal(signal.SIGINT)
+        hub.proc.wait(30)
+
+
+def test_park_day_scenario_passes_and_can_be_replayed(demo_hub: HubProcess) -> None:
+    first = demo_hub.sim("scenario", "park-day")
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = demo_hub.sim("scenario", "park-day")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_tap_command_prints_the_decision(demo_hub: HubProcess) -> None:
+    done = demo_hub.sim("tap", "--device", "gate-park-in-1", "--credential", "04A10000000007")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "allow" in done.stdout.lower() and "Welcome, Gus" in done.stdout and " ms" in done.stdout
+
+
+def test_scenario_fails_when_a_decision_differs(demo_hub: HubProcess) -> None:
+    # Take the gate out of service: the script expects it to open, so the scenario must fail.
+    httpx.patch(f"{demo_hub.api}/api/v1/devices/gate-park-in-1", json={"enabled": False})
+    failed = demo_hub.sim("scenario", "park-day")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_loses_nothing_the_broker_acknowledged(demo_hub: HubProcess,
+                                                           signum: int) -> None:
+    sent: list[str] = []
+    with DeviceClient("demo-resort", "lock-106", port=demo_hub.mqtt_port) as lock:
+        for n in range(300):
+            event = TapEvent(event_id=f"burst-{n}", ts=utcnow(),
+                             credential=WristbandCredential(uid="04A10000000006"))
+            info = lock._client.publish(lock._topics[Channel.EVENTS], encode(event), qos=1)
+            info.wait_for_publish(5)  # the broker's PUBACK: the hub has taken it
+            sent.append(event.event_id)
+            if n == 150:
+                demo_hub.proc.send_signal(signum)
+            if n > 150 and demo_hub.proc.poll() is not None:
+                break
+    assert demo_hub.proc.wait(30) == 0
+    with sqlite3.connect(demo_hub.data_dir / "hub.db") as db:
+        recorded = {row[0] for row in db.execute(
+            "select event_id from event where device_id = 'lock-106'")}
+    assert len(sent) > 150
+    assert set(sent) <= recorded

@@ -1,0 +1,216 @@
+"""The bridge's logic fed message by message, without a broker, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from devices.contract import (
+    MAX_PAYLOAD_BYTES,
+    Decision,
+    ErrorCode,
+    ErrorMessage,
+    HeartbeatEvent,
+    PhoneKeyCredential,
+    TapEvent,
+    WristbandCredential,
+    encode,
+    parse_reply,
+)
+from devices.topics import Channel, device_topic
+from hub.db import create_db_engine, init_db, session_scope
+from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.ingest import Outcome, handle_message
+from hub.models import Credential, CredentialStatus, Device, Event, Zone, utcnow
+
+CHARLIE = wristband_uid(1)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    init_db(engine)
+    seed_demo(engine, utcnow())
+    yield engine
+    engine.dispose()
+
+
+def feed(engine: Engine, device: str, payload: bytes | dict[str, object],
+         channel: Channel = Channel.EVENTS, venue: str = VENUE_ID) -> Outcome:
+    """Hand one message to the bridge's logic, as if it came from the broker."""
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return handle_message(engine, device_topic(venue, device, channel), raw, utcnow())
+
+
+def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = None,
+        **kw: object) -> Decision:
+    event = TapEvent(event_id=event_id or utcnow().strftime("e%H%M%S%f"), ts=utcnow(),
+                     credential=WristbandCredential(uid=uid), **kw)  # type: ignore[arg-type]
+    outcome = feed(engine, device, encode(event))
+    assert outcome.error is None, outcome
+    [reply] = outcome.replies
+    assert reply.topic == device_topic(VENUE_ID, device, Channel.DECISIONS)
+    decision = parse_reply(reply.payload)
+    assert isinstance(decision, Decision) and decision.event_id == event.event_id
+    return decision
+
+
+def error_of(outcome: Outcome, device: str) -> ErrorMessage:
+    [reply] = outcome.replies
+    assert reply.topic == device_topic(VENUE_ID, device, Channel.ERRORS)
+    message = parse_reply(reply.payload)
+    assert isinstance(message, ErrorMessage)
+    assert outcome.error is message.code
+    return message
+
+
+def count_events(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(Event)).one()
+
+
+def test_gate_in_out_and_anti_passback(engine: Engine) -> None:
+    assert tap(engine, "gate-park-in-1").reason == "ok"
+    assert tap(engine, "gate-park-in-2").reason == "anti_passback"
+    assert tap(engine, "gate-park-out-1").reason == "ok"
+    assert tap(engine, "gate-park-out-1").reason == "anti_passback"
+    assert tap(engine, "gate-park-in-2").reason == "ok"
+    with Session(engine) as session:
+        assert session.get(Zone, "park").occupancy == 1  # type: ignore[union-attr]
+
+
+def test_same_event_twice_is_decided_once_and_recorded_once(engine: Engine) -> None:
+    first = tap(engine, "gate-park-in-1", event_id="dup-1")
+    again = tap(engine, "gate-park-in-1", event_id="dup-1")
+    assert again == first and first.outcome == "allow"  # not an anti-passback denial
+    assert count_events(engine) == 1
+    # The same event id from another device is another event.
+    assert tap(engine, "gate-park-in-2", event_id="dup-1").reason == "anti_passback"
+    assert count_events(engine) == 2
+
+
+def test_lost_band_is_denied_on_the_very_next_tap(engine: Engine) -> None:
+    assert tap(engine, "lock-101").outcome == "allow"
+    with session_scope(engine) as session:
+        band = session.get(Credential, "band-guest-01")
+        assert band is not None
+        band.status = CredentialStatus.LOST
+    decision = tap(engine, "lock-101")
+    assert (decision.outcome, decision.reason) == ("deny", "credential_lost")
+    assert decision.guest_name is None  # a lost band does not reveal its owner
+
+
+def test_phone_key_opens_its_room_only(engine: Engine) -> None:
+    event = TapEvent(event_id="pk1", ts=utcnow(), credential=PhoneKeyCredential(key_id="pk-guest-02"))
+    [reply] = feed(engine, "lock-102", encode(event)).replies
+    assert parse_reply(reply.payload).reason == "ok"  # type: ignore[union-attr]
+    assert tap(engine, "lock-105", uid=wristband_uid(2)).reason == "wrong_zone"
+
+
+def test_zone_capacity_is_enforced(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        zone = session.get(Zone, "park")
+        assert zone is not None
+        zone.capacity = 2
+    outcomes = [tap(engine, "gate-park-in-1", uid=wristband_uid(n)).reason for n in (1, 2, 3)]
+    assert outcomes == ["ok", "ok", "zone_full"]
+    assert tap(engine, "gate-park-out-1", uid=wristband_uid(1)).reason == "ok"
+    assert tap(engine, "gate-park-in-1", uid=wristband_uid(3)).reason == "ok"
+
+
+def test_disabled_device_and_unknown_credential(engine: Engine) -> None:
+    assert tap(engine, "gate-park-in-1", uid="04FFFFFFFFFFFF").reason == "unknown_credential"
+    with session_scope(engine) as session:
+        device = session.get(Device, "gate-park-in-1")
+        assert device is not None
+        device.enabled = False
+    assert tap(engine, "gate-park-in-1").reason == "device_disabled"
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_malformed_json_is_answered_on_the_error_path(engine: Engine) -> None:
+    message = error_of(feed(engine, "gate-park-in-1", b"{not json"), "gate-park-in-1")
+    assert message.code is ErrorCode.MALFORMED_JSON and message.event_id is None
+    assert count_events(engine) == 0
+
+
+def test_schema_violation_names_the_field_and_keeps_the_event_id(engine: Engine) -> None:
+    bad = {"v": 1, "kind": "tap", "event_id": "e-77", "ts": "2026-01-01T00:00:00Z",
+           "credential": {"type": "wristband", "uid": "not-hex"}}
+    message = error_of(feed(engine, "gate-park-in-1", bad), "gate-park-in-1")
+    assert message.code is ErrorCode.SCHEMA_VIOLATION and message.event_id == "e-77"
+    assert "uid" in message.detail
+
+
+@pytest.mark.parametrize("payload", [
+    {"v": 1, "kind": "tap", "event_id": "e1", "ts": "2026-01-01T00:00:00",  # naive time
+     "credential": {"type": "wristband", "uid": "04A1B2C3"}},
+    {"v": 1, "kind": "tap", "event_id": "e1", "ts": "2026-01-01T00:00:00Z",
+     "credential": {"type": "wristband", "uid": "04A1B2C3"}, "extra": 1},
+    {"v": 1, "kind": "teleport", "event_id": "e1"},
+    [1, 2, 3],
+])
+def test_schema_violations(engine: Engine, payload: object) -> None:
+    raw = json.dumps(payload).encode()
+    assert error_of(feed(engine, "gate-park-in-1", raw), "gate-park-in-1").code \
+        is ErrorCode.SCHEMA_VIOLATION
+
+
+def test_future_contract_version_is_refused(engine: Engine) -> None:
+    payload = {"v": 2, "kind": "tap", "event_id": "e1"}
+    assert error_of(feed(engine, "gate-park-in-1", payload), "gate-park-in-1").code \
+        is ErrorCode.UNSUPPORTED_VERSION
+
+
+def test_payload_over_64_kib_is_refused_unparsed(engine: Engine) -> None:
+    raw = b'{"pad": "' + b"x" * MAX_PAYLOAD_BYTES + b'"}'
+    assert error_of(feed(engine, "gate-park-in-1", raw), "gate-park-in-1").code \
+        is ErrorCode.PAYLOAD_TOO_LARGE
+
+
+def test_unknown_device_is_refused_and_audited(engine: Engine) -> None:
+    event = TapEvent(event_id="x1", ts=utcnow(), credential=WristbandCredential(uid=CHARLIE))
+    message = error_of(feed(engine, "rogue-1", encode(event)), "rogue-1")
+    assert message.code is ErrorCode.UNKNOWN_DEVICE and message.event_id == "x1"
+    # A real device id under another venue's topic is not that device either.
+    other = feed(engine, "gate-park-in-1", encode(event), venue="other-venue")
+    assert other.error is ErrorCode.UNKNOWN_DEVICE
+    with Session(engine) as session:
+        reasons = session.exec(select(Event.reason)).all()
+    assert reasons == ["unknown_device", "unknown_device"]
+
+
+def test_topic_outside_the_contract(engine: Engine) -> None:
+    outcome = handle_message(engine, f"venuehub/v1/{VENUE_ID}/devices/gate-park-in-1/bogus",
+                             b"{}", utcnow())
+    assert error_of(outcome, "gate-park-in-1").code is ErrorCode.UNKNOWN_TOPIC
+    # No device to answer: counted, not answered.
+    stray = handle_message(engine, "venuehub/v1/elsewhere", b"{}", utcnow())
+    assert stray.error is ErrorCode.UNKNOWN_TOPIC and stray.replies == []
+
+
+def test_hub_replies_echoed_by_the_broker_are_ignored(engine: Engine) -> None:
+    outcome = feed(engine, "gate-park-in-1", b"anything", channel=Channel.DECISIONS)
+    assert outcome == Outcome()
+
+
+def test_heartbeat_and_status_update_the_device(engine: Engine) -> None:
+    beat = HeartbeatEvent(event_id="hb1", ts=utcnow(), battery_pct=55, firmware="1.2.3")
+    assert feed(engine, "lock-101", encode(beat)) == Outcome()
+    assert feed(engine, "lock-101", encode(beat)) == Outcome()  # a redelivery is harmless
+    with Session(engine) as session:
+        device = session.get(Device, "lock-101")
+        assert device is not None
+        assert (device.online, device.battery_pct, device.firmware) == (True, 55, "1.2.3")
+        assert device.last_seen is not None and device.last_seen > utcnow() - timedelta(minutes=1)
+    assert feed(engine, "lock-101", b"offline", channel=Channel.STATUS) == Outcome()
+    with Session(engine) as session:
+        assert session.get(Device, "lock-101").online is False  # type: ignore[union-attr]
