@@ -26,7 +26,8 @@ KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "50" is not 50 and a number is not a timestamp; devices get told, not guessed at.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     v: Literal[1] = VERSION
 
@@ -37,7 +38,7 @@ class _Message(BaseModel):
 class WristbandCredential(BaseModel):
     """A wristband (or card) read by NFC: the tag's UID."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["wristband"] = "wristband"
     uid: Uid
 
@@ -45,7 +46,7 @@ class WristbandCredential(BaseModel):
 class PhoneKeyCredential(BaseModel):
     """A phone key presented over BLE: the key's id."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["phone_key"] = "phone_key"
     key_id: KeyId
 
@@ -221,13 +222,15 @@ def _summary(exc: ValidationError) -> str:
 def parse_event(payload: bytes) -> TapEvent | HeartbeatEvent | TelemetryEvent:
     """Validate a device event; raise ContractError with the code to answer."""
     data = _loads(payload)
-    if data.get("v", VERSION) != VERSION:
+    version = data.get("v", VERSION)
+    if type(version) is not int or version != VERSION:  # true == 1 in Python, not here
         raise ContractError(
             ErrorCode.UNSUPPORTED_VERSION, f"contract version {data.get('v')!r} is not {VERSION}",
             _event_id_of(data),
         )
     try:
-        return _EVENT.validate_python(data)
+        # From the JSON text, so strict mode still reads ISO 8601 strings as datetimes.
+        return _EVENT.validate_json(payload)
     except ValidationError as exc:
         raise ContractError(ErrorCode.SCHEMA_VIOLATION, _summary(exc), _event_id_of(data)) from exc
 
@@ -236,9 +239,9 @@ def parse_status(payload: bytes) -> DeviceStatus:
     """Validate a status message (also accepts the bare words ``online``/``offline``)."""
     if payload in (b"online", b"offline"):
         return DeviceStatus(state=payload.decode())  # type: ignore[arg-type]
-    data = _loads(payload)
+    _loads(payload)
     try:
-        return DeviceStatus.model_validate(data)
+        return DeviceStatus.model_validate_json(payload)
     except ValidationError as exc:
         raise ContractError(ErrorCode.SCHEMA_VIOLATION, _summary(exc)) from exc
 

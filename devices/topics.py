@@ -1,12 +1,15 @@
 """MQTT topics of the contract: the only place that builds or matches them.
 
-Every topic has the shape ``venuehub/v1/{venue}/devices/{device}/{channel}``:
+Every topic has the shape ``venuehub/v1/{venue}/{publisher}/{device}/{channel}``,
+where the publisher segment says who writes to it, so the hub can subscribe to
+everything devices send without hearing its own replies, and a broker ACL can
+give each device ``device/{itself}/#`` to write and ``hub/{itself}/#`` to read:
 
-- ``events``     device -> hub: taps, heartbeats, telemetry (QoS 1)
-- ``decisions``  hub -> device: the answer to a tap, correlated by ``event_id`` (QoS 1)
-- ``commands``   hub -> device: instructions for appliances (QoS 1)
-- ``status``     device -> everyone: retained ``online``/``offline``, set by the device's last will
-- ``errors``     hub -> device: why a message of this device was refused
+- ``device/{device}/events``    taps, heartbeats, telemetry (QoS 1)
+- ``device/{device}/status``    retained ``online``/``offline``, set by the device's last will
+- ``hub/{device}/decisions``    the answer to a tap, correlated by ``event_id`` (QoS 1)
+- ``hub/{device}/commands``     instructions for appliances (QoS 1)
+- ``hub/{device}/errors``       why a message of this device was refused (QoS 1)
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ class Channel(StrEnum):
     COMMANDS = "commands"
     STATUS = "status"
     ERRORS = "errors"
+
+    @property
+    def publisher(self) -> str:
+        """The topic segment naming who publishes on this channel: ``device`` or ``hub``."""
+        return DEVICE if self in (Channel.EVENTS, Channel.STATUS) else HUB
+
+
+DEVICE, HUB = "device", "hub"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +65,17 @@ def device_topic(venue: str, device: str, channel: Channel) -> str:
     for value in (venue, device):
         if not valid_id(value):
             raise TopicError(f"not a valid topic id: {value!r}")
-    return f"{ROOT}/{venue}/devices/{device}/{channel.value}"
+    return f"{ROOT}/{venue}/{channel.publisher}/{device}/{channel.value}"
 
 
 def subscription(channel: Channel, venue: str = "+", device: str = "+") -> str:
     """A subscription filter for one channel; ``+`` matches every venue or device."""
-    return f"{ROOT}/{venue}/devices/{device}/{channel.value}"
+    return f"{ROOT}/{venue}/{channel.publisher}/{device}/{channel.value}"
+
+
+def from_devices(venue: str = "+") -> str:
+    """The filter of everything devices publish (the hub's subscription)."""
+    return f"{ROOT}/{venue}/{DEVICE}/#"
 
 
 def shared(filter_: str, group: str) -> str:
@@ -71,21 +87,24 @@ def shared(filter_: str, group: str) -> str:
 def parse_topic(topic: str) -> DeviceTopic:
     """Parse a device topic, raising TopicError when it is outside the contract."""
     parts = topic.split("/")
-    if len(parts) != 6 or "/".join(parts[:2]) != ROOT or parts[3] != "devices":
+    if len(parts) != 6 or "/".join(parts[:2]) != ROOT or parts[3] not in (DEVICE, HUB):
         raise TopicError(f"topic outside the contract: {topic!r}")
     venue, device, channel = parts[2], parts[4], parts[5]
     if not (valid_id(venue) and valid_id(device)):
         raise TopicError(f"invalid venue or device id in topic: {topic!r}")
     try:
-        return DeviceTopic(venue, device, Channel(channel))
+        parsed = DeviceTopic(venue, device, Channel(channel))
     except ValueError:
         raise TopicError(f"unknown channel {channel!r} in topic {topic!r}") from None
+    if parsed.channel.publisher != parts[3]:
+        raise TopicError(f"{channel!r} is not published by {parts[3]!r}: {topic!r}")
+    return parsed
 
 
 def device_of(topic: str) -> tuple[str, str] | None:
     """The (venue, device) a topic belongs to, even when its channel is unknown; else None."""
     parts = topic.split("/")
-    if len(parts) >= 5 and "/".join(parts[:2]) == ROOT and parts[3] == "devices":
+    if len(parts) >= 5 and "/".join(parts[:2]) == ROOT and parts[3] in (DEVICE, HUB):
         if valid_id(parts[2]) and valid_id(parts[4]):
             return parts[2], parts[4]
     return None

@@ -26,14 +26,15 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 
 from devices.contract import ContractError, ErrorCode
-from devices.topics import ROOT, shared
+from devices.topics import from_devices, shared
 from hub.config import Settings
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 
 log = logging.getLogger(__name__)
 
-_SUBSCRIPTION = f"{ROOT}/#"
+# Everything devices publish, and nothing the hub publishes: no echo of our own replies.
+_SUBSCRIPTION = from_devices()
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,12 @@ def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:
     return list(session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id)).all())
 
 
+def venue_timezone(session: Session, *, venue_id: str) -> str:
+    """The IANA time zone staff schedules of this venue are written in."""
+    venue = session.get(Venue, venue_id)
+    return venue.timezone if venue else "UTC"
+
+
 def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
     """Whether the guest's last accepted tap put them inside the zone."""
     row = session.get(Presence, (guest_id, zone_id))

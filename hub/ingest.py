@@ -32,7 +32,7 @@ from devices.topics import Channel, TopicError, device_of, device_topic, parse_t
 from hub import crud
 from hub.db import session_scope
 from hub.entry import EntryContext, decide_entry
-from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Venue, Zone
+from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Zone
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ def handle_message(engine: Engine, topic: str, payload: bytes, now: datetime) ->
     if where.channel is Channel.STATUS:
         return _handle_status(engine, where.venue, where.device, payload, now)
     if where.channel is not Channel.EVENTS:
-        return Outcome()  # the hub's own replies, echoed by the broker
+        # A device publishing on a channel of the hub's (a forged decision, say).
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC,
+                                           f"devices do not publish on {where.channel.value}"))
     try:
         event = parse_event(payload)
     except ContractError as exc:
@@ -145,19 +147,18 @@ def _load_context(session: Session, venue: str, device: Device | None,
     credential = crud.find_credential(session, kind=kind, identifier=identifier)
     guest = session.get(Guest, credential.guest_id) if credential else None
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
-    if zone is not None:
-        session.refresh(zone)  # occupancy is changed by conditional UPDATEs
-    venue_row = session.get(Venue, venue)
+    entitlements = tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else ()
+    scheduled = any(e.schedule for e in entitlements)  # only schedules need the venue's clock
     return EntryContext(
         device=device,
         credential=credential,
         guest=guest,
         zone=zone,
-        entitlements=tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else (),
+        entitlements=entitlements,
         inside=bool(guest and zone and crud.is_inside(session, guest_id=guest.id,
                                                         zone_id=zone.id)),
         requested_direction=Direction(tap.direction) if tap.direction else None,
-        venue_timezone=venue_row.timezone if venue_row else "UTC",
+        venue_timezone=crud.venue_timezone(session, venue_id=venue) if scheduled else "UTC",
     )
 
 

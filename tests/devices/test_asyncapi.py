@@ -481,7 +481,8 @@ def test_a_wrong_address_is_detected(doc: dict[str, Any]) -> None:
     broken = copy.deepcopy(doc)
     for channel in broken["channels"].values():
         if channel["address"].endswith("/decisions"):
-            channel["address"] = channel["address"].replace("/devices/", "/device/")
+            # decisions are the hub's to publish: a device-side address is wrong
+            channel["address"] = channel["address"].replace("/hub/", "/device/")
     assert channel_mismatches(broken)
 
 

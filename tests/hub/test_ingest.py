@@ -189,7 +189,7 @@ def test_unknown_device_is_refused_and_audited(engine: Engine) -> None:
 
 
 def test_topic_outside_the_contract(engine: Engine) -> None:
-    outcome = handle_message(engine, f"venuehub/v1/{VENUE_ID}/devices/gate-park-in-1/bogus",
+    outcome = handle_message(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/bogus",
                              b"{}", utcnow())
     assert error_of(outcome, "gate-park-in-1").code is ErrorCode.UNKNOWN_TOPIC
     # No device to answer: counted, not answered.
@@ -197,9 +197,11 @@ def test_topic_outside_the_contract(engine: Engine) -> None:
     assert stray.error is ErrorCode.UNKNOWN_TOPIC and stray.replies == []
 
 
-def test_hub_replies_echoed_by_the_broker_are_ignored(engine: Engine) -> None:
-    outcome = feed(engine, "gate-park-in-1", b"anything", channel=Channel.DECISIONS)
-    assert outcome == Outcome()
+def test_a_device_cannot_publish_on_the_hubs_channels(engine: Engine) -> None:
+    forged = handle_message(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/decisions",
+                            b"{}", utcnow())
+    assert error_of(forged, "gate-park-in-1").code is ErrorCode.UNKNOWN_TOPIC
+    assert count_events(engine) == 0
 
 
 def test_heartbeat_and_status_update_the_device(engine: Engine) -> None:
