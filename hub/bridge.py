@@ -1,10 +1,12 @@
 """The MQTT bridge: the only module of the hub that touches paho.
 
-paho's network thread only enqueues messages; one worker thread decides,
-records, publishes the replies and only then acknowledges the message to the
-broker (manual ack), so a message the hub has acknowledged is never lost: if
-the hub stops before the ack, the broker delivers it again and the recorded
-decision is replayed.
+paho's network thread only enqueues messages; one worker thread takes what
+has queued up (one message when idle, up to ``bridge_batch_size`` under load),
+decides and records it in one transaction, publishes the replies after the
+commit and only then acknowledges the messages to the broker (manual ack). So a
+decision a device sees is durable, and a message the hub has acknowledged is
+never lost: if the hub stops before the ack, the broker delivers it again and
+the recorded decision is replayed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from devices.contract import ContractError, ErrorCode
 from devices.topics import from_devices, shared
 from hub.config import Settings
+from hub.db import session_scope
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 
@@ -155,31 +159,59 @@ class Bridge:
         return self._queue.qsize()
 
     def _work(self) -> None:
+        limit = self.settings.bridge_batch_size
         while True:
-            item = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < limit and batch[-1] is not None:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = batch[-1] is None
+            items = [item for item in batch if item is not None]
             try:
-                if item is None:
-                    return
-                self._handle(item)
+                if items:
+                    self._handle(items)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
 
-    def _handle(self, item: _Inbound) -> None:
-        self.counters["received"] += 1
+    def _handle(self, items: list[_Inbound]) -> None:
+        self.counters["received"] += len(items)
+        now = self.clock()
         try:
-            outcome = handle_message(self.engine, item.topic, item.payload, self.clock())
+            with session_scope(self.engine) as session:
+                outcomes = [self._decide(session, item, now) for item in items]
+        except Exception:
+            # The commit itself failed: nothing of this batch is durable, so no decision
+            # goes out; devices get an error and may retry with the same event id.
+            log.exception("failed to commit a batch of %d messages", len(items))
+            outcomes = [self._internal(item) for item in items]
+        for item, outcome in zip(items, outcomes, strict=True):
+            self._publish(outcome)
+            if outcome.decision is not None:
+                self.counters["decisions"] += 1
+            if outcome.error is not None:
+                self.errors[outcome.error.value] += 1
+                log.warning("refused a message on %s: %s", item.topic, outcome.error.value)
+            if item.qos > 0:
+                self._client.ack(item.mid, item.qos)
+        self.counters["batches"] += 1
+
+    def _decide(self, session: Session, item: _Inbound, now: datetime) -> Outcome:
+        try:
+            with session.begin_nested():
+                return handle_message(session, item.topic, item.payload, now)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
-            outcome = refuse(item.topic, ContractError(ErrorCode.INTERNAL,
-                                                       "the hub could not process this message"))
-        self._publish(outcome)
-        if outcome.decision is not None:
-            self.counters["decisions"] += 1
-        if outcome.error is not None:
-            self.errors[outcome.error.value] += 1
-            log.warning("refused a message on %s: %s", item.topic, outcome.error.value)
-        if item.qos > 0:
-            self._client.ack(item.mid, item.qos)
+            return self._internal(item)
+
+    @staticmethod
+    def _internal(item: _Inbound) -> Outcome:
+        return refuse(item.topic, ContractError(ErrorCode.INTERNAL,
+                                                "the hub could not process this message"))
 
     def _publish(self, outcome: Outcome) -> None:
         for reply in outcome.replies:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535)
 
     bridge_queue_size: int = Field(100_000, ge=1, description="Messages awaiting a decision")
+    bridge_batch_size: int = Field(
+        64, ge=1, le=10_000, description="Most messages decided in one database transaction"
+    )
     log_level: str = "INFO"
 
     @field_validator("broker_url")

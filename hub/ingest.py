@@ -1,8 +1,9 @@
 """From a device message to what the hub records and answers; no MQTT here.
 
-The bridge hands each message to :func:`handle_message`; it returns the
-replies to publish. Every reply is produced only after the transaction that
-records the event has committed, so a decision a device sees is durable.
+The bridge hands each message to :func:`handle_message` inside a transaction
+it owns (several messages may share one commit); it returns the replies, which
+the bridge publishes only after that transaction has committed, so a decision a
+device sees is durable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from devices.contract import (
@@ -30,7 +30,6 @@ from devices.contract import (
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
 from hub import crud
-from hub.db import session_scope
 from hub.entry import EntryContext, decide_entry
 from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Zone
 
@@ -69,14 +68,17 @@ def refuse(topic: str, err: ContractError) -> Outcome:
     return Outcome(replies=[reply], error=err.code)
 
 
-def handle_message(engine: Engine, topic: str, payload: bytes, now: datetime) -> Outcome:
-    """Validate, decide, record and answer one message from the broker."""
+def handle_message(session: Session, topic: str, payload: bytes, now: datetime) -> Outcome:
+    """Validate, decide and record one message from the broker; return what to answer.
+
+    Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
+    """
     try:
         where = parse_topic(topic)
     except TopicError as exc:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC, str(exc)))
     if where.channel is Channel.STATUS:
-        return _handle_status(engine, where.venue, where.device, payload, now)
+        return _handle_status(session, where.venue, where.device, payload, now)
     if where.channel is not Channel.EVENTS:
         # A device publishing on a channel of the hub's (a forged decision, say).
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC,
@@ -86,43 +88,42 @@ def handle_message(engine: Engine, topic: str, payload: bytes, now: datetime) ->
     except ContractError as exc:
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
-        return _handle_tap(engine, topic, where.venue, where.device, event, now)
-    return _handle_report(engine, topic, where.venue, where.device, event, now)
+        return _handle_tap(session, topic, where.venue, where.device, event, now)
+    with session.begin_nested():
+        return _handle_report(session, topic, where.venue, where.device, event, now)
 
 
-def _handle_status(engine: Engine, venue: str, device_id: str, payload: bytes,
+def _handle_status(session: Session, venue: str, device_id: str, payload: bytes,
                    now: datetime) -> Outcome:
     try:
         status = parse_status(payload)
     except ContractError as exc:
         return Outcome(error=exc.code)  # retained junk: count it, never answer it forever
-    with session_scope(engine) as session:
-        device = session.get(Device, device_id)
-        if device is None or device.venue_id != venue:
-            return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
-        crud.record_device_seen(session, device_id=device_id, now=now,
-                                online=status.state == "online")
+    device = session.get(Device, device_id)
+    if device is None or device.venue_id != venue:
+        return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
+    crud.record_device_seen(session, device_id=device_id, now=now,
+                            online=status.state == "online")
     return Outcome()
 
 
-def _handle_report(engine: Engine, topic: str, venue: str, device_id: str,
+def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                    event: HeartbeatEvent | TelemetryEvent, now: datetime) -> Outcome:
-    with session_scope(engine) as session:
-        device = session.get(Device, device_id)
-        if device is None or device.venue_id != venue:
-            return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
-                                               f"device {device_id!r} is not registered",
-                                               event.event_id))
-        data = event.model_dump(mode="json", exclude={"v", "kind", "event_id", "ts"},
-                                exclude_none=True)
-        crud.record_telemetry(session, row=Telemetry(
-            device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
-            received_at=now, data=data))
-        if isinstance(event, HeartbeatEvent):
-            crud.record_device_seen(session, device_id=device_id, now=now, online=True,
-                                    battery_pct=event.battery_pct, firmware=event.firmware)
-        else:
-            crud.record_device_seen(session, device_id=device_id, now=now)
+    device = session.get(Device, device_id)
+    if device is None or device.venue_id != venue:
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
+                                           f"device {device_id!r} is not registered",
+                                           event.event_id))
+    data = event.model_dump(mode="json", exclude={"v", "kind", "event_id", "ts"},
+                            exclude_none=True)
+    crud.record_telemetry(session, row=Telemetry(
+        device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
+        received_at=now, data=data))
+    if isinstance(event, HeartbeatEvent):
+        crud.record_device_seen(session, device_id=device_id, now=now, online=True,
+                                battery_pct=event.battery_pct, firmware=event.firmware)
+    else:
+        crud.record_device_seen(session, device_id=device_id, now=now)
     return Outcome()
 
 
@@ -162,11 +163,12 @@ def _load_context(session: Session, venue: str, device: Device | None,
     )
 
 
-def _handle_tap(engine: Engine, topic: str, venue: str, device_id: str, tap: TapEvent,
+def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
                 now: datetime) -> Outcome:
     for _attempt in range(_MAX_ATTEMPTS):
         try:
-            return _try_tap(engine, topic, venue, device_id, tap, now)
+            with session.begin_nested():
+                return _try_tap(session, topic, venue, device_id, tap, now)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -178,36 +180,37 @@ class _StateChanged(Exception):
     """Zone state moved between read and conditional write; decide again."""
 
 
-def _try_tap(engine: Engine, topic: str, venue: str, device_id: str, tap: TapEvent,
+def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
              now: datetime) -> Outcome:
     kind, identifier = _identifier(tap)
-    with session_scope(engine) as session:
-        seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
-        if seen is not None:
-            return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
-                           != EntryReason.UNKNOWN_DEVICE, tap=tap)
-        device = session.get(Device, device_id)
-        if device is not None and device.venue_id != venue:
-            device = None  # a device id under another venue's topic is not this device
-        ctx = _load_context(session, venue, device, tap)
-        decision = decide_entry(ctx, now)
-        credential = ctx.credential
-        if decision.allowed and device is not None and device.zone_id and credential:
-            if not crud.apply_effect(session, guest_id=credential.guest_id,
-                                     zone_id=device.zone_id, effect=decision.effect, now=now):
-                raise _StateChanged
-        row = Event(
-            device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
-            received_at=now, device_ts=tap.ts, credential_kind=kind.value,
-            credential_ref=identifier, credential_id=credential.id if credential else None,
-            guest_id=credential.guest_id if credential else None,
-            zone_id=device.zone_id if device else None,
-            direction=decision.direction.value if decision.direction else None,
-            outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
-            guest_name=decision.guest_name, decided_at=now,
-        )
-        session.add(row)
-        session.flush()
+    # Rows cached by earlier messages of this batch may be stale: read afresh.
+    session.expire_all()
+    seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    if seen is not None:
+        return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
+                       != EntryReason.UNKNOWN_DEVICE, tap=tap)
+    device = session.get(Device, device_id)
+    if device is not None and device.venue_id != venue:
+        device = None  # a device id under another venue's topic is not this device
+    ctx = _load_context(session, venue, device, tap)
+    decision = decide_entry(ctx, now)
+    credential = ctx.credential
+    if decision.allowed and device is not None and device.zone_id and credential:
+        if not crud.apply_effect(session, guest_id=credential.guest_id,
+                                 zone_id=device.zone_id, effect=decision.effect, now=now):
+            raise _StateChanged
+    row = Event(
+        device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
+        received_at=now, device_ts=tap.ts, credential_kind=kind.value,
+        credential_ref=identifier, credential_id=credential.id if credential else None,
+        guest_id=credential.guest_id if credential else None,
+        zone_id=device.zone_id if device else None,
+        direction=decision.direction.value if decision.direction else None,
+        outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
+        guest_name=decision.guest_name, decided_at=now,
+    )
+    session.add(row)
+    session.flush()
     return _answer(topic, venue, device_id, _decision_of(row), known=device is not None, tap=tap)
 
 

@@ -6,13 +6,18 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from hub.config import Settings
+from hub.db import create_db_engine
 from hub.server import Hub
 
 # In CI the real broker and database must be there: a missing one fails instead of skipping.
@@ -109,7 +114,8 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         missing("PostgreSQL (initdb, pg_ctl)")
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's temp dir: that one is private to us, and postgres must enter it.
+    root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
     data, port = root / "data", free_port()
     # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
     prefix: list[str] = []
@@ -127,3 +133,14 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "stop"],
                        stdout=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_postgres(server_url: str) -> Engine:
+    """An engine on a new, empty database of the test cluster."""
+    name = f"hub_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return create_db_engine(server_url.rsplit("/", 1)[0] + f"/{name}")

@@ -25,6 +25,7 @@ from devices.contract import (
 )
 from devices.topics import Channel, device_topic
 from hub.db import create_db_engine, init_db, session_scope
+from tests.conftest import fresh_postgres
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import Outcome, handle_message
 from hub.models import Credential, CredentialStatus, Device, Event, Zone, utcnow
@@ -32,9 +33,13 @@ from hub.models import Credential, CredentialStatus, Device, Event, Zone, utcnow
 CHARLIE = wristband_uid(1)
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The same rules on the embedded database and on PostgreSQL."""
+    if request.param == "sqlite":
+        engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    else:
+        engine = fresh_postgres(request.getfixturevalue("postgres_url"))
     init_db(engine)
     seed_demo(engine, utcnow())
     yield engine
@@ -45,7 +50,13 @@ def feed(engine: Engine, device: str, payload: bytes | dict[str, object],
          channel: Channel = Channel.EVENTS, venue: str = VENUE_ID) -> Outcome:
     """Hand one message to the bridge's logic, as if it came from the broker."""
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return handle_message(engine, device_topic(venue, device, channel), raw, utcnow())
+    return handle(engine, device_topic(venue, device, channel), raw)
+
+
+def handle(engine: Engine, topic: str, raw: bytes) -> Outcome:
+    """What the bridge does with one message, minus MQTT: one transaction, then the replies."""
+    with session_scope(engine) as session:
+        return handle_message(session, topic, raw, utcnow())
 
 
 def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = None,
@@ -189,17 +200,17 @@ def test_unknown_device_is_refused_and_audited(engine: Engine) -> None:
 
 
 def test_topic_outside_the_contract(engine: Engine) -> None:
-    outcome = handle_message(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/bogus",
-                             b"{}", utcnow())
+    outcome = handle(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/bogus",
+                             b"{}")
     assert error_of(outcome, "gate-park-in-1").code is ErrorCode.UNKNOWN_TOPIC
     # No device to answer: counted, not answered.
-    stray = handle_message(engine, "venuehub/v1/elsewhere", b"{}", utcnow())
+    stray = handle(engine, "venuehub/v1/elsewhere", b"{}")
     assert stray.error is ErrorCode.UNKNOWN_TOPIC and stray.replies == []
 
 
 def test_a_device_cannot_publish_on_the_hubs_channels(engine: Engine) -> None:
-    forged = handle_message(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/decisions",
-                            b"{}", utcnow())
+    forged = handle(engine, f"venuehub/v1/{VENUE_ID}/device/gate-park-in-1/decisions",
+                            b"{}")
     assert error_of(forged, "gate-park-in-1").code is ErrorCode.UNKNOWN_TOPIC
     assert count_events(engine) == 0
 
@@ -216,3 +227,24 @@ def test_heartbeat_and_status_update_the_device(engine: Engine) -> None:
     assert feed(engine, "lock-101", b"offline", channel=Channel.STATUS) == Outcome()
     with Session(engine) as session:
         assert session.get(Device, "lock-101").online is False  # type: ignore[union-attr]
+
+
+def test_many_messages_in_one_transaction_see_each_others_effects(engine: Engine) -> None:
+    """The bridge decides a batch in one transaction: state must not be read stale."""
+    with session_scope(engine) as session:
+        zone = session.get(Zone, "park")
+        assert zone is not None
+        zone.capacity = 2
+    topic = device_topic(VENUE_ID, "gate-park-in-1", Channel.EVENTS)
+    taps = [TapEvent(event_id=f"b{n}", ts=utcnow(), credential=WristbandCredential(
+        uid=wristband_uid(n))) for n in (1, 2, 3)]
+    taps.append(taps[0])  # a redelivery inside the same batch
+    taps.append(TapEvent(event_id="b1-again", ts=utcnow(),
+                         credential=WristbandCredential(uid=wristband_uid(1))))
+    with session_scope(engine) as session:
+        outcomes = [handle_message(session, topic, encode(t), utcnow()) for t in taps]
+    reasons = [o.decision.reason.value for o in outcomes if o.decision]
+    assert reasons == ["ok", "ok", "zone_full", "ok", "anti_passback"]
+    assert count_events(engine) == 4
+    with Session(engine) as session:
+        assert session.get(Zone, "park").occupancy == 2  # type: ignore[union-attr]
