@@ -10,8 +10,10 @@ events, and waits for the hub's reply to a tap by ``event_id``::
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -108,7 +110,11 @@ class DeviceClient:
         return self
 
     def close(self) -> None:
-        """Announce offline and disconnect cleanly."""
+        """Announce offline, fail taps still awaiting a decision, and disconnect cleanly."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for event_id, future in pending.items():
+            future.set_exception(NoReply(f"closed before a decision for {event_id}"))
         if self._connected.is_set():
             info = self._client.publish(
                 self._topics[Channel.STATUS], encode(DeviceStatus(state="offline")), 1, retain=True
@@ -232,3 +238,43 @@ def credential_from_text(text: str) -> WristbandCredential | PhoneKeyCredential:
         return WristbandCredential(uid=text)
     except ValidationError:
         return PhoneKeyCredential(key_id=text)
+
+
+def broker_round_trips(host: str, port: int, count: int = 200, *, username: str | None = None,
+                       password: str | None = None, timeout: float = 5.0) -> list[float]:
+    """Milliseconds for ``count`` QoS 1 publish -> receive loops through the broker alone.
+
+    The baseline a tap's latency is compared with: the same client, broker and
+    socket options, but no hub. The topic lies outside the contract, so no hub sees it.
+    """
+    topic = f"venuehub-probe/{uuid.uuid4().hex}"
+    arrived: queue.SimpleQueue[tuple[bytes, float]] = queue.SimpleQueue()
+    ready = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.on_connect = lambda c, _u, _f, rc, _p=None: (c.subscribe(topic, 1), None)[1]
+    client.on_subscribe = lambda *_a: ready.set()
+    client.on_message = lambda _c, _u, m: arrived.put((m.payload, time.perf_counter()))
+    client.connect(host, port)
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.loop_start()
+    try:
+        if not ready.wait(timeout):
+            raise ConnectionError(f"could not subscribe at {host}:{port}")
+        samples = []
+        for n in range(count):
+            tag = f"{n:08d}".encode().ljust(160, b"x")
+            start = time.perf_counter()
+            client.publish(topic, tag, qos=1)
+            while True:  # a broker may deliver a QoS 1 message twice: match by content
+                payload, at = arrived.get(timeout=timeout)
+                if payload == tag:
+                    break
+            samples.append((at - start) * 1000)
+        return samples
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import cycle
 from typing import Protocol
@@ -22,7 +22,7 @@ from typing import Protocol
 from rich.console import Console
 from rich.table import Table
 
-from devices.client import DeviceClient, HubError
+from devices.client import DeviceClient, HubError, broker_round_trips
 from devices.contract import Decision, WristbandCredential, utcnow
 from simulators.readers import Broker, Wristband, connect_device
 from simulators.rest import HubApi
@@ -74,6 +74,10 @@ class LoadReport:
     max_send_lag_ms: float
     outcomes: dict[str, int] = field(default_factory=dict)
     hub_error_codes: dict[str, int] = field(default_factory=dict)
+    # A bare publish -> receive through the same broker, measured in the same run, and the
+    # tap's p50 as a multiple of it: comparable across machines where raw ms are not.
+    baseline_p50_ms: float | None = None
+    p50_vs_baseline: float | None = None
 
 
 # ----------------------------------------------------------------- the report
@@ -265,6 +269,9 @@ def run_load(
             f"{len(targets)} locks, {n_bands} wristbands; {int(rate * duration)} taps "
             f"at {rate:g}/s for {duration:g}s"
         )
+    baseline = percentile(broker_round_trips(broker.host, broker.port, 200,
+                                             username=broker.username,
+                                             password=broker.password), 50)
     clients: list[tuple[DeviceClient, Target]] = []
     try:
         for target in targets:
@@ -273,10 +280,13 @@ def run_load(
     finally:
         for client, _ in clients:
             client.close()
-    return summarize(
+    report = summarize(
         results, requested_rate=rate, duration_s=duration, devices=len(clients),
         send_elapsed_s=elapsed, max_send_lag_ms=lag,
     )
+    p50 = report.latency_ms["p50"]
+    return replace(report, baseline_p50_ms=round(baseline, 3),
+                   p50_vs_baseline=round(p50 / baseline, 2) if p50 and baseline else None)
 
 
 def render_report(report: LoadReport, console: Console) -> None:
@@ -295,6 +305,8 @@ def render_report(report: LoadReport, console: Console) -> None:
         ("rate (requested / achieved)", f"{report.requested_rate:g} / {report.achieved_rate:g} /s"),
         ("max send lag", f"{report.max_send_lag_ms:.1f} ms"),
         ("latency p50 / p95 / p99 / max", f"{lat} ms"),
+        ("broker-only round trip p50", "-" if report.baseline_p50_ms is None
+         else f"{report.baseline_p50_ms:.2f} ms (tap p50 = {report.p50_vs_baseline}x)"),
         ("timeouts", str(report.timeouts)),
         ("hub errors", str(report.hub_errors)),
         ("unexpected denials", str(report.unexpected_denials)),
