@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -92,7 +100,49 @@ class TelemetryEvent(_Message):
     readings: Annotated[dict[Annotated[str, Field(max_length=64)], Reading], Field(max_length=64)]
 
 
-DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent, Field(discriminator="kind")]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+MinorUnits = Annotated[int, Field(gt=0, description="Integer minor units (cents), never floats")]
+IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+class LineItem(BaseModel):
+    """One line of a purchase, for the receipt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    sku: Annotated[str, Field(max_length=64)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    quantity: Annotated[int, Field(ge=1, le=999)] = 1
+    unit_amount: Annotated[int, Field(ge=0)]
+
+
+class PaymentRequest(_Message):
+    """A point-of-sale terminal asking to charge the tapped credential.
+
+    ``idempotency_key`` is the terminal's: the same key always gets the same
+    decision and moves money at most once, whatever the network redelivers.
+    """
+
+    kind: Literal["payment"] = "payment"
+    event_id: EventId
+    ts: AwareDatetime
+    credential: Credential
+    amount: MinorUnits
+    currency: Currency
+    merchant_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    idempotency_key: IdempotencyKey
+    items: Annotated[list[LineItem], Field(max_length=100)] = Field(default_factory=list)
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = None
+    account: Literal["auto", "wallet", "folio"] = "auto"
+
+    @model_validator(mode="after")
+    def _items_add_up(self) -> PaymentRequest:
+        if self.items and sum(i.quantity * i.unit_amount for i in self.items) != self.amount:
+            raise ValueError("the line items do not add up to the amount")
+        return self
+
+
+DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest,
+                        Field(discriminator="kind")]
 
 
 class DeviceStatus(_Message):
@@ -138,6 +188,63 @@ class Decision(_Message):
     decided_at: AwareDatetime
 
 
+class PaymentReason(StrEnum):
+    """Why a payment was approved or declined; stable, machine-readable."""
+
+    OK = "ok"
+    DEVICE_DISABLED = "device_disabled"
+    DEVICE_NOT_A_TERMINAL = "device_not_a_terminal"
+    UNKNOWN_MERCHANT = "unknown_merchant"
+    UNKNOWN_CREDENTIAL = "unknown_credential"
+    CREDENTIAL_LOST = "credential_lost"
+    CREDENTIAL_SUSPENDED = "credential_suspended"
+    CREDENTIAL_REVOKED = "credential_revoked"
+    PAYMENT_DISABLED = "payment_disabled"
+    NO_ACCOUNT = "no_account"
+    CURRENCY_MISMATCH = "currency_mismatch"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    PIN_REQUIRED = "pin_required"
+    PIN_WRONG = "pin_wrong"
+    PIN_LOCKED = "pin_locked"
+    DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+
+
+class PaymentDecision(_Message):
+    """The hub's answer to a payment request, sent only once the money movement is durable."""
+
+    kind: Literal["payment_decision"] = "payment_decision"
+    event_id: EventId
+    idempotency_key: IdempotencyKey
+    outcome: Literal["approve", "decline"]
+    reason: PaymentReason
+    text: Annotated[str, Field(max_length=80)]
+    amount: int
+    currency: Currency
+    transaction_id: str | None = None
+    account: Literal["wallet", "folio"] | None = None
+    balance_after: int | None = Field(default=None, description="Wallet balance, minor units")
+    decided_at: AwareDatetime
+
+
+class Receipt(_Message):
+    """Sent to the guest's notifications topic the moment money moves."""
+
+    kind: Literal["receipt"] = "receipt"
+    transaction_id: str
+    type: Literal["charge", "refund", "topup", "settlement"]
+    guest_id: str
+    merchant_id: str | None = None
+    merchant_name: str | None = None
+    items: list[LineItem] = Field(default_factory=list)
+    amount: int
+    currency: Currency
+    account: Literal["wallet", "folio"]
+    balance_after: int
+    at: AwareDatetime
+
+
 class Command(_Message):
     """An instruction to a device (set a thermostat, show a greeting ...)."""
 
@@ -170,7 +277,7 @@ class ErrorMessage(_Message):
     topic: str
 
 
-HubReply = Annotated[Decision | ErrorMessage, Field(discriminator="kind")]
+HubReply = Annotated[Decision | PaymentDecision | ErrorMessage, Field(discriminator="kind")]
 
 
 # ------------------------------------------------------------------- parsing
@@ -189,8 +296,10 @@ class ContractError(ValueError):
         return f"ContractError({self.code.value!r}, {self.detail!r}, event_id={self.event_id!r})"
 
 
-_EVENT: TypeAdapter[TapEvent | HeartbeatEvent | TelemetryEvent] = TypeAdapter(DeviceEvent)
-_REPLY: TypeAdapter[Decision | ErrorMessage] = TypeAdapter(HubReply)
+AnyEvent = TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest
+AnyReply = Decision | PaymentDecision | ErrorMessage
+_EVENT: TypeAdapter[AnyEvent] = TypeAdapter(DeviceEvent)
+_REPLY: TypeAdapter[AnyReply] = TypeAdapter(HubReply)
 
 
 def _loads(payload: bytes) -> dict[str, Any]:
@@ -219,7 +328,7 @@ def _summary(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
-def parse_event(payload: bytes) -> TapEvent | HeartbeatEvent | TelemetryEvent:
+def parse_event(payload: bytes) -> AnyEvent:
     """Validate a device event; raise ContractError with the code to answer."""
     data = _loads(payload)
     version = data.get("v", VERSION)
@@ -246,9 +355,14 @@ def parse_status(payload: bytes) -> DeviceStatus:
         raise ContractError(ErrorCode.SCHEMA_VIOLATION, _summary(exc)) from exc
 
 
-def parse_reply(payload: bytes) -> Decision | ErrorMessage:
+def parse_reply(payload: bytes) -> AnyReply:
     """Validate a message from the hub on a decisions or errors topic."""
     return _REPLY.validate_json(payload)
+
+
+def parse_receipt(payload: bytes) -> Receipt:
+    """Validate a message on a guest's notifications topic."""
+    return Receipt.model_validate_json(payload)
 
 
 def parse_command(payload: bytes) -> Command:

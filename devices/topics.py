@@ -10,6 +10,9 @@ give each device ``device/{itself}/#`` to write and ``hub/{itself}/#`` to read:
 - ``hub/{device}/decisions``    the answer to a tap, correlated by ``event_id`` (QoS 1)
 - ``hub/{device}/commands``     instructions for appliances (QoS 1)
 - ``hub/{device}/errors``       why a message of this device was refused (QoS 1)
+
+Guests' own apps read ``venuehub/v1/{venue}/guest/{guest}/notifications``
+(receipts and other news for that guest; written by the hub only).
 """
 
 from __future__ import annotations
@@ -71,6 +74,14 @@ def device_topic(venue: str, device: str, channel: Channel) -> str:
 def subscription(channel: Channel, venue: str = "+", device: str = "+") -> str:
     """A subscription filter for one channel; ``+`` matches every venue or device."""
     return f"{ROOT}/{venue}/{channel.publisher}/{device}/{channel.value}"
+
+
+def guest_topic(venue: str, guest: str) -> str:
+    """The notifications topic of one guest (receipts, alerts for them)."""
+    for value in (venue, guest):
+        if not valid_id(value):
+            raise TopicError(f"not a valid topic id: {value!r}")
+    return f"{ROOT}/{venue}/guest/{guest}/notifications"
 
 
 def from_devices(venue: str = "+") -> str:

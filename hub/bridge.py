@@ -34,6 +34,7 @@ from hub.config import Settings
 from hub.db import session_scope
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
+from hub.payment import PaymentLimits
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Bridge:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
+                                    max_pin_failures=settings.pin_max_failures)
         self.counters: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
@@ -203,7 +206,8 @@ class Bridge:
     def _decide(self, session: Session, item: _Inbound, now: datetime) -> Outcome:
         try:
             with session.begin_nested():
-                return handle_message(session, item.topic, item.payload, now)
+                return handle_message(session, item.topic, item.payload, now,
+                                      limits=self.limits)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
             return self._internal(item)

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     bridge_batch_size: int = Field(
         64, ge=1, le=10_000, description="Most messages decided in one database transaction"
     )
+    payment_max_amount: int = Field(
+        1_000_000, gt=0, description="Largest single payment, minor units (10,000.00)"
+    )
+    pin_max_failures: int = Field(5, ge=1, description="Wrong PINs in a row that lock payment")
+    pin_hash_time_cost: int = Field(2, ge=1)
+    pin_hash_memory_kib: int = Field(19_456, ge=8, description="argon2id memory (OWASP minimum)")
     log_level: str = "INFO"
 
     @field_validator("broker_url")

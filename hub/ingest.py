@@ -22,6 +22,8 @@ from devices.contract import (
     ErrorCode,
     ErrorMessage,
     HeartbeatEvent,
+    PaymentDecision,
+    PaymentRequest,
     TapEvent,
     TelemetryEvent,
     encode,
@@ -30,10 +32,19 @@ from devices.contract import (
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
 from hub import crud
+from hub.cashier import handle_payment
+from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
+from hub.payment import PaymentLimits
 from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Zone
 
 log = logging.getLogger(__name__)
+
+# The settings' defaults, for callers without settings of their own (tools, tests).
+DEFAULT_LIMITS = PaymentLimits(
+    max_amount=Settings.model_fields["payment_max_amount"].default,
+    max_pin_failures=Settings.model_fields["pin_max_failures"].default,
+)
 
 # Attempts at a tap whose zone state changed between read and write (another worker won).
 _MAX_ATTEMPTS = 5
@@ -54,7 +65,7 @@ class Outcome:
 
     replies: list[Outgoing] = field(default_factory=list)
     error: ErrorCode | None = None
-    decision: Decision | None = None
+    decision: Decision | PaymentDecision | None = None
 
 
 def refuse(topic: str, err: ContractError) -> Outcome:
@@ -68,7 +79,8 @@ def refuse(topic: str, err: ContractError) -> Outcome:
     return Outcome(replies=[reply], error=err.code)
 
 
-def handle_message(session: Session, topic: str, payload: bytes, now: datetime) -> Outcome:
+def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
+                   limits: PaymentLimits = DEFAULT_LIMITS) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -89,6 +101,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime) 
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
         return _handle_tap(session, topic, where.venue, where.device, event, now)
+    if isinstance(event, PaymentRequest):
+        return _handle_payment(session, topic, where.venue, where.device, event, now, limits)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now)
 
@@ -125,6 +139,17 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
     else:
         crud.record_device_seen(session, device_id=device_id, now=now)
     return Outcome()
+
+
+def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
+                    req: PaymentRequest, now: datetime, limits: PaymentLimits) -> Outcome:
+    device = session.get(Device, device_id)
+    if device is None or device.venue_id != venue:
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
+                                           f"device {device_id!r} is not registered",
+                                           req.event_id))
+    done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits)
+    return Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
 
 
 def _decision_of(event: Event) -> Decision:

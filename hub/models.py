@@ -100,10 +100,25 @@ class Direction(StrEnum):
     OUT = "out"
 
 
+class AccountKind(StrEnum):
+    WALLET = "wallet"  # stored value a guest topped up; never below zero
+    FOLIO = "folio"  # a stay's running bill; below zero means owed, settled at check-out
+    REVENUE = "revenue"  # a merchant's takings
+    CLEARING = "clearing"  # money in and out of the venue (card top-ups, settlements)
+
+
+class TransactionType(StrEnum):
+    CHARGE = "charge"
+    REFUND = "refund"
+    TOPUP = "topup"
+    SETTLEMENT = "settlement"
+
+
 class Venue(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
+    currency: str = Field(default="USD", max_length=3)
     created_at: datetime = _ts(default_factory=utcnow)
 
 
@@ -125,6 +140,8 @@ class Device(SQLModel, table=True):
     name: str = Field(max_length=200)
     zone_id: str | None = Field(default=None, foreign_key="zone.id", index=True)
     direction: Direction | None = None
+    # A point-of-sale terminal takes payments for this merchant only.
+    merchant_id: str | None = Field(default=None, foreign_key="merchant.id")
     enabled: bool = True
     online: bool = False
     last_seen: datetime | None = _ts(default=None)
@@ -151,6 +168,8 @@ class Credential(SQLModel, table=True):
     identifier: str = Field(max_length=128)
     status: CredentialStatus = CredentialStatus.ACTIVE
     label: str | None = Field(default=None, max_length=80)
+    # Wrong PINs in a row; payment on this credential locks at the configured maximum.
+    pin_failures: int = Field(default=0, ge=0)
     created_at: datetime = _ts(default_factory=utcnow)
     status_changed_at: datetime = _ts(default_factory=utcnow)
 
@@ -200,6 +219,7 @@ class Event(SQLModel, table=True):
     reason: str = Field(max_length=40)
     text: str = Field(max_length=80)
     guest_name: str | None = Field(default=None, max_length=80)
+    transaction_id: str | None = Field(default=None, max_length=64)  # payments
     decided_at: datetime = _ts()
 
 
@@ -215,3 +235,90 @@ class Telemetry(SQLModel, table=True):
     ts: datetime = _ts()
     received_at: datetime = _ts(index=True)
     data: dict[str, Any] = _json(default_factory=dict)
+
+
+# ---------------------------------------------------------------- payments
+
+
+class Merchant(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    venue_id: str = Field(foreign_key="venue.id", index=True)
+    name: str = Field(max_length=200)
+    currency: str = Field(max_length=3)
+
+
+class SpendingPolicy(SQLModel, table=True):
+    """How a guest may pay: who pays (a party's lead), PIN, limits, on/off."""
+
+    guest_id: str = Field(foreign_key="guest.id", primary_key=True)
+    # The guest whose wallet or folio is charged: the guest, or the lead of their party.
+    payer_guest_id: str = Field(foreign_key="guest.id", index=True)
+    payment_enabled: bool = True
+    daily_limit: int | None = Field(default=None, ge=0)
+    pin_hash: str | None = Field(default=None, max_length=200)
+    pin_threshold: int | None = Field(default=None, ge=0)
+
+
+class Account(SQLModel, table=True):
+    """A ledger account. ``balance`` caches the sum of its postings, in minor units."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    venue_id: str = Field(foreign_key="venue.id", index=True)
+    kind: AccountKind
+    currency: str = Field(max_length=3)
+    guest_id: str | None = Field(default=None, foreign_key="guest.id", index=True)
+    merchant_id: str | None = Field(default=None, foreign_key="merchant.id", index=True)
+    stay_id: str | None = Field(default=None, foreign_key="entitlement.id", unique=True)
+    # Changed only by conditional UPDATEs together with the postings that explain it.
+    balance: int = 0
+    open: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+    closed_at: datetime | None = _ts(default=None)
+
+
+class DailySpend(SQLModel, table=True):
+    """What a guest spent on one venue-local day: the state behind daily limits."""
+
+    guest_id: str = Field(foreign_key="guest.id", primary_key=True)
+    day: str = Field(primary_key=True, max_length=10)
+    spent: int = 0
+
+
+class LedgerTransaction(SQLModel, table=True):
+    """One money movement (or a declined attempt), keyed by its idempotency key."""
+
+    __table_args__ = (sa.UniqueConstraint("idempotency_scope", "idempotency_key",
+                                          name="uq_transaction_idempotency"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    venue_id: str = Field(foreign_key="venue.id", index=True)
+    type: TransactionType
+    approved: bool
+    reason: str = Field(max_length=40)
+    text: str = Field(max_length=80)
+    amount: int
+    currency: str = Field(max_length=3)
+    guest_id: str | None = Field(default=None, index=True)  # who tapped
+    account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
+    merchant_id: str | None = Field(default=None, index=True)
+    credential_id: str | None = None
+    device_id: str | None = None
+    event_id: str | None = None
+    original_id: str | None = Field(default=None, foreign_key="ledgertransaction.id", index=True)
+    items: list[dict[str, Any]] = _json(default_factory=list)
+    balance_after: int | None = None
+    # The terminal (device id) or "api" that owns the key, and what was asked under it.
+    idempotency_scope: str = Field(max_length=64)
+    idempotency_key: str = Field(max_length=64)
+    fingerprint: str = Field(max_length=64)
+    actor: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(index=True)
+
+
+class Posting(SQLModel, table=True):
+    """One leg of a transaction; the legs of a transaction sum to zero."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    transaction_id: str = Field(foreign_key="ledgertransaction.id", index=True)
+    account_id: str = Field(foreign_key="account.id", index=True)
+    amount: int

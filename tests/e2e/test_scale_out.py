@@ -16,12 +16,15 @@ from devices.contract import TapEvent, WristbandCredential, encode
 from devices.topics import Channel, device_topic
 from hub.db import init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.payment import PaymentLimits
 from hub.ingest import handle_message
 from hub.models import Event, Zone, utcnow
 from hub.server import Hub
 from tests.conftest import fresh_postgres, hub_settings
 
 pytestmark = pytest.mark.postgres
+
+LIMITS = PaymentLimits(max_amount=1_000_000, max_pin_failures=5)
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ def race(engine: Engine, taps: list[tuple[str, TapEvent]], workers: int) -> list
         for device, tap in share:
             topic = device_topic(VENUE_ID, device, Channel.EVENTS)
             with session_scope(engine) as session:
-                outcome = handle_message(session, topic, encode(tap), utcnow())
+                outcome = handle_message(session, topic, encode(tap), utcnow(), limits=LIMITS)
             assert outcome.decision is not None, outcome
             with lock:
                 reasons.append(outcome.decision.reason.value)

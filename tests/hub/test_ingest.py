@@ -27,10 +27,13 @@ from devices.topics import Channel, device_topic
 from hub.db import create_db_engine, init_db, session_scope
 from tests.conftest import fresh_postgres
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.payment import PaymentLimits
 from hub.ingest import Outcome, handle_message
 from hub.models import Credential, CredentialStatus, Device, Event, Zone, utcnow
 
 CHARLIE = wristband_uid(1)
+
+LIMITS = PaymentLimits(max_amount=1_000_000, max_pin_failures=5)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -56,7 +59,7 @@ def feed(engine: Engine, device: str, payload: bytes | dict[str, object],
 def handle(engine: Engine, topic: str, raw: bytes) -> Outcome:
     """What the bridge does with one message, minus MQTT: one transaction, then the replies."""
     with session_scope(engine) as session:
-        return handle_message(session, topic, raw, utcnow())
+        return handle_message(session, topic, raw, utcnow(), limits=LIMITS)
 
 
 def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = None,
@@ -242,7 +245,7 @@ def test_many_messages_in_one_transaction_see_each_others_effects(engine: Engine
     taps.append(TapEvent(event_id="b1-again", ts=utcnow(),
                          credential=WristbandCredential(uid=wristband_uid(1))))
     with session_scope(engine) as session:
-        outcomes = [handle_message(session, topic, encode(t), utcnow()) for t in taps]
+        outcomes = [handle_message(session, topic, encode(t), utcnow(), limits=LIMITS) for t in taps]
     reasons = [o.decision.reason.value for o in outcomes if o.decision]
     assert reasons == ["ok", "ok", "zone_full", "ok", "anti_passback"]
     assert count_events(engine) == 4

@@ -1,0 +1,297 @@
+"""Money movements at the edges: tap-to-pay from a terminal, top-ups, refunds, check-out.
+
+Each function runs inside the caller's transaction and returns what to publish
+(the terminal's decision, the guests' receipts) once that transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from devices.contract import (
+    LineItem,
+    PaymentDecision,
+    PaymentReason,
+    PaymentRequest,
+    Receipt,
+    encode,
+)
+from devices.topics import Channel, device_topic, guest_topic
+from hub import crud, ledger
+from hub.models import (
+    Account,
+    AccountKind,
+    Credential,
+    CredentialKind,
+    Device,
+    Event,
+    LedgerTransaction,
+    Merchant,
+    SpendingPolicy,
+    TransactionType,
+    Venue,
+)
+from hub.payment import (
+    PaymentContext,
+    PaymentLimits,
+    decide_payment,
+    fingerprint,
+    postings_for_charge,
+)
+from hub.payment import PaymentDecision as Verdict
+from hub.security import verify_secret
+
+_MAX_ATTEMPTS = 5
+
+
+@dataclass
+class Published:
+    """Messages to publish after the commit: (topic, payload) pairs."""
+
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    decision: PaymentDecision | None = None
+
+
+class _Retry(Exception):
+    """Balances or limits moved between read and write: decide again."""
+
+
+def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
+               merchant_name: str | None) -> Receipt:
+    """The guest's receipt of a posted transaction."""
+    return Receipt(
+        transaction_id=txn.id, type=txn.type.value, guest_id=guest_id,  # type: ignore[arg-type]
+        merchant_id=txn.merchant_id, merchant_name=merchant_name,
+        items=[LineItem.model_validate(i) for i in txn.items], amount=txn.amount,
+        currency=txn.currency, account=account.kind.value,  # type: ignore[arg-type]
+        balance_after=txn.balance_after if txn.balance_after is not None else account.balance,
+        at=txn.created_at,
+    )
+
+
+def receipts_for(txn: LedgerTransaction, account: Account, venue_id: str,
+                 merchant_name: str | None) -> list[tuple[str, bytes]]:
+    """A receipt to the guest who tapped and, when someone else pays, to the payer too."""
+    guests = [g for g in dict.fromkeys((txn.guest_id, account.guest_id)) if g]
+    return [(guest_topic(venue_id, g),
+             encode(receipt_of(txn, account=account, guest_id=g, merchant_name=merchant_name)))
+            for g in guests]
+
+
+def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: PaymentReason | None
+                 = None, text: str | None = None, kind: str | None = None) -> PaymentDecision:
+    approved = txn.approved and reason is None
+    return PaymentDecision(
+        event_id=event_id, idempotency_key=key, outcome="approve" if approved else "decline",
+        reason=reason or PaymentReason(txn.reason), text=text or txn.text, amount=txn.amount,
+        currency=txn.currency, transaction_id=txn.id if approved else None,
+        account=kind if approved else None,  # type: ignore[arg-type]
+        balance_after=txn.balance_after if approved and kind == "wallet" else None,
+        decided_at=txn.created_at)
+
+
+def _identifier(req: PaymentRequest) -> tuple[CredentialKind, str]:
+    cred = req.credential
+    if cred.type == "wristband":
+        return CredentialKind.WRISTBAND, cred.uid.upper()
+    return CredentialKind.PHONE_KEY, cred.key_id
+
+
+def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Account | None:
+    if choice == "wallet":
+        return ledger.wallet_of(session, guest_id=payer, venue_id=venue)
+    folio = ledger.folio_of(session, guest_id=payer, venue_id=venue)
+    if choice == "folio" or folio is not None:
+        return folio
+    return ledger.wallet_of(session, guest_id=payer, venue_id=venue)
+
+
+def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
+                   now: datetime, limits: PaymentLimits) -> Published:
+    """Decide a tap-to-pay and move the money, exactly once per idempotency key."""
+    for _attempt in range(_MAX_ATTEMPTS):
+        try:
+            with session.begin_nested():
+                return _try_payment(session, venue, device, req, now, limits)
+        except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
+            continue  # state moved under us (another terminal, another worker): decide again
+    raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
+
+
+def _record_event(session: Session, *, venue: str, device: Device, req: PaymentRequest,
+                  credential: Credential | None, decision: PaymentDecision,
+                  now: datetime) -> None:
+    kind, identifier = _identifier(req)
+    session.add(Event(
+        device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
+        received_at=now, device_ts=req.ts, credential_kind=kind.value, credential_ref=identifier,
+        credential_id=credential.id if credential else None,
+        guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
+        outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
+        transaction_id=decision.transaction_id, decided_at=now))
+    session.flush()
+
+
+def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
+                 now: datetime, limits: PaymentLimits) -> Published:
+    session.expire_all()
+    reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
+    kind, identifier = _identifier(req)
+    credential = crud.find_credential(session, kind=kind, identifier=identifier)
+    print_ = fingerprint(amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
+                         payer=f"{kind.value}:{identifier}")
+
+    earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
+    if earlier is not None:
+        account = session.get(Account, earlier.account_id) if earlier.account_id else None
+        acct_kind = account.kind.value if account else None
+        if earlier.fingerprint == print_:
+            decision = _decision_of(earlier, req.event_id, req.idempotency_key, kind=acct_kind)
+        else:
+            decision = _decision_of(earlier, req.event_id, req.idempotency_key,
+                                    reason=PaymentReason.IDEMPOTENCY_CONFLICT,
+                                    text="Duplicate payment id - not charged")
+        _record_event(session, venue=venue, device=device, req=req, credential=credential,
+                      decision=decision, now=now)
+        return Published([(reply_topic, encode(decision))], decision)
+
+    merchant = session.get(Merchant, req.merchant_id)
+    if merchant is not None and merchant.venue_id != venue:
+        merchant = None
+    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+    payer = (policy.payer_guest_id if policy else credential.guest_id) if credential else None
+    account = _account_for(session, choice=req.account, payer=payer, venue=venue) if payer \
+        else None
+    venue_row = session.get(Venue, venue)
+    day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
+    spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential else 0
+    verdict: Verdict = decide_payment(PaymentContext(
+        device=device, merchant=merchant, credential=credential, policy=policy, account=account,
+        amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent,
+        limits=limits, verify_pin=verify_secret))
+
+    txn = LedgerTransaction(
+        venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,
+        reason=verdict.reason.value, text=verdict.text, amount=req.amount, currency=req.currency,
+        guest_id=credential.guest_id if credential else None,
+        account_id=account.id if account else None, merchant_id=req.merchant_id,
+        credential_id=credential.id if credential else None, device_id=device.id,
+        event_id=req.event_id, items=[i.model_dump() for i in req.items],
+        idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
+        created_at=now)
+    if credential is not None and (verdict.pin_failed or verdict.pin_passed):
+        credential.pin_failures = credential.pin_failures + 1 if verdict.pin_failed else 0
+        session.add(credential)
+    messages: list[tuple[str, bytes]] = []
+    if verdict.approved:
+        assert account is not None and merchant is not None and credential is not None
+        ledger.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,
+                               limit=policy.daily_limit if policy else None)
+        revenue = ledger.revenue_of(session, merchant=merchant)
+        ledger.post(session, txn=txn, legs=postings_for_charge(payer=account, revenue=revenue,
+                                                               amount=req.amount))
+        txn.balance_after = ledger.balance_of(session, account_id=account.id)
+        session.add(txn)
+        session.flush()
+        session.refresh(account)
+        messages += receipts_for(txn, account, venue, merchant.name)
+    else:
+        session.add(txn)
+        session.flush()
+    decision = _decision_of(txn, req.event_id, req.idempotency_key,
+                            kind=account.kind.value if account else None)
+    _record_event(session, venue=venue, device=device, req=req, credential=credential,
+                  decision=decision, now=now)
+    return Published([(reply_topic, encode(decision)), *messages], decision)
+
+
+# -------------------------------------------------------- staff and kiosks
+
+
+def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: str,
+           now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+    """Add money to a wallet (card at a kiosk, cash at a desk), once per key."""
+    if wallet.kind is not AccountKind.WALLET:
+        raise crud.Conflict(f"account {wallet.id} is a {wallet.kind.value}, not a wallet")
+    earlier = ledger.find_by_key(session, scope="api", key=key)
+    if earlier is not None:
+        if earlier.type is not TransactionType.TOPUP or earlier.account_id != wallet.id \
+                or earlier.amount != amount:
+            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+        return earlier, []
+    clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency=wallet.currency)
+    txn = LedgerTransaction(
+        venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True, reason="ok",
+        text="Top-up", amount=amount, currency=wallet.currency, guest_id=wallet.guest_id,
+        account_id=wallet.id, idempotency_scope="api", idempotency_key=key,
+        fingerprint=f"topup:{wallet.id}:{amount}", actor=actor, created_at=now)
+    ledger.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)])
+    return _finish(session, txn, wallet, None)
+
+
+def refund(session: Session, *, original: LedgerTransaction, amount: int | None, key: str,
+           actor: str, now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+    """Give back all or part of a charge; never more than what is left of it."""
+    if original.type is not TransactionType.CHARGE or not original.approved:
+        raise crud.Conflict(f"transaction {original.id} is not an approved charge")
+    earlier = ledger.find_by_key(session, scope="api", key=key)
+    if earlier is not None:
+        if earlier.original_id != original.id or (amount is not None and earlier.amount != amount):
+            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+        return earlier, []
+    left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
+    amount = left if amount is None else amount
+    if amount <= 0 or amount > left:
+        raise crud.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
+    account = crud.get(session, Account, original.account_id or "")
+    merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
+    if merchant is None:
+        raise crud.Conflict(f"charge {original.id} has no merchant to refund from")
+    revenue = ledger.revenue_of(session, merchant=merchant)
+    txn = LedgerTransaction(
+        venue_id=original.venue_id, type=TransactionType.REFUND, approved=True, reason="ok",
+        text="Refund", amount=amount, currency=original.currency, guest_id=original.guest_id,
+        account_id=account.id, merchant_id=original.merchant_id, original_id=original.id,
+        idempotency_scope="api", idempotency_key=key,
+        fingerprint=f"refund:{original.id}:{amount}", actor=actor, created_at=now)
+    ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)])
+    return _finish(session, txn, account, merchant.name)
+
+
+def settle(session: Session, *, folio: Account, key: str, actor: str,
+           now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+    """Check-out: the folio's balance is paid (or paid back) and the folio closes."""
+    if folio.kind is not AccountKind.FOLIO:
+        raise crud.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
+    if not folio.open:
+        raise crud.Conflict(f"folio {folio.id} is already settled")
+    session.refresh(folio)
+    owed = -folio.balance
+    clearing = ledger.clearing_of(session, venue_id=folio.venue_id, currency=folio.currency)
+    txn = LedgerTransaction(
+        venue_id=folio.venue_id, type=TransactionType.SETTLEMENT, approved=True, reason="ok",
+        text="Check-out", amount=owed, currency=folio.currency, guest_id=folio.guest_id,
+        account_id=folio.id, idempotency_scope="api", idempotency_key=key,
+        fingerprint=f"settle:{folio.id}", actor=actor, created_at=now)
+    if owed != 0:
+        ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)])
+    else:
+        session.add(txn)
+        session.flush()
+    result = _finish(session, txn, folio, None)
+    ledger.close(session, account=folio, now=now)
+    return result
+
+
+def _finish(session: Session, txn: LedgerTransaction, account: Account,
+            merchant_name: str | None) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+    txn.balance_after = ledger.balance_of(session, account_id=account.id)
+    session.add(txn)
+    session.flush()
+    session.refresh(account)
+    return txn, receipts_for(txn, account, account.venue_id, merchant_name)

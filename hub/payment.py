@@ -1,0 +1,147 @@
+"""Payment decisions: pure functions of a payment's context; no I/O.
+
+The caller loads the context inside the transaction, calls :func:`decide_payment`,
+then applies the returned effects with conditional updates (so two terminals
+charging one wallet at once cannot overspend it) and writes the postings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devices.contract import PaymentReason
+from hub.models import (
+    Account,
+    AccountKind,
+    Credential,
+    CredentialStatus,
+    Device,
+    DeviceKind,
+    Merchant,
+    SpendingPolicy,
+)
+
+TERMINAL_KINDS = frozenset({DeviceKind.POS, DeviceKind.KIOSK})
+
+TEXTS: dict[PaymentReason, str] = {
+    PaymentReason.OK: "Approved",
+    PaymentReason.DEVICE_DISABLED: "Terminal out of service",
+    PaymentReason.DEVICE_NOT_A_TERMINAL: "Not a payment terminal",
+    PaymentReason.UNKNOWN_MERCHANT: "Merchant not set up for this terminal",
+    PaymentReason.UNKNOWN_CREDENTIAL: "Band or key not recognised",
+    PaymentReason.CREDENTIAL_LOST: "Reported lost - please see staff",
+    PaymentReason.CREDENTIAL_SUSPENDED: "Suspended - please see staff",
+    PaymentReason.CREDENTIAL_REVOKED: "No longer valid - please see staff",
+    PaymentReason.PAYMENT_DISABLED: "Payments are off for this band",
+    PaymentReason.NO_ACCOUNT: "No wallet or room account",
+    PaymentReason.CURRENCY_MISMATCH: "Currency not accepted",
+    PaymentReason.AMOUNT_TOO_LARGE: "Amount over the limit for one payment",
+    PaymentReason.PIN_REQUIRED: "Please enter your PIN",
+    PaymentReason.PIN_WRONG: "Wrong PIN",
+    PaymentReason.PIN_LOCKED: "PIN locked - please see staff",
+    PaymentReason.DAILY_LIMIT_EXCEEDED: "Daily spending limit reached",
+    PaymentReason.INSUFFICIENT_FUNDS: "Not enough funds",
+    PaymentReason.IDEMPOTENCY_CONFLICT: "Duplicate payment id - not charged",
+}
+
+_CREDENTIAL_DENIALS = {
+    CredentialStatus.LOST: PaymentReason.CREDENTIAL_LOST,
+    CredentialStatus.SUSPENDED: PaymentReason.CREDENTIAL_SUSPENDED,
+    CredentialStatus.REVOKED: PaymentReason.CREDENTIAL_REVOKED,
+}
+
+
+@dataclass(frozen=True)
+class PaymentLimits:
+    """The venue-wide payment limits, from the settings."""
+
+    max_amount: int
+    max_pin_failures: int
+
+
+@dataclass(frozen=True)
+class PaymentContext:
+    """Everything a payment decision depends on, loaded by the caller."""
+
+    device: Device
+    merchant: Merchant | None
+    credential: Credential | None
+    policy: SpendingPolicy | None
+    account: Account | None
+    amount: int
+    currency: str
+    pin: str | None
+    spent_today: int
+    limits: PaymentLimits
+    verify_pin: Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class PaymentDecision:
+    """Approve or decline, and what the approval or the wrong PIN changes."""
+
+    approved: bool
+    reason: PaymentReason
+    text: str
+    pin_failed: bool = False  # count one more wrong PIN on the credential
+    pin_passed: bool = False  # a right PIN clears the count
+
+    @property
+    def outcome(self) -> str:
+        return "approve" if self.approved else "decline"
+
+
+def decline(reason: PaymentReason, *, pin_failed: bool = False) -> PaymentDecision:
+    """A declined payment with the terminal's text for ``reason``."""
+    return PaymentDecision(False, reason, TEXTS[reason], pin_failed=pin_failed)
+
+
+def decide_payment(ctx: PaymentContext) -> PaymentDecision:
+    """Approve or decline a tap-to-pay, checking in a fixed, documented order."""
+    if not ctx.device.enabled:
+        return decline(PaymentReason.DEVICE_DISABLED)
+    if ctx.device.kind not in TERMINAL_KINDS:
+        return decline(PaymentReason.DEVICE_NOT_A_TERMINAL)
+    if ctx.merchant is None or ctx.device.merchant_id != ctx.merchant.id:
+        return decline(PaymentReason.UNKNOWN_MERCHANT)
+    cred = ctx.credential
+    if cred is None:
+        return decline(PaymentReason.UNKNOWN_CREDENTIAL)
+    if cred.status in _CREDENTIAL_DENIALS:
+        return decline(_CREDENTIAL_DENIALS[cred.status])
+    policy = ctx.policy
+    if policy is not None and not policy.payment_enabled:
+        return decline(PaymentReason.PAYMENT_DISABLED)
+    if cred.pin_failures >= ctx.limits.max_pin_failures:
+        return decline(PaymentReason.PIN_LOCKED)
+    if ctx.account is None:
+        return decline(PaymentReason.NO_ACCOUNT)
+    if ctx.currency != ctx.account.currency or ctx.currency != ctx.merchant.currency:
+        return decline(PaymentReason.CURRENCY_MISMATCH)
+    if ctx.amount > ctx.limits.max_amount:
+        return decline(PaymentReason.AMOUNT_TOO_LARGE)
+
+    pin_passed = False
+    if policy is not None and policy.pin_threshold is not None and ctx.amount > policy.pin_threshold:
+        if policy.pin_hash is None or ctx.pin is None:
+            return decline(PaymentReason.PIN_REQUIRED)
+        if not ctx.verify_pin(policy.pin_hash, ctx.pin):
+            return decline(PaymentReason.PIN_WRONG, pin_failed=True)
+        pin_passed = True
+    if policy is not None and policy.daily_limit is not None:
+        if ctx.spent_today + ctx.amount > policy.daily_limit:
+            return decline(PaymentReason.DAILY_LIMIT_EXCEEDED)
+    if ctx.account.kind is AccountKind.WALLET and ctx.account.balance < ctx.amount:
+        return decline(PaymentReason.INSUFFICIENT_FUNDS)
+    return PaymentDecision(True, PaymentReason.OK, TEXTS[PaymentReason.OK], pin_passed=pin_passed)
+
+
+def postings_for_charge(*, payer: Account, revenue: Account, amount: int) -> list[tuple[str, int]]:
+    """The legs of a charge: the payer's account down, the merchant's takings up."""
+    return [(payer.id, -amount), (revenue.id, amount)]
+
+
+def fingerprint(*, amount: int, currency: str, merchant_id: str | None, payer: str) -> str:
+    """What an idempotency key promised: the same key must always mean the same payment."""
+    return f"{amount}:{currency}:{merchant_id or '-'}:{payer}"[:64]
