@@ -16,6 +16,21 @@ from amqtt.broker import Broker
 log = logging.getLogger(__name__)
 
 
+class _Broker(Broker):
+    """amqtt's broker, minus a leak of retained messages to clients that never asked.
+
+    On every connect amqtt offers the new client the retained messages of *every*
+    client's subscriptions (0.11-0.12); only a client's own subscriptions count.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Any
+    ) -> None:
+        subscribers = self._subscriptions.get(subscription[0], [])
+        if any(s.client_id == session.client_id for s, _ in subscribers):
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+
 class EmbeddedBroker:
     """An amqtt broker listening on host:port, started and stopped from sync code."""
 
@@ -36,7 +51,7 @@ class EmbeddedBroker:
         self._loop.run_forever()
 
     async def _start(self) -> Broker:
-        broker = Broker(self._config)
+        broker = _Broker(self._config)
         await broker.start()
         return broker
 

@@ -147,9 +147,16 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                          payer=f"{kind.value}:{identifier}")
 
     earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
+    seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
     if earlier is not None:
         account = session.get(Account, earlier.account_id) if earlier.account_id else None
         acct_kind = account.kind.value if account else None
+        if seen is not None:  # this very message again (QoS 1 redelivery): same answer
+            conflict = seen.reason == PaymentReason.IDEMPOTENCY_CONFLICT
+            decision = _decision_of(earlier, req.event_id, req.idempotency_key,
+                                    reason=PaymentReason(seen.reason) if conflict else None,
+                                    text=seen.text if conflict else None, kind=acct_kind)
+            return Published([(reply_topic, encode(decision))], decision)
         if earlier.fingerprint == print_:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key, kind=acct_kind)
         else:

@@ -1,7 +1,7 @@
 """The demo venue: a park with gates, a hotel with ten smart rooms, shops, and twenty guests.
 
-Seeding is idempotent: rows are keyed by fixed ids, so seeding again adds
-nothing; the demo guests' tickets and stays are moved to start today, so a
+Seeding is idempotent: rows are keyed by fixed ids and the opening top-ups by
+fixed idempotency keys, so seeding again adds nothing; the demo guests' tickets and stays are moved to start today, so a
 demo seeded last week still opens its gates.
 """
 
@@ -10,11 +10,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from hub.cashier import top_up
+from hub.security import hash_secret
 from hub.db import session_scope
 from hub.models import (
+    Account,
+    AccountKind,
+    Merchant,
+    SpendingPolicy,
     Credential,
     CredentialKind,
     Device,
@@ -29,6 +36,9 @@ from hub.models import (
 )
 
 VENUE_ID = "demo-resort"
+CURRENCY = "USD"
+MERCHANTS = {"cafe": "Cafe", "shop": "Gift shop", "bar": "Pool bar"}
+DEMO_PIN = "1234"  # Charlie's, asked for payments above 50.00
 ROOMS = [f"{n}" for n in range(101, 111)]
 FIRST_NAMES = ["Charlie", "Ana", "Bo", "Dana", "Eli", "Farah", "Gus", "Hana", "Ivo", "Jun",
                "Kai", "Lena", "Milo", "Nia", "Omar", "Pia", "Quinn", "Rosa", "Sami", "Tess"]
@@ -43,7 +53,10 @@ def wristband_uid(n: int) -> str:
 
 
 def _rows(day: datetime) -> list[SQLModel]:
-    rows: list[SQLModel] = [Venue(id=VENUE_ID, name="Demo Resort", timezone="UTC")]
+    rows: list[SQLModel] = [Venue(id=VENUE_ID, name="Demo Resort", timezone="UTC",
+                                  currency=CURRENCY)]
+    rows += [Merchant(id=m, venue_id=VENUE_ID, name=name, currency=CURRENCY)
+             for m, name in MERCHANTS.items()]
     rows += [
         Zone(id="park", venue_id=VENUE_ID, name="Theme park", capacity=2000, anti_passback=True),
         Zone(id="water-park", venue_id=VENUE_ID, name="Water park", capacity=300,
@@ -62,10 +75,10 @@ def _rows(day: datetime) -> list[SQLModel]:
                              (DeviceKind.LIGHT, "light"), (DeviceKind.DISPLAY, "display")):
             rows.append(Device(id=f"{prefix}-{r}", venue_id=VENUE_ID, kind=kind,
                                name=f"Room {r} {prefix}", zone_id=f"room-{r}"))
-    rows += [Device(id=p, venue_id=VENUE_ID, kind=DeviceKind.POS, name=p)
-             for p in ("pos-cafe-1", "pos-shop-1", "pos-bar-1")]
+    rows += [Device(id=f"pos-{m}-1", venue_id=VENUE_ID, kind=DeviceKind.POS,
+                    name=f"{MERCHANTS[m]} till", merchant_id=m) for m in MERCHANTS]
     rows.append(Device(id="kiosk-lobby-1", venue_id=VENUE_ID, kind=DeviceKind.KIOSK,
-                       name="Lobby kiosk"))
+                       name="Lobby kiosk", merchant_id="shop"))
     for i in range(1, 21):
         gid = f"guest-{i:02d}"
         first, last = FIRST_NAMES[i - 1], LAST_NAMES[i - 1]
@@ -82,6 +95,14 @@ def _rows(day: datetime) -> list[SQLModel]:
         rows.append(Entitlement(id=f"stay-{gid}", guest_id=gid, kind=EntitlementKind.ROOM,
                                 zone_ids=[f"room-{room}"], valid_from=day,
                                 valid_until=day + timedelta(days=3)))
+        rows.append(Account(id=f"wallet-{gid}", venue_id=VENUE_ID, kind=AccountKind.WALLET,
+                            currency=CURRENCY, guest_id=gid))
+        rows.append(Account(id=f"folio-{gid}", venue_id=VENUE_ID, kind=AccountKind.FOLIO,
+                            currency=CURRENCY, guest_id=gid, stay_id=f"stay-{gid}"))
+        # guest-11 .. guest-20 share a room with guest-01 .. guest-10, who pays for them.
+        payer = f"guest-{i - 10:02d}" if i > 10 else gid
+        rows.append(SpendingPolicy(guest_id=gid, payer_guest_id=payer,
+                                   daily_limit=2_000 if payer != gid else None))
     return rows
 
 
@@ -92,12 +113,21 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
     with session_scope(engine) as session:
         for row in _rows(day):
             created += _ensure(session, row)
+        charlie = session.get(SpendingPolicy, "guest-01")
+        if charlie is not None and charlie.pin_hash is None:
+            charlie.pin_hash = hash_secret(DEMO_PIN)
+            charlie.pin_threshold = 5_000
+        for i in range(1, 21):
+            wallet = session.get(Account, f"wallet-guest-{i:02d}")
+            assert wallet is not None
+            top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
+                   actor="demo", now=now)
     return {"venue": VENUE_ID, "created": created, "guests": 20, "rooms": len(ROOMS)}
 
 
 def _ensure(session: Session, row: SQLModel) -> int:
-    key = row.id  # type: ignore[attr-defined]
-    existing = session.get(type(row), key)
+    key = sa.inspect(type(row)).primary_key_from_instance(row)  # type: ignore[union-attr]
+    existing = session.get(type(row), tuple(key))
     if existing is None:
         session.add(row)
         session.flush()

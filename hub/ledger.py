@@ -189,9 +189,9 @@ def verify(session: Session) -> list[str]:
         .group_by(col(Posting.transaction_id))
         .having(sa.func.sum(Posting.amount) != 0))
     problems += [f"transaction {t} does not balance: postings sum to {s}" for t, s in unbalanced]
-    derived = dict(session.execute(
+    derived: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
         sa.select(Posting.account_id, sa.func.sum(Posting.amount))
-        .group_by(col(Posting.account_id))).tuples().all())
+        .group_by(col(Posting.account_id))).all())
     for account in session.exec(select(Account)).all():
         total = int(derived.get(account.id, 0))
         if total != account.balance:

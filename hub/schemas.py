@@ -38,6 +38,7 @@ class VenueCreate(_In):
     id: Slug
     name: Name
     timezone: str = "UTC"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
     @field_validator("timezone")
     @classmethod
@@ -53,6 +54,7 @@ class VenuePublic(_Out):
     id: str
     name: str
     timezone: str
+    currency: str
     created_at: datetime
 
 
@@ -95,6 +97,7 @@ class DeviceCreate(_In):
     name: Name
     zone_id: str | None = None
     direction: Direction | None = None
+    merchant_id: str | None = None
     enabled: bool = True
 
 
@@ -102,6 +105,7 @@ class DeviceUpdate(_In):
     name: Name | None = None
     zone_id: str | None = None
     direction: Direction | None = None
+    merchant_id: str | None = None
     enabled: bool | None = None
 
 
@@ -112,6 +116,7 @@ class DevicePublic(_Out):
     name: str
     zone_id: str | None
     direction: Direction | None
+    merchant_id: str | None
     enabled: bool
     online: bool
     last_seen: datetime | None
@@ -262,3 +267,119 @@ class Health(BaseModel):
     mqtt: str
     mqtt_connected: bool
     database: str
+
+
+# ------------------------------------------------------------------ payments
+
+MinorUnits = Annotated[int, Field(gt=0, le=100_000_000, description="Integer minor units")]
+Key = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+                           description="Idempotency key: the same key never moves money twice")]
+
+
+class MerchantCreate(_In):
+    id: Slug
+    venue_id: str
+    name: Name
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class MerchantPublic(_Out):
+    id: str
+    venue_id: str
+    name: str
+    currency: str
+
+
+class SpendingPolicyUpdate(_In):
+    payment_enabled: bool = True
+    daily_limit: Annotated[int, Field(ge=0)] | None = None
+    pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = Field(
+        default=None, description="New PIN (stored as an argon2 hash); omit to keep the old one")
+    pin_threshold: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Payments above this amount need the PIN")
+    payer_guest_id: str | None = Field(
+        default=None, description="The party lead who pays for this guest; default: themself")
+    reset_pin_lock: bool = Field(default=False, description="Clear wrong-PIN locks")
+
+
+class SpendingPolicyPublic(_Out):
+    guest_id: str
+    payer_guest_id: str
+    payment_enabled: bool
+    daily_limit: int | None
+    pin_threshold: int | None
+    has_pin: bool
+
+
+class AccountCreate(_In):
+    guest_id: str
+    venue_id: str
+    kind: Literal["wallet", "folio"]
+    stay_id: str | None = Field(default=None, description="The room entitlement of a folio")
+
+
+class AccountPublic(_Out):
+    id: str
+    venue_id: str
+    kind: str
+    currency: str
+    guest_id: str | None
+    merchant_id: str | None
+    stay_id: str | None
+    balance: int
+    open: bool
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class TopUp(_In):
+    amount: MinorUnits
+    idempotency_key: Key
+    method: Literal["card", "cash"] = "card"
+
+
+class RefundCreate(_In):
+    amount: MinorUnits | None = Field(default=None, description="Omit for what is left")
+    idempotency_key: Key
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class Settlement(_In):
+    idempotency_key: Key
+
+
+class TransactionPublic(_Out):
+    id: str
+    venue_id: str
+    type: str
+    approved: bool
+    reason: str
+    text: str
+    amount: int
+    currency: str
+    guest_id: str | None
+    account_id: str | None
+    merchant_id: str | None
+    device_id: str | None
+    original_id: str | None
+    items: list[dict[str, object]]
+    balance_after: int | None
+    idempotency_key: str
+    actor: str | None
+    created_at: datetime
+
+
+class StatementLine(BaseModel):
+    transaction_id: str
+    type: str
+    at: datetime
+    merchant_id: str | None
+    amount: int = Field(description="Signed: what this line did to the account")
+    balance: int = Field(description="Running balance after the line")
+
+
+class Statement(BaseModel):
+    account: AccountPublic
+    lines: list[StatementLine]
+    total_charges: int
+    total_refunds: int

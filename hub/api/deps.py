@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import BackgroundTasks, Depends, Query, Request
 from sqlmodel import Session
 
 from hub.db import session_scope
@@ -29,3 +29,12 @@ def get_bridge(request: Request) -> Any:
 
 
 BridgeDep = Annotated[Any, Depends(get_bridge)]
+
+
+def publish_after_commit(tasks: BackgroundTasks, bridge: Any,
+                         messages: list[tuple[str, bytes]]) -> None:
+    """Publish receipts once the response is on its way, i.e. after the commit."""
+    if bridge is None:
+        return
+    for topic, payload in messages:
+        tasks.add_task(bridge.publish, topic, payload)

@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
 from hub.api.routes import (
+    accounts,
     credentials,
     devices,
     entitlements,
     events,
     guests,
+    merchants,
     system,
+    transactions,
     venues,
     zones,
 )
@@ -34,7 +37,8 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None) -> Fas
     app.state.engine = engine
     app.state.settings = settings
     app.state.bridge = bridge
-    for module in (system, venues, zones, devices, guests, credentials, entitlements, events):
+    for module in (system, venues, zones, devices, guests, credentials, entitlements, events,
+                   merchants, accounts, transactions):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.exception_handler(NotFound)

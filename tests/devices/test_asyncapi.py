@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_type_hints
 
 import pytest
 import yaml
@@ -33,10 +33,19 @@ from devices.contract import (
     encode,
     parse_command,
     parse_event,
+    parse_receipt,
     parse_reply,
     parse_status,
 )
-from devices.topics import Channel, TopicError, device_topic, parse_topic, subscription, valid_id
+from devices.topics import (
+    Channel,
+    TopicError,
+    device_topic,
+    guest_topic,
+    parse_topic,
+    subscription,
+    valid_id,
+)
 
 DOC_PATH = Path(contract.__file__).with_name("asyncapi.yaml")
 DOC_URI = "urn:venuehub:devices:asyncapi"
@@ -48,18 +57,26 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     if isinstance(obj, type) and issubclass(obj, BaseModel) and "kind" in obj.model_fields
 }
 
-#: Who publishes on each channel (from the device's point of view) and which
-#: function of the contract reads it.
-CHANNEL_USE: dict[Channel, tuple[str, Callable[[bytes], BaseModel]]] = {
+#: A guest's notifications channel (``guest_topic``): read by guests' apps, not a device Channel.
+GUEST = "guest notifications"
+ChannelKey = Channel | str
+
+#: Who publishes on each channel (from the device's point of view, or the guest
+#: app's on GUEST) and which function of the contract reads it.
+CHANNEL_USE: dict[ChannelKey, tuple[str, Callable[[bytes], BaseModel]]] = {
     Channel.EVENTS: ("send", parse_event),
     Channel.STATUS: ("send", parse_status),
     Channel.DECISIONS: ("receive", parse_reply),
     Channel.COMMANDS: ("receive", parse_command),
     Channel.ERRORS: ("receive", parse_reply),
+    GUEST: ("receive", parse_receipt),
 }
 
 #: Ids the test substitutes for the channel parameters (besides the document's examples).
-SAMPLE_IDS = {"venue": "venue-a", "device": "device.b_2"}
+SAMPLE_IDS = {"venue": "venue-a", "device": "device.b_2", "guest": "guest.c_3"}
+#: The parameters of a device channel's address and of a guest channel's (sorted).
+DEVICE_PARAMS = ("device", "venue")
+GUEST_PARAMS = ("guest", "venue")
 
 #: Schema keywords that only annotate; everything else must match the model.
 ANNOTATIONS = frozenset(
@@ -229,9 +246,26 @@ def enum_mismatches(doc: dict[str, Any]) -> list[str]:
     return problems
 
 
+def fill(address: str, ids: dict[str, str]) -> str:
+    """The address with the parameters named in ``ids`` replaced."""
+    return _PARAM.sub(lambda m: ids.get(m[1], m[0]), address)
+
+
 def channel_of(address: str, venue: str, device: str) -> str:
     """The address with its parameters replaced."""
-    return _PARAM.sub(lambda m: {"venue": venue, "device": device}.get(m[1], m[0]), address)
+    return fill(address, {"venue": venue, "device": device})
+
+
+def channel_key(address: str) -> ChannelKey:
+    """GUEST or the device Channel an address stands for; TopicError when neither."""
+    topic = fill(address, SAMPLE_IDS)
+    if topic == guest_topic(SAMPLE_IDS["venue"], SAMPLE_IDS["guest"]):
+        return GUEST
+    return parse_topic(topic).channel
+
+
+def key_label(key: ChannelKey) -> str:
+    return f"Channel.{key.name}" if isinstance(key, Channel) else "the guest channel"
 
 
 def channel_params(doc: dict[str, Any], channel: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -241,25 +275,42 @@ def channel_params(doc: dict[str, Any], channel: dict[str, Any]) -> dict[str, di
 
 
 def channel_mismatches(doc: dict[str, Any]) -> list[str]:
-    """Addresses versus ``device_topic`` and every Channel documented exactly once."""
+    """Addresses versus ``device_topic``/``guest_topic``; each channel documented exactly once."""
     problems: list[str] = []
-    found: dict[Channel, list[str]] = {}
+    found: dict[ChannelKey, list[str]] = {}
     for key, channel in (doc.get("channels") or {}).items():
         address = channel.get("address", "")
         placeholders = _PARAM.findall(address)
         params = channel_params(doc, channel)
-        if sorted(placeholders) != sorted(params) or sorted(placeholders) != sorted(SAMPLE_IDS):
+        expected = GUEST_PARAMS if "guest" in placeholders else DEVICE_PARAMS
+        if sorted(placeholders) != sorted(params) or tuple(sorted(placeholders)) != expected:
             problems.append(
                 f"channel {key}: address parameters {placeholders} vs declared {sorted(params)}"
-                f" vs the topic's {sorted(SAMPLE_IDS)}"
+                f" vs the topic's {list(expected)}"
             )
             continue
-        samples = {name: [SAMPLE_IDS[name]] for name in SAMPLE_IDS}
+        samples = {name: [SAMPLE_IDS[name]] for name in expected}
         for name, param in params.items():
             for example in param.get("examples", []):
                 if not valid_id(example):
                     problems.append(f"channel {key}: example {name}={example!r} is not a valid id")
                 samples[name].append(example)
+        if expected == GUEST_PARAMS:
+            guest_ok = True
+            for venue, guest in itertools.product(samples["venue"], samples["guest"]):
+                topic = fill(address, {"venue": venue, "guest": guest})
+                try:
+                    built = guest_topic(venue, guest)
+                except TopicError as exc:
+                    problems.append(f"channel {key}: {exc}")
+                    guest_ok = False
+                    continue
+                if topic != built:
+                    problems.append(f"channel {key}: {topic!r} but guest_topic builds {built!r}")
+                    guest_ok = False
+            if guest_ok:
+                found.setdefault(GUEST, []).append(key)
+            continue
         channels_hit = set()
         for venue, device in itertools.product(samples["venue"], samples["device"]):
             topic = channel_of(address, venue, device)
@@ -277,18 +328,17 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
         wildcard = channel_of(address, "+", "+")
         if channels_hit and wildcard != subscription(next(iter(channels_hit))):
             problems.append(f"channel {key}: wildcard form {wildcard!r} != subscription()")
-    for channel_enum in Channel:
-        keys = found.get(channel_enum, [])
+    for channel_key_ in (*Channel, GUEST):
+        keys = found.get(channel_key_, [])
         if len(keys) != 1:
-            problems.append(f"Channel.{channel_enum.name}: documented by {keys or 'no channel'}")
+            problems.append(f"{key_label(channel_key_)}: documented by {keys or 'no channel'}")
     return problems
 
 
-def channel_messages(doc: dict[str, Any]) -> Iterator[tuple[Channel, str, str, dict[str, Any]]]:
-    """(Channel, channel key, JSON pointer of the message, message) for every channel message."""
+def channel_messages(doc: dict[str, Any]) -> Iterator[tuple[ChannelKey, str, str, dict[str, Any]]]:
+    """(Channel or GUEST, channel key, JSON pointer of the message, message) for every message."""
     for key, channel in (doc.get("channels") or {}).items():
-        topic = channel_of(channel["address"], SAMPLE_IDS["venue"], SAMPLE_IDS["device"])
-        ch = parse_topic(topic).channel
+        ch = channel_key(channel["address"])
         for msg_key, ref in (channel.get("messages") or {}).items():
             where, message = resolve(doc, ref, f"#/channels/{key}/messages/{msg_key}")
             yield ch, key, where, message
@@ -352,7 +402,7 @@ def test_document_parses_as_asyncapi_3(doc: dict[str, Any]) -> None:
 def test_every_message_model_is_found() -> None:
     # Guards the discovery above: an empty dict would make the loops vacuous.
     assert {"TapEvent", "Decision", "ErrorMessage"} <= set(MESSAGE_MODELS)
-    assert set(CHANNEL_USE) == set(Channel), "a Channel without a known reader"
+    assert set(CHANNEL_USE) == {*Channel, GUEST}, "a Channel without a known reader"
 
 
 def test_channel_addresses_match_topics(doc: dict[str, Any]) -> None:
@@ -380,11 +430,13 @@ def test_channels_carry_the_models_their_reader_parses(doc: dict[str, Any]) -> N
         Channel.EVENTS: set(get_args(get_args(contract.DeviceEvent)[0])),
         Channel.DECISIONS: set(get_args(get_args(contract.HubReply)[0])),
         Channel.ERRORS: set(get_args(get_args(contract.HubReply)[0])),
+        GUEST: {get_type_hints(parse_receipt)["return"]},
     }
-    on_channel: dict[Channel, set[type[BaseModel]]] = {}
+    on_channel: dict[ChannelKey, set[type[BaseModel]]] = {}
     for ch, _, _, message in channel_messages(doc):
         on_channel.setdefault(ch, set()).add(MESSAGE_MODELS[message["name"]])
     assert on_channel[Channel.EVENTS] == union_members[Channel.EVENTS]
+    assert on_channel[GUEST] == union_members[GUEST]
     for ch in (Channel.DECISIONS, Channel.ERRORS):
         assert on_channel[ch] <= union_members[ch]
     assert set().union(*on_channel.values()) == set(MESSAGE_MODELS.values())
@@ -399,7 +451,7 @@ def test_operations_from_the_device_point_of_view(doc: dict[str, Any]) -> None:
     for op_key, op in doc["operations"].items():
         chan_ref = op["channel"]["$ref"]
         channel = pointer(doc, chan_ref)
-        ch = parse_topic(channel_of(channel["address"], "v", "d")).channel
+        ch = channel_key(channel["address"])
         assert op["action"] == CHANNEL_USE[ch][0], f"{op_key}: {op['action']} on {ch}"
         for ref in op.get("messages", []):
             assert ref["$ref"].startswith(f"{chan_ref}/messages/"), f"{op_key}: {ref}"
@@ -422,7 +474,7 @@ def test_last_will_is_the_retained_offline_status(doc: dict[str, Any]) -> None:
     assert status.state == "offline"
     status_channels = [
         c for c in doc["channels"].values()
-        if parse_topic(channel_of(c["address"], "v", "d")).channel is Channel.STATUS
+        if channel_key(c["address"]) is Channel.STATUS
     ]
     assert [c["address"] for c in status_channels] == [will["topic"]]
     assert will["retain"] is True and will["qos"] == 1
@@ -484,6 +536,17 @@ def test_a_wrong_address_is_detected(doc: dict[str, Any]) -> None:
             # decisions are the hub's to publish: a device-side address is wrong
             channel["address"] = channel["address"].replace("/hub/", "/device/")
     assert channel_mismatches(broken)
+
+
+def test_a_wrong_guest_address_is_detected(doc: dict[str, Any]) -> None:
+    broken = copy.deepcopy(doc)
+    for channel in broken["channels"].values():
+        if channel["address"].endswith("/notifications"):
+            # the guest's topic is not one of the hub's device topics
+            channel["address"] = channel["address"].replace("/guest/", "/hub/")
+    problems = channel_mismatches(broken)
+    assert any("guest_topic builds" in p for p in problems), problems
+    assert any("the guest channel: documented by no channel" in p for p in problems), problems
 
 
 def test_a_bad_example_is_detected(doc: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ def feed(engine: Engine, topic: str, payload: bytes, now: datetime) -> Outcome:
 
 def tap(engine: Engine, venue: str, device: str, now: datetime, event_id: str, *,
         uid: str | None = None, key_id: str | None = None) -> Outcome:
-    """A tap of a wristband (``uid``) or a phone key (``key_id``) at ``device``, received at ``now``."""
+    """A wristband (``uid``) or phone key (``key_id``) tap at ``device``, received at ``now``."""
     credential = (WristbandCredential(uid=uid) if uid is not None
                   else PhoneKeyCredential(key_id=key_id or "nobody"))
     event = TapEvent(event_id=event_id, ts=now, credential=credential)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from hub import crud
 from hub.api.deps import Limit, Offset, SessionDep
-from hub.models import Device, DeviceKind, Venue, Zone
+from hub.models import Device, DeviceKind, Merchant, Venue, Zone
 from hub.schemas import DeviceCreate, DevicePublic, DeviceUpdate
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -22,6 +22,7 @@ def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceK
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED)
 def create_device(body: DeviceCreate, session: SessionDep) -> Device:
     crud.require(session, Venue, body.venue_id, "venue_id")
+    crud.require(session, Merchant, body.merchant_id, "merchant_id")
     zone = crud.require(session, Zone, body.zone_id, "zone_id")
     if zone is not None and zone.venue_id != body.venue_id:
         raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
@@ -37,6 +38,7 @@ def get_device(device_id: str, session: SessionDep) -> Device:
 def update_device(device_id: str, body: DeviceUpdate, session: SessionDep) -> Device:
     device = crud.get(session, Device, device_id)
     changes = body.model_dump(exclude_unset=True)
+    crud.require(session, Merchant, changes.get("merchant_id"), "merchant_id")
     zone = crud.require(session, Zone, changes.get("zone_id"), "zone_id")
     if zone is not None and zone.venue_id != device.venue_id:
         raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")

@@ -1,0 +1,213 @@
+"""Tap-to-pay through the bridge's logic on real databases: exactly once, never overspent."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from devices.contract import ErrorCode, LineItem, Receipt
+from hub import cashier, ledger
+from hub.db import session_scope
+from hub.models import Account, LedgerTransaction, Posting, SpendingPolicy, utcnow
+from tests.hub.payments_helpers import (
+    balance,
+    demo_engine,
+    pay,
+    pay_message,
+    refused,
+    send,
+)
+
+WALLET = "wallet-guest-01"  # Charlie: 100.00 in the demo, PIN 1234 above 50.00
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from demo_engine(request, tmp_path)
+
+
+def verify(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return ledger.verify(session)
+
+
+def count(engine: Engine, model: type) -> int:
+    with Session(engine) as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_charge_moves_money_and_sends_a_receipt(engine: Engine) -> None:
+    items = [LineItem(name="Latte", quantity=2, unit_amount=450), LineItem(name="Bun",
+                                                                           unit_amount=300)]
+    decision, [receipt] = pay(engine, 1_200, items=items)
+    assert (decision.outcome, decision.reason, decision.account) == ("approve", "ok", "wallet")
+    assert decision.balance_after == 8_800 == balance(engine, WALLET)
+    assert receipt.guest_id == "guest-01" and receipt.merchant_name == "Cafe"
+    assert receipt.items == items and receipt.balance_after == 8_800
+    assert receipt.transaction_id == decision.transaction_id
+    assert verify(engine) == []
+
+
+def test_same_key_again_is_the_same_decision_and_no_money(engine: Engine) -> None:
+    first, _ = pay(engine, 700, key="till-42")
+    again, receipts = pay(engine, 700, key="till-42")  # a new event id, the same payment
+    assert again.transaction_id == first.transaction_id and again.outcome == "approve"
+    assert receipts == []
+    redelivered = send(engine, pay_message(700, key="till-43", event_id="same-event"))
+    replay = send(engine, pay_message(700, key="till-43", event_id="same-event"))
+    assert replay.replies[0].payload == redelivered.replies[0].payload
+    assert balance(engine, WALLET) == 10_000 - 1_400
+    conflict, _ = pay(engine, 900, key="till-42")
+    assert (conflict.outcome, conflict.reason) == ("decline", "idempotency_conflict")
+    other_payer, _ = pay(engine, 700, key="till-42", guest=2)
+    assert other_payer.reason == "idempotency_conflict"
+    assert balance(engine, WALLET) == 8_600 and verify(engine) == []
+
+
+def test_a_declined_key_stays_declined(engine: Engine) -> None:
+    declined, _ = pay(engine, 20_000, key="big-1", guest=2)
+    assert declined.reason == "insufficient_funds"
+    again, _ = pay(engine, 20_000, key="big-1", guest=2)
+    assert again.reason == "insufficient_funds" and again.transaction_id is None
+
+
+def test_pin_prompt_wrong_pins_and_lock(engine: Engine) -> None:
+    assert pay(engine, 6_000)[0].reason == "pin_required"
+    assert pay(engine, 6_000, pin="1234")[0].outcome == "approve"
+    reasons = [pay(engine, 500 + 5_000, pin="0000")[0].reason for _ in range(5)]
+    assert reasons == ["pin_wrong"] * 5
+    assert pay(engine, 100)[0].reason == "pin_locked"  # locked for every amount
+    assert pay(engine, 100, guest=2)[0].outcome == "approve"  # other guests unaffected
+    assert balance(engine, WALLET) == 4_000
+
+
+def test_party_member_pays_from_the_lead_within_their_own_limit(engine: Engine) -> None:
+    # guest-11 shares Charlie's room; Charlie pays, up to 20.00 a day for guest-11.
+    first, receipts = pay(engine, 1_500, guest=11, account="auto")
+    assert first.outcome == "approve" and first.account == "folio"
+    assert {r.guest_id for r in receipts} == {"guest-11", "guest-01"}
+    assert pay(engine, 600, guest=11)[0].reason == "daily_limit_exceeded"
+    assert pay(engine, 500, guest=11, account="wallet")[0].outcome == "approve"
+    assert balance(engine, WALLET) == 9_500
+    assert balance(engine, "folio-guest-01") == -1_500
+    with session_scope(engine) as session:
+        child = session.get(SpendingPolicy, "guest-11")
+        assert child is not None
+        child.payment_enabled = False
+    assert pay(engine, 100, guest=11)[0].reason == "payment_disabled"
+
+
+@pytest.mark.parametrize(("kw", "reason"), [
+    ({"currency": "EUR"}, "currency_mismatch"),
+    ({"currency": "XXX"}, "currency_mismatch"),
+    ({"merchant": "bar"}, "unknown_merchant"),  # pos-cafe-1 charges for the cafe only
+    ({"merchant": "nowhere"}, "unknown_merchant"),
+])
+def test_bad_payments_are_declined_and_post_nothing(engine: Engine, kw: dict[str, object],
+                                                     reason: str) -> None:
+    assert pay(engine, 100, **kw)[0].reason == reason  # type: ignore[arg-type]
+    assert pay(engine, 1_000_001)[0].reason == "amount_too_large"
+    assert count(engine, Posting) == 40  # only the demo's 20 top-ups
+
+
+@pytest.mark.parametrize("body", [
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":0,"currency":"USD",'
+    b'"merchant_id":"cafe","idempotency_key":"k"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":-5,"currency":"USD",'
+    b'"merchant_id":"cafe","idempotency_key":"k"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":12.5,"currency":"USD",'
+    b'"merchant_id":"cafe","idempotency_key":"k"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":"100","currency":"USD",'
+    b'"merchant_id":"cafe","idempotency_key":"k"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":100,"currency":"usd",'
+    b'"merchant_id":"cafe","idempotency_key":"k"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":100,"currency":"USD",'
+    b'"merchant_id":"cafe"}',
+    b'{"v":1,"kind":"payment","event_id":"p1","ts":"2026-01-01T00:00:00Z","credential":'
+    b'{"type":"wristband","uid":"04A10000000001"},"amount":100,"currency":"USD",'
+    b'"merchant_id":"cafe","idempotency_key":"k","items":[{"name":"x","unit_amount":99}]}',
+])
+def test_malformed_payments_are_refused_with_a_reason(engine: Engine, body: bytes) -> None:
+    error = refused(send(engine, body))
+    assert error.code is ErrorCode.SCHEMA_VIOLATION and error.event_id == "p1"
+    assert count(engine, LedgerTransaction) == 20 and verify(engine) == []
+
+
+def test_refunds_never_exceed_the_charge(engine: Engine) -> None:
+    charge, _ = pay(engine, 2_000)
+    with session_scope(engine) as session:
+        original = session.get(LedgerTransaction, charge.transaction_id)
+        assert original is not None
+        part, [(topic, raw)] = cashier.refund(session, original=original, amount=500, key="r1",
+                                              actor="staff", now=utcnow())
+        receipt = Receipt.model_validate_json(raw)
+        assert topic.endswith("/guest/guest-01/notifications")
+        assert receipt.type == "refund" and receipt.balance_after == 8_500
+        same, again = cashier.refund(session, original=original, amount=500, key="r1",
+                                     actor="staff", now=utcnow())
+        assert same.id == part.id and again == []
+        with pytest.raises(cashier.crud.Conflict):
+            cashier.refund(session, original=original, amount=1_501, key="r2", actor="staff",
+                           now=utcnow())
+        rest, _ = cashier.refund(session, original=original, amount=None, key="r3",
+                                 actor="staff", now=utcnow())
+        assert rest.amount == 1_500
+    assert balance(engine, WALLET) == 10_000 and verify(engine) == []
+
+
+def test_check_out_settles_and_closes_the_folio(engine: Engine) -> None:
+    pay(engine, 3_000, account="folio")
+    pay(engine, 2_500, device="pos-bar-1", merchant="bar", account="folio")
+    with session_scope(engine) as session:
+        folio = session.get(Account, "folio-guest-01")
+        assert folio is not None
+        txn, [(_, raw)] = cashier.settle(session, folio=folio, key="checkout-1", actor="desk",
+                                         now=utcnow())
+        receipt = Receipt.model_validate_json(raw)
+        assert txn.amount == 5_500 and receipt.type == "settlement" and receipt.balance_after == 0
+    assert pay(engine, 100, account="folio")[0].reason == "no_account"
+    assert verify(engine) == []
+
+
+def test_two_terminals_cannot_overspend_one_wallet(engine: Engine) -> None:
+    """Many charges of 30.00 at once against 100.00: exactly three go through."""
+    barrier = threading.Barrier(8)
+    reasons: list[str] = []
+
+    def terminal(n: int) -> None:
+        barrier.wait()
+        device = ("pos-cafe-1", "pos-shop-1")[n % 2]
+        merchant = ("cafe", "shop")[n % 2]
+        decision, _ = pay(engine, 3_000, device=device, merchant=merchant, key=f"race-{n}")
+        reasons.append(decision.reason.value)
+
+    threads = [threading.Thread(target=terminal, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(reasons) == {"ok": 3, "insufficient_funds": 5}
+    assert balance(engine, WALLET) == 1_000 and verify(engine) == []
+
+
+def test_verify_finds_a_corrupted_posting(engine: Engine) -> None:
+    pay(engine, 1_000)
+    assert verify(engine) == []
+    with session_scope(engine) as session:
+        session.execute(sa.update(Posting).where(Posting.id == 1).values(amount=Posting.amount + 1))
+    problems = verify(engine)
+    assert any("does not balance" in p for p in problems)
+    assert any("caches" in p for p in problems)
