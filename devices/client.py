@@ -29,6 +29,8 @@ from devices.contract import (
     DeviceStatus,
     ErrorMessage,
     HeartbeatEvent,
+    PaymentDecision,
+    PaymentRequest,
     PhoneKeyCredential,
     TapEvent,
     TelemetryEvent,
@@ -77,7 +79,7 @@ class DeviceClient:
         self.device_id = device_id
         self.host, self.port, self.keepalive = host, port, keepalive
         self._topics = {ch: device_topic(venue, device_id, ch) for ch in Channel}
-        self._pending: dict[str, Future[Decision]] = {}
+        self._pending: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._command_handler: Callable[[Command], None] | None = None
@@ -164,10 +166,10 @@ class DeviceClient:
             future = self._pending.pop(reply.event_id, None)
         if future is None:
             return
-        if isinstance(reply, Decision):
-            future.set_result(reply)
-        else:
+        if isinstance(reply, ErrorMessage):
             future.set_exception(HubError(reply))
+        else:
+            future.set_result(reply)
 
     def on_command(self, handler: Callable[[Command], None]) -> None:
         """Call ``handler`` (on the MQTT thread) for each command to this device."""
@@ -177,9 +179,9 @@ class DeviceClient:
         """Publish bytes as they are: for tests of what the hub does with bad input."""
         self._client.publish(self._topics[channel], payload, qos=1)
 
-    def expect(self, event_id: str) -> Future[Decision]:
+    def expect(self, event_id: str) -> Future[Any]:
         """A future for the hub's reply to ``event_id``, registered before publishing."""
-        future: Future[Decision] = Future()
+        future: Future[Any] = Future()
         with self._lock:
             self._pending[event_id] = future
         return future
@@ -218,6 +220,18 @@ class DeviceClient:
             with self._lock:
                 self._pending.pop(event.event_id, None)
             raise NoReply(f"no decision for {event.event_id} within {timeout}s") from None
+
+    def pay(self, request: PaymentRequest, *, timeout: float = 5.0) -> PaymentDecision:
+        """Send a payment request and wait for the decision; HubError if the hub refuses it."""
+        future = self.expect(request.event_id)
+        self._client.publish(self._topics[Channel.EVENTS], encode(request), qos=1)
+        try:
+            decision: PaymentDecision = future.result(timeout)
+        except TimeoutError:
+            with self._lock:
+                self._pending.pop(request.event_id, None)
+            raise NoReply(f"no decision for {request.event_id} within {timeout}s") from None
+        return decision
 
     def heartbeat(self, *, battery_pct: int | None = None, firmware: str | None = None,
                   interval_s: int | None = None) -> None:

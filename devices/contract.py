@@ -234,7 +234,8 @@ class Receipt(_Message):
     kind: Literal["receipt"] = "receipt"
     transaction_id: str
     type: Literal["charge", "refund", "topup", "settlement"]
-    guest_id: str
+    guest_id: str = Field(description="The guest this receipt is addressed to")
+    spent_by: str | None = Field(default=None, description="The guest who tapped, if another")
     merchant_id: str | None = None
     merchant_name: str | None = None
     items: list[LineItem] = Field(default_factory=list)

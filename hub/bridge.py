@@ -49,6 +49,7 @@ class _Inbound:
     mid: int
     qos: int
     received: float
+    received_at: datetime
 
 
 class Bridge:
@@ -66,6 +67,7 @@ class Bridge:
         self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
         self._connected = threading.Event()
         self._last_message = 0.0
+        self._stopping = False
         self._worker: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
         self._client = mqtt.Client(
@@ -104,6 +106,7 @@ class Bridge:
 
     def drain(self, quiet: float = 0.25, timeout: float = 10.0) -> bool:
         """Wait until every message taken is answered and none arrived for ``quiet`` s."""
+        self._stopping = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             idle = time.perf_counter() - self._last_message
@@ -114,6 +117,7 @@ class Bridge:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, finish those already taken, then disconnect."""
+        self._stopping = True
         if self._connected.is_set():
             self._client.unsubscribe(self._filter())
         deadline = time.monotonic() + timeout
@@ -142,17 +146,20 @@ class Bridge:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self._connected.clear()
-        if rc.is_failure:
+        if rc.is_failure and not self._stopping:
             log.warning("bridge lost the broker (%s); paho reconnects", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        item = _Inbound(msg.topic, msg.payload, msg.mid, msg.qos, time.perf_counter())
+        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.perf_counter(),
+                        self.clock())
         self._last_message = item.received
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            # Not acknowledged, so the broker keeps it and redelivers it later.
-            self.errors["queue_full"] += 1
+            # Never drop: block paho's network thread, so TCP pushes back and the broker
+            # holds further messages until the worker catches up.
+            self.counters["queue_full_waits"] += 1
+            self._queue.put(item)
 
     # --------------------------------------------------------------- worker
 
@@ -207,7 +214,7 @@ class Bridge:
         try:
             with session.begin_nested():
                 return handle_message(session, item.topic, item.payload, now,
-                                      limits=self.limits)
+                                      limits=self.limits, received_at=item.received_at)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
             return self._internal(item)

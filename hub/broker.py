@@ -59,7 +59,13 @@ class EmbeddedBroker:
         """Open the listener; raises if the port cannot be bound."""
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
-        self._broker = future.result(timeout)
+        try:
+            self._broker = future.result(timeout)
+        except Exception as exc:  # amqtt wraps a busy port in its own BrokerError
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            raise OSError(f"the embedded MQTT broker cannot listen on "
+                          f"{self.host}:{self.port}: {exc}") from exc
         log.info("embedded MQTT broker on mqtt://%s:%d", self.host, self.port)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -66,6 +66,7 @@ def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
     """The guest's receipt of a posted transaction."""
     return Receipt(
         transaction_id=txn.id, type=txn.type.value, guest_id=guest_id,  # type: ignore[arg-type]
+        spent_by=txn.guest_id if txn.guest_id != guest_id else None,
         merchant_id=txn.merchant_id, merchant_name=merchant_name,
         items=[LineItem.model_validate(i) for i in txn.items], amount=txn.amount,
         currency=txn.currency, account=account.kind.value,  # type: ignore[arg-type]
@@ -84,12 +85,15 @@ def receipts_for(txn: LedgerTransaction, account: Account, venue_id: str,
 
 
 def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: PaymentReason | None
-                 = None, text: str | None = None, kind: str | None = None) -> PaymentDecision:
+                 = None, text: str | None = None, kind: str | None = None,
+                 asked: PaymentRequest | None = None) -> PaymentDecision:
     approved = txn.approved and reason is None
     return PaymentDecision(
         event_id=event_id, idempotency_key=key, outcome="approve" if approved else "decline",
-        reason=reason or PaymentReason(txn.reason), text=text or txn.text, amount=txn.amount,
-        currency=txn.currency, transaction_id=txn.id if approved else None,
+        reason=reason or PaymentReason(txn.reason), text=text or txn.text,
+        amount=asked.amount if asked else txn.amount,
+        currency=asked.currency if asked else txn.currency,
+        transaction_id=txn.id if approved else None,
         account=kind if approved else None,  # type: ignore[arg-type]
         balance_after=txn.balance_after if approved and kind == "wallet" else None,
         decided_at=txn.created_at)
@@ -144,7 +148,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     kind, identifier = _identifier(req)
     credential = crud.find_credential(session, kind=kind, identifier=identifier)
     print_ = fingerprint(amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
-                         payer=f"{kind.value}:{identifier}")
+                         payer=f"{kind.value}:{identifier}", account=req.account,
+                         items=[i.model_dump() for i in req.items])
 
     earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
     seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
@@ -155,14 +160,15 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
             conflict = seen.reason == PaymentReason.IDEMPOTENCY_CONFLICT
             decision = _decision_of(earlier, req.event_id, req.idempotency_key,
                                     reason=PaymentReason(seen.reason) if conflict else None,
-                                    text=seen.text if conflict else None, kind=acct_kind)
+                                    text=seen.text if conflict else None, kind=acct_kind,
+                                    asked=req if conflict else None)
             return Published([(reply_topic, encode(decision))], decision)
         if earlier.fingerprint == print_:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key, kind=acct_kind)
         else:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key,
                                     reason=PaymentReason.IDEMPOTENCY_CONFLICT,
-                                    text="Duplicate payment id - not charged")
+                                    text="Duplicate payment id - not charged", asked=req)
         _record_event(session, venue=venue, device=device, req=req, credential=credential,
                       decision=decision, now=now)
         return Published([(reply_topic, encode(decision))], decision)

@@ -91,6 +91,40 @@ def init(data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]"
     console.print(f"initialised {settings.database}")
 
 
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Check every ledger invariant; exit 1 and list them when any is broken."""
+    from sqlmodel import Session
+
+    from hub import ledger
+    from hub.db import create_db_engine
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    if settings.database.startswith("sqlite") and not (settings.data_dir / "hub.db").exists() \
+            and settings.database_url is None:
+        console.print(f"[red]no database at {settings.data_dir / 'hub.db'}[/red]")
+        raise typer.Exit(2)
+    engine = create_db_engine(settings.database)
+    with Session(engine) as session:
+        problems = ledger.verify(session)
+        counts = ledger.counts(session)
+    engine.dispose()
+    for problem in problems:
+        console.print(f"[red]✗[/red] {problem}")
+    if problems:
+        console.print(f"[bold red]{len(problems)} ledger invariant(s) broken[/bold red]")
+        raise typer.Exit(1)
+    console.print(f"[green]ledger OK[/green]: {counts['transactions']} transactions, "
+                  f"{counts['postings']} postings, {counts['accounts']} accounts balance")
+
+
 @app.command()
 def openapi() -> None:
     """Print the REST API's OpenAPI document (JSON)."""

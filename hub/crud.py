@@ -38,7 +38,11 @@ class Conflict(ValueError):
     """A write that would break a uniqueness or state rule."""
 
 
-class InvalidReference(ValueError):
+class Invalid(ValueError):
+    """A request that breaks a rule of the domain (answered 422)."""
+
+
+class InvalidReference(Invalid):
     """A request that names a row that does not exist."""
 
 

@@ -80,7 +80,8 @@ def refuse(topic: str, err: ContractError) -> Outcome:
 
 
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
-                   limits: PaymentLimits = DEFAULT_LIMITS) -> Outcome:
+                   limits: PaymentLimits = DEFAULT_LIMITS,
+                   received_at: datetime | None = None) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -100,7 +101,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     except ContractError as exc:
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
-        return _handle_tap(session, topic, where.venue, where.device, event, now)
+        return _handle_tap(session, topic, where.venue, where.device, event, now,
+                           received_at or now)
     if isinstance(event, PaymentRequest):
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits)
     with session.begin_nested():
@@ -189,11 +191,11 @@ def _load_context(session: Session, venue: str, device: Device | None,
 
 
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-                now: datetime) -> Outcome:
+                now: datetime, received_at: datetime) -> Outcome:
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_tap(session, topic, venue, device_id, tap, now)
+                return _try_tap(session, topic, venue, device_id, tap, now, received_at)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -206,7 +208,7 @@ class _StateChanged(Exception):
 
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-             now: datetime) -> Outcome:
+             now: datetime, received_at: datetime) -> Outcome:
     kind, identifier = _identifier(tap)
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
@@ -226,7 +228,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
             raise _StateChanged
     row = Event(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
-        received_at=now, device_ts=tap.ts, credential_kind=kind.value,
+        received_at=received_at, device_ts=tap.ts, credential_kind=kind.value,
         credential_ref=identifier, credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None,
         zone_id=device.zone_id if device else None,

@@ -181,6 +181,15 @@ def close(session: Session, *, account: Account, now: datetime) -> None:
 # ------------------------------------------------------------------- verify
 
 
+def counts(session: Session) -> dict[str, int]:
+    """How much the ledger holds, for reports."""
+    def count(model: type) -> int:
+        return int(session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one())
+
+    return {"transactions": count(LedgerTransaction), "postings": count(Posting),
+            "accounts": count(Account)}
+
+
 def verify(session: Session) -> list[str]:
     """Every ledger invariant that does not hold, in words; empty when all is well."""
     problems: list[str] = []

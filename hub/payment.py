@@ -7,7 +7,9 @@ charging one wallet at once cannot overspend it) and writes the postings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from devices.contract import PaymentReason
@@ -142,6 +144,9 @@ def postings_for_charge(*, payer: Account, revenue: Account, amount: int) -> lis
     return [(payer.id, -amount), (revenue.id, amount)]
 
 
-def fingerprint(*, amount: int, currency: str, merchant_id: str | None, payer: str) -> str:
+def fingerprint(*, amount: int, currency: str, merchant_id: str | None, payer: str,
+                account: str = "auto", items: Sequence[object] = ()) -> str:
     """What an idempotency key promised: the same key must always mean the same payment."""
-    return f"{amount}:{currency}:{merchant_id or '-'}:{payer}"[:64]
+    what = json.dumps([amount, currency, merchant_id, payer, account, items], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(what.encode()).hexdigest()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +25,19 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Patch(_In):
+    """A partial update: omitted fields stay; ``null`` only where a field may be empty."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> Self:
+        for name in self.model_fields_set:
+            if getattr(self, name) is None and name not in self.nullable:
+                raise ValueError(f"{name} may not be null")
+        return self
 
 
 class _Out(BaseModel):
@@ -70,7 +83,8 @@ class ZoneCreate(_In):
     anti_passback: bool = False
 
 
-class ZoneUpdate(_In):
+class ZoneUpdate(_Patch):
+    nullable = frozenset({"capacity"})
     name: Name | None = None
     capacity: Annotated[int, Field(ge=0)] | None = None
     anti_passback: bool | None = None
@@ -101,7 +115,8 @@ class DeviceCreate(_In):
     enabled: bool = True
 
 
-class DeviceUpdate(_In):
+class DeviceUpdate(_Patch):
+    nullable = frozenset({"zone_id", "direction", "merchant_id"})
     name: Name | None = None
     zone_id: str | None = None
     direction: Direction | None = None
@@ -134,7 +149,8 @@ class GuestCreate(_In):
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
 
 
-class GuestUpdate(_In):
+class GuestUpdate(_Patch):
+    nullable = frozenset({"display_name", "email"})
     name: Name | None = None
     display_name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
     email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
@@ -168,7 +184,8 @@ class CredentialCreate(_In):
         return self
 
 
-class CredentialUpdate(_In):
+class CredentialUpdate(_Patch):
+    nullable = frozenset({"label"})
     status: CredentialStatus | None = None
     label: Annotated[str, Field(max_length=80)] | None = None
 
@@ -217,7 +234,7 @@ class EntitlementCreate(_In):
         return self
 
 
-class EntitlementUpdate(_In):
+class EntitlementUpdate(_Patch):
     status: EntitlementStatus | None = None
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None

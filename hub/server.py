@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ class Hub:
     def start(self) -> None:
         """Open the database, seed the demo, start the broker and the bridge."""
         settings = self.settings
+        _check_free(settings.http_host, settings.http_port)  # fail before announcing anything
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
@@ -89,6 +91,15 @@ class Hub:
         if self.engine is not None:
             self.engine.dispose()
         log.info("hub stopped")
+
+
+def _check_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(f"the REST API cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:

@@ -22,7 +22,7 @@ from hub.api.routes import (
     zones,
 )
 from hub.config import Settings
-from hub.crud import Conflict, InvalidReference, NotFound
+from hub.crud import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
 
@@ -45,8 +45,8 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None) -> Fas
     async def _not_found(_r: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
-    @app.exception_handler(InvalidReference)
-    async def _bad_reference(_r: Request, exc: InvalidReference) -> JSONResponse:
+    @app.exception_handler(Invalid)
+    async def _invalid(_r: Request, exc: Invalid) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(Conflict)

@@ -11,6 +11,7 @@ API should answer and fail (as expected) until the hub is fixed.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -32,10 +33,10 @@ from hub.models import utcnow
 from tests.utils import ingest
 
 # The public shapes: what a client may rely on, and nothing internal.
-VENUE_KEYS = {"id", "name", "timezone", "created_at"}
+VENUE_KEYS = {"id", "name", "timezone", "currency", "created_at"}
 ZONE_KEYS = {"id", "venue_id", "name", "kind", "capacity", "anti_passback", "occupancy"}
-DEVICE_KEYS = {"id", "venue_id", "kind", "name", "zone_id", "direction", "enabled", "online",
-               "last_seen", "battery_pct", "firmware"}
+DEVICE_KEYS = {"id", "venue_id", "kind", "name", "zone_id", "direction", "merchant_id", "enabled",
+               "online", "last_seen", "battery_pct", "firmware"}
 GUEST_KEYS = {"id", "name", "display_name", "email", "created_at"}
 CREDENTIAL_KEYS = {"id", "guest_id", "kind", "identifier", "status", "label", "created_at",
                    "status_changed_at"}
@@ -118,9 +119,32 @@ def ids(rows: list[dict[str, Any]]) -> list[str]:
 # ------------------------------------------------------------------ fixtures
 
 
+DEMO_FIXTURES = {"day", "demo", "raw", "journey"}
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
+    """The demo venue seeded once (seed_demo hashes a PIN and posts top-ups: slow-ish).
+
+    Returns the SQLite file, closed and checkpointed, and the midnight its stays start at.
+    """
+    path = tmp_path_factory.mktemp("demo") / "hub.db"
+    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
+    init_db(engine)
+    now = utcnow()
+    seed_demo(engine, now)
+    engine.dispose()  # the last connection closing folds the WAL into the file
+    return path, now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
+def engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A real SQLite file of this test: empty, or a copy of the demo when the test wants it."""
+    path = tmp_path / "hub.db"
+    if DEMO_FIXTURES & set(request.fixturenames):
+        template, _ = request.getfixturevalue("demo_template")
+        shutil.copyfile(template, path)
+    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
     init_db(engine)
     yield engine
     engine.dispose()
@@ -134,17 +158,15 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(engine: Engine, settings: Settings) -> Iterator[TestClient]:
-    """The API on an empty database."""
+    """The API on this test's database (empty unless the test asks for the demo)."""
     with TestClient(create_app(engine=engine, settings=settings)) as c:
         yield c
 
 
 @pytest.fixture
-def day(engine: Engine) -> datetime:
-    """Seed the demo venue; its tickets and stays start at this midnight (UTC)."""
-    now = utcnow()
-    seed_demo(engine, now)
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def day(engine: Engine, demo_template: tuple[Path, datetime]) -> datetime:
+    """The database holds the demo venue; its tickets and stays start at this midnight (UTC)."""
+    return demo_template[1]
 
 
 @pytest.fixture
@@ -224,27 +246,29 @@ def tap(engine: Engine, device: str, now: datetime, event_id: str, *, uid: str |
 def test_create_venue_answers_201_with_the_public_shape(client: TestClient) -> None:
     before = utcnow()
     r = client.post(url("venues"), json={"id": "harbour.park_2", "name": "Harbour Park",
-                                         "timezone": "Europe/Lisbon"})
+                                         "timezone": "Europe/Lisbon", "currency": "EUR"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == VENUE_KEYS
-    assert (body["id"], body["name"], body["timezone"]) == (
-        "harbour.park_2", "Harbour Park", "Europe/Lisbon")
+    assert (body["id"], body["name"], body["timezone"], body["currency"]) == (
+        "harbour.park_2", "Harbour Park", "Europe/Lisbon", "EUR")
     assert before <= ts(body["created_at"]) <= utcnow()
 
 
-def test_venue_time_zone_defaults_to_utc(client: TestClient) -> None:
-    assert make_venue(client, "plain")["timezone"] == "UTC"
+def test_venue_defaults_to_utc_and_usd(client: TestClient) -> None:
+    venue = make_venue(client, "plain")
+    assert (venue["timezone"], venue["currency"]) == ("UTC", "USD")
+    assert client.get(url("venues", "plain")).json() == venue
 
 
 def test_get_venue_returns_what_was_created(client: TestClient) -> None:
-    created = make_venue(client, "v-get", timezone="Asia/Tokyo")
+    created = make_venue(client, "v-get", timezone="Asia/Tokyo", currency="JPY")
     r = client.get(url("venues", "v-get"))
     assert r.status_code == 200
     got = r.json()
     assert got.keys() == created.keys()
-    assert {k: got[k] for k in ("id", "name", "timezone")} == {
-        k: created[k] for k in ("id", "name", "timezone")}
+    assert {k: got[k] for k in ("id", "name", "timezone", "currency")} == {
+        k: created[k] for k in ("id", "name", "timezone", "currency")}
     assert ts(got["created_at"]) == ts(created["created_at"])
 
 
@@ -296,6 +320,8 @@ def test_duplicate_venue_is_409_and_keeps_the_first(client: TestClient) -> None:
     ({"id": "v"}, ("body", "name")),
     ({"id": "v", "name": "V", "owner": "me"}, ("body", "owner")),
     ({"id": 7, "name": "V"}, ("body", "id")),
+    ({"id": "v", "name": "V", "currency": "usd"}, ("body", "currency")),
+    ({"id": "v", "name": "V", "currency": "EURO"}, ("body", "currency")),
 ])
 def test_create_venue_rejects_invalid_bodies(client: TestClient, body: dict[str, Any],
                                              loc: tuple[str, ...]) -> None:
@@ -450,8 +476,8 @@ def test_create_device_answers_201_without_internal_fields(client: TestClient) -
     assert set(body) == DEVICE_KEYS
     assert not INTERNAL["devices"] & set(body)
     assert body == {"id": "gate-1", "venue_id": "v1", "kind": "gate", "name": "Gate 1",
-                    "zone_id": "hall", "direction": "in", "enabled": True, "online": False,
-                    "last_seen": None, "battery_pct": None, "firmware": None}
+                    "zone_id": "hall", "direction": "in", "merchant_id": None, "enabled": True,
+                    "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
     assert client.get(url("devices", "gate-1")).json() == body
 
 
@@ -467,6 +493,30 @@ def test_device_in_missing_zone_is_422_naming_zone_id(client: TestClient) -> Non
                                           "name": "D", "zone_id": "void"})
     assert_reference_422(r, "zone_id", "void")
     assert_404(client.get(url("devices", "d")), "d")
+
+
+def test_device_of_a_missing_merchant_is_422_naming_merchant_id(client: TestClient) -> None:
+    make_venue(client, "v1")
+    r = client.post(url("devices"), json={"id": "till", "venue_id": "v1", "kind": "pos",
+                                          "name": "Till", "merchant_id": "no-shop"})
+    assert_reference_422(r, "merchant_id", "no-shop")
+    assert client.get(url("devices")).json() == []
+
+
+def test_device_of_a_merchant(client: TestClient) -> None:
+    make_venue(client, "v1")
+    for mid in ("deli", "kiosk"):
+        r = client.post(url("merchants"), json={"id": mid, "venue_id": "v1", "name": mid.title(),
+                                                "currency": "USD"})
+        assert r.status_code == 201, r.text
+    till = make_device(client, "till", "v1", kind="pos", merchant_id="deli")
+    assert till["merchant_id"] == "deli"
+    r = client.patch(url("devices", "till"), json={"merchant_id": "kiosk"})
+    assert r.status_code == 200, r.text
+    assert client.get(url("devices", "till")).json() == {**till, "merchant_id": "kiosk"}
+    assert_reference_422(client.patch(url("devices", "till"), json={"merchant_id": "gone"}),
+                         "merchant_id", "gone")
+    assert client.get(url("devices", "till")).json()["merchant_id"] == "kiosk"
 
 
 def test_device_in_a_zone_of_another_venue_is_422(client: TestClient) -> None:
@@ -1040,14 +1090,17 @@ def test_patch_entitlement_dates_and_status(demo: TestClient) -> None:
     assert r.status_code == 200 and r.json()["status"] == "active"
 
 
-def test_patch_entitlement_ending_before_its_start_is_refused(demo: TestClient) -> None:
-    ent = make_entitlement(demo, "guest-02", ["park"])
-    r = demo.patch(url("entitlements", ent["id"]), json={"valid_until": ent["valid_from"]})
-    assert r.status_code == 409, r.text
-    assert "valid_until" in r.json()["detail"]
-    r = demo.patch(url("entitlements", ent["id"]),
-                   json={"valid_from": iso(ts(ent["valid_until"]) + timedelta(seconds=1))})
-    assert r.status_code == 409, r.text
+@pytest.mark.parametrize("body", [
+    {"valid_until": "2030-05-01T09:00:00Z"},                 # = the stored valid_from
+    {"valid_from": "2030-05-03T09:00:01Z"},                  # after the stored valid_until
+    {"valid_from": "2031-01-02T00:00:00Z", "valid_until": "2031-01-01T00:00:00Z"},
+])
+def test_patch_entitlement_ending_before_its_start_is_422(demo: TestClient,
+                                                          body: dict[str, str]) -> None:
+    ent = make_entitlement(demo, "guest-02", ["park"], start=datetime(2030, 5, 1, 9, tzinfo=UTC))
+    r = demo.patch(url("entitlements", ent["id"]), json=body)
+    assert r.status_code == 422, r.text
+    assert "valid_until" in messages(r)
     stored = demo.get(url("entitlements", ent["id"])).json()
     assert (ts(stored["valid_from"]), ts(stored["valid_until"])) == (
         ts(ent["valid_from"]), ts(ent["valid_until"]))
@@ -1064,6 +1117,23 @@ def test_patch_entitlement_rejects_invalid_bodies(demo: TestClient, body: dict[s
     before = demo.get(url("entitlements", "ticket-guest-01")).json()
     assert_422_at(demo.patch(url("entitlements", "ticket-guest-01"), json=body), *loc)
     assert demo.get(url("entitlements", "ticket-guest-01")).json() == before
+
+
+@pytest.mark.parametrize(("resource", "key", "field"), [
+    ("zones", "park", "name"), ("zones", "park", "anti_passback"),
+    ("zones", "park", "occupancy"), ("devices", "gate-park-in-1", "name"),
+    ("devices", "gate-park-in-1", "enabled"), ("guests", "guest-01", "name"),
+    ("credentials", "band-guest-01", "status"), ("entitlements", "ticket-guest-01", "status"),
+    ("entitlements", "ticket-guest-01", "valid_from"),
+    ("entitlements", "ticket-guest-01", "valid_until"),
+])
+def test_patch_null_into_a_required_field_is_422(demo: TestClient, resource: str, key: str,
+                                                 field: str) -> None:
+    before = demo.get(url(resource, key)).json()
+    r = demo.patch(url(resource, key), json={field: None})
+    assert r.status_code == 422, r.text
+    assert field in messages(r)
+    assert demo.get(url(resource, key)).json() == before
 
 
 def test_cancel_entitlement_keeps_it_cancelled(demo: TestClient, engine: Engine,
@@ -1372,28 +1442,6 @@ def test_bug_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="PATCH schemas (hub/schemas.py ZoneUpdate, DeviceUpdate, GuestUpdate, "
-                          "CredentialUpdate, EntitlementUpdate) accept an explicit null for "
-                          "NOT NULL columns; crud.update (hub/crud.py:82) flushes it -> "
-                          "IntegrityError -> 500 (for entitlements valid_from/valid_until: "
-                          "TypeError at hub/api/routes/entitlements.py:44)")
-@pytest.mark.parametrize(("resource", "key", "field"), [
-    ("zones", "park", "name"), ("zones", "park", "anti_passback"),
-    ("zones", "park", "occupancy"), ("devices", "gate-park-in-1", "name"),
-    ("devices", "gate-park-in-1", "enabled"), ("guests", "guest-01", "name"),
-    ("credentials", "band-guest-01", "status"), ("entitlements", "ticket-guest-01", "status"),
-    ("entitlements", "ticket-guest-01", "valid_from"),
-    ("entitlements", "ticket-guest-01", "valid_until"),
-])
-def test_bug_patch_null_into_a_required_field_is_422(raw: TestClient, resource: str, key: str,
-                                                     field: str) -> None:
-    before = raw.get(url(resource, key)).json()
-    r = raw.patch(url(resource, key), json={field: None})
-    assert r.status_code == 422, (r.status_code, r.text)
-    assert raw.get(url(resource, key)).json() == before
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="hub/schemas.py ZoneCreate/ZoneUpdate capacity and occupancy have no "
                           "upper bound; values >= 2**63 reach SQLite -> OverflowError -> 500 "
                           "(crud.py:74 add, crud.py:82 update)")
@@ -1430,17 +1478,6 @@ def test_bug_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_b
     method = "PATCH" if "/" in path else "POST"
     r = raw.request(method, url(*path.split("/")), content=raw_body,
                     headers={"content-type": content_type})
-    assert r.status_code == 422, (r.status_code, r.text)
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/api/routes/entitlements.py:44-45: a PATCH body whose own "
-                          "valid_until <= valid_from is answered 409 Conflict; the same body is "
-                          "422 on create (schemas.py EntitlementCreate._window)")
-def test_bug_self_contradicting_entitlement_patch_is_422(raw: TestClient) -> None:
-    r = raw.patch(url("entitlements", "ticket-guest-01"),
-                  json={"valid_from": "2031-01-02T00:00:00Z",
-                        "valid_until": "2031-01-01T00:00:00Z"})
     assert r.status_code == 422, (r.status_code, r.text)
 
 

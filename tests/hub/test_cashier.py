@@ -15,7 +15,15 @@ from sqlmodel import Session, func, select
 from devices.contract import ErrorCode, LineItem, Receipt
 from hub import cashier, ledger
 from hub.db import session_scope
-from hub.models import Account, LedgerTransaction, Posting, SpendingPolicy, utcnow
+from hub.models import (
+    Account,
+    Device,
+    LedgerTransaction,
+    Merchant,
+    Posting,
+    SpendingPolicy,
+    utcnow,
+)
 from tests.hub.payments_helpers import (
     balance,
     demo_engine,
@@ -211,3 +219,22 @@ def test_verify_finds_a_corrupted_posting(engine: Engine) -> None:
     problems = verify(engine)
     assert any("does not balance" in p for p in problems)
     assert any("caches" in p for p in problems)
+
+
+def test_a_key_reused_by_another_credential_with_a_long_merchant_id_conflicts(
+    engine: Engine,
+) -> None:
+    """The key's promise covers every field, however long the ids (no truncation)."""
+    long_merchant = "pool-bar-and-grill-terrace-level-2-" + "x" * 28
+    with session_scope(engine) as session:
+        session.add(Merchant(id=long_merchant, venue_id="demo-resort", name="Grill",
+                             currency="USD"))
+        device = session.get(Device, "pos-bar-1")
+        assert device is not None
+        device.merchant_id = long_merchant
+    first, _ = pay(engine, 300, device="pos-bar-1", merchant=long_merchant, key="same", guest=3)
+    second, _ = pay(engine, 300, device="pos-bar-1", merchant=long_merchant, key="same", guest=4)
+    assert first.outcome == "approve"
+    assert (second.outcome, second.reason, second.transaction_id) == (
+        "decline", "idempotency_conflict", None)
+    assert balance(engine, "wallet-guest-04") == 10_000

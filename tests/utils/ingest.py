@@ -6,26 +6,41 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from devices.contract import PhoneKeyCredential, TapEvent, WristbandCredential, encode
+from devices.contract import (
+    PaymentRequest,
+    PhoneKeyCredential,
+    TapEvent,
+    WristbandCredential,
+    encode,
+)
 from devices.topics import Channel, device_topic
 from hub.db import session_scope
 from hub.ingest import Outcome, handle_message
-from hub.payment import PaymentLimits
-
-# Generous limits: tests of the API do not exercise payments.
-LIMITS = PaymentLimits(max_amount=1_000_000, max_pin_failures=5)
 
 
 def feed(engine: Engine, topic: str, payload: bytes, now: datetime) -> Outcome:
     """One message in its own transaction, committed before anyone reads it (as the bridge)."""
     with session_scope(engine) as session:
-        return handle_message(session, topic, payload, now, limits=LIMITS)
+        return handle_message(session, topic, payload, now)
+
+
+def credential_of(uid: str | None, key_id: str | None) -> WristbandCredential | PhoneKeyCredential:
+    return (WristbandCredential(uid=uid) if uid is not None
+            else PhoneKeyCredential(key_id=key_id or "nobody"))
 
 
 def tap(engine: Engine, venue: str, device: str, now: datetime, event_id: str, *,
         uid: str | None = None, key_id: str | None = None) -> Outcome:
     """A wristband (``uid``) or phone key (``key_id``) tap at ``device``, received at ``now``."""
-    credential = (WristbandCredential(uid=uid) if uid is not None
-                  else PhoneKeyCredential(key_id=key_id or "nobody"))
-    event = TapEvent(event_id=event_id, ts=now, credential=credential)
+    event = TapEvent(event_id=event_id, ts=now, credential=credential_of(uid, key_id))
+    return feed(engine, device_topic(venue, device, Channel.EVENTS), encode(event), now)
+
+
+def pay(engine: Engine, venue: str, device: str, now: datetime, event_id: str, *, amount: int,
+        merchant_id: str, currency: str = "USD", uid: str | None = None,
+        key_id: str | None = None) -> Outcome:
+    """A payment request of a point-of-sale terminal, received at ``now``."""
+    event = PaymentRequest(event_id=event_id, ts=now, credential=credential_of(uid, key_id),
+                           amount=amount, currency=currency, merchant_id=merchant_id,
+                           idempotency_key=event_id)
     return feed(engine, device_topic(venue, device, Channel.EVENTS), encode(event), now)

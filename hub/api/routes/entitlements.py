@@ -42,7 +42,7 @@ def update_entitlement(entitlement_id: str, body: EntitlementUpdate,
     start = changes.get("valid_from", entitlement.valid_from)
     end = changes.get("valid_until", entitlement.valid_until)
     if end <= start:
-        raise crud.Conflict("valid_until must be after valid_from")
+        raise crud.Invalid("valid_until must be after valid_from")
     return crud.update(session, entitlement, changes)
 
 
