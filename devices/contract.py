@@ -59,7 +59,21 @@ class PhoneKeyCredential(BaseModel):
     key_id: KeyId
 
 
-Credential = Annotated[WristbandCredential | PhoneKeyCredential, Field(discriminator="type")]
+class WristbandSunCredential(BaseModel):
+    """A secure wristband (NTAG 424 DNA): the SUN data the tag emitted on this read.
+
+    ``picc`` is the encrypted PICC data (UID and read counter), ``cmac`` the
+    truncated AES-CMAC over it (NXP AN12196); the hub decrypts and verifies both.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    type: Literal["wristband_sun"] = "wristband_sun"
+    picc: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{32}$")]
+    cmac: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")]
+
+
+Credential = Annotated[WristbandCredential | WristbandSunCredential | PhoneKeyCredential,
+                       Field(discriminator="type")]
 
 
 # ------------------------------------------------------------ device -> hub
@@ -172,6 +186,9 @@ class EntryReason(StrEnum):
     OUTSIDE_SCHEDULE = "outside_schedule"
     ANTI_PASSBACK = "anti_passback"
     ZONE_FULL = "zone_full"
+    CREDENTIAL_FORGED = "credential_forged"
+    CREDENTIAL_REPLAYED = "credential_replayed"
+    INSECURE_CREDENTIAL = "insecure_credential"
 
 
 class Decision(_Message):
@@ -196,6 +213,9 @@ class PaymentReason(StrEnum):
     DEVICE_NOT_A_TERMINAL = "device_not_a_terminal"
     UNKNOWN_MERCHANT = "unknown_merchant"
     UNKNOWN_CREDENTIAL = "unknown_credential"
+    CREDENTIAL_FORGED = "credential_forged"
+    CREDENTIAL_REPLAYED = "credential_replayed"
+    INSECURE_CREDENTIAL = "insecure_credential"
     CREDENTIAL_LOST = "credential_lost"
     CREDENTIAL_SUSPENDED = "credential_suspended"
     CREDENTIAL_REVOKED = "credential_revoked"

@@ -27,7 +27,6 @@ from hub.models import (
     Account,
     AccountKind,
     Credential,
-    CredentialKind,
     Device,
     Event,
     LedgerTransaction,
@@ -44,6 +43,7 @@ from hub.payment import (
     postings_for_charge,
 )
 from hub.payment import PaymentDecision as Verdict
+from hub.presented import Presented, resolve
 from hub.security import verify_secret
 
 _MAX_ATTEMPTS = 5
@@ -99,13 +99,6 @@ def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: Paymen
         decided_at=txn.created_at)
 
 
-def _identifier(req: PaymentRequest) -> tuple[CredentialKind, str]:
-    cred = req.credential
-    if cred.type == "wristband":
-        return CredentialKind.WRISTBAND, cred.uid.upper()
-    return CredentialKind.PHONE_KEY, cred.key_id
-
-
 def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Account | None:
     if choice == "wallet":
         return ledger.wallet_of(session, guest_id=payer, venue_id=venue)
@@ -116,24 +109,24 @@ def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Ac
 
 
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
-                   now: datetime, limits: PaymentLimits) -> Published:
+                   now: datetime, limits: PaymentLimits, tag_key: bytes | None) -> Published:
     """Decide a tap-to-pay and move the money, exactly once per idempotency key."""
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_payment(session, venue, device, req, now, limits)
+                return _try_payment(session, venue, device, req, now, limits, tag_key)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
 
 
 def _record_event(session: Session, *, venue: str, device: Device, req: PaymentRequest,
-                  credential: Credential | None, decision: PaymentDecision,
-                  now: datetime) -> None:
-    kind, identifier = _identifier(req)
+                  presented: Presented, credential: Credential | None,
+                  decision: PaymentDecision, now: datetime) -> None:
     session.add(Event(
         device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
-        received_at=now, device_ts=req.ts, credential_kind=kind.value, credential_ref=identifier,
+        received_at=now, device_ts=req.ts, credential_kind=presented.kind.value,
+        credential_ref=presented.identifier or None,
         credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
@@ -142,17 +135,27 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
 
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
-                 now: datetime, limits: PaymentLimits) -> Published:
+                 now: datetime, limits: PaymentLimits, tag_key: bytes | None) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
-    kind, identifier = _identifier(req)
-    credential = crud.find_credential(session, kind=kind, identifier=identifier)
+    presented = resolve(req.credential, master_key=tag_key)
+    # The payer in the key's promise is what was presented (SUN data differs per read, the
+    # identifier it proves does not).
     print_ = fingerprint(amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
-                         payer=f"{kind.value}:{identifier}", account=req.account,
+                         payer=f"{presented.kind.value}:{presented.identifier}",
+                         account=req.account,
                          items=[i.model_dump() for i in req.items])
 
     earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
     seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
+    if earlier is not None:
+        # A replay of a decided payment is answered from the ledger; the tag's counter
+        # must not be consumed again by it, so look the credential up without authenticating.
+        credential = crud.find_credential(session, kind=presented.kind,
+                                          identifier=presented.identifier)
+        problem = None
+    else:
+        credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
     if earlier is not None:
         account = session.get(Account, earlier.account_id) if earlier.account_id else None
         acct_kind = account.kind.value if account else None
@@ -169,8 +172,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
             decision = _decision_of(earlier, req.event_id, req.idempotency_key,
                                     reason=PaymentReason.IDEMPOTENCY_CONFLICT,
                                     text="Duplicate payment id - not charged", asked=req)
-        _record_event(session, venue=venue, device=device, req=req, credential=credential,
-                      decision=decision, now=now)
+        _record_event(session, venue=venue, device=device, req=req, presented=presented,
+                      credential=credential, decision=decision, now=now)
         return Published([(reply_topic, encode(decision))], decision)
 
     merchant = session.get(Merchant, req.merchant_id)
@@ -186,7 +189,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     verdict: Verdict = decide_payment(PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent,
-        limits=limits, verify_pin=verify_secret))
+        limits=limits, verify_pin=verify_secret,
+        credential_problem=PaymentReason(problem) if problem else None))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,
@@ -218,8 +222,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         session.flush()
     decision = _decision_of(txn, req.event_id, req.idempotency_key,
                             kind=account.kind.value if account else None)
-    _record_event(session, venue=venue, device=device, req=req, credential=credential,
-                  decision=decision, now=now)
+    _record_event(session, venue=venue, device=device, req=req, presented=presented,
+                  credential=credential, decision=decision, now=now)
     return Published([(reply_topic, encode(decision)), *messages], decision)
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
 from hub.entry import Effect
+from hub.presented import Presented, problem_of
 from hub.models import (
     Credential,
     CredentialKind,
@@ -103,6 +104,31 @@ def find_credential(session: Session, *, kind: CredentialKind, identifier: str) 
     """The credential a device presented, if the hub knows it."""
     stmt = select(Credential).where(Credential.kind == kind, Credential.identifier == identifier)
     return session.exec(stmt).first()
+
+
+def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -> bool:
+    """Accept a secure tag's read counter only if it is above the last accepted one."""
+    moved = session.execute(
+        sa.update(Credential)
+        .where(col(Credential.id) == credential_id,
+               sa.or_(col(Credential.sun_counter).is_(None), col(Credential.sun_counter) < counter))
+        .values(sun_counter=counter)
+        .execution_options(synchronize_session=False))
+    return moved.rowcount == 1  # type: ignore[attr-defined]
+
+
+def authenticate(session: Session, *, presented: Presented, venue_id: str
+                 ) -> tuple[Credential | None, str | None]:
+    """The credential a tap presented, and why it must not be trusted (or None)."""
+    credential = None
+    if not presented.forged:
+        credential = find_credential(session, kind=presented.kind,
+                                     identifier=presented.identifier)
+    advanced = bool(credential and presented.counter is not None and advance_tag_counter(
+        session, credential_id=credential.id, counter=presented.counter))
+    venue = session.get(Venue, venue_id)
+    return credential, problem_of(presented, credential, counter_advanced=advanced,
+                                  allow_plain_uid=venue.allow_plain_uid if venue else False)
 
 
 def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:

@@ -37,6 +37,9 @@ TEXTS: dict[EntryReason, str] = {
     EntryReason.OUTSIDE_SCHEDULE: "Not valid at this time",
     EntryReason.ANTI_PASSBACK: "Already used - please see staff",
     EntryReason.ZONE_FULL: "Full right now - please wait",
+    EntryReason.CREDENTIAL_FORGED: "Band not genuine - please see staff",
+    EntryReason.CREDENTIAL_REPLAYED: "Please tap again",
+    EntryReason.INSECURE_CREDENTIAL: "Band not accepted here - please see staff",
 }
 
 _CREDENTIAL_DENIALS = {
@@ -66,6 +69,8 @@ class EntryContext:
     inside: bool = False
     requested_direction: Direction | None = None
     venue_timezone: str = "UTC"
+    # Why the presented credential cannot be trusted (forged, replayed, insecure), if so.
+    credential_problem: EntryReason | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ def decide_entry(ctx: EntryContext, now: datetime) -> EntryDecision:
     if device.kind not in READER_KINDS or device.zone_id is None:
         return deny(EntryReason.DEVICE_NOT_A_READER)
     direction = device.direction or ctx.requested_direction
+    if ctx.credential_problem is not None:
+        return deny(ctx.credential_problem, direction)
     cred = ctx.credential
     if cred is None or ctx.guest is None:
         return deny(EntryReason.UNKNOWN_CREDENTIAL, direction)

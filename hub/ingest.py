@@ -35,8 +35,9 @@ from hub import crud
 from hub.cashier import handle_payment
 from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
+from hub.presented import Presented, resolve
 from hub.payment import PaymentLimits
-from hub.models import CredentialKind, Device, Direction, Event, Guest, Telemetry, Zone
+from hub.models import Device, Direction, Event, Guest, Telemetry, Zone
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ def refuse(topic: str, err: ContractError) -> Outcome:
 
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
                    limits: PaymentLimits = DEFAULT_LIMITS,
-                   received_at: datetime | None = None) -> Outcome:
+                   received_at: datetime | None = None,
+                   tag_key: bytes | None = None) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -102,9 +104,10 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
         return _handle_tap(session, topic, where.venue, where.device, event, now,
-                           received_at or now)
+                           received_at or now, tag_key)
     if isinstance(event, PaymentRequest):
-        return _handle_payment(session, topic, where.venue, where.device, event, now, limits)
+        return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
+                               tag_key)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now)
 
@@ -144,13 +147,15 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
 
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
-                    req: PaymentRequest, now: datetime, limits: PaymentLimits) -> Outcome:
+                    req: PaymentRequest, now: datetime, limits: PaymentLimits,
+                    tag_key: bytes | None) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            req.event_id))
-    done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits)
+    done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
+                          tag_key=tag_key)
     return Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
 
 
@@ -161,18 +166,10 @@ def _decision_of(event: Event) -> Decision:
                     decided_at=event.decided_at)
 
 
-def _identifier(tap: TapEvent) -> tuple[CredentialKind, str]:
-    cred = tap.credential
-    if cred.type == "wristband":
-        return CredentialKind.WRISTBAND, cred.uid.upper()
-    return CredentialKind.PHONE_KEY, cred.key_id
-
-
-def _load_context(session: Session, venue: str, device: Device | None,
-                  tap: TapEvent) -> EntryContext:
+def _load_context(session: Session, venue: str, device: Device | None, tap: TapEvent,
+                  presented: Presented) -> EntryContext:
     """Read everything the entry decision depends on, inside the tap's transaction."""
-    kind, identifier = _identifier(tap)
-    credential = crud.find_credential(session, kind=kind, identifier=identifier)
+    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
     guest = session.get(Guest, credential.guest_id) if credential else None
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     entitlements = tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else ()
@@ -187,15 +184,17 @@ def _load_context(session: Session, venue: str, device: Device | None,
                                                         zone_id=zone.id)),
         requested_direction=Direction(tap.direction) if tap.direction else None,
         venue_timezone=crud.venue_timezone(session, venue_id=venue) if scheduled else "UTC",
+        credential_problem=EntryReason(problem) if problem else None,
     )
 
 
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-                now: datetime, received_at: datetime) -> Outcome:
+                now: datetime, received_at: datetime, tag_key: bytes | None) -> Outcome:
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_tap(session, topic, venue, device_id, tap, now, received_at)
+                return _try_tap(session, topic, venue, device_id, tap, now, received_at,
+                                tag_key)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -208,8 +207,8 @@ class _StateChanged(Exception):
 
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-             now: datetime, received_at: datetime) -> Outcome:
-    kind, identifier = _identifier(tap)
+             now: datetime, received_at: datetime, tag_key: bytes | None) -> Outcome:
+    presented = resolve(tap.credential, master_key=tag_key)
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
@@ -219,7 +218,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     device = session.get(Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
-    ctx = _load_context(session, venue, device, tap)
+    ctx = _load_context(session, venue, device, tap, presented)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
     if decision.allowed and device is not None and device.zone_id and credential:
@@ -228,8 +227,8 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
             raise _StateChanged
     row = Event(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
-        received_at=received_at, device_ts=tap.ts, credential_kind=kind.value,
-        credential_ref=identifier, credential_id=credential.id if credential else None,
+        received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,
+        credential_ref=presented.identifier or None, credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None,
         zone_id=device.zone_id if device else None,
         direction=decision.direction.value if decision.direction else None,

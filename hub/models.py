@@ -119,6 +119,8 @@ class Venue(SQLModel, table=True):
     name: str = Field(max_length=200)
     timezone: str = Field(default="UTC", max_length=64)
     currency: str = Field(default="USD", max_length=3)
+    # Plain-UID wristbands can be cloned with a phone; a venue may still accept them.
+    allow_plain_uid: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
 
 
@@ -170,6 +172,10 @@ class Credential(SQLModel, table=True):
     label: str | None = Field(default=None, max_length=80)
     # Wrong PINs in a row; payment on this credential locks at the configured maximum.
     pin_failures: int = Field(default=0, ge=0)
+    # An NTAG 424 DNA band: it must present SUN data; its plain UID alone is a clone.
+    sun: bool = False
+    # The read counter of its last accepted SUN tap: a counter not above it is a replay.
+    sun_counter: int | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     status_changed_at: datetime = _ts(default_factory=utcnow)
 

@@ -45,6 +45,9 @@ TEXTS: dict[PaymentReason, str] = {
     PaymentReason.DAILY_LIMIT_EXCEEDED: "Daily spending limit reached",
     PaymentReason.INSUFFICIENT_FUNDS: "Not enough funds",
     PaymentReason.IDEMPOTENCY_CONFLICT: "Duplicate payment id - not charged",
+    PaymentReason.CREDENTIAL_FORGED: "Band not genuine - please see staff",
+    PaymentReason.CREDENTIAL_REPLAYED: "Please tap again",
+    PaymentReason.INSECURE_CREDENTIAL: "Band not accepted here - please see staff",
 }
 
 _CREDENTIAL_DENIALS = {
@@ -77,6 +80,7 @@ class PaymentContext:
     spent_today: int
     limits: PaymentLimits
     verify_pin: Callable[[str, str], bool]
+    credential_problem: PaymentReason | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
         return decline(PaymentReason.DEVICE_NOT_A_TERMINAL)
     if ctx.merchant is None or ctx.device.merchant_id != ctx.merchant.id:
         return decline(PaymentReason.UNKNOWN_MERCHANT)
+    if ctx.credential_problem is not None:
+        return decline(ctx.credential_problem)
     cred = ctx.credential
     if cred is None:
         return decline(PaymentReason.UNKNOWN_CREDENTIAL)

@@ -16,9 +16,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pydantic import ValidationError
+
 from devices.client import HubError, NoReply, credential_from_text
+from devices.contract import LineItem, PaymentRequest
 from simulators.load import render_report, run_load
-from simulators.readers import Broker, ReaderPool, connect_device, parse_broker_url
+from simulators.readers import (
+    Broker,
+    ReaderPool,
+    connect_device,
+    connect_terminal,
+    items_total,
+    parse_broker_url,
+    parse_item,
+    payment_request,
+)
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 from simulators.scenarios import SCENARIOS, Run, Scenario
 from simulators.scenarios.runner import EXIT_UNREACHABLE, play
@@ -47,6 +59,12 @@ class Settings:
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"
+
+
+class AccountOption(StrEnum):
+    AUTO = "auto"
+    WALLET = "wallet"
+    FOLIO = "folio"
 
 
 def _broker(value: str) -> Broker:
@@ -115,6 +133,124 @@ def tap(
         f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
         f"zone: {decision.zone_id or '-'}  {ms:.1f} ms"
     )
+
+
+def _items(values: list[str] | None) -> list[LineItem]:
+    try:
+        return [parse_item(text) for text in values or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--item") from None
+
+
+def _merchant_of(settings: Settings, device: str) -> str:
+    """The merchant a terminal takes payments for, from ``GET /devices/{device}``."""
+    try:
+        with HubApi(settings.api) as api:
+            merchant = api.device(device).merchant_id
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable[/] (to look up the merchant): {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]cannot look up the merchant of {device}:[/] {exc}; "
+                  "pass --merchant")
+        raise typer.Exit(1) from None
+    if merchant is None:
+        err.print(f"[bold red]{device} has no merchant[/] (not a payment terminal?); "
+                  "pass --merchant")
+        raise typer.Exit(1)
+    return merchant
+
+
+@app.command()
+def pay(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Option("--device", "-d", help="The terminal to pay at.")],
+    credential: Annotated[
+        str, typer.Option("--credential", "-c", help="A hex UID (wristband) or a phone key id.")
+    ],
+    amount: Annotated[int, typer.Option(min=1, help="Integer minor units (cents).")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "USD",
+    merchant: Annotated[
+        str | None,
+        typer.Option(help="Default: the terminal's merchant (GET /devices/{device})."),
+    ] = None,
+    pin: Annotated[str | None, typer.Option(help="The guest's PIN, 4-8 digits.")] = None,
+    account: Annotated[
+        AccountOption, typer.Option(help="Which of the payer's accounts to charge.")
+    ] = AccountOption.AUTO,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Idempotency key; reuse one to retry the same purchase. "
+                          "Default: a new one."),
+    ] = None,
+    item: Annotated[
+        list[str] | None,
+        typer.Option("--item", help="A line item name:quantity:unit_amount (repeatable); "
+                                    "the items must add up to the amount."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+    ] = 5.0,
+) -> None:
+    """Charge a credential at a terminal and print the hub's decision (exit 0 on any decision)."""
+    settings: Settings = ctx.obj
+    items = _items(item)
+    if items and items_total(items) != amount:
+        raise typer.BadParameter(
+            f"the items add up to {items_total(items)}, not {amount}", param_hint="--amount"
+        )
+    merchant_id = merchant or _merchant_of(settings, device)
+    request = _payment_request(credential, amount=amount, currency=currency,
+                               merchant_id=merchant_id, key=key, items=items, pin=pin,
+                               account=account)
+    try:
+        terminal = connect_terminal(settings.venue, device, settings.broker)
+    except OSError as exc:
+        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    try:
+        started = time.perf_counter()
+        decision = terminal.pay(request, timeout=timeout)
+        ms = (time.perf_counter() - started) * 1000
+    except NoReply as exc:
+        err.print(f"[bold red]no decision:[/] {exc}")
+        raise typer.Exit(1) from None
+    except HubError as exc:
+        err.print(f"[bold red]hub error:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        terminal.close()
+    style = "bold green" if decision.outcome == "approve" else "bold red"
+    details = [f"{decision.amount} {decision.currency}", f"merchant {merchant_id}"]
+    if decision.account:
+        details.append(f"account {decision.account}")
+    if decision.balance_after is not None:
+        details.append(f"balance {decision.balance_after}")
+    details.append(f"txn {decision.transaction_id or '-'}")
+    details.append(f"key {decision.idempotency_key}")
+    out.print(
+        f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
+        f'"{decision.text}"  ' + "  ".join(details) + f"  {ms:.1f} ms"
+    )
+
+
+def _payment_request(
+    credential: str, *, amount: int, currency: str, merchant_id: str, key: str | None,
+    items: list[LineItem], pin: str | None, account: AccountOption,
+) -> PaymentRequest:
+    """The request ``pay`` sends; a usage error (exit 2) when the contract refuses it."""
+    try:
+        return payment_request(
+            credential_from_text(credential), amount=amount, currency=currency,
+            merchant_id=merchant_id, idempotency_key=key, items=items, pin=pin,
+            account=account.value,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            (".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"]
+            for e in exc.errors()
+        )
+        raise typer.BadParameter(problems) from None
 
 
 def _scenario_command(name: str, scenario: Scenario) -> None:

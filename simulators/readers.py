@@ -1,18 +1,45 @@
-"""Simulated credentials and readers: thin wrappers over :class:`devices.client.DeviceClient`.
+"""Simulated credentials, readers, payment terminals and guests' phone apps.
 
-A simulator *is* a set of devices: it connects to the broker as each reader it
-plays, exactly like real firmware would, and never talks to the hub any other way.
+A simulator *is* a set of devices: it connects to the broker as each reader or
+terminal it plays, exactly like real firmware would (through
+:class:`devices.client.DeviceClient`), and never talks to the hub any other way.
+A guest's phone app (:class:`GuestApp`) listens on the guest's notifications topic.
 """
 
 from __future__ import annotations
 
+import queue
 import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from devices.client import DeviceClient
-from devices.contract import PhoneKeyCredential, WristbandCredential
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from devices.client import DeviceClient, HubError, NoReply, new_event_id
+from devices.contract import (
+    ErrorMessage,
+    LineItem,
+    PaymentDecision,
+    PaymentRequest,
+    PhoneKeyCredential,
+    Receipt,
+    WristbandCredential,
+    encode,
+    parse_event,
+    parse_receipt,
+    parse_reply,
+    utcnow,
+)
+from devices.topics import Channel, device_topic, guest_topic
 
 DEFAULT_MQTT_PORT = 1883
 
@@ -110,27 +137,387 @@ def connect_device(
     return client.connect(timeout)
 
 
+def connect_terminal(venue: str, device_id: str, broker: Broker, timeout: float = 5.0) -> Terminal:
+    """Connect as one device that can also take payments (see :class:`Terminal`)."""
+    terminal = Terminal(
+        venue, device_id, host=broker.host, port=broker.port,
+        username=broker.username, password=broker.password,
+    )
+    terminal.connect(timeout)
+    return terminal
+
+
+# ------------------------------------------------------------------ payments
+
+AccountChoice = Literal["auto", "wallet", "folio"]
+
+
+def new_idempotency_key() -> str:
+    """A fresh idempotency key: one per purchase attempt (a PIN retry is a new attempt)."""
+    return f"pay-{uuid.uuid4().hex}"
+
+
+def parse_item(text: str) -> LineItem:
+    """``name:quantity:unit_amount`` (minor units) as a line item; ValueError if not.
+
+    The name may itself contain colons: the last two fields are the numbers.
+    """
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0].strip():
+        raise ValueError(f"an item is name:quantity:unit_amount, not {text!r}")
+    name, quantity, unit = parts[0].strip(), parts[1].strip(), parts[2].strip()
+    if not (quantity.isdecimal() and unit.isdecimal()):
+        raise ValueError(f"quantity and unit amount must be whole numbers in {text!r}")
+    try:
+        return LineItem(name=name, quantity=int(quantity), unit_amount=int(unit))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"invalid item {text!r}: {problems}") from None
+
+
+def items_total(items: Iterable[LineItem]) -> int:
+    """What the line items add up to, in minor units."""
+    return sum(i.quantity * i.unit_amount for i in items)
+
+
+def payment_request(
+    credential: WristbandCredential | PhoneKeyCredential, *, amount: int, currency: str,
+    merchant_id: str, idempotency_key: str | None = None, items: Sequence[LineItem] = (),
+    pin: str | None = None, account: AccountChoice = "auto", event_id: str | None = None,
+) -> PaymentRequest:
+    """A terminal's payment request (a fresh event id and, unless given, a fresh key)."""
+    return PaymentRequest(
+        event_id=event_id or new_event_id(), ts=utcnow(), credential=credential, amount=amount,
+        currency=currency, merchant_id=merchant_id,
+        idempotency_key=idempotency_key or new_idempotency_key(), items=list(items), pin=pin,
+        account=account,
+    )
+
+
+class Terminal(DeviceClient):
+    """A point-of-sale terminal: a :class:`DeviceClient` that can also take payments.
+
+    Why a subclass and not a wrapper: ``DeviceClient`` resolves the futures of
+    :meth:`~DeviceClient.expect` with entry ``Decision`` messages only. Any other reply
+    with a pending ``event_id`` becomes ``HubError(reply)``, which fails on a
+    ``PaymentDecision`` (it has no ``code``) *inside paho's network thread*: the
+    thread dies, the future never resolves, and the client hears nothing more.
+    So payment decisions (and errors about pending payments) are taken off the wire
+    here, before ``DeviceClient`` sees them; everything else goes to it unchanged.
+    """
+
+    def __init__(self, venue: str, device_id: str, **kwargs: Any) -> None:
+        super().__init__(venue, device_id, **kwargs)
+        self._reply_topics = frozenset(
+            device_topic(venue, device_id, ch) for ch in (Channel.DECISIONS, Channel.ERRORS)
+        )
+        self._payments: dict[str, Future[PaymentDecision]] = {}
+        self._payments_lock = threading.Lock()
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic in self._reply_topics:
+            try:
+                reply = parse_reply(msg.payload)
+            except ValidationError:
+                reply = None
+            if isinstance(reply, PaymentDecision):
+                self._resolve(reply.event_id, reply)
+                return  # never hand one to DeviceClient (see the class docstring)
+            if isinstance(reply, ErrorMessage) and reply.event_id is not None:
+                if self._resolve(reply.event_id, HubError(reply)):
+                    return
+        super()._on_message(client, userdata, msg)
+
+    def _resolve(self, event_id: str, outcome: PaymentDecision | HubError) -> bool:
+        with self._payments_lock:
+            future = self._payments.pop(event_id, None)
+        if future is None:
+            return False
+        if isinstance(outcome, HubError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+        return True
+
+    def expect_payment(self, event_id: str) -> Future[PaymentDecision]:
+        """A future for the decision on ``event_id``; register it before publishing."""
+        future: Future[PaymentDecision] = Future()
+        with self._payments_lock:
+            self._payments[event_id] = future
+        return future
+
+    def forget_payment(self, event_id: str) -> None:
+        """Stop waiting for ``event_id`` (after a timeout)."""
+        with self._payments_lock:
+            self._payments.pop(event_id, None)
+
+    def send_payment(self, request: PaymentRequest) -> tuple[bytes, Future[PaymentDecision]]:
+        """Publish a payment request; the bytes sent and a future for the decision."""
+        payload = encode(request)
+        return payload, self.resend_payment(payload)
+
+    def resend_payment(self, payload: bytes) -> Future[PaymentDecision]:
+        """Publish a payment request's bytes again, as a terminal retrying after a timeout."""
+        future = self.expect_payment(parse_event(payload).event_id)
+        self.publish_raw(payload)
+        return future
+
+    def pay(self, request: PaymentRequest, timeout: float = 5.0) -> PaymentDecision:
+        """Publish ``request`` and wait for the decision; NoReply, or HubError if refused."""
+        _, future = self.send_payment(request)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            self.forget_payment(request.event_id)
+            raise NoReply(f"no decision for {request.event_id} within {timeout}s") from None
+
+    def close(self) -> None:
+        """Fail the payments still awaiting a decision, then close as any device."""
+        with self._payments_lock:
+            pending, self._payments = self._payments, {}
+        for event_id, future in pending.items():
+            future.set_exception(NoReply(f"closed before a decision for {event_id}"))
+        super().close()
+
+
+# ------------------------------------------------------------------ receipts
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivedReceipt:
+    """A receipt as a guest's app got it: on whose topic, and when (``time.perf_counter``)."""
+
+    guest_id: str
+    receipt: Receipt
+    at: float
+
+    def __str__(self) -> str:
+        r = self.receipt
+        return (f"{r.type} {r.amount} {r.currency} to {self.guest_id} "
+                f"({r.account}, balance {r.balance_after}, txn {r.transaction_id})")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedReceipt:
+    """The receipt a script waits for; fields left None are not checked.
+
+    A receipt is *the one* when guest, type and (if given) transaction id agree;
+    the other fields are then compared, so a wrong balance is reported as such
+    rather than as a missing receipt.
+    """
+
+    guest_id: str
+    type: Literal["charge", "refund", "topup", "settlement"]
+    transaction_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    account: Literal["wallet", "folio"] | None = None
+    balance_after: int | None = None
+    merchant_name: str | None = None
+    items: tuple[LineItem, ...] | None = None
+
+    def identifies(self, arrived: ArrivedReceipt) -> bool:
+        r = arrived.receipt
+        return (arrived.guest_id == self.guest_id and r.type == self.type
+                and (self.transaction_id is None or r.transaction_id == self.transaction_id))
+
+    def differences(self, arrived: ArrivedReceipt) -> list[str]:
+        """What differs from the expectation, one short phrase each; empty when it matches."""
+        r = arrived.receipt
+        found: list[str] = []
+        if r.guest_id != arrived.guest_id:
+            found.append(f"guest_id {r.guest_id} on {arrived.guest_id}'s topic")
+        for name in ("amount", "currency", "account", "balance_after", "merchant_name"):
+            want = getattr(self, name)
+            if want is not None and getattr(r, name) != want:
+                found.append(f"{name} {getattr(r, name)!r}, expected {want!r}")
+        if self.items is not None and tuple(r.items) != self.items:
+            found.append(f"items {_items_text(r.items)}, expected {_items_text(self.items)}")
+        return found
+
+    def __str__(self) -> str:
+        parts = [f"{self.type}" + (f" {self.amount}" if self.amount is not None else "")]
+        if self.account is not None:
+            parts.append(self.account)
+        if self.balance_after is not None:
+            parts.append(f"balance {self.balance_after}")
+        if self.merchant_name is not None:
+            parts.append(repr(self.merchant_name))
+        if self.items is not None:
+            parts.append(f"{len(self.items)} item" + ("s" if len(self.items) != 1 else ""))
+        return ", ".join(parts)
+
+
+def _items_text(items: Iterable[LineItem]) -> str:
+    return "[" + ", ".join(f"{i.quantity}x{i.name}@{i.unit_amount}" for i in items) + "]"
+
+
+def take_receipt(backlog: list[ArrivedReceipt], expected: ExpectedReceipt) -> ArrivedReceipt | None:
+    """Remove and return the first receipt in ``backlog`` that ``expected`` identifies."""
+    for index, arrived in enumerate(backlog):
+        if expected.identifies(arrived):
+            return backlog.pop(index)
+    return None
+
+
+class GuestApp:
+    """Guests' phone apps: follows notifications topics and collects the receipts.
+
+    ``DeviceClient`` only subscribes to its own device's channels, so this is a
+    minimal paho client of its own (TCP_NODELAY like ``DeviceClient``). One
+    connection can follow several guests; each receipt is filed under the guest
+    whose topic it came on. Payloads that are not valid receipts are kept in
+    :attr:`invalid` (the hub broke the contract) rather than dropped.
+    """
+
+    def __init__(self, venue: str, broker: Broker) -> None:
+        self.venue = venue
+        self.broker = broker
+        self.invalid: list[tuple[str, bytes, str]] = []
+        self._arrivals: queue.SimpleQueue[ArrivedReceipt] = queue.SimpleQueue()
+        self._backlog: list[ArrivedReceipt] = []
+        self._topics: dict[str, str] = {}  # topic -> guest id
+        self._acked: set[int] = set()
+        self._failed: set[int] = set()
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"app-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv311,
+        )
+        if broker.username is not None:
+            self._client.username_pw_set(broker.username, broker.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+    def connect(self, timeout: float = 5.0) -> GuestApp:
+        """Connect; ConnectionError (or OSError) when the broker is unreachable."""
+        self._client.connect(self.broker.host, self.broker.port, keepalive=30)
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"no CONNACK from {self.broker} in {timeout}s")
+        return self
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> GuestApp:
+        return self.connect()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def follow(self, guest_id: str, timeout: float = 5.0) -> None:
+        """Subscribe to ``guest_id``'s notifications and wait until the broker confirms it."""
+        topic = guest_topic(self.venue, guest_id)
+        self._topics[topic] = guest_id
+        _, mid = self._client.subscribe(topic, qos=1)
+        with self._cond:
+            if not self._cond.wait_for(lambda: mid in self._acked or mid in self._failed,
+                                       timeout):
+                raise ConnectionError(f"no SUBACK for {topic} in {timeout}s")
+            if mid in self._failed:
+                raise ConnectionError(f"the broker refused the subscription to {topic}")
+
+    def wait_for(self, expected: ExpectedReceipt, timeout: float) -> ArrivedReceipt | None:
+        """The receipt ``expected`` identifies, taken from what arrived, waiting up to
+        ``timeout`` seconds for it; None if it did not come. Others are kept for later."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = take_receipt(self._backlog, expected)
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            try:
+                arrived = (self._arrivals.get(timeout=left) if left > 0
+                           else self._arrivals.get_nowait())
+            except queue.Empty:
+                return None
+            self._backlog.append(arrived)
+
+    def leftovers(self, settle: float = 0.0) -> list[ArrivedReceipt]:
+        """Every receipt not taken by :meth:`wait_for`, after waiting ``settle`` seconds."""
+        if settle > 0:
+            time.sleep(settle)
+        while True:
+            try:
+                self._backlog.append(self._arrivals.get_nowait())
+            except queue.Empty:
+                break
+        found, self._backlog = self._backlog, []
+        return found
+
+    # ------------------------------------------------------------ callbacks
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if rc.is_failure:
+            return
+        for topic in list(self._topics):  # after a reconnect: follow the same guests again
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any = None) -> None:
+        with self._cond:
+            failed = any(getattr(code, "is_failure", False) for code in codes)
+            (self._failed if failed else self._acked).add(mid)
+            self._cond.notify_all()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        guest_id = self._topics.get(msg.topic)
+        if guest_id is None:
+            return
+        try:
+            receipt = parse_receipt(msg.payload)
+        except ValidationError as exc:
+            self.invalid.append((msg.topic, bytes(msg.payload), str(exc).splitlines()[0]))
+            return
+        self._arrivals.put(ArrivedReceipt(guest_id, receipt, time.perf_counter()))
+
+
 class ReaderPool:
-    """The readers a scenario plays, each connected on first use and all closed together."""
+    """The readers, terminals and guest app a scenario plays, each connected on first use
+    and all closed together.
+
+    Every device is played by a :class:`Terminal` (a ``DeviceClient`` that also
+    understands payment decisions), so one device can both be tapped and take payments.
+    """
 
     def __init__(self, venue: str, broker: Broker, connect_timeout: float = 5.0) -> None:
         self.venue = venue
         self.broker = broker
         self.connect_timeout = connect_timeout
-        self._clients: dict[str, DeviceClient] = {}
+        self._clients: dict[str, Terminal] = {}
+        self._app: GuestApp | None = None
 
-    def __getitem__(self, device_id: str) -> DeviceClient:
+    def __getitem__(self, device_id: str) -> Terminal:
         client = self._clients.get(device_id)
         if client is None:
-            client = connect_device(self.venue, device_id, self.broker, self.connect_timeout)
+            client = connect_terminal(self.venue, device_id, self.broker, self.connect_timeout)
             self._clients[device_id] = client
         return client
 
+    def guest_app(self) -> GuestApp:
+        """The (one) guests' phone app of this run, connected on first use."""
+        if self._app is None:
+            self._app = GuestApp(self.venue, self.broker).connect(self.connect_timeout)
+        return self._app
+
     def close(self) -> None:
-        """Disconnect every reader (each announces itself offline)."""
+        """Disconnect every reader (each announces itself offline) and the guest app."""
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+        app, self._app = self._app, None
+        if app is not None:
+            app.close()
 
     def __enter__(self) -> ReaderPool:
         return self

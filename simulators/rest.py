@@ -18,6 +18,8 @@ API_PREFIX = "/api/v1"
 CredentialKind = Literal["wristband", "phone_key"]
 CredentialStatus = Literal["active", "suspended", "lost", "revoked"]
 EntitlementKind = Literal["ticket", "room", "staff"]
+AccountKind = Literal["wallet", "folio"]
+TopUpMethod = Literal["card", "cash"]
 
 
 class HubUnreachable(ConnectionError):
@@ -70,7 +72,70 @@ class Device(_Out):
     name: str
     zone_id: str | None = None
     direction: Literal["in", "out"] | None = None
+    merchant_id: str | None = None
     enabled: bool = True
+
+
+class Merchant(_Out):
+    id: str
+    venue_id: str
+    name: str
+    currency: str
+
+
+class SpendingPolicy(_Out):
+    guest_id: str
+    payer_guest_id: str
+    payment_enabled: bool
+    daily_limit: int | None = None
+    pin_threshold: int | None = None
+    has_pin: bool
+
+
+class Account(_Out):
+    id: str
+    venue_id: str
+    kind: str  # wallet, folio (and the hub's own revenue/clearing accounts)
+    currency: str
+    guest_id: str | None = None
+    stay_id: str | None = None
+    balance: int
+    open: bool
+    closed_at: datetime | None = None
+
+
+class StatementLine(_Out):
+    transaction_id: str
+    type: str
+    at: datetime
+    merchant_id: str | None = None
+    amount: int  # signed: what the line did to the account
+    balance: int
+
+
+class Statement(_Out):
+    account: Account
+    lines: list[StatementLine]
+    total_charges: int
+    total_refunds: int
+
+
+class Transaction(_Out):
+    id: str
+    type: str  # charge, refund, topup, settlement
+    approved: bool
+    reason: str
+    amount: int
+    currency: str
+    guest_id: str | None = None
+    account_id: str | None = None
+    merchant_id: str | None = None
+    device_id: str | None = None
+    original_id: str | None = None
+    items: list[dict[str, Any]] = []
+    balance_after: int | None = None
+    idempotency_key: str
+    created_at: datetime
 
 
 M = TypeVar("M", bound=_Out)
@@ -125,9 +190,12 @@ class HubApi:
 
     def request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None,
-        json: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None, status: int | None = None,
     ) -> Any:
-        """One call; the decoded JSON body, or HubApiError / HubUnreachable."""
+        """One call; the decoded JSON body, or HubApiError / HubUnreachable.
+
+        ``status``: the success code the API promises (e.g. 201); any other is an error.
+        """
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._http.request(method, path, params=query, json=json)
@@ -135,6 +203,8 @@ class HubApi:
             raise HubUnreachable(f"hub API not reachable at {self.base_url}: {exc}") from exc
         if response.is_error:
             raise HubApiError(method, path, response.status_code, error_detail(response))
+        if status is not None and response.status_code != status:
+            raise HubApiError(method, path, response.status_code, f"expected HTTP {status}")
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -213,6 +283,70 @@ class HubApi:
     ) -> list[Device]:
         params = {"venue_id": venue_id, "kind": kind, "zone_id": zone_id}
         return self._list(Device, "/devices", params)
+
+    def device(self, device_id: str) -> Device:
+        return self._one(Device, "GET", f"/devices/{device_id}")
+
+    # ------------------------------------------------------------- payments
+
+    def merchants(self) -> list[Merchant]:
+        return self._list(Merchant, "/merchants", {"limit": 500})
+
+    def set_spending_policy(
+        self, guest_id: str, *, payment_enabled: bool = True, daily_limit: int | None = None,
+        pin: str | None = None, pin_threshold: int | None = None,
+        payer_guest_id: str | None = None, reset_pin_lock: bool = False,
+    ) -> SpendingPolicy:
+        """Replace a guest's spending policy (an omitted PIN keeps the old one)."""
+        payload = {
+            "payment_enabled": payment_enabled, "daily_limit": daily_limit, "pin": pin,
+            "pin_threshold": pin_threshold, "payer_guest_id": payer_guest_id,
+            "reset_pin_lock": reset_pin_lock,
+        }
+        return self._one(SpendingPolicy, "PUT", f"/guests/{guest_id}/spending-policy",
+                         json=_compact(payload))
+
+    def create_account(
+        self, guest_id: str, venue_id: str, kind: AccountKind, stay_id: str | None = None
+    ) -> Account:
+        """Open a wallet, or the folio of a stay (``stay_id``: the room entitlement)."""
+        payload = {"guest_id": guest_id, "venue_id": venue_id, "kind": kind, "stay_id": stay_id}
+        return self._one(Account, "POST", "/accounts", json=_compact(payload), status=201)
+
+    def account(self, account_id: str) -> Account:
+        return self._one(Account, "GET", f"/accounts/{account_id}")
+
+    def accounts(self, guest_id: str) -> list[Account]:
+        return self._list(Account, "/accounts", {"guest_id": guest_id})
+
+    def statement(self, account_id: str) -> Statement:
+        return self._one(Statement, "GET", f"/accounts/{account_id}/statement")
+
+    def top_up(
+        self, account_id: str, amount: int, idempotency_key: str, method: TopUpMethod = "card"
+    ) -> Transaction:
+        payload = {"amount": amount, "idempotency_key": idempotency_key, "method": method}
+        return self._one(Transaction, "POST", f"/accounts/{account_id}/topups", json=payload,
+                         status=201)
+
+    def settle(self, account_id: str, idempotency_key: str) -> Transaction:
+        """Check-out: pay a folio's balance and close it."""
+        return self._one(Transaction, "POST", f"/accounts/{account_id}/settle",
+                         json={"idempotency_key": idempotency_key}, status=201)
+
+    def transactions(
+        self, guest_id: str | None = None, account_id: str | None = None
+    ) -> list[Transaction]:
+        params = {"guest_id": guest_id, "account_id": account_id, "limit": 500}
+        return self._list(Transaction, "/transactions", params)
+
+    def refund(
+        self, transaction_id: str, idempotency_key: str, amount: int | None = None
+    ) -> Transaction:
+        """Refund ``amount`` of a charge (all that is left when None)."""
+        payload = {"amount": amount, "idempotency_key": idempotency_key}
+        return self._one(Transaction, "POST", f"/transactions/{transaction_id}/refunds",
+                         json=_compact(payload), status=201)
 
 
 def _compact(payload: dict[str, Any]) -> dict[str, Any]:

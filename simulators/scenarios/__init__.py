@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from simulators.scenarios.park_day import park_day
+from simulators.scenarios.resort_spend import resort_spend
 from simulators.scenarios.runner import Run
 
 Scenario = Callable[[Run], None]
 
 SCENARIOS: dict[str, Scenario] = {
     "park-day": park_day,
+    "resort-spend": resort_spend,
 }
 
 __all__ = ["SCENARIOS", "Run", "Scenario"]

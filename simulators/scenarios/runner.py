@@ -1,15 +1,16 @@
-"""What every scenario shares: scripted taps, expectation checks, the result table.
+"""What every scenario shares: scripted taps and payments, checks, the result table.
 
 A scenario is a function of a :class:`Run`. It sets up what it needs through the
-REST API, then plays taps with :meth:`Run.tap`; each tap becomes a
-:class:`StepResult` compared with what the script expects. Scenarios keep going
-after a mismatch so one run shows every difference at once.
+REST API, then plays taps with :meth:`Run.tap`, payments with :meth:`Run.pay`,
+REST checks with :meth:`Run.check` and awaited receipts with :meth:`Run.receipt`;
+each becomes a :class:`StepResult` compared with what the script expects.
+Scenarios keep going after a mismatch so one run shows every difference at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,8 +19,23 @@ from rich.console import Console
 from rich.table import Table
 
 from devices.client import HubError
-from devices.contract import Decision, EntryReason, TapEvent, encode
-from simulators.readers import Holder, ReaderPool
+from devices.contract import (
+    Decision,
+    EntryReason,
+    LineItem,
+    PaymentDecision,
+    PaymentReason,
+    PaymentRequest,
+    TapEvent,
+    encode,
+)
+from simulators.readers import (
+    AccountChoice,
+    ExpectedReceipt,
+    Holder,
+    ReaderPool,
+    payment_request,
+)
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2
@@ -47,6 +63,61 @@ def deny(reason: EntryReason) -> Expect:
     return Expect("deny", reason)
 
 
+@dataclass(frozen=True, slots=True)
+class PayExpect:
+    """The payment decision the script expects; ``account``/``balance_after`` if given."""
+
+    outcome: Literal["approve", "decline"]
+    reason: PaymentReason
+    account: Literal["wallet", "folio"] | None = None
+    balance_after: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.outcome} {self.reason.value}"
+        if self.account is not None:
+            text += f", {self.account}"
+        if self.balance_after is not None:
+            text += f", balance {self.balance_after}"
+        return text
+
+    def matches(self, decision: PaymentDecision) -> bool:
+        return (
+            decision.outcome == self.outcome and decision.reason == self.reason
+            and (self.account is None or decision.account == self.account)
+            and (self.balance_after is None or decision.balance_after == self.balance_after)
+        )
+
+
+def approve(*, account: Literal["wallet", "folio"] | None = None,
+            balance_after: int | None = None) -> PayExpect:
+    return PayExpect("approve", PaymentReason.OK, account, balance_after)
+
+
+def decline(reason: PaymentReason) -> PayExpect:
+    return PayExpect("decline", reason)
+
+
+def describe_payment(decision: PaymentDecision) -> str:
+    """A payment decision in the words of :class:`PayExpect`, for the table."""
+    text = f"{decision.outcome} {decision.reason.value}"
+    if decision.account is not None:
+        text += f", {decision.account}"
+    if decision.balance_after is not None:
+        text += f", balance {decision.balance_after}"
+    return text
+
+
+def same_answer(first: PaymentDecision, again: PaymentDecision) -> list[str]:
+    """How a repeated payment's decision differs from the first one (empty: the same)."""
+    fields = ("outcome", "reason", "transaction_id", "amount", "currency", "account",
+              "balance_after")
+    return [f"{name} {getattr(again, name)!r} was {getattr(first, name)!r}"
+            for name in fields if getattr(first, name) != getattr(again, name)]
+
+
+Expected = Expect | PayExpect | str
+
+
 @dataclass(slots=True)
 class StepResult:
     """One played step: what was expected, what came back, how long it took."""
@@ -54,13 +125,20 @@ class StepResult:
     number: int
     title: str
     device: str
-    expected: Expect
+    expected: Expected
     got: str
     ms: float | None
     ok: bool
-    decision: Decision | None = None
-    event: TapEvent | None = None
+    decision: Decision | PaymentDecision | None = None
+    event: TapEvent | PaymentRequest | None = None
     note: str = ""
+    sent: bytes | None = None  # a payment request's bytes as published
+    started: float | None = None  # time.perf_counter() when it was published
+
+    @property
+    def payment(self) -> PaymentDecision | None:
+        """The payment decision of a payment step, if one came back."""
+        return self.decision if isinstance(self.decision, PaymentDecision) else None
 
 
 @dataclass
@@ -101,8 +179,8 @@ class Run:
 
         The step passes only when the hub answers exactly as it did the first time.
         """
-        expect = expect or previous.expected
-        if previous.event is None:
+        expect = expect or previous.expected  # type: ignore[assignment]
+        if not isinstance(previous.event, TapEvent) or not isinstance(expect, Expect):
             return self._record(title, device, expect, "nothing to re-deliver")
         client = self.readers[device]
         # expect() before publishing: the reply can beat publish_raw's return.
@@ -111,7 +189,7 @@ class Run:
         client.publish_raw(encode(previous.event))
         result = self._await(title, device, expect, previous.event, future, started)
         first, again = previous.decision, result.decision
-        if first is not None and again is not None:
+        if isinstance(first, Decision) and isinstance(again, Decision):
             said = (first.outcome, first.reason, first.text)
             if said != (again.outcome, again.reason, again.text):
                 result.ok = False
@@ -120,6 +198,122 @@ class Run:
                 # Allowed by the contract, but worth seeing: the hub decided twice.
                 result.note = "same answer, new decided_at"
         return result
+
+    # ------------------------------------------------------------ payments
+
+    def pay(
+        self, title: str, device: str, holder: Holder, amount: int, expect: PayExpect, *,
+        merchant: str, currency: str, account: AccountChoice = "auto", pin: str | None = None,
+        key: str | None = None, items: Sequence[LineItem] = (),
+        same_as: StepResult | None = None,
+    ) -> StepResult:
+        """Charge ``holder`` ``amount`` at terminal ``device`` and check the decision.
+
+        ``key``: an idempotency key (default: a fresh one, i.e. a new attempt).
+        ``same_as``: an earlier payment step whose decision this one must repeat
+        (same transaction, same balance), as a retry with the same key must.
+        """
+        request = payment_request(
+            holder.credential, amount=amount, currency=currency, merchant_id=merchant,
+            idempotency_key=key, items=items, pin=pin, account=account,
+        )
+        terminal = self.readers[device]
+        started = time.perf_counter()
+        payload, future = terminal.send_payment(request)
+        return self._await_payment(title, device, expect, request, payload, future, started,
+                                   same_as)
+
+    def republish(
+        self, title: str, device: str, previous: StepResult, expect: PayExpect | None = None
+    ) -> StepResult:
+        """Publish ``previous``'s payment request again, byte for byte (same event id).
+
+        The step passes only when the hub repeats its first decision exactly.
+        """
+        if expect is None and isinstance(previous.expected, PayExpect):
+            expect = previous.expected
+        if expect is None or previous.sent is None or previous.event is None:
+            return self._record(title, device, expect or "-", "nothing to re-publish")
+        terminal = self.readers[device]
+        started = time.perf_counter()
+        future = terminal.resend_payment(previous.sent)
+        request = previous.event if isinstance(previous.event, PaymentRequest) else None
+        return self._await_payment(title, device, expect, request, previous.sent, future,
+                                   started, previous)
+
+    def _await_payment(
+        self, title: str, device: str, expect: PayExpect, request: PaymentRequest | None,
+        payload: bytes, future: Future[PaymentDecision], started: float,
+        same_as: StepResult | None,
+    ) -> StepResult:
+        try:
+            decision = future.result(self.timeout)
+        except TimeoutError:
+            if request is not None:
+                self.readers[device].forget_payment(request.event_id)
+            step = self._record(title, device, expect, f"no reply in {self.timeout:g}s",
+                                event=request)
+        except HubError as exc:
+            step = self._record(title, device, expect, f"hub error {exc}", event=request)
+        else:
+            ms = (time.perf_counter() - started) * 1000
+            step = self._record(title, device, expect, describe_payment(decision), ms=ms,
+                                ok=expect.matches(decision), decision=decision, event=request)
+            first = same_as.payment if same_as is not None else None
+            if same_as is not None:
+                if first is None:
+                    step.ok, step.note = False, "nothing to compare with"
+                elif differences := same_answer(first, decision):
+                    step.ok, step.note = False, "; ".join(differences)
+                else:
+                    step.note = f"same transaction {(decision.transaction_id or '-')[:8]}"
+        step.sent, step.started = payload, started
+        return step
+
+    # --------------------------------------------------------- other checks
+
+    def check(
+        self, title: str, where: str, expected: str, probe: Callable[[], tuple[bool, str]]
+    ) -> StepResult:
+        """A step that is not a tap: ``probe`` returns (as expected?, what it saw).
+
+        A REST call the hub refuses fails the step (``HTTP 409: ...``); an
+        unreachable hub ends the scenario as usual.
+        """
+        started = time.perf_counter()
+        try:
+            ok, got = probe()
+        except HubApiError as exc:
+            ok, got = False, f"HTTP {exc.status}: {exc.detail}"
+        ms = (time.perf_counter() - started) * 1000
+        return self._record(title, where, expected, got, ms=ms, ok=ok)
+
+    def fail(self, title: str, where: str, expected: Expected, why: str) -> StepResult:
+        """A step that could not be played (what it depends on failed earlier)."""
+        return self._record(title, where, expected, why)
+
+    def receipt(
+        self, title: str, expected: ExpectedReceipt, *, within: float,
+        since: float | None = None, where: str | None = None,
+    ) -> StepResult:
+        """Wait for a receipt on a guest's notifications topic and check it.
+
+        ``within`` seconds of ``since`` (a ``time.perf_counter()``, e.g. when the
+        payment was published; default now). ``ms`` is the time from ``since``.
+        """
+        where = where or f"app {expected.guest_id}"
+        app = self.readers.guest_app()
+        since = time.perf_counter() if since is None else since
+        left = max(0.0, since + within - time.perf_counter())
+        arrived = app.wait_for(expected, left)
+        if arrived is None:
+            return self._record(title, where, str(expected), f"no receipt in {within:g}s")
+        ms = (arrived.at - since) * 1000
+        problems = expected.differences(arrived)
+        if arrived.at > since + within:  # it was there, but late
+            problems.append(f"arrived after {within:g}s")
+        got = str(expected) if not problems else "; ".join(problems)
+        return self._record(title, where, str(expected), got, ms=ms, ok=not problems)
 
     def _await(
         self, title: str, device: str, expect: Expect, event: TapEvent,
@@ -140,8 +334,9 @@ class Run:
         )
 
     def _record(
-        self, title: str, device: str, expect: Expect, got: str, *, ms: float | None = None,
-        ok: bool = False, decision: Decision | None = None, event: TapEvent | None = None,
+        self, title: str, device: str, expect: Expected, got: str, *, ms: float | None = None,
+        ok: bool = False, decision: Decision | PaymentDecision | None = None,
+        event: TapEvent | PaymentRequest | None = None,
     ) -> StepResult:
         step = StepResult(
             len(self.steps) + 1, title, device, expect, got, ms, ok, decision=decision, event=event
