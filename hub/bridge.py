@@ -56,10 +56,11 @@ class Bridge:
     """Consumes device messages from the broker and answers them."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, tag_key: bytes | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self._tag_key = tag_key
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
         self.counters: Counter[str] = Counter()
@@ -214,7 +215,8 @@ class Bridge:
         try:
             with session.begin_nested():
                 return handle_message(session, item.topic, item.payload, now,
-                                      limits=self.limits, received_at=item.received_at)
+                                      limits=self.limits, received_at=item.received_at,
+                                      tag_key=self._tag_key)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
             return self._internal(item)

@@ -82,13 +82,16 @@ def up(
 @app.command()
 def init(data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
          database_url: Annotated[str | None, typer.Option()] = None) -> None:
-    """Create the data directory and the database tables."""
+    """Create the data directory, the secrets (0600) and the database tables."""
     from hub.db import create_db_engine, init_db
+    from hub.secrets import load_or_create
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    load_or_create(settings.data_dir)
     init_db(create_db_engine(settings.database))
-    console.print(f"initialised {settings.database}")
+    console.print(f"initialised {settings.database}; secrets in {settings.data_dir / 'secrets'}"
+                  " (mode 0600)")
 
 
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)

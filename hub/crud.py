@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
 from hub.entry import Effect
-from hub.presented import Presented, problem_of
 from hub.models import (
     Credential,
     CredentialKind,
@@ -23,6 +22,7 @@ from hub.models import (
     Venue,
     Zone,
 )
+from hub.presented import Presented, problem_of
 
 T = TypeVar("T", bound=SQLModel)
 

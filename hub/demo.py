@@ -15,13 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from hub.cashier import top_up
-from hub.security import hash_secret
 from hub.db import session_scope
 from hub.models import (
     Account,
     AccountKind,
-    Merchant,
-    SpendingPolicy,
     Credential,
     CredentialKind,
     Device,
@@ -30,10 +27,13 @@ from hub.models import (
     Entitlement,
     EntitlementKind,
     Guest,
+    Merchant,
+    SpendingPolicy,
     Venue,
     Zone,
     ZoneKind,
 )
+from hub.security import hash_secret
 
 VENUE_ID = "demo-resort"
 CURRENCY = "USD"

@@ -35,9 +35,9 @@ from hub import crud
 from hub.cashier import handle_payment
 from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
-from hub.presented import Presented, resolve
-from hub.payment import PaymentLimits
 from hub.models import Device, Direction, Event, Guest, Telemetry, Zone
+from hub.payment import PaymentLimits
+from hub.presented import Presented, resolve
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db
 from hub.demo import seed_demo
 from hub.models import utcnow
+from hub.secrets import HubSecrets, load_or_create
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Hub:
         self.settings = settings
         self.demo = demo
         self.demo_summary: dict[str, Any] | None = None
+        self.secrets: HubSecrets | None = None
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -44,6 +46,7 @@ class Hub:
         settings = self.settings
         _check_free(settings.http_host, settings.http_port)  # fail before announcing anything
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
         init_db(self.engine)
@@ -52,7 +55,7 @@ class Hub:
         if settings.embedded_broker:
             self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
             self.broker.start()
-        self.bridge = Bridge(settings, self.engine)
+        self.bridge = Bridge(settings, self.engine, tag_key=self.secrets.tag_master_key)
         self.bridge.start()
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge)
         self._server = uvicorn.Server(uvicorn.Config(

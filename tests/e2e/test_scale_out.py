@@ -16,9 +16,9 @@ from devices.contract import TapEvent, WristbandCredential, encode
 from devices.topics import Channel, device_topic
 from hub.db import init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
-from hub.payment import PaymentLimits
 from hub.ingest import handle_message
 from hub.models import Event, Zone, utcnow
+from hub.payment import PaymentLimits
 from hub.server import Hub
 from tests.conftest import fresh_postgres, hub_settings
 

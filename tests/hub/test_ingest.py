@@ -20,20 +20,33 @@ from devices.contract import (
     PhoneKeyCredential,
     TapEvent,
     WristbandCredential,
+    WristbandSunCredential,
     encode,
     parse_reply,
 )
+from devices.sun import make_sun
 from devices.topics import Channel, device_topic
 from hub.db import create_db_engine, init_db, session_scope
-from tests.conftest import fresh_postgres
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
-from hub.payment import PaymentLimits
 from hub.ingest import Outcome, handle_message
-from hub.models import Credential, CredentialStatus, Device, Event, Zone, utcnow
+from hub.models import (
+    Credential,
+    CredentialKind,
+    CredentialStatus,
+    Device,
+    Event,
+    Venue,
+    Zone,
+    utcnow,
+)
+from hub.payment import PaymentLimits
+from hub.presented import tag_keys
+from tests.conftest import fresh_postgres
 
 CHARLIE = wristband_uid(1)
 
 LIMITS = PaymentLimits(max_amount=1_000_000, max_pin_failures=5)
+TAG_KEY = bytes(range(16))  # the venue's tag master key in these tests
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,7 +72,7 @@ def feed(engine: Engine, device: str, payload: bytes | dict[str, object],
 def handle(engine: Engine, topic: str, raw: bytes) -> Outcome:
     """What the bridge does with one message, minus MQTT: one transaction, then the replies."""
     with session_scope(engine) as session:
-        return handle_message(session, topic, raw, utcnow(), limits=LIMITS)
+        return handle_message(session, topic, raw, utcnow(), limits=LIMITS, tag_key=TAG_KEY)
 
 
 def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = None,
@@ -251,3 +264,63 @@ def test_many_messages_in_one_transaction_see_each_others_effects(engine: Engine
     assert count_events(engine) == 4
     with Session(engine) as session:
         assert session.get(Zone, "park").occupancy == 2  # type: ignore[union-attr]
+
+
+
+# ------------------------------------------------------------- secure bands
+
+
+def sun_band(engine: Engine, uid: str = "04C0FFEE000001") -> None:
+    """Register a secure (NTAG 424 DNA) band for guest-03."""
+    with session_scope(engine) as session:
+        session.add(Credential(id="sun-guest-03", guest_id="guest-03",
+                               kind=CredentialKind.WRISTBAND, identifier=uid, sun=True))
+
+
+def sun_tap(engine: Engine, device: str, uid: str, counter: int, *, flip: bool = False,
+            master: bytes = TAG_KEY) -> Decision:
+    meta, file_key = tag_keys(master, bytes.fromhex(uid))
+    picc, cmac = make_sun(bytes.fromhex(uid), counter, meta_read_key=meta,
+                          file_read_key=file_key)
+    if flip:
+        cmac = f"{int(cmac[0], 16) ^ 1:X}{cmac[1:]}"
+    event = TapEvent(event_id=f"sun-{counter}-{flip}-{device}", ts=utcnow(),
+                     credential=WristbandSunCredential(picc=picc, cmac=cmac))
+    [reply] = feed(engine, device, encode(event)).replies
+    decision = parse_reply(reply.payload)
+    assert isinstance(decision, Decision)
+    return decision
+
+
+def test_secure_band_opens_and_its_replay_is_refused(engine: Engine) -> None:
+    sun_band(engine)
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"  # same event: replay of the decision
+    replayed = sun_tap(engine, "lock-104", "04C0FFEE000001", 7)  # same SUN data elsewhere
+    assert (replayed.outcome, replayed.reason) == ("deny", "credential_replayed")
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 6).reason == "credential_replayed"
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 8).reason == "ok"
+
+
+def test_forged_and_cloned_secure_bands_are_refused(engine: Engine) -> None:
+    sun_band(engine)
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 1, flip=True).reason \
+        == "credential_forged"
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 2, master=bytes(16)).reason \
+        == "credential_forged"  # keys not from this venue
+    clone = tap(engine, "lock-103", uid="04C0FFEE000001")  # the UID copied with a phone app
+    assert (clone.outcome, clone.reason) == ("deny", "credential_forged")
+    with Session(engine) as session:
+        reasons = session.exec(select(Event.reason).where(Event.device_id == "lock-103")).all()
+    assert reasons.count("credential_forged") == 3
+
+
+def test_a_venue_may_refuse_plain_uid_bands(engine: Engine) -> None:
+    assert tap(engine, "lock-101").reason == "ok"
+    with session_scope(engine) as session:
+        venue = session.get(Venue, VENUE_ID)
+        assert venue is not None
+        venue.allow_plain_uid = False
+    assert tap(engine, "lock-101").reason == "insecure_credential"
+    sun_band(engine)
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 1).reason == "ok"

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request, status
 from hub import crud
 from hub.api.deps import Limit, Offset, SessionDep
 from hub.models import Credential, Entitlement, Guest, SpendingPolicy, new_id
-from hub.security import hash_secret
 from hub.schemas import (
     CredentialPublic,
     EntitlementPublic,
@@ -17,6 +16,7 @@ from hub.schemas import (
     SpendingPolicyPublic,
     SpendingPolicyUpdate,
 )
+from hub.security import hash_secret
 
 router = APIRouter(prefix="/guests", tags=["guests"])
 
