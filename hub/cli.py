@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,15 +35,18 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
     console.print(f"[bold green]hub up[/bold green]  REST {api}/api/v1  docs {api}/docs  "
                   f"MQTT {broker} ({'embedded' if settings.embedded_broker else 'external'})  "
                   f"data {settings.data_dir}")
+    # Show the simulator as the user can run it: bare when on PATH, else by its full path.
+    sim = "hub-sim" if shutil.which("hub-sim") else str(Path(sys.executable).parent / "hub-sim")
     if demo is not None:
         console.print(
             f"[bold]demo venue[/bold] {demo['venue']}: park gates, {demo['rooms']} hotel rooms, "
             f"{demo['guests']} guests ({demo['created']} rows created)\n"
             "Try, in another shell:\n"
-            "  hub-sim tap --device gate-park-in-1 --credential 04A10000000001   # Charlie's band\n"
-            "  hub-sim tap --device lock-101 --credential pk-guest-01            # phone key\n"
-            "  hub-sim scenario park-day\n"
-            "  hub-sim load --rate 200 --duration 20\n"
+            f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001   # Charlie's band\n"
+            f"  {sim} tap --device lock-101 --credential pk-guest-01            # phone key\n"
+            f"  {sim} scenario park-day\n"
+            f"  {sim} scenario resort-spend\n"
+            f"  {sim} load --rate 200 --duration 20\n"
             f"  curl '{api}/api/v1/events?limit=5'\n"
             f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
         )
