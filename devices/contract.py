@@ -342,6 +342,15 @@ def _event_id_of(data: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and len(value) <= 64 else None
 
 
+def event_id_of(payload: bytes) -> str | None:
+    """The event id of a payload, when it can be read at all (for error replies)."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return _event_id_of(data) if isinstance(data, dict) else None
+
+
 def _summary(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "payload"

@@ -213,7 +213,7 @@ def _header(token: str, reason: Reason) -> dict[str, Any]:
 
 def public_jwk(key: ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) -> dict[str, str]:
     """The public JWK (``kty``, ``crv``, ``x``, ``y``) of a P-256 key; never the private part."""
-    if not isinstance(key.curve, ec.SECP256R1):
+    if key.curve.name != ec.SECP256R1.name:
         raise ValueError(f"phone and hub keys are P-256, not {key.curve.name}")
     public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
     jwk_dict = ECAlgorithm.to_jwk(public, as_dict=True)

@@ -28,7 +28,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from devices.contract import ContractError, ErrorCode
+from devices.contract import ContractError, ErrorCode, event_id_of
 from devices.topics import from_devices, shared
 from hub.config import Settings
 from hub.db import session_scope
@@ -223,8 +223,10 @@ class Bridge:
 
     @staticmethod
     def _internal(item: _Inbound) -> Outcome:
+        # Name the event, so the device can match the error to its request and retry it.
         return refuse(item.topic, ContractError(ErrorCode.INTERNAL,
-                                                "the hub could not process this message"))
+                                                "the hub could not process this message",
+                                                event_id_of(item.payload)))
 
     def _publish(self, outcome: Outcome) -> None:
         for reply in outcome.replies:

@@ -134,6 +134,19 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
     session.flush()
 
 
+def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
+    """The decision already given to an event id, rebuilt from what was recorded."""
+    txn = session.get(LedgerTransaction, seen.transaction_id) if seen.transaction_id else None
+    if txn is not None:
+        account = session.get(Account, txn.account_id) if txn.account_id else None
+        return _decision_of(txn, seen.event_id, txn.idempotency_key,
+                            kind=account.kind.value if account else None)
+    return PaymentDecision(
+        event_id=seen.event_id, idempotency_key=req.idempotency_key, outcome="decline",
+        reason=PaymentReason(seen.reason), text=seen.text, amount=req.amount,
+        currency=req.currency, decided_at=seen.decided_at)
+
+
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
                  now: datetime, limits: PaymentLimits, tag_key: bytes | None) -> Published:
     session.expire_all()
@@ -146,26 +159,18 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                          account=req.account,
                          items=[i.model_dump() for i in req.items])
 
-    earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
     seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
+    if seen is not None:  # this event id again (QoS 1 redelivery): the same answer, always
+        decision = _replay(session, seen, req)
+        return Published([(reply_topic, encode(decision))], decision)
+    earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
     if earlier is not None:
-        # A replay of a decided payment is answered from the ledger; the tag's counter
-        # must not be consumed again by it, so look the credential up without authenticating.
+        # A decided key is answered from the ledger; the tag's counter is not consumed
+        # by it, so the credential is looked up without authenticating it again.
         credential = crud.find_credential(session, kind=presented.kind,
                                           identifier=presented.identifier)
-        problem = None
-    else:
-        credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
-    if earlier is not None:
         account = session.get(Account, earlier.account_id) if earlier.account_id else None
         acct_kind = account.kind.value if account else None
-        if seen is not None:  # this very message again (QoS 1 redelivery): same answer
-            conflict = seen.reason == PaymentReason.IDEMPOTENCY_CONFLICT
-            decision = _decision_of(earlier, req.event_id, req.idempotency_key,
-                                    reason=PaymentReason(seen.reason) if conflict else None,
-                                    text=seen.text if conflict else None, kind=acct_kind,
-                                    asked=req if conflict else None)
-            return Published([(reply_topic, encode(decision))], decision)
         if earlier.fingerprint == print_:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key, kind=acct_kind)
         else:
@@ -176,6 +181,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                       credential=credential, decision=decision, now=now)
         return Published([(reply_topic, encode(decision))], decision)
 
+    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
     merchant = session.get(Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
         merchant = None

@@ -83,7 +83,7 @@ class SigningKey:
         if not isinstance(self.private_key, ec.EllipticCurvePrivateKey) or not isinstance(
             self.private_key.curve, ec.SECP256R1
         ):
-            raise ValueError("a signing key must be an EC P-256 private key")
+            raise TypeError("a signing key must be an EC P-256 private key")
         _aware(self.not_before, "not_before")
         _aware(self.not_after, "not_after")
         if self.not_after <= self.not_before:
@@ -155,8 +155,7 @@ def _phone_public_jwk(phone_jwk: dict[str, Any]) -> dict[str, str]:
         public = ECAlgorithm.from_jwk(dict(phone_jwk))  # also checks the point is on the curve
     except (jwt.PyJWTError, ValueError) as exc:
         raise ValueError(f"phone_jwk is not a valid P-256 key: {exc}") from None
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    return public_jwk(public)
+    return public_jwk(public)  # public part only, whatever from_jwk returned
 
 
 def issue_phone_key(
@@ -259,7 +258,7 @@ def load_keys(path: Path | str) -> list[SigningKey]:
                 entry["private_key"].encode(), password=None
             )
             if not isinstance(private_key, ec.EllipticCurvePrivateKey):
-                raise ValueError(f"key {entry['kid']!r} is not an EC key")
+                raise ValueError(f"key {entry['kid']!r} is not an EC key")  # noqa: TRY004
             keys.append(
                 SigningKey(
                     kid=entry["kid"],

@@ -14,9 +14,8 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
 from pydantic import ValidationError
+from rich.console import Console
 
 from devices.client import HubError, NoReply, credential_from_text
 from devices.contract import LineItem, PaymentRequest
@@ -25,7 +24,6 @@ from simulators.readers import (
     Broker,
     ReaderPool,
     connect_device,
-    connect_terminal,
     items_total,
     parse_broker_url,
     parse_item,
@@ -204,7 +202,7 @@ def pay(
                                merchant_id=merchant_id, key=key, items=items, pin=pin,
                                account=account)
     try:
-        terminal = connect_terminal(settings.venue, device, settings.broker)
+        terminal = connect_device(settings.venue, device, settings.broker)
     except OSError as exc:
         err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -243,7 +241,7 @@ def _payment_request(
         return payment_request(
             credential_from_text(credential), amount=amount, currency=currency,
             merchant_id=merchant_id, idempotency_key=key, items=items, pin=pin,
-            account=account.value,  # type: ignore[arg-type]
+            account=account.value,
         )
     except ValidationError as exc:
         problems = "; ".join(

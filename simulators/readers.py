@@ -2,8 +2,9 @@
 
 A simulator *is* a set of devices: it connects to the broker as each reader or
 terminal it plays, exactly like real firmware would (through
-:class:`devices.client.DeviceClient`), and never talks to the hub any other way.
-A guest's phone app (:class:`GuestApp`) listens on the guest's notifications topic.
+:class:`devices.client.DeviceClient`, which taps and pays), and never talks to the
+hub any other way. A guest's phone app (:class:`GuestApp`) listens on the guest's
+notifications topic.
 """
 
 from __future__ import annotations
@@ -15,31 +16,26 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from devices.client import DeviceClient, HubError, NoReply, new_event_id
+from devices.client import DeviceClient, new_event_id
 from devices.contract import (
-    ErrorMessage,
     LineItem,
-    PaymentDecision,
     PaymentRequest,
     PhoneKeyCredential,
     Receipt,
     WristbandCredential,
-    encode,
-    parse_event,
     parse_receipt,
-    parse_reply,
     utcnow,
 )
-from devices.topics import Channel, device_topic, guest_topic
+from devices.topics import guest_topic
 
 DEFAULT_MQTT_PORT = 1883
 
@@ -137,16 +133,6 @@ def connect_device(
     return client.connect(timeout)
 
 
-def connect_terminal(venue: str, device_id: str, broker: Broker, timeout: float = 5.0) -> Terminal:
-    """Connect as one device that can also take payments (see :class:`Terminal`)."""
-    terminal = Terminal(
-        venue, device_id, host=broker.host, port=broker.port,
-        username=broker.username, password=broker.password,
-    )
-    terminal.connect(timeout)
-    return terminal
-
-
 # ------------------------------------------------------------------ payments
 
 AccountChoice = Literal["auto", "wallet", "folio"]
@@ -194,92 +180,6 @@ def payment_request(
     )
 
 
-class Terminal(DeviceClient):
-    """A point-of-sale terminal: a :class:`DeviceClient` that can also take payments.
-
-    Why a subclass and not a wrapper: ``DeviceClient`` resolves the futures of
-    :meth:`~DeviceClient.expect` with entry ``Decision`` messages only. Any other reply
-    with a pending ``event_id`` becomes ``HubError(reply)``, which fails on a
-    ``PaymentDecision`` (it has no ``code``) *inside paho's network thread*: the
-    thread dies, the future never resolves, and the client hears nothing more.
-    So payment decisions (and errors about pending payments) are taken off the wire
-    here, before ``DeviceClient`` sees them; everything else goes to it unchanged.
-    """
-
-    def __init__(self, venue: str, device_id: str, **kwargs: Any) -> None:
-        super().__init__(venue, device_id, **kwargs)
-        self._reply_topics = frozenset(
-            device_topic(venue, device_id, ch) for ch in (Channel.DECISIONS, Channel.ERRORS)
-        )
-        self._payments: dict[str, Future[PaymentDecision]] = {}
-        self._payments_lock = threading.Lock()
-
-    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic in self._reply_topics:
-            try:
-                reply = parse_reply(msg.payload)
-            except ValidationError:
-                reply = None
-            if isinstance(reply, PaymentDecision):
-                self._resolve(reply.event_id, reply)
-                return  # never hand one to DeviceClient (see the class docstring)
-            if isinstance(reply, ErrorMessage) and reply.event_id is not None:
-                if self._resolve(reply.event_id, HubError(reply)):
-                    return
-        super()._on_message(client, userdata, msg)
-
-    def _resolve(self, event_id: str, outcome: PaymentDecision | HubError) -> bool:
-        with self._payments_lock:
-            future = self._payments.pop(event_id, None)
-        if future is None:
-            return False
-        if isinstance(outcome, HubError):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-        return True
-
-    def expect_payment(self, event_id: str) -> Future[PaymentDecision]:
-        """A future for the decision on ``event_id``; register it before publishing."""
-        future: Future[PaymentDecision] = Future()
-        with self._payments_lock:
-            self._payments[event_id] = future
-        return future
-
-    def forget_payment(self, event_id: str) -> None:
-        """Stop waiting for ``event_id`` (after a timeout)."""
-        with self._payments_lock:
-            self._payments.pop(event_id, None)
-
-    def send_payment(self, request: PaymentRequest) -> tuple[bytes, Future[PaymentDecision]]:
-        """Publish a payment request; the bytes sent and a future for the decision."""
-        payload = encode(request)
-        return payload, self.resend_payment(payload)
-
-    def resend_payment(self, payload: bytes) -> Future[PaymentDecision]:
-        """Publish a payment request's bytes again, as a terminal retrying after a timeout."""
-        future = self.expect_payment(parse_event(payload).event_id)
-        self.publish_raw(payload)
-        return future
-
-    def pay(self, request: PaymentRequest, timeout: float = 5.0) -> PaymentDecision:
-        """Publish ``request`` and wait for the decision; NoReply, or HubError if refused."""
-        _, future = self.send_payment(request)
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            self.forget_payment(request.event_id)
-            raise NoReply(f"no decision for {request.event_id} within {timeout}s") from None
-
-    def close(self) -> None:
-        """Fail the payments still awaiting a decision, then close as any device."""
-        with self._payments_lock:
-            pending, self._payments = self._payments, {}
-        for event_id, future in pending.items():
-            future.set_exception(NoReply(f"closed before a decision for {event_id}"))
-        super().close()
-
-
 # ------------------------------------------------------------------ receipts
 
 
@@ -315,6 +215,7 @@ class ExpectedReceipt:
     balance_after: int | None = None
     merchant_name: str | None = None
     items: tuple[LineItem, ...] | None = None
+    spent_by: str | None = None  # the guest who tapped, on a receipt to someone else
 
     def identifies(self, arrived: ArrivedReceipt) -> bool:
         r = arrived.receipt
@@ -327,7 +228,8 @@ class ExpectedReceipt:
         found: list[str] = []
         if r.guest_id != arrived.guest_id:
             found.append(f"guest_id {r.guest_id} on {arrived.guest_id}'s topic")
-        for name in ("amount", "currency", "account", "balance_after", "merchant_name"):
+        for name in ("amount", "currency", "account", "balance_after", "merchant_name",
+                     "spent_by"):
             want = getattr(self, name)
             if want is not None and getattr(r, name) != want:
                 found.append(f"{name} {getattr(r, name)!r}, expected {want!r}")
@@ -345,6 +247,8 @@ class ExpectedReceipt:
             parts.append(repr(self.merchant_name))
         if self.items is not None:
             parts.append(f"{len(self.items)} item" + ("s" if len(self.items) != 1 else ""))
+        if self.spent_by is not None:
+            parts.append(f"spent by {self.spent_by}")
         return ", ".join(parts)
 
 
@@ -382,7 +286,7 @@ class GuestApp:
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"app-{uuid.uuid4().hex[:10]}",
+            CallbackAPIVersion.VERSION2, client_id=f"app-{uuid.uuid4().hex[:10]}",
             protocol=mqtt.MQTTv311,
         )
         if broker.username is not None:
@@ -475,7 +379,7 @@ class GuestApp:
         if guest_id is None:
             return
         try:
-            receipt = parse_receipt(msg.payload)
+            receipt = parse_receipt(bytes(msg.payload))
         except ValidationError as exc:
             self.invalid.append((msg.topic, bytes(msg.payload), str(exc).splitlines()[0]))
             return
@@ -483,24 +387,20 @@ class GuestApp:
 
 
 class ReaderPool:
-    """The readers, terminals and guest app a scenario plays, each connected on first use
-    and all closed together.
-
-    Every device is played by a :class:`Terminal` (a ``DeviceClient`` that also
-    understands payment decisions), so one device can both be tapped and take payments.
-    """
+    """The readers and terminals a scenario plays, and the guests' phone app, each
+    connected on first use and all closed together."""
 
     def __init__(self, venue: str, broker: Broker, connect_timeout: float = 5.0) -> None:
         self.venue = venue
         self.broker = broker
         self.connect_timeout = connect_timeout
-        self._clients: dict[str, Terminal] = {}
+        self._clients: dict[str, DeviceClient] = {}
         self._app: GuestApp | None = None
 
-    def __getitem__(self, device_id: str) -> Terminal:
+    def __getitem__(self, device_id: str) -> DeviceClient:
         client = self._clients.get(device_id)
         if client is None:
-            client = connect_terminal(self.venue, device_id, self.broker, self.connect_timeout)
+            client = connect_device(self.venue, device_id, self.broker, self.connect_timeout)
             self._clients[device_id] = client
         return client
 

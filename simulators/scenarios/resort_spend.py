@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
-from devices.contract import LineItem, PaymentReason, utcnow
+from devices.contract import LineItem, PaymentReason, PaymentRequest, utcnow
 from simulators.readers import ExpectedReceipt, Wristband
-from simulators.rest import HubApiError
-from simulators.scenarios.runner import Run, StepResult, approve, decline
+from simulators.rest import HubApiError, Merchant
+from simulators.scenarios.runner import PayExpect, Run, StepResult, approve, decline
 
 ROOM = "room-109"
 CAFE, SHOP, BAR = "pos-cafe-1", "pos-shop-1", "pos-bar-1"
@@ -39,7 +40,7 @@ def resort_spend(run: Run) -> None:
 
     # Which merchant each terminal takes payments for, its name and currency: from the hub.
     merchants = {m.id: m for m in api.merchants()}
-    merchant_of = {}
+    merchant_of: dict[str, Merchant] = {}
     for device in (CAFE, SHOP, BAR):
         merchant_id = api.device(device).merchant_id
         if merchant_id is None or merchant_id not in merchants:
@@ -47,9 +48,12 @@ def resort_spend(run: Run) -> None:
                               f"terminal has no known merchant ({merchant_id!r})")
         merchant_of[device] = merchants[merchant_id]
 
-    def shop(device: str) -> dict[str, str]:
-        m = merchant_of[device]
-        return {"merchant": m.id, "currency": m.currency}
+    def pay(title: str, device: str, holder: Wristband, amount: int, expect: PayExpect,
+            **options: Any) -> StepResult:
+        """A payment at ``device``, for its merchant and in its currency."""
+        merchant = merchant_of[device]
+        return run.pay(title, device, holder, amount, expect, merchant=merchant.id,
+                       currency=merchant.currency, **options)
 
     lead = api.create_guest(f"Resort Spend {suffix}", display_name=f"Lead {suffix}")
     lead_band = Wristband.random()
@@ -103,43 +107,44 @@ def resort_spend(run: Run) -> None:
             balance_after=TOP_UP), within=run.timeout, where=phone[lead.id])
 
     # 2. Breakfast from the wallet, with line items.
-    breakfast = run.pay("lead buys breakfast (2 items)", CAFE, lead_band, 1200,
-                        approve(account="wallet", balance_after=8800), account="wallet",
-                        items=BREAKFAST, **shop(CAFE))
+    breakfast = pay("lead buys breakfast (2 items)", CAFE, lead_band, 1200,
+                    approve(account="wallet", balance_after=8800), account="wallet",
+                    items=BREAKFAST)
     receipt_of(breakfast, lead.id, "breakfast receipt to the lead", amount=1200,
                account="wallet", balance_after=8800, merchant_name=merchant_of[CAFE].name,
                items=BREAKFAST)
 
     # 3. Above the PIN threshold: no PIN, a wrong one, the right one (a new key each attempt).
-    run.pay("lead 6000 at the shop, no PIN", SHOP, lead_band, 6000,
-            decline(PaymentReason.PIN_REQUIRED), account="wallet", **shop(SHOP))
-    run.pay("again with a wrong PIN", SHOP, lead_band, 6000,
-            decline(PaymentReason.PIN_WRONG), account="wallet", pin=WRONG_PIN, **shop(SHOP))
-    souvenir = run.pay("again with the right PIN", SHOP, lead_band, 6000,
-                       approve(account="wallet", balance_after=2800), account="wallet", pin=PIN,
-                       **shop(SHOP))
+    pay("lead 6000 at the shop, no PIN", SHOP, lead_band, 6000,
+        decline(PaymentReason.PIN_REQUIRED), account="wallet")
+    pay("again with a wrong PIN", SHOP, lead_band, 6000,
+        decline(PaymentReason.PIN_WRONG), account="wallet", pin=WRONG_PIN)
+    souvenir = pay("again with the right PIN", SHOP, lead_band, 6000,
+                   approve(account="wallet", balance_after=2800), account="wallet", pin=PIN)
     receipt_of(souvenir, lead.id, "shop receipt to the lead", amount=6000, account="wallet",
                balance_after=2800, merchant_name=merchant_of[SHOP].name)
 
     # 4. The child pays; the lead's room folio is charged; both get the receipt.
-    snack = run.pay("child buys a snack (auto: lead's folio)", CAFE, child_band, 1000,
-                    approve(account="folio"), **shop(CAFE))
-    for guest_id, who in ((child.id, "child"), (lead.id, "lead")):
-        receipt_of(snack, guest_id, f"snack receipt to the {who}", amount=1000, account="folio",
-                   merchant_name=merchant_of[CAFE].name)
-    run.pay("child buys 800 more (over 1500 today)", CAFE, child_band, 800,
-            decline(PaymentReason.DAILY_LIMIT_EXCEEDED), **shop(CAFE))
+    snack = pay("child buys a snack (auto: lead's folio)", CAFE, child_band, 1000,
+                approve(account="folio"))
+    receipt_of(snack, child.id, "snack receipt to the child", amount=1000, account="folio",
+               merchant_name=merchant_of[CAFE].name)
+    receipt_of(snack, lead.id, "snack receipt to the lead (who pays)", amount=1000,
+               account="folio", merchant_name=merchant_of[CAFE].name, spent_by=child.id)
+    pay("child buys 800 more (over 1500 today)", CAFE, child_band, 800,
+        decline(PaymentReason.DAILY_LIMIT_EXCEEDED))
 
     # 5. Duplicates: the same bytes again, and a new event with the same key.
     balance_before = api.account(wallet.id).balance
     run.republish("breakfast request delivered again", CAFE, breakfast)
-    breakfast_key = breakfast.event.idempotency_key if breakfast.event else None
+    breakfast_key = (breakfast.event.idempotency_key
+                     if isinstance(breakfast.event, PaymentRequest) else None)
     if breakfast_key is None:
         run.fail("new event, breakfast's key", CAFE, "same approval", "no breakfast to repeat")
     else:
-        run.pay("new event, breakfast's key", CAFE, lead_band, 1200,
-                approve(account="wallet", balance_after=8800), account="wallet",
-                items=BREAKFAST, key=breakfast_key, same_as=breakfast, **shop(CAFE))
+        pay("new event, breakfast's key", CAFE, lead_band, 1200,
+            approve(account="wallet", balance_after=8800), account="wallet",
+            items=BREAKFAST, key=breakfast_key, same_as=breakfast)
 
     def wallet_unchanged() -> tuple[bool, str]:
         balance = api.account(wallet.id).balance
@@ -148,13 +153,12 @@ def resort_spend(run: Run) -> None:
     run.check("wallet balance after the duplicates", REST, f"balance {balance_before}",
               wallet_unchanged)
     if breakfast_key is not None:
-        run.pay("breakfast's key with amount 1300", CAFE, lead_band, 1300,
-                decline(PaymentReason.IDEMPOTENCY_CONFLICT), account="wallet", key=breakfast_key,
-                **shop(CAFE))
+        pay("breakfast's key with amount 1300", CAFE, lead_band, 1300,
+            decline(PaymentReason.IDEMPOTENCY_CONFLICT), account="wallet", key=breakfast_key)
 
     # 6. Not enough in the wallet (5000 is not above the PIN threshold).
-    run.pay("lead 5000 from a 2800 wallet", SHOP, lead_band, 5000,
-            decline(PaymentReason.INSUFFICIENT_FUNDS), account="wallet", **shop(SHOP))
+    pay("lead 5000 from a 2800 wallet", SHOP, lead_band, 5000,
+        decline(PaymentReason.INSUFFICIENT_FUNDS), account="wallet")
 
     # 7. Staff refunds part of breakfast, then try to refund more than is left.
     charge_id = breakfast.payment.transaction_id if breakfast.payment else None
@@ -188,8 +192,8 @@ def resort_spend(run: Run) -> None:
         run.check("refund 1001 more (1000 left)", REST, "409", too_much_refund)
 
     # 8. Drinks on the room, then check-out.
-    drinks = run.pay("lead's drinks on the room", BAR, lead_band, 2500, approve(account="folio"),
-                     account="folio", **shop(BAR))
+    drinks = pay("lead's drinks on the room", BAR, lead_band, 2500, approve(account="folio"),
+                 account="folio")
     receipt_of(drinks, lead.id, "bar receipt to the lead", amount=2500, account="folio",
                merchant_name=merchant_of[BAR].name)
 
@@ -211,14 +215,14 @@ def resort_spend(run: Run) -> None:
         account = api.account(folio.id)
         lines = api.statement(folio.id).lines
         total = sum(line.amount for line in lines)
-        return (not account.open and account.balance == 0 and len(lines) == 3 and total == 0,
-                f"open {str(account.open).lower()}, balance {account.balance}, "
+        seen = (f"open {str(account.open).lower()}, balance {account.balance}, "
                 f"{len(lines)} lines sum {total}")
+        return not account.open and account.balance == 0 and len(lines) == 3 and total == 0, seen
 
     run.check("folio after check-out", REST, "open false, balance 0, 3 lines sum 0",
               folio_closed)
-    run.pay("drinks on the room after check-out", BAR, lead_band, 1000,
-            decline(PaymentReason.NO_ACCOUNT), account="folio", **shop(BAR))
+    pay("drinks on the room after check-out", BAR, lead_band, 1000,
+        decline(PaymentReason.NO_ACCOUNT), account="folio")
 
     # 9. Nothing else reached the phones: no receipt for a decline or a duplicate.
     def no_strays() -> tuple[bool, str]:

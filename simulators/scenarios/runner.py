@@ -29,13 +29,7 @@ from devices.contract import (
     TapEvent,
     encode,
 )
-from simulators.readers import (
-    AccountChoice,
-    ExpectedReceipt,
-    Holder,
-    ReaderPool,
-    payment_request,
-)
+from simulators.readers import AccountChoice, ExpectedReceipt, Holder, ReaderPool, payment_request
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2
@@ -179,9 +173,10 @@ class Run:
 
         The step passes only when the hub answers exactly as it did the first time.
         """
-        expect = expect or previous.expected  # type: ignore[assignment]
-        if not isinstance(previous.event, TapEvent) or not isinstance(expect, Expect):
-            return self._record(title, device, expect, "nothing to re-deliver")
+        if expect is None and isinstance(previous.expected, Expect):
+            expect = previous.expected
+        if not isinstance(previous.event, TapEvent) or expect is None:
+            return self._record(title, device, expect or "-", "nothing to re-deliver")
         client = self.readers[device]
         # expect() before publishing: the reply can beat publish_raw's return.
         future = client.expect(previous.event.event_id)
@@ -217,11 +212,7 @@ class Run:
             holder.credential, amount=amount, currency=currency, merchant_id=merchant,
             idempotency_key=key, items=items, pin=pin, account=account,
         )
-        terminal = self.readers[device]
-        started = time.perf_counter()
-        payload, future = terminal.send_payment(request)
-        return self._await_payment(title, device, expect, request, payload, future, started,
-                                   same_as)
+        return self._send_payment(title, device, expect, request, encode(request), same_as)
 
     def republish(
         self, title: str, device: str, previous: StepResult, expect: PayExpect | None = None
@@ -232,43 +223,59 @@ class Run:
         """
         if expect is None and isinstance(previous.expected, PayExpect):
             expect = previous.expected
-        if expect is None or previous.sent is None or previous.event is None:
+        request = previous.event
+        if expect is None or previous.sent is None or not isinstance(request, PaymentRequest):
             return self._record(title, device, expect or "-", "nothing to re-publish")
-        terminal = self.readers[device]
+        return self._send_payment(title, device, expect, request, previous.sent, previous)
+
+    def _send_payment(
+        self, title: str, device: str, expect: PayExpect, request: PaymentRequest,
+        payload: bytes, same_as: StepResult | None,
+    ) -> StepResult:
+        client = self.readers[device]
+        # expect() before publishing: the reply can beat publish_raw's return.
+        future = client.expect(request.event_id)
         started = time.perf_counter()
-        future = terminal.resend_payment(previous.sent)
-        request = previous.event if isinstance(previous.event, PaymentRequest) else None
-        return self._await_payment(title, device, expect, request, previous.sent, future,
-                                   started, previous)
+        client.publish_raw(payload)
+        return self._await_payment(title, device, expect, request, payload, future, started,
+                                   same_as)
 
     def _await_payment(
-        self, title: str, device: str, expect: PayExpect, request: PaymentRequest | None,
+        self, title: str, device: str, expect: PayExpect, request: PaymentRequest,
         payload: bytes, future: Future[PaymentDecision], started: float,
         same_as: StepResult | None,
     ) -> StepResult:
         try:
             decision = future.result(self.timeout)
         except TimeoutError:
-            if request is not None:
-                self.readers[device].forget_payment(request.event_id)
             step = self._record(title, device, expect, f"no reply in {self.timeout:g}s",
                                 event=request)
         except HubError as exc:
             step = self._record(title, device, expect, f"hub error {exc}", event=request)
         else:
             ms = (time.perf_counter() - started) * 1000
-            step = self._record(title, device, expect, describe_payment(decision), ms=ms,
-                                ok=expect.matches(decision), decision=decision, event=request)
-            first = same_as.payment if same_as is not None else None
-            if same_as is not None:
-                if first is None:
-                    step.ok, step.note = False, "nothing to compare with"
-                elif differences := same_answer(first, decision):
-                    step.ok, step.note = False, "; ".join(differences)
-                else:
-                    step.note = f"same transaction {(decision.transaction_id or '-')[:8]}"
+            if not isinstance(decision, PaymentDecision):  # e.g. an entry decision
+                got = f"a {getattr(decision, 'kind', type(decision).__name__)} reply"
+                step = self._record(title, device, expect, got, ms=ms, event=request)
+            else:
+                step = self._record(title, device, expect, describe_payment(decision), ms=ms,
+                                    ok=expect.matches(decision), decision=decision,
+                                    event=request)
+                self._compare(step, decision, same_as)
         step.sent, step.started = payload, started
         return step
+
+    @staticmethod
+    def _compare(step: StepResult, decision: PaymentDecision, same_as: StepResult | None) -> None:
+        if same_as is None:
+            return
+        first = same_as.payment
+        if first is None:
+            step.ok, step.note = False, "nothing to compare with"
+        elif differences := same_answer(first, decision):
+            step.ok, step.note = False, "; ".join(differences)
+        else:
+            step.note = f"same transaction {(decision.transaction_id or '-')[:8]}"
 
     # --------------------------------------------------------- other checks
 

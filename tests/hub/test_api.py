@@ -1443,17 +1443,19 @@ def test_bug_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/schemas.py ZoneCreate/ZoneUpdate capacity and occupancy have no "
-                          "upper bound; values >= 2**63 reach SQLite -> OverflowError -> 500 "
-                          "(crud.py:74 add, crud.py:82 update)")
-@pytest.mark.parametrize(("method", "body"), [
-    ("POST", {"id": "huge", "venue_id": VENUE_ID, "name": "Huge", "capacity": BIG}),
-    ("PATCH", {"capacity": BIG}), ("PATCH", {"occupancy": 10**30}),
+                   reason="unbounded ints in hub/schemas.py (ZoneCreate/ZoneUpdate capacity and "
+                          "occupancy, SpendingPolicyUpdate daily_limit and pin_threshold): values "
+                          ">= 2**63 reach SQLite -> OverflowError -> 500 (hub/crud.py add/update, "
+                          "hub/api/routes/guests.py set_spending_policy session.flush())")
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "zones", {"id": "huge", "venue_id": VENUE_ID, "name": "Huge", "capacity": BIG}),
+    ("PATCH", "zones/park", {"capacity": BIG}), ("PATCH", "zones/park", {"occupancy": 10**30}),
+    ("PUT", "guests/guest-01/spending-policy", {"daily_limit": BIG}),
+    ("PUT", "guests/guest-02/spending-policy", {"pin_threshold": 2**64}),
 ])
-def test_bug_integers_beyond_sqlite_are_422(raw: TestClient, method: str,
+def test_bug_integers_beyond_sqlite_are_422(raw: TestClient, method: str, path: str,
                                             body: dict[str, Any]) -> None:
-    r = (raw.post(url("zones"), json=body) if method == "POST"
-         else raw.patch(url("zones", "park"), json=body))
+    r = raw.request(method, url(*path.split("/")), json=body)
     assert r.status_code == 422, (r.status_code, r.text)
 
 

@@ -17,6 +17,7 @@ from hub import cashier, ledger
 from hub.db import session_scope
 from hub.models import (
     Account,
+    Credential,
     Device,
     LedgerTransaction,
     Merchant,
@@ -238,3 +239,16 @@ def test_a_key_reused_by_another_credential_with_a_long_merchant_id_conflicts(
     assert (second.outcome, second.reason, second.transaction_id) == (
         "decline", "idempotency_conflict", None)
     assert balance(engine, "wallet-guest-04") == 10_000
+
+
+def test_an_event_id_used_again_gets_its_first_answer_whatever_the_key(engine: Engine) -> None:
+    first = send(engine, pay_message(400, key="a-1", event_id="evt-1"))
+    reused = send(engine, pay_message(900, key="a-2", event_id="evt-1"))
+    assert reused.replies[0].payload == first.replies[0].payload
+    wrong_pin = send(engine, pay_message(6_000, key="a-3", pin="0000", event_id="evt-2"))
+    again = send(engine, pay_message(6_000, key="a-3", pin="0000", event_id="evt-2"))
+    assert again.replies[0].payload == wrong_pin.replies[0].payload
+    with Session(engine) as session:
+        charlie = session.get(Credential, "band-guest-01")
+        assert charlie is not None and charlie.pin_failures == 1  # counted once
+    assert balance(engine, WALLET) == 9_600

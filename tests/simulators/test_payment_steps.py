@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from devices.client import HubError
 from devices.contract import (
+    Decision,
+    EntryReason,
     ErrorCode,
     ErrorMessage,
     LineItem,
@@ -40,7 +42,7 @@ from simulators.scenarios.runner import (
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 BAND = Wristband("04A10000000001")
-CAFE = {"merchant": "cafe", "currency": "USD"}
+CAFE: dict[str, Any] = {"merchant": "cafe", "currency": "USD"}
 
 
 def answer(request: PaymentRequest, outcome: str = "approve", reason: str = "ok",
@@ -57,31 +59,28 @@ def answer(request: PaymentRequest, outcome: str = "approve", reason: str = "ok"
 
 
 class FakeTerminal:
-    """Answers each payment with the next scripted reply (a function of the request)."""
+    """A DeviceClient stand-in: answers each published payment with the next scripted reply
+    (a function of the request, an ErrorMessage, or None for silence)."""
 
     def __init__(self, replies: list[Any]) -> None:
         self.replies = replies
         self.published: list[bytes] = []
-        self.forgotten: list[str] = []
+        self._futures: dict[str, Future[Any]] = {}
 
-    def send_payment(self, request: PaymentRequest) -> tuple[bytes, Future[PaymentDecision]]:
-        payload = request.model_dump_json(exclude_none=True).encode()
-        return payload, self.resend_payment(payload)
+    def expect(self, event_id: str) -> Future[Any]:
+        self._futures[event_id] = Future()
+        return self._futures[event_id]
 
-    def resend_payment(self, payload: bytes) -> Future[PaymentDecision]:
+    def publish_raw(self, payload: bytes) -> None:
         self.published.append(payload)
         request = parse_event(payload)
         assert isinstance(request, PaymentRequest)
-        future: Future[PaymentDecision] = Future()
+        future = self._futures.pop(request.event_id)  # expect() came first
         reply = self.replies.pop(0)
         if isinstance(reply, ErrorMessage):
             future.set_exception(HubError(reply))
         elif reply is not None:
             future.set_result(reply(request))
-        return future
-
-    def forget_payment(self, event_id: str) -> None:
-        self.forgotten.append(event_id)
 
 
 class FakeApp:
@@ -157,12 +156,15 @@ def test_pay_records_the_decision_the_request_and_its_bytes() -> None:
 
 def test_pay_without_a_reply_or_with_an_error_fails() -> None:
     error = ErrorMessage(code=ErrorCode.INTERNAL, detail="db down", event_id="x", topic="t")
-    run, terminal = make_run([None, error])
+    entry = Decision(event_id="x", outcome="deny", reason=EntryReason.DEVICE_NOT_A_READER,
+                     text="no", decided_at=AT)
+    run, _ = make_run([None, error, lambda r: entry])
     silent = run.pay("a", "pos", BAND, 100, approve(), **CAFE)
     failed = run.pay("b", "pos", BAND, 100, approve(), **CAFE)
+    odd = run.pay("c", "pos", BAND, 100, approve(), **CAFE)
     assert (silent.ok, silent.got, silent.ms) == (False, "no reply in 0.05s", None)
-    assert terminal.forgotten == [silent.event.event_id]  # type: ignore[union-attr]
     assert not failed.ok and "internal: db down" in failed.got
+    assert (odd.ok, odd.got) == (False, "a decision reply")
 
 
 def test_republish_sends_the_same_bytes_and_wants_the_same_transaction() -> None:

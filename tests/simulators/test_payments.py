@@ -1,36 +1,22 @@
-"""Tap-to-pay pieces of the simulators without a broker: items, requests, the terminal's
-reply routing, receipt matching and the guest app's collection of receipts."""
+"""Tap-to-pay pieces of the simulators without a broker: items, requests, receipt
+matching and the guest app's collection of receipts."""
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from devices.client import HubError, NoReply
-from devices.contract import (
-    Decision,
-    EntryReason,
-    ErrorCode,
-    ErrorMessage,
-    LineItem,
-    PaymentDecision,
-    PaymentReason,
-    Receipt,
-    WristbandCredential,
-    encode,
-)
-from devices.topics import Channel, device_topic, guest_topic
+from devices.contract import LineItem, Receipt, WristbandCredential, encode
+from devices.topics import guest_topic
 from simulators.readers import (
     ArrivedReceipt,
     Broker,
     ExpectedReceipt,
     GuestApp,
-    Terminal,
     items_total,
     parse_item,
     payment_request,
@@ -90,85 +76,10 @@ def test_payment_request_gets_fresh_ids_and_keeps_the_contract() -> None:
                         items=[parse_item("Tea:1:300")])
 
 
-# ------------------------------------------------------------------- terminal
-
-
 @dataclass
 class Msg:
     topic: str
     payload: bytes
-
-
-def decision_for(event_id: str, **kw: object) -> PaymentDecision:
-    fields: dict[str, object] = {
-        "event_id": event_id, "idempotency_key": "k1", "outcome": "approve",
-        "reason": PaymentReason.OK, "text": "Approved", "amount": 1200, "currency": "USD",
-        "transaction_id": "t1", "account": "wallet", "balance_after": 8800, "decided_at": AT,
-    }
-    fields.update(kw)
-    return PaymentDecision(**fields)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def terminal() -> Terminal:
-    return Terminal("demo", "pos-1")  # never connected: messages are fed by hand
-
-
-def decisions(device: str = "pos-1") -> str:
-    return device_topic("demo", device, Channel.DECISIONS)
-
-
-def errors(device: str = "pos-1") -> str:
-    return device_topic("demo", device, Channel.ERRORS)
-
-
-def test_terminal_resolves_a_payment_decision(terminal: Terminal) -> None:
-    future = terminal.expect_payment("e1")
-    terminal._on_message(None, None, Msg(decisions(), encode(decision_for("e1"))))
-    assert future.result(0) == decision_for("e1")
-
-
-def test_terminal_drops_a_payment_decision_nobody_waits_for(terminal: Terminal) -> None:
-    # Handed to DeviceClient, a PaymentDecision for a pending event id raises in paho's thread.
-    entry_wait = terminal.expect("e2")
-    terminal._on_message(None, None, Msg(decisions(), encode(decision_for("e2"))))
-    assert not entry_wait.done()
-
-
-def test_terminal_leaves_entry_decisions_to_device_client(terminal: Terminal) -> None:
-    payment_wait = terminal.expect_payment("e3")
-    entry_wait = terminal.expect("e3")
-    decision = Decision(event_id="e3", outcome="deny", reason=EntryReason.DEVICE_NOT_A_READER,
-                        text="Not an entry reader", decided_at=AT)
-    terminal._on_message(None, None, Msg(decisions(), encode(decision)))
-    assert entry_wait.result(0) == decision
-    assert not payment_wait.done()
-
-
-def test_terminal_raises_the_hubs_error_about_a_payment(terminal: Terminal) -> None:
-    future = terminal.expect_payment("e4")
-    error = ErrorMessage(code=ErrorCode.UNKNOWN_DEVICE, detail="not registered", event_id="e4",
-                         topic="t")
-    terminal._on_message(None, None, Msg(errors(), encode(error)))
-    with pytest.raises(HubError, match="unknown_device"):
-        future.result(0)
-
-
-def test_terminal_ignores_other_devices_and_garbage(terminal: Terminal) -> None:
-    future = terminal.expect_payment("e5")
-    terminal._on_message(None, None, Msg(decisions("pos-2"), encode(decision_for("e5"))))
-    terminal._on_message(None, None, Msg(decisions(), b"{not json"))
-    assert not future.done()
-    terminal.forget_payment("e5")
-    terminal._on_message(None, None, Msg(decisions(), encode(decision_for("e5"))))
-    assert not future.done()
-
-
-def test_closing_a_terminal_fails_waiting_payments(terminal: Terminal) -> None:
-    future: Future[PaymentDecision] = terminal.expect_payment("e6")
-    terminal.close()
-    with pytest.raises(NoReply):
-        future.result(0)
 
 
 # ------------------------------------------------------------------- receipts
@@ -191,6 +102,7 @@ def arrived(guest: str = "lead", at: float = 0.0, **kw: object) -> ArrivedReceip
 CHARGE = ExpectedReceipt("lead", "charge", "t1", amount=1200, currency="USD", account="wallet",
                          balance_after=8800, merchant_name="Cafe",
                          items=(LineItem(name="Tea", quantity=2, unit_amount=600),))
+FOR_KID = ExpectedReceipt("lead", "charge", "t1", spent_by="kid2")
 
 
 def test_expected_receipt_matches() -> None:
@@ -207,11 +119,13 @@ def test_expected_receipt_matches() -> None:
         (arrived(merchant_name=None), "merchant_name None, expected 'Cafe'"),
         (arrived(items=[]), "items [], expected [2xTea@600]"),
         (arrived(on="child"), "guest_id child on lead's topic"),
+        (arrived(spent_by="kid"), "spent_by 'kid', expected 'kid2'"),
     ],
 )
 def test_expected_receipt_names_each_difference(other: ArrivedReceipt, why: str) -> None:
-    assert CHARGE.identifies(other)  # the right receipt, with the wrong content
-    assert CHARGE.differences(other) == [why]
+    expected = FOR_KID if "spent_by" in why else CHARGE
+    assert expected.identifies(other)  # the right receipt, with the wrong content
+    assert expected.differences(other) == [why]
 
 
 def test_unset_fields_are_not_checked() -> None:
