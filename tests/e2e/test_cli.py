@@ -73,6 +73,17 @@ def test_park_day_scenario_passes_and_can_be_replayed(demo_hub: HubProcess) -> N
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_resort_spend_scenario_passes_and_the_ledger_verifies(demo_hub: HubProcess) -> None:
+    spent = demo_hub.sim("scenario", "resort-spend")
+    assert spent.returncode == 0, spent.stdout + spent.stderr
+    again = demo_hub.sim("scenario", "resort-spend")
+    assert again.returncode == 0, again.stdout + again.stderr
+    verified = subprocess.run([str(BIN / "hub"), "ledger", "verify", "--data-dir",
+                               str(demo_hub.data_dir)], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "ledger OK" in verified.stdout
+
+
 def test_tap_command_prints_the_decision(demo_hub: HubProcess) -> None:
     done = demo_hub.sim("tap", "--device", "gate-park-in-1", "--credential", "04A10000000007")
     assert done.returncode == 0, done.stdout + done.stderr
