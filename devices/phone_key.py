@@ -27,18 +27,21 @@ the first failing ``reason``:
    HMAC-keyed-with-the-public-key confusion — and everything else);
 2. its ``kid`` names a P-256 signing key of the JWKS (``key_unknown_kid``); keys carried
    in the token itself (``jwk``, ``jku``, ``x5u`` headers) are never used;
-3. the signature (``key_bad_signature``), then ``iss`` (``key_wrong_issuer``), ``aud``
-   equal to this venue (``key_wrong_audience``), every claim above present and
-   well-typed and ``typ`` right (``key_malformed``), ``exp`` (``key_expired``),
-   ``nbf`` and ``iat`` (``key_not_yet_valid``), all against the caller's ``now`` with
-   ``leeway_s`` seconds of slack (PyJWT's own time checks read the wall clock, so they
-   are switched off and done here, which also makes them testable with a fixed clock);
-4. the proof is present (``proof_missing``), is an ES256 JWS of the proof ``typ``
-   signed by ``cnf.jwk`` (``proof_bad_signature``), its ``nonce`` is the challenge the
-   lock issued (``proof_wrong_challenge``), its ``lock`` is this lock
+3. the signature (``key_bad_signature``), every claim above present (``key_malformed``),
+   ``iss`` (``key_wrong_issuer``), ``aud`` exactly this venue, a string
+   (``key_wrong_audience``), claims well-typed and ``typ`` right (``key_malformed``),
+   ``exp`` (``key_expired``), ``nbf`` and ``iat`` (``key_not_yet_valid``), all against
+   the caller's ``now`` with ``leeway_s`` seconds of slack (PyJWT's own time checks
+   read the wall clock, so they are switched off and done here, which also makes them
+   testable with a fixed clock);
+4. the proof is present (``proof_missing``), is an ES256 JWS of the proof ``typ`` with
+   a ``jti``, signed by ``cnf.jwk`` (``proof_bad_signature``, which also covers a proof
+   that is not a well-formed one: there is no "proof malformed"), its ``nonce`` is the
+   challenge the lock issued (``proof_wrong_challenge``), its ``lock`` is this lock
    (``proof_wrong_lock``), its ``key`` is the key's ``jti`` (``proof_wrong_key``) and
    its ``iat`` is within ±30 s of ``now`` (``proof_stale``);
-5. the key's ``jti`` is not revoked (``key_revoked``).
+5. the key's ``jti`` is not revoked (``key_revoked``); last, so only the phone holding
+   the key can learn that it was revoked.
 
 Everything here is a pure function without I/O, shared by the hub (which issues),
 locks (which verify) and phones (which prove). Signing and verification come from
@@ -239,7 +242,7 @@ def make_proof(
     key_jti: str,
     now: datetime,
 ) -> str:
-    """The phone's answer to a challenge: a JWS binding challenge, lock and key, signed by the phone."""
+    """The phone's answer to a challenge: a JWS, signed by the phone, of challenge, lock, key."""
     claims = {
         "nonce": challenge,
         "lock": lock_id,
@@ -368,7 +371,7 @@ def verify_phone_key(
     """
     if not challenge or not lock_id:
         raise ValueError("challenge and lock_id must be non-empty")
-    import time; now_ts = time.time(); _timestamp(now)
+    now_ts = _timestamp(now)
     if not isinstance(token, str) or not token:
         raise PhoneKeyError(Reason.KEY_MALFORMED, "no phone key")
     claims = _verify_key(

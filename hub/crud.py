@@ -256,10 +256,12 @@ def list_zones(
 def list_guests(session: Session, *, q: str | None, limit: int, offset: int) -> list[Guest]:
     filters = []
     if q:
-        like = f"%{q.lower()}%"
-        filters.append(sa.or_(sa.func.lower(Guest.name).like(like),
-                              sa.func.lower(Guest.display_name).like(like),
-                              sa.func.lower(Guest.email).like(like)))
+        # Escape LIKE's wildcards: a search for "%" finds a "%", not every guest.
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        filters.append(sa.or_(sa.func.lower(Guest.name).like(like, escape="\\"),
+                              sa.func.lower(Guest.display_name).like(like, escape="\\"),
+                              sa.func.lower(Guest.email).like(like, escape="\\")))
     return page(session, Guest, filters=filters, limit=limit, offset=offset)
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time
 from typing import Annotated, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from devices.topics import ID_PATTERN
 from hub.models import (
@@ -19,8 +28,19 @@ from hub.models import (
     ZoneKind,
 )
 
+def _within_range(value: datetime) -> datetime:
+    if not 1970 <= value.year <= 2999:
+        raise ValueError("dates must fall between 1970 and 2999")
+    return value
+
+
+# A timezone-aware instant the database can hold in UTC (year 1 or 9999 cannot shift zones).
+Moment = Annotated[AwareDatetime, AfterValidator(_within_range)]
+Count = Annotated[int, Field(ge=0, le=1_000_000_000_000)]
+
 Slug = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="Also used in MQTT topics")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+_KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the wire contract's KeyId
 
 
 class _In(BaseModel):
@@ -79,16 +99,16 @@ class ZoneCreate(_In):
     venue_id: str
     name: Name
     kind: ZoneKind = ZoneKind.AREA
-    capacity: Annotated[int, Field(ge=0)] | None = None
+    capacity: Count | None = None
     anti_passback: bool = False
 
 
 class ZoneUpdate(_Patch):
     nullable = frozenset({"capacity"})
     name: Name | None = None
-    capacity: Annotated[int, Field(ge=0)] | None = None
+    capacity: Count | None = None
     anti_passback: bool | None = None
-    occupancy: Annotated[int, Field(ge=0, description="Manual correction of the count")] | None = None
+    occupancy: Annotated[Count, Field(description="Manual correction of the count")] | None = None
 
 
 class ZonePublic(_Out):
@@ -175,6 +195,9 @@ class CredentialCreate(_In):
 
     @model_validator(mode="after")
     def _check_identifier(self) -> Self:
+        if self.kind is CredentialKind.PHONE_KEY and self.identifier is not None:
+            if not _KEY_ID.fullmatch(self.identifier):
+                raise ValueError("a phone key id may hold letters, digits and _ . : - only")
         if self.kind is CredentialKind.WRISTBAND:
             uid = self.identifier or ""
             if not (8 <= len(uid) <= 20 and len(uid) % 2 == 0
@@ -221,8 +244,8 @@ class EntitlementCreate(_In):
     guest_id: str
     kind: EntitlementKind
     zone_ids: Annotated[list[str], Field(min_length=1)]
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Moment
+    valid_until: Moment
     schedule: list[ScheduleWindow] | None = None
 
     @model_validator(mode="after")
@@ -236,8 +259,8 @@ class EntitlementCreate(_In):
 
 class EntitlementUpdate(_Patch):
     status: EntitlementStatus | None = None
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
 
 
 class EntitlementPublic(_Out):
@@ -309,10 +332,10 @@ class MerchantPublic(_Out):
 
 class SpendingPolicyUpdate(_In):
     payment_enabled: bool = True
-    daily_limit: Annotated[int, Field(ge=0)] | None = None
+    daily_limit: Count | None = None
     pin: Annotated[str, Field(pattern=r"^[0-9]{4,8}$")] | None = Field(
         default=None, description="New PIN (stored as an argon2 hash); omit to keep the old one")
-    pin_threshold: Annotated[int, Field(ge=0)] | None = Field(
+    pin_threshold: Count | None = Field(
         default=None, description="Payments above this amount need the PIN")
     payer_guest_id: str | None = Field(
         default=None, description="The party lead who pays for this guest; default: themself")

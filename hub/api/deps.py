@@ -20,7 +20,7 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": commit before the response, so a 2xx means the write is durable.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip")]
 
 
 def get_bridge(request: Request) -> Any:

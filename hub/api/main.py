@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
@@ -40,6 +41,14 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None) -> Fas
     for module in (system, venues, zones, devices, guests, credentials, entitlements, events,
                    merchants, accounts, transactions):
         app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, which fails for input JSON cannot hold
+        # (NaN, huge numbers): say where and what, never 500.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(NotFound)
     async def _not_found(_r: Request, exc: NotFound) -> JSONResponse:

@@ -22,7 +22,9 @@ def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceK
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED)
 def create_device(body: DeviceCreate, session: SessionDep) -> Device:
     crud.require(session, Venue, body.venue_id, "venue_id")
-    crud.require(session, Merchant, body.merchant_id, "merchant_id")
+    merchant = crud.require(session, Merchant, body.merchant_id, "merchant_id")
+    if merchant is not None and merchant.venue_id != body.venue_id:
+        raise crud.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
     zone = crud.require(session, Zone, body.zone_id, "zone_id")
     if zone is not None and zone.venue_id != body.venue_id:
         raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
@@ -38,7 +40,9 @@ def get_device(device_id: str, session: SessionDep) -> Device:
 def update_device(device_id: str, body: DeviceUpdate, session: SessionDep) -> Device:
     device = crud.get(session, Device, device_id)
     changes = body.model_dump(exclude_unset=True)
-    crud.require(session, Merchant, changes.get("merchant_id"), "merchant_id")
+    merchant = crud.require(session, Merchant, changes.get("merchant_id"), "merchant_id")
+    if merchant is not None and merchant.venue_id != device.venue_id:
+        raise crud.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
     zone = crud.require(session, Zone, changes.get("zone_id"), "zone_id")
     if zone is not None and zone.venue_id != device.venue_id:
         raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import AwareDatetime
 
 from hub import crud
 from hub.api.deps import Limit, SessionDep
-from hub.schemas import EventPage, EventPublic
+from hub.schemas import EventPage, EventPublic, Moment
 
 router = APIRouter(prefix="/events", tags=["events"])
+_CURSOR = re.compile(r"[0-9]{1,18}")  # an event row id, as next_cursor gives it
 
 
 @router.get("", response_model=EventPage)
@@ -22,16 +23,16 @@ def list_events(
     zone_id: str | None = None,
     outcome: Literal["allow", "deny"] | None = None,
     reason: str | None = None,
-    since: Annotated[AwareDatetime | None, Query(description="Received at or after")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Received before")] = None,
+    since: Annotated[Moment | None, Query(description="Received at or after")] = None,
+    until: Annotated[Moment | None, Query(description="Received before")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Limit = 50,
 ) -> EventPage:
     """Events newest first; follow next_cursor for older ones."""
     before_id: int | None = None
     if cursor is not None:
-        if not cursor.isdigit():
-            raise HTTPException(422, f"cursor: not a cursor this API gave out: {cursor!r}")
+        if not _CURSOR.fullmatch(cursor):
+            raise HTTPException(422, f"cursor: not a cursor this API gave out: {cursor[:40]!r}")
         before_id = int(cursor)
     if since and until and until <= since:
         raise HTTPException(422, "until must be after since")
