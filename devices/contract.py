@@ -52,11 +52,28 @@ class WristbandCredential(BaseModel):
 
 
 class PhoneKeyCredential(BaseModel):
-    """A phone key presented over BLE: the key's id."""
+    """A phone key presented over BLE.
+
+    Signed form: ``token`` (the hub-issued ES256 JWT), ``challenge`` (the fresh nonce
+    the lock gave the phone) and ``proof`` (a JWS by the phone's own key over that
+    challenge, this lock and the key's jti; see devices/phone_key.py). Legacy form:
+    a bare ``key_id``, accepted only where the venue allows insecure credentials.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["phone_key"] = "phone_key"
-    key_id: KeyId
+    key_id: KeyId | None = None
+    token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    challenge: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")] | None = None
+    proof: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PhoneKeyCredential:
+        if (self.key_id is None) == (self.token is None):
+            raise ValueError("a phone key carries either key_id or token (with its proof)")
+        if self.token is not None and self.challenge is None:
+            raise ValueError("a signed phone key needs the lock's challenge")
+        return self
 
 
 class WristbandSunCredential(BaseModel):

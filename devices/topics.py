@@ -84,6 +84,13 @@ def guest_topic(venue: str, guest: str) -> str:
     return f"{ROOT}/{venue}/guest/{guest}/notifications"
 
 
+def keys_topic(venue: str, name: str) -> str:
+    """Retained key material for offline locks: ``jwks`` or ``revocations`` (hub-written)."""
+    if not valid_id(venue) or name not in ("jwks", "revocations"):
+        raise TopicError(f"no keys topic {name!r} for venue {venue!r}")
+    return f"{ROOT}/{venue}/keys/{name}"
+
+
 def from_devices(venue: str = "+") -> str:
     """The filter of everything devices publish (the hub's subscription)."""
     return f"{ROOT}/{venue}/{DEVICE}/#"

@@ -35,6 +35,7 @@ from hub.db import session_scope
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
+from hub.presented import Trust
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ class Bridge:
     """Consumes device messages from the broker and answers them."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 clock: Callable[[], datetime] = utcnow, *, tag_key: bytes | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, trust: Trust = Trust()) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self._tag_key = tag_key
+        self.trust = trust
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
         self.counters: Counter[str] = Counter()
@@ -216,7 +217,7 @@ class Bridge:
             with session.begin_nested():
                 return handle_message(session, item.topic, item.payload, now,
                                       limits=self.limits, received_at=item.received_at,
-                                      tag_key=self._tag_key)
+                                      trust=self.trust)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
             return self._internal(item)

@@ -85,7 +85,7 @@ class HubAuthPlugin(BaseAuthPlugin):
         # A clean_session=False login with another user's client id would inherit that
         # user's stored session (subscriptions, queued messages): refuse it.
         owner = getattr(session, _OWNER, None)
-        if False:
+        if owner is not None and owner != username:
             self.context.logger.info("refused %r: client id %r belongs to another user",
                                      username, session.client_id)
             return False

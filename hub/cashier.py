@@ -43,7 +43,7 @@ from hub.payment import (
     postings_for_charge,
 )
 from hub.payment import PaymentDecision as Verdict
-from hub.presented import Presented, resolve
+from hub.presented import Presented, Trust
 from hub.security import verify_secret
 
 _MAX_ATTEMPTS = 5
@@ -109,12 +109,12 @@ def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Ac
 
 
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
-                   now: datetime, limits: PaymentLimits, tag_key: bytes | None) -> Published:
+                   now: datetime, limits: PaymentLimits, trust: Trust) -> Published:
     """Decide a tap-to-pay and move the money, exactly once per idempotency key."""
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_payment(session, venue, device, req, now, limits, tag_key)
+                return _try_payment(session, venue, device, req, now, limits, trust)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
@@ -148,10 +148,11 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
 
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
-                 now: datetime, limits: PaymentLimits, tag_key: bytes | None) -> Published:
+                 now: datetime, limits: PaymentLimits, trust: Trust) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
-    presented = resolve(req.credential, master_key=tag_key)
+    presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
+                             device_id=device.id, now=now)
     # The payer in the key's promise is what was presented (SUN data differs per read, the
     # identifier it proves does not).
     print_ = fingerprint(amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
@@ -181,7 +182,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                       credential=credential, decision=decision, now=now)
         return Published([(reply_topic, encode(decision))], decision)
 
-    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
+    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
+                                            device_id=device.id, now=now)
     merchant = session.get(Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
         merchant = None

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     pin_max_failures: int = Field(5, ge=1, description="Wrong PINs in a row that lock payment")
     pin_hash_time_cost: int = Field(2, ge=1)
     pin_hash_memory_kib: int = Field(19_456, ge=8, description="argon2id memory (OWASP minimum)")
+    phone_key_rotation_days: int = Field(90, ge=1, description="A signing key signs this long")
+    phone_key_overlap_days: int = Field(
+        30, ge=1, description="...and verifies this much longer: at least the longest stay")
     log_level: str = "INFO"
 
     @field_validator("broker_url")

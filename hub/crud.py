@@ -9,22 +9,26 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
+from devices.contract import PhoneKeyCredential, WristbandCredential, WristbandSunCredential
 from hub.entry import Effect
 from hub.models import (
     Credential,
     CredentialKind,
+    CredentialStatus,
     Device,
     Entitlement,
     Event,
     Guest,
     Presence,
     Telemetry,
+    UsedChallenge,
     Venue,
     Zone,
 )
-from hub.presented import Presented, problem_of
+from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_phone_key
 
 T = TypeVar("T", bound=SQLModel)
+AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
 
 
 class NotFound(LookupError):
@@ -117,18 +121,53 @@ def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -
     return moved.rowcount == 1  # type: ignore[attr-defined]
 
 
-def authenticate(session: Session, *, presented: Presented, venue_id: str
-                 ) -> tuple[Credential | None, str | None]:
+def revoked_key_ids(session: Session) -> list[str]:
+    """The jti of every signed phone key whose credential is no longer active."""
+    stmt = select(Credential.key_jti).where(col(Credential.key_jti).is_not(None),
+                                            Credential.status != CredentialStatus.ACTIVE)
+    return [jti for jti in session.exec(stmt).all() if jti]
+
+
+def use_challenge(session: Session, *, device_id: str, challenge: str, now: datetime) -> bool:
+    """Record a lock's challenge as answered; False when it had been answered before."""
+    try:
+        with session.begin_nested():
+            session.add(UsedChallenge(device_id=device_id, challenge=challenge, used_at=now))
+            session.flush()
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def present(session: Session, *, credential: AnyCredential, trust: Trust, venue_id: str,
+            device_id: str, now: datetime) -> Presented:
+    """Resolve what a reader presented, verifying its cryptography against ``trust``."""
+    if isinstance(credential, PhoneKeyCredential) and credential.token is not None:
+        return verify_signed_phone_key(credential, jwks=trust.jwks, venue=venue_id,
+                                       lock_id=device_id, revoked=revoked_key_ids(session),
+                                       now=now)
+    return resolve(credential, master_key=trust.tag_master_key)
+
+
+def authenticate(session: Session, *, presented: Presented, venue_id: str, device_id: str,
+                 now: datetime) -> tuple[Credential | None, str | None]:
     """The credential a tap presented, and why it must not be trusted (or None)."""
     credential = None
-    if not presented.forged:
+    if presented.credential_id is not None:
+        credential = session.get(Credential, presented.credential_id)
+        if credential is not None and credential.key_jti != presented.identifier:
+            credential = None  # a key this credential no longer carries
+    elif not presented.forged:
         credential = find_credential(session, kind=presented.kind,
                                      identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(
         session, credential_id=credential.id, counter=presented.counter))
+    fresh = presented.challenge is None or use_challenge(
+        session, device_id=device_id, challenge=presented.challenge, now=now)
     venue = session.get(Venue, venue_id)
     return credential, problem_of(presented, credential, counter_advanced=advanced,
-                                  allow_plain_uid=venue.allow_plain_uid if venue else False)
+                                  allow_plain_uid=venue.allow_plain_uid if venue else False,
+                                  fresh_challenge=fresh)
 
 
 def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:

@@ -37,7 +37,7 @@ from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
 from hub.models import Device, Direction, Event, Guest, Telemetry, Zone
 from hub.payment import PaymentLimits
-from hub.presented import Presented, resolve
+from hub.presented import Presented, Trust
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def refuse(topic: str, err: ContractError) -> Outcome:
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
                    limits: PaymentLimits = DEFAULT_LIMITS,
                    received_at: datetime | None = None,
-                   tag_key: bytes | None = None) -> Outcome:
+                   trust: Trust = Trust()) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -104,10 +104,10 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
         return _handle_tap(session, topic, where.venue, where.device, event, now,
-                           received_at or now, tag_key)
+                           received_at or now, trust)
     if isinstance(event, PaymentRequest):
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
-                               tag_key)
+                               trust)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now)
 
@@ -148,14 +148,14 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                     req: PaymentRequest, now: datetime, limits: PaymentLimits,
-                    tag_key: bytes | None) -> Outcome:
+                    trust: Trust) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            req.event_id))
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
-                          tag_key=tag_key)
+                          trust=trust)
     return Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
 
 
@@ -166,10 +166,15 @@ def _decision_of(event: Event) -> Decision:
                     decided_at=event.decided_at)
 
 
+def tap_device_id(device: Device | None) -> str:
+    return device.id if device else "-"
+
+
 def _load_context(session: Session, venue: str, device: Device | None, tap: TapEvent,
-                  presented: Presented) -> EntryContext:
+                  presented: Presented, now: datetime) -> EntryContext:
     """Read everything the entry decision depends on, inside the tap's transaction."""
-    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue)
+    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
+                                            device_id=tap_device_id(device), now=now)
     guest = session.get(Guest, credential.guest_id) if credential else None
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     entitlements = tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else ()
@@ -189,12 +194,12 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
 
 
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-                now: datetime, received_at: datetime, tag_key: bytes | None) -> Outcome:
+                now: datetime, received_at: datetime, trust: Trust) -> Outcome:
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
                 return _try_tap(session, topic, venue, device_id, tap, now, received_at,
-                                tag_key)
+                                trust)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -207,8 +212,7 @@ class _StateChanged(Exception):
 
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-             now: datetime, received_at: datetime, tag_key: bytes | None) -> Outcome:
-    presented = resolve(tap.credential, master_key=tag_key)
+             now: datetime, received_at: datetime, trust: Trust) -> Outcome:
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
@@ -218,7 +222,9 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     device = session.get(Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
-    ctx = _load_context(session, venue, device, tap, presented)
+    presented = crud.present(session, credential=tap.credential, trust=trust, venue_id=venue,
+                             device_id=device_id, now=now)
+    ctx = _load_context(session, venue, device, tap, presented, now)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
     if decision.allowed and device is not None and device.zone_id and credential:

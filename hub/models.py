@@ -176,6 +176,8 @@ class Credential(SQLModel, table=True):
     sun: bool = False
     # The read counter of its last accepted SUN tap: a counter not above it is a replay.
     sun_counter: int | None = None
+    # The jti of the signed phone key issued for this credential (revoked with it).
+    key_jti: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = _ts(default_factory=utcnow)
     status_changed_at: datetime = _ts(default_factory=utcnow)
 
@@ -191,6 +193,14 @@ class Entitlement(SQLModel, table=True):
     schedule: list[dict[str, Any]] | None = _json(default=None)
     status: EntitlementStatus = EntitlementStatus.ACTIVE
     created_at: datetime = _ts(default_factory=utcnow)
+
+
+class UsedChallenge(SQLModel, table=True):
+    """A lock's challenge that a phone key already answered: answering it again is a replay."""
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    challenge: str = Field(primary_key=True, max_length=64)
+    used_at: datetime = _ts(default_factory=utcnow)
 
 
 class Presence(SQLModel, table=True):

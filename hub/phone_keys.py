@@ -270,3 +270,13 @@ def load_keys(path: Path | str) -> list[SigningKey]:
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a signing key file: {exc!r}") from None
     return keys
+
+
+def ensure_keys(path: Path, now: datetime, *, lifetime: timedelta,
+                overlap: timedelta) -> list[SigningKey]:
+    """Load the signing keys, rotating (and saving) when none will sign for ``overlap``."""
+    keys = load_keys(path) if path.exists() else []
+    if not any(k.valid_at(now) and k.not_after - now > overlap for k in keys):
+        keys = rotate(keys, now, lifetime, overlap)
+        save_keys(path, keys)
+    return keys

@@ -9,9 +9,13 @@ which keys the MAC, is diversified per tag from the venue master key (AN10922).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from devices.contract import PhoneKeyCredential, WristbandCredential, WristbandSunCredential
+from devices.phone_key import PhoneKeyError, Reason, verify_phone_key
 from devices.sun import SunError, decrypt_picc_data, diversify_key, verify_sun
 from hub.models import Credential, CredentialKind
 
@@ -21,14 +25,58 @@ _NO_UID = bytes(7)
 
 
 @dataclass(frozen=True)
+class Trust:
+    """The key material a tap is checked against."""
+
+    tag_master_key: bytes | None = field(default=None, repr=False)
+    jwks: Mapping[str, Any] | None = None  # the hub's phone-key signing keys (public)
+
+
+def issuer(venue: str) -> str:
+    """The ``iss`` of the phone keys this hub signs for a venue."""
+    return f"venuehub:{venue}"
+
+
+@dataclass(frozen=True)
 class Presented:
     """The credential a tap claims to be, and what its cryptography proved."""
 
     kind: CredentialKind
     identifier: str
-    secure: bool = False  # proved by a valid SUN MAC
-    forged: bool = False  # SUN data that does not verify
+    secure: bool = False  # proved by a valid SUN MAC or a signed phone key and its proof
+    forged: bool = False  # SUN data or a phone key that does not verify
     counter: int | None = None  # the tag's read counter, for replay detection
+    credential_id: str | None = None  # named by a signed phone key
+    problem: str | None = None  # a reason code decided by the cryptography itself
+    challenge: str | None = None  # the lock's nonce a signed phone key answered
+
+_PHONE_PROBLEMS = {
+    Reason.KEY_EXPIRED: "outside_validity",
+    Reason.KEY_NOT_YET_VALID: "outside_validity",
+    Reason.KEY_REVOKED: "credential_revoked",
+    Reason.PROOF_WRONG_CHALLENGE: "credential_replayed",
+    Reason.PROOF_WRONG_LOCK: "credential_replayed",
+    Reason.PROOF_STALE: "credential_replayed",
+}
+
+
+def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str, Any] | None,
+                            venue: str, lock_id: str, revoked: Collection[str],
+                            now: datetime) -> Presented:
+    """Check a signed phone key and its proof of possession for this lock's challenge."""
+    if credential.token is None or credential.challenge is None or jwks is None:
+        return Presented(CredentialKind.PHONE_KEY, "", forged=True,
+                         problem="credential_forged")
+    try:
+        key = verify_phone_key(credential.token, credential.proof, jwks=jwks,
+                               issuer=issuer(venue), audience=venue,
+                               challenge=credential.challenge, lock_id=lock_id,
+                               revoked=revoked, now=now)
+    except PhoneKeyError as exc:
+        return Presented(CredentialKind.PHONE_KEY, "", forged=True,
+                         problem=_PHONE_PROBLEMS.get(exc.reason, "credential_forged"))
+    return Presented(CredentialKind.PHONE_KEY, key.jti, secure=True,
+                     credential_id=key.credential_id, challenge=credential.challenge)
 
 
 def tag_keys(master_key: bytes, uid: bytes) -> tuple[bytes, bytes]:
@@ -43,7 +91,8 @@ def resolve(credential: WristbandCredential | WristbandSunCredential | PhoneKeyC
     if isinstance(credential, WristbandCredential):
         return Presented(CredentialKind.WRISTBAND, credential.uid.upper())
     if isinstance(credential, PhoneKeyCredential):
-        return Presented(CredentialKind.PHONE_KEY, credential.key_id)
+        # Signed keys are verified by verify_signed_phone_key, which needs the revocations.
+        return Presented(CredentialKind.PHONE_KEY, credential.key_id or "")
     if master_key is None:
         return Presented(CredentialKind.WRISTBAND, "", forged=True)
     meta, _ = tag_keys(master_key, _NO_UID)
@@ -59,16 +108,18 @@ def resolve(credential: WristbandCredential | WristbandSunCredential | PhoneKeyC
 
 
 def problem_of(presented: Presented, credential: Credential | None, *, counter_advanced: bool,
-               allow_plain_uid: bool) -> str | None:
+               allow_plain_uid: bool, fresh_challenge: bool = True) -> str | None:
     """Why a presented credential must not be trusted (a reason code), or None."""
     if presented.forged:
-        return "credential_forged"
+        return presented.problem or "credential_forged"
+    if presented.challenge is not None and not fresh_challenge:
+        return "credential_replayed"  # this lock's challenge was answered before
     if credential is None:
         return None  # unknown: the decision says so
     if credential.sun and not presented.secure:
         return "credential_forged"  # a secure band's bare UID: a clone
     if presented.counter is not None and not counter_advanced:
         return "credential_replayed"
-    if presented.kind is CredentialKind.WRISTBAND and not presented.secure and not allow_plain_uid:
-        return "insecure_credential"
+    if not presented.secure and not allow_plain_uid:
+        return "insecure_credential"  # a bare UID or phone key id: copyable
     return None

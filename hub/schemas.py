@@ -423,3 +423,20 @@ class Statement(BaseModel):
     lines: list[StatementLine]
     total_charges: int
     total_refunds: int
+
+
+# ---------------------------------------------------------------- phone keys
+
+
+class PhoneKeyRequest(_In):
+    phone_jwk: dict[str, str] = Field(
+        description="The phone's own public key (EC P-256 JWK): the key is bound to it")
+
+
+class PhoneKeyIssued(BaseModel):
+    token: str = Field(description="ES256 JWT; present it with a proof for the lock's challenge")
+    jti: str
+    kid: str
+    zones: list[str]
+    nbf: datetime
+    exp: datetime

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,11 @@ from hub.broker import EmbeddedBroker
 from hub.config import Settings
 from hub.db import create_db_engine, init_db
 from hub.demo import seed_demo
+from hub import keyring
+from hub.db import session_scope
 from hub.models import utcnow
+from hub.phone_keys import SigningKey, ensure_keys, jwks
+from hub.presented import Trust
 from hub.secrets import HubSecrets, load_or_create
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ class Hub:
         self.demo = demo
         self.demo_summary: dict[str, Any] | None = None
         self.secrets: HubSecrets | None = None
+        self.signing_keys: list[SigningKey] = []
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -55,9 +61,18 @@ class Hub:
         if settings.embedded_broker:
             self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
             self.broker.start()
-        self.bridge = Bridge(settings, self.engine, tag_key=self.secrets.tag_master_key)
+        self.signing_keys = ensure_keys(
+            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
+            lifetime=timedelta(days=settings.phone_key_rotation_days),
+            overlap=timedelta(days=settings.phone_key_overlap_days))
+        trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
+        self.bridge = Bridge(settings, self.engine, trust=trust)
         self.bridge.start()
-        self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge)
+        with session_scope(self.engine) as session:
+            for topic, payload in keyring.key_material(session, trust):
+                self.bridge.publish(topic, payload, retain=True)
+        self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
+                              signing_keys=self.signing_keys)
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
             log_level=settings.log_level.lower(), access_log=False, lifespan="off"))

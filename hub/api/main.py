@@ -28,7 +28,8 @@ from hub.crud import Conflict, Invalid, NotFound
 API_PREFIX = "/api/v1"
 
 
-def create_app(*, engine: Engine, settings: Settings, bridge: Any = None) -> FastAPI:
+def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
+               signing_keys: list[Any] | None = None) -> FastAPI:
     """Build the API around an engine (and the bridge, when one runs)."""
     app = FastAPI(
         title="Venue hub",
@@ -38,6 +39,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None) -> Fas
     app.state.engine = engine
     app.state.settings = settings
     app.state.bridge = bridge
+    app.state.signing_keys = signing_keys or []
     for module in (system, venues, zones, devices, guests, credentials, entitlements, events,
                    merchants, accounts, transactions):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -5,8 +5,9 @@ refused through the app's own routes; taps reach the journey the way the bridge
 feeds them, through ``hub.ingest.handle_message``. Expected values come from
 what each test created, never from a hard-coded answer.
 
-Tests marked ``xfail(strict=True)`` at the end pin hub bugs: they say what the
-API should answer and fail (as expected) until the hub is fixed.
+The last section holds the hub bugs these tests found: fixed ones as regression
+tests, open ones as ``xfail(strict=True)`` tests that say what the API should
+answer and fail (as expected) until the hub is fixed.
 """
 
 from __future__ import annotations
@@ -1385,87 +1386,81 @@ def test_openapi_lists_every_resource(client: TestClient) -> None:
         assert url(resource) in paths, resource
 
 
-# ===================================================================== hub bugs
+# ========================================================== hub bugs, found by these tests
 #
-# Each test below says what the API should answer and currently fails; strict, so a fix
-# turns it into an XPASS (a failure) until the xfail mark is removed.
+# Fixed ones stay as regression tests, each with a note on what it was. Open ones are
+# xfail(strict=True): they say what the API should answer and fail until the hub is fixed,
+# then XPASS (a failure) until the mark is removed.
 
 BIG = 2**63  # one past SQLite's largest INTEGER
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the Offset query type (hub/api/deps.py:23) has no upper bound: an "
-                          "offset >= 2**63 reaches SQLite and raises OverflowError -> 500 "
-                          "(hub/crud.py page(), hub/ledger.py transactions())")
+# Was a hub bug (fixed): the Offset query type (hub/api/deps.py:23) has no upper bound: an offset
+# >= 2**63 reaches SQLite and raises OverflowError -> 500 (hub/crud.py page(), hub/ledger.py
+# transactions())
 @pytest.mark.parametrize("resource", ["venues", "zones", "devices", "guests", "credentials",
                                       "entitlements", "guests/guest-01/credentials",
                                       "merchants", "accounts", "transactions"])
-def test_bug_huge_offset_is_422(raw: TestClient, resource: str) -> None:
+def test_huge_offset_is_422(raw: TestClient, resource: str) -> None:
     assert_422_at(raw.get(url(resource), params={"offset": BIG}), "query", "offset")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/api/routes/events.py:33-35: str.isdigit() accepts what int() "
-                          "refuses ('²', > 4300 digits: ValueError) and int() accepts what "
-                          "SQLite refuses (>= 2**63: OverflowError at crud.py:281) -> 500")
+# Was a hub bug (fixed): hub/api/routes/events.py:33-35: str.isdigit() accepts what int() refuses
+# ('²', > 4300 digits: ValueError) and int() accepts what SQLite refuses (>= 2**63: OverflowError
+# at crud.py:281) -> 500
 @pytest.mark.parametrize("cursor", ["²", "9" * 5000, str(BIG), "9" * 30])
-def test_bug_cursor_that_isdigit_but_not_a_cursor_is_422(raw: TestClient, cursor: str) -> None:
+def test_cursor_that_isdigit_but_not_a_cursor_is_422(raw: TestClient, cursor: str) -> None:
     r = raw.get(url("events"), params={"cursor": cursor})
     assert r.status_code == 422, (r.status_code, r.text)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/models.py:31 UTCDateTime.process_bind_param: astimezone(UTC) of "
-                          "an aware datetime near year 1 / 9999 overflows (OverflowError) -> 500")
+# Was a hub bug (fixed): hub/models.py:31 UTCDateTime.process_bind_param: astimezone(UTC) of an
+# aware datetime near year 1 / 9999 overflows (OverflowError) -> 500
 @pytest.mark.parametrize("params", [{"since": "0001-01-01T00:00:00+01:00"},
                                     {"until": "9999-12-31T23:59:59-01:00"}])
-def test_bug_events_at_the_edge_of_time_is_422(raw: TestClient, params: dict[str, str]) -> None:
+def test_events_at_the_edge_of_time_is_422(raw: TestClient, params: dict[str, str]) -> None:
     r = raw.get(url("events"), params=params)
-    assert r.status_code in (200, 422), (r.status_code, r.text)
+    assert_422_at(r, "query", next(iter(params)))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/models.py:31 UTCDateTime.process_bind_param: astimezone(UTC) "
-                          "overflows for valid_from/valid_until near year 1 / 9999 -> 500 "
-                          "(entitlements.py:29 grant, :46 update)")
+# Was a hub bug (fixed): hub/models.py:31 UTCDateTime.process_bind_param: astimezone(UTC)
+# overflows for valid_from/valid_until near year 1 / 9999 -> 500 (entitlements.py:29 grant, :46
+# update)
 @pytest.mark.parametrize(("method", "body"), [
     ("POST", {"valid_from": "0001-01-01T00:00:00+01:00"}),
     ("POST", {"valid_until": "9999-12-31T23:59:59-01:00"}),
     ("PATCH", {"valid_until": "9999-12-31T23:59:59-01:00"}),
 ])
-def test_bug_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str,
-                                                    body: dict[str, str]) -> None:
+def test_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str,
+                                                body: dict[str, str]) -> None:
     if method == "POST":
         r = raw.post(url("entitlements"), json={**entitlement_body("guest-01", ["park"]), **body})
     else:
         r = raw.patch(url("entitlements", "ticket-guest-01"), json=body)
-    assert r.status_code in (200, 201, 422), (r.status_code, r.text)
+    assert_422_at(r, "body", next(iter(body)))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="unbounded ints in hub/schemas.py (ZoneCreate/ZoneUpdate capacity and "
-                          "occupancy, SpendingPolicyUpdate daily_limit and pin_threshold): values "
-                          ">= 2**63 reach SQLite -> OverflowError -> 500 (hub/crud.py add/update, "
-                          "hub/api/routes/guests.py set_spending_policy session.flush())")
+# Was a hub bug (fixed): unbounded ints in hub/schemas.py (ZoneCreate/ZoneUpdate capacity and
+# occupancy, SpendingPolicyUpdate daily_limit and pin_threshold): values >= 2**63 reach SQLite ->
+# OverflowError -> 500 (hub/crud.py add/update, hub/api/routes/guests.py set_spending_policy
+# session.flush())
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("POST", "zones", {"id": "huge", "venue_id": VENUE_ID, "name": "Huge", "capacity": BIG}),
     ("PATCH", "zones/park", {"capacity": BIG}), ("PATCH", "zones/park", {"occupancy": 10**30}),
     ("PUT", "guests/guest-01/spending-policy", {"daily_limit": BIG}),
     ("PUT", "guests/guest-02/spending-policy", {"pin_threshold": 2**64}),
 ])
-def test_bug_integers_beyond_sqlite_are_422(raw: TestClient, method: str, path: str,
-                                            body: dict[str, Any]) -> None:
+def test_integers_beyond_sqlite_are_422(raw: TestClient, method: str, path: str,
+                                        body: dict[str, Any]) -> None:
     r = raw.request(method, url(*path.split("/")), json=body)
     assert r.status_code == 422, (r.status_code, r.text)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/api/main.py installs no RequestValidationError handler: FastAPI's "
-                          "default one echoes the invalid input, and it cannot be rendered: "
-                          "NaN/Infinity (Starlette JSONResponse json.dumps allow_nan=False: "
-                          "ValueError), a lone surrogate (UnicodeEncodeError), a non-UTF-8 body "
-                          "sent as non-JSON (fastapi.encoders bytes.decode: UnicodeDecodeError) "
-                          "-> 500 on every route with a body")
+# Was a hub bug (fixed): hub/api/main.py installs no RequestValidationError handler: FastAPI's
+# default one echoes the invalid input, and it cannot be rendered: NaN/Infinity (Starlette
+# JSONResponse json.dumps allow_nan=False: ValueError), a lone surrogate (UnicodeEncodeError), a
+# non-UTF-8 body sent as non-JSON (fastapi.encoders bytes.decode: UnicodeDecodeError) -> 500 on
+# every route with a body
 @pytest.mark.parametrize(("path", "raw_body", "content_type"), [
     ("guests", b'{"name": NaN}', "application/json"),
     ("guests", b'{"name": 1e400}', "application/json"),
@@ -1476,8 +1471,8 @@ def test_bug_integers_beyond_sqlite_are_422(raw: TestClient, method: str, path: 
     ("venues", b"\x80", "text/plain"),
     ("entitlements/ticket-guest-01", b"\xff\xfe", "application/octet-stream"),
 ])
-def test_bug_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_body: bytes,
-                                               content_type: str) -> None:
+def test_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_body: bytes,
+                                           content_type: str) -> None:
     method = "PATCH" if "/" in path else "POST"
     r = raw.request(method, url(*path.split("/")), content=raw_body,
                     headers={"content-type": content_type})
@@ -1485,11 +1480,36 @@ def test_bug_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_b
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/api/routes/devices.py create_device/update_device check that a "
-                          "device's zone is in its venue but not its merchant_id: a terminal "
-                          "of one venue can be bound to another venue's merchant")
+                   reason="reference fields typed plain `str` in hub/schemas.py (venue_id, "
+                          "guest_id, zone_id, zone_ids, merchant_id, payer_guest_id ...) accept a "
+                          "lone surrogate (JSON \\ud800); crud.require (hub/crud.py) hands it to "
+                          "session.get and sqlite3 cannot encode it: UnicodeEncodeError -> 500")
+@pytest.mark.parametrize(("method", "path", "raw_body"), [
+    pytest.param("POST", "zones", b'{"id": "z", "venue_id": "\\ud800", "name": "Z"}',
+                 id="zone.venue_id"),
+    pytest.param("POST", "devices", b'{"id": "d", "venue_id": "demo-resort", "kind": "gate", '
+                                    b'"name": "D", "zone_id": "\\udc00"}', id="device.zone_id"),
+    pytest.param("POST", "credentials", b'{"guest_id": "\\ud800", "kind": "phone_key"}',
+                 id="credential.guest_id"),
+    pytest.param("POST", "entitlements",
+                 b'{"guest_id": "guest-01", "kind": "ticket", "zone_ids": ["\\ud800"], '
+                 b'"valid_from": "2030-01-01T00:00:00Z", "valid_until": "2030-01-02T00:00:00Z"}',
+                 id="entitlement.zone_ids"),
+    pytest.param("PATCH", "devices/gate-park-in-1", b'{"zone_id": "\\ud800"}',
+                 id="patch-device.zone_id"),
+])
+def test_bug_lone_surrogate_in_a_reference_is_422(raw: TestClient, method: str, path: str,
+                                                  raw_body: bytes) -> None:
+    r = raw.request(method, url(*path.split("/")), content=raw_body,
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text)
+
+
+# Was a hub bug (fixed): hub/api/routes/devices.py create_device/update_device check that a
+# device's zone is in its venue but not its merchant_id: a terminal of one venue can be bound to
+# another venue's merchant
 @pytest.mark.parametrize("method", ["POST", "PATCH"])
-def test_bug_device_merchant_of_another_venue_is_422(raw: TestClient, method: str) -> None:
+def test_device_merchant_of_another_venue_is_422(raw: TestClient, method: str) -> None:
     make_venue(raw, "v2", currency="EUR")
     if method == "POST":
         r = raw.post(url("devices"), json={"id": "till-v2", "venue_id": "v2", "kind": "pos",
@@ -1501,11 +1521,10 @@ def test_bug_device_merchant_of_another_venue_is_422(raw: TestClient, method: st
     assert r.json()["detail"].startswith("merchant_id:")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/crud.py:235-238 list_guests: q goes into LIKE unescaped, so '%' "
-                          "and '_' are wildcards ('%' lists every guest)")
+# Was a hub bug (fixed): hub/crud.py:235-238 list_guests: q goes into LIKE unescaped, so '%' and
+# '_' are wildcards ('%' lists every guest)
 @pytest.mark.parametrize("q", ["%", "_", "a%n"])
-def test_bug_guest_search_treats_q_literally(raw: TestClient, q: str) -> None:
+def test_guest_search_treats_q_literally(raw: TestClient, q: str) -> None:
     make_guest(raw, "Percent % Person", id="pct")
     make_guest(raw, "Under_Score", id="und")
     everything = walk_offset(raw, url("guests"), 500)
@@ -1515,13 +1534,11 @@ def test_bug_guest_search_treats_q_literally(raw: TestClient, q: str) -> None:
     assert raw.get(url("guests"), params={"q": q, "limit": 500}).json() == expected
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="hub/schemas.py CredentialCreate.identifier: a phone key id is not "
-                          "checked against the wire contract's KeyId pattern "
-                          "(devices/contract.py:23), so keys no device can ever present are "
-                          "issued")
+# Was a hub bug (fixed): hub/schemas.py CredentialCreate.identifier: a phone key id is not checked
+# against the wire contract's KeyId pattern (devices/contract.py:23), so keys no device can ever
+# present are issued
 @pytest.mark.parametrize("identifier", ["has space", "emoji-🔑", "slash/key"])
-def test_bug_phone_key_identifier_follows_the_contract(raw: TestClient, identifier: str) -> None:
+def test_phone_key_identifier_follows_the_contract(raw: TestClient, identifier: str) -> None:
     r = raw.post(url("credentials"), json={"guest_id": "guest-01", "kind": "phone_key",
                                            "identifier": identifier})
     assert r.status_code == 422, (r.status_code, r.text)

@@ -40,7 +40,7 @@ from hub.models import (
     utcnow,
 )
 from hub.payment import PaymentLimits
-from hub.presented import tag_keys
+from hub.presented import Trust, tag_keys
 from tests.conftest import fresh_postgres
 
 CHARLIE = wristband_uid(1)
@@ -72,7 +72,8 @@ def feed(engine: Engine, device: str, payload: bytes | dict[str, object],
 def handle(engine: Engine, topic: str, raw: bytes) -> Outcome:
     """What the bridge does with one message, minus MQTT: one transaction, then the replies."""
     with session_scope(engine) as session:
-        return handle_message(session, topic, raw, utcnow(), limits=LIMITS, tag_key=TAG_KEY)
+        return handle_message(session, topic, raw, utcnow(), limits=LIMITS,
+                              trust=Trust(tag_master_key=TAG_KEY))
 
 
 def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = None,
