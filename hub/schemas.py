@@ -40,6 +40,8 @@ Count = Annotated[int, Field(ge=0, le=1_000_000_000_000)]
 
 Slug = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="Also used in MQTT topics")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Every id the API hands out has this shape, so a reference of another shape names nothing.
+Ref = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="The id of an existing row")]
 _KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the wire contract's KeyId
 
 
@@ -96,7 +98,7 @@ class VenuePublic(_Out):
 
 class ZoneCreate(_In):
     id: Slug
-    venue_id: str
+    venue_id: Ref
     name: Name
     kind: ZoneKind = ZoneKind.AREA
     capacity: Count | None = None
@@ -126,21 +128,21 @@ class ZonePublic(_Out):
 
 class DeviceCreate(_In):
     id: Slug
-    venue_id: str
+    venue_id: Ref
     kind: DeviceKind
     name: Name
-    zone_id: str | None = None
+    zone_id: Ref | None = None
     direction: Direction | None = None
-    merchant_id: str | None = None
+    merchant_id: Ref | None = None
     enabled: bool = True
 
 
 class DeviceUpdate(_Patch):
     nullable = frozenset({"zone_id", "direction", "merchant_id"})
     name: Name | None = None
-    zone_id: str | None = None
+    zone_id: Ref | None = None
     direction: Direction | None = None
-    merchant_id: str | None = None
+    merchant_id: Ref | None = None
     enabled: bool | None = None
 
 
@@ -188,7 +190,7 @@ class GuestPublic(_Out):
 
 
 class CredentialCreate(_In):
-    guest_id: str
+    guest_id: Ref
     kind: CredentialKind
     identifier: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     label: Annotated[str, Field(max_length=80)] | None = None
@@ -241,9 +243,9 @@ class ScheduleWindow(_In):
 
 
 class EntitlementCreate(_In):
-    guest_id: str
+    guest_id: Ref
     kind: EntitlementKind
-    zone_ids: Annotated[list[str], Field(min_length=1)]
+    zone_ids: Annotated[list[Ref], Field(min_length=1)]
     valid_from: Moment
     valid_until: Moment
     schedule: list[ScheduleWindow] | None = None
@@ -318,7 +320,7 @@ Key = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
 
 class MerchantCreate(_In):
     id: Slug
-    venue_id: str
+    venue_id: Ref
     name: Name
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
@@ -337,7 +339,7 @@ class SpendingPolicyUpdate(_In):
         default=None, description="New PIN (stored as an argon2 hash); omit to keep the old one")
     pin_threshold: Count | None = Field(
         default=None, description="Payments above this amount need the PIN")
-    payer_guest_id: str | None = Field(
+    payer_guest_id: Ref | None = Field(
         default=None, description="The party lead who pays for this guest; default: themself")
     reset_pin_lock: bool = Field(default=False, description="Clear wrong-PIN locks")
 
@@ -352,10 +354,10 @@ class SpendingPolicyPublic(_Out):
 
 
 class AccountCreate(_In):
-    guest_id: str
-    venue_id: str
+    guest_id: Ref
+    venue_id: Ref
     kind: Literal["wallet", "folio"]
-    stay_id: str | None = Field(default=None, description="The room entitlement of a folio")
+    stay_id: Ref | None = Field(default=None, description="The room entitlement of a folio")
 
 
 class AccountPublic(_Out):

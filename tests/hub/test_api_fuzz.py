@@ -131,10 +131,7 @@ def test_the_app_has_the_routes_we_expect_to_fuzz() -> None:
 
 # (test in test_api.py that pins it, exception type, where it is raised, message)
 # "where" is the innermost frame in the hub package, else the innermost frame at all.
-KNOWN_BUGS: list[tuple[str, type[BaseException], str, str]] = [
-    ("test_bug_lone_surrogate_in_a_reference_is_422",
-     UnicodeEncodeError, r"hub/crud\.py:require$", r"surrogates not allowed"),
-]
+KNOWN_BUGS: list[tuple[str, type[BaseException], str, str]] = []  # all fixed so far
 
 
 def frames_of(exc: BaseException) -> list[tuple[bool, str]]:
