@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from devices.contract import (
@@ -84,7 +85,7 @@ class DeviceClient:
         self._connected = threading.Event()
         self._command_handler: Callable[[Command], None] | None = None
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"dev-{device_id}-{uuid.uuid4().hex[:6]}",
             protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
         )
@@ -151,13 +152,13 @@ class DeviceClient:
         if msg.topic == self._topics[Channel.COMMANDS]:
             if self._command_handler is not None:
                 try:
-                    command = parse_command(msg.payload)
+                    command = parse_command(bytes(msg.payload))
                 except ValidationError:
                     return
                 self._command_handler(command)
             return
         try:
-            reply = parse_reply(msg.payload)
+            reply = parse_reply(bytes(msg.payload))
         except ValidationError:
             return
         if reply.event_id is None:
@@ -264,12 +265,12 @@ def broker_round_trips(host: str, port: int, count: int = 200, *, username: str 
     topic = f"venuehub-probe/{uuid.uuid4().hex}"
     arrived: queue.SimpleQueue[tuple[bytes, float]] = queue.SimpleQueue()
     ready = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
     if username is not None:
         client.username_pw_set(username, password)
     client.on_connect = lambda c, _u, _f, rc, _p=None: (c.subscribe(topic, 1), None)[1]
     client.on_subscribe = lambda *_a: ready.set()
-    client.on_message = lambda _c, _u, m: arrived.put((m.payload, time.perf_counter()))
+    client.on_message = lambda _c, _u, m: arrived.put((bytes(m.payload), time.perf_counter()))
     client.connect(host, port)
     sock = client.socket()
     if isinstance(sock, socket.socket):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-VERSION = 1
+VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
@@ -57,11 +58,11 @@ class Bridge:
     """Consumes device messages from the broker and answers them."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 clock: Callable[[], datetime] = utcnow, *, trust: Trust = Trust()) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, trust: Trust | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
-        self.trust = trust
+        self.trust = trust or Trust()
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
         self.counters: Counter[str] = Counter()
@@ -73,7 +74,7 @@ class Bridge:
         self._worker: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
             protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
             clean_session=None if self._mqtt5 else False,
@@ -94,7 +95,7 @@ class Bridge:
         self._worker = threading.Thread(target=self._work, name="hub-bridge-worker", daemon=True)
         self._worker.start()
         if self._mqtt5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
             self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
                                  clean_start=False, properties=props)

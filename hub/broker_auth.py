@@ -52,7 +52,8 @@ class BrokerAuth:
     def __post_init__(self) -> None:
         _check_secret(self.secret)
         _check_username(self.bridge_user)
-        if parse_device_username(self.bridge_user) is not None or _guest_of(self.bridge_user) is not None:
+        if (parse_device_username(self.bridge_user) is not None
+                or _guest_of(self.bridge_user) is not None):
             raise ValueError(f"the bridge user {self.bridge_user!r} looks like a device or guest")
         if not self.bridge_password:
             raise ValueError("the bridge password must not be empty")

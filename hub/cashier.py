@@ -65,7 +65,7 @@ def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
                merchant_name: str | None) -> Receipt:
     """The guest's receipt of a posted transaction."""
     return Receipt(
-        transaction_id=txn.id, type=txn.type.value, guest_id=guest_id,  # type: ignore[arg-type]
+        transaction_id=txn.id, type=txn.type.value, guest_id=guest_id,
         spent_by=txn.guest_id if txn.guest_id != guest_id else None,
         merchant_id=txn.merchant_id, merchant_name=merchant_name,
         items=[LineItem.model_validate(i) for i in txn.items], amount=txn.amount,

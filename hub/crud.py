@@ -104,7 +104,8 @@ def page(
 # ----------------------------------------------------------- tap context
 
 
-def find_credential(session: Session, *, kind: CredentialKind, identifier: str) -> Credential | None:
+def find_credential(session: Session, *, kind: CredentialKind,
+                    identifier: str) -> Credential | None:
     """The credential a device presented, if the hub knows it."""
     stmt = select(Credential).where(Credential.kind == kind, Credential.identifier == identifier)
     return session.exec(stmt).first()
@@ -118,7 +119,7 @@ def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -
                sa.or_(col(Credential.sun_counter).is_(None), col(Credential.sun_counter) < counter))
         .values(sun_counter=counter)
         .execution_options(synchronize_session=False))
-    return moved.rowcount == 1  # type: ignore[attr-defined]
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def revoked_key_ids(session: Session) -> list[str]:
@@ -229,7 +230,7 @@ def apply_effect(
         .values(occupancy=Zone.occupancy + 1)
         .execution_options(synchronize_session=False)
     )
-    return counted.rowcount == 1  # type: ignore[attr-defined]
+    return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:

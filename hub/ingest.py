@@ -47,6 +47,9 @@ DEFAULT_LIMITS = PaymentLimits(
     max_pin_failures=Settings.model_fields["pin_max_failures"].default,
 )
 
+# No keys: secure bands and signed phone keys are refused as forged (tools, tests).
+NO_TRUST = Trust()
+
 # Attempts at a tap whose zone state changed between read and write (another worker won).
 _MAX_ATTEMPTS = 5
 
@@ -83,7 +86,7 @@ def refuse(topic: str, err: ContractError) -> Outcome:
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
                    limits: PaymentLimits = DEFAULT_LIMITS,
                    received_at: datetime | None = None,
-                   trust: Trust = Trust()) -> Outcome:
+                   trust: Trust = NO_TRUST) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -234,7 +237,8 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     row = Event(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,
-        credential_ref=presented.identifier or None, credential_id=credential.id if credential else None,
+        credential_ref=presented.identifier or None,
+        credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None,
         zone_id=device.zone_id if device else None,
         direction=decision.direction.value if decision.direction else None,

@@ -102,7 +102,7 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
 
 def balance_of(session: Session, *, account_id: str) -> int:
     """The cached balance, read afresh from the database."""
-    value = session.execute(sa.select(Account.balance).where(col(Account.id) == account_id))
+    value = session.execute(sa.select(col(Account.balance)).where(col(Account.id) == account_id))
     return int(value.scalar_one())
 
 
@@ -134,7 +134,7 @@ def spent_on(session: Session, *, guest_id: str, day: str) -> int:
 def refunded_so_far(session: Session, *, original_id: str) -> int:
     """The sum of approved refunds of a charge."""
     total = session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(LedgerTransaction.amount), 0))
+        sa.select(sa.func.coalesce(sa.func.sum(col(LedgerTransaction.amount)), 0))
         .where(col(LedgerTransaction.original_id) == original_id,
                col(LedgerTransaction.type) == TransactionType.REFUND,
                col(LedgerTransaction.approved).is_(True)))
@@ -194,12 +194,12 @@ def verify(session: Session) -> list[str]:
     """Every ledger invariant that does not hold, in words; empty when all is well."""
     problems: list[str] = []
     unbalanced = session.execute(
-        sa.select(Posting.transaction_id, sa.func.sum(Posting.amount))
+        sa.select(col(Posting.transaction_id), sa.func.sum(col(Posting.amount)))
         .group_by(col(Posting.transaction_id))
-        .having(sa.func.sum(Posting.amount) != 0))
+        .having(sa.func.sum(col(Posting.amount)) != 0))
     problems += [f"transaction {t} does not balance: postings sum to {s}" for t, s in unbalanced]
-    derived: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
-        sa.select(Posting.account_id, sa.func.sum(Posting.amount))
+    derived: dict[str, int] = dict(session.execute(
+        sa.select(col(Posting.account_id), sa.func.sum(col(Posting.amount)))
         .group_by(col(Posting.account_id))).all())
     for account in session.exec(select(Account)).all():
         total = int(derived.get(account.id, 0))
@@ -209,17 +209,17 @@ def verify(session: Session) -> list[str]:
         if account.kind is AccountKind.WALLET and total < 0:
             problems.append(f"wallet {account.id} is below zero: {total}")
     approved_without_postings = session.execute(
-        sa.select(LedgerTransaction.id).where(
+        sa.select(col(LedgerTransaction.id)).where(
             col(LedgerTransaction.approved).is_(True),
             ~sa.exists().where(col(Posting.transaction_id) == LedgerTransaction.id)))
     problems += [f"approved transaction {t} has no postings" for (t,) in approved_without_postings]
     declined_with_postings = session.execute(
-        sa.select(LedgerTransaction.id).where(
+        sa.select(col(LedgerTransaction.id)).where(
             col(LedgerTransaction.approved).is_(False),
             sa.exists().where(col(Posting.transaction_id) == LedgerTransaction.id)))
     problems += [f"declined transaction {t} moved money" for (t,) in declined_with_postings]
     over_refunded = session.execute(
-        sa.select(LedgerTransaction.original_id, sa.func.sum(LedgerTransaction.amount))
+        sa.select(col(LedgerTransaction.original_id), sa.func.sum(col(LedgerTransaction.amount)))
         .where(col(LedgerTransaction.type) == TransactionType.REFUND,
                col(LedgerTransaction.approved).is_(True))
         .group_by(col(LedgerTransaction.original_id)))

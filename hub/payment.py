@@ -131,7 +131,8 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
         return decline(PaymentReason.AMOUNT_TOO_LARGE)
 
     pin_passed = False
-    if policy is not None and policy.pin_threshold is not None and ctx.amount > policy.pin_threshold:
+    guarded = policy is not None and policy.pin_threshold is not None
+    if guarded and policy is not None and ctx.amount > (policy.pin_threshold or 0):
         if policy.pin_hash is None or ctx.pin is None:
             return decline(PaymentReason.PIN_REQUIRED)
         if not ctx.verify_pin(policy.pin_hash, ctx.pin):

@@ -28,6 +28,7 @@ from hub.models import (
     ZoneKind,
 )
 
+
 def _within_range(value: datetime) -> datetime:
     if not 1970 <= value.year <= 2999:
         raise ValueError("dates must fall between 1970 and 2999")

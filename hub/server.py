@@ -7,22 +7,21 @@ import signal
 import socket
 import threading
 import time
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from hub import keyring
 from hub.api.main import create_app
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
-from hub.db import create_db_engine, init_db
+from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
-from hub import keyring
-from hub.db import session_scope
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
