@@ -22,7 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from devices.contract import (
     Command,
@@ -36,12 +36,13 @@ from devices.contract import (
     TapEvent,
     TelemetryEvent,
     WristbandCredential,
+    WristbandSunCredential,
     encode,
     parse_command,
     parse_reply,
     utcnow,
 )
-from devices.topics import Channel, device_topic
+from devices.topics import Channel, device_topic, keys_topic
 
 
 class HubError(RuntimeError):
@@ -84,6 +85,8 @@ class DeviceClient:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._command_handler: Callable[[Command], None] | None = None
+        self._keys_handler: Callable[[str, bytes], None] | None = None
+        self._keys = {name: keys_topic(venue, name) for name in ("jwks", "revocations")}
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"dev-{device_id}-{uuid.uuid4().hex[:6]}",
@@ -95,6 +98,7 @@ class DeviceClient:
             self._topics[Channel.STATUS], encode(DeviceStatus(state="offline")), qos=1, retain=True
         )
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
     # ------------------------------------------------------------ lifecycle
@@ -137,10 +141,11 @@ class DeviceClient:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
             return
-        client.subscribe(
-            [(self._topics[Channel.DECISIONS], 1), (self._topics[Channel.ERRORS], 1),
-             (self._topics[Channel.COMMANDS], 1)]
-        )
+        topics = [(self._topics[Channel.DECISIONS], 1), (self._topics[Channel.ERRORS], 1),
+                  (self._topics[Channel.COMMANDS], 1)]
+        if self._keys_handler is not None:
+            topics += [(topic, 1) for topic in self._keys.values()]
+        client.subscribe(topics)
         client.publish(
             self._topics[Channel.STATUS], encode(DeviceStatus(state="online")), 1, retain=True
         )
@@ -148,7 +153,14 @@ class DeviceClient:
 
     # ------------------------------------------------------------- messages
 
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _rc: Any, _p: Any = None) -> None:
+        self._connected.clear()
+
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._keys_handler is not None and msg.topic in self._keys.values():
+            name = msg.topic.rsplit("/", 1)[-1]
+            self._keys_handler(name, bytes(msg.payload))
+            return
         if msg.topic == self._topics[Channel.COMMANDS]:
             if self._command_handler is not None:
                 try:
@@ -172,6 +184,20 @@ class DeviceClient:
         else:
             future.set_result(reply)
 
+    def watch_keys(self, handler: Callable[[str, bytes], None]) -> None:
+        """Follow the venue's retained key material (``jwks``, ``revocations``): what an
+        offline-capable lock needs to verify phone keys alone. Call before connect()."""
+        self._keys_handler = handler
+
+    def publish_event(self, event: BaseModel) -> None:
+        """Publish any device event of the contract (e.g. an OfflineEntry upload)."""
+        self._client.publish(self._topics[Channel.EVENTS], encode(event), qos=1)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker session is up right now."""
+        return self._connected.is_set()
+
     def on_command(self, handler: Callable[[Command], None]) -> None:
         """Call ``handler`` (on the MQTT thread) for each command to this device."""
         self._command_handler = handler
@@ -189,7 +215,7 @@ class DeviceClient:
 
     def send_tap(
         self,
-        credential: WristbandCredential | PhoneKeyCredential,
+        credential: WristbandCredential | WristbandSunCredential | PhoneKeyCredential,
         *,
         event_id: str | None = None,
         direction: str | None = None,
@@ -207,7 +233,7 @@ class DeviceClient:
 
     def tap(
         self,
-        credential: WristbandCredential | PhoneKeyCredential,
+        credential: WristbandCredential | WristbandSunCredential | PhoneKeyCredential,
         *,
         event_id: str | None = None,
         direction: str | None = None,

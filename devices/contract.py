@@ -172,7 +172,26 @@ class PaymentRequest(_Message):
         return self
 
 
-DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest,
+class OfflineEntry(_Message):
+    """A lock's record of a tap it decided alone while the hub was out of reach.
+
+    Uploaded when the connection returns, under the tap's own ``event_id``, so a
+    record sent twice is merged into the journey once.
+    """
+
+    kind: Literal["offline_entry"] = "offline_entry"
+    event_id: EventId
+    ts: AwareDatetime = Field(description="When the lock decided")
+    credential_kind: Literal["phone_key", "wristband"]
+    credential_ref: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+        description="The phone key's jti, or the wristband's UID")
+    credential_id: Annotated[str, Field(max_length=64)] | None = None
+    guest_id: Annotated[str, Field(max_length=64)] | None = None
+    outcome: Literal["allow", "deny"]
+    reason: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest | OfflineEntry,
                         Field(discriminator="kind")]
 
 
@@ -334,7 +353,7 @@ class ContractError(ValueError):
         return f"ContractError({self.code.value!r}, {self.detail!r}, event_id={self.event_id!r})"
 
 
-AnyEvent = TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest
+AnyEvent = TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest | OfflineEntry
 AnyReply = Decision | PaymentDecision | ErrorMessage
 _EVENT: TypeAdapter[AnyEvent] = TypeAdapter(DeviceEvent)
 _REPLY: TypeAdapter[AnyReply] = TypeAdapter(HubReply)

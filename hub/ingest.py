@@ -22,6 +22,7 @@ from devices.contract import (
     ErrorCode,
     ErrorMessage,
     HeartbeatEvent,
+    OfflineEntry,
     PaymentDecision,
     PaymentRequest,
     TapEvent,
@@ -35,7 +36,7 @@ from hub import crud
 from hub.cashier import handle_payment
 from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
-from hub.models import Device, Direction, Event, Guest, Telemetry, Zone
+from hub.models import Credential, Device, Direction, Event, Guest, Telemetry, Zone
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
 
@@ -108,6 +109,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     if isinstance(event, TapEvent):
         return _handle_tap(session, topic, where.venue, where.device, event, now,
                            received_at or now, trust)
+    if isinstance(event, OfflineEntry):
+        return _handle_offline_entry(session, topic, where.venue, where.device, event, now)
     if isinstance(event, PaymentRequest):
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
                                trust)
@@ -160,6 +163,29 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
                           trust=trust)
     return Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
+
+
+def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: str,
+                          entry: OfflineEntry, now: datetime) -> Outcome:
+    """Merge a lock's offline decision into the journey, once per (device, event_id)."""
+    device = session.get(Device, device_id)
+    if device is None or device.venue_id != venue:
+        return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
+                                           f"device {device_id!r} is not registered",
+                                           entry.event_id))
+    if crud.find_event(session, device_id=device_id, event_id=entry.event_id) is not None:
+        return Outcome()  # uploaded before: already in the journey
+    credential = session.get(Credential, entry.credential_id) if entry.credential_id else None
+    guest_id = credential.guest_id if credential else None  # never trust the lock's word alone
+    with session.begin_nested():
+        session.add(Event(
+            device_id=device_id, venue_id=venue, event_id=entry.event_id, kind="offline_entry",
+            received_at=now, device_ts=entry.ts, credential_kind=entry.credential_kind,
+            credential_ref=entry.credential_ref, credential_id=credential.id if credential
+            else None, guest_id=guest_id, zone_id=device.zone_id, outcome=entry.outcome,
+            reason=entry.reason, text="decided offline by the lock", decided_at=entry.ts))
+        session.flush()
+    return Outcome()
 
 
 def _decision_of(event: Event) -> Decision:

@@ -1,0 +1,137 @@
+"""A hotel door lock that keeps working when the hub is out of reach, and a guest's phone.
+
+Online, the lock sends each tap to the hub and obeys its decision. When no decision
+comes (hub or broker down), it verifies the phone key itself against the JWKS and
+revocation list it last received (retained on MQTT), opens or refuses, and queues
+an audit record; when the connection returns it uploads the queue, and the hub
+merges it into the journey once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from devices.client import DeviceClient, HubError, NoReply
+from devices.contract import OfflineEntry, PhoneKeyCredential
+from devices.phone_key import PhoneKeyError, make_proof, new_challenge, verify_phone_key
+
+
+@dataclass
+class Phone:
+    """A guest's phone: its own key pair and the signed key the hub issued for it."""
+
+    private_key: ec.EllipticCurvePrivateKey
+    token: str = ""
+    jti: str = ""
+
+    def answer(self, challenge: str, lock_id: str, now: datetime) -> PhoneKeyCredential:
+        """Present the key with a proof bound to this lock's challenge."""
+        proof = make_proof(self.private_key, challenge=challenge, lock_id=lock_id,
+                           key_jti=self.jti, now=now)
+        return PhoneKeyCredential(token=self.token, challenge=challenge, proof=proof)
+
+
+@dataclass(frozen=True)
+class LockDecision:
+    """What the lock did with a tap, and whether the hub or the lock itself decided."""
+
+    allowed: bool
+    reason: str
+    offline: bool
+
+
+@dataclass
+class OfflineLock:
+    """A door lock for one room (zone) that falls back on its own verification."""
+
+    venue: str
+    device_id: str
+    zone_id: str
+    host: str = "127.0.0.1"
+    port: int = 1883
+    timeout: float = 1.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    jwks: dict[str, Any] | None = None
+    revoked: frozenset[str] = frozenset()
+    queue: list[OfflineEntry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _client: DeviceClient | None = None
+
+    def connect(self) -> OfflineLock:
+        """Connect to the broker and follow the venue's key material."""
+        client = DeviceClient(self.venue, self.device_id, host=self.host, port=self.port)
+        client.watch_keys(self._on_keys)
+        self._client = client.connect()
+        return self
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _on_keys(self, name: str, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        with self._lock:
+            if name == "jwks" and isinstance(data, dict):
+                self.jwks = data
+            elif name == "revocations" and isinstance(data, dict):
+                self.revoked = frozenset(str(j) for j in data.get("revoked", []))
+
+    def tap(self, phone: Phone) -> LockDecision:
+        """A phone at the door: ask the hub, or decide alone when it does not answer."""
+        challenge, now = new_challenge(), self.clock()
+        credential = phone.answer(challenge, self.device_id, now)
+        event_id = uuid.uuid4().hex
+        if self._client is not None and self._client.connected:
+            try:
+                decision = self._client.tap(credential, event_id=event_id, timeout=self.timeout)
+                return LockDecision(decision.outcome == "allow", decision.reason.value, False)
+            except (NoReply, HubError):
+                pass  # the hub is out of reach: decide alone, below
+        return self._decide_alone(credential, challenge, event_id, now)
+
+    def _decide_alone(self, credential: PhoneKeyCredential, challenge: str, event_id: str,
+                      now: datetime) -> LockDecision:
+        with self._lock:
+            jwks, revoked = self.jwks, self.revoked
+        ref, cid, guest = "-", None, None
+        if jwks is None:
+            allowed, reason = False, "no_keys_cached"
+        else:
+            try:
+                key = verify_phone_key(credential.token or "", credential.proof, jwks=jwks,
+                                       issuer=f"venuehub:{self.venue}", audience=self.venue,
+                                       challenge=challenge, lock_id=self.device_id,
+                                       revoked=revoked, now=now)
+                ref, cid, guest = key.jti, key.credential_id, key.guest_id
+                allowed = self.zone_id in key.zones
+                reason = "ok" if allowed else "wrong_zone"
+            except PhoneKeyError as exc:
+                allowed, reason = False, exc.reason.value
+        entry = OfflineEntry(event_id=event_id, ts=now, credential_kind="phone_key",
+                             credential_ref=ref, credential_id=cid, guest_id=guest,
+                             outcome="allow" if allowed else "deny", reason=reason[:40])
+        with self._lock:
+            self.queue.append(entry)
+        return LockDecision(allowed, reason, True)
+
+    def upload(self) -> int:
+        """Send the queued audit trail to the hub; returns how many records were sent."""
+        if self._client is None or not self._client.connected:
+            return 0
+        with self._lock:
+            pending, self.queue = self.queue, []
+        for entry in pending:
+            self._client.publish_event(entry)
+        return len(pending)
