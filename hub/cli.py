@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
 
 from hub.config import Settings
 
@@ -47,9 +51,23 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
             f"  {sim} scenario park-day\n"
             f"  {sim} scenario resort-spend\n"
             f"  {sim} load --rate 200 --duration 20\n"
-            f"  curl '{api}/api/v1/events?limit=5'\n"
             f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
         )
+        # The demo's staff users exist in the demo only; their passwords are published here.
+        roles = demo.get("users")
+        users = ", ".join(map(str, roles)) if isinstance(roles, list) else "admin"
+        login = '{"username":"admin","password":"demo-admin"}'
+        console.print(
+            f"[bold]demo staff logins[/bold] (this demo only): {users}, each with the password "
+            "demo-<role>, e.g. admin / demo-admin. Get a token, then call the API with it:\n"
+            + escape(f"  TOKEN=$(curl -s -X POST {api}/api/v1/auth/token -H 'content-type: "
+                     f"application/json' -d '{login}' | python3 -c "
+                     "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+                     f"  curl -H \"Authorization: Bearer $TOKEN\" '{api}/api/v1/events?limit=5'"),
+            soft_wrap=True)  # no line breaks inside the commands: they must paste as they are
+    if not settings.api_auth:
+        console.print("[bold red]HUB_API_AUTH is off:[/bold red] anyone who reaches the REST API "
+                      "is admin")
 
 
 @app.command()
@@ -142,3 +160,97 @@ def openapi() -> None:
 
     api = create_app(engine=sa.create_engine("sqlite://"), settings=Settings())
     typer.echo(json.dumps(api.openapi(), indent=2))
+
+
+user_app = typer.Typer(help="Staff users of the REST API.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")  # no ":": "guest:<id>" is a guest
+_PASSWORD_MIN, _PASSWORD_MAX = 8, 1024  # the API refuses longer ones at login
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER, e.g. in a container
+        return "unknown"
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The username (letters, digits, . _ @ -)")],
+    role: Annotated[list[str], typer.Option(
+        "--role", help="admin, staff, integrator or auditor; repeat for several")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input (else prompt)")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Add a staff user who logs in to the REST API (POST /api/v1/auth/token)."""
+    from hub import crud
+    from hub.db import create_db_engine, init_db, session_scope
+    from hub.models import utcnow
+    from hub.security import STAFF_ROLES, hash_secret
+
+    if not _USERNAME.fullmatch(name):
+        console.print(f"[red]bad username {escape(repr(name))}:[/red] "
+                      "1-64 letters, digits, . _ @ -")
+        raise typer.Exit(2)
+    unknown = sorted(set(role) - STAFF_ROLES)
+    if unknown:
+        console.print(f"[red]unknown role {', '.join(unknown)}:[/red] "
+                      f"one of {', '.join(sorted(STAFF_ROLES))}")
+        raise typer.Exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:  # never echoed
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not _PASSWORD_MIN <= len(password) <= _PASSWORD_MAX:
+        console.print(f"[red]the password must be {_PASSWORD_MIN}-{_PASSWORD_MAX} characters[/red]")
+        raise typer.Exit(2)
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_db_engine(settings.database)
+    try:
+        init_db(engine)
+        now = utcnow()
+        with session_scope(engine) as session:
+            crud.add_staff_user(session, username=name, password_hash=hash_secret(password),
+                                roles=role, now=now)
+            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
+                              target=f"user:{name}", detail={"roles": sorted(set(role))},
+                              source="cli", at=now)
+    except crud.Conflict:
+        console.print(f"[red]user {escape(name)} already exists[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(f"added {escape(name)} ({', '.join(sorted(set(role)))})")
+
+
+@user_app.command("list")
+def user_list(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """List the staff users, their roles and whether they may log in."""
+    from hub import crud
+    from hub.db import create_db_engine, init_db, session_scope
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    if settings.database.startswith("sqlite") and settings.database_url is None \
+            and not (settings.data_dir / "hub.db").exists():
+        console.print(f"[red]no database at {settings.data_dir / 'hub.db'}[/red]")
+        raise typer.Exit(2)
+    engine = create_db_engine(settings.database)
+    try:
+        init_db(engine)  # a database from before staff users existed gets the table
+        with session_scope(engine) as session:
+            users = crud.list_staff_users(session)
+    finally:
+        engine.dispose()
+    table = Table("username", "roles", "active", "created")
+    for user in users:
+        table.add_row(escape(user.username), ", ".join(user.roles), "yes" if user.active else "no",
+                      user.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     phone_key_rotation_days: int = Field(90, ge=1, description="A signing key signs this long")
     phone_key_overlap_days: int = Field(
         30, ge=1, description="...and verifies this much longer: at least the longest stay")
+    api_auth: bool = Field(
+        True, description="Require a bearer token on the REST API (off: anonymous is admin)")
+    api_token_minutes: int = Field(60, ge=1, le=24 * 60, description="API token lifetime")
     log_level: str = "INFO"
 
     @field_validator("broker_url")

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from pydantic_core import to_jsonable_python
 from sqlmodel import Session, SQLModel, col, select
 
 from devices.contract import PhoneKeyCredential, WristbandCredential, WristbandSunCredential
 from hub.entry import Effect
 from hub.models import (
+    AuditEntry,
     Credential,
     CredentialKind,
     CredentialStatus,
@@ -20,6 +22,7 @@ from hub.models import (
     Event,
     Guest,
     Presence,
+    StaffUser,
     Telemetry,
     UsedChallenge,
     Venue,
@@ -351,3 +354,45 @@ def list_events(
     if before_id is not None:
         stmt = stmt.where(col(Event.id) < before_id)
     return list(session.exec(stmt.order_by(col(Event.id).desc()).limit(limit)).all())
+
+
+# ------------------------------------------------------------ staff and audit
+
+
+def find_staff_user(session: Session, *, username: str) -> StaffUser | None:
+    """The staff user of this exact username, active or not."""
+    return session.exec(select(StaffUser).where(StaffUser.username == username)).first()
+
+
+def add_staff_user(session: Session, *, username: str, password_hash: str,
+                   roles: Sequence[str], now: datetime) -> StaffUser:
+    """Create a staff user; Conflict when the username is taken."""
+    return add(session, StaffUser(username=username, password_hash=password_hash,
+                                  roles=sorted(set(roles)), created_at=now))
+
+
+def list_staff_users(session: Session) -> list[StaffUser]:
+    return list(session.exec(select(StaffUser).order_by(col(StaffUser.username))).all())
+
+
+def record_audit(session: Session, *, actor: str, roles: Sequence[str], action: str,
+                 target: str, detail: dict[str, Any], source: str, at: datetime) -> AuditEntry:
+    """Append one audit entry in the caller's transaction: the only writer of the table."""
+    entry = AuditEntry(at=at, actor=actor[:80], roles=sorted(roles), action=action,
+                       target=target[:200], detail=to_jsonable_python(detail),
+                       source=source[:64])
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_audit(session: Session, *, actor: str | None, action: str | None, target: str | None,
+               limit: int, offset: int) -> list[AuditEntry]:
+    """Audit entries, newest first, filtered by exact actor, action and target."""
+    stmt = select(AuditEntry)
+    for column, value in ((AuditEntry.actor, actor), (AuditEntry.action, action),
+                          (AuditEntry.target, target)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    stmt = stmt.order_by(col(AuditEntry.id).desc()).offset(offset).limit(limit)
+    return list(session.exec(stmt).all())

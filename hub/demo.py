@@ -3,17 +3,23 @@
 Seeding is idempotent: rows are keyed by fixed ids and the opening top-ups by
 fixed idempotency keys, so seeding again adds nothing; the demo guests' tickets and stays are moved to start today, so a
 demo seeded last week still opens its gates.
+
+The demo also has one staff user per role, named after it, with the password
+``demo-<role>`` (e.g. ``admin`` / ``demo-admin``). Those users exist only in the demo:
+``hub up`` without ``--demo`` never creates them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from hub import crud
 from hub.cashier import top_up
 from hub.db import session_scope
 from hub.models import (
@@ -29,6 +35,7 @@ from hub.models import (
     Guest,
     Merchant,
     SpendingPolicy,
+    StaffRole,
     Venue,
     Zone,
     ZoneKind,
@@ -45,6 +52,17 @@ FIRST_NAMES = ["Charlie", "Ana", "Bo", "Dana", "Eli", "Farah", "Gus", "Hana", "I
 LAST_NAMES = ["Baker", "Lopez", "Chen", "Okafor", "Novak", "Haddad", "Berg", "Sato", "Petrov",
               "Kim", "Silva", "Meyer", "Rossi", "Diallo", "Aziz", "Larsen", "Byrne", "Costa",
               "Nair", "Walsh"]
+
+
+def demo_password(role: str) -> str:
+    """The published password of the demo's staff user ``role``."""
+    return f"demo-{role}"
+
+
+@lru_cache(maxsize=8)
+def _demo_hash(role: str) -> str:
+    # Hashed once per process: tests seed many fresh databases, argon2 is slow on purpose.
+    return hash_secret(demo_password(role))
 
 
 def wristband_uid(n: int) -> str:
@@ -122,7 +140,14 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
             assert wallet is not None
             top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
                    actor="demo", now=now)
-    return {"venue": VENUE_ID, "created": created, "guests": 20, "rooms": len(ROOMS)}
+        for role in StaffRole:
+            if crud.find_staff_user(session, username=role.value) is None:
+                crud.add_staff_user(session, username=role.value,
+                                    password_hash=_demo_hash(role.value), roles=[role.value],
+                                    now=now)
+                created += 1
+    return {"venue": VENUE_ID, "created": created, "guests": 20, "rooms": len(ROOMS),
+            "users": [role.value for role in StaffRole]}
 
 
 def _ensure(session: Session, row: SQLModel) -> int:

@@ -338,3 +338,49 @@ class Posting(SQLModel, table=True):
     transaction_id: str = Field(foreign_key="ledgertransaction.id", index=True)
     account_id: str = Field(foreign_key="account.id", index=True)
     amount: int
+
+
+# ------------------------------------------------------------- staff and audit
+
+
+class StaffRole(StrEnum):
+    ADMIN = "admin"  # everything
+    STAFF = "staff"  # the front desk: guests, credentials, entitlements, money
+    INTEGRATOR = "integrator"  # installs venues, zones, devices and merchants
+    AUDITOR = "auditor"  # reads everything, the audit log included, changes nothing
+
+
+class StaffUser(SQLModel, table=True):
+    """Someone who logs in to the REST API; guests get tokens from staff instead."""
+
+    __table_args__ = (sa.UniqueConstraint("username", name="uq_staffuser_username"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    username: str = Field(max_length=64, index=True)
+    password_hash: str = Field(max_length=200)  # argon2id, see hub.security
+    roles: list[str] = _json(default_factory=list)
+    active: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what through the API, and from where. Append-only.
+
+    ``detail`` holds the changed fields, never secrets (no PINs, passwords or tokens).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    actor: str = Field(max_length=80, index=True)  # a username, or "guest:<id>"
+    roles: list[str] = _json(default_factory=list)
+    action: str = Field(max_length=64, index=True)  # e.g. "credential.update"
+    target: str = Field(max_length=200, index=True)  # e.g. "credential:band-guest-01"
+    detail: dict[str, Any] = _json(default_factory=dict)
+    source: str = Field(max_length=64)  # the client's address, or "cli"
+
+
+@sa.event.listens_for(AuditEntry, "before_update")
+@sa.event.listens_for(AuditEntry, "before_delete")
+def _audit_is_append_only(_mapper: Any, _conn: Any, target: AuditEntry) -> None:
+    # The ORM is the hub's only way to the table: refuse edits here, whoever asks.
+    raise PermissionError(f"audit entry {target.id} is append-only")

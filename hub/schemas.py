@@ -443,3 +443,30 @@ class PhoneKeyIssued(BaseModel):
     zones: list[str]
     nbf: datetime
     exp: datetime
+
+
+# ------------------------------------------------------------------- auth
+
+
+class TokenRequest(_In):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    # Bounded: argon2 hashes what it is given, and a megabyte password is a denial of service.
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class TokenIssued(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires")
+    roles: list[str]
+
+
+class AuditEntryPublic(_Out):
+    id: int
+    at: datetime
+    actor: str = Field(description="A username, or guest:<id>")
+    roles: list[str]
+    action: str
+    target: str
+    detail: dict[str, object]
+    source: str = Field(description="The client's address, or cli")

@@ -2,6 +2,7 @@
 
 - ``tag-master.key``  AES-128 master key; secure wristbands' keys are diversified from it
 - ``broker.key``      HMAC key from which each device's broker password is derived
+- ``api-token.key``   HMAC (HS256) key the REST API's bearer tokens are signed with
 Secrets never reach logs or API responses; ``repr()`` of :class:`HubSecrets` hides them.
 """
 
@@ -12,7 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_FILES = {"tag_master_key": ("tag-master.key", 16), "broker_key": ("broker.key", 32)}
+_FILES = {"tag_master_key": ("tag-master.key", 16), "broker_key": ("broker.key", 32),
+          "api_token_key": ("api-token.key", 32)}
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class HubSecrets:
 
     tag_master_key: bytes = field(repr=False)
     broker_key: bytes = field(repr=False)
+    api_token_key: bytes = field(repr=False)
 
 
 def _write_new(path: Path, size: int) -> None:

@@ -26,6 +26,7 @@ from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.secrets import HubSecrets, load_or_create
+from hub.security import dummy_hash
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ class Hub:
             for topic, payload in keyring.key_material(session, trust):
                 self.bridge.publish(topic, payload, retain=True)
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
-                              signing_keys=self.signing_keys)
+                              signing_keys=self.signing_keys,
+                              token_key=self.secrets.api_token_key)
+        dummy_hash()  # now, so the first login of an unknown user costs no more than others
+        if not settings.api_auth:
+            log.warning("HUB_API_AUTH is off: anyone who reaches the REST API is admin")
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
             log_level=settings.log_level.lower(), access_log=False, lifespan="off"))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -52,6 +53,13 @@ class Settings:
     api: str
     broker: Broker
     venue: str
+    user: str = "admin"
+    password: str = field(default="demo-admin", repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def hub_api(self) -> HubApi:
+        """A REST client that logs in (once, at its first call) unless a token was given."""
+        return HubApi(self.api, token=self.token, username=self.user, password=self.password)
 
 
 class Direction(StrEnum):
@@ -84,9 +92,22 @@ def main(
     venue: Annotated[str, typer.Option(envvar="HUB_SIM_VENUE", help="The venue id.")] = (
         "demo-resort"
     ),
+    user: Annotated[str, typer.Option(
+        envvar="HUB_SIM_USER", help="Staff user to log in to the REST API as (the demo's admin).",
+    )] = "admin",
+    password: Annotated[str, typer.Option(
+        envvar="HUB_SIM_PASSWORD", show_default=False,
+        help="Their password; default the demo's (demo-admin). Prefer the variable: "
+             "a flag shows in ps.",
+    )] = "demo-admin",
+    token: Annotated[str | None, typer.Option(
+        envvar="HUB_SIM_TOKEN", show_default=False,
+        help="A bearer token to use instead of logging in.",
+    )] = None,
 ) -> None:
     """Simulated devices for a venue hub."""
-    ctx.obj = Settings(api=api, broker=_broker(broker), venue=venue)
+    ctx.obj = Settings(api=api, broker=_broker(broker), venue=venue, user=user,
+                       password=password, token=token)
 
 
 @app.command()
@@ -143,7 +164,7 @@ def _items(values: list[str] | None) -> list[LineItem]:
 def _merchant_of(settings: Settings, device: str) -> str:
     """The merchant a terminal takes payments for, from ``GET /devices/{device}``."""
     try:
-        with HubApi(settings.api) as api:
+        with settings.hub_api() as api:
             merchant = api.device(device).merchant_id
     except HubUnreachable as exc:
         err.print(f"[bold red]hub unreachable[/] (to look up the merchant): {exc}")
@@ -257,10 +278,16 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
         timeout: Annotated[
             float, typer.Option(min=0.1, help="Seconds to wait per decision.")
         ] = 5.0,
+        provisioning: Annotated[Path, typer.Option(
+            envvar="HUB_SIM_PROVISIONING",
+            help="The provisioning sheet `hub up --demo --secure-broker` writes (device "
+                 "broker logins, secure bands' keys); read by the intruder scenario.",
+        )] = Path("hub-data/demo-provisioning.json"),
     ) -> None:
         settings: Settings = ctx.obj
-        with HubApi(settings.api) as api, ReaderPool(settings.venue, settings.broker) as readers:
-            run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout)
+        with settings.hub_api() as api, ReaderPool(settings.venue, settings.broker) as readers:
+            run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
+                      provisioning=provisioning)
             code = play(name, scenario, run, out)
         raise typer.Exit(code)
 
@@ -286,7 +313,7 @@ def load(
     """Open-loop taps at door locks by guests of those rooms; every tap should be allowed."""
     settings: Settings = ctx.obj
     try:
-        with HubApi(settings.api) as api:
+        with settings.hub_api() as api:
             report = run_load(
                 api, settings.venue, settings.broker, rate=rate, duration=duration,
                 devices=devices, timeout=timeout, log=None if as_json else err,

@@ -2,6 +2,9 @@
 
 Responses are validated into models, so a hub that drifts from the API sketch
 fails here with a clear message instead of deep inside a scenario.
+
+The API wants a bearer token: give one (``token``), or a staff user's ``username``
+and ``password`` and the client logs in (``POST /auth/token``) before its first call.
 """
 
 from __future__ import annotations
@@ -138,6 +141,15 @@ class Transaction(_Out):
     created_at: datetime
 
 
+class PhoneKeyIssued(_Out):
+    token: str  # ES256 JWT; present it with a proof for each lock's challenge
+    jti: str
+    kid: str
+    zones: list[str]
+    nbf: datetime
+    exp: datetime
+
+
 M = TypeVar("M", bound=_Out)
 
 
@@ -170,10 +182,16 @@ class HubApi:
     """The hub's REST API v1 over httpx."""
 
     def __init__(
-        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self, url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
+        token: str | None = None, username: str | None = None, password: str | None = None,
     ) -> None:
         self.base_url = api_base(url)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        # Log in lazily: a command that never calls the API never logs in, one that does
+        # logs in once.
+        self._login = (username, password or "") if token is None and username else None
+        if token is not None:
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self._http.close()
@@ -196,6 +214,8 @@ class HubApi:
 
         ``status``: the success code the API promises (e.g. 201); any other is an error.
         """
+        if self._login is not None:
+            self.log_in(*self._login)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self._http.request(method, path, params=query, json=json)
@@ -211,6 +231,24 @@ class HubApi:
             return response.json()
         except ValueError:
             raise HubApiError(method, path, response.status_code, "response is not JSON") from None
+
+    def log_in(self, username: str, password: str) -> None:
+        """Exchange a staff user's name and password for a token used by every later call."""
+        self._login = None
+        try:
+            response = self._http.post("/auth/token",
+                                       json={"username": username, "password": password})
+        except httpx.TransportError as exc:
+            raise HubUnreachable(f"hub API not reachable at {self.base_url}: {exc}") from exc
+        if response.is_error:
+            raise HubApiError("POST", "/auth/token", response.status_code,
+                              f"log-in as {username!r} refused: {error_detail(response)}")
+        try:
+            token = response.json()["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise HubApiError("POST", "/auth/token", response.status_code,
+                              "the log-in answer holds no access_token") from None
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     def _one(self, model: type[M], method: str, path: str, **kw: Any) -> M:
         body = self.request(method, path, **kw)
@@ -256,6 +294,11 @@ class HubApi:
             Credential, "PATCH", f"/credentials/{credential_id}", json={"status": status}
         )
 
+    def issue_phone_key(self, credential_id: str, phone_jwk: dict[str, str]) -> PhoneKeyIssued:
+        """Have the hub sign a phone key bound to the phone's public key (its JWK)."""
+        return self._one(PhoneKeyIssued, "POST", f"/credentials/{credential_id}/phone-key",
+                         json={"phone_jwk": phone_jwk}, status=201)
+
     def credentials(
         self, guest_id: str | None = None, kind: CredentialKind | None = None,
         identifier: str | None = None,
@@ -272,6 +315,10 @@ class HubApi:
             "valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(),
         }
         return self._one(Entitlement, "POST", "/entitlements", json=payload)
+
+    def guest_entitlements(self, guest_id: str) -> list[Entitlement]:
+        """Every entitlement of one guest (``GET /guests/{id}/entitlements``)."""
+        return self._list(Entitlement, f"/guests/{guest_id}/entitlements", {"limit": 500})
 
     def entitlements(
         self, guest_id: str | None = None, kind: EntitlementKind | None = None

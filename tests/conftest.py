@@ -12,12 +12,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from hub import crud
 from hub.config import Settings
-from hub.db import create_db_engine
+from hub.db import create_db_engine, session_scope
+from hub.models import utcnow
+from hub.security import issue_api_token
 from hub.server import Hub
 
 # In CI the real broker and database must be there: a missing one fails instead of skipping.
@@ -54,6 +59,43 @@ def hub_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ API tokens
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that carries an API token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def staff_token(app: FastAPI, *roles: str, username: str | None = None) -> str:
+    """A token of a staff user holding ``roles`` (admin by default) for ``app``.
+
+    The user is created when missing, with a hash no password matches: tests mint
+    tokens with the app's key instead of paying for argon2 at every login.
+    """
+    roles = roles or ("admin",)
+    username = username or "test-" + "-".join(sorted(roles))
+    with session_scope(app.state.engine) as session:
+        if crud.find_staff_user(session, username=username) is None:
+            crud.add_staff_user(session, username=username, password_hash="!", roles=roles,
+                                now=utcnow())
+    return issue_api_token(app.state.token_key, subject=username, roles=roles, typ="staff",
+                           minutes=60, now=utcnow()).token
+
+
+def guest_token(app: FastAPI, guest_id: str) -> str:
+    """A guest's token for ``app``, as POST /guests/{id}/token hands out."""
+    return issue_api_token(app.state.token_key, subject=guest_id, roles=["guest"], typ="guest",
+                           minutes=60, now=utcnow()).token
+
+
+def login(api: str, username: str = "admin", password: str = "demo-admin") -> dict[str, str]:
+    """Log in to a running hub's REST API (``api`` ends in /api/v1): the bearer header."""
+    response = httpx.post(f"{api}/auth/token", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return bearer(response.json()["access_token"])
 
 
 @pytest.fixture

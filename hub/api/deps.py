@@ -1,14 +1,32 @@
-"""Shared dependencies of the routers: the database session and the running hub."""
+"""Shared dependencies of the routers: the session, the running hub, who calls, the audit.
+
+Every route declares who may call it with :func:`require_roles`; only ``/health``,
+``/auth/token`` and a venue's ``/jwks`` and ``/revocations`` (locks read those
+offline) are public. A guest's token reaches only the guest's own data:
+:func:`ensure_own` and :func:`own_guest_filter` answer 403 for anyone else's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import BackgroundTasks, Depends, Query, Request
+from fastapi import BackgroundTasks, Depends, HTTPException, Query, Request, status
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from hub import crud
 from hub.db import session_scope
+from hub.models import utcnow
+from hub.security import InvalidToken, verify_api_token
+
+ADMIN, STAFF, INTEGRATOR, AUDITOR, GUEST = "admin", "staff", "integrator", "auditor", "guest"
+# Who reads the venue's set-up (venues, zones, devices, merchants, the journey).
+SETUP_READERS = (ADMIN, STAFF, INTEGRATOR, AUDITOR)
+# Who reads guests' data (staff-side; guests add themselves where a route allows it).
+GUEST_DATA_READERS = (ADMIN, STAFF, AUDITOR)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -38,3 +56,140 @@ def publish_after_commit(tasks: BackgroundTasks, bridge: Any,
         return
     for topic, payload in messages:
         tasks.add_task(bridge.publish, topic, payload)
+
+
+# ------------------------------------------------------------------ who calls
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a staff user (by username) or a guest (by guest id)."""
+
+    subject: str
+    roles: frozenset[str]
+    typ: Literal["staff", "guest"]
+
+    @property
+    def name(self) -> str:
+        """How the audit log names the caller."""
+        return f"guest:{self.subject}" if self.typ == "guest" else self.subject
+
+    @property
+    def guest_id(self) -> str | None:
+        return self.subject if self.typ == "guest" else None
+
+
+# With HUB_API_AUTH=false a request without a token is this (loopback development only).
+ANONYMOUS = Principal(subject="anonymous", roles=frozenset({ADMIN}), typ="staff")
+
+_bearer = HTTPBearer(auto_error=False, description="POST /api/v1/auth/token for a token")
+
+
+def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
+    challenge = "Bearer" if error is None else f'Bearer error="{error}"'
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail,
+                         headers={"WWW-Authenticate": challenge})
+
+
+def get_principal(
+    request: Request, session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller named by the ``Authorization: Bearer`` token; 401 without a valid one."""
+    if credentials is None:
+        if not request.app.state.settings.api_auth and "authorization" not in request.headers:
+            return ANONYMOUS
+        raise _unauthorized("a bearer token is required: POST /api/v1/auth/token")
+    try:
+        claims = verify_api_token(request.app.state.token_key, credentials.credentials)
+    except InvalidToken:
+        raise _unauthorized("invalid or expired token", "invalid_token") from None
+    roles = claims.roles
+    if claims.typ == "staff":
+        # A disabled or removed user's tokens stop at once, and so do roles taken away.
+        user = crud.find_staff_user(session, username=claims.subject)
+        if user is None or not user.active:
+            raise _unauthorized("invalid or expired token", "invalid_token")
+        roles = roles & frozenset(user.roles)
+    return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class RoleCheck:
+    """The dependency :func:`require_roles` makes; ``roles`` is the route's declaration."""
+
+    def __init__(self, roles: Sequence[str]) -> None:
+        self.roles = frozenset(roles)
+
+    def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if principal.roles & self.roles:
+            return principal
+        held = ", ".join(sorted(principal.roles)) or "no role"
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"{principal.name} ({held}) may not do this: it takes one of "
+                   f"{', '.join(sorted(self.roles))}")
+
+
+def require_roles(*roles: str) -> Any:
+    """``Annotated[Principal, require_roles(...)]``: the caller, if they hold one of ``roles``."""
+    return Depends(RoleCheck(roles))
+
+
+def declared_roles(route: APIRoute) -> frozenset[str] | None:
+    """The roles a route lets in (None: it declares none, i.e. it is public)."""
+    pending, found = list(route.dependant.dependencies), set[str]()
+    declared = False
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, RoleCheck):
+            declared = True
+            found |= dependant.call.roles
+        pending += dependant.dependencies
+    return frozenset(found) if declared else None
+
+
+def ensure_own(principal: Principal, guest_id: str | None) -> None:
+    """A guest may reach their own data only: 403 for any other, existing or not."""
+    if principal.typ == "guest" and guest_id != principal.guest_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="a guest may only reach their own data")
+
+
+def own_guest_filter(principal: Principal, guest_id: str | None) -> str | None:
+    """The ``guest_id`` filter in force: forced to a guest's own id (another's is 403)."""
+    if principal.typ != "guest":
+        return guest_id
+    ensure_own(principal, principal.guest_id if guest_id is None else guest_id)
+    return principal.guest_id
+
+
+# --------------------------------------------------------------------- audit
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLog:
+    """Writes the caller's changes to the audit log, in the request's transaction."""
+
+    session: Session
+    principal: Principal
+    source: str
+
+    def record(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        """One entry; ``detail`` names the changed fields and must hold no secret."""
+        crud.record_audit(self.session, actor=self.principal.name,
+                          roles=sorted(self.principal.roles), action=action, target=target,
+                          detail=detail or {}, source=self.source, at=utcnow())
+
+
+def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal) -> AuditLog:
+    return AuditLog(session=session, principal=principal, source=client_address(request))
+
+
+AuditDep = Annotated[AuditLog, Depends(get_audit)]

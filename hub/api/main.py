@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
+from hub.api.deps import declared_roles
 from hub.api.routes import (
     accounts,
+    audit,
+    auth,
     credentials,
     devices,
     entitlements,
@@ -26,11 +31,28 @@ from hub.config import Settings
 from hub.crud import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
+# The only routes anyone may call without a token: locks read keys and revocations offline.
+PUBLIC = frozenset({("GET", "/health"), ("POST", "/auth/token"),
+                    ("GET", "/venues/{venue_id}/jwks"), ("GET", "/venues/{venue_id}/revocations")})
+
+
+def _check_declared(router: APIRouter) -> None:
+    """Refuse to build an API with a route that does not say who may call it."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in route.methods or ():
+            if declared_roles(route) is None and (method, route.path) not in PUBLIC:
+                raise RuntimeError(f"{method} {route.path} declares no roles (require_roles)")
 
 
 def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
-               signing_keys: list[Any] | None = None) -> FastAPI:
-    """Build the API around an engine (and the bridge, when one runs)."""
+               signing_keys: list[Any] | None = None, token_key: bytes | None = None) -> FastAPI:
+    """Build the API around an engine (and the bridge, when one runs).
+
+    ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
+    one, a random key lives as long as the app (tests, ``hub openapi``).
+    """
     app = FastAPI(
         title="Venue hub",
         version="1.0",
@@ -40,8 +62,10 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.settings = settings
     app.state.bridge = bridge
     app.state.signing_keys = signing_keys or []
-    for module in (system, venues, zones, devices, guests, credentials, entitlements, events,
-                   merchants, accounts, transactions):
+    app.state.token_key = token_key or secrets.token_bytes(32)
+    for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
+                   events, merchants, accounts, transactions, audit):
+        _check_declared(module.router)
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.exception_handler(RequestValidationError)

@@ -18,7 +18,7 @@ import pytest
 from devices.client import DeviceClient
 from devices.contract import TapEvent, WristbandCredential, encode, utcnow
 from devices.topics import Channel
-from tests.conftest import free_port
+from tests.conftest import free_port, login
 
 BIN = Path(sys.executable).parent
 
@@ -92,9 +92,27 @@ def test_tap_command_prints_the_decision(demo_hub: HubProcess) -> None:
 
 def test_scenario_fails_when_a_decision_differs(demo_hub: HubProcess) -> None:
     # Take the gate out of service: the script expects it to open, so the scenario must fail.
-    httpx.patch(f"{demo_hub.api}/api/v1/devices/gate-park-in-1", json={"enabled": False})
+    api = f"{demo_hub.api}/api/v1"
+    response = httpx.patch(f"{api}/devices/gate-park-in-1", json={"enabled": False},
+                           headers=login(api))
+    assert response.status_code == 200, response.text
     failed = demo_hub.sim("scenario", "park-day")
     assert failed.returncode == 1, failed.stdout + failed.stderr
+
+
+def test_hub_sim_logs_in_and_says_when_it_cannot(demo_hub: HubProcess) -> None:
+    refused = demo_hub.sim("--password", "not-the-password", "scenario", "park-day")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = " ".join((refused.stdout + refused.stderr).split())  # rich wraps long lines
+    assert "log-in as 'admin' refused: invalid username or password" in said
+    token = login(f"{demo_hub.api}/api/v1", "staff", "demo-staff")["Authorization"].split()[1]
+    with_token = subprocess.run(
+        [str(BIN / "hub-sim"), "--api", demo_hub.api, "--broker", demo_hub.broker, "pay",
+         "--device", "pos-cafe-1", "--credential", "04A10000000005", "--amount", "100"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HUB_SIM_TOKEN": token, "HUB_SIM_PASSWORD": "wrong"})
+    assert with_token.returncode == 0, with_token.stdout + with_token.stderr
+    assert "APPROVE" in with_token.stdout
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

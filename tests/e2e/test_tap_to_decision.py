@@ -14,7 +14,7 @@ from devices.contract import ErrorCode, WristbandCredential
 from devices.topics import Channel
 from hub.demo import VENUE_ID, wristband_uid
 from hub.server import Hub
-from tests.conftest import hub_settings
+from tests.conftest import hub_settings, login
 
 CHARLIE = WristbandCredential(uid=wristband_uid(1))
 
@@ -56,7 +56,8 @@ def test_tap_reaches_a_decision_and_the_journey(hub: Hub) -> None:
         assert (decision.outcome, decision.reason, decision.guest_name) == ("allow", "ok",
                                                                              "Charlie")
         assert gate.tap(CHARLIE).reason == "anti_passback"
-    page = httpx.get(f"{api(hub)}/events", params={"guest_id": "guest-01"}).json()
+    page = httpx.get(f"{api(hub)}/events", params={"guest_id": "guest-01"},
+                     headers=login(api(hub))).json()
     assert [e["reason"] for e in page["items"]] == ["anti_passback", "ok"]
     assert page["items"][1]["event_id"] == decision.event_id
 
@@ -64,7 +65,8 @@ def test_tap_reaches_a_decision_and_the_journey(hub: Hub) -> None:
 def test_lost_band_marked_through_the_api_denies_the_next_tap(hub: Hub) -> None:
     with device(hub, "lock-101") as lock:
         assert lock.tap(CHARLIE).outcome == "allow"
-        response = httpx.patch(f"{api(hub)}/credentials/band-guest-01", json={"status": "lost"})
+        response = httpx.patch(f"{api(hub)}/credentials/band-guest-01", json={"status": "lost"},
+                               headers=login(api(hub), "staff", "demo-staff"))
         assert response.status_code == 200
         decision = lock.tap(CHARLIE)
         assert (decision.outcome, decision.reason) == ("deny", "credential_lost")
@@ -75,7 +77,8 @@ def test_redelivered_event_gets_the_same_decision(hub: Hub) -> None:
         first = gate.tap(CHARLIE, event_id="redelivered-1")
         again = gate.tap(CHARLIE, event_id="redelivered-1")
     assert again == first and first.outcome == "allow"
-    items = httpx.get(f"{api(hub)}/events", params={"device_id": "gate-park-in-1"}).json()["items"]
+    items = httpx.get(f"{api(hub)}/events", params={"device_id": "gate-park-in-1"},
+                      headers=login(api(hub))).json()["items"]
     assert len(items) == 1
 
 
@@ -95,7 +98,8 @@ def test_bad_input_is_answered_counted_and_the_bridge_keeps_running(
         wait_for(lambda: errors)
         assert code.value.encode() in errors[0]  # type: ignore[operator]
         assert gate.tap(CHARLIE).outcome == "allow"  # still deciding
-    stats = httpx.get(f"{api(hub)}/stats").json()
+    auditor = login(api(hub), "auditor", "demo-auditor")
+    stats = httpx.get(f"{api(hub)}/stats", headers=auditor).json()
     assert stats["errors"][code.value] == 1
 
 
@@ -108,11 +112,11 @@ def test_unknown_device_gets_an_error_not_a_decision(hub: Hub) -> None:
 
 def test_device_status_follows_the_last_will(hub: Hub) -> None:
     lock = device(hub, "lock-103").connect()
-    url = f"{api(hub)}/devices/lock-103"
-    wait_for(lambda: httpx.get(url).json()["online"] is True)
+    url, headers = f"{api(hub)}/devices/lock-103", login(api(hub), "integrator", "demo-integrator")
+    wait_for(lambda: httpx.get(url, headers=headers).json()["online"] is True)
     lock._client._sock.close()  # type: ignore[union-attr]  # die without DISCONNECT
     lock._client.loop_stop()
-    wait_for(lambda: httpx.get(url).json()["online"] is False, timeout=60)
+    wait_for(lambda: httpx.get(url, headers=headers).json()["online"] is False, timeout=60)
 
 
 def test_mqtt_5_and_3_1_1_devices_share_one_contract(hub: Hub) -> None:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, BackgroundTasks, status
+from sqlmodel import Session
 
 from hub import cashier, crud, ledger
-from hub.api.deps import BridgeDep, Limit, Offset, SessionDep, publish_after_commit
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    BridgeDep,
+    Limit,
+    Offset,
+    Principal,
+    SessionDep,
+    ensure_own,
+    own_guest_filter,
+    publish_after_commit,
+    require_roles,
+)
 from hub.models import (
     Account,
     AccountKind,
@@ -28,17 +46,31 @@ from hub.schemas import (
 )
 
 router = APIRouter(prefix="/accounts", tags=["payments"])
+# The front desk, and the guest themself for their own accounts.
+OwnReader = Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
+FrontDesk = require_roles(ADMIN, STAFF)
+
+
+def _own_account(session: Session, caller: Principal, account_id: str) -> Account:
+    """The account; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
+    if caller.typ == "guest":
+        account = session.get(Account, account_id)
+        ensure_own(caller, account.guest_id if account else None)
+    return crud.get(session, Account, account_id)
 
 
 @router.get("", response_model=list[AccountPublic])
-def list_accounts(session: SessionDep, guest_id: str | None = None, limit: Limit = 100,
-                  offset: Offset = 0) -> list[Account]:
+def list_accounts(session: SessionDep, caller: OwnReader, guest_id: str | None = None,
+                  limit: Limit = 100, offset: Offset = 0) -> list[Account]:
+    """Accounts, by guest; a guest sees their own only."""
+    guest_id = own_guest_filter(caller, guest_id)
     filters = [Account.guest_id == guest_id] if guest_id else []
     return crud.page(session, Account, filters=filters, limit=limit, offset=offset)
 
 
-@router.post("", response_model=AccountPublic, status_code=status.HTTP_201_CREATED)
-def open_account(body: AccountCreate, session: SessionDep) -> Account:
+@router.post("", response_model=AccountPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[FrontDesk])
+def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> Account:
     """Open a guest's wallet, or the folio of one of their stays."""
     crud.require(session, Guest, body.guest_id, "guest_id")
     venue = crud.require(session, Venue, body.venue_id, "venue_id")
@@ -54,18 +86,20 @@ def open_account(body: AccountCreate, session: SessionDep) -> Account:
             raise crud.InvalidReference("stay_id: a folio needs one of the guest's room stays")
     account = Account(venue_id=venue.id, kind=AccountKind(body.kind), currency=venue.currency,
                       guest_id=body.guest_id, stay_id=body.stay_id)
-    return crud.add(session, account)
+    opened = crud.add(session, account)
+    audit.record("account.open", f"account:{opened.id}", body.model_dump())
+    return opened
 
 
 @router.get("/{account_id}", response_model=AccountPublic)
-def get_account(account_id: str, session: SessionDep) -> Account:
-    return crud.get(session, Account, account_id)
+def get_account(account_id: str, session: SessionDep, caller: OwnReader) -> Account:
+    return _own_account(session, caller, account_id)
 
 
 @router.get("/{account_id}/statement", response_model=Statement)
-def statement(account_id: str, session: SessionDep) -> Statement:
+def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statement:
     """Every posting of the account with its running balance (a folio's bill)."""
-    account = crud.get(session, Account, account_id)
+    account = _own_account(session, caller, account_id)
     lines, running = [], 0
     charges = refunds = 0
     for posting in ledger.postings_of(session, account_id=account_id):
@@ -81,24 +115,29 @@ def statement(account_id: str, session: SessionDep) -> Statement:
 
 
 @router.post("/{account_id}/topups", response_model=TransactionPublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, dependencies=[FrontDesk])
 def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
-           tasks: BackgroundTasks) -> LedgerTransaction:
+           tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Add money to a wallet (card at a kiosk, cash at a desk); once per idempotency key."""
     wallet = crud.get(session, Account, account_id)
     txn, receipts = cashier.top_up(session, wallet=wallet, amount=body.amount,
-                                   key=body.idempotency_key, actor="api", now=utcnow())
+                                   key=body.idempotency_key, actor=audit.principal.name,
+                                   now=utcnow())
+    audit.record("account.topup", f"account:{account_id}",
+                 {**body.model_dump(), "transaction_id": txn.id})
     publish_after_commit(tasks, bridge, receipts)
     return txn
 
 
 @router.post("/{account_id}/settle", response_model=TransactionPublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, dependencies=[FrontDesk])
 def settle(account_id: str, body: Settlement, session: SessionDep, bridge: BridgeDep,
-           tasks: BackgroundTasks) -> LedgerTransaction:
+           tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Check-out: pay the folio's balance and close it."""
     folio = crud.get(session, Account, account_id)
-    txn, receipts = cashier.settle(session, folio=folio, key=body.idempotency_key, actor="api",
-                                   now=utcnow())
+    txn, receipts = cashier.settle(session, folio=folio, key=body.idempotency_key,
+                                   actor=audit.principal.name, now=utcnow())
+    audit.record("account.settle", f"account:{account_id}",
+                 {**body.model_dump(), "transaction_id": txn.id, "amount": txn.amount})
     publish_after_commit(tasks, bridge, receipts)
     return txn

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Request, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
+from sqlmodel import Session
 
 from hub import crud, keyring, phone_keys
-from hub.api.deps import Limit, Offset, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    Limit,
+    Offset,
+    Principal,
+    SessionDep,
+    ensure_own,
+    require_roles,
+)
 from hub.models import (
     Credential,
     CredentialKind,
@@ -29,7 +43,16 @@ from hub.schemas import (
 router = APIRouter(prefix="/credentials", tags=["credentials"])
 
 
-@router.get("", response_model=list[CredentialPublic])
+def _own_credential(session: Session, caller: Principal, credential_id: str) -> Credential:
+    """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
+    if caller.typ == "guest":
+        credential = session.get(Credential, credential_id)
+        ensure_own(caller, credential.guest_id if credential else None)
+    return crud.get(session, Credential, credential_id)
+
+
+@router.get("", response_model=list[CredentialPublic],
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def list_credentials(session: SessionDep, guest_id: str | None = None,
                      kind: CredentialKind | None = None, identifier: str | None = None,
                      limit: Limit = 100, offset: Offset = 0) -> list[Credential]:
@@ -39,33 +62,45 @@ def list_credentials(session: SessionDep, guest_id: str | None = None,
                                  limit=limit, offset=offset)
 
 
-@router.post("", response_model=CredentialPublic, status_code=status.HTTP_201_CREATED)
-def issue_credential(body: CredentialCreate, session: SessionDep) -> Credential:
+@router.post("", response_model=CredentialPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[require_roles(ADMIN, STAFF)])
+def issue_credential(body: CredentialCreate, session: SessionDep, audit: AuditDep) -> Credential:
     """Bind a wristband (by its UID) or a new phone key to a guest."""
     crud.require(session, Guest, body.guest_id, "guest_id")
     data = body.model_dump()
     if data["identifier"] is None:
         data["identifier"] = f"pk-{secrets.token_hex(12)}"
-    return crud.add(session, Credential.model_validate(data))
+    credential = crud.add(session, Credential.model_validate(data))
+    audit.record("credential.create", f"credential:{credential.id}", data)
+    return credential
 
 
 @router.get("/{credential_id}", response_model=CredentialPublic)
-def get_credential(credential_id: str, session: SessionDep) -> Credential:
-    return crud.get(session, Credential, credential_id)
+def get_credential(credential_id: str, session: SessionDep,
+                   caller: Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
+                   ) -> Credential:
+    return _own_credential(session, caller, credential_id)
 
 
 @router.patch("/{credential_id}", response_model=CredentialPublic)
 def update_credential(credential_id: str, body: CredentialUpdate, session: SessionDep,
-                      request: Request, tasks: BackgroundTasks) -> Credential:
+                      request: Request, tasks: BackgroundTasks,
+                      caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
+                      audit: AuditDep) -> Credential:
     """Change a credential's status (lost, suspended, revoked, active) or label.
 
+    A guest may only report their own credential lost (``{"status": "lost"}``).
     A phone key's new status reaches offline locks in the retained revocation list.
     """
-    credential = crud.get(session, Credential, credential_id)
+    credential = _own_credential(session, caller, credential_id)
     changes = body.model_dump(exclude_unset=True)
+    if caller.typ == "guest" and changes != {"status": CredentialStatus.LOST}:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail='a guest may only report a credential lost: {"status": "lost"}')
     if "status" in changes and changes["status"] != credential.status:
         changes["status_changed_at"] = utcnow()
     updated = crud.update(session, credential, changes)
+    audit.record("credential.update", f"credential:{credential_id}", changes)
     if updated.key_jti is not None and "status" in changes:
         session.flush()
         messages = keyring.key_material(session, Trust())
@@ -79,9 +114,14 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
 @router.post("/{credential_id}/phone-key", response_model=PhoneKeyIssued,
              status_code=status.HTTP_201_CREATED)
 def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionDep,
-                    request: Request) -> PhoneKeyIssued:
-    """Sign a phone key for the guest's current stays and tickets, bound to the phone's key."""
-    credential = crud.get(session, Credential, credential_id)
+                    request: Request,
+                    caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
+                    audit: AuditDep) -> PhoneKeyIssued:
+    """Sign a phone key for the guest's current stays and tickets, bound to the phone's key.
+
+    The guest's own app may ask for its own phone key: it holds the phone's private key.
+    """
+    credential = _own_credential(session, caller, credential_id)
     if credential.kind is not CredentialKind.PHONE_KEY:
         raise crud.Invalid(f"credential {credential_id!r} is a {credential.kind.value}")
     if credential.status is not CredentialStatus.ACTIVE:
@@ -103,5 +143,8 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
     except ValueError as exc:
         raise crud.Invalid(str(exc)) from exc
     crud.update(session, credential, {"key_jti": jti})
-    return PhoneKeyIssued(token=token, jti=jti, kid=phone_keys.current_signing_key(keys, now).kid,
-                          zones=zones, nbf=nbf, exp=exp)
+    kid = phone_keys.current_signing_key(keys, now).kid
+    # The key's id and reach; never the token itself.
+    audit.record("phone_key.issue", f"credential:{credential_id}",
+                 {"jti": jti, "kid": kid, "zones": zones, "nbf": nbf, "exp": exp})
+    return PhoneKeyIssued(token=token, jti=jti, kid=kid, zones=zones, nbf=nbf, exp=exp)

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, status
 
 from hub import crud
-from hub.api.deps import Limit, Offset, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    Limit,
+    Offset,
+    Principal,
+    SessionDep,
+    ensure_own,
+    require_roles,
+)
 from hub.models import Entitlement, EntitlementKind, EntitlementStatus, Guest, Zone
 from hub.schemas import EntitlementCreate, EntitlementPublic, EntitlementUpdate
 
 router = APIRouter(prefix="/entitlements", tags=["entitlements"])
+FrontDesk = require_roles(ADMIN, STAFF)
 
 
-@router.get("", response_model=list[EntitlementPublic])
+@router.get("", response_model=list[EntitlementPublic],
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def list_entitlements(session: SessionDep, guest_id: str | None = None,
                       kind: EntitlementKind | None = None, limit: Limit = 100,
                       offset: Offset = 0) -> list[Entitlement]:
@@ -20,34 +36,50 @@ def list_entitlements(session: SessionDep, guest_id: str | None = None,
                                   offset=offset)
 
 
-@router.post("", response_model=EntitlementPublic, status_code=status.HTTP_201_CREATED)
-def grant_entitlement(body: EntitlementCreate, session: SessionDep) -> Entitlement:
+@router.post("", response_model=EntitlementPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[FrontDesk])
+def grant_entitlement(body: EntitlementCreate, session: SessionDep,
+                      audit: AuditDep) -> Entitlement:
     """Give a guest a ticket, a room reservation or a staff schedule for some zones."""
     crud.require(session, Guest, body.guest_id, "guest_id")
     for zone_id in body.zone_ids:
         crud.require(session, Zone, zone_id, "zone_ids")
-    return crud.add(session, Entitlement.model_validate(body.model_dump(mode="json")))
+    data = body.model_dump(mode="json")
+    entitlement = crud.add(session, Entitlement.model_validate(data))
+    audit.record("entitlement.create", f"entitlement:{entitlement.id}", data)
+    return entitlement
 
 
 @router.get("/{entitlement_id}", response_model=EntitlementPublic)
-def get_entitlement(entitlement_id: str, session: SessionDep) -> Entitlement:
+def get_entitlement(entitlement_id: str, session: SessionDep,
+                    caller: Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
+                    ) -> Entitlement:
+    if caller.typ == "guest":  # 403 for anyone else's, existing or not
+        entitlement = session.get(Entitlement, entitlement_id)
+        ensure_own(caller, entitlement.guest_id if entitlement else None)
     return crud.get(session, Entitlement, entitlement_id)
 
 
-@router.patch("/{entitlement_id}", response_model=EntitlementPublic)
+@router.patch("/{entitlement_id}", response_model=EntitlementPublic, dependencies=[FrontDesk])
 def update_entitlement(entitlement_id: str, body: EntitlementUpdate,
-                       session: SessionDep) -> Entitlement:
+                       session: SessionDep, audit: AuditDep) -> Entitlement:
     entitlement = crud.get(session, Entitlement, entitlement_id)
     changes = body.model_dump(exclude_unset=True)
     start = changes.get("valid_from", entitlement.valid_from)
     end = changes.get("valid_until", entitlement.valid_until)
     if end <= start:
         raise crud.Invalid("valid_until must be after valid_from")
-    return crud.update(session, entitlement, changes)
+    updated = crud.update(session, entitlement, changes)
+    audit.record("entitlement.update", f"entitlement:{entitlement_id}", changes)
+    return updated
 
 
-@router.delete("/{entitlement_id}", response_model=EntitlementPublic)
-def cancel_entitlement(entitlement_id: str, session: SessionDep) -> Entitlement:
+@router.delete("/{entitlement_id}", response_model=EntitlementPublic, dependencies=[FrontDesk])
+def cancel_entitlement(entitlement_id: str, session: SessionDep,
+                       audit: AuditDep) -> Entitlement:
     """Cancel (entitlements are kept for the journey, never deleted)."""
     entitlement = crud.get(session, Entitlement, entitlement_id)
-    return crud.update(session, entitlement, {"status": EntitlementStatus.CANCELLED})
+    cancelled = crud.update(session, entitlement, {"status": EntitlementStatus.CANCELLED})
+    audit.record("entitlement.cancel", f"entitlement:{entitlement_id}",
+                 {"status": EntitlementStatus.CANCELLED})
+    return cancelled

@@ -8,7 +8,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 
 from hub import crud
-from hub.api.deps import Limit, SessionDep
+from hub.api.deps import (
+    GUEST,
+    SETUP_READERS,
+    Limit,
+    Principal,
+    SessionDep,
+    own_guest_filter,
+    require_roles,
+)
 from hub.schemas import EventPage, EventPublic, Moment
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -18,6 +26,7 @@ _CURSOR = re.compile(r"[0-9]{1,18}")  # an event row id, as next_cursor gives it
 @router.get("", response_model=EventPage)
 def list_events(
     session: SessionDep,
+    caller: Annotated[Principal, require_roles(*SETUP_READERS, GUEST)],
     guest_id: str | None = None,
     device_id: str | None = None,
     zone_id: str | None = None,
@@ -28,7 +37,8 @@ def list_events(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Limit = 50,
 ) -> EventPage:
-    """Events newest first; follow next_cursor for older ones."""
+    """Events newest first; follow next_cursor for older ones. A guest sees their own only."""
+    guest_id = own_guest_filter(caller, guest_id)
     before_id: int | None = None
     if cursor is not None:
         if not _CURSOR.fullmatch(cursor):

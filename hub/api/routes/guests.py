@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Request, status
 
 from hub import crud
-from hub.api.deps import Limit, Offset, SessionDep
-from hub.models import Credential, Entitlement, Guest, SpendingPolicy, new_id
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    Limit,
+    Offset,
+    Principal,
+    SessionDep,
+    ensure_own,
+    require_roles,
+)
+from hub.models import Credential, Entitlement, Guest, SpendingPolicy, new_id, utcnow
 from hub.schemas import (
     CredentialPublic,
     EntitlementPublic,
@@ -15,70 +29,103 @@ from hub.schemas import (
     GuestUpdate,
     SpendingPolicyPublic,
     SpendingPolicyUpdate,
+    TokenIssued,
 )
-from hub.security import hash_secret
+from hub.security import GUEST_ROLE, hash_secret, issue_api_token
 
 router = APIRouter(prefix="/guests", tags=["guests"])
 
+# The front desk, and the guest themself for their own data.
+OwnReader = Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
 
-@router.get("", response_model=list[GuestPublic])
+
+@router.get("", response_model=list[GuestPublic],
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def list_guests(session: SessionDep, q: str | None = None, limit: Limit = 100,
                 offset: Offset = 0) -> list[Guest]:
     """Guests, optionally searched by name, display name or email."""
     return crud.list_guests(session, q=q, limit=limit, offset=offset)
 
 
-@router.post("", response_model=GuestPublic, status_code=status.HTTP_201_CREATED)
-def create_guest(body: GuestCreate, session: SessionDep) -> Guest:
+@router.post("", response_model=GuestPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[require_roles(ADMIN, STAFF)])
+def create_guest(body: GuestCreate, session: SessionDep, audit: AuditDep) -> Guest:
     data = body.model_dump()
     data["id"] = data["id"] or new_id()
-    return crud.add(session, Guest.model_validate(data))
+    guest = crud.add(session, Guest.model_validate(data))
+    audit.record("guest.create", f"guest:{guest.id}", data)
+    return guest
 
 
 @router.get("/{guest_id}", response_model=GuestPublic)
-def get_guest(guest_id: str, session: SessionDep) -> Guest:
+def get_guest(guest_id: str, session: SessionDep, caller: OwnReader) -> Guest:
+    ensure_own(caller, guest_id)
     return crud.get(session, Guest, guest_id)
 
 
-@router.patch("/{guest_id}", response_model=GuestPublic)
-def update_guest(guest_id: str, body: GuestUpdate, session: SessionDep) -> Guest:
+@router.patch("/{guest_id}", response_model=GuestPublic,
+              dependencies=[require_roles(ADMIN, STAFF)])
+def update_guest(guest_id: str, body: GuestUpdate, session: SessionDep,
+                 audit: AuditDep) -> Guest:
     guest = crud.get(session, Guest, guest_id)
-    return crud.update(session, guest, body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    updated = crud.update(session, guest, changes)
+    audit.record("guest.update", f"guest:{guest_id}", changes)
+    return updated
 
 
 @router.get("/{guest_id}/credentials", response_model=list[CredentialPublic])
-def guest_credentials(guest_id: str, session: SessionDep, limit: Limit = 100,
+def guest_credentials(guest_id: str, session: SessionDep, caller: OwnReader, limit: Limit = 100,
                       offset: Offset = 0) -> list[Credential]:
+    ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
     return crud.list_credentials(session, guest_id=guest_id, kind=None, identifier=None,
                                  limit=limit, offset=offset)
 
 
 @router.get("/{guest_id}/entitlements", response_model=list[EntitlementPublic])
-def guest_entitlements(guest_id: str, session: SessionDep, limit: Limit = 100,
+def guest_entitlements(guest_id: str, session: SessionDep, caller: OwnReader, limit: Limit = 100,
                        offset: Offset = 0) -> list[Entitlement]:
+    ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
     return crud.list_entitlements(session, guest_id=guest_id, kind=None, limit=limit,
                                   offset=offset)
 
 
 @router.get("/{guest_id}/spending-policy", response_model=SpendingPolicyPublic)
-def get_spending_policy(guest_id: str, session: SessionDep) -> SpendingPolicyPublic:
+def get_spending_policy(guest_id: str, session: SessionDep,
+                        caller: OwnReader) -> SpendingPolicyPublic:
     """How the guest pays: who pays for them, PIN threshold, daily limit, on/off."""
+    ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
     return _policy_public(session.get(SpendingPolicy, guest_id) or
                           SpendingPolicy(guest_id=guest_id, payer_guest_id=guest_id))
 
 
 @router.put("/{guest_id}/spending-policy", response_model=SpendingPolicyPublic)
-def set_spending_policy(guest_id: str, body: SpendingPolicyUpdate, session: SessionDep,
-                        request: Request) -> SpendingPolicyPublic:
-    """Set the policy; a party lead links a member by naming themself as the payer."""
+def set_spending_policy(
+    guest_id: str, body: SpendingPolicyUpdate, session: SessionDep, request: Request,
+    caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)], audit: AuditDep,
+) -> SpendingPolicyPublic:
+    """Set the policy; a party lead links a member by naming themself as the payer.
+
+    A guest may set their own policy, but not who pays for them, and not at all while
+    a party lead pays for them (the lead's limits would be theirs to lift): staff do both.
+    """
+    ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
+    policy = session.get(SpendingPolicy, guest_id)
     payer = body.payer_guest_id or guest_id
+    if caller.typ == "guest":
+        current = policy.payer_guest_id if policy else guest_id
+        if current != guest_id:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail="a party lead pays for this guest: ask the staff")
+        if "payer_guest_id" in body.model_fields_set and payer != current:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail="only staff may set payer_guest_id")
     crud.require(session, Guest, payer, "payer_guest_id")
-    policy = session.get(SpendingPolicy, guest_id) or SpendingPolicy(guest_id=guest_id,
-                                                                     payer_guest_id=payer)
+    policy = policy or SpendingPolicy(guest_id=guest_id, payer_guest_id=payer)
     policy.payer_guest_id = payer
     policy.payment_enabled = body.payment_enabled
     policy.daily_limit = body.daily_limit
@@ -93,7 +140,26 @@ def set_spending_policy(guest_id: str, body: SpendingPolicyUpdate, session: Sess
                                                 identifier=None, limit=500, offset=0):
             crud.update(session, credential, {"pin_failures": 0})
     session.flush()
+    # Never the PIN itself: only that it changed.
+    audit.record("spending_policy.set", f"guest:{guest_id}",
+                 {**body.model_dump(exclude={"pin"}), "payer_guest_id": payer,
+                  "pin_changed": body.pin is not None})
     return _policy_public(policy)
+
+
+@router.post("/{guest_id}/token", response_model=TokenIssued,
+             status_code=status.HTTP_201_CREATED, dependencies=[require_roles(ADMIN, STAFF)])
+def issue_guest_token(guest_id: str, session: SessionDep, request: Request,
+                      audit: AuditDep) -> TokenIssued:
+    """A token for the guest's own app (e.g. at check-in): it reaches their data only."""
+    crud.get(session, Guest, guest_id)
+    issued = issue_api_token(request.app.state.token_key, subject=guest_id, roles=[GUEST_ROLE],
+                             typ="guest", minutes=request.app.state.settings.api_token_minutes,
+                             now=utcnow())
+    audit.record("guest.token", f"guest:{guest_id}",
+                 {"jti": issued.jti, "expires_in": issued.expires_in})
+    return TokenIssued(access_token=issued.token, expires_in=issued.expires_in,
+                       roles=[GUEST_ROLE])
 
 
 def _policy_public(policy: SpendingPolicy) -> SpendingPolicyPublic:

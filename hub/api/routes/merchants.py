@@ -5,24 +5,38 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from hub import crud
-from hub.api.deps import Limit, Offset, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    INTEGRATOR,
+    SETUP_READERS,
+    AuditDep,
+    Limit,
+    Offset,
+    SessionDep,
+    require_roles,
+)
 from hub.models import Merchant, Venue
 from hub.schemas import MerchantCreate, MerchantPublic
 
 router = APIRouter(prefix="/merchants", tags=["payments"])
 
 
-@router.get("", response_model=list[MerchantPublic])
+@router.get("", response_model=list[MerchantPublic],
+            dependencies=[require_roles(*SETUP_READERS)])
 def list_merchants(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> list[Merchant]:
     return crud.page(session, Merchant, limit=limit, offset=offset)
 
 
-@router.post("", response_model=MerchantPublic, status_code=status.HTTP_201_CREATED)
-def create_merchant(body: MerchantCreate, session: SessionDep) -> Merchant:
+@router.post("", response_model=MerchantPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[require_roles(ADMIN, INTEGRATOR)])
+def create_merchant(body: MerchantCreate, session: SessionDep, audit: AuditDep) -> Merchant:
     crud.require(session, Venue, body.venue_id, "venue_id")
-    return crud.add(session, Merchant.model_validate(body.model_dump()))
+    merchant = crud.add(session, Merchant.model_validate(body.model_dump()))
+    audit.record("merchant.create", f"merchant:{merchant.id}", body.model_dump())
+    return merchant
 
 
-@router.get("/{merchant_id}", response_model=MerchantPublic)
+@router.get("/{merchant_id}", response_model=MerchantPublic,
+            dependencies=[require_roles(*SETUP_READERS)])
 def get_merchant(merchant_id: str, session: SessionDep) -> Merchant:
     return crud.get(session, Merchant, merchant_id)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from hub.api.deps import BridgeDep
+from hub.api.deps import SETUP_READERS, BridgeDep, require_roles
 from hub.schemas import Health
 
 router = APIRouter(tags=["system"])
@@ -14,7 +14,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", response_model=Health)
 def health(request: Request, bridge: BridgeDep) -> Health:
-    """Is the hub up, and is its bridge connected to the broker?"""
+    """Is the hub up, and is its bridge connected to the broker? Public."""
     settings = request.app.state.settings
     host, port = settings.mqtt_address
     connected = bool(bridge and bridge.snapshot()["connected"])
@@ -22,7 +22,7 @@ def health(request: Request, bridge: BridgeDep) -> Health:
                   mqtt_connected=connected, database=request.app.state.engine.dialect.name)
 
 
-@router.get("/stats")
+@router.get("/stats", dependencies=[require_roles(*SETUP_READERS)])
 def stats(bridge: BridgeDep) -> dict[str, Any]:
     """Bridge counters: messages received, decisions, errors by code, queue depth."""
     return bridge.snapshot() if bridge else {}

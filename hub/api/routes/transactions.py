@@ -2,37 +2,66 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, BackgroundTasks, status
 
 from hub import cashier, crud, ledger
-from hub.api.deps import BridgeDep, Limit, Offset, SessionDep, publish_after_commit
-from hub.models import LedgerTransaction, utcnow
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    BridgeDep,
+    Limit,
+    Offset,
+    Principal,
+    SessionDep,
+    ensure_own,
+    own_guest_filter,
+    publish_after_commit,
+    require_roles,
+)
+from hub.models import Account, LedgerTransaction, utcnow
 from hub.schemas import RefundCreate, TransactionPublic
 
 router = APIRouter(prefix="/transactions", tags=["payments"])
 
 
 @router.get("", response_model=list[TransactionPublic])
-def list_transactions(session: SessionDep, guest_id: str | None = None,
-                      account_id: str | None = None, limit: Limit = 100,
-                      offset: Offset = 0) -> list[LedgerTransaction]:
-    """Newest first; a guest's include what others (a party lead) paid for them and vice versa."""
+def list_transactions(session: SessionDep,
+                      caller: Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)],
+                      guest_id: str | None = None, account_id: str | None = None,
+                      limit: Limit = 100, offset: Offset = 0) -> list[LedgerTransaction]:
+    """Newest first; a guest's include what others (a party lead) paid for them and vice versa.
+
+    A guest sees their own only: ``guest_id`` is forced to theirs, ``account_id`` must be theirs.
+    """
+    guest_id = own_guest_filter(caller, guest_id)
+    if caller.typ == "guest" and account_id is not None:
+        account = session.get(Account, account_id)
+        ensure_own(caller, account.guest_id if account else None)
     return ledger.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
                                offset=offset)
 
 
-@router.get("/{transaction_id}", response_model=TransactionPublic)
+@router.get("/{transaction_id}", response_model=TransactionPublic,
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransaction:
     return crud.get(session, LedgerTransaction, transaction_id)
 
 
 @router.post("/{transaction_id}/refunds", response_model=TransactionPublic,
-             status_code=status.HTTP_201_CREATED)
+             status_code=status.HTTP_201_CREATED, dependencies=[require_roles(ADMIN, STAFF)])
 def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge: BridgeDep,
-           tasks: BackgroundTasks) -> LedgerTransaction:
+           tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Refund all (no amount) or part of a charge; never more than what is left of it."""
     original = crud.get(session, LedgerTransaction, transaction_id)
     txn, receipts = cashier.refund(session, original=original, amount=body.amount,
-                                   key=body.idempotency_key, actor="api", now=utcnow())
+                                   key=body.idempotency_key, actor=audit.principal.name,
+                                   now=utcnow())
+    audit.record("transaction.refund", f"transaction:{transaction_id}",
+                 {**body.model_dump(), "amount": txn.amount, "refund_id": txn.id})
     publish_after_commit(tasks, bridge, receipts)
     return txn

@@ -7,37 +7,54 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 
 from hub import crud, keyring, phone_keys
-from hub.api.deps import Limit, Offset, SessionDep
+from hub.api.deps import (
+    ADMIN,
+    INTEGRATOR,
+    SETUP_READERS,
+    AuditDep,
+    Limit,
+    Offset,
+    SessionDep,
+    require_roles,
+)
 from hub.models import Venue
 from hub.schemas import VenueCreate, VenuePublic
 
 router = APIRouter(prefix="/venues", tags=["venues"])
 
 
-@router.get("", response_model=list[VenuePublic])
+@router.get("", response_model=list[VenuePublic],
+            dependencies=[require_roles(*SETUP_READERS)])
 def list_venues(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> list[Venue]:
     return crud.list_venues(session, limit=limit, offset=offset)
 
 
-@router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED)
-def create_venue(body: VenueCreate, session: SessionDep) -> Venue:
-    return crud.add(session, Venue.model_validate(body.model_dump()))
+@router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[require_roles(ADMIN, INTEGRATOR)])
+def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep) -> Venue:
+    venue = crud.add(session, Venue.model_validate(body.model_dump()))
+    audit.record("venue.create", f"venue:{venue.id}", body.model_dump())
+    return venue
 
 
-@router.get("/{venue_id}", response_model=VenuePublic)
+@router.get("/{venue_id}", response_model=VenuePublic,
+            dependencies=[require_roles(*SETUP_READERS)])
 def get_venue(venue_id: str, session: SessionDep) -> Venue:
     return crud.get(session, Venue, venue_id)
 
 
 @router.get("/{venue_id}/jwks")
 def venue_jwks(venue_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
-    """The public keys phone keys of this venue are signed with (also retained on MQTT)."""
+    """The public keys phone keys of this venue are signed with (also retained on MQTT).
+
+    Public: locks fetch it to verify phone keys offline.
+    """
     crud.get(session, Venue, venue_id)
     return phone_keys.jwks(request.app.state.signing_keys)
 
 
 @router.get("/{venue_id}/revocations")
 def venue_revocations(venue_id: str, session: SessionDep) -> dict[str, object]:
-    """The revoked phone keys (jti) that locks must refuse, offline too."""
+    """The revoked phone keys (jti) that locks must refuse, offline too. Public, for locks."""
     crud.get(session, Venue, venue_id)
     return keyring.revocations(session)

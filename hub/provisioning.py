@@ -1,0 +1,83 @@
+"""Provisioning: what the venue loads onto devices and secure tags before they go live.
+
+- each device's broker username and password (derived from ``broker.key``),
+- the Mosquitto password and ACL files for the whole registry,
+- each secure wristband's keys (diversified from ``tag-master.key``), as an
+  encoding station writes them onto the tag.
+
+Everything written here is a secret: files are created 0600, and nothing is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from hub.broker_auth import BrokerAuth, device_password, device_username, mosquitto_files
+from hub.models import Credential, CredentialKind, Device
+from hub.presented import tag_keys
+from hub.secrets import HubSecrets
+
+BRIDGE_USER = "venuehub-bridge"
+
+
+def broker_auth(secrets: HubSecrets) -> BrokerAuth:
+    """The broker's view of who may connect: every device, and the hub's bridge."""
+    return BrokerAuth(secret=secrets.broker_key, bridge_user=BRIDGE_USER,
+                      bridge_password=device_password(secrets.broker_key, "hub", "bridge"))
+
+
+def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, str]]:
+    """device id -> its broker username and password, for every registered device."""
+    return {
+        d.id: {"venue": d.venue_id, "username": device_username(d.venue_id, d.id),
+               "password": device_password(secrets.broker_key, d.venue_id, d.id)}
+        for d in session.exec(select(Device).order_by(col(Device.id))).all()
+    }
+
+
+def tag_sheet(secrets: HubSecrets, uids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """UID -> the SDM keys an encoding station writes onto that secure band."""
+    sheet = {}
+    for uid in uids:
+        meta, file_key = tag_keys(secrets.tag_master_key, bytes.fromhex(uid))
+        sheet[uid.upper()] = {"meta_read_key": meta.hex(), "file_read_key": file_key.hex()}
+    return sheet
+
+
+def secure_band_uids(session: Session) -> list[str]:
+    """The UIDs of every secure (SUN) wristband in the registry."""
+    stmt = select(Credential.identifier).where(Credential.kind == CredentialKind.WRISTBAND,
+                                               col(Credential.sun).is_(True))
+    return list(session.exec(stmt).all())
+
+
+def mosquitto_config(session: Session, secrets: HubSecrets) -> tuple[str, str]:
+    """(password file, ACL file) for a Mosquitto serving this registry."""
+    auth = broker_auth(secrets)
+    devices = [(d.venue_id, d.id) for d in session.exec(select(Device)).all()]
+    return mosquitto_files(devices, secret=secrets.broker_key, bridge_user=auth.bridge_user,
+                           bridge_password=auth.bridge_password)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by its owner only (0600 from the first byte)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_sheet(path: Path, session: Session, secrets: HubSecrets,
+                broker: dict[str, Any]) -> None:
+    """The demo's provisioning sheet: broker address, device credentials and tag keys."""
+    sheet = {"broker": broker, "devices": device_sheet(session, secrets),
+             "tags": tag_sheet(secrets, secure_band_uids(session))}
+    write_private(path, json.dumps(sheet, indent=2) + "\n")
