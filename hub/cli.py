@@ -84,13 +84,17 @@ def up(
     http_host: Annotated[str | None, typer.Option(help="[env HUB_HTTP_HOST]")] = None,
     http_port: Annotated[int | None, typer.Option(help="[env HUB_HTTP_PORT]")] = None,
     log_level: Annotated[str | None, typer.Option(help="[env HUB_LOG_LEVEL]")] = None,
+    secure_broker: Annotated[bool | None, typer.Option(
+        "--secure-broker", help="Embedded broker: per-device passwords and topic ACLs; with "
+        "--demo the devices' credentials go to <data-dir>/demo-provisioning.json "
+        "[env HUB_SECURE_BROKER]")] = None,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
     from hub.server import run
 
     settings = _settings(data_dir=data_dir, database_url=database_url, broker_url=broker,
                          mqtt_host=mqtt_host, mqtt_port=mqtt_port, http_host=http_host,
-                         http_port=http_port, log_level=log_level)
+                         http_port=http_port, log_level=log_level, secure_broker=secure_broker)
     logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("amqtt").setLevel(logging.WARNING)
@@ -100,6 +104,59 @@ def up(
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
+
+
+provision_app = typer.Typer(help="Credentials for devices, brokers and secure bands.",
+                            no_args_is_help=True)
+app.add_typer(provision_app, name="provision")
+
+
+@provision_app.command("mosquitto")
+def provision_mosquitto(
+    out_dir: Annotated[Path, typer.Option(help="Where to write passwd and acl (0600)")],
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Mosquitto password and ACL files for every registered device and the hub's bridge."""
+    from sqlmodel import Session
+
+    from hub.db import create_db_engine
+    from hub.provisioning import BRIDGE_USER, mosquitto_config, write_private
+    from hub.secrets import load_or_create
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    secrets = load_or_create(settings.data_dir)
+    with Session(create_db_engine(settings.database)) as session:
+        passwd, acl = mosquitto_config(session, secrets)
+    write_private(out_dir / "passwd", passwd)
+    write_private(out_dir / "acl", acl)
+    console.print(f"wrote {out_dir / 'passwd'} and {out_dir / 'acl'}; in mosquitto.conf: "
+                  f"password_file, acl_file, allow_anonymous false. The bridge logs in as "
+                  f"{BRIDGE_USER!r}: `hub provision device-sheet` prints its password.")
+
+
+@provision_app.command("device-sheet")
+def provision_device_sheet(
+    out: Annotated[Path, typer.Option(help="JSON file to write (0600)")],
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Each device's broker username/password, the bridge's, and secure bands' keys."""
+    from sqlmodel import Session
+
+    from hub.db import create_db_engine
+    from hub.provisioning import broker_auth, write_sheet
+    from hub.secrets import load_or_create
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    secrets = load_or_create(settings.data_dir)
+    auth = broker_auth(secrets)
+    host, port = settings.mqtt_address
+    with Session(create_db_engine(settings.database)) as session:
+        write_sheet(out, session, secrets, {"host": host, "port": port,
+                                            "bridge_user": auth.bridge_user,
+                                            "bridge_password": auth.bridge_password})
+    console.print(f"wrote {out} (0600): keep it like the keys it holds")
 
 
 @app.command()

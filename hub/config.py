@@ -34,6 +34,8 @@ class Settings(BaseSettings):
         None, description="MQTT 5 shared-subscription group, so several hub workers split traffic"
     )
     mqtt_keepalive: int = Field(30, ge=5)
+    secure_broker: bool = Field(
+        False, description="Embedded broker: per-device credentials and topic ACLs")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)

@@ -65,6 +65,14 @@ def _demo_hash(role: str) -> str:
     return hash_secret(demo_password(role))
 
 
+SECURE_BAND_GUESTS = (6, 7, 8)
+
+
+def secure_band_uid(n: int) -> str:
+    """The demo secure (SUN) wristband UID of guest number ``n``."""
+    return f"04A2{n:010d}"
+
+
 def wristband_uid(n: int) -> str:
     """The demo wristband UID of guest number ``n`` (7-byte NFC UID, hex)."""
     return f"04A1{n:010d}"
@@ -106,6 +114,10 @@ def _rows(day: datetime) -> list[SQLModel]:
                                identifier=wristband_uid(i), label="wristband"))
         rows.append(Credential(id=f"phone-{gid}", guest_id=gid, kind=CredentialKind.PHONE_KEY,
                                identifier=f"pk-{gid}", label="phone"))
+        if i in SECURE_BAND_GUESTS:  # NTAG 424 DNA bands: they present SUN data, never a bare UID
+            rows.append(Credential(id=f"sunband-{gid}", guest_id=gid,
+                                   kind=CredentialKind.WRISTBAND, identifier=secure_band_uid(i),
+                                   label="secure wristband", sun=True))
         rows.append(Entitlement(id=f"ticket-{gid}", guest_id=gid, kind=EntitlementKind.TICKET,
                                 zone_ids=["park"], valid_from=day,
                                 valid_until=day + timedelta(days=3)))

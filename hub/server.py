@@ -23,6 +23,7 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import utcnow
+from hub.provisioning import broker_auth, write_sheet
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.secrets import HubSecrets, load_or_create
@@ -59,8 +60,17 @@ class Hub:
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
         if settings.embedded_broker:
-            self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
+            auth = broker_auth(self.secrets) if settings.secure_broker else None
+            self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, auth=auth)
             self.broker.start()
+            if auth is not None:  # the bridge logs in like every device must
+                settings = settings.model_copy(update={"mqtt_username": auth.bridge_user,
+                                                       "mqtt_password": auth.bridge_password})
+                if self.demo:
+                    with session_scope(self.engine) as session:
+                        write_sheet(settings.data_dir / "demo-provisioning.json", session,
+                                    self.secrets, {"host": settings.mqtt_host,
+                                                   "port": settings.mqtt_port})
         self.signing_keys = ensure_keys(
             settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
             lifetime=timedelta(days=settings.phone_key_rotation_days),
