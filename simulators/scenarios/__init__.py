@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from simulators.scenarios.intruder import intruder
 from simulators.scenarios.park_day import park_day
 from simulators.scenarios.resort_spend import resort_spend
 from simulators.scenarios.runner import Run
@@ -18,6 +19,7 @@ Scenario = Callable[[Run], None]
 SCENARIOS: dict[str, Scenario] = {
     "park-day": park_day,
     "resort-spend": resort_spend,
+    "intruder": intruder,
 }
 
 __all__ = ["SCENARIOS", "Run", "Scenario"]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from rich.console import Console
@@ -33,6 +34,11 @@ from simulators.readers import AccountChoice, ExpectedReceipt, Holder, ReaderPoo
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2
+
+
+class NotPlayable(Exception):
+    """The hub answers but cannot host this scenario (e.g. the intruder needs a hub started
+    with ``--secure-broker``); the message says why. Exit 2, like an unreachable hub."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +149,7 @@ class Run:
     readers: ReaderPool
     venue: str
     timeout: float = 5.0
+    provisioning: Path | None = None  # the demo's provisioning sheet (hub-sim --provisioning)
     steps: list[StepResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -359,7 +366,8 @@ def play(name: str, scenario: Callable[[Run], None], run: Run, console: Console)
     """Play ``scenario`` and print its table; the process exit code.
 
     0 when every step went as scripted, 1 on any difference (or when the hub
-    refuses the scenario's setup), 2 when the hub or its broker is unreachable.
+    refuses the scenario's setup), 2 when the hub or its broker is unreachable
+    (or the hub cannot host the scenario: :class:`NotPlayable`).
     """
     started = time.perf_counter()
     code = EXIT_OK
@@ -368,6 +376,9 @@ def play(name: str, scenario: Callable[[Run], None], run: Run, console: Console)
         scenario(run)
     except HubUnreachable as exc:
         console.print(f"[bold red]hub unreachable:[/] {exc}")
+        code = EXIT_UNREACHABLE
+    except NotPlayable as exc:
+        console.print(f"[bold red]cannot play {name}:[/] {exc}")
         code = EXIT_UNREACHABLE
     except HubApiError as exc:
         console.print(f"[bold red]the hub refused a REST call of the scenario:[/] {exc}")
@@ -398,8 +409,9 @@ def render(name: str, run: Run, elapsed_s: float, console: Console) -> None:
     table.add_column("step", justify="right")
     table.add_column("what")
     table.add_column("device")
-    table.add_column("expected")
-    table.add_column("got")
+    # Folded, not cut: a reason code shortened to "credential_f…" says nothing.
+    table.add_column("expected", overflow="fold")
+    table.add_column("got", overflow="fold")
     table.add_column("ms", justify="right")
     table.add_column("")
     for s in run.steps:

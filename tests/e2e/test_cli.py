@@ -36,11 +36,11 @@ class HubProcess:
                                *args], capture_output=True, text=True, timeout=timeout)
 
 
-def start_hub(data_dir: Path) -> HubProcess:
+def start_hub(data_dir: Path, *extra: str) -> HubProcess:
     http_port, mqtt_port = free_port(), free_port()
     proc = subprocess.Popen(
         [str(BIN / "hub"), "up", "--demo", "--data-dir", str(data_dir), "--http-port",
-         str(http_port), "--mqtt-port", str(mqtt_port), "--log-level", "warning"],
+         str(http_port), "--mqtt-port", str(mqtt_port), "--log-level", "warning", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
     hub = HubProcess(proc, f"http://127.0.0.1:{http_port}", f"mqtt://127.0.0.1:{mqtt_port}",
                      mqtt_port, data_dir)
@@ -136,3 +136,22 @@ def test_stop_signal_loses_nothing_the_broker_acknowledged(demo_hub: HubProcess,
             "select event_id from event where device_id = 'lock-106'")}
     assert len(sent) > 150
     assert set(sent) <= recorded
+
+
+def test_intruder_scenario_is_refused_at_every_step(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path / "secure", "--secure-broker")
+    try:
+        sheet = str(hub.data_dir / "demo-provisioning.json")
+        first = hub.sim("scenario", "intruder", "--provisioning", sheet)
+        assert first.returncode == 0, first.stdout + first.stderr
+        again = hub.sim("scenario", "intruder", "--provisioning", sheet)
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        hub.proc.send_signal(signal.SIGINT)
+        hub.proc.wait(30)
+
+
+def test_intruder_scenario_says_when_the_broker_is_not_secure(demo_hub: HubProcess) -> None:
+    done = demo_hub.sim("scenario", "intruder", "--provisioning",
+                        str(demo_hub.data_dir / "missing.json"))
+    assert done.returncode == 2, done.stdout + done.stderr

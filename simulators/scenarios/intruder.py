@@ -1,0 +1,719 @@
+"""intruder: an attacker against a hub started with ``hub up --demo --secure-broker``.
+
+Every attack must be refused, each for its own reason:
+
+1. baseline: a genuine secure band (NTAG 424 DNA) at its guest's room lock is let in;
+2. a cloned band (its UID alone) is ``credential_forged``;
+3. the SUN data of step 1 sent again in a new tap is ``credential_replayed``;
+4. fresh SUN data with one bit of its MAC flipped is ``credential_forged``;
+5. a signed phone key opens the room once; its captured (token, challenge, proof)
+   sent again is ``credential_replayed``; the token with a proof for a new challenge
+   signed by the attacker's own key is ``credential_forged``;
+6. once the key is revoked, a correct tap is ``credential_revoked``;
+7. the broker: a device cannot read another's decisions, cannot get a tap decided
+   for another device, and cannot log in with another device's password.
+
+It reads the provisioning sheet the demo writes (``<data_dir>/demo-provisioning.json``):
+the broker address, each device's broker username and password, and the secure
+bands' SDM keys. Exit 0 when every attack is refused as expected, 1 when one is let
+through or refused for another reason, 2 when the hub is unreachable or was not
+started with ``--secure-broker``.
+
+Each run creates its own phone credential (revoking the demo's ``phone-guest-NN``
+would break it for every later run) and starts its bands' read counters from the
+clock, so the scenario can be played against the same hub again and again.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices.client import DeviceClient, HubError, NoReply, new_event_id
+from devices.contract import (
+    Decision,
+    EntryReason,
+    PhoneKeyCredential,
+    TapEvent,
+    WristbandCredential,
+    WristbandSunCredential,
+    encode,
+    utcnow,
+)
+from devices.phone_key import make_proof, new_challenge, phone_keypair
+from devices.topics import Channel, device_topic, valid_id
+from simulators.readers import random_uid
+from simulators.rest import Entitlement, HubApiError, HubUnreachable
+from simulators.scenarios.runner import Expect, NotPlayable, Run, allow, deny
+from simulators.secure_band import SecureBand
+
+DEFAULT_PROVISIONING = Path("hub-data/demo-provisioning.json")
+QUIET_S = 2.0  # how long an observer listens for what must never arrive
+NOT_AUTHORIZED = "Not authorized"  # paho's name of CONNACK 5 (3.1.1) / 0x87 (5)
+SUCCESS = "Success"
+
+Credential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
+
+
+# ------------------------------------------------------------------ the sheet
+
+
+class SheetError(ValueError):
+    """The provisioning sheet is not the one the demo writes."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLogin:
+    """One device's broker credentials."""
+
+    venue: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print a password
+        return f"DeviceLogin(venue={self.venue!r}, username={self.username!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TagKeys:
+    """The SDM keys written onto one secure band (hex)."""
+
+    meta_read_key: str
+    file_read_key: str
+
+    def __repr__(self) -> str:
+        return "TagKeys(...)"
+
+
+@dataclass(frozen=True, slots=True)
+class Sheet:
+    """The provisioning sheet: where the broker is, who may log in, the bands' keys."""
+
+    broker_host: str
+    broker_port: int
+    devices: Mapping[str, DeviceLogin]
+    tags: Mapping[str, TagKeys]
+
+    @property
+    def connect_host(self) -> str:
+        """Where to connect: a wildcard listen address means this machine."""
+        return connect_host(self.broker_host)
+
+
+def connect_host(host: str) -> str:
+    """The address to dial for a broker listening on ``host`` (``0.0.0.0`` -> loopback)."""
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "::1"
+    return host
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SheetError(f"{where} must be a non-empty string")
+    return value
+
+
+def _key_hex(value: Any, where: str) -> str:
+    text = _text(value, where)
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise SheetError(f"{where} is not hex") from None
+    if len(raw) != 16:
+        raise SheetError(f"{where} must be a 16-byte AES key, got {len(raw)} bytes")
+    return text
+
+
+def parse_sheet(data: Any) -> Sheet:
+    """Validate a decoded provisioning sheet; SheetError says what is wrong (never a secret)."""
+    if not isinstance(data, dict):
+        raise SheetError("the sheet must be a JSON object")
+    broker = data.get("broker")
+    if not isinstance(broker, dict):
+        raise SheetError("broker must be an object with host and port")
+    host = _text(broker.get("host"), "broker.host")
+    port = broker.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise SheetError("broker.port must be a TCP port number")
+    devices_in, tags_in = data.get("devices"), data.get("tags")
+    if not isinstance(devices_in, dict) or not devices_in:
+        raise SheetError("devices must be a non-empty object: device id -> credentials")
+    if not isinstance(tags_in, dict):
+        raise SheetError("tags must be an object: UID -> keys")
+    devices: dict[str, DeviceLogin] = {}
+    for device_id, login in devices_in.items():
+        if not valid_id(device_id):
+            raise SheetError(f"device id {device_id!r} is not a valid id")
+        if not isinstance(login, dict):
+            raise SheetError(f"devices.{device_id} must be an object")
+        devices[device_id] = DeviceLogin(
+            venue=_text(login.get("venue"), f"devices.{device_id}.venue"),
+            username=_text(login.get("username"), f"devices.{device_id}.username"),
+            password=_text(login.get("password"), f"devices.{device_id}.password"))
+    tags: dict[str, TagKeys] = {}
+    for uid, keys in tags_in.items():
+        try:
+            raw_uid = bytes.fromhex(uid)
+        except (TypeError, ValueError):
+            raise SheetError(f"tag UID {uid!r} is not hex") from None
+        if len(raw_uid) != 7:
+            raise SheetError(f"tag UID {uid!r} is not a 7-byte NTAG 424 DNA UID")
+        if not isinstance(keys, dict):
+            raise SheetError(f"tags.{uid} must be an object")
+        tags[uid.upper()] = TagKeys(
+            meta_read_key=_key_hex(keys.get("meta_read_key"), f"tags.{uid}.meta_read_key"),
+            file_read_key=_key_hex(keys.get("file_read_key"), f"tags.{uid}.file_read_key"))
+    return Sheet(broker_host=host, broker_port=port, devices=devices, tags=tags)
+
+
+def load_sheet(path: Path) -> Sheet:
+    """Read and validate the sheet at ``path``; FileNotFoundError or SheetError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SheetError(f"{path} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise SheetError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    return parse_sheet(data)
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def flip_bit(hex_text: str, bit: int = 0) -> str:
+    """``hex_text`` with one bit inverted (bit 0 = lowest bit of the last byte); same case."""
+    raw = bytearray(bytes.fromhex(hex_text))
+    if not raw:
+        raise ValueError("nothing to flip in empty data")
+    if not 0 <= bit < 8 * len(raw):
+        raise ValueError(f"bit {bit} outside {len(raw)} bytes")
+    raw[len(raw) - 1 - bit // 8] ^= 1 << (bit % 8)
+    flipped = raw.hex()
+    return flipped.upper() if hex_text.isupper() else flipped
+
+
+def current_room(entitlements: Iterable[Entitlement], now: datetime) -> str | None:
+    """The room zone of the guest's active stay at ``now`` (the first room of it), if any."""
+    for e in sorted(entitlements, key=lambda e: e.id):
+        if e.kind == "room" and e.status == "active" and e.valid_from <= now < e.valid_until:
+            rooms = [z for z in e.zone_ids if z.startswith("room-")] or list(e.zone_ids)
+            if rooms:
+                return rooms[0]
+    return None
+
+
+def other_device(candidates: Iterable[str], exclude: str, provisioned: Iterable[str]) -> str | None:
+    """The first of ``candidates`` (sorted) that is not ``exclude`` and has credentials."""
+    known = set(provisioned)
+    return next((d for d in sorted(candidates) if d != exclude and d in known), None)
+
+
+def verdict(expected: Expect, outcome: str | None, reason: str | None) -> str:
+    """How an attack ended: ``refused``, ``let through`` or ``refused for another reason``.
+
+    ``outcome`` None: no decision came (or an error did), which is not the refusal asked for.
+    """
+    if outcome == expected.outcome and reason == expected.reason.value:
+        return "refused" if expected.outcome == "deny" else "as expected"
+    if expected.outcome == "deny" and outcome == "allow":
+        return "let through"
+    if expected.outcome == "allow":
+        return "baseline failed"
+    return "refused for another reason"
+
+
+# ------------------------------------------------------------------ raw MQTT
+
+
+def _reason_name(code: Any) -> str:
+    """paho's ReasonCode by name ("Success", "Not authorized" ...), for 3.1.1 and 5 alike."""
+    return str(getattr(code, "getName", lambda: code)())
+
+
+class RawClient:
+    """A bare paho connection that does exactly what it is told: the attacker's tool.
+
+    ``DeviceClient`` subscribes to its own device's topics only and hides a refused
+    CONNACK behind a timeout; this one reports CONNACK and SUBACK codes as they are
+    and records every message it receives.
+    """
+
+    def __init__(self, host: str, port: int, username: str | None = None,
+                 password: str | None = None, *, name: str = "intruder") -> None:
+        self.host, self.port = host, port
+        self.messages: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._connack: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._subacks: dict[int, list[str]] = {}
+        self._pubacks: set[int] = set()
+        self._cond = threading.Condition()
+        self._looping = False
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=f"{name}-{uuid.uuid4().hex[:8]}",
+                                   protocol=mqtt.MQTTv311)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+
+    def connect(self, timeout: float = 5.0) -> str | None:
+        """Connect; the CONNACK's reason by name, None when none came. OSError if no TCP.
+
+        The network thread starts only once the broker has accepted the login: paho
+        would otherwise keep retrying a refused one in the background.
+        """
+        self._client.connect(self.host, self.port, keepalive=30)
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        deadline = time.monotonic() + timeout
+        while self._connack.empty() and time.monotonic() < deadline:
+            if self._client.loop(timeout=0.05) not in (mqtt.MQTT_ERR_SUCCESS,
+                                                       mqtt.MQTT_ERR_AGAIN):
+                break  # the broker closed the connection (after a refusal, or without one)
+        try:
+            answer = self._connack.get_nowait()
+        except queue.Empty:
+            return None
+        if answer == SUCCESS:
+            self._client.loop_start()
+            self._looping = True
+        return answer
+
+    def subscribe(self, topic: str, timeout: float = 5.0) -> str | None:
+        """Subscribe (QoS 1); the SUBACK's code by name, None when none came."""
+        result, mid = self._client.subscribe(topic, qos=1)
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            return None
+        with self._cond:
+            if not self._cond.wait_for(lambda: mid in self._subacks, timeout):
+                return None
+            return self._subacks[mid][0]
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 5.0) -> bool:
+        """Publish at QoS 1; True when the broker acknowledged it (which grants nothing)."""
+        info = self._client.publish(topic, payload, qos=1)
+        with self._cond:
+            return self._cond.wait_for(lambda: info.mid in self._pubacks, timeout)
+
+    def received(self, within: float) -> list[tuple[str, bytes]]:
+        """Everything that arrived, after listening ``within`` seconds more."""
+        deadline = time.monotonic() + within
+        found: list[tuple[str, bytes]] = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                found.append(self.messages.get(timeout=left))
+            except queue.Empty:
+                break
+        return found
+
+    def close(self) -> None:
+        self._client.disconnect()
+        if self._looping:
+            self._client.loop_stop()
+            self._looping = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        self._connack.put(_reason_name(rc))
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any = None) -> None:
+        with self._cond:
+            self._subacks[mid] = [_reason_name(c) for c in codes] or ["?"]
+            self._cond.notify_all()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any = None,
+                    _p: Any = None) -> None:
+        with self._cond:
+            self._pubacks.add(mid)
+            self._cond.notify_all()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.messages.put((msg.topic, bytes(msg.payload)))
+
+
+def suback_text(code: str | None) -> str:
+    """A SUBACK code for the report: ``granted QoS n`` or ``refused (<name>)``."""
+    if code is None:
+        return "none"
+    if code.startswith("Granted QoS"):
+        return code.replace("Granted", "granted")
+    return f"refused ({code})"
+
+
+def connack(host: str, port: int, username: str | None, password: str | None,
+            timeout: float = 5.0) -> str | None:
+    """What the broker answers a login with (``Success``, ``Not authorized`` ...); None if
+    nothing; OSError when it cannot be reached at all."""
+    client = RawClient(host, port, username, password, name="probe")
+    try:
+        return client.connect(timeout)
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ the target
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A secure band, its guest, and the lock of the room the guest stays in."""
+
+    uid: str
+    credential_id: str
+    guest_id: str
+    room: str
+    lock: str
+
+
+def find_target(run: Run, sheet: Sheet) -> Target:
+    """The first secure band of the sheet whose guest has a current stay with a lock we
+    can play; NotPlayable when there is none."""
+    api, now = run.api, utcnow()
+    seen: list[str] = []
+    for uid in sorted(sheet.tags):
+        owners = [c for c in api.credentials(identifier=uid, kind="wristband")
+                  if c.identifier.upper() == uid]
+        owner = next((c for c in owners if c.status == "active"), None)
+        if owner is None:
+            seen.append(f"{uid}: " + ("not active" if owners else "unknown to the hub"))
+            continue
+        room = current_room(api.guest_entitlements(owner.guest_id), now)
+        if room is None:
+            seen.append(f"{uid}: {owner.guest_id} has no current room stay")
+            continue
+        locks = [d.id for d in api.devices(kind="door_lock", zone_id=room)]
+        lock = next((d for d in sorted(locks) if d in sheet.devices), None)
+        if lock is None:
+            seen.append(f"{uid}: no provisioned lock on {room}")
+            continue
+        return Target(uid=uid, credential_id=owner.id, guest_id=owner.guest_id, room=room,
+                      lock=lock)
+    why = "; ".join(seen[:5]) or "the sheet lists no secure bands"
+    raise NotPlayable(f"no secure band of the sheet can be played ({why}): "
+                      "is this the hub `hub up --demo --secure-broker` wrote the sheet for?")
+
+
+# ------------------------------------------------------------------ the attack
+
+
+class Intruder:
+    """One play of the scenario: the sheet, the devices it logged in as, the summary."""
+
+    def __init__(self, run: Run, sheet: Sheet, sheet_path: Path) -> None:
+        self.run, self.sheet, self.sheet_path = run, sheet, sheet_path
+        self.host, self.port = sheet.connect_host, sheet.broker_port
+        self.clients: dict[str, DeviceClient] = {}
+        self.verdicts: list[tuple[str, str]] = []  # (attack, verdict)
+
+    # --------------------------------------------------------- plumbing
+
+    def device(self, device_id: str) -> DeviceClient:
+        """A legitimate device session, logged in with that device's own credentials."""
+        client = self.clients.get(device_id)
+        if client is None:
+            login = self.sheet.devices[device_id]
+            where = f"MQTT broker mqtt://{self.host}:{self.port}"
+            try:
+                answer = connack(self.host, self.port, login.username, login.password)
+            except OSError as exc:
+                raise HubUnreachable(f"{where}: {exc}") from None
+            if answer != SUCCESS:
+                raise NotPlayable(
+                    f"the broker answered {answer or 'nothing'} to {device_id}'s own "
+                    f"credentials from {self.sheet_path}: the sheet is not this hub's")
+            client = DeviceClient(login.venue, device_id, host=self.host, port=self.port,
+                                  username=login.username, password=login.password)
+            try:
+                self.clients[device_id] = client.connect(5.0)
+            except OSError as exc:
+                raise HubUnreachable(f"{where}, as {device_id}: {exc}") from None
+        return client
+
+    def close(self) -> None:
+        clients, self.clients = list(self.clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def tap(self, title: str, device_id: str, credential: Credential,
+            expect: Expect) -> Decision | None:
+        """Present ``credential`` at ``device_id`` in a new tap event; record the step."""
+        client = self.device(device_id)
+        decision: Decision | None = None
+
+        def probe() -> tuple[bool, str]:
+            nonlocal decision
+            try:
+                decision = client.tap(credential, timeout=self.run.timeout)
+            except NoReply:
+                return False, f"no decision in {self.run.timeout:g}s"
+            except HubError as exc:
+                return False, f"hub error {exc}"
+            return expect.matches(decision), f"{decision.outcome} {decision.reason.value}"
+
+        self.run.check(title, device_id, str(expect), probe)
+        outcome = decision.outcome if decision else None
+        reason = decision.reason.value if decision else None
+        self.verdicts.append((title, verdict(expect, outcome, reason)))
+        return decision
+
+    def skip(self, title: str, where: str, expect: Expect | str, why: str) -> None:
+        self.run.fail(title, where, expect, f"not played: {why}")
+        self.verdicts.append((title, "not played"))
+
+    # --------------------------------------------------------- the attacks
+
+    def secure_band(self, target: Target) -> None:
+        """Attacks 1-4: the genuine band, a clone, a replay and a forgery of its SUN data."""
+        keys = self.sheet.tags[target.uid]
+        band = SecureBand.from_hex_keys(target.uid, keys.meta_read_key, keys.file_read_key)
+        lock = target.lock
+        self.run.note(f"target: secure band {target.uid} of {target.guest_id} ({target.room}, "
+                      f"{lock}), read counters from {band.counter + 1}")
+        genuine = band.read()
+        first = self.tap("1 baseline: genuine band", lock, genuine, allow())
+        baseline_ok = first is not None and first.outcome == "allow" and first.reason == "ok"
+        if not baseline_ok:
+            got = f"{first.outcome} {first.reason.value}" if first else "no decision"
+            hint = (" (the hub has accepted a higher read counter for this band: counters "
+                    "start at unix seconds mod 2**23)" if first is not None
+                    and first.reason is EntryReason.CREDENTIAL_REPLAYED else "")
+            self.run.note(f"BASELINE FAILED: the genuine band {target.uid} got {got} at {lock}"
+                          f"{hint}; the setup is not what this scenario needs, so the refusals "
+                          "below prove little")
+        self.tap("2 cloned band (UID only)", lock, WristbandCredential(uid=target.uid),
+                 deny(EntryReason.CREDENTIAL_FORGED))
+        replay_title = "3 replayed SUN"
+        if baseline_ok:
+            self.tap(replay_title, lock, genuine, deny(EntryReason.CREDENTIAL_REPLAYED))
+        else:
+            self.skip(replay_title, lock, deny(EntryReason.CREDENTIAL_REPLAYED),
+                      "step 1 was not accepted, so nothing can be replayed")
+        fresh = band.read()
+        forged = WristbandSunCredential(picc=fresh.picc, cmac=flip_bit(fresh.cmac, 0))
+        self.tap("4 forged SUN (1 bit)", lock, forged,
+                 deny(EntryReason.CREDENTIAL_FORGED))
+
+    def phone_key(self, target: Target) -> None:
+        """Attacks 5-6: a captured phone key replayed, re-proved by the attacker, revoked."""
+        api, lock = self.run.api, target.lock
+        titles = ("5a baseline: phone key",
+                  "5b replayed phone tap",
+                  "5c attacker-signed proof",
+                  "6 revoked phone key")
+        expects = (allow(), deny(EntryReason.CREDENTIAL_REPLAYED),
+                   deny(EntryReason.CREDENTIAL_FORGED), deny(EntryReason.CREDENTIAL_REVOKED))
+        try:
+            credential = api.create_credential(target.guest_id, "phone_key",
+                                               label="intruder scenario phone")
+            phone, phone_jwk = phone_keypair()
+            issued = api.issue_phone_key(credential.id, phone_jwk)
+        except HubApiError as exc:
+            for title, expect in zip(titles, expects, strict=True):
+                self.skip(title, lock, expect, f"no phone key: {exc}")
+            return
+        self.run.note(f"phone credential {credential.id} of {target.guest_id}, "
+                      f"key jti {issued.jti}, zones {', '.join(issued.zones)}")
+
+        def answer(key: Any, challenge: str) -> PhoneKeyCredential:
+            proof = make_proof(key, challenge=challenge, lock_id=lock, key_jti=issued.jti,
+                               now=datetime.now(UTC))
+            return PhoneKeyCredential(token=issued.token, challenge=challenge, proof=proof)
+
+        captured = answer(phone, new_challenge())
+        self.tap(titles[0], lock, captured, expects[0])
+        # The very (token, challenge, proof) triple of 5a, in a new tap event.
+        self.tap(titles[1], lock, captured, expects[1])
+        # The captured token answering a new challenge, signed by a key the attacker made.
+        attacker, _ = phone_keypair()
+        self.tap(titles[2], lock, answer(attacker, new_challenge()), expects[2])
+        try:
+            api.set_credential_status(credential.id, "revoked")
+        except HubApiError as exc:
+            self.skip(titles[3], lock, expects[3], f"revocation refused: {exc}")
+            return
+        self.tap(titles[3], lock, answer(phone, new_challenge()), expects[3])
+
+    def rogue_device(self, target: Target) -> None:
+        """Attack 7: device A, logged in as itself, goes after device B's topics and login."""
+        run, sheet = self.run, self.sheet
+        a = target.lock
+        b = other_device([d.id for d in run.api.devices(kind="door_lock")], a, sheet.devices)
+        titles = ("7a A reads B's decisions", "7b A taps on B's topic",
+                  "7c A with B's password")
+        if b is None:
+            for title in titles:
+                self.skip(title, a, "refused", "no second provisioned door lock")
+            return
+        where = a
+        run.note(f"7: rogue device A = {a} (its own broker login), victim B = {b}")
+        a_login, b_login = sheet.devices[a], sheet.devices[b]
+        venue = b_login.venue
+        b_client = self.device(b)
+
+        # 7a: A subscribes to B's decisions; then B taps at its own lock and gets a decision.
+        expected = "A hears nothing"
+        with RawClient(self.host, self.port, a_login.username, a_login.password,
+                       name=f"rogue-{a}") as spy:
+            if spy.connect() != SUCCESS:
+                self.skip(titles[0], where, expected, f"{a}'s own login refused")
+            else:
+                suback = spy.subscribe(device_topic(venue, b, Channel.DECISIONS))
+                leaked: list[tuple[str, bytes]] = []
+
+                def overhear() -> tuple[bool, str]:
+                    try:
+                        control = b_client.tap(WristbandCredential(uid=random_uid()),
+                                               timeout=run.timeout)
+                    except (NoReply, HubError) as exc:
+                        return False, f"not played: B's own tap got no decision ({exc})"
+                    leaked.extend(spy.received(QUIET_S))
+                    run.note(f"7a: SUBACK {suback_text(suback)}; B's own tap got "
+                             f"{control.outcome} {control.reason.value}")
+                    if leaked:
+                        return False, f"A heard {len(leaked)}: {leaked[0][1][:60]!r}"
+                    return True, f"A heard nothing in {QUIET_S:g}s"
+
+                step = run.check(titles[0], where, expected, overhear)
+                self.verdicts.append((titles[0], "refused" if step.ok else
+                                      "let through" if leaked else "not played"))
+
+        # 7b: A publishes a tap on B's events topic; B listens on its decisions and errors.
+        expected = "B gets no reply"
+        with RawClient(self.host, self.port, a_login.username, a_login.password,
+                       name=f"rogue-{a}") as rogue:
+            if rogue.connect() != SUCCESS:
+                self.skip(titles[1], where, expected, f"{a}'s own login refused")
+            else:
+                def impersonate() -> tuple[bool, str]:
+                    event = TapEvent(event_id=new_event_id(), ts=utcnow(),
+                                     credential=WristbandCredential(uid=random_uid()))
+                    reply = b_client.expect(event.event_id)  # before publishing
+                    acked = rogue.publish(device_topic(venue, b, Channel.EVENTS), encode(event))
+                    run.note(f"7b: the broker {'acknowledged' if acked else 'did not ack'} "
+                             "A's publish (QoS 1)")
+                    try:
+                        answer = reply.result(QUIET_S)
+                    except HubError as exc:
+                        return False, f"B got error {exc}"
+                    except TimeoutError:
+                        return True, f"nothing in {QUIET_S:g}s"
+                    return False, f"B got {answer.outcome} {answer.reason.value}"
+
+                step = run.check(titles[1], where, expected, impersonate)
+                self.verdicts.append((titles[1], "refused" if step.ok else "let through"))
+
+        # 7c: A's username with B's password.
+        expected = f"CONNACK {NOT_AUTHORIZED}"
+        answered: list[str | None] = []
+
+        def borrow_password() -> tuple[bool, str]:
+            answered.append(connack(self.host, self.port, a_login.username, b_login.password))
+            code = answered[0]
+            return code == NOT_AUTHORIZED, f"CONNACK {code}" if code else "no CONNACK"
+
+        step = run.check(titles[2], where, expected, borrow_password)
+        self.verdicts.append((titles[2], "refused" if step.ok else
+                              "let through" if answered and answered[0] == SUCCESS else
+                              "refused for another reason"))
+
+    def summarize(self) -> None:
+        attacks = [(t, v) for t, v in self.verdicts if "baseline" not in t]
+        refused = sum(v == "refused" for _, v in attacks)
+        self.run.note(f"summary: {refused} of {len(attacks)} attacks refused for the right reason")
+        for label in ("let through", "refused for another reason", "not played",
+                      "baseline failed"):
+            names = [t.split(":")[0] for t, v in self.verdicts if v == label]
+            if names:
+                self.run.note(f"  {label}: {', '.join(names)}")
+
+
+def _sheet_of(path: Path) -> Sheet:
+    try:
+        return load_sheet(path)
+    except FileNotFoundError:
+        raise NotPlayable(
+            f"no provisioning sheet at {path}: the hub writes it to "
+            "<data_dir>/demo-provisioning.json when started with `hub up --demo "
+            "--secure-broker` (pass --provisioning or HUB_SIM_PROVISIONING)") from None
+    except PermissionError:
+        raise NotPlayable(f"cannot read {path} (it is 0600: run as the hub's user)") from None
+    except SheetError as exc:
+        raise NotPlayable(f"{path} is not a provisioning sheet: {exc}") from None
+
+
+def _require_secure_broker(sheet: Sheet, path: Path) -> None:
+    """NotPlayable when the broker lets anyone in; HubUnreachable when it is not there."""
+    host, port = sheet.connect_host, sheet.broker_port
+    try:
+        answer = connack(host, port, None, None)
+    except OSError as exc:
+        raise HubUnreachable(f"MQTT broker mqtt://{host}:{port} (from {path}): {exc}") from None
+    if answer is None:
+        raise HubUnreachable(f"no CONNACK from mqtt://{host}:{port} (from {path})")
+    if answer == SUCCESS:
+        raise NotPlayable(
+            f"the broker at mqtt://{host}:{port} (from {path}) accepts clients without "
+            "credentials: the hub was not started with --secure-broker")
+
+
+def intruder(run: Run) -> None:
+    """An attacker against `hub up --demo --secure-broker`: cloned, replayed and forged
+    bands and phone keys, a revoked key, a rogue device; every attack must be refused."""
+    path = run.provisioning or DEFAULT_PROVISIONING
+    sheet = _sheet_of(path)
+    _require_secure_broker(sheet, path)
+    run.note(f"broker mqtt://{sheet.connect_host}:{sheet.broker_port} (from {path}); "
+             "refuses clients without credentials")
+    target = find_target(run, sheet)
+    attacker = Intruder(run, sheet, path)
+    try:
+        attacker.secure_band(target)
+        attacker.phone_key(target)
+        attacker.rogue_device(target)
+    finally:
+        attacker.close()
+        attacker.summarize()
+
+
+__all__ = [
+    "DEFAULT_PROVISIONING",
+    "DeviceLogin",
+    "RawClient",
+    "Sheet",
+    "SheetError",
+    "TagKeys",
+    "Target",
+    "connack",
+    "connect_host",
+    "current_room",
+    "flip_bit",
+    "intruder",
+    "load_sheet",
+    "other_device",
+    "parse_sheet",
+    "verdict",
+]
+
