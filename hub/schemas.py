@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -225,6 +226,14 @@ class CredentialPublic(_Out):
     label: str | None
     created_at: datetime
     status_changed_at: datetime
+    sun: bool = Field(description="A secure (NTAG 424 DNA) band: it must present SUN data")
+    key_jti: str | None = Field(description="The signed phone key issued for it, if any")
+
+    @computed_field(description="False for a plain-UID band or a bare phone-key id: "
+                                "such credentials can be copied")  # type: ignore[prop-decorator]
+    @property
+    def secure(self) -> bool:
+        return self.sun or self.key_jti is not None
 
 
 # -------------------------------------------------------------- entitlements

@@ -41,7 +41,7 @@ DEVICE_KEYS = {"id", "venue_id", "kind", "name", "zone_id", "direction", "mercha
                "online", "last_seen", "battery_pct", "firmware"}
 GUEST_KEYS = {"id", "name", "display_name", "email", "created_at"}
 CREDENTIAL_KEYS = {"id", "guest_id", "kind", "identifier", "status", "label", "created_at",
-                   "status_changed_at"}
+                   "status_changed_at", "sun", "key_jti", "secure"}
 ENTITLEMENT_KEYS = {"id", "guest_id", "kind", "zone_ids", "valid_from", "valid_until",
                     "schedule", "status"}
 EVENT_KEYS = {"id", "device_id", "venue_id", "event_id", "kind", "received_at", "device_ts",
@@ -803,6 +803,7 @@ def test_issue_wristband_stores_the_uid_upper_case(client: TestClient) -> None:
     assert set(body) == CREDENTIAL_KEYS
     assert (body["guest_id"], body["kind"], body["identifier"], body["status"],
             body["label"]) == ("gil", "wristband", "04AB12CD34EF56", "active", "blue")
+    assert (body["sun"], body["secure"]) == (False, False)  # a plain-UID band is flagged
     assert before <= ts(body["created_at"]) <= utcnow()
     assert before <= ts(body["status_changed_at"]) <= utcnow()
     assert client.get(url("credentials", body["id"])).json() == body
