@@ -161,7 +161,9 @@ def discover_targets(api: HubApi, venue: str, valid_until: datetime | None = Non
         creds = api.credentials(guest_id=guest_id, kind="wristband")
         # Filter kind again: a hub that ignored the query filter must not slip in phone keys.
         bands[guest_id] = [
-            c.identifier for c in creds if c.kind == "wristband" and c.status == "active"
+            # Plain taps only: a secure band's bare UID is (rightly) refused as a clone.
+            c.identifier for c in creds
+            if c.kind == "wristband" and c.status == "active" and not c.sun
         ]
     targets = []
     for lock in locks:

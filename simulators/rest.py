@@ -55,6 +55,7 @@ class Credential(_Out):
     identifier: str
     status: CredentialStatus
     label: str | None = None
+    sun: bool = False  # a secure band: its bare UID is refused as a clone
 
 
 class Entitlement(_Out):
