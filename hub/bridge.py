@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from devices.client import nodelay
 from devices.contract import ContractError, ErrorCode, event_id_of
 from devices.topics import from_devices, shared
 from hub.config import Settings
@@ -140,10 +140,7 @@ class Bridge:
         if rc.is_failure:
             log.error("broker refused the bridge: %s", rc)
             return
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            # paho leaves Nagle on, which adds 40 ms to every decision.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        nodelay(client)
         client.subscribe(self._filter(), qos=1)
         self._connected.set()
 

@@ -78,7 +78,8 @@ def up(
     broker: Annotated[str | None, typer.Option(
         help="External broker mqtt://host:port; none starts the embedded one [env HUB_BROKER_URL]")]
     = None,
-    mqtt_host: Annotated[str | None, typer.Option(help="Embedded broker address [env HUB_MQTT_HOST]")]
+    mqtt_host: Annotated[str | None,
+                         typer.Option(help="Embedded broker address [env HUB_MQTT_HOST]")]
     = None,
     mqtt_port: Annotated[int | None, typer.Option(help="[env HUB_MQTT_PORT]")] = None,
     http_host: Annotated[str | None, typer.Option(help="[env HUB_HTTP_HOST]")] = None,

@@ -1,8 +1,8 @@
 """The demo venue: a park with gates, a hotel with ten smart rooms, shops, and twenty guests.
 
 Seeding is idempotent: rows are keyed by fixed ids and the opening top-ups by
-fixed idempotency keys, so seeding again adds nothing; the demo guests' tickets and stays are moved to start today, so a
-demo seeded last week still opens its gates.
+fixed idempotency keys, so seeding again adds nothing; the demo guests' tickets and
+stays are moved to start today, so a demo seeded last week still opens its gates.
 
 The demo also has one staff user per role, named after it, with the password
 ``demo-<role>`` (e.g. ``admin`` / ``demo-admin``). Those users exist only in the demo:
@@ -163,7 +163,7 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
 
 
 def _ensure(session: Session, row: SQLModel) -> int:
-    key = sa.inspect(type(row)).primary_key_from_instance(row)  # type: ignore[union-attr]
+    key = sa.inspect(type(row)).primary_key_from_instance(row)
     existing = session.get(type(row), tuple(key))
     if existing is None:
         session.add(row)

@@ -229,8 +229,8 @@ class CredentialPublic(_Out):
     sun: bool = Field(description="A secure (NTAG 424 DNA) band: it must present SUN data")
     key_jti: str | None = Field(description="The signed phone key issued for it, if any")
 
-    @computed_field(description="False for a plain-UID band or a bare phone-key id: "
-                                "such credentials can be copied")  # type: ignore[prop-decorator]
+    @computed_field(  # type: ignore[prop-decorator]
+        description="False for a plain-UID band or a bare phone-key id: they can be copied")
     @property
     def secure(self) -> bool:
         return self.sun or self.key_jti is not None

@@ -23,9 +23,9 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import utcnow
-from hub.provisioning import broker_auth, write_sheet
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
+from hub.provisioning import broker_auth, write_sheet
 from hub.secrets import HubSecrets, load_or_create
 from hub.security import dummy_hash
 

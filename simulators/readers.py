@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import queue
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from devices.client import DeviceClient, new_event_id
+from devices.client import DeviceClient, new_event_id, nodelay
 from devices.contract import (
     LineItem,
     PaymentRequest,
@@ -298,9 +297,6 @@ class GuestApp:
     def connect(self, timeout: float = 5.0) -> GuestApp:
         """Connect; ConnectionError (or OSError) when the broker is unreachable."""
         self._client.connect(self.broker.host, self.broker.port, keepalive=30)
-        sock = self._client.socket()
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client.loop_start()
         if not self._connected.wait(timeout):
             self._client.loop_stop()
@@ -364,6 +360,7 @@ class GuestApp:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
             return
+        nodelay(client)
         for topic in list(self._topics):  # after a reconnect: follow the same guests again
             client.subscribe(topic, qos=1)
         self._connected.set()

@@ -25,7 +25,8 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 @router.get("", response_model=list[DevicePublic],
             dependencies=[require_roles(*SETUP_READERS)])
 def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceKind | None = None,
-                 zone_id: str | None = None, limit: Limit = 100, offset: Offset = 0) -> list[Device]:
+                 zone_id: str | None = None, limit: Limit = 100,
+                 offset: Offset = 0) -> list[Device]:
     return crud.list_devices(session, venue_id=venue_id, kind=kind, zone_id=zone_id,
                              limit=limit, offset=offset)
 
