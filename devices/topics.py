@@ -91,6 +91,13 @@ def keys_topic(venue: str, name: str) -> str:
     return f"{ROOT}/{venue}/keys/{name}"
 
 
+def staff_topic(venue: str) -> str:
+    """Alerts for the venue's staff (a stuck guest, a failing automation); hub-written."""
+    if not valid_id(venue):
+        raise TopicError(f"not a valid topic id: {venue!r}")
+    return f"{ROOT}/{venue}/staff/alerts"
+
+
 def from_devices(venue: str = "+") -> str:
     """The filter of everything devices publish (the hub's subscription)."""
     return f"{ROOT}/{venue}/{DEVICE}/#"
