@@ -31,6 +31,7 @@ from sqlmodel import Session
 from devices.client import nodelay
 from devices.contract import ContractError, ErrorCode, event_id_of
 from devices.topics import from_devices, shared
+from hub.automation_runner import AutomationRunner
 from hub.config import Settings
 from hub.db import session_scope
 from hub.ingest import Outcome, handle_message, refuse
@@ -63,6 +64,7 @@ class Bridge:
         self.engine = engine
         self.clock = clock
         self.trust = trust or Trust()
+        self.automations: AutomationRunner | None = None  # set by the hub when it runs them
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
         self.counters: Counter[str] = Counter()
@@ -201,6 +203,8 @@ class Bridge:
             outcomes = [self._internal(item) for item in items]
         for item, outcome in zip(items, outcomes, strict=True):
             self._publish(outcome)
+            if outcome.occurrence is not None and self.automations is not None:
+                self.automations.submit(outcome.occurrence)
             if outcome.decision is not None:
                 self.counters["decisions"] += 1
             if outcome.error is not None:

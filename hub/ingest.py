@@ -33,6 +33,7 @@ from devices.contract import (
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
 from hub import crud
+from hub.automation_runner import Occurrence
 from hub.cashier import handle_payment
 from hub.config import Settings
 from hub.entry import EntryContext, decide_entry
@@ -71,6 +72,8 @@ class Outcome:
     replies: list[Outgoing] = field(default_factory=list)
     error: ErrorCode | None = None
     decision: Decision | PaymentDecision | None = None
+    # What automations may react to, handed to them after the reply has gone out.
+    occurrence: Occurrence | None = None
 
 
 def refuse(topic: str, err: ContractError) -> Outcome:
@@ -273,7 +276,13 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     )
     session.add(row)
     session.flush()
-    return _answer(topic, venue, device_id, _decision_of(row), known=device is not None, tap=tap)
+    answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
+                     tap=tap)
+    if device is not None:  # a first decision, not a replay: worth reacting to
+        answer.occurrence = Occurrence(
+            "entry_allowed" if decision.allowed else "entry_denied", venue, device_id,
+            row.guest_id, now, reason=row.reason)
+    return answer
 
 
 def _answer(topic: str, venue: str, device_id: str, decision: Decision, *, known: bool,
