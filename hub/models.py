@@ -384,3 +384,39 @@ class AuditEntry(SQLModel, table=True):
 def _audit_is_append_only(_mapper: Any, _conn: Any, target: AuditEntry) -> None:
     # The ORM is the hub's only way to the table: refuse edits here, whoever asks.
     raise PermissionError(f"audit entry {target.id} is append-only")
+
+
+# ---------------------------------------------------------- personalization
+
+
+class GuestPreferences(SQLModel, table=True):
+    """What a guest likes: the room sets itself to it (with their consent)."""
+
+    guest_id: str = Field(foreign_key="guest.id", primary_key=True)
+    room_temperature_c: float | None = Field(default=None, ge=16, le=28)
+    lighting_scene: str | None = Field(default=None, max_length=16)
+    language: str | None = Field(default=None, max_length=16)
+    dietary: list[str] = _json(default_factory=list)
+    display_name: str | None = Field(default=None, max_length=80)
+    heart_rate_threshold: int | None = Field(default=None, ge=100, le=220)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Consent(SQLModel, table=True):
+    """A guest's current yes or no to one purpose; nothing of that purpose runs without yes."""
+
+    guest_id: str = Field(foreign_key="guest.id", primary_key=True)
+    purpose: str = Field(primary_key=True, max_length=20)
+    granted: bool = False
+    changed_at: datetime = _ts(default_factory=utcnow)
+
+
+class ConsentChange(SQLModel, table=True):
+    """Every change of a consent, kept for the guest to see."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    guest_id: str = Field(foreign_key="guest.id", index=True)
+    purpose: str = Field(max_length=20)
+    granted: bool
+    at: datetime = _ts(default_factory=utcnow)
+    actor: str | None = Field(default=None, max_length=64)
