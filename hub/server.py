@@ -18,11 +18,14 @@ from sqlalchemy.engine import Engine
 from hub import keyring
 from hub.api.main import create_app
 from hub.bridge import Bridge
+from hub.automation_runner import AutomationRunner
+from hub.automations import shipped
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import utcnow
+from hub.occurrences import load_facts
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import broker_auth, write_sheet
@@ -41,6 +44,7 @@ class Hub:
         self.demo_summary: dict[str, Any] | None = None
         self.secrets: HubSecrets | None = None
         self.signing_keys: list[SigningKey] = []
+        self.automations: AutomationRunner | None = None
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -77,6 +81,12 @@ class Hub:
             overlap=timedelta(days=settings.phone_key_overlap_days))
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         self.bridge = Bridge(settings, self.engine, trust=trust)
+        bridge = self.bridge
+        self.automations = AutomationRunner(
+            self.engine, lambda topic, payload: bridge.publish(topic, payload),
+            load_facts, shipped)
+        self.automations.start()
+        self.bridge.automations = self.automations
         self.bridge.start()
         with session_scope(self.engine) as session:
             for topic, payload in keyring.key_material(session, trust):
@@ -120,6 +130,9 @@ class Hub:
             self.broker.stop()
         if self.bridge is not None:
             self.bridge.stop()
+        if self.automations is not None:
+            self.automations.drain()
+            self.automations.stop()
         if self.engine is not None:
             self.engine.dispose()
         log.info("hub stopped")

@@ -1,0 +1,103 @@
+"""Room welcome through the real broker: the door opens, then the room takes the guest's
+taste, only with their consent, and never before the door's decision."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from devices.client import DeviceClient
+from devices.contract import Command, WristbandCredential
+from hub.db import session_scope
+from hub.demo import VENUE_ID, wristband_uid
+from hub.models import Consent, GuestPreferences, utcnow
+from hub.server import Hub
+
+
+def prefer(hub: Hub, guest: str, *, celsius: float, scene: str, consent: bool) -> None:
+    assert hub.engine is not None
+    with session_scope(hub.engine) as session:
+        session.add(GuestPreferences(guest_id=guest, room_temperature_c=celsius,
+                                     lighting_scene=scene))
+        session.add(Consent(guest_id=guest, purpose="personalization", granted=consent,
+                            changed_at=utcnow()))
+
+
+class Appliance:
+    """A room appliance that records the commands it gets."""
+
+    def __init__(self, hub: Hub, device_id: str) -> None:
+        self.commands: list[Command] = []
+        self.arrived = threading.Event()
+        host, port = hub.settings.mqtt_address
+        self.client = DeviceClient(VENUE_ID, device_id, host=host, port=port)
+        self.client.on_command(self._on)
+
+    def _on(self, command: Command) -> None:
+        self.commands.append(command)
+        self.arrived.set()
+
+
+def test_room_welcome_sets_the_room_within_a_second(running_hub: Hub) -> None:
+    prefer(running_hub, "guest-03", celsius=19.5, scene="relax", consent=True)
+    host, port = running_hub.settings.mqtt_address
+    thermostat, light = Appliance(running_hub, "thermostat-103"), Appliance(running_hub,
+                                                                             "light-103")
+    with thermostat.client, light.client, DeviceClient(VENUE_ID, "lock-103", host=host,
+                                                       port=port) as lock:
+        start = time.perf_counter()
+        assert lock.tap(WristbandCredential(uid=wristband_uid(3))).outcome == "allow"
+        assert thermostat.arrived.wait(1.0) and light.arrived.wait(1.0)
+        elapsed = time.perf_counter() - start
+        [setpoint] = thermostat.commands
+        assert (setpoint.name, setpoint.params["celsius"]) == ("set_temperature", 19.5)
+        assert light.commands[0].params["scene"] == "relax"
+        assert elapsed < 1.0
+        # A second entry of the same stay is not a welcome.
+        assert lock.tap(WristbandCredential(uid=wristband_uid(3))).outcome == "allow"
+        time.sleep(0.5)
+        assert len(thermostat.commands) == 1
+
+
+def test_no_consent_no_welcome(running_hub: Hub) -> None:
+    prefer(running_hub, "guest-04", celsius=26.0, scene="bright", consent=False)
+    host, port = running_hub.settings.mqtt_address
+    thermostat = Appliance(running_hub, "thermostat-104")
+    with thermostat.client, DeviceClient(VENUE_ID, "lock-104", host=host, port=port) as lock:
+        assert lock.tap(WristbandCredential(uid=wristband_uid(4))).outcome == "allow"
+        assert not thermostat.arrived.wait(1.0)
+    assert running_hub.automations is not None
+    assert running_hub.automations.fired["room-welcome"] == 0
+
+
+def test_two_denials_at_one_door_alert_staff(running_hub: Hub) -> None:
+    import json
+    import queue
+
+    import paho.mqtt.client as mqtt
+
+    from devices.topics import staff_topic
+
+    host, port = running_hub.settings.mqtt_address
+    alerts: queue.Queue[bytes] = queue.Queue()
+    subscribed = threading.Event()
+    staff = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    staff.on_message = lambda _c, _u, m: alerts.put(m.payload)
+    staff.on_subscribe = lambda *_a: subscribed.set()
+    staff.connect(host, port)
+    staff.subscribe(staff_topic(VENUE_ID), 1)
+    staff.loop_start()
+    try:
+        assert subscribed.wait(5)
+        with DeviceClient(VENUE_ID, "lock-105", host=host, port=port) as lock:
+            stranger = WristbandCredential(uid=wristband_uid(1))  # Charlie is in room 101
+            assert lock.tap(stranger).reason == "wrong_zone"
+            time.sleep(0.5)
+            assert alerts.empty()  # one denial is no reason to send someone
+            assert lock.tap(stranger).reason == "wrong_zone"
+            alert = json.loads(alerts.get(timeout=2))
+        assert (alert["rule"], alert["device_id"], alert["reason"]) == (
+            "stuck-guest", "lock-105", "wrong_zone")
+    finally:
+        staff.disconnect()
+        staff.loop_stop()
