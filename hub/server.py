@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 
 from hub import keyring
 from hub.api.main import create_app
-from hub.bridge import Bridge
 from hub.automation_runner import AutomationRunner
 from hub.automations import shipped
+from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
