@@ -41,18 +41,27 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
                   f"data {settings.data_dir}")
     # Show the simulator as the user can run it: bare when on PATH, else by its full path.
     sim = "hub-sim" if shutil.which("hub-sim") else str(Path(sys.executable).parent / "hub-sim")
+    if settings.http_port != 8000 or settings.http_host != "127.0.0.1" or broker != \
+            "mqtt://127.0.0.1:1883":
+        sim += f" --api {api} --broker {broker}"  # hub-sim defaults to the default ports
     if demo is not None:
+        if settings.secure_broker:
+            sheet = settings.data_dir / "demo-provisioning.json"
+            tries = (f"  {sim} scenario intruder --provisioning {sheet}\n"
+                     "  (devices need the credentials in that sheet: the other scenarios, "
+                     "tap and load run against a hub without --secure-broker)\n")
+        else:
+            tries = (f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001\n"
+                     f"  {sim} tap --device lock-101 --credential pk-guest-01\n"
+                     f"  {sim} scenario park-day\n"
+                     f"  {sim} scenario resort-spend\n"
+                     f"  {sim} load --rate 200 --duration 20\n")
         console.print(
             f"[bold]demo venue[/bold] {demo['venue']}: park gates, {demo['rooms']} hotel rooms, "
-            f"{demo['guests']} guests ({demo['created']} rows created)\n"
-            "Try, in another shell:\n"
-            f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001   # Charlie's band\n"
-            f"  {sim} tap --device lock-101 --credential pk-guest-01            # phone key\n"
-            f"  {sim} scenario park-day\n"
-            f"  {sim} scenario resort-spend\n"
-            f"  {sim} load --rate 200 --duration 20\n"
-            f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
-        )
+            f"{demo['guests']} guests ({demo['created']} rows created)")
+        console.print(escape("Try, in another shell:\n" + tries
+                             + f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"),
+                      soft_wrap=True)  # unwrapped: the commands must paste as they are
         # The demo's staff users exist in the demo only; their passwords are published here.
         roles = demo.get("users")
         users = ", ".join(map(str, roles)) if isinstance(roles, list) else "admin"
@@ -312,3 +321,85 @@ def user_list(
         table.add_row(escape(user.username), ", ".join(user.roles), "yes" if user.active else "no",
                       user.created_at.strftime("%Y-%m-%d %H:%M"))
     console.print(table)
+
+
+def _existing_database(settings: Settings) -> None:
+    """Exit 2 when the default SQLite file is missing (a typo must not create a new one)."""
+    if settings.database.startswith("sqlite") and settings.database_url is None \
+            and not (settings.data_dir / "hub.db").exists():
+        console.print(f"[red]no database at {settings.data_dir / 'hub.db'}[/red]")
+        raise typer.Exit(2)
+
+
+telemetry_app = typer.Typer(help="Devices' raw readings and heartbeats.", no_args_is_help=True)
+app.add_typer(telemetry_app, name="telemetry")
+
+
+@telemetry_app.command("purge")
+def telemetry_purge(
+    days: Annotated[int | None, typer.Option(
+        min=0, help="Keep this many days [default: HUB_TELEMETRY_RETENTION_DAYS, 30]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Delete telemetry older than the retention period (a running hub also does it daily)."""
+    from hub.db import create_db_engine, session_scope
+    from hub.models import utcnow
+    from hub.privacy import purge_telemetry
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    keep = settings.telemetry_retention_days if days is None else days
+    engine = create_db_engine(settings.database)
+    try:
+        with session_scope(engine) as session:
+            gone = purge_telemetry(session, now=utcnow(), days=keep)
+    finally:
+        engine.dispose()
+    console.print(f"purged {gone} telemetry rows older than {keep} days")
+
+
+guest_app = typer.Typer(help="Guests' personal data.", no_args_is_help=True)
+app.add_typer(guest_app, name="guest")
+
+
+@guest_app.command("erase")
+def guest_erase(
+    guest_id: Annotated[str, typer.Argument(help="The guest's id")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Erase a guest's personal data and revoke their credentials; the ledger stays whole.
+
+    Irreversible. Phone keys revoked here reach offline locks when the hub next
+    publishes its revocation list (at start, or at the next revocation).
+    """
+    from hub import crud
+    from hub.db import create_db_engine, init_db, session_scope
+    from hub.models import utcnow
+    from hub.privacy import erase_guest
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    if not yes and not typer.confirm(f"Erase guest {guest_id}'s personal data for good?"):
+        raise typer.Exit(1)
+    engine = create_db_engine(settings.database)
+    try:
+        init_db(engine)  # a database from before profiles existed gets their tables
+        now = utcnow()
+        with session_scope(engine) as session:
+            report = erase_guest(session, guest_id=guest_id, now=now)
+            # Counts and the pseudonym only: the audit log must not keep what was erased.
+            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
+                              action="guest.erase", target=f"guest:{guest_id}",
+                              detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                              at=now)
+    except crud.NotFound:
+        console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    console.print(f"erased guest {escape(guest_id)}: now erased-{report.pseudonym}, "
+                  f"{report.credentials_revoked} credential(s) revoked, "
+                  f"{report.events_scrubbed} event(s) scrubbed")
