@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     api_auth: bool = Field(
         True, description="Require a bearer token on the REST API (off: anonymous is admin)")
     api_token_minutes: int = Field(60, ge=1, le=24 * 60, description="API token lifetime")
+    telemetry_retention_days: int = Field(
+        30, ge=1, description="Devices' telemetry older than this is purged (daily)")
     log_level: str = "INFO"
 
     @field_validator("broker_url")

@@ -479,3 +479,108 @@ class AuditEntryPublic(_Out):
     target: str
     detail: dict[str, object]
     source: str = Field(description="The client's address, or cli")
+
+
+# ------------------------------------------------ personalization and privacy
+
+ConsentPurpose = Literal["personalization", "offers", "health", "analytics"]
+LightingScene = Literal["warm", "bright", "relax", "off"]
+Diet = Literal["vegetarian", "vegan", "pescatarian", "gluten_free", "lactose_free", "halal",
+               "kosher", "nut_allergy"]
+# BCP 47-ish: a 2-3 letter language, then subtags (region, script, variant), e.g. pt-BR.
+_LANGUAGE = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+
+
+class PreferencesUpdate(_In):
+    """The guest's whole profile (PUT replaces it: an omitted field is cleared)."""
+
+    room_temperature_c: Annotated[float, Field(ge=16, le=28, allow_inf_nan=False)] | None = None
+    lighting_scene: LightingScene | None = None
+    language: Annotated[str, Field(max_length=16, pattern=_LANGUAGE)] | None = None
+    dietary: Annotated[list[Diet], Field(max_length=16)] = Field(default_factory=list)
+    display_name: Annotated[str, Field(min_length=1, max_length=80)] | None = None
+    heart_rate_threshold: Annotated[int, Field(ge=100, le=220)] | None = Field(
+        default=None, description="Beats per minute above which staff are alerted (health)")
+
+    @field_validator("dietary")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+
+class PreferencesPublic(BaseModel):
+    guest_id: str
+    room_temperature_c: float | None = None
+    lighting_scene: str | None = None
+    language: str | None = None
+    dietary: list[str] = Field(default_factory=list)
+    display_name: str | None = None
+    heart_rate_threshold: int | None = None
+    updated_at: datetime | None = Field(default=None, description="None: never set")
+
+
+class ConsentUpdate(_In):
+    # Strict: consent is an explicit true or false, never "yes", 1 or "on".
+    granted: Annotated[bool, Field(strict=True)]
+
+
+class ConsentPublic(BaseModel):
+    purpose: ConsentPurpose
+    granted: bool = Field(description="False until the guest says yes")
+    changed_at: datetime | None = Field(description="None: never asked")
+
+
+class ConsentChangePublic(_Out):
+    purpose: str
+    granted: bool
+    at: datetime
+    actor: str | None = Field(description="A username, or guest:<id>")
+
+
+class ConsentState(BaseModel):
+    guest_id: str
+    consents: list[ConsentPublic] = Field(description="Every purpose, granted or not")
+    history: list[ConsentChangePublic] = Field(description="Every change, oldest first")
+
+
+class JourneyEvent(EventPublic):
+    guest_name: str | None
+    transaction_id: str | None
+
+
+class PresencePublic(_Out):
+    zone_id: str
+    inside: bool
+    updated_at: datetime
+
+
+class DailySpendPublic(_Out):
+    day: str
+    spent: int
+
+
+class GuestExport(BaseModel):
+    """Everything the hub holds about one guest; never a secret (no PIN hash, no key)."""
+
+    exported_at: datetime
+    guest: GuestPublic
+    preferences: PreferencesPublic | None
+    consent: ConsentState
+    spending_policy: SpendingPolicyPublic | None = Field(description="has_pin, never the PIN")
+    credentials: list[CredentialPublic]
+    entitlements: list[EntitlementPublic]
+    accounts: list[AccountPublic] = Field(description="Accounts the guest owns")
+    transactions: list[TransactionPublic] = Field(
+        description="Where the guest tapped, or one of their accounts paid")
+    events: list[JourneyEvent] = Field(description="The journey, oldest first")
+    presence: list[PresencePublic]
+    daily_spend: list[DailySpendPublic]
+
+
+class ErasureReport(BaseModel):
+    guest_id: str
+    pseudonym: str = Field(description="The guest's name from now on: erased-<pseudonym>")
+    credentials_revoked: int
+    events_scrubbed: int
+    preferences_deleted: bool
+    consents_deleted: int

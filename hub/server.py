@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from hub import keyring
+from hub import keyring, retention
 from hub.api.main import create_app
 from hub.automation_runner import AutomationRunner
 from hub.automations import shipped
@@ -45,6 +45,7 @@ class Hub:
         self.secrets: HubSecrets | None = None
         self.signing_keys: list[SigningKey] = []
         self.automations: AutomationRunner | None = None
+        self.retention: retention.Retention | None = None
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -88,6 +89,7 @@ class Hub:
         self.automations.start()
         self.bridge.automations = self.automations
         self.bridge.start()
+        self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
         with session_scope(self.engine) as session:
             for topic, payload in keyring.key_material(session, trust):
                 self.bridge.publish(topic, payload, retain=True)
@@ -133,6 +135,8 @@ class Hub:
         if self.automations is not None:
             self.automations.drain()
             self.automations.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.engine is not None:
             self.engine.dispose()
         log.info("hub stopped")

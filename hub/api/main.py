@@ -22,6 +22,7 @@ from hub.api.routes import (
     events,
     guests,
     merchants,
+    profile,
     system,
     transactions,
     venues,
@@ -64,7 +65,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.signing_keys = signing_keys or []
     app.state.token_key = token_key or secrets.token_bytes(32)
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
-                   events, merchants, accounts, transactions, audit):
+                   events, merchants, accounts, transactions, audit, profile):
         _check_declared(module.router)
         app.include_router(module.router, prefix=API_PREFIX)
 

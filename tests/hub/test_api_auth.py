@@ -164,6 +164,17 @@ ROUTES = [
           FRONT_DESK, {"idempotency_key": "refund-1", "amount": 250},
           ("transaction.refund", "transaction:{charge}")),
     Route("GET", "/audit", "/audit", frozenset({ADMIN, AUDITOR})),
+    Route("GET", "/guests/{guest_id}/preferences", "/guests/guest-01/preferences",
+          GUEST_DATA | OWN),
+    # Empty: its audit names the changed fields, never their values (see test_profile.py).
+    Route("PUT", "/guests/{guest_id}/preferences", "/guests/guest-01/preferences",
+          FRONT_DESK | OWN, {}, ("preferences.set", "guest:guest-01")),
+    Route("GET", "/guests/{guest_id}/consent", "/guests/guest-01/consent", GUEST_DATA | OWN),
+    Route("PUT", "/guests/{guest_id}/consent/{purpose}", "/guests/guest-01/consent/offers",
+          FRONT_DESK | OWN, {"granted": True}, ("consent.set", "guest:guest-01")),
+    Route("GET", "/guests/{guest_id}/export", "/guests/guest-01/export", FRONT_DESK | OWN),
+    Route("POST", "/guests/{guest_id}/erase", "/guests/guest-01/erase", frozenset({ADMIN}),
+          None, ("guest.erase", "guest:guest-01")),
 ]
 MUTATING = [r for r in ROUTES if r.method != "GET"]
 BY_GUEST = [r for r in MUTATING if GUEST in r.roles]
@@ -557,6 +568,11 @@ GUEST_SCOPED: list[tuple[str, str, dict[str, Any] | None, dict[str, str] | None]
     ("GET", "/transactions", None, {"guest_id": "guest-01"}),
     ("GET", "/transactions", None, {"account_id": "wallet-guest-01"}),
     ("GET", "/transactions", None, {"guest_id": "guest-02", "account_id": "folio-guest-01"}),
+    ("GET", "/guests/guest-01/preferences", None, None),
+    ("PUT", "/guests/guest-01/preferences", {"language": "en"}, None),
+    ("GET", "/guests/guest-01/consent", None, None),
+    ("PUT", "/guests/guest-01/consent/offers", {"granted": True}, None),
+    ("GET", "/guests/guest-01/export", None, None),
 ]
 
 

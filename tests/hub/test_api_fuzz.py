@@ -41,8 +41,8 @@ from hypothesis import strategies as st
 from starlette.routing import BaseRoute, Route
 
 import hub
-from devices.topics import ID_PATTERN
 from devices.phone_key import phone_keypair, public_jwk
+from devices.topics import ID_PATTERN
 from hub.api.main import create_app
 from hub.config import Settings
 from hub.db import create_db_engine, init_db
@@ -57,6 +57,7 @@ from hub.models import (
 )
 from hub.schemas import (
     AccountCreate,
+    ConsentUpdate,
     CredentialCreate,
     CredentialUpdate,
     DeviceCreate,
@@ -67,9 +68,9 @@ from hub.schemas import (
     GuestUpdate,
     MerchantCreate,
     PhoneKeyRequest,
+    PreferencesUpdate,
     RefundCreate,
     Settlement,
-    PhoneKeyRequest,
     SpendingPolicyUpdate,
     TokenRequest,
     TopUp,
@@ -220,6 +221,7 @@ IDS = [VENUE_ID, "park", "water-park", "room-101", "gate-park-in-1", "gate-park-
 EXISTING = {"venue_id": [VENUE_ID], "zone_id": ["park", "water-park", "room-101", "room-110"],
             "device_id": ["gate-park-in-1", "gate-water-out-1", "lock-101", "pos-bar-1"],
             "guest_id": ["guest-01", "guest-02", "guest-20"],
+            "purpose": ["personalization", "health"],
             "credential_id": ["band-guest-01", "phone-guest-02", "band-guest-20"],
             "entitlement_id": ["ticket-guest-01", "stay-guest-02", "ticket-guest-20"],
             "merchant_id": ["cafe", "shop"],
@@ -404,6 +406,14 @@ VALID_BODIES: dict[type, st.SearchStrategy[dict[str, Any]]] = {
                                                                               max_size=64),
         "password": st.sampled_from(["demo-admin", "demo-auditor", "wrong"])
         | st.text(min_size=1, max_size=64)}),
+    PreferencesUpdate: optional(
+        room_temperature_c=st.none() | st.floats(16, 28),
+        lighting_scene=st.sampled_from([None, "warm", "bright", "relax", "off"]),
+        language=st.sampled_from([None, "en", "pt-BR", "zh-Hant-TW"]),
+        dietary=st.lists(st.sampled_from(["vegan", "halal", "nut_allergy"]), max_size=4),
+        display_name=st.none() | st.text(min_size=1, max_size=80),
+        heart_rate_threshold=st.none() | st.integers(100, 220)),
+    ConsentUpdate: st.fixed_dictionaries({"granted": st.booleans()}),
 }
 
 

@@ -1,0 +1,118 @@
+"""What a guest controls: preferences, consents, a copy of their data; erasure by an admin.
+
+The guest reaches their own only; the front desk reaches every guest's; auditors
+read. Changes are audited by the names of the fields changed, not their values:
+the audit log is append-only, and a diet or a heart-rate threshold written there
+would outlive the guest's erasure.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from sqlmodel import Session
+
+from hub import crud, keyring, privacy
+from hub.api.deps import (
+    ADMIN,
+    GUEST,
+    GUEST_DATA_READERS,
+    STAFF,
+    AuditDep,
+    Principal,
+    SessionDep,
+    ensure_own,
+    require_roles,
+)
+from hub.models import Guest, GuestPreferences, utcnow
+from hub.presented import Trust
+from hub.schemas import (
+    ConsentPublic,
+    ConsentPurpose,
+    ConsentState,
+    ConsentUpdate,
+    ErasureReport,
+    GuestExport,
+    PreferencesPublic,
+    PreferencesUpdate,
+)
+
+router = APIRouter(prefix="/guests", tags=["profile"])
+
+OwnReader = Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
+OwnWriter = Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)]
+# A copy of everything is for the guest and the front desk, not for auditors.
+OwnCopy = Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)]
+
+
+def _own_guest(session: Session, caller: Principal, guest_id: str) -> Guest:
+    """The guest; for a guest's token, 403 before anything else (no oracle)."""
+    ensure_own(caller, guest_id)
+    return crud.get(session, Guest, guest_id)
+
+
+@router.get("/{guest_id}/preferences", response_model=PreferencesPublic)
+def get_preferences(guest_id: str, session: SessionDep, caller: OwnReader) -> PreferencesPublic:
+    """The guest's profile; empty (every field null) until set."""
+    _own_guest(session, caller, guest_id)
+    return privacy.preferences_public(guest_id, session.get(GuestPreferences, guest_id))
+
+
+@router.put("/{guest_id}/preferences", response_model=PreferencesPublic)
+def set_preferences(guest_id: str, body: PreferencesUpdate, session: SessionDep,
+                    caller: OwnWriter, audit: AuditDep) -> PreferencesPublic:
+    """Replace the profile: an omitted field is cleared. Used only with consent."""
+    _own_guest(session, caller, guest_id)
+    row, changed = privacy.set_preferences(session, guest_id=guest_id, body=body, now=utcnow())
+    audit.record("preferences.set", f"guest:{guest_id}", {"changed": changed})
+    return privacy.preferences_public(guest_id, row)
+
+
+@router.get("/{guest_id}/consent", response_model=ConsentState)
+def get_consent(guest_id: str, session: SessionDep, caller: OwnReader) -> ConsentState:
+    """Each purpose (not granted until the guest says yes) and every change of them."""
+    _own_guest(session, caller, guest_id)
+    return privacy.consent_state(session, guest_id=guest_id)
+
+
+@router.put("/{guest_id}/consent/{purpose}", response_model=ConsentPublic)
+def set_consent(guest_id: str, purpose: ConsentPurpose, body: ConsentUpdate,
+                session: SessionDep, caller: OwnWriter, audit: AuditDep) -> ConsentPublic:
+    """Grant or withdraw one purpose; it takes effect at the next event."""
+    _own_guest(session, caller, guest_id)
+    row, changed = privacy.set_consent(session, guest_id=guest_id, purpose=purpose,
+                                       granted=body.granted, actor=caller.name, now=utcnow())
+    audit.record("consent.set", f"guest:{guest_id}",
+                 {"purpose": purpose, "granted": body.granted, "changed": changed})
+    return ConsentPublic(purpose=purpose, granted=row.granted, changed_at=row.changed_at)
+
+
+@router.get("/{guest_id}/export", response_model=GuestExport)
+def export_guest(guest_id: str, session: SessionDep, caller: OwnCopy) -> GuestExport:
+    """Everything the hub holds about the guest, as one JSON document (no secrets)."""
+    ensure_own(caller, guest_id)
+    return privacy.export_guest(session, guest_id=guest_id, now=utcnow())
+
+
+@router.post("/{guest_id}/erase", response_model=ErasureReport,
+             dependencies=[require_roles(ADMIN)])
+def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: BackgroundTasks,
+                audit: AuditDep) -> ErasureReport:
+    """Erase the guest's personal data and revoke their credentials; the books stay whole.
+
+    Irreversible. Revoked phone keys reach offline locks in the retained revocation list.
+    """
+    report = privacy.erase_guest(session, guest_id=guest_id, now=utcnow())
+    # Counts and the pseudonym only: the audit log must not keep what was just erased.
+    audit.record("guest.erase", f"guest:{guest_id}", report.model_dump(exclude={"guest_id"}))
+    bridge = request.app.state.bridge
+    if bridge is not None and report.credentials_revoked:
+        phone_keys = [c for c in crud.list_credentials(session, guest_id=guest_id, kind=None,
+                                                       identifier=None, limit=500, offset=0)
+                      if c.key_jti is not None]
+        if phone_keys:
+            for topic, payload in keyring.key_material(session, Trust()):
+                tasks.add_task(bridge.publish, topic, payload, retain=True)
+    return report
+

@@ -1,0 +1,256 @@
+"""What the guest controls: their profile, their consents, a copy of their data, erasure.
+
+Also telemetry retention. Functions take a session and change nothing outside it;
+the caller commits (and audits: the API through its AuditDep, the CLI itself).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, get_args
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from hub import crud, ledger
+from hub.models import (
+    Account,
+    Consent,
+    ConsentChange,
+    Credential,
+    CredentialStatus,
+    DailySpend,
+    Entitlement,
+    Event,
+    Guest,
+    GuestPreferences,
+    Presence,
+    SpendingPolicy,
+    Telemetry,
+)
+from hub.schemas import (
+    ConsentChangePublic,
+    ConsentPublic,
+    ConsentPurpose,
+    ConsentState,
+    ErasureReport,
+    GuestExport,
+    PreferencesPublic,
+    PreferencesUpdate,
+    SpendingPolicyPublic,
+)
+
+PURPOSES: tuple[str, ...] = get_args(ConsentPurpose)
+ERASED_PREFIX = "erased-"
+# A copy of someone's data must be complete: pages of the existing queries, this large.
+_EVERYTHING = 1_000_000_000
+# What a scrubbed name reads as in a decision's text ("Welcome, guest").
+_ANONYMOUS = "guest"
+
+
+def has_consent(consents: Iterable[Consent], purpose: str) -> bool:
+    """Whether ``purpose`` is granted; no row, or any other purpose's row, means no."""
+    return any(c.purpose == purpose and c.granted for c in consents)
+
+
+# ------------------------------------------------------------------ profile
+
+
+def preferences_public(guest_id: str, row: GuestPreferences | None) -> PreferencesPublic:
+    """The profile as the API shows it; an empty one when never set."""
+    if row is None:
+        return PreferencesPublic(guest_id=guest_id)
+    return PreferencesPublic.model_validate(row.model_dump())
+
+
+def set_preferences(session: Session, *, guest_id: str, body: PreferencesUpdate,
+                    now: datetime) -> tuple[GuestPreferences, list[str]]:
+    """Replace the guest's profile; returns it and the names of the fields that changed."""
+    row = session.get(GuestPreferences, guest_id)
+    before = row.model_dump() if row else PreferencesPublic(guest_id=guest_id).model_dump()
+    values = body.model_dump()
+    changed = sorted(name for name, value in values.items() if before.get(name) != value)
+    row = row or GuestPreferences(guest_id=guest_id)
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.updated_at = now
+    session.add(row)
+    session.flush()
+    return row, changed
+
+
+def consent_state(session: Session, *, guest_id: str) -> ConsentState:
+    """Every purpose (no row: not granted) and the whole history, oldest first."""
+    rows = {c.purpose: c for c in session.exec(
+        select(Consent).where(Consent.guest_id == guest_id)).all()}
+    consents = [ConsentPublic(purpose=p,
+                              granted=has_consent(rows.values(), p),
+                              changed_at=rows[p].changed_at if p in rows else None)
+                for p in PURPOSES]
+    history = session.exec(select(ConsentChange).where(ConsentChange.guest_id == guest_id)
+                           .order_by(col(ConsentChange.id))).all()
+    return ConsentState(guest_id=guest_id, consents=consents,
+                        history=[ConsentChangePublic.model_validate(h) for h in history])
+
+
+def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool, actor: str,
+                now: datetime) -> tuple[Consent, bool]:
+    """Grant or withdraw one purpose; returns the row and whether it changed.
+
+    A change (the first answer included) is kept in the history; saying the same
+    again is not a change.
+    """
+    if purpose not in PURPOSES:
+        raise crud.Invalid(f"purpose must be one of {', '.join(PURPOSES)}")
+    row = session.get(Consent, (guest_id, purpose))
+    changed = row is None or row.granted != granted
+    if not changed:
+        assert row is not None
+        return row, False
+    row = row or Consent(guest_id=guest_id, purpose=purpose)
+    row.granted, row.changed_at = granted, now
+    session.add(row)
+    session.add(ConsentChange(guest_id=guest_id, purpose=purpose, granted=granted, at=now,
+                              actor=actor[:64]))
+    session.flush()
+    return row, True
+
+
+# ------------------------------------------------------------------- export
+
+
+def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExport:
+    """Everything the hub holds about the guest, as one document. NotFound if none.
+
+    Secrets stay out: the spending policy says ``has_pin``, credentials carry no key
+    material (a phone key's jti is an id that locks publish anyway). Devices'
+    telemetry is not the guest's record and is not included.
+    """
+    guest = crud.get(session, Guest, guest_id)
+    policy = session.get(SpendingPolicy, guest_id)
+    prefs = session.get(GuestPreferences, guest_id)
+    events = session.exec(select(Event).where(Event.guest_id == guest_id)
+                          .order_by(col(Event.id))).all()
+    accounts = session.exec(select(Account).where(Account.guest_id == guest_id)
+                            .order_by(col(Account.created_at), col(Account.id))).all()
+    transactions = ledger.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
+    document: dict[str, Any] = {
+        "exported_at": now,
+        "guest": guest,
+        "preferences": preferences_public(guest_id, prefs) if prefs else None,
+        "consent": consent_state(session, guest_id=guest_id),
+        "spending_policy": None if policy is None else SpendingPolicyPublic(
+            guest_id=policy.guest_id, payer_guest_id=policy.payer_guest_id,
+            payment_enabled=policy.payment_enabled, daily_limit=policy.daily_limit,
+            pin_threshold=policy.pin_threshold, has_pin=policy.pin_hash is not None),
+        "credentials": session.exec(select(Credential).where(Credential.guest_id == guest_id)
+                                    .order_by(col(Credential.created_at),
+                                              col(Credential.id))).all(),
+        "entitlements": session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id)
+                                     .order_by(col(Entitlement.valid_from),
+                                               col(Entitlement.id))).all(),
+        "accounts": accounts,
+        "transactions": list(reversed(transactions)),  # oldest first, like the journey
+        "events": events,
+        "presence": session.exec(select(Presence).where(Presence.guest_id == guest_id)
+                                 .order_by(col(Presence.zone_id))).all(),
+        "daily_spend": session.exec(select(DailySpend).where(DailySpend.guest_id == guest_id)
+                                    .order_by(col(DailySpend.day))).all(),
+    }
+    return GuestExport.model_validate(document, from_attributes=True)
+
+
+# ------------------------------------------------------------------- erasure
+
+
+def is_erased(guest: Guest) -> bool:
+    """Whether the guest was erased before (their name is then only the pseudonym)."""
+    return guest.name.startswith(ERASED_PREFIX) and guest.email is None \
+        and guest.display_name is None
+
+
+def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureReport:
+    """Remove the guest's personal data and revoke their credentials. NotFound if none.
+
+    Kept, under the pseudonym: the guest row (its id carries no personal data), their
+    accounts, transactions and postings (the books must still balance and be audited),
+    entitlements and the journey's decisions. Revoked phone keys keep their jti, so
+    offline locks keep refusing them. Erasing again changes nothing more.
+    """
+    guest = crud.get(session, Guest, guest_id)
+    prefs = session.get(GuestPreferences, guest_id)
+    again = is_erased(guest)
+    # Every form of their name that a decision's text may hold ("Welcome, Charlie").
+    names = {n for n in (None if again else guest.name, guest.display_name,
+                         prefs.display_name if prefs else None) if n}
+    # Random, not derived from anything about the guest: it must not lead back to them.
+    pseudonym = guest.name.removeprefix(ERASED_PREFIX) if again else secrets.token_hex(6)
+    guest.name, guest.display_name, guest.email = f"{ERASED_PREFIX}{pseudonym}", None, None
+    session.add(guest)
+
+    if prefs is not None:
+        session.delete(prefs)
+    consents = session.exec(select(Consent).where(Consent.guest_id == guest_id)).all()
+    for row in consents:
+        session.delete(row)
+    for change in session.exec(select(ConsentChange)
+                               .where(ConsentChange.guest_id == guest_id)).all():
+        session.delete(change)
+
+    revoked = 0
+    for credential in session.exec(select(Credential)
+                                   .where(Credential.guest_id == guest_id)).all():
+        credential.label = None  # staff may have written the guest's name on it
+        if credential.status is not CredentialStatus.REVOKED:
+            credential.status, credential.status_changed_at = CredentialStatus.REVOKED, now
+            revoked += 1
+        session.add(credential)
+
+    policy = session.get(SpendingPolicy, guest_id)
+    if policy is not None:
+        # The PIN is something the guest chose; nobody pays with these credentials again.
+        policy.pin_hash, policy.payment_enabled = None, False
+        session.add(policy)
+
+    scrubbed = 0
+    for event in session.exec(select(Event).where(Event.guest_id == guest_id)).all():
+        names_here = names | ({event.guest_name} if event.guest_name else set())
+        text = scrub(event.text, names_here)
+        if event.guest_name is not None or text != event.text:
+            event.guest_name, event.text = None, text
+            session.add(event)
+            scrubbed += 1
+    session.flush()
+    return ErasureReport(guest_id=guest_id, pseudonym=pseudonym, credentials_revoked=revoked,
+                         events_scrubbed=scrubbed, preferences_deleted=prefs is not None,
+                         consents_deleted=len(consents))
+
+
+def scrub(text: str, names: Iterable[str]) -> str:
+    """``text`` with every whole-word occurrence of ``names`` replaced by "guest"."""
+    for name in sorted(names, key=len, reverse=True):  # "Charlie Baker" before "Charlie"
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", _ANONYMOUS, text)
+    return text
+
+
+# ----------------------------------------------------------------- retention
+
+
+def purge_telemetry(session: Session, *, now: datetime, days: int,
+                    limit: int | None = None) -> int:
+    """Delete telemetry received more than ``days`` days before ``now``; how many went.
+
+    ``limit`` bounds one call, so a scheduled purge holds the write lock briefly and
+    taps keep being decided meanwhile (call again until it returns less than ``limit``).
+    """
+    if days < 0:
+        raise ValueError("days must be 0 or more")
+    old = select(Telemetry.id).where(col(Telemetry.received_at) < now - timedelta(days=days))
+    if limit is not None:
+        old = old.order_by(col(Telemetry.id)).limit(limit)
+    gone = session.execute(sa.delete(Telemetry).where(col(Telemetry.id).in_(old))
+                           .execution_options(synchronize_session=False))
+    return int(gone.rowcount)  # type: ignore[attr-defined]
