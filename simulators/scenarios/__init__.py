@@ -12,6 +12,7 @@ from collections.abc import Callable
 from simulators.scenarios.intruder import intruder
 from simulators.scenarios.park_day import park_day
 from simulators.scenarios.resort_spend import resort_spend
+from simulators.scenarios.room_welcome import room_welcome
 from simulators.scenarios.runner import Run
 
 Scenario = Callable[[Run], None]
@@ -20,6 +21,7 @@ SCENARIOS: dict[str, Scenario] = {
     "park-day": park_day,
     "resort-spend": resort_spend,
     "intruder": intruder,
+    "room-welcome": room_welcome,
 }
 
 __all__ = ["SCENARIOS", "Run", "Scenario"]

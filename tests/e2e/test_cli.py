@@ -84,6 +84,12 @@ def test_resort_spend_scenario_passes_and_the_ledger_verifies(demo_hub: HubProce
     assert "ledger OK" in verified.stdout
 
 
+def test_room_welcome_scenario_passes(demo_hub: HubProcess) -> None:
+    for _ in range(2):  # each run is a fresh guest's first entry of their stay
+        done = demo_hub.sim("scenario", "room-welcome")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_tap_command_prints_the_decision(demo_hub: HubProcess) -> None:
     done = demo_hub.sim("tap", "--device", "gate-park-in-1", "--credential", "04A10000000007")
     assert done.returncode == 0, done.stdout + done.stderr
