@@ -44,18 +44,21 @@ class Occurrence:
     at: datetime
     reason: str | None = None
     reading: float | None = None
+    readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
 
 
 class AutomationRunner:
     """A queue and one worker thread; counters of fired and failed actions per rule."""
 
     def __init__(self, engine: Engine, publish: Publish, load_facts: FactsLoader,
-                 rules: Callable[[], Sequence[Rule]], *, attempts: int = 3) -> None:
+                 rules: Callable[[], Sequence[Rule]], *, attempts: int = 3,
+                 learn: Callable[[Any, Occurrence], None] | None = None) -> None:
         self.engine = engine
         self.publish = publish
         self.load_facts = load_facts
         self.rules = rules
         self.attempts = attempts
+        self.learn = learn
         self.fired: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self._queue: queue.Queue[Occurrence | None] = queue.Queue(10_000)
@@ -97,6 +100,8 @@ class AutomationRunner:
 
     def _run(self, occurrence: Occurrence) -> None:
         with session_scope(self.engine) as session:
+            if self.learn is not None:
+                self.learn(session, occurrence)  # preferences follow the guest's own hand
             facts = self.load_facts(session, occurrence)
         if facts is None:
             return

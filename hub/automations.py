@@ -221,6 +221,28 @@ def _strings(params: Mapping[str, Any]) -> list[str]:
     return [v for v in params.values() if isinstance(v, str)]
 
 
+# ------------------------------------------------------------------- learning
+
+
+def learned_temperature(preferred: float | None, manual_setpoints: Sequence[float], *,
+                        times: int = 3) -> float | None:
+    """The new preferred temperature when a guest's last ``times`` manual changes all went
+    the same way from it (all warmer, or all cooler); None when nothing is to be learned.
+
+    Like a learning thermostat: automatic, with the guest's hand as the override it learns
+    from. The new preference is the mean of those changes, to the half degree.
+    """
+    recent = list(manual_setpoints)[-times:]
+    if len(recent) < times:
+        return None
+    if preferred is None:
+        preferred = recent[0]
+    if all(s > preferred for s in recent) or all(s < preferred for s in recent):
+        learned = round(sum(recent) / len(recent) * 2) / 2
+        return learned if learned != preferred else None
+    return None
+
+
 # -------------------------------------------------------------- the shipped set
 
 

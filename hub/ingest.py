@@ -150,9 +150,10 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
     if isinstance(event, HeartbeatEvent):
         crud.record_device_seen(session, device_id=device_id, now=now, online=True,
                                 battery_pct=event.battery_pct, firmware=event.firmware)
-    else:
-        crud.record_device_seen(session, device_id=device_id, now=now)
-    return Outcome()
+        return Outcome()
+    crud.record_device_seen(session, device_id=device_id, now=now)
+    return Outcome(occurrence=Occurrence("telemetry", venue, device_id, None, now,
+                                         readings=dict(event.readings)))
 
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,

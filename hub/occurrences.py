@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from hub.automation_runner import Occurrence
-from hub.automations import Facts
+from hub.automations import Facts, learned_temperature
 from hub.models import (
     Consent,
     Device,
@@ -18,6 +18,7 @@ from hub.models import (
     Event,
     Guest,
     GuestPreferences,
+    Telemetry,
     Zone,
 )
 
@@ -83,3 +84,44 @@ def _counters(session: Session, occurrence: Occurrence, zone: Zone | None) -> di
 def _count(session: Session, *where: object) -> int:
     stmt = sa.select(sa.func.count()).select_from(Event).where(*where)  # type: ignore[arg-type]
     return int(session.execute(stmt).scalar_one())
+
+
+def learn_from(session: Session, occurrence: Occurrence) -> None:
+    """A guest's manual thermostat changes, consistent a few times, become their preference.
+
+    Only for guests staying in that room who consent to personalization.
+    """
+    readings = occurrence.readings or {}
+    if occurrence.trigger != "telemetry" or readings.get("manual") is not True:
+        return
+    device = session.get(Device, occurrence.device_id)
+    if device is None or device.kind is not DeviceKind.THERMOSTAT or device.zone_id is None:
+        return
+    for stay in session.exec(select(Entitlement).where(
+            Entitlement.kind == EntitlementKind.ROOM, col(Entitlement.valid_from) <= occurrence.at,
+            col(Entitlement.valid_until) > occurrence.at)).all():
+        if device.zone_id not in stay.zone_ids:
+            continue
+        consent = session.get(Consent, (stay.guest_id, "personalization"))
+        if consent is None or not consent.granted:
+            continue
+        setpoints = _manual_setpoints(session, device.id, since=stay.valid_from)
+        prefs = session.get(GuestPreferences, stay.guest_id) or GuestPreferences(
+            guest_id=stay.guest_id)
+        learned = learned_temperature(prefs.room_temperature_c, setpoints)
+        if learned is not None:
+            prefs.room_temperature_c = learned
+            prefs.updated_at = occurrence.at
+            session.add(prefs)
+
+
+def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> list[float]:
+    rows = session.exec(select(Telemetry).where(
+        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
+        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(20)).all()
+    values = []
+    for row in reversed(rows):
+        readings = row.data.get("readings", {})
+        if readings.get("manual") is True and isinstance(readings.get("setpoint_c"), int | float):
+            values.append(float(readings["setpoint_c"]))
+    return values

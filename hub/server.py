@@ -25,7 +25,7 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import utcnow
-from hub.occurrences import load_facts
+from hub.occurrences import learn_from, load_facts
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import broker_auth, write_sheet
@@ -85,7 +85,7 @@ class Hub:
         bridge = self.bridge
         self.automations = AutomationRunner(
             self.engine, lambda topic, payload: bridge.publish(topic, payload),
-            load_facts, shipped)
+            load_facts, shipped, learn=learn_from)
         self.automations.start()
         self.bridge.automations = self.automations
         self.bridge.start()

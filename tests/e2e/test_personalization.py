@@ -101,3 +101,29 @@ def test_two_denials_at_one_door_alert_staff(running_hub: Hub) -> None:
     finally:
         staff.disconnect()
         staff.loop_stop()
+
+
+def test_the_thermostat_learns_from_the_guests_hand(running_hub: Hub) -> None:
+    prefer(running_hub, "guest-02", celsius=20.5, scene="warm", consent=True)
+    prefer(running_hub, "guest-05", celsius=20.5, scene="warm", consent=False)
+    host, port = running_hub.settings.mqtt_address
+    for device in ("thermostat-102", "thermostat-105"):
+        with DeviceClient(VENUE_ID, device, host=host, port=port) as dial:
+            for setpoint in (23.0, 23.5, 23.0):
+                dial.telemetry({"setpoint_c": setpoint, "manual": True, "source": "guest"})
+    assert running_hub.automations is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        running_hub.automations.drain()
+        if preferred(running_hub, "guest-02") == 23.0:
+            break
+        time.sleep(0.1)
+    assert preferred(running_hub, "guest-02") == 23.0
+    assert preferred(running_hub, "guest-05") == 20.5  # no consent: nothing learned
+
+
+def preferred(hub: Hub, guest: str) -> float | None:
+    assert hub.engine is not None
+    with session_scope(hub.engine) as session:
+        prefs = session.get(GuestPreferences, guest)
+        return prefs.room_temperature_c if prefs else None

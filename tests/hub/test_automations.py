@@ -97,3 +97,19 @@ def test_validation_names_every_problem() -> None:
         assert expected in problems
     for rule in shipped():
         validate(rule, known_devices=[])  # the shipped rules are valid
+
+
+@pytest.mark.parametrize(("preferred", "manual", "learned"), [
+    (20.5, [23.0, 23.0, 23.5], 23.0),  # warmer three times: the preference follows
+    (22.0, [20.0, 19.5, 20.5], 20.0),  # cooler three times
+    (21.0, [23.0, 20.0, 23.0], None),  # back and forth: nothing learned
+    (21.0, [23.0, 23.0], None),  # not yet often enough
+    (21.0, [19.0, 23.0, 23.0, 23.0], 23.0),  # only the last three count
+    (None, [22.0, 22.0, 22.0], None),  # the same as the first: nothing to change
+])
+def test_learning_follows_consistent_manual_changes(preferred: float | None,
+                                                    manual: list[float],
+                                                    learned: float | None) -> None:
+    from hub.automations import learned_temperature
+
+    assert learned_temperature(preferred, manual) == learned
