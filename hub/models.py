@@ -420,3 +420,24 @@ class ConsentChange(SQLModel, table=True):
     granted: bool
     at: datetime = _ts(default_factory=utcnow)
     actor: str | None = Field(default=None, max_length=64)
+
+
+# ---------------------------------------------------------------- automations
+
+
+class AutomationRule(SQLModel, table=True):
+    """An automation staff defined or changed; one with a shipped rule's id replaces it.
+
+    ``actions`` is a list of ``{kind, target, name, params}``; see :mod:`hub.automations`.
+    """
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    purpose: str = Field(max_length=20)
+    trigger: str = Field(max_length=32)
+    filters: dict[str, Any] = _json(default_factory=dict)
+    conditions: list[dict[str, Any]] = _json(default_factory=list)
+    actions: list[dict[str, Any]] = _json(default_factory=list)
+    enabled: bool = True
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)

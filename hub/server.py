@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from hub import keyring, retention
 from hub.api.main import create_app
 from hub.automation_runner import AutomationRunner
-from hub.automations import shipped
+from hub.automation_store import CachedRules
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
@@ -85,7 +85,7 @@ class Hub:
         bridge = self.bridge
         self.automations = AutomationRunner(
             self.engine, lambda topic, payload: bridge.publish(topic, payload),
-            load_facts, shipped, learn=learn_from)
+            load_facts, CachedRules(self.engine, ttl=2.0), learn=learn_from)
         self.automations.start()
         self.bridge.automations = self.automations
         self.bridge.start()
@@ -95,7 +95,8 @@ class Hub:
                 self.bridge.publish(topic, payload, retain=True)
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
                               signing_keys=self.signing_keys,
-                              token_key=self.secrets.api_token_key)
+                              token_key=self.secrets.api_token_key,
+                              automations=self.automations)
         dummy_hash()  # now, so the first login of an unknown user costs no more than others
         if not settings.api_auth:
             log.warning("HUB_API_AUTH is off: anyone who reaches the REST API is admin")

@@ -28,6 +28,8 @@ from hub.api.routes import (
     venues,
     zones,
 )
+from hub.api.routes import automations as automation_routes
+from hub.automations import RuleError
 from hub.config import Settings
 from hub.crud import Conflict, Invalid, NotFound
 
@@ -48,11 +50,13 @@ def _check_declared(router: APIRouter) -> None:
 
 
 def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
-               signing_keys: list[Any] | None = None, token_key: bytes | None = None) -> FastAPI:
+               signing_keys: list[Any] | None = None, token_key: bytes | None = None,
+               automations: Any = None) -> FastAPI:
     """Build the API around an engine (and the bridge, when one runs).
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
-    one, a random key lives as long as the app (tests, ``hub openapi``).
+    one, a random key lives as long as the app (tests, ``hub openapi``). ``automations``
+    is the running :class:`hub.automation_runner.AutomationRunner` (its counters), if any.
     """
     app = FastAPI(
         title="Venue hub",
@@ -64,8 +68,10 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.bridge = bridge
     app.state.signing_keys = signing_keys or []
     app.state.token_key = token_key or secrets.token_bytes(32)
+    app.state.automations = automations
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
-                   events, merchants, accounts, transactions, audit, profile):
+                   events, merchants, accounts, transactions, audit, profile,
+                   automation_routes):
         _check_declared(module.router)
         app.include_router(module.router, prefix=API_PREFIX)
 
@@ -84,6 +90,10 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     @app.exception_handler(Invalid)
     async def _invalid(_r: Request, exc: Invalid) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RuleError)
+    async def _invalid_rule(_r: Request, exc: RuleError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "problems": exc.problems}, status_code=422)
 
     @app.exception_handler(Conflict)
     async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:

@@ -38,6 +38,8 @@ from devices.phone_key import phone_keypair
 from hub import cli, security
 from hub.api.deps import declared_roles
 from hub.api.main import API_PREFIX, PUBLIC, create_app
+from hub.automation_store import row_of
+from hub.automations import Action, Rule
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -175,6 +177,28 @@ ROUTES = [
     Route("GET", "/guests/{guest_id}/export", "/guests/guest-01/export", FRONT_DESK | OWN),
     Route("POST", "/guests/{guest_id}/erase", "/guests/guest-01/erase", frozenset({ADMIN}),
           None, ("guest.erase", "guest:guest-01")),
+    Route("GET", "/automations", "/automations", SETUP_READERS),
+    Route("GET", "/automations/export", "/automations/export", SETUP_READERS),
+    Route("GET", "/automations/stats", "/automations/stats", SETUP_READERS),
+    Route("POST", "/automations/import", "/automations/import", FRONT_DESK,
+          {"rules": [{"id": "vip-gate", "name": "VIP at the gate", "purpose": "service",
+                      "trigger": "entry_allowed", "filters": {"device.id": "gate-park-in-1"},
+                      "conditions": [], "actions": [{"kind": "alert_staff", "target": None,
+                                                     "name": None,
+                                                     "params": {"text": "{guest.name}"}}],
+                      "enabled": True}]},
+          ("automation.import", "automations")),
+    Route("GET", "/automations/{rule_id}", "/automations/room-welcome", SETUP_READERS),
+    Route("PUT", "/automations/{rule_id}", "/automations/pool-closing", FRONT_DESK,
+          {"name": "Pool closing", "purpose": "service", "trigger": "entry_allowed",
+           "filters": {"zone.id": "water-park"},
+           "actions": [{"kind": "command", "target": "display-101", "name": "show",
+                        "params": {"text": "The pool closes at 8 pm"}}]},
+          ("automation.create", "automation:pool-closing")),
+    Route("PATCH", "/automations/{rule_id}", "/automations/room-welcome", FRONT_DESK,
+          {"enabled": False}, ("automation.update", "automation:room-welcome")),
+    Route("DELETE", "/automations/{rule_id}", "/automations/late-checkout", FRONT_DESK, None,
+          ("automation.delete", "automation:late-checkout")),
 ]
 MUTATING = [r for r in ROUTES if r.method != "GET"]
 BY_GUEST = [r for r in MUTATING if GUEST in r.roles]
@@ -212,6 +236,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         charges[f"guest-{guest:02d}"] = decision.transaction_id
     with session_scope(engine) as session:
         session.add(hub.models.Guest(id="newcomer", name="New Comer"))  # no accounts yet
+        session.add(row_of(Rule(  # a stored automation, for DELETE /automations/{rule_id}
+            id="late-checkout", name="Late checkout", purpose="service", trigger="entry_denied",
+            actions=(Action("alert_staff", params={"text": "{event.reason}"}),))))
     engine.dispose()
     return Template(path, charges)
 
@@ -679,7 +706,7 @@ def test_every_change_writes_one_audit_entry(client: TestClient, app: FastAPI, e
     assert route.audit is not None
     action, target = route.audit
     target = target.replace("{charge}", template.charges["guest-01"])
-    target = target.replace("{id}", str(r.json().get("id")))
+    target = target.replace("{id}", str(r.json().get("id") if r.content else None))
     assert (entry.actor, entry.roles, entry.action, entry.target, entry.source) == (
         "test-admin", ["admin"], action, target, "testclient")
     assert entry.at <= utcnow() and isinstance(entry.detail, dict)

@@ -44,6 +44,8 @@ import hub
 from devices.phone_key import phone_keypair, public_jwk
 from devices.topics import ID_PATTERN
 from hub.api.main import create_app
+from hub.api.routes.automations import AutomationPatch, AutomationPut
+from hub.automations import ACTIONS, PURPOSES, TEMPLATE_FIELDS, TRIGGERS
 from hub.config import Settings
 from hub.db import create_db_engine, init_db
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -226,6 +228,7 @@ EXISTING = {"venue_id": [VENUE_ID], "zone_id": ["park", "water-park", "room-101"
             "entitlement_id": ["ticket-guest-01", "stay-guest-02", "ticket-guest-20"],
             "merchant_id": ["cafe", "shop"],
             "account_id": ["wallet-guest-01", "folio-guest-02", "wallet-guest-11"],
+            "rule_id": ["room-welcome", "stuck-guest", "pool-closing"],
             "transaction_id": []}  # filled in by the client fixture: their ids are generated
 
 
@@ -414,6 +417,29 @@ VALID_BODIES: dict[type, st.SearchStrategy[dict[str, Any]]] = {
         display_name=st.none() | st.text(min_size=1, max_size=80),
         heart_rate_threshold=st.none() | st.integers(100, 220)),
     ConsentUpdate: st.fixed_dictionaries({"granted": st.booleans()}),
+    AutomationPut: st.fixed_dictionaries(
+        {"name": names, "purpose": st.sampled_from(sorted(PURPOSES)),
+         "trigger": st.sampled_from(sorted(TRIGGERS)),
+         "actions": st.lists(st.fixed_dictionaries(
+             {"kind": st.sampled_from(sorted(ACTIONS))},
+             optional={"target": st.sampled_from([None, "room:thermostat", "display-101",
+                                                  "lock-101", "nowhere"]),
+                       "name": st.sampled_from(["show", "set_temperature", "set_scene"]),
+                       "params": st.dictionaries(texts, st.sampled_from(
+                           sorted("{" + f + "}" for f in TEMPLATE_FIELDS)) | json_scalars,
+                           max_size=3)}), min_size=1, max_size=3)},
+        optional={"filters": st.dictionaries(st.sampled_from(["zone.kind", "device.kind",
+                                                              "device.id", "zone.id"]),
+                                             st.sampled_from(IDS) | st.just("room"), max_size=2),
+                  "conditions": st.lists(st.sampled_from([
+                      {"kind": "first_entry_of_stay"},
+                      {"kind": "time_between", "start": "08:00", "end": "22:00"},
+                      {"kind": "counter_at_least", "counter": "visits", "value": 2},
+                      {"kind": "preference_set", "preference": "language"},
+                      {"kind": "reading_above", "limit": "{prefs.heart_rate_threshold}"},
+                      {"kind": "unknown"}]), max_size=3),
+                  "enabled": st.booleans()}),
+    AutomationPatch: st.fixed_dictionaries({"enabled": st.booleans()}),
 }
 
 

@@ -1,0 +1,256 @@
+"""Automations: the shipped rules and the venue's own, read, changed, exported and imported.
+
+A rule stored with a shipped rule's id replaces it (PATCH ``enabled`` on a shipped
+rule stores such a copy); DELETE removes a stored rule (a shipped one comes back) and
+refuses a shipped one (409: disable it instead). The running hub reads changes
+within two seconds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from hub import automation_store as store
+from hub.api.deps import ADMIN, SETUP_READERS, STAFF, AuditDep, SessionDep, require_roles
+from hub.automations import Rule, RuleError, shipped, validate
+from hub.crud import Conflict, NotFound
+from hub.models import AutomationRule
+from hub.schemas import Name, Slug, _In
+
+router = APIRouter(prefix="/automations", tags=["automations"])
+
+WRITERS = (ADMIN, STAFF)
+MAX_IMPORT_BYTES = 1_000_000
+RuleId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                             description="The rule's id")]
+
+
+# ------------------------------------------------------------------- models
+
+
+class AutomationAction(_In):
+    """One action: ``target`` is a device id or ``room:<kind>``; ``name`` a command's name."""
+
+    kind: str = Field(max_length=32)
+    target: str | None = Field(default=None, max_length=80)
+    name: str | None = Field(default=None, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AutomationPut(_In):
+    """A whole rule (PUT creates or replaces it); the id is the path's."""
+
+    id: Slug | None = None
+    name: Name
+    purpose: str = Field(max_length=20)
+    trigger: str = Field(max_length=32)
+    filters: dict[str, Any] = Field(default_factory=dict)
+    conditions: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
+    actions: list[AutomationAction] = Field(max_length=20)
+    enabled: bool = True
+
+
+class AutomationPatch(_In):
+    enabled: bool
+
+
+class AutomationPublic(BaseModel):
+    id: str
+    name: str
+    purpose: str
+    trigger: str
+    filters: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    actions: list[AutomationAction]
+    enabled: bool
+    source: Literal["shipped", "stored"]
+    overrides_shipped: bool = Field(description="A stored rule that replaces a shipped one")
+    updated_at: datetime | None = None
+
+
+class AutomationImport(BaseModel):
+    imported: list[str] = Field(description="The ids of the rules created or replaced")
+    rules: list[AutomationPublic]
+
+
+class AutomationStats(BaseModel):
+    fired: int = 0
+    failed: int = 0
+    overridden: int = 0
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _shipped_ids() -> set[str]:
+    return {r.id for r in shipped()}
+
+
+def _public(rule: Rule, row: AutomationRule | None, shipped_ids: set[str]) -> AutomationPublic:
+    return AutomationPublic(**store.rule_to_dict(rule),
+                            source="stored" if row is not None else "shipped",
+                            overrides_shipped=row is not None and rule.id in shipped_ids,
+                            updated_at=row.updated_at if row is not None else None)
+
+
+def _check(session: SessionDep, rules: list[Rule]) -> None:
+    """RuleError (422) naming every problem of every rule, each with the rule's id."""
+    devices = store.known_devices(session)
+    problems: list[str] = []
+    for rule in rules:
+        found = store.condition_problems(rule)
+        try:
+            validate(rule, known_devices=devices)
+        except RuleError as exc:
+            found = exc.problems + found
+        prefix = f"rule {rule.id!r}: " if len(rules) > 1 else ""
+        problems += [prefix + p for p in found]
+    if problems:
+        raise RuleError(problems)
+
+
+def _rule_of_body(rule_id: str, body: AutomationPut) -> Rule:
+    if body.id is not None and body.id != rule_id:
+        raise RuleError([f"the body's id {body.id!r} is not the path's {rule_id!r}"])
+    return store.rule_from_dict({**body.model_dump(exclude={"id"}), "id": rule_id})
+
+
+def _find(session: SessionDep, rule_id: str) -> tuple[Rule, AutomationRule | None]:
+    row = session.get(AutomationRule, rule_id)
+    if row is not None:
+        return store.rule_of(row), row
+    for rule in shipped():
+        if rule.id == rule_id:
+            return rule, None
+    raise NotFound("automation", rule_id)
+
+
+async def yaml_body(request: Request) -> str:
+    """The request's body as text (YAML; JSON is YAML too)."""
+    if int(request.headers.get("content-length") or 0) > MAX_IMPORT_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            detail=f"an import is at most {MAX_IMPORT_BYTES} bytes")
+    raw = await request.body()
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            detail=f"an import is at most {MAX_IMPORT_BYTES} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise RuleError(["the body is not UTF-8 text"]) from None
+
+
+YAML_BODY = {"requestBody": {"required": True, "content": {
+    "application/yaml": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}}}}}
+
+
+# ------------------------------------------------------------------- routes
+
+
+@router.get("", response_model=list[AutomationPublic],
+            dependencies=[require_roles(*SETUP_READERS)])
+def list_automations(session: SessionDep) -> list[AutomationPublic]:
+    rows = {row.id: row for row in session.exec(select(AutomationRule)).all()}
+    ids = _shipped_ids()
+    return [_public(rule, rows.get(rule.id), ids) for rule in store.load_rules(session)]
+
+
+@router.get("/export", response_class=PlainTextResponse,
+            dependencies=[require_roles(*SETUP_READERS)],
+            responses={200: {"content": {"text/plain": {}}}})
+def export_automations(session: SessionDep) -> str:
+    """Every rule in force as YAML, for ``POST /automations/import``."""
+    return store.export_yaml(store.load_rules(session))
+
+
+@router.get("/stats", response_model=dict[str, AutomationStats],
+            dependencies=[require_roles(*SETUP_READERS)])
+def automation_stats(request: Request, session: SessionDep) -> dict[str, AutomationStats]:
+    """Per rule, what the running hub did: actions fired, failed, and overridden."""
+    runner = getattr(request.app.state, "automations", None)
+    counters = {name: getattr(runner, name, None) or Counter()
+                for name in ("fired", "failed", "overridden")}
+    ids = [rule.id for rule in store.load_rules(session)]
+    extra = sorted({k for c in counters.values() for k in c} - set(ids))
+    return {rule_id: AutomationStats(**{name: int(c.get(rule_id, 0))
+                                        for name, c in counters.items()})
+            for rule_id in ids + extra}
+
+
+@router.post("/import", response_model=AutomationImport, openapi_extra=YAML_BODY,
+             dependencies=[require_roles(*WRITERS)])
+def import_automations(text: Annotated[str, Depends(yaml_body)], session: SessionDep,
+                       audit: AuditDep) -> AutomationImport:
+    """Create or replace the rules of a YAML document: all of them, or none (422)."""
+    rules = store.import_yaml(text)
+    if not rules:
+        raise RuleError(["the document holds no rule"])
+    _check(session, rules)
+    for rule in rules:
+        store.store(session, rule)
+    audit.record("automation.import", "automations",
+                 {"ids": [r.id for r in rules], "rules": [store.rule_to_dict(r) for r in rules]})
+    ids = _shipped_ids()
+    return AutomationImport(imported=[r.id for r in rules], rules=[
+        _public(rule, session.get(AutomationRule, rule.id), ids) for rule in rules])
+
+
+@router.get("/{rule_id}", response_model=AutomationPublic,
+            dependencies=[require_roles(*SETUP_READERS)])
+def get_automation(rule_id: RuleId, session: SessionDep) -> AutomationPublic:
+    rule, row = _find(session, rule_id)
+    return _public(rule, row, _shipped_ids())
+
+
+@router.put("/{rule_id}", response_model=AutomationPublic,
+            dependencies=[require_roles(*WRITERS)],
+            responses={201: {"description": "Created"}, 422: {"description": "Invalid rule"}})
+def put_automation(rule_id: RuleId, body: AutomationPut, session: SessionDep, audit: AuditDep,
+                   response: Response) -> AutomationPublic:
+    """Create or replace a rule (one with a shipped rule's id replaces the shipped one)."""
+    rule = _rule_of_body(rule_id, body)
+    _check(session, [rule])
+    created = store.store(session, rule)
+    audit.record("automation.create" if created else "automation.replace",
+                 f"automation:{rule_id}", body.model_dump(mode="json", exclude_unset=True))
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
+
+
+@router.patch("/{rule_id}", response_model=AutomationPublic,
+              dependencies=[require_roles(*WRITERS)])
+def patch_automation(rule_id: RuleId, body: AutomationPatch, session: SessionDep,
+                     audit: AuditDep) -> AutomationPublic:
+    """Enable or disable a rule; a shipped rule is stored as a copy that says so."""
+    rule, _row = _find(session, rule_id)
+    rule = store.rule_from_dict({**store.rule_to_dict(rule), "enabled": body.enabled})
+    store.store(session, rule)
+    audit.record("automation.update", f"automation:{rule_id}", {"enabled": body.enabled})
+    return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
+
+
+@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_roles(*WRITERS)],
+               responses={409: {"description": "A shipped rule: disable it instead"}})
+def delete_automation(rule_id: RuleId, session: SessionDep, audit: AuditDep) -> Response:
+    """Remove a stored rule; a shipped rule it replaced is in force again."""
+    row = session.get(AutomationRule, rule_id)
+    if row is None:
+        if rule_id in _shipped_ids():
+            raise Conflict(f"automation {rule_id!r} is shipped: it cannot be deleted, "
+                           "disable it with PATCH {\"enabled\": false}")
+        raise NotFound("automation", rule_id)
+    session.delete(row)
+    session.flush()
+    audit.record("automation.delete", f"automation:{rule_id}",
+                 {"restores_shipped": rule_id in _shipped_ids()})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
