@@ -41,7 +41,6 @@ from hypothesis import strategies as st
 from starlette.routing import BaseRoute, Route
 
 import hub
-from devices.phone_key import phone_keypair, public_jwk
 from devices.topics import ID_PATTERN
 from hub.api.main import create_app
 from hub.api.routes.automations import AutomationPatch, AutomationPut
@@ -396,7 +395,6 @@ VALID_BODIES: dict[type, st.SearchStrategy[dict[str, Any]]] = {
          "kind": st.sampled_from(["wallet", "folio"])},
         optional={"stay_id": st.sampled_from([None, "stay-guest-01", "stay-guest-05",
                                               "ticket-guest-01"])}),
-    PhoneKeyRequest: st.just({"phone_jwk": public_jwk(phone_keypair()[0])}),
     TopUp: st.fixed_dictionaries({"amount": amounts, "idempotency_key": keys},
                                  optional={"method": st.sampled_from(["card", "cash"])}),
     RefundCreate: st.fixed_dictionaries(

@@ -135,7 +135,8 @@ def test_lost_band_is_denied_on_the_very_next_tap(engine: Engine) -> None:
 
 
 def test_phone_key_opens_its_room_only(engine: Engine) -> None:
-    event = TapEvent(event_id="pk1", ts=utcnow(), credential=PhoneKeyCredential(key_id="pk-guest-02"))
+    event = TapEvent(event_id="pk1", ts=utcnow(),
+                     credential=PhoneKeyCredential(key_id="pk-guest-02"))
     [reply] = feed(engine, "lock-102", encode(event)).replies
     assert parse_reply(reply.payload).reason == "ok"  # type: ignore[union-attr]
     assert tap(engine, "lock-105", uid=wristband_uid(2)).reason == "wrong_zone"
@@ -259,7 +260,8 @@ def test_many_messages_in_one_transaction_see_each_others_effects(engine: Engine
     taps.append(TapEvent(event_id="b1-again", ts=utcnow(),
                          credential=WristbandCredential(uid=wristband_uid(1))))
     with session_scope(engine) as session:
-        outcomes = [handle_message(session, topic, encode(t), utcnow(), limits=LIMITS) for t in taps]
+        outcomes = [handle_message(session, topic, encode(t), utcnow(), limits=LIMITS)
+                    for t in taps]
     reasons = [o.decision.reason.value for o in outcomes if o.decision]
     assert reasons == ["ok", "ok", "zone_full", "ok", "anti_passback"]
     assert count_events(engine) == 4
@@ -296,7 +298,8 @@ def sun_tap(engine: Engine, device: str, uid: str, counter: int, *, flip: bool =
 def test_secure_band_opens_and_its_replay_is_refused(engine: Engine) -> None:
     sun_band(engine)
     assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"
-    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"  # same event: replay of the decision
+    # The same event again: the recorded decision is replayed, not decided anew.
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"
     replayed = sun_tap(engine, "lock-104", "04C0FFEE000001", 7)  # same SUN data elsewhere
     assert (replayed.outcome, replayed.reason) == ("deny", "credential_replayed")
     assert sun_tap(engine, "lock-103", "04C0FFEE000001", 6).reason == "credential_replayed"

@@ -81,7 +81,8 @@ def charge(engine: Engine, guest: str, amount: int, key: str, till: str = "t1") 
                        utcnow())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=ops)
 def test_ledger_always_balances(template: Path, tmp_path: Path,
                                 sequence: list[tuple[str, object, int]]) -> None:
