@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from devices.client import HubError, NoReply, credential_from_text
+from devices.client import DeviceClient, HubError, NoReply, credential_from_text
 from devices.contract import LineItem, PaymentRequest
 from simulators.load import render_report, run_load
 from simulators.readers import (
@@ -110,6 +111,25 @@ def main(
                        password=password, token=token)
 
 
+R = TypeVar("R")
+
+
+def _timed(send: Callable[[], R], client: DeviceClient) -> tuple[R, float]:
+    """Send, wait for the hub's answer and time it; exit 1 on no answer or a refusal."""
+    try:
+        started = time.perf_counter()
+        answer = send()
+        return answer, (time.perf_counter() - started) * 1000
+    except NoReply as exc:
+        err.print(f"[bold red]no decision:[/] {exc}")
+        raise typer.Exit(1) from None
+    except HubError as exc:
+        err.print(f"[bold red]hub error:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
 @app.command()
 def tap(
     ctx: typer.Context,
@@ -132,20 +152,8 @@ def tap(
     except OSError as exc:
         err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
-    try:
-        started = time.perf_counter()
-        decision = client.tap(
-            cred, direction=direction.value if direction else None, timeout=timeout
-        )
-        ms = (time.perf_counter() - started) * 1000
-    except NoReply as exc:
-        err.print(f"[bold red]no decision:[/] {exc}")
-        raise typer.Exit(1) from None
-    except HubError as exc:
-        err.print(f"[bold red]hub error:[/] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        client.close()
+    decision, ms = _timed(lambda: client.tap(
+        cred, direction=direction.value if direction else None, timeout=timeout), client)
     style = "bold green" if decision.outcome == "allow" else "bold red"
     out.print(
         f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
@@ -227,18 +235,7 @@ def pay(
     except OSError as exc:
         err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
-    try:
-        started = time.perf_counter()
-        decision = terminal.pay(request, timeout=timeout)
-        ms = (time.perf_counter() - started) * 1000
-    except NoReply as exc:
-        err.print(f"[bold red]no decision:[/] {exc}")
-        raise typer.Exit(1) from None
-    except HubError as exc:
-        err.print(f"[bold red]hub error:[/] {exc}")
-        raise typer.Exit(1) from None
-    finally:
-        terminal.close()
+    decision, ms = _timed(lambda: terminal.pay(request, timeout=timeout), terminal)
     style = "bold green" if decision.outcome == "approve" else "bold red"
     details = [f"{decision.amount} {decision.currency}", f"merchant {merchant_id}"]
     if decision.account:
