@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from typer.testing import CliRunner
 
 from devices.contract import PaymentDecision, parse_reply
 from hub import cli, ledger
-from hub.api.main import API_PREFIX, create_app
+from hub.api.main import API_PREFIX
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -43,10 +41,10 @@ from hub.models import (
 from hub.privacy import erase_guest, purge_telemetry, scrub
 from hub.retention import Retention
 from hub.server import Hub
-from tests.conftest import bearer, guest_token, hub_settings, staff_token
+from tests.conftest import hub_settings
+from tests.hub.conftest import who
 from tests.utils import ingest
 
-KEY = secrets.token_bytes(32)
 JTI = "jti-guest-01-phone"
 # Everything that names Charlie Baker (guest-01), in any case.
 PERSONAL = ["charlie", "baker", "charlie.baker@example.com", "chuck", "halal"]
@@ -81,33 +79,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         phone.key_jti = JTI
     engine.dispose()
     return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, template: Path) -> Iterator[Engine]:
-    path = tmp_path / "hub.db"
-    shutil.copyfile(template, path)
-    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def app(engine: Engine, tmp_path: Path) -> FastAPI:
-    return create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None),
-                      token_key=KEY)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
-
-
-def who(app: FastAPI, name: str) -> dict[str, str]:
-    if name.startswith("guest-"):
-        return bearer(guest_token(app, name))
-    return bearer(staff_token(app, name))
 
 
 def personalise(client: TestClient, app: FastAPI) -> None:

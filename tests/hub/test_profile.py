@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +13,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.api.main import API_PREFIX, create_app
-from hub.config import Settings
+from hub.api.main import API_PREFIX
 from hub.db import create_db_engine, init_db
 from hub.demo import seed_demo
 from hub.models import AuditEntry, Consent, ConsentChange, GuestPreferences, utcnow
 from hub.privacy import PURPOSES, has_consent
-from tests.conftest import bearer, guest_token, staff_token
+from tests.hub.conftest import who
 
-KEY = secrets.token_bytes(32)
 JSON = {"content-type": "application/json"}
 PROFILE = {"room_temperature_c": 21.5, "lighting_scene": "relax", "language": "pt-BR",
            "dietary": ["vegan", "nut_allergy", "vegan"], "display_name": "Chuck",
@@ -43,34 +38,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     seed_demo(engine, utcnow())
     engine.dispose()
     return path
-
-
-@pytest.fixture
-def engine(tmp_path: Path, template: Path) -> Iterator[Engine]:
-    path = tmp_path / "hub.db"
-    shutil.copyfile(template, path)
-    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def app(engine: Engine, tmp_path: Path) -> FastAPI:
-    return create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None),
-                      token_key=KEY)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
-
-
-def who(app: FastAPI, name: str) -> dict[str, str]:
-    """A guest id ("guest-01") or a staff role ("staff")."""
-    if name.startswith("guest-"):
-        return bearer(guest_token(app, name))
-    return bearer(staff_token(app, name))
 
 
 def audit(engine: Engine) -> list[AuditEntry]:
