@@ -10,6 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -129,6 +130,33 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     try:
         wait_port(port)
         yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def secured_mosquitto(binary: str, root: Path, port: int) -> Iterator[None]:
+    """A Mosquitto on ``port`` checking ``root/passwd`` and ``root/acl``; no anonymous."""
+    for name in ("passwd", "acl"):
+        (root / name).chmod(0o600)
+    # Started as root, Mosquitto drops to its own user before reading these files, and
+    # pytest's temp dir is private to us: keep root (only when we are root, in tests).
+    stay = "user root\n" if os.geteuid() == 0 else ""
+    (root / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\nper_listener_settings false\n"
+        f"password_file {root / 'passwd'}\nacl_file {root / 'acl'}\n{stay}"
+        "set_tcp_nodelay true\npersistence false\nlog_dest stderr\n"
+    )
+    with open(root / "log", "wb") as log:
+        proc = subprocess.Popen([binary, "-c", str(root / "mosquitto.conf")],
+                                stdout=log, stderr=log)
+    try:
+        try:
+            wait_port(port)
+        except TimeoutError:
+            raise AssertionError((root / "log").read_text()) from None
+        yield
     finally:
         proc.terminate()
         proc.wait(10)

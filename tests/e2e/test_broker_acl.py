@@ -8,11 +8,9 @@ messages do arrive there, so these tests would notice an ACL that lets them thro
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -31,7 +29,7 @@ from devices.contract import Command, DeviceStatus, encode, utcnow
 from devices.topics import ROOT
 from hub.broker import EmbeddedBroker
 from hub.broker_auth import BrokerAuth, device_password, device_username, mosquitto_files
-from tests.conftest import free_port, missing, wait_port
+from tests.conftest import free_port, missing, secured_mosquitto
 
 SECRET = b"e2e-acl-test-secret-0123456789ab"
 BRIDGE, BRIDGE_PASSWORD = "hub-bridge", "bridge-password-e2e"
@@ -179,28 +177,8 @@ def acl_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
                                   bridge_password=BRIDGE_PASSWORD)
     (root / "passwd").write_text(passwd)
     (root / "acl").write_text(acl)
-    (root / "passwd").chmod(0o600)
-    (root / "acl").chmod(0o600)
-    # Started as root, Mosquitto drops to its own user before reading these files, and
-    # pytest's temp dir is private to us: keep root (only when we are root, in tests).
-    stay = "user root\n" if os.geteuid() == 0 else ""
-    (root / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\nper_listener_settings false\n"
-        f"password_file {root / 'passwd'}\nacl_file {root / 'acl'}\n{stay}"
-        "set_tcp_nodelay true\npersistence false\nlog_dest stderr\n"
-    )
-    with open(root / "log", "wb") as log:
-        proc = subprocess.Popen([str(binary), "-c", str(root / "mosquitto.conf")],
-                                stdout=log, stderr=log)
-    try:
-        try:
-            wait_port(port)
-        except TimeoutError:
-            raise AssertionError((root / "log").read_text()) from None
+    with secured_mosquitto(str(binary), root, port):
         yield Broker(port, acl=True, kind="mosquitto")
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

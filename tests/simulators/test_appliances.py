@@ -9,7 +9,6 @@ of its own, so retained status messages of other tests cannot be mistaken for it
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ from simulators.appliances import (
     Vibration,
     Watch,
 )
-from tests.conftest import free_port, missing, wait_port
+from tests.conftest import free_port, missing, secured_mosquitto
 
 pytestmark = pytest.mark.mosquitto
 
@@ -563,27 +562,8 @@ def secure_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "topic write venuehub/v1/sec/device/thermostat-201/#\n"
         "topic read venuehub/v1/sec/hub/thermostat-201/#\n"
     )
-    (root / "acl").chmod(0o600)
-    # Started as root, Mosquitto drops to its own user before reading these files, and
-    # pytest's temp dir is private to us: keep root (only when we are root, in tests).
-    stay = "user root\n" if os.geteuid() == 0 else ""
-    (root / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
-        f"acl_file {root / 'acl'}\n{stay}persistence false\nset_tcp_nodelay true\n"
-        "log_dest stderr\n"
-    )
-    with open(root / "log", "wb") as log:
-        proc = subprocess.Popen([str(binary), "-c", str(root / "mosquitto.conf")],
-                                stdout=log, stderr=log)
-    try:
-        try:
-            wait_port(port)
-        except TimeoutError:
-            raise AssertionError((root / "log").read_text()) from None
+    with secured_mosquitto(str(binary), root, port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_an_appliance_logs_in_to_a_secure_broker(secure_mosquitto: int) -> None:
