@@ -21,11 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import col, select
 
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
 from hub.automations import Facts, Planned, Rule, plan
 from hub.db import session_scope
+from hub.models import AutomationRun, Device, RunStatus, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,8 @@ class Occurrence:
     guest_id: str | None
     at: datetime
     reason: str | None = None
-    reading: float | None = None
     readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
+    reported_at: datetime | None = None  # when the device says it happened
 
 
 class AutomationRunner:
@@ -59,8 +61,10 @@ class AutomationRunner:
         self.rules = rules
         self.attempts = attempts
         self.learn = learn
+        # This process's counts (tests, logs); the API's stats come from the database.
         self.fired: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
+        self.queued: Counter[str] = Counter()
         self._queue: queue.Queue[Occurrence | None] = queue.Queue(10_000)
         self._thread = threading.Thread(target=self._work, name="hub-automations", daemon=True)
 
@@ -99,44 +103,78 @@ class AutomationRunner:
                 self._queue.task_done()
 
     def _run(self, occurrence: Occurrence) -> None:
+        rules = self.rules()  # before the session: it may read the database itself
         with session_scope(self.engine) as session:
             if self.learn is not None:
                 self.learn(session, occurrence)  # preferences follow the guest's own hand
             facts = self.load_facts(session, occurrence)
-        if facts is None:
-            return
-        for action in plan(self.rules(), facts):
-            self._carry_out(occurrence, action)
+            if facts is None:
+                return
+            actions = plan(rules, facts)
+            targets = {a.device_id for a in actions if a.kind in ("command", "greet")}
+            online = {d.id: d.online for d in session.exec(
+                select(Device).where(col(Device.id).in_(targets))).all()} if targets else {}
+        guest_id = facts.guest.get("id")
+        for action in actions:
+            offline = action.kind in ("command", "greet") and not online.get(
+                action.device_id or "", False)
+            self._carry_out(occurrence, action, guest_id=guest_id, offline=offline)
 
-    def _carry_out(self, occurrence: Occurrence, action: Planned) -> None:
+    def _carry_out(self, occurrence: Occurrence, action: Planned, *, guest_id: str | None,
+                   offline: bool) -> None:
+        run = AutomationRun(rule_id=action.rule_id, action=action.kind, guest_id=guest_id,
+                            device_id=action.device_id, name=action.name,
+                            params=_plain(action.params), created_at=occurrence.at)
+        if action.kind in ("command", "greet"):
+            run.command_id = uuid.uuid4().hex
+        if offline:  # kept for when it is back: see hub.appliance_queue
+            run.status = RunStatus.QUEUED
+            self.queued[action.rule_id] += 1
+            self._record(run)
+            return
         for attempt in range(1, self.attempts + 1):
             try:
-                topic, payload = message_for(occurrence, action)
+                topic, payload = message_for(occurrence, action, run)
                 self.publish(topic, payload)
+                run.status, run.sent_at = RunStatus.SENT, utcnow()
                 self.fired[action.rule_id] += 1
-                return
+                break
             except Exception as exc:
                 if attempt == self.attempts:
+                    run.status, run.detail = RunStatus.FAILED, str(exc)[:500]
                     self.failed[action.rule_id] += 1
                     log.error("automation %s: %s failed after %d attempts: %s",
                               action.rule_id, action.kind, attempt, exc)
-                time.sleep(0.05 * attempt)
+                else:
+                    time.sleep(0.05 * attempt)
+        self._record(run)
+
+    def _record(self, run: AutomationRun) -> None:
+        try:
+            with session_scope(self.engine) as session:
+                session.add(run)
+        except Exception:  # the action happened (or not) all the same: say so in the log
+            self.failed["record"] += 1
+            log.exception("automation %s: could not record a %s run", run.rule_id, run.status)
 
 
-def message_for(occurrence: Occurrence, action: Planned) -> tuple[str, bytes]:
+def message_for(occurrence: Occurrence, action: Planned,
+                run: AutomationRun | None = None) -> tuple[str, bytes]:
     """The MQTT message that carries out a planned action."""
     if action.kind in ("command", "greet"):
         if action.device_id is None:
             raise ValueError(f"{action.rule_id}: a command needs a device")
-        command = Command(command_id=uuid.uuid4().hex, name=action.name or "show",
+        command = Command(command_id=run.command_id if run and run.command_id
+                          else uuid.uuid4().hex, name=action.name or "show",
                           params=dict(action.params), issued_at=occurrence.at)
         return device_topic(occurrence.venue, action.device_id, Channel.COMMANDS), \
             encode(command)
     if action.kind in ("notify_guest", "offer"):
-        if occurrence.guest_id is None:
+        if occurrence.guest_id is None and (run is None or run.guest_id is None):
             raise ValueError(f"{action.rule_id}: nobody to notify")
+        guest = occurrence.guest_id or (run.guest_id if run else None)
         body = {"v": 1, "kind": action.kind, "rule": action.rule_id, **action.params}
-        return guest_topic(occurrence.venue, occurrence.guest_id), _json(body)
+        return guest_topic(occurrence.venue, str(guest)), _json(body)
     body = {"v": 1, "kind": "alert", "rule": action.rule_id, "at": occurrence.at.isoformat(),
             **action.params}
     return staff_topic(occurrence.venue), _json(body)
@@ -144,3 +182,9 @@ def message_for(occurrence: Occurrence, action: Planned) -> tuple[str, bytes]:
 
 def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body, default=str).encode()
+
+
+def _plain(params: Any) -> dict[str, Any]:
+    """Params as JSON holds them (a rendered template may be a list or a number)."""
+    loaded: dict[str, Any] = json.loads(json.dumps(dict(params), default=str))
+    return loaded

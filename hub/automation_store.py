@@ -156,12 +156,12 @@ def condition_problems(rule: Rule) -> list[str]:
                     at = None
                 if at is None or at.tzinfo is not None:
                     problems.append(f"time_between needs {key} as HH:MM (local time)")
-        elif kind == "counter_at_least":
-            if not isinstance(condition.get("counter"), str):
-                problems.append("counter_at_least needs a counter")
+            if condition.get("of", "now") not in ("now", "event"):
+                problems.append("time_between's of is now (default) or event")
+        elif kind in ("counter_at_least", "counter_is"):
             value = condition.get("value")
             if isinstance(value, bool) or not isinstance(value, int):
-                problems.append("counter_at_least needs an integer value")
+                problems.append(f"{kind} needs an integer value")
         elif kind == "preference_set":
             if not isinstance(condition.get("preference"), str):
                 problems.append("preference_set needs a preference")

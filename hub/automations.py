@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
 TriggerKind = Literal["entry_allowed", "entry_denied", "payment_approved", "telemetry"]
@@ -27,21 +27,34 @@ TRIGGERS: frozenset[str] = frozenset(TriggerKind.__args__)  # type: ignore[attr-
 ACTIONS: frozenset[str] = frozenset(ActionKind.__args__)  # type: ignore[attr-defined]
 PURPOSES: frozenset[str] = frozenset(Purpose.__args__)  # type: ignore[attr-defined]
 CONDITIONS = frozenset({"first_entry_of_stay", "time_between", "counter_at_least",
-                        "preference_set", "reading_above"})
+                        "counter_is", "preference_set", "reading_above"})
+# Counters the hub keeps for rules (see hub.occurrences): entries into the zone since the
+# guest's current stay or ticket began, distinct days they entered it, rides ever, stays
+# and tickets already over (a returning guest), denials at this door in the last two
+# minutes, and the run of a watch's readings above the guest's heart-rate threshold (with
+# its level, 1..3, for an escalating vibration).
+COUNTERS = frozenset({"entries", "visits", "rides", "earlier_stays", "recent_denials",
+                      "heart_rate_high", "heart_rate_level"})
+# Readings rules may look at (what the appliances report; see simulators.appliances).
+READINGS = frozenset({"heart_rate_bpm", "workout", "workout_kind", "duration_min",
+                      "setpoint_c", "temperature_c", "scene", "manual", "source"})
 # What templates may name: the facts :func:`plan` is given.
 TEMPLATE_FIELDS = frozenset({
     "guest.id", "guest.name", "guest.display_name",
     "prefs.room_temperature_c", "prefs.lighting_scene", "prefs.language", "prefs.dietary",
     "prefs.heart_rate_threshold",
     "zone.id", "zone.kind", "room.number", "device.id", "device.kind",
-    "event.reason", "event.merchant_id", "event.amount",
-    "reading.value", "counters.visits", "counters.entries",
+    "event.reason", "suggestion.breakfast",
+    *(f"reading.{r}" for r in READINGS), *(f"counters.{c}" for c in COUNTERS),
 })
+# The device an event came from, as an action's target (the watch that reported).
+SELF = "self"
 
 
 @dataclass(frozen=True)
 class Action:
-    """What to do; ``target`` is a device id, or ``room:<kind>`` for the room's device."""
+    """What to do; ``target`` is a device id, ``room:<kind>`` for the guest's room's device,
+    or ``self`` for the device the event came from."""
 
     kind: ActionKind
     target: str | None = None
@@ -65,10 +78,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class Facts:
-    """What happened, with everything a rule may look at."""
+    """What happened, with everything a rule may look at.
+
+    ``now`` is in the venue's time zone, so time windows are local. ``data_purposes``
+    names what consent the data itself needs whatever the rule (a watch's readings are
+    health data). ``event["at"]`` is when the event happened as the device reported it.
+    """
 
     trigger: TriggerKind
     now: datetime
+    data_purposes: frozenset[str] = frozenset()
     guest: Mapping[str, Any] = field(default_factory=dict)
     prefs: Mapping[str, Any] = field(default_factory=dict)
     consents: frozenset[str] = frozenset()
@@ -114,6 +133,8 @@ def _lookup(facts: Facts, dotted: str) -> Any:
     if head == "room" and tail == "number":
         zone_id = str(facts.zone.get("id", ""))
         return zone_id.removeprefix("room-")
+    if head == "suggestion" and tail == "breakfast":
+        return breakfast_for(facts.prefs.get("dietary") or ())
     source = getattr(facts, head)
     return source.get(tail)
 
@@ -149,16 +170,26 @@ def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
     if kind == "first_entry_of_stay":
         return facts.counters.get("entries", 0) == 1
     if kind == "time_between":
-        local = facts.now.timetz().replace(tzinfo=None)
-        return time.fromisoformat(condition["start"]) <= local < time.fromisoformat(
-            condition["end"])
+        at = facts.event.get("at") if condition.get("of") == "event" else facts.now
+        if not isinstance(at, datetime):
+            return False
+        local = at.astimezone(facts.now.tzinfo).time() if at.tzinfo else at.time()
+        start, end = time.fromisoformat(condition["start"]), time.fromisoformat(condition["end"])
+        if start <= end:
+            return start <= local < end
+        return local >= start or local < end  # a window across midnight
     if kind == "counter_at_least":
         return facts.counters.get(condition["counter"], 0) >= int(condition["value"])
+    if kind == "counter_is":
+        return facts.counters.get(condition["counter"], 0) == int(condition["value"])
     if kind == "preference_set":
         return facts.prefs.get(condition["preference"]) not in (None, "", [])
     if kind == "reading_above":
-        value, limit = facts.reading.get("value"), render(condition["limit"], facts)
-        return value is not None and limit is not None and float(value) > float(limit)
+        value = facts.reading.get(str(condition.get("field")))
+        limit = render(condition["limit"], facts)
+        if isinstance(value, bool) or not isinstance(value, int | float) or limit is None:
+            return False
+        return float(value) > float(limit)
     return False
 
 
@@ -166,15 +197,19 @@ def plan(rules: Iterable[Rule], facts: Facts) -> list[Planned]:
     """The actions every matching rule asks for, in rule order; consent is checked first."""
     planned: list[Planned] = []
     for rule in rules:
-        consented = rule.purpose == "service" or rule.purpose in facts.consents
-        if not consented or not _matches(rule, facts):
+        needed = ({rule.purpose} | facts.data_purposes) - {"service"}
+        if not needed <= facts.consents or not _matches(rule, facts):
             continue
         if not all(_holds(c, facts) for c in rule.conditions):
             continue
         for action in rule.actions:
             target = action.target
-            device = facts.room_devices.get(target.split(":", 1)[1]) if target and \
-                target.startswith("room:") else target
+            if target == SELF:
+                device = facts.device.get("id")
+            elif target and target.startswith("room:"):
+                device = facts.room_devices.get(target.split(":", 1)[1])
+            else:
+                device = target
             if target and device is None:
                 continue  # the room has no such device: nothing to command
             params = {k: render(v, facts) for k, v in action.params.items()}
@@ -199,6 +234,15 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
     for condition in rule.conditions:
         if condition.get("kind") not in CONDITIONS:
             problems.append(f"unknown condition {condition.get('kind')!r}")
+        elif condition["kind"] in ("counter_at_least", "counter_is") and \
+                condition.get("counter") not in COUNTERS:
+            problems.append(f"unknown counter {condition.get('counter')!r}")
+        elif condition["kind"] == "reading_above" and condition.get("field") not in READINGS:
+            problems.append(f"unknown reading {condition.get('field')!r}")
+        for value in _strings(condition):
+            for name in _fields_of(value):
+                if name not in TEMPLATE_FIELDS:
+                    problems.append(f"unknown template variable {{{name}}}")
     if not rule.actions:
         problems.append("a rule needs at least one action")
     for action in rule.actions:
@@ -207,7 +251,8 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
         if action.kind == "command" and not action.name:
             problems.append("a command action needs a name")
         target = action.target
-        if target and not target.startswith("room:") and target not in devices:
+        if target and target != SELF and not target.startswith("room:") \
+                and target not in devices:
             problems.append(f"unknown device {target!r}")
         for value in _strings(action.params):
             for name in _fields_of(value):
@@ -243,6 +288,52 @@ def learned_temperature(preferred: float | None, manual_setpoints: Sequence[floa
     return None
 
 
+OVERRIDE_WINDOW = timedelta(minutes=10)
+# What an appliance reports for the value a command set: command -> (param, reading).
+_SETS = {"set_temperature": ("celsius", "setpoint_c"), "set_scene": ("scene", "scene")}
+
+
+def is_override(name: str | None, params: Mapping[str, Any], readings: Mapping[str, Any],
+                *, sent_at: datetime, now: datetime) -> bool:
+    """Whether a manual change (``readings`` with ``manual: true``) undoes a command an
+    automation sent at ``sent_at``: the same setting, another value, within ten minutes."""
+    if readings.get("manual") is not True or name not in _SETS:
+        return False
+    if not timedelta(0) <= now - sent_at <= OVERRIDE_WINDOW:
+        return False
+    param, reading = _SETS[name]
+    return reading in readings and readings[reading] != params.get(param)
+
+
+# ------------------------------------------------------------------ breakfast
+
+
+# (dish, the dietary needs it meets); the first dish that meets every need is suggested.
+_VEGGIE = frozenset({"vegetarian", "pescatarian"})
+BREAKFASTS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("scrambled eggs on sourdough with a fruit salad", _VEGGIE | {"nut_free"}),
+    ("Greek yogurt with berries, honey and granola", _VEGGIE),
+    ("a veggie omelette with roast tomatoes",
+     _VEGGIE | {"gluten_free", "nut_free", "halal", "kosher"}),
+    ("smoked salmon and avocado on rye", frozenset({"pescatarian", "dairy_free", "nut_free"})),
+    ("a tofu scramble with spinach and potatoes",
+     _VEGGIE | {"vegan", "dairy_free", "gluten_free", "nut_free", "halal", "kosher"}),
+)
+# Meets every diet we know of: what a kitchen can always offer.
+PLAIN_BREAKFAST = "a fresh fruit plate"
+
+
+def breakfast_for(dietary: Iterable[str]) -> str:
+    """A breakfast that meets every one of the guest's dietary needs ("gluten-free" and
+    "gluten_free" are one need)."""
+    needs = {d.strip().lower().replace("-", "_").replace(" ", "_") for d in dietary
+             if isinstance(d, str)} - {""}
+    for dish, meets in BREAKFASTS:
+        if needs <= meets:
+            return dish
+    return PLAIN_BREAKFAST
+
+
 # -------------------------------------------------------------- the shipped set
 
 
@@ -275,6 +366,77 @@ def stuck_guest(threshold: int = 2) -> Rule:
     )
 
 
+def health_watch() -> Rule:
+    """A heart rate above the guest's threshold: the watch vibrates, harder each reading."""
+    return Rule(
+        id="health-watch", name="Heart rate: tell the wearer", purpose="health",
+        trigger="telemetry", filters={"device.kind": "watch"},
+        conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
+                     "limit": "{prefs.heart_rate_threshold}"},),
+        actions=(Action("command", SELF, "vibrate", {
+            "level": "{counters.heart_rate_level}",
+            "reason": "Heart rate {reading.heart_rate_bpm} bpm, above your "
+                      "{prefs.heart_rate_threshold}"}),),
+    )
+
+
+def health_staff(readings: int = 3) -> Rule:
+    """...and when it lasts ``readings`` readings in a row, staff are alerted, once."""
+    return Rule(
+        id="health-staff", name="Heart rate: alert staff if it lasts", purpose="health",
+        trigger="telemetry", filters={"device.kind": "watch"},
+        conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
+                     "limit": "{prefs.heart_rate_threshold}"},
+                    {"kind": "counter_is", "counter": "heart_rate_high", "value": readings}),
+        actions=(Action("alert_staff", None, None, {
+            "text": "{guest.display_name}'s heart rate has stayed above "
+                    "{prefs.heart_rate_threshold} bpm ({reading.heart_rate_bpm} now)",
+            "severity": "urgent", "guest_id": "{guest.id}", "device_id": "{device.id}",
+            "heart_rate_bpm": "{reading.heart_rate_bpm}"}),),
+    )
+
+
+def breakfast() -> Rule:
+    """After a morning workout, the room's fridge display suggests a fitting breakfast."""
+    return Rule(
+        id="breakfast", name="Breakfast after a morning workout", purpose="personalization",
+        trigger="telemetry", filters={"device.kind": "watch", "reading.workout": "ended"},
+        conditions=({"kind": "time_between", "start": "05:00", "end": "11:00", "of": "event"},),
+        actions=(Action("command", "room:fridge_display", "show", {
+            "text": "Good morning, {guest.display_name}: after your {reading.workout_kind}, "
+                    "how about {suggestion.breakfast}?", "kind": "suggestion"}),),
+    )
+
+
+def returning_guest() -> Rule:
+    """At a returning guest's first entry of a stay or ticket, staff see who and what they like."""
+    return Rule(
+        id="returning-guest", name="Returning guest cue", purpose="personalization",
+        trigger="entry_allowed",
+        conditions=({"kind": "first_entry_of_stay"},
+                    {"kind": "counter_at_least", "counter": "earlier_stays", "value": 1}),
+        actions=(Action("alert_staff", None, None, {
+            "text": "Welcome back, {guest.display_name}", "severity": "info",
+            "cue": "returning_guest", "guest_id": "{guest.id}", "device_id": "{device.id}",
+            "zone_id": "{zone.id}", "room_temperature_c": "{prefs.room_temperature_c}",
+            "lighting_scene": "{prefs.lighting_scene}", "language": "{prefs.language}",
+            "dietary": "{prefs.dietary}"}),),
+    )
+
+
+def ride_reward(rides: int = 5) -> Rule:
+    """On a guest's ``rides``-th ride, an offer: the way a park rewards its regulars."""
+    return Rule(
+        id="ride-reward", name=f"Offer on the {rides}th ride", purpose="offers",
+        trigger="entry_allowed", filters={"zone.kind": "ride"},
+        conditions=({"kind": "counter_is", "counter": "rides", "value": rides},),
+        actions=(Action("offer", None, None, {
+            "text": "{counters.rides} rides! A free drink at the Cafe is on us today.",
+            "offer_id": "ride-reward", "merchant_id": "cafe"}),),
+    )
+
+
 def shipped() -> list[Rule]:
     """The automations the demo ships with."""
-    return [room_welcome(), stuck_guest()]
+    return [room_welcome(), stuck_guest(), health_watch(), health_staff(), breakfast(),
+            returning_guest(), ride_reward()]

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -64,6 +64,7 @@ class Bridge:
         self.engine = engine
         self.clock = clock
         self.trust = trust or Trust()
+        self.command_ttl = timedelta(minutes=settings.command_queue_minutes)
         self.automations: AutomationRunner | None = None  # set by the hub when it runs them
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
@@ -219,7 +220,7 @@ class Bridge:
             with session.begin_nested():
                 return handle_message(session, item.topic, item.payload, now,
                                       limits=self.limits, received_at=item.received_at,
-                                      trust=self.trust)
+                                      trust=self.trust, command_ttl=self.command_ttl)
         except Exception:
             log.exception("failed to handle a message on %s", item.topic)
             return self._internal(item)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     api_token_minutes: int = Field(60, ge=1, le=24 * 60, description="API token lifetime")
     telemetry_retention_days: int = Field(
         30, ge=1, description="Devices' telemetry older than this is purged (daily)")
+    command_queue_minutes: int = Field(
+        60, ge=1, description="An automation's command to an offline appliance waits this long")
     log_level: str = "INFO"
 
     @field_validator("broker_url")

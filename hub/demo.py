@@ -37,6 +37,7 @@ from hub.models import (
     SpendingPolicy,
     StaffRole,
     Venue,
+    Wearable,
     Zone,
     ZoneKind,
 )
@@ -66,6 +67,14 @@ def _demo_hash(role: str) -> str:
 
 
 SECURE_BAND_GUESTS = (6, 7, 8)
+WATCH_GUESTS = (1, 2, 3, 4, 5)  # wear a smartwatch paired to them
+RETURNING_GUESTS = (1, 2)  # had a stay before this one
+RIDES = {"coaster": "Big coaster", "carousel": "Carousel"}
+
+
+def watch_id(n: int) -> str:
+    """The device id of guest number ``n``'s demo watch."""
+    return f"watch-guest-{n:02d}"
 
 
 def secure_band_uid(n: int) -> str:
@@ -90,6 +99,11 @@ def _rows(day: datetime) -> list[SQLModel]:
     ]
     rows += [Zone(id=f"room-{r}", venue_id=VENUE_ID, name=f"Room {r}", kind=ZoneKind.ROOM)
              for r in ROOMS]
+    rows += [Zone(id=z, venue_id=VENUE_ID, name=name, kind=ZoneKind.RIDE)
+             for z, name in RIDES.items()]
+    rows += [Device(id=f"ride-{z}-1", venue_id=VENUE_ID, kind=DeviceKind.GATE,
+                    name=f"{name} entrance", zone_id=z, direction=Direction.IN)
+             for z, name in RIDES.items()]
     gates = [("gate-park-in-1", "park", Direction.IN), ("gate-park-in-2", "park", Direction.IN),
              ("gate-park-out-1", "park", Direction.OUT),
              ("gate-water-in-1", "water-park", Direction.IN),
@@ -98,7 +112,8 @@ def _rows(day: datetime) -> list[SQLModel]:
                     zone_id=z, direction=dr) for d, z, dr in gates]
     for r in ROOMS:
         for kind, prefix in ((DeviceKind.DOOR_LOCK, "lock"), (DeviceKind.THERMOSTAT, "thermostat"),
-                             (DeviceKind.LIGHT, "light"), (DeviceKind.DISPLAY, "display")):
+                             (DeviceKind.LIGHT, "light"), (DeviceKind.DISPLAY, "display"),
+                             (DeviceKind.FRIDGE_DISPLAY, "fridge")):
             rows.append(Device(id=f"{prefix}-{r}", venue_id=VENUE_ID, kind=kind,
                                name=f"Room {r} {prefix}", zone_id=f"room-{r}"))
     rows += [Device(id=f"pos-{m}-1", venue_id=VENUE_ID, kind=DeviceKind.POS,
@@ -119,9 +134,18 @@ def _rows(day: datetime) -> list[SQLModel]:
                                    kind=CredentialKind.WRISTBAND, identifier=secure_band_uid(i),
                                    label="secure wristband", sun=True))
         rows.append(Entitlement(id=f"ticket-{gid}", guest_id=gid, kind=EntitlementKind.TICKET,
-                                zone_ids=["park"], valid_from=day,
+                                zone_ids=["park", *RIDES], valid_from=day,
                                 valid_until=day + timedelta(days=3)))
         room = ROOMS[(i - 1) % len(ROOMS)]
+        if i in WATCH_GUESTS:
+            rows.append(Device(id=watch_id(i), venue_id=VENUE_ID, kind=DeviceKind.WATCH,
+                               name=f"{first}'s watch"))
+            rows.append(Wearable(device_id=watch_id(i), guest_id=gid, paired_at=day))
+        if i in RETURNING_GUESTS:  # stayed with us before: staff get a "welcome back" cue
+            rows.append(Entitlement(id=f"past-stay-{gid}", guest_id=gid,
+                                    kind=EntitlementKind.ROOM, zone_ids=[f"room-{room}"],
+                                    valid_from=day - timedelta(days=200),
+                                    valid_until=day - timedelta(days=197)))
         rows.append(Entitlement(id=f"stay-{gid}", guest_id=gid, kind=EntitlementKind.ROOM,
                                 zone_ids=[f"room-{room}"], valid_from=day,
                                 valid_until=day + timedelta(days=3)))
@@ -172,4 +196,6 @@ def _ensure(session: Session, row: SQLModel) -> int:
     if isinstance(row, Entitlement) and isinstance(existing, Entitlement):
         if existing.valid_until < row.valid_from:  # an old demo: start its stays today
             existing.valid_from, existing.valid_until = row.valid_from, row.valid_until
+        if set(row.zone_ids) - set(existing.zone_ids):  # a demo seeded before the rides
+            existing.zone_ids = list(row.zone_ids)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -32,7 +32,7 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import crud
+from hub import appliance_queue, crud
 from hub.automation_runner import Occurrence
 from hub.cashier import handle_payment
 from hub.config import Settings
@@ -51,6 +51,9 @@ DEFAULT_LIMITS = PaymentLimits(
 
 # No keys: secure bands and signed phone keys are refused as forged (tools, tests).
 NO_TRUST = Trust()
+
+# How long a command waits for an offline appliance (tools, tests).
+DEFAULT_COMMAND_TTL = timedelta(minutes=Settings.model_fields["command_queue_minutes"].default)
 
 # Attempts at a tap whose zone state changed between read and write (another worker won).
 _MAX_ATTEMPTS = 5
@@ -90,7 +93,8 @@ def refuse(topic: str, err: ContractError) -> Outcome:
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
                    limits: PaymentLimits = DEFAULT_LIMITS,
                    received_at: datetime | None = None,
-                   trust: Trust = NO_TRUST) -> Outcome:
+                   trust: Trust = NO_TRUST,
+                   command_ttl: timedelta = DEFAULT_COMMAND_TTL) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -100,7 +104,7 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     except TopicError as exc:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC, str(exc)))
     if where.channel is Channel.STATUS:
-        return _handle_status(session, where.venue, where.device, payload, now)
+        return _handle_status(session, where.venue, where.device, payload, now, command_ttl)
     if where.channel is not Channel.EVENTS:
         # A device publishing on a channel of the hub's (a forged decision, say).
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC,
@@ -118,11 +122,12 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
                                trust)
     with session.begin_nested():
-        return _handle_report(session, topic, where.venue, where.device, event, now)
+        return _handle_report(session, topic, where.venue, where.device, event, now,
+                              command_ttl)
 
 
 def _handle_status(session: Session, venue: str, device_id: str, payload: bytes,
-                   now: datetime) -> Outcome:
+                   now: datetime, command_ttl: timedelta) -> Outcome:
     try:
         status = parse_status(payload)
     except ContractError as exc:
@@ -132,11 +137,22 @@ def _handle_status(session: Session, venue: str, device_id: str, payload: bytes,
         return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
     crud.record_device_seen(session, device_id=device_id, now=now,
                             online=status.state == "online")
-    return Outcome()
+    if status.state != "online":
+        return Outcome()
+    return _back_online(session, venue, device_id, now, command_ttl)
+
+
+def _back_online(session: Session, venue: str, device_id: str, now: datetime,
+                 command_ttl: timedelta) -> Outcome:
+    """A device is online: what automations queued for it goes out now."""
+    messages = appliance_queue.release(session, venue=venue, device_id=device_id, now=now,
+                                       ttl=command_ttl)
+    return Outcome(replies=[Outgoing(topic, payload) for topic, payload in messages])
 
 
 def _handle_report(session: Session, topic: str, venue: str, device_id: str,
-                   event: HeartbeatEvent | TelemetryEvent, now: datetime) -> Outcome:
+                   event: HeartbeatEvent | TelemetryEvent, now: datetime,
+                   command_ttl: timedelta) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
@@ -150,10 +166,10 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
     if isinstance(event, HeartbeatEvent):
         crud.record_device_seen(session, device_id=device_id, now=now, online=True,
                                 battery_pct=event.battery_pct, firmware=event.firmware)
-        return Outcome()
+        return _back_online(session, venue, device_id, now, command_ttl)
     crud.record_device_seen(session, device_id=device_id, now=now)
     return Outcome(occurrence=Occurrence("telemetry", venue, device_id, None, now,
-                                         readings=dict(event.readings)))
+                                         readings=dict(event.readings), reported_at=event.ts))
 
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,

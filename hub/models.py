@@ -70,6 +70,7 @@ class DeviceKind(StrEnum):
 class ZoneKind(StrEnum):
     AREA = "area"
     ROOM = "room"
+    RIDE = "ride"  # an attraction inside a park: entries count as rides
 
 
 class CredentialKind(StrEnum):
@@ -441,3 +442,39 @@ class AutomationRule(SQLModel, table=True):
     enabled: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Wearable(SQLModel, table=True):
+    """A device a guest wears (a watch): what it reports is theirs, and health data."""
+
+    device_id: str = Field(foreign_key="device.id", primary_key=True, max_length=64)
+    guest_id: str = Field(foreign_key="guest.id", index=True)
+    paired_at: datetime = _ts(default_factory=utcnow)
+
+
+class RunStatus(StrEnum):
+    SENT = "sent"  # published to the broker
+    QUEUED = "queued"  # the device was offline: sent when it comes back
+    FAILED = "failed"  # could not be published after every attempt
+    EXPIRED = "expired"  # queued, and stale before the device came back
+
+
+class AutomationRun(SQLModel, table=True):
+    """One action an automation took (or tried), kept so every worker's stats add up.
+
+    ``overridden_at`` is set when the guest undid a command by hand within ten minutes.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=16)
+    guest_id: str | None = Field(default=None, index=True)
+    device_id: str | None = Field(default=None, max_length=64, index=True)
+    command_id: str | None = Field(default=None, max_length=64, unique=True)
+    name: str | None = Field(default=None, max_length=64)
+    params: dict[str, Any] = _json(default_factory=dict)
+    status: RunStatus = RunStatus.SENT
+    detail: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None)
+    overridden_at: datetime | None = _ts(default=None)

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from hub import crud
 from hub.automation_runner import Occurrence
-from hub.automations import Facts, learned_temperature
+from hub.automations import OVERRIDE_WINDOW, Facts, is_override, learned_temperature
 from hub.models import (
+    AutomationRun,
     Consent,
     Device,
     DeviceKind,
     Entitlement,
     EntitlementKind,
+    EntitlementStatus,
     Event,
     Guest,
     GuestPreferences,
+    RunStatus,
     Telemetry,
+    Wearable,
     Zone,
+    ZoneKind,
 )
 
-ROOM_APPLIANCES = (DeviceKind.THERMOSTAT, DeviceKind.LIGHT, DeviceKind.DISPLAY)
+ROOM_APPLIANCES = (DeviceKind.THERMOSTAT, DeviceKind.LIGHT, DeviceKind.DISPLAY,
+                   DeviceKind.FRIDGE_DISPLAY)
 STUCK_WINDOW = timedelta(minutes=2)
+# Readings further apart than this are not one episode of a high heart rate.
+HEART_RATE_WINDOW = timedelta(minutes=10)
+# A device's clock is believed for when something happened only this far back.
+REPORTED_AT_LIMIT = timedelta(days=1)
 
 
 def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
@@ -32,20 +44,30 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     if device is None:
         return None
     zone = session.get(Zone, device.zone_id) if device.zone_id else None
-    guest = session.get(Guest, occurrence.guest_id) if occurrence.guest_id else None
+    guest_id = occurrence.guest_id
+    if guest_id is None:  # a wearable's readings are its wearer's
+        worn = session.get(Wearable, device.id)
+        guest_id = worn.guest_id if worn else None
+    guest = session.get(Guest, guest_id) if guest_id else None
     prefs = session.get(GuestPreferences, guest.id) if guest else None
     consents = frozenset(
         c.purpose for c in session.exec(select(Consent).where(
             Consent.guest_id == (guest.id if guest else ""), col(Consent.granted).is_(True)))
     )
+    tz = ZoneInfo(crud.venue_timezone(session, venue_id=occurrence.venue))
+    room = zone if zone is not None and zone.kind is ZoneKind.ROOM else (
+        _room_of(session, guest.id, occurrence.at) if guest else None)
     room_devices = {}
-    if zone is not None:
-        for appliance in session.exec(select(Device).where(Device.zone_id == zone.id)).all():
+    if room is not None:
+        for appliance in session.exec(select(Device).where(Device.zone_id == room.id)).all():
             if appliance.kind in ROOM_APPLIANCES:
                 room_devices[appliance.kind.value] = appliance.id
+    reading = dict(occurrence.readings or {})
     return Facts(
         trigger=occurrence.trigger,  # type: ignore[arg-type]
-        now=occurrence.at,
+        now=occurrence.at.astimezone(tz),
+        data_purposes=frozenset({"health"}) if device.kind is DeviceKind.WATCH
+        else frozenset(),
         guest={"id": guest.id, "name": guest.name,
                "display_name": (prefs and prefs.display_name) or guest.display_name
                or guest.name} if guest else {},
@@ -53,32 +75,98 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
         consents=consents,
         zone={"id": zone.id, "kind": zone.kind.value} if zone else {},
         device={"id": device.id, "kind": device.kind.value},
-        event={"reason": occurrence.reason},
-        reading={"value": occurrence.reading} if occurrence.reading is not None else {},
-        counters=_counters(session, occurrence, zone),
+        event={"reason": occurrence.reason, "at": _reported_at(occurrence).astimezone(tz)},
+        reading=reading,
+        counters=_counters(session, occurrence, device, zone, guest,
+                           prefs.heart_rate_threshold if prefs else None),
         room_devices=room_devices,
     )
 
 
-def _counters(session: Session, occurrence: Occurrence, zone: Zone | None) -> dict[str, int]:
+def _reported_at(occurrence: Occurrence) -> datetime:
+    """When it happened: the device's word if plausible (not ahead, not stale), else ours."""
+    said = occurrence.reported_at
+    if said is None or said > occurrence.at or occurrence.at - said > REPORTED_AT_LIMIT:
+        return occurrence.at
+    return said
+
+
+def _room_of(session: Session, guest_id: str, at: datetime) -> Zone | None:
+    """The room of the guest's current stay, if any."""
+    stay = _current(session, guest_id, at, kind=EntitlementKind.ROOM)
+    for zone_id in stay.zone_ids if stay else ():
+        zone = session.get(Zone, zone_id)
+        if zone is not None and zone.kind is ZoneKind.ROOM:
+            return zone
+    return None
+
+
+def _current(session: Session, guest_id: str, at: datetime, *,
+             kind: EntitlementKind | None = None, zone_id: str | None = None
+             ) -> Entitlement | None:
+    query = select(Entitlement).where(
+        Entitlement.guest_id == guest_id, Entitlement.status == EntitlementStatus.ACTIVE,
+        col(Entitlement.valid_from) <= at, col(Entitlement.valid_until) > at)
+    if kind is not None:
+        query = query.where(Entitlement.kind == kind)
+    for entitlement in session.exec(query.order_by(col(Entitlement.valid_from))).all():
+        if zone_id is None or zone_id in entitlement.zone_ids:
+            return entitlement
+    return None
+
+
+def _counters(session: Session, occurrence: Occurrence, device: Device, zone: Zone | None,
+              guest: Guest | None, threshold: int | None) -> dict[str, int]:
+    """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence."""
     counters: dict[str, int] = {}
     since = occurrence.at - STUCK_WINDOW
     counters["recent_denials"] = _count(session, Event.device_id == occurrence.device_id,
                                         Event.outcome == "deny",
                                         col(Event.decided_at) >= since)
-    if occurrence.guest_id is None or zone is None:
+    if guest is not None and device.kind is DeviceKind.WATCH and threshold is not None:
+        run = _heart_rate_run(session, device.id, threshold, occurrence.at)
+        counters["heart_rate_high"] = run
+        counters["heart_rate_level"] = min(run, 3)
+    if guest is None:
         return counters
-    stay = session.exec(select(Entitlement).where(
-        Entitlement.guest_id == occurrence.guest_id, Entitlement.kind == EntitlementKind.ROOM,
-        col(Entitlement.valid_from) <= occurrence.at,
-        col(Entitlement.valid_until) > occurrence.at)).first()
-    start = stay.valid_from if stay else occurrence.at
-    counters["entries"] = _count(session, Event.guest_id == occurrence.guest_id,
+    counters["earlier_stays"] = int(session.execute(
+        sa.select(sa.func.count()).select_from(Entitlement).where(
+            col(Entitlement.guest_id) == guest.id,
+            col(Entitlement.valid_until) <= occurrence.at)).scalar_one())
+    counters["rides"] = int(session.execute(
+        sa.select(sa.func.count()).select_from(Event).join(
+            Zone, col(Zone.id) == col(Event.zone_id)).where(
+            col(Event.guest_id) == guest.id, col(Event.outcome) == "allow",
+            col(Zone.kind) == ZoneKind.RIDE)).scalar_one())
+    if zone is None:
+        return counters
+    current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
+    start = current.valid_from if current else occurrence.at
+    counters["entries"] = _count(session, Event.guest_id == guest.id,
                                  Event.zone_id == zone.id, Event.outcome == "allow",
                                  col(Event.decided_at) >= start)
-    counters["visits"] = _count(session, Event.guest_id == occurrence.guest_id,
-                                Event.outcome == "allow")
+    counters["visits"] = int(session.execute(
+        sa.select(sa.func.count(sa.distinct(sa.func.date(Event.decided_at)))).where(
+            col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
+            col(Event.outcome) == "allow")).scalar_one())
     return counters
+
+
+def _heart_rate_run(session: Session, device_id: str, threshold: int, at: datetime) -> int:
+    """How many of the watch's latest heart-rate readings in a row are above ``threshold``."""
+    rows = session.exec(select(Telemetry).where(
+        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
+        col(Telemetry.received_at) >= at - HEART_RATE_WINDOW,
+        col(Telemetry.received_at) <= at).order_by(col(Telemetry.id).desc()).limit(50)).all()
+    run = 0
+    for row in rows:
+        bpm = row.data.get("readings", {}).get("heart_rate_bpm")
+        if bpm is None:
+            continue  # a workout report between readings breaks no run
+        if isinstance(bpm, bool) or not isinstance(bpm, int | float) or bpm <= threshold:
+            break
+        run += 1
+    return run
 
 
 def _count(session: Session, *where: object) -> int:
@@ -94,6 +182,7 @@ def learn_from(session: Session, occurrence: Occurrence) -> None:
     readings = occurrence.readings or {}
     if occurrence.trigger != "telemetry" or readings.get("manual") is not True:
         return
+    mark_overrides(session, occurrence)
     device = session.get(Device, occurrence.device_id)
     if device is None or device.kind is not DeviceKind.THERMOSTAT or device.zone_id is None:
         return
@@ -125,3 +214,28 @@ def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> l
         if readings.get("manual") is True and isinstance(readings.get("setpoint_c"), int | float):
             values.append(float(readings["setpoint_c"]))
     return values
+
+
+def mark_overrides(session: Session, occurrence: Occurrence) -> int:
+    """Mark the automation commands a guest's manual change undid within ten minutes.
+
+    Only the latest command of each kind counts: an earlier one was already superseded.
+    """
+    readings = occurrence.readings or {}
+    runs = session.exec(select(AutomationRun).where(
+        AutomationRun.device_id == occurrence.device_id,
+        AutomationRun.status == RunStatus.SENT,
+        col(AutomationRun.sent_at) >= occurrence.at - OVERRIDE_WINDOW,
+    ).order_by(col(AutomationRun.id).desc())).all()
+    seen: set[str | None] = set()
+    marked = 0
+    for run in runs:
+        if run.name in seen:
+            continue
+        seen.add(run.name)
+        if run.overridden_at is None and run.sent_at is not None and is_override(
+                run.name, run.params, readings, sent_at=run.sent_at, now=occurrence.at):
+            run.overridden_at = occurrence.at
+            session.add(run)
+            marked += 1
+    return marked

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from hub import crud, ledger
 from hub.models import (
     Account,
+    AutomationRun,
     Consent,
     ConsentChange,
     Credential,
@@ -30,6 +31,7 @@ from hub.models import (
     Presence,
     SpendingPolicy,
     Telemetry,
+    Wearable,
 )
 from hub.schemas import (
     ConsentChangePublic,
@@ -127,7 +129,8 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
 
     Secrets stay out: the spending policy says ``has_pin``, credentials carry no key
     material (a phone key's jti is an id that locks publish anyway). Devices'
-    telemetry is not the guest's record and is not included.
+    telemetry is not the guest's record and is not included, except what the guest's own
+    wearables reported while paired to them.
     """
     guest = crud.get(session, Guest, guest_id)
     policy = session.get(SpendingPolicy, guest_id)
@@ -137,6 +140,8 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     accounts = session.exec(select(Account).where(Account.guest_id == guest_id)
                             .order_by(col(Account.created_at), col(Account.id))).all()
     transactions = ledger.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
+    wearables = session.exec(select(Wearable).where(Wearable.guest_id == guest_id)
+                             .order_by(col(Wearable.device_id))).all()
     document: dict[str, Any] = {
         "exported_at": now,
         "guest": guest,
@@ -159,6 +164,11 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
                                  .order_by(col(Presence.zone_id))).all(),
         "daily_spend": session.exec(select(DailySpend).where(DailySpend.guest_id == guest_id)
                                     .order_by(col(DailySpend.day))).all(),
+        "wearables": wearables,
+        "wearable_readings": [r for w in wearables for r in _readings_of(session, w)],
+        "automation_runs": session.exec(select(AutomationRun)
+                                        .where(AutomationRun.guest_id == guest_id)
+                                        .order_by(col(AutomationRun.id))).all(),
     }
     return GuestExport.model_validate(document, from_attributes=True)
 
@@ -215,6 +225,21 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
         policy.pin_hash, policy.payment_enabled = None, False
         session.add(policy)
 
+    # Their watch's readings are health data: gone, and the watch is theirs no longer.
+    wearables = session.exec(select(Wearable).where(Wearable.guest_id == guest_id)).all()
+    readings = 0
+    for wearable in wearables:
+        gone = session.execute(sa.delete(Telemetry).where(
+            col(Telemetry.device_id) == wearable.device_id,
+            col(Telemetry.received_at) >= wearable.paired_at))
+        readings += int(gone.rowcount)  # type: ignore[attr-defined]
+        session.delete(wearable)
+    # What automations did stays counted for the rules' statistics, about nobody.
+    runs = session.exec(select(AutomationRun).where(AutomationRun.guest_id == guest_id)).all()
+    for run in runs:
+        run.guest_id, run.params, run.detail = None, {}, None
+        session.add(run)
+
     scrubbed = 0
     for event in session.exec(select(Event).where(Event.guest_id == guest_id)).all():
         names_here = names | ({event.guest_name} if event.guest_name else set())
@@ -226,7 +251,8 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     session.flush()
     return ErasureReport(guest_id=guest_id, pseudonym=pseudonym, credentials_revoked=revoked,
                          events_scrubbed=scrubbed, preferences_deleted=prefs is not None,
-                         consents_deleted=len(consents))
+                         consents_deleted=len(consents), wearables_unpaired=len(wearables),
+                         readings_deleted=readings, automation_runs_scrubbed=len(runs))
 
 
 def scrub(text: str, names: Iterable[str]) -> str:
@@ -254,3 +280,9 @@ def purge_telemetry(session: Session, *, now: datetime, days: int,
     gone = session.execute(sa.delete(Telemetry).where(col(Telemetry.id).in_(old))
                            .execution_options(synchronize_session=False))
     return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+def _readings_of(session: Session, wearable: Wearable) -> list[Telemetry]:
+    return list(session.exec(select(Telemetry).where(
+        Telemetry.device_id == wearable.device_id,
+        col(Telemetry.received_at) >= wearable.paired_at).order_by(col(Telemetry.id))).all())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, time
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -559,6 +559,31 @@ class DailySpendPublic(_Out):
     spent: int
 
 
+class WearablePublic(BaseModel):
+    device_id: str
+    guest_id: str
+    paired_at: datetime
+
+
+class WearableReading(BaseModel):
+    device_id: str
+    ts: datetime
+    received_at: datetime
+    data: dict[str, Any]
+
+
+class AutomationRunRecord(BaseModel):
+    rule_id: str
+    action: str
+    device_id: str | None
+    name: str | None
+    params: dict[str, Any]
+    status: str
+    created_at: datetime
+    sent_at: datetime | None
+    overridden_at: datetime | None
+
+
 class GuestExport(BaseModel):
     """Everything the hub holds about one guest; never a secret (no PIN hash, no key)."""
 
@@ -575,6 +600,11 @@ class GuestExport(BaseModel):
     events: list[JourneyEvent] = Field(description="The journey, oldest first")
     presence: list[PresencePublic]
     daily_spend: list[DailySpendPublic]
+    wearables: list[WearablePublic] = Field(description="Devices the guest wears (a watch)")
+    wearable_readings: list[WearableReading] = Field(
+        description="What the guest's wearables reported while paired to them (health data)")
+    automation_runs: list[AutomationRunRecord] = Field(
+        description="What automations did for or about the guest, oldest first")
 
 
 class ErasureReport(BaseModel):
@@ -584,3 +614,7 @@ class ErasureReport(BaseModel):
     events_scrubbed: int
     preferences_deleted: bool
     consents_deleted: int
+    wearables_unpaired: int = 0
+    readings_deleted: int = Field(0, description="Their wearables' readings, deleted")
+    automation_runs_scrubbed: int = Field(
+        0, description="Kept for the rules' statistics, without the guest or parameters")

@@ -9,13 +9,25 @@ from devices.contract import parse_command
 from devices.topics import Channel, device_topic, staff_topic
 from hub.automation_runner import AutomationRunner, Occurrence
 from hub.automations import Facts, room_welcome, stuck_guest
-from hub.db import create_db_engine, init_db
-from hub.models import utcnow
+from hub.db import create_db_engine, init_db, session_scope
+from hub.models import Device, DeviceKind, Venue, utcnow
 
 
-def runner_with(tmp_path: Path, publish: object, facts: Facts | None) -> AutomationRunner:
+ROOM = ("thermostat-102", "light-102", "display-102")
+
+
+def runner_with(tmp_path: Path, publish: object, facts: Facts | None, *,
+                online: tuple[str, ...] = ROOM) -> AutomationRunner:
+    """A runner on a fresh database whose room appliances ``online`` are connected."""
     engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
     init_db(engine)
+    with session_scope(engine) as session:
+        session.add(Venue(id="demo-resort", name="Demo"))
+        session.flush()
+        for device_id in ROOM:
+            session.add(Device(id=device_id, venue_id="demo-resort", name=device_id,
+                               kind=DeviceKind(device_id.split("-")[0]),
+                               online=device_id in online))
     runner = AutomationRunner(engine, publish, lambda _s, _o: facts,  # type: ignore[arg-type]
                               lambda: [room_welcome(), stuck_guest()], attempts=3)
     runner.start()

@@ -75,12 +75,13 @@ def test_service_rules_need_no_consent() -> None:
 def test_conditions_on_time_and_readings() -> None:
     evening = Rule(id="r", name="r", purpose="health", trigger="telemetry",
                    conditions=({"kind": "time_between", "start": "18:00", "end": "23:00"},
-                               {"kind": "reading_above", "limit": "{prefs.heart_rate_threshold}"}),
+                               {"kind": "reading_above", "field": "heart_rate_bpm",
+                                "limit": "{prefs.heart_rate_threshold}"}),
                    actions=(Action("command", "watch-1", "vibrate", {"level": 1}),))
     facts = Facts(trigger="telemetry", now=NOW, consents=frozenset({"health"}),
-                  prefs={"heart_rate_threshold": 150}, reading={"value": 162})
+                  prefs={"heart_rate_threshold": 150}, reading={"heart_rate_bpm": 162})
     assert len(plan([evening], facts)) == 1
-    assert plan([evening], replace(facts, reading={"value": 140})) == []
+    assert plan([evening], replace(facts, reading={"heart_rate_bpm": 140})) == []
     assert plan([evening], replace(facts, now=NOW.replace(hour=9))) == []
 
 

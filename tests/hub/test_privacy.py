@@ -130,7 +130,8 @@ def test_the_export_holds_everything_about_the_guest_and_no_secret(
     assert [e["id"] for e in doc["events"]] == [e.id for e in events] and events
     assert doc["events"][0]["guest_name"] == "Charlie"
     assert {c["id"] for c in doc["credentials"]} == {"band-guest-01", "phone-guest-01"}
-    assert {e["id"] for e in doc["entitlements"]} == {"ticket-guest-01", "stay-guest-01"}
+    assert {e["id"] for e in doc["entitlements"]} == {"ticket-guest-01", "stay-guest-01",
+                                                      "past-stay-guest-01"}
     assert [p["zone_id"] for p in doc["presence"] if p["inside"]] == ["park"]
     assert [d["spent"] for d in doc["daily_spend"]] == [1_250]  # his own coffee only
     # Secrets never: the policy says has_pin; no hash, no key material, no telemetry.
@@ -229,8 +230,11 @@ def test_erasing_again_changes_nothing_more(client: TestClient, app: FastAPI) ->
     first = client.post(url("/guests/guest-01/erase"), headers=admin).json()
     again = client.post(url("/guests/guest-01/erase"), headers=admin)
     assert again.status_code == 200
+    assert first["wearables_unpaired"] == 1  # Charlie's watch
     assert again.json() == first | {"credentials_revoked": 0, "events_scrubbed": 0,
-                                    "preferences_deleted": False, "consents_deleted": 0}
+                                    "preferences_deleted": False, "consents_deleted": 0,
+                                    "wearables_unpaired": 0, "readings_deleted": 0,
+                                    "automation_runs_scrubbed": 0}
     assert client.post(url("/guests/nobody/erase"), headers=admin).status_code == 404
     assert client.post(url("/guests/guest-02/erase"),
                        headers=who(app, "staff")).status_code == 403

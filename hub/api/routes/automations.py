@@ -8,20 +8,20 @@ within two seconds.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlmodel import col, select
 
 from hub import automation_store as store
 from hub.api.deps import ADMIN, SETUP_READERS, STAFF, AuditDep, SessionDep, require_roles
 from hub.automations import Rule, RuleError, shipped, validate
 from hub.crud import Conflict, NotFound
-from hub.models import AutomationRule
+from hub.models import AutomationRule, AutomationRun, RunStatus
 from hub.schemas import Name, Slug, _In
 
 router = APIRouter(prefix="/automations", tags=["automations"])
@@ -81,9 +81,29 @@ class AutomationImport(BaseModel):
 
 
 class AutomationStats(BaseModel):
-    fired: int = 0
-    failed: int = 0
-    overridden: int = 0
+    """What a rule did, over every hub worker sharing the database."""
+
+    fired: int = Field(0, description="Actions carried out (sent)")
+    failed: int = Field(0, description="Actions that failed after every retry")
+    queued: int = Field(0, description="Commands waiting for an offline appliance")
+    expired: int = Field(0, description="Queued commands the appliance was not back for")
+    overridden: int = Field(0, description="Commands the guest undid by hand within 10 min")
+
+
+class AutomationRunPublic(BaseModel):
+    id: int
+    rule_id: str
+    action: str
+    guest_id: str | None
+    device_id: str | None
+    command_id: str | None
+    name: str | None
+    params: dict[str, Any]
+    status: RunStatus
+    detail: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    overridden_at: datetime | None
 
 
 # ------------------------------------------------------------------ helpers
@@ -173,16 +193,43 @@ def export_automations(session: SessionDep) -> str:
 
 @router.get("/stats", response_model=dict[str, AutomationStats],
             dependencies=[require_roles(*SETUP_READERS)])
-def automation_stats(request: Request, session: SessionDep) -> dict[str, AutomationStats]:
-    """Per rule, what the running hub did: actions fired, failed, and overridden."""
-    runner = getattr(request.app.state, "automations", None)
-    counters = {name: getattr(runner, name, None) or Counter()
-                for name in ("fired", "failed", "overridden")}
-    ids = [rule.id for rule in store.load_rules(session)]
-    extra = sorted({k for c in counters.values() for k in c} - set(ids))
-    return {rule_id: AutomationStats(**{name: int(c.get(rule_id, 0))
-                                        for name, c in counters.items()})
-            for rule_id in ids + extra}
+def automation_stats(session: SessionDep) -> dict[str, AutomationStats]:
+    """Per rule: actions fired, failed, queued, expired, and overridden by the guest."""
+    stats = {rule.id: AutomationStats() for rule in store.load_rules(session)}
+    by_status = session.execute(
+        sa.select(col(AutomationRun.rule_id), col(AutomationRun.status), sa.func.count())
+        .group_by(col(AutomationRun.rule_id), col(AutomationRun.status))).all()
+    for rule_id, run_status, count in by_status:
+        entry = stats.setdefault(rule_id, AutomationStats())
+        name = {"sent": "fired"}.get(RunStatus(run_status).value, RunStatus(run_status).value)
+        setattr(entry, name, getattr(entry, name) + int(count))
+    overridden = session.execute(
+        sa.select(col(AutomationRun.rule_id), sa.func.count())
+        .where(col(AutomationRun.overridden_at).is_not(None))
+        .group_by(col(AutomationRun.rule_id))).all()
+    for rule_id, count in overridden:
+        stats.setdefault(rule_id, AutomationStats()).overridden = int(count)
+    return stats
+
+
+@router.get("/runs", response_model=list[AutomationRunPublic],
+            dependencies=[require_roles(*SETUP_READERS)])
+def automation_runs(session: SessionDep,
+                    rule_id: Annotated[str | None, Query(max_length=64)] = None,
+                    run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+                    device_id: Annotated[str | None, Query(max_length=64)] = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100
+                    ) -> list[AutomationRunPublic]:
+    """What automations did, newest first: each action with its status and parameters."""
+    query = select(AutomationRun)
+    if rule_id is not None:
+        query = query.where(AutomationRun.rule_id == rule_id)
+    if run_status is not None:
+        query = query.where(AutomationRun.status == run_status)
+    if device_id is not None:
+        query = query.where(AutomationRun.device_id == device_id)
+    rows = session.exec(query.order_by(col(AutomationRun.id).desc()).limit(limit)).all()
+    return [AutomationRunPublic.model_validate(row, from_attributes=True) for row in rows]
 
 
 @router.post("/import", response_model=AutomationImport, openapi_extra=YAML_BODY,
