@@ -47,6 +47,7 @@ class Occurrence:
     reason: str | None = None
     readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
     reported_at: datetime | None = None  # when the device says it happened
+    telemetry_id: int | None = None  # the reading's row, so counters stop at it
 
 
 class AutomationRunner:

@@ -308,16 +308,18 @@ def is_override(name: str | None, params: Mapping[str, Any], readings: Mapping[s
 # ------------------------------------------------------------------ breakfast
 
 
-# (dish, the dietary needs it meets); the first dish that meets every need is suggested.
+# (dish, the dietary needs it meets: hub.schemas.Dietary's words); the first dish that
+# meets every need is suggested.
 _VEGGIE = frozenset({"vegetarian", "pescatarian"})
 BREAKFASTS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("scrambled eggs on sourdough with a fruit salad", _VEGGIE | {"nut_free"}),
+    ("scrambled eggs on sourdough with a fruit salad", _VEGGIE | {"nut_allergy"}),
     ("Greek yogurt with berries, honey and granola", _VEGGIE),
     ("a veggie omelette with roast tomatoes",
-     _VEGGIE | {"gluten_free", "nut_free", "halal", "kosher"}),
-    ("smoked salmon and avocado on rye", frozenset({"pescatarian", "dairy_free", "nut_free"})),
+     _VEGGIE | {"gluten_free", "nut_allergy", "halal", "kosher"}),
+    ("smoked salmon and avocado on rye",
+     frozenset({"pescatarian", "lactose_free", "nut_allergy"})),
     ("a tofu scramble with spinach and potatoes",
-     _VEGGIE | {"vegan", "dairy_free", "gluten_free", "nut_free", "halal", "kosher"}),
+     _VEGGIE | {"vegan", "lactose_free", "gluten_free", "nut_allergy", "halal", "kosher"}),
 )
 # Meets every diet we know of: what a kitchen can always offer.
 PLAIN_BREAKFAST = "a fresh fruit plate"

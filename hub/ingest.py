@@ -160,16 +160,19 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                                            event.event_id))
     data = event.model_dump(mode="json", exclude={"v", "kind", "event_id", "ts"},
                             exclude_none=True)
-    crud.record_telemetry(session, row=Telemetry(
-        device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
-        received_at=now, data=data))
+    row = Telemetry(device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
+                    received_at=now, data=data)
+    fresh = crud.record_telemetry(session, row=row)
     if isinstance(event, HeartbeatEvent):
         crud.record_device_seen(session, device_id=device_id, now=now, online=True,
                                 battery_pct=event.battery_pct, firmware=event.firmware)
         return _back_online(session, venue, device_id, now, command_ttl)
     crud.record_device_seen(session, device_id=device_id, now=now)
+    if not fresh:
+        return Outcome()  # a redelivery: automations reacted to it the first time
     return Outcome(occurrence=Occurrence("telemetry", venue, device_id, None, now,
-                                         readings=dict(event.readings), reported_at=event.ts))
+                                         readings=dict(event.readings), reported_at=event.ts,
+                                         telemetry_id=row.id))
 
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,

@@ -124,7 +124,7 @@ def _counters(session: Session, occurrence: Occurrence, device: Device, zone: Zo
                                         Event.outcome == "deny",
                                         col(Event.decided_at) >= since)
     if guest is not None and device.kind is DeviceKind.WATCH and threshold is not None:
-        run = _heart_rate_run(session, device.id, threshold, occurrence.at)
+        run = _heart_rate_run(session, device.id, threshold, occurrence)
         counters["heart_rate_high"] = run
         counters["heart_rate_level"] = min(run, 3)
     if guest is None:
@@ -152,12 +152,17 @@ def _counters(session: Session, occurrence: Occurrence, device: Device, zone: Zo
     return counters
 
 
-def _heart_rate_run(session: Session, device_id: str, threshold: int, at: datetime) -> int:
-    """How many of the watch's latest heart-rate readings in a row are above ``threshold``."""
-    rows = session.exec(select(Telemetry).where(
+def _heart_rate_run(session: Session, device_id: str, threshold: int,
+                    occurrence: Occurrence) -> int:
+    """How many of the watch's heart-rate readings in a row, up to this one, are above
+    ``threshold`` (readings that came later are not counted: the runner may lag)."""
+    query = select(Telemetry).where(
         Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= at - HEART_RATE_WINDOW,
-        col(Telemetry.received_at) <= at).order_by(col(Telemetry.id).desc()).limit(50)).all()
+        col(Telemetry.received_at) >= occurrence.at - HEART_RATE_WINDOW,
+        col(Telemetry.received_at) <= occurrence.at)
+    if occurrence.telemetry_id is not None:
+        query = query.where(col(Telemetry.id) <= occurrence.telemetry_id)
+    rows = session.exec(query.order_by(col(Telemetry.id).desc()).limit(50)).all()
     run = 0
     for row in rows:
         bpm = row.data.get("readings", {}).get("heart_rate_bpm")
