@@ -559,6 +559,10 @@ class DailySpendPublic(_Out):
     spent: int
 
 
+class WearerSet(_In):
+    guest_id: Slug = Field(description="The guest who wears the device")
+
+
 class WearablePublic(BaseModel):
     device_id: str
     guest_id: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from hub import crud
 from hub.api.deps import (
@@ -16,10 +16,12 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.models import Device, DeviceKind, Merchant, Venue, Zone
-from hub.schemas import DeviceCreate, DevicePublic, DeviceUpdate
+from hub.models import Device, DeviceKind, Guest, Merchant, Venue, Wearable, Zone, utcnow
+from hub.schemas import DeviceCreate, DevicePublic, DeviceUpdate, WearablePublic, WearerSet
 
 router = APIRouter(prefix="/devices", tags=["devices"])
+
+WEARABLE_KINDS = (DeviceKind.WATCH,)
 
 
 @router.get("", response_model=list[DevicePublic],
@@ -67,3 +69,44 @@ def update_device(device_id: str, body: DeviceUpdate, session: SessionDep,
     updated = crud.update(session, device, changes)
     audit.record("device.update", f"device:{device_id}", changes)
     return updated
+
+
+# ------------------------------------------------------------------ wearables
+
+
+@router.put("/{device_id}/wearer", response_model=WearablePublic,
+            dependencies=[require_roles(ADMIN, STAFF)],
+            responses={409: {"description": "Not a wearable device"}})
+def pair_wearable(device_id: str, body: WearerSet, session: SessionDep,
+                  audit: AuditDep) -> Wearable:
+    """Pair a wearable (a watch) to the guest who wears it: its readings become theirs,
+    health data under their consent. Pairing to another guest replaces the pairing."""
+    device = crud.get(session, Device, device_id)
+    if device.kind not in WEARABLE_KINDS:
+        raise crud.Conflict(f"device {device_id!r} is a {device.kind.value}, not a wearable "
+                            f"({', '.join(k.value for k in WEARABLE_KINDS)})")
+    guest = crud.require(session, Guest, body.guest_id, "guest_id")
+    assert guest is not None
+    row = session.get(Wearable, device_id)
+    if row is None or row.guest_id != guest.id:
+        if row is not None:
+            session.delete(row)
+            session.flush()
+        row = Wearable(device_id=device_id, guest_id=guest.id, paired_at=utcnow())
+        session.add(row)
+        session.flush()
+    audit.record("device.pair", f"device:{device_id}", {"guest_id": guest.id})
+    return row
+
+
+@router.delete("/{device_id}/wearer", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_roles(ADMIN, STAFF)])
+def unpair_wearable(device_id: str, session: SessionDep, audit: AuditDep) -> Response:
+    """Unpair a wearable (the guest handed it back): its readings are nobody's from now."""
+    row = session.get(Wearable, device_id)
+    if row is None:
+        raise crud.NotFound("wearer of device", device_id)
+    session.delete(row)
+    session.flush()
+    audit.record("device.unpair", f"device:{device_id}", {"guest_id": row.guest_id})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
