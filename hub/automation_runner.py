@@ -48,6 +48,7 @@ class Occurrence:
     readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
     reported_at: datetime | None = None  # when the device says it happened
     telemetry_id: int | None = None  # the reading's row, so counters stop at it
+    purchase: dict[str, Any] | None = None  # an approved payment: merchant_id, amount, currency
 
 
 class AutomationRunner:

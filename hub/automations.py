@@ -44,7 +44,8 @@ TEMPLATE_FIELDS = frozenset({
     "prefs.room_temperature_c", "prefs.lighting_scene", "prefs.language", "prefs.dietary",
     "prefs.heart_rate_threshold",
     "zone.id", "zone.kind", "room.number", "device.id", "device.kind",
-    "event.reason", "suggestion.breakfast",
+    "event.reason", "event.merchant_id", "event.amount", "event.currency",
+    "suggestion.breakfast",
     *(f"reading.{r}" for r in READINGS), *(f"counters.{c}" for c in COUNTERS),
 })
 # The device an event came from, as an action's target (the watch that reported).

@@ -55,6 +55,8 @@ class Published:
 
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     decision: PaymentDecision | None = None
+    # Who was charged by a fresh approval (not a replay): automations may react to it.
+    charged_guest_id: str | None = None
 
 
 class _Retry(Exception):
@@ -232,7 +234,9 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                             kind=account.kind.value if account else None)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now)
-    return Published([(reply_topic, encode(decision)), *messages], decision)
+    return Published([(reply_topic, encode(decision)), *messages], decision,
+                     charged_guest_id=credential.guest_id if verdict.approved and credential
+                     else None)
 
 
 # -------------------------------------------------------- staff and kiosks

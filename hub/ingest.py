@@ -185,7 +185,13 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                                            req.event_id))
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
                           trust=trust)
-    return Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
+    outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
+    if done.charged_guest_id is not None:
+        outcome.occurrence = Occurrence(
+            "payment_approved", venue, device_id, done.charged_guest_id, now,
+            purchase={"merchant_id": req.merchant_id, "amount": req.amount,
+                      "currency": req.currency})
+    return outcome
 
 
 def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: str,
