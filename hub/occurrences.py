@@ -211,14 +211,25 @@ def learn_from(session: Session, occurrence: Occurrence) -> None:
 
 
 def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> list[float]:
+    """The setpoints a guest chose by hand, oldest first: one per change of the dial.
+
+    A thermostat keeps reporting ``manual: true`` with the same setpoint until the next
+    command (each tick of its temperature): those repeats are one change, not several.
+    """
     rows = session.exec(select(Telemetry).where(
         Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(20)).all()
-    values = []
+        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(50)).all()
+    values: list[float] = []
+    before: tuple[bool, float] | None = None
     for row in reversed(rows):
         readings = row.data.get("readings", {})
-        if readings.get("manual") is True and isinstance(readings.get("setpoint_c"), int | float):
-            values.append(float(readings["setpoint_c"]))
+        setpoint = readings.get("setpoint_c")
+        if isinstance(setpoint, bool) or not isinstance(setpoint, int | float):
+            continue
+        now = (readings.get("manual") is True, float(setpoint))
+        if now[0] and now != before:
+            values.append(now[1])
+        before = now
     return values
 
 

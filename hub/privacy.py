@@ -29,6 +29,7 @@ from hub.models import (
     Guest,
     GuestPreferences,
     Presence,
+    RunStatus,
     SpendingPolicy,
     Telemetry,
     Wearable,
@@ -238,6 +239,8 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     runs = session.exec(select(AutomationRun).where(AutomationRun.guest_id == guest_id)).all()
     for run in runs:
         run.guest_id, run.params, run.detail = None, {}, None
+        if run.status is RunStatus.QUEUED:  # nobody to set a room for any more
+            run.status, run.detail = RunStatus.EXPIRED, "the guest was erased"
         session.add(run)
 
     scrubbed = 0
