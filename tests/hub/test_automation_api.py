@@ -1,4 +1,5 @@
-"""Automations through the REST API: stored rules over the shipped ones, YAML, the runner."""
+"""Automations through the REST API: stored rules over the shipped ones, YAML, runs and
+stats from the database, the runner."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,11 @@ from hub.automations import RuleError, room_welcome, shipped
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
-from hub.models import AuditEntry, AutomationRule, utcnow
+from hub.models import AuditEntry, AutomationRule, AutomationRun, RunStatus, utcnow
 from tests.conftest import bearer, staff_token
 
 URL = API_PREFIX + "/automations"
+SHIPPED = [rule.id for rule in shipped()]
 POOL = {"name": "Pool closing", "purpose": "service", "trigger": "entry_allowed",
         "filters": {"zone.id": "water-park"},
         "actions": [{"kind": "command", "target": "display-101", "name": "show",
@@ -58,6 +61,8 @@ def engine(tmp_path: Path, template: Path) -> Iterator[Engine]:
 
 
 class FakeRunner:
+    """A running runner's own counts: the API's stats must not come from them."""
+
     def __init__(self) -> None:
         self.fired: Counter[str] = Counter({"room-welcome": 3})
         self.failed: Counter[str] = Counter({"stuck-guest": 1})
@@ -86,13 +91,29 @@ def audit_actions(engine: Engine) -> list[tuple[str, str]]:
         return [(r.action, r.target) for r in rows]
 
 
+def add_runs(engine: Engine, *runs: AutomationRun) -> None:
+    with session_scope(engine) as session:
+        session.add_all(runs)
+
+
+def run(rule_id: str, status: RunStatus = RunStatus.SENT, *, overridden: bool = False,
+        device_id: str | None = "display-101", minutes: int = 0) -> AutomationRun:
+    """A recorded action, ``minutes`` after an hour ago."""
+    at = utcnow() - timedelta(hours=1) + timedelta(minutes=minutes)
+    return AutomationRun(rule_id=rule_id, action="command", device_id=device_id, name="show",
+                         params={"text": f"{rule_id} at {minutes}"}, status=status,
+                         created_at=at, sent_at=at if status == RunStatus.SENT else None,
+                         overridden_at=at + timedelta(minutes=2) if overridden else None)
+
+
 # ----------------------------------------------------------------------- CRUD
 
 
 def test_the_list_holds_the_shipped_rules(client: TestClient) -> None:
     listed = client.get(URL).json()
     assert [(r["id"], r["source"], r["enabled"]) for r in listed] == [
-        ("room-welcome", "shipped", True), ("stuck-guest", "shipped", True)]
+        (rule_id, "shipped", True) for rule_id in SHIPPED]
+    assert SHIPPED[:2] == ["room-welcome", "stuck-guest"] and len(set(SHIPPED)) == len(SHIPPED)
     one = client.get(f"{URL}/room-welcome").json()
     assert one["trigger"] == "entry_allowed" and len(one["actions"]) == 3
     assert client.get(f"{URL}/nothing-here").status_code == 404
@@ -103,8 +124,7 @@ def test_create_read_replace_delete(client: TestClient, engine: Engine) -> None:
     assert r.status_code == 201, r.text
     assert (r.json()["source"], r.json()["overrides_shipped"]) == ("stored", False)
     assert client.get(f"{URL}/pool-closing").json()["filters"] == {"zone.id": "water-park"}
-    assert [r["id"] for r in client.get(URL).json()] == ["room-welcome", "stuck-guest",
-                                                         "pool-closing"]
+    assert [r["id"] for r in client.get(URL).json()] == [*SHIPPED, "pool-closing"]
     r = client.put(f"{URL}/pool-closing", json={**POOL, "name": "Pool closes"})
     assert r.status_code == 200 and r.json()["name"] == "Pool closes"
     assert rules_in_force(engine)["pool-closing"].name == "Pool closes"
@@ -146,6 +166,62 @@ def test_an_invalid_rule_is_422_with_every_reason(client: TestClient, engine: En
     assert audit_actions(engine) == []
 
 
+@pytest.mark.parametrize(("condition", "problem"), [
+    ({"kind": "counter_at_least", "counter": "hugs", "value": 2}, "unknown counter 'hugs'"),
+    ({"kind": "counter_is", "counter": "wristbands", "value": 2}, "unknown counter 'wristbands'"),
+    ({"kind": "counter_is", "counter": "rides", "value": 2.5},
+     "counter_is needs an integer value"),
+    ({"kind": "counter_is", "counter": "rides", "value": "5"},
+     "counter_is needs an integer value"),
+    ({"kind": "counter_is", "counter": "rides", "value": True},
+     "counter_is needs an integer value"),
+    ({"kind": "reading_above", "field": "blood_type", "limit": 3},
+     "unknown reading 'blood_type'"),
+    ({"kind": "time_between", "start": "08:00", "end": "10:00", "of": "tomorrow"},
+     "time_between's of is now (default) or event"),
+    ({"kind": "reading_above", "field": "heart_rate_bpm", "limit": "{prefs.shoe_size}"},
+     "unknown template variable {prefs.shoe_size}"),
+])
+def test_a_bad_condition_is_422_and_named(client: TestClient, engine: Engine,
+                                          condition: dict[str, Any], problem: str) -> None:
+    r = client.put(f"{URL}/pool-closing", json={**POOL, "conditions": [condition]})
+    assert r.status_code == 422, r.text
+    assert r.json()["problems"] == [problem]
+    assert "pool-closing" not in rules_in_force(engine)
+    assert audit_actions(engine) == []
+
+
+WATCH = {"name": "Calm down", "purpose": "health", "trigger": "telemetry",
+         "filters": {"device.kind": "watch"},
+         "conditions": [{"kind": "reading_above", "field": "heart_rate_bpm", "limit": 150},
+                        {"kind": "counter_is", "counter": "heart_rate_high", "value": 2},
+                        {"kind": "time_between", "start": "22:00", "end": "06:00", "of": "event"},
+                        {"kind": "counter_at_least", "counter": "visits",
+                         "value": 1}],
+         "actions": [{"kind": "command", "target": "self", "name": "vibrate",
+                      "params": {"level": "{counters.heart_rate_level}",
+                                 "reason": "{reading.heart_rate_bpm} bpm"}}]}
+
+
+def test_a_rule_may_target_the_device_the_event_came_from(client: TestClient,
+                                                          engine: Engine) -> None:
+    r = client.put(f"{URL}/calm-down", json=WATCH)
+    assert r.status_code == 201, r.text
+    assert r.json()["actions"][0]["target"] == "self"
+    stored = rules_in_force(engine)["calm-down"]
+    assert stored.actions[0].target == "self"
+    assert list(stored.conditions) == WATCH["conditions"]
+    assert audit_actions(engine) == [("automation.create", "automation:calm-down")]
+
+
+@pytest.mark.parametrize("rule", shipped(), ids=lambda rule: rule.id)
+def test_every_shipped_rule_passes_the_api_s_checks(client: TestClient, rule: Any) -> None:
+    body = yaml.safe_load(export_yaml([rule]))["rules"][0]
+    r = client.put(f"{URL}/{rule.id}", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["overrides_shipped"] is True
+
+
 def test_a_malformed_body_is_422(client: TestClient) -> None:
     assert client.put(f"{URL}/x", json={"name": "X"}).status_code == 422
     assert client.put(f"{URL}/x", json={**POOL, "actions": []}).status_code == 422
@@ -162,7 +238,7 @@ def test_disabling_a_shipped_rule_stores_it_disabled(client: TestClient, engine:
         False, "stored", True)
     welcome = rules_in_force(engine)["room-welcome"]
     assert welcome.enabled is False and welcome.actions == room_welcome().actions
-    assert list(rules_in_force(engine)) == ["room-welcome", "stuck-guest"]  # still in place
+    assert list(rules_in_force(engine)) == SHIPPED  # still in place
     # Deleting the stored copy brings the shipped rule back; the shipped one stays.
     assert client.delete(f"{URL}/room-welcome").status_code == 204
     assert rules_in_force(engine)["room-welcome"].enabled is True
@@ -180,8 +256,7 @@ def test_export_then_import_round_trips(client: TestClient, engine: Engine) -> N
     r = client.get(f"{URL}/export")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     exported = r.text
-    assert [d["id"] for d in yaml.safe_load(exported)["rules"]] == [
-        "room-welcome", "stuck-guest", "pool-closing"]
+    assert [d["id"] for d in yaml.safe_load(exported)["rules"]] == [*SHIPPED, "pool-closing"]
     before = rules_in_force(engine)
     with session_scope(engine) as session:  # start afresh: nothing stored
         for row in session.exec(select(AutomationRule)).all():
@@ -190,7 +265,7 @@ def test_export_then_import_round_trips(client: TestClient, engine: Engine) -> N
     r = client.post(f"{URL}/import", content=exported,
                     headers={"content-type": "application/yaml"})
     assert r.status_code == 200, r.text
-    assert r.json()["imported"] == ["room-welcome", "stuck-guest", "pool-closing"]
+    assert r.json()["imported"] == [*SHIPPED, "pool-closing"]
     assert rules_in_force(engine) == before
     assert client.get(f"{URL}/export").text == exported
     assert audit_actions(engine)[-1] == ("automation.import", "automations")
@@ -203,7 +278,7 @@ def test_an_import_is_all_or_nothing(client: TestClient, engine: Engine) -> None
     r = client.post(f"{URL}/import", content=yaml.safe_dump(document))
     assert r.status_code == 422
     assert r.json()["problems"] == ["rule 'pool-opening': unknown device 'nowhere'"]
-    assert list(rules_in_force(engine)) == ["room-welcome", "stuck-guest"]
+    assert list(rules_in_force(engine)) == SHIPPED
     assert audit_actions(engine) == []
 
 
@@ -253,17 +328,97 @@ def test_rows_round_trip() -> None:
 # ---------------------------------------------------------------------- stats
 
 
-def test_stats_come_from_the_running_runner(client: TestClient) -> None:
-    assert client.get(f"{URL}/stats").json() == {
-        "room-welcome": {"fired": 3, "failed": 0, "overridden": 0},
-        "stuck-guest": {"fired": 0, "failed": 1, "overridden": 0}}
+ZERO = {"fired": 0, "failed": 0, "queued": 0, "expired": 0, "overridden": 0}
 
 
-def test_stats_without_a_runner_are_zeros(engine: Engine, tmp_path: Path) -> None:
+def test_stats_come_from_the_recorded_runs(client: TestClient, engine: Engine) -> None:
+    assert client.put(f"{URL}/pool-closing", json=POOL).status_code == 201
+    add_runs(engine,
+             run("room-welcome"), run("room-welcome", overridden=True),
+             run("room-welcome", RunStatus.FAILED), run("room-welcome", RunStatus.QUEUED),
+             run("breakfast", RunStatus.QUEUED), run("breakfast", RunStatus.QUEUED),
+             run("breakfast", RunStatus.EXPIRED),
+             run("old-welcome"), run("old-welcome", overridden=True),
+             run("old-welcome", overridden=True), run("old-welcome", RunStatus.FAILED))
+    stats = client.get(f"{URL}/stats").json()
+    # Every rule in force, with zeros for those that did nothing; the runner's own counts
+    # (FakeRunner: room-welcome fired 3, stuck-guest failed 1) are not the figures.
+    assert stats == {
+        **{rule_id: ZERO for rule_id in SHIPPED}, "pool-closing": ZERO,
+        "room-welcome": {**ZERO, "fired": 2, "failed": 1, "queued": 1, "overridden": 1},
+        "breakfast": {**ZERO, "queued": 2, "expired": 1},
+        # no longer in force, but what it did is still counted
+        "old-welcome": {**ZERO, "fired": 3, "failed": 1, "overridden": 2}}
+
+
+def test_stats_follow_a_run_s_status(client: TestClient, engine: Engine) -> None:
+    add_runs(engine, run("stuck-guest", RunStatus.QUEUED))
+    assert client.get(f"{URL}/stats").json()["stuck-guest"] == {**ZERO, "queued": 1}
+    with session_scope(engine) as session:  # the device came back: it was sent
+        queued = session.exec(select(AutomationRun)).one()
+        queued.status, queued.sent_at = RunStatus.SENT, utcnow()
+        session.add(queued)
+    assert client.get(f"{URL}/stats").json()["stuck-guest"] == {**ZERO, "fired": 1}
+
+
+def test_stats_without_a_runner_or_a_run_are_zeros(engine: Engine, tmp_path: Path) -> None:
     app = create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None))
     with TestClient(app, headers=bearer(staff_token(app))) as c:
         stats = c.get(f"{URL}/stats").json()
-    assert stats == {rule.id: {"fired": 0, "failed": 0, "overridden": 0} for rule in shipped()}
+    assert stats == {rule_id: ZERO for rule_id in SHIPPED}
+
+
+# ----------------------------------------------------------------------- runs
+
+
+def test_runs_are_listed_newest_first_and_filtered(client: TestClient, engine: Engine) -> None:
+    add_runs(engine,
+             run("room-welcome", device_id="display-101", minutes=0),
+             run("stuck-guest", RunStatus.FAILED, device_id=None, minutes=1),
+             run("room-welcome", RunStatus.QUEUED, device_id="display-102", minutes=2),
+             run("room-welcome", overridden=True, device_id="display-101", minutes=3),
+             run("old-welcome", RunStatus.EXPIRED, device_id="display-101", minutes=4))
+
+    def listed(query: str = "") -> list[tuple[str, str, str | None]]:
+        r = client.get(f"{URL}/runs{query}")
+        assert r.status_code == 200, r.text
+        return [(x["rule_id"], x["params"]["text"].rpartition(" at ")[2], x["device_id"])
+                for x in r.json()]
+
+    assert listed() == [("old-welcome", "4", "display-101"), ("room-welcome", "3", "display-101"),
+                        ("room-welcome", "2", "display-102"), ("stuck-guest", "1", None),
+                        ("room-welcome", "0", "display-101")]
+    assert listed("?rule_id=room-welcome") == [("room-welcome", "3", "display-101"),
+                                               ("room-welcome", "2", "display-102"),
+                                               ("room-welcome", "0", "display-101")]
+    assert listed("?status=sent") == [("room-welcome", "3", "display-101"),
+                                      ("room-welcome", "0", "display-101")]
+    assert listed("?status=failed") == [("stuck-guest", "1", None)]
+    assert listed("?device_id=display-101") == [("old-welcome", "4", "display-101"),
+                                                ("room-welcome", "3", "display-101"),
+                                                ("room-welcome", "0", "display-101")]
+    assert listed("?rule_id=room-welcome&status=queued&device_id=display-102") == [
+        ("room-welcome", "2", "display-102")]
+    assert listed("?rule_id=room-welcome&device_id=display-999") == []
+    assert listed("?limit=2") == [("old-welcome", "4", "display-101"),
+                                  ("room-welcome", "3", "display-101")]
+    assert listed("?rule_id=room-welcome&limit=1") == [("room-welcome", "3", "display-101")]
+
+    newest = client.get(f"{URL}/runs?limit=2").json()
+    assert (newest[0]["status"], newest[0]["detail"], newest[0]["sent_at"]) == (
+        "expired", None, None)
+    assert (newest[1]["status"], newest[1]["name"], newest[1]["action"]) == (
+        "sent", "show", "command")
+    assert newest[1]["overridden_at"] is not None and newest[1]["sent_at"] is not None
+    assert newest[0]["overridden_at"] is None
+
+
+@pytest.mark.parametrize("query", ["status=lost", "status=SENT", "limit=0", "limit=1001",
+                                   "limit=many"])
+def test_runs_refuse_a_bad_query(client: TestClient, engine: Engine, query: str) -> None:
+    add_runs(engine, run("room-welcome"))
+    assert client.get(f"{URL}/runs?{query}").status_code == 422
+    assert client.get(f"{URL}/runs?limit=1000").status_code == 200
 
 
 # ---------------------------------------------------------------------- roles
@@ -272,13 +427,13 @@ def test_stats_without_a_runner_are_zeros(engine: Engine, tmp_path: Path) -> Non
 @pytest.mark.parametrize("role", ["auditor", "integrator"])
 def test_readers_read_but_do_not_write(app: FastAPI, engine: Engine, role: str) -> None:
     with TestClient(app, headers=bearer(staff_token(app, role))) as c:
-        for path in ("", "/room-welcome", "/export", "/stats"):
+        for path in ("", "/room-welcome", "/export", "/stats", "/runs"):
             assert c.get(URL + path).status_code == 200, path
         assert c.put(f"{URL}/pool-closing", json=POOL).status_code == 403
         assert c.patch(f"{URL}/room-welcome", json={"enabled": False}).status_code == 403
         assert c.delete(f"{URL}/room-welcome").status_code == 403
         assert c.post(f"{URL}/import", content=export_yaml(shipped())).status_code == 403
-    assert list(rules_in_force(engine)) == ["room-welcome", "stuck-guest"]
+    assert list(rules_in_force(engine)) == SHIPPED
     assert audit_actions(engine) == []
 
 
@@ -292,7 +447,8 @@ def test_guests_see_nothing(app: FastAPI) -> None:
     from tests.conftest import guest_token
 
     with TestClient(app, headers=bearer(guest_token(app, "guest-01"))) as c:
-        assert c.get(URL).status_code == 403
+        for path in ("", "/stats", "/runs"):
+            assert c.get(URL + path).status_code == 403, path
 
 
 # ------------------------------------------------------------- the runner
