@@ -237,9 +237,11 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
             problems.append(f"unknown condition {condition.get('kind')!r}")
         elif condition["kind"] in ("counter_at_least", "counter_is") and \
                 condition.get("counter") not in COUNTERS:
-            problems.append(f"unknown counter {condition.get('counter')!r}")
+            problems.append(f"unknown counter {condition['counter']!r}"
+                            if "counter" in condition else f"{condition['kind']} needs a counter")
         elif condition["kind"] == "reading_above" and condition.get("field") not in READINGS:
-            problems.append(f"unknown reading {condition.get('field')!r}")
+            problems.append(f"unknown reading {condition['field']!r}"
+                            if "field" in condition else "reading_above needs a field")
         for value in _strings(condition):
             for name in _fields_of(value):
                 if name not in TEMPLATE_FIELDS:

@@ -184,7 +184,7 @@ ROUTES = [
     Route("GET", "/automations", "/automations", SETUP_READERS),
     Route("GET", "/automations/export", "/automations/export", SETUP_READERS),
     Route("GET", "/automations/stats", "/automations/stats", SETUP_READERS),
-    Route("GET", "/automations/runs", "/automations/runs", SETUP_READERS),
+    Route("GET", "/automations/runs", "/automations/runs", GUEST_DATA),
     Route("POST", "/automations/import", "/automations/import", FRONT_DESK,
           {"rules": [{"id": "vip-gate", "name": "VIP at the gate", "purpose": "service",
                       "trigger": "entry_allowed", "filters": {"device.id": "gate-park-in-1"},

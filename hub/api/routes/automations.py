@@ -18,7 +18,15 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from hub import automation_store as store
-from hub.api.deps import ADMIN, SETUP_READERS, STAFF, AuditDep, SessionDep, require_roles
+from hub.api.deps import (
+    ADMIN,
+    GUEST_DATA_READERS,
+    SETUP_READERS,
+    STAFF,
+    AuditDep,
+    SessionDep,
+    require_roles,
+)
 from hub.automations import Rule, RuleError, shipped, validate
 from hub.crud import Conflict, NotFound
 from hub.models import AutomationRule, AutomationRun, RunStatus
@@ -213,14 +221,18 @@ def automation_stats(session: SessionDep) -> dict[str, AutomationStats]:
 
 
 @router.get("/runs", response_model=list[AutomationRunPublic],
-            dependencies=[require_roles(*SETUP_READERS)])
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def automation_runs(session: SessionDep,
                     rule_id: Annotated[str | None, Query(max_length=64)] = None,
                     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
                     device_id: Annotated[str | None, Query(max_length=64)] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100
                     ) -> list[AutomationRunPublic]:
-    """What automations did, newest first: each action with its status and parameters."""
+    """What automations did, newest first: each action with its status and parameters.
+
+    Parameters hold guests' data (a name in a greeting, a heart rate in an alert): only
+    those who may read guests' data may read them.
+    """
     query = select(AutomationRun)
     if rule_id is not None:
         query = query.where(AutomationRun.rule_id == rule_id)
@@ -228,7 +240,8 @@ def automation_runs(session: SessionDep,
         query = query.where(AutomationRun.status == run_status)
     if device_id is not None:
         query = query.where(AutomationRun.device_id == device_id)
-    rows = session.exec(query.order_by(col(AutomationRun.id).desc()).limit(limit)).all()
+    rows = session.exec(query.order_by(col(AutomationRun.created_at).desc(),
+                                       col(AutomationRun.id).desc()).limit(limit)).all()
     return [AutomationRunPublic.model_validate(row, from_attributes=True) for row in rows]
 
 
