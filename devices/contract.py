@@ -5,7 +5,9 @@ discriminating ``kind``. Correlation lives in the payload (``event_id``), not
 in MQTT 5 properties, so the contract works over MQTT 3.1.1 as well as 5.
 
 :func:`parse_event` is the only way a device message enters the hub; the
-device side reads the hub's messages with :func:`parse_reply`.
+device side reads the hub's messages with :func:`parse_reply`, a guest's app
+its notifications with :func:`parse_notification` and a staff console its
+alerts with :func:`parse_staff_alert`.
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ class TelemetryEvent(_Message):
 
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+RuleId = Annotated[str, Field(min_length=1, max_length=64, description="The automation's id")]
+ShortId = Annotated[str, Field(min_length=1, max_length=64)]
 MinorUnits = Annotated[int, Field(gt=0, description="Integer minor units (cents), never floats")]
 IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
@@ -302,6 +306,27 @@ class Receipt(_Message):
     at: AwareDatetime
 
 
+class GuestNotice(_Message):
+    """News for one guest from an automation, on the guest's notifications topic.
+
+    ``kind`` is ``offer`` (an automation's offer) or ``notice`` (any other news for
+    the guest). Whatever else the automation's action gave goes to ``details``.
+    """
+
+    kind: Literal["offer", "notice"] = "notice"
+    notice_id: EventId = Field(description="A fresh id per notice: show a notice_id once")
+    rule: RuleId
+    at: AwareDatetime
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+    offer_id: ShortId | None = None
+    merchant_id: ShortId | None = None
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="The action's other parameters, as JSON")
+
+
+GuestNotification = Annotated[Receipt | GuestNotice, Field(discriminator="kind")]
+
+
 class Command(_Message):
     """An instruction to a device (set a thermostat, show a greeting ...)."""
 
@@ -337,6 +362,34 @@ class ErrorMessage(_Message):
 HubReply = Annotated[Decision | PaymentDecision | ErrorMessage, Field(discriminator="kind")]
 
 
+# ------------------------------------------------------------- hub -> staff
+
+
+Severity = Literal["info", "warning", "urgent"]
+
+
+class StaffAlert(_Message):
+    """An alert for the venue's staff consoles, on the venue's staff alerts topic.
+
+    ``rule`` is the automation that raised it; what else the automation's action gave
+    (a guest's preferences, a reading ...) goes to ``details``.
+    """
+
+    kind: Literal["alert"] = "alert"
+    alert_id: EventId = Field(description="A fresh id per alert: show an alert_id once")
+    rule: RuleId
+    at: AwareDatetime
+    severity: Severity = "warning"
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+    cue: ShortId | None = None
+    guest_id: ShortId | None = None
+    device_id: ShortId | None = None
+    zone_id: ShortId | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="The action's other parameters, as JSON")
+
+
 # ------------------------------------------------------------------- parsing
 
 
@@ -355,8 +408,10 @@ class ContractError(ValueError):
 
 AnyEvent = TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest | OfflineEntry
 AnyReply = Decision | PaymentDecision | ErrorMessage
+AnyNotification = Receipt | GuestNotice
 _EVENT: TypeAdapter[AnyEvent] = TypeAdapter(DeviceEvent)
 _REPLY: TypeAdapter[AnyReply] = TypeAdapter(HubReply)
+_NOTIFICATION: TypeAdapter[AnyNotification] = TypeAdapter(GuestNotification)
 
 
 def _loads(payload: bytes) -> dict[str, Any]:
@@ -427,8 +482,18 @@ def parse_reply(payload: bytes) -> AnyReply:
 
 
 def parse_receipt(payload: bytes) -> Receipt:
-    """Validate a message on a guest's notifications topic."""
+    """Validate a receipt on a guest's notifications topic (any other kind is refused)."""
     return Receipt.model_validate_json(payload)
+
+
+def parse_notification(payload: bytes) -> AnyNotification:
+    """Validate a message on a guest's notifications topic: a receipt or a notice."""
+    return _NOTIFICATION.validate_json(payload)
+
+
+def parse_staff_alert(payload: bytes) -> StaffAlert:
+    """Validate a message on the venue's staff alerts topic."""
+    return StaffAlert.model_validate_json(payload)
 
 
 def parse_command(payload: bytes) -> Command:

@@ -10,7 +10,6 @@ reported to staff. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -18,6 +17,7 @@ from sqlmodel import Session, col, select
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, staff_topic
 from hub.models import AutomationRun, RunStatus
+from hub.notices import staff_alert
 
 
 def command_message(venue: str, run: AutomationRun, *, issued_at: datetime) -> tuple[str, bytes]:
@@ -26,6 +26,18 @@ def command_message(venue: str, run: AutomationRun, *, issued_at: datetime) -> t
     command = Command(command_id=run.command_id, name=run.name or "show",
                       params=dict(run.params), issued_at=issued_at)
     return device_topic(venue, run.device_id, Channel.COMMANDS), encode(command)
+
+
+def expired_alert(venue: str, run: AutomationRun, *, device_id: str,
+                  now: datetime) -> tuple[str, bytes]:
+    """The staff alert saying that a queued command expired unsent (cue ``command_expired``;
+    the command's name and when it was queued in ``details``)."""
+    alert = staff_alert(run.rule_id, now, {
+        "text": f"{run.rule_id}: {run.name} for {device_id} was not sent: the device "
+                f"was offline from {run.created_at:%H:%M} UTC until now",
+        "severity": "info", "cue": "command_expired", "device_id": device_id,
+        "command": run.name, "queued_at": run.created_at.isoformat()})
+    return staff_topic(venue), encode(alert)
 
 
 def release(session: Session, *, venue: str, device_id: str, now: datetime,
@@ -39,12 +51,7 @@ def release(session: Session, *, venue: str, device_id: str, now: datetime,
         if now - run.created_at > ttl:
             run.status = RunStatus.EXPIRED
             run.detail = f"{device_id} was offline longer than {ttl}"
-            messages.append((staff_topic(venue), json.dumps({
-                "v": 1, "kind": "alert", "rule": run.rule_id, "severity": "info",
-                "cue": "command_expired", "device_id": device_id, "command": run.name,
-                "queued_at": run.created_at.isoformat(), "at": now.isoformat(),
-                "text": f"{run.rule_id}: {run.name} for {device_id} was not sent: the device "
-                        f"was offline from {run.created_at:%H:%M} UTC until now"}).encode()))
+            messages.append(expired_alert(venue, run, device_id=device_id, now=now))
         else:
             run.status = RunStatus.SENT
             run.sent_at = now

@@ -28,6 +28,7 @@ from devices.topics import Channel, device_topic, guest_topic, staff_topic
 from hub.automations import Facts, Planned, Rule, plan
 from hub.db import session_scope
 from hub.models import AutomationRun, Device, RunStatus, utcnow
+from hub.notices import guest_notice, staff_alert
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +135,16 @@ class AutomationRunner:
             self.queued[action.rule_id] += 1
             self._record(run)
             return
+        try:  # built once: every attempt sends the same message, with the same id
+            topic, payload = message_for(occurrence, action, run)
+        except Exception as exc:  # nobody to notify, a command without a device ...
+            run.status, run.detail = RunStatus.FAILED, str(exc)[:500]
+            self.failed[action.rule_id] += 1
+            log.error("automation %s: no %s message: %s", action.rule_id, action.kind, exc)
+            self._record(run)
+            return
         for attempt in range(1, self.attempts + 1):
             try:
-                topic, payload = message_for(occurrence, action, run)
                 self.publish(topic, payload)
                 run.status, run.sent_at = RunStatus.SENT, utcnow()
                 self.fired[action.rule_id] += 1
@@ -162,7 +170,9 @@ class AutomationRunner:
 
 def message_for(occurrence: Occurrence, action: Planned,
                 run: AutomationRun | None = None) -> tuple[str, bytes]:
-    """The MQTT message that carries out a planned action."""
+    """The MQTT message that carries out a planned action: a :class:`Command` to a device,
+    a :class:`GuestNotice` to the guest (``notify_guest`` is kind ``notice``) or a
+    :class:`StaffAlert` to staff; see :mod:`hub.notices` for how parameters fit them."""
     if action.kind in ("command", "greet"):
         if action.device_id is None:
             raise ValueError(f"{action.rule_id}: a command needs a device")
@@ -175,15 +185,11 @@ def message_for(occurrence: Occurrence, action: Planned,
         if occurrence.guest_id is None and (run is None or run.guest_id is None):
             raise ValueError(f"{action.rule_id}: nobody to notify")
         guest = occurrence.guest_id or (run.guest_id if run else None)
-        body = {"v": 1, "kind": action.kind, "rule": action.rule_id, **action.params}
-        return guest_topic(occurrence.venue, str(guest)), _json(body)
-    body = {"v": 1, "kind": "alert", "rule": action.rule_id, "at": occurrence.at.isoformat(),
-            **action.params}
-    return staff_topic(occurrence.venue), _json(body)
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, default=str).encode()
+        notice = guest_notice("offer" if action.kind == "offer" else "notice",
+                              action.rule_id, occurrence.at, action.params)
+        return guest_topic(occurrence.venue, str(guest)), encode(notice)
+    alert = staff_alert(action.rule_id, occurrence.at, action.params)
+    return staff_topic(occurrence.venue), encode(alert)
 
 
 def _plain(params: Any) -> dict[str, Any]:

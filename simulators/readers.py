@@ -26,12 +26,13 @@ from pydantic import ValidationError
 
 from devices.client import DeviceClient, new_event_id, nodelay
 from devices.contract import (
+    GuestNotice,
     LineItem,
     PaymentRequest,
     PhoneKeyCredential,
     Receipt,
     WristbandCredential,
-    parse_receipt,
+    parse_notification,
     utcnow,
 )
 from devices.topics import guest_topic
@@ -269,14 +270,16 @@ class GuestApp:
     ``DeviceClient`` only subscribes to its own device's channels, so this is a
     minimal paho client of its own (TCP_NODELAY like ``DeviceClient``). One
     connection can follow several guests; each receipt is filed under the guest
-    whose topic it came on. Payloads that are not valid receipts are kept in
-    :attr:`invalid` (the hub broke the contract) rather than dropped.
+    whose topic it came on. Offers and notices (:class:`GuestNotice`) share the
+    topic: they are kept in :attr:`notices`, (guest id, notice). Payloads that are
+    neither are kept in :attr:`invalid` (the hub broke the contract) rather than dropped.
     """
 
     def __init__(self, venue: str, broker: Broker) -> None:
         self.venue = venue
         self.broker = broker
         self.invalid: list[tuple[str, bytes, str]] = []
+        self.notices: list[tuple[str, GuestNotice]] = []
         self._arrivals: queue.SimpleQueue[ArrivedReceipt] = queue.SimpleQueue()
         self._backlog: list[ArrivedReceipt] = []
         self._topics: dict[str, str] = {}  # topic -> guest id
@@ -376,11 +379,14 @@ class GuestApp:
         if guest_id is None:
             return
         try:
-            receipt = parse_receipt(bytes(msg.payload))
+            message = parse_notification(bytes(msg.payload))
         except ValidationError as exc:
             self.invalid.append((msg.topic, bytes(msg.payload), str(exc).splitlines()[0]))
             return
-        self._arrivals.put(ArrivedReceipt(guest_id, receipt, time.perf_counter()))
+        if isinstance(message, GuestNotice):
+            self.notices.append((guest_id, message))
+            return
+        self._arrivals.put(ArrivedReceipt(guest_id, message, time.perf_counter()))
 
 
 class ReaderPool:

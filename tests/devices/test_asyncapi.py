@@ -33,8 +33,10 @@ from devices.contract import (
     encode,
     parse_command,
     parse_event,
+    parse_notification,
     parse_receipt,
     parse_reply,
+    parse_staff_alert,
     parse_status,
 )
 from devices.topics import (
@@ -43,6 +45,7 @@ from devices.topics import (
     device_topic,
     guest_topic,
     parse_topic,
+    staff_topic,
     subscription,
     valid_id,
 )
@@ -59,24 +62,28 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
 
 #: A guest's notifications channel (``guest_topic``): read by guests' apps, not a device Channel.
 GUEST = "guest notifications"
+#: The venue's staff alerts channel (``staff_topic``): read by staff consoles, not by devices.
+STAFF = "staff alerts"
 ChannelKey = Channel | str
 
-#: Who publishes on each channel (from the device's point of view, or the guest
-#: app's on GUEST) and which function of the contract reads it.
+#: Who publishes on each channel (from the device's point of view, the guest
+#: app's on GUEST, the staff console's on STAFF) and which function of the contract reads it.
 CHANNEL_USE: dict[ChannelKey, tuple[str, Callable[[bytes], BaseModel]]] = {
     Channel.EVENTS: ("send", parse_event),
     Channel.STATUS: ("send", parse_status),
     Channel.DECISIONS: ("receive", parse_reply),
     Channel.COMMANDS: ("receive", parse_command),
     Channel.ERRORS: ("receive", parse_reply),
-    GUEST: ("receive", parse_receipt),
+    GUEST: ("receive", parse_notification),
+    STAFF: ("receive", parse_staff_alert),
 }
 
 #: Ids the test substitutes for the channel parameters (besides the document's examples).
 SAMPLE_IDS = {"venue": "venue-a", "device": "device.b_2", "guest": "guest.c_3"}
-#: The parameters of a device channel's address and of a guest channel's (sorted).
+#: The parameters of a device channel's address, a guest channel's and the staff one's (sorted).
 DEVICE_PARAMS = ("device", "venue")
 GUEST_PARAMS = ("guest", "venue")
+STAFF_PARAMS = ("venue",)
 
 #: Schema keywords that only annotate; everything else must match the model.
 ANNOTATIONS = frozenset(
@@ -217,6 +224,11 @@ def enum_fields() -> Iterator[tuple[type[BaseModel], str, type[Enum]]]:
                     yield model, field, kind
 
 
+def kinds_of(model: type[BaseModel]) -> tuple[str, ...]:
+    """The values of a model's ``kind`` Literal (GuestNotice has two)."""
+    return get_args(model.model_fields["kind"].annotation)
+
+
 def enum_mismatches(doc: dict[str, Any]) -> list[str]:
     """``kind``, ``v`` and enum-typed fields in the document versus the Python code."""
     problems = []
@@ -226,9 +238,11 @@ def enum_mismatches(doc: dict[str, Any]) -> list[str]:
         except AssertionError as exc:
             problems.append(str(exc))
             continue
-        kind = model.model_fields["kind"].default
-        if props.get("kind", {}).get("const") != kind:
-            problems.append(f"{name}.kind: document {props.get('kind')!r}, model const {kind!r}")
+        kinds = kinds_of(model)
+        kind = props.get("kind", {})
+        documented = [kind["const"]] if "const" in kind else kind.get("enum")
+        if documented != list(kinds):
+            problems.append(f"{name}.kind: document {kind!r}, model Literal {kinds!r}")
         if props.get("v", {}).get("const") != contract.VERSION:
             problems.append(f"{name}.v: document {props.get('v')!r}, VERSION {contract.VERSION}")
     for model, field, enum in enum_fields():
@@ -257,15 +271,19 @@ def channel_of(address: str, venue: str, device: str) -> str:
 
 
 def channel_key(address: str) -> ChannelKey:
-    """GUEST or the device Channel an address stands for; TopicError when neither."""
+    """GUEST, STAFF or the device Channel an address stands for; TopicError when none."""
     topic = fill(address, SAMPLE_IDS)
     if topic == guest_topic(SAMPLE_IDS["venue"], SAMPLE_IDS["guest"]):
         return GUEST
+    if topic == staff_topic(SAMPLE_IDS["venue"]):
+        return STAFF
     return parse_topic(topic).channel
 
 
 def key_label(key: ChannelKey) -> str:
-    return f"Channel.{key.name}" if isinstance(key, Channel) else "the guest channel"
+    if isinstance(key, Channel):
+        return f"Channel.{key.name}"
+    return "the guest channel" if key == GUEST else "the staff channel"
 
 
 def channel_params(doc: dict[str, Any], channel: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -275,14 +293,16 @@ def channel_params(doc: dict[str, Any], channel: dict[str, Any]) -> dict[str, di
 
 
 def channel_mismatches(doc: dict[str, Any]) -> list[str]:
-    """Addresses versus ``device_topic``/``guest_topic``; each channel documented exactly once."""
+    """Addresses versus ``device_topic``/``guest_topic``/``staff_topic``; each channel
+    documented exactly once."""
     problems: list[str] = []
     found: dict[ChannelKey, list[str]] = {}
     for key, channel in (doc.get("channels") or {}).items():
         address = channel.get("address", "")
         placeholders = _PARAM.findall(address)
         params = channel_params(doc, channel)
-        expected = GUEST_PARAMS if "guest" in placeholders else DEVICE_PARAMS
+        expected = (GUEST_PARAMS if "guest" in placeholders
+                    else DEVICE_PARAMS if "device" in placeholders else STAFF_PARAMS)
         if sorted(placeholders) != sorted(params) or tuple(sorted(placeholders)) != expected:
             problems.append(
                 f"channel {key}: address parameters {placeholders} vs declared {sorted(params)}"
@@ -311,6 +331,17 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
             if guest_ok:
                 found.setdefault(GUEST, []).append(key)
             continue
+        if expected == STAFF_PARAMS:
+            staff_ok = True
+            for venue in samples["venue"]:
+                topic = fill(address, {"venue": venue})
+                built = staff_topic(venue)
+                if topic != built:
+                    problems.append(f"channel {key}: {topic!r} but staff_topic builds {built!r}")
+                    staff_ok = False
+            if staff_ok:
+                found.setdefault(STAFF, []).append(key)
+            continue
         channels_hit = set()
         for venue, device in itertools.product(samples["venue"], samples["device"]):
             topic = channel_of(address, venue, device)
@@ -328,7 +359,7 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
         wildcard = channel_of(address, "+", "+")
         if channels_hit and wildcard != subscription(next(iter(channels_hit))):
             problems.append(f"channel {key}: wildcard form {wildcard!r} != subscription()")
-    for channel_key_ in (*Channel, GUEST):
+    for channel_key_ in (*Channel, GUEST, STAFF):
         keys = found.get(channel_key_, [])
         if len(keys) != 1:
             problems.append(f"{key_label(channel_key_)}: documented by {keys or 'no channel'}")
@@ -336,7 +367,8 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
 
 
 def channel_messages(doc: dict[str, Any]) -> Iterator[tuple[ChannelKey, str, str, dict[str, Any]]]:
-    """(Channel or GUEST, channel key, JSON pointer of the message, message) for every message."""
+    """(Channel, GUEST or STAFF, channel key, JSON pointer of the message, message) for every
+    message."""
     for key, channel in (doc.get("channels") or {}).items():
         ch = channel_key(channel["address"])
         for msg_key, ref in (channel.get("messages") or {}).items():
@@ -401,8 +433,9 @@ def test_document_parses_as_asyncapi_3(doc: dict[str, Any]) -> None:
 
 def test_every_message_model_is_found() -> None:
     # Guards the discovery above: an empty dict would make the loops vacuous.
-    assert {"TapEvent", "Decision", "ErrorMessage"} <= set(MESSAGE_MODELS)
-    assert set(CHANNEL_USE) == {*Channel, GUEST}, "a Channel without a known reader"
+    assert {"TapEvent", "Decision", "ErrorMessage", "StaffAlert", "GuestNotice"} <= set(
+        MESSAGE_MODELS)
+    assert set(CHANNEL_USE) == {*Channel, GUEST, STAFF}, "a Channel without a known reader"
 
 
 def test_channel_addresses_match_topics(doc: dict[str, Any]) -> None:
@@ -430,13 +463,17 @@ def test_channels_carry_the_models_their_reader_parses(doc: dict[str, Any]) -> N
         Channel.EVENTS: set(get_args(get_args(contract.DeviceEvent)[0])),
         Channel.DECISIONS: set(get_args(get_args(contract.HubReply)[0])),
         Channel.ERRORS: set(get_args(get_args(contract.HubReply)[0])),
-        GUEST: {get_type_hints(parse_receipt)["return"]},
+        GUEST: set(get_args(get_args(contract.GuestNotification)[0])),
+        STAFF: {get_type_hints(parse_staff_alert)["return"]},
     }
     on_channel: dict[ChannelKey, set[type[BaseModel]]] = {}
     for ch, _, _, message in channel_messages(doc):
         on_channel.setdefault(ch, set()).add(MESSAGE_MODELS[message["name"]])
     assert on_channel[Channel.EVENTS] == union_members[Channel.EVENTS]
     assert on_channel[GUEST] == union_members[GUEST]
+    assert on_channel[STAFF] == union_members[STAFF]
+    # A guest's app that reads receipts only still gets the receipt it knows.
+    assert get_type_hints(parse_receipt)["return"] in union_members[GUEST]
     for ch in (Channel.DECISIONS, Channel.ERRORS):
         assert on_channel[ch] <= union_members[ch]
     assert set().union(*on_channel.values()) == set(MESSAGE_MODELS.values())
@@ -444,6 +481,16 @@ def test_channels_carry_the_models_their_reader_parses(doc: dict[str, Any]) -> N
 
 def test_examples_validate_and_parse(doc: dict[str, Any]) -> None:
     assert example_problems(doc) == []
+
+
+def test_every_kind_has_an_example(doc: dict[str, Any]) -> None:
+    """Each value of every model's ``kind`` (an offer and a notice too) is shown on the wire."""
+    shown = {(message["name"], (example.get("payload") or {}).get("kind"))
+             for _, _, _, message in channel_messages(doc)
+             for example in message.get("examples") or []}
+    missing = [(name, kind) for name, model in MESSAGE_MODELS.items()
+               for kind in kinds_of(model) if (name, kind) not in shown]
+    assert missing == []
 
 
 def test_operations_from_the_device_point_of_view(doc: dict[str, Any]) -> None:
@@ -547,6 +594,23 @@ def test_a_wrong_guest_address_is_detected(doc: dict[str, Any]) -> None:
     problems = channel_mismatches(broken)
     assert any("guest_topic builds" in p for p in problems), problems
     assert any("the guest channel: documented by no channel" in p for p in problems), problems
+
+
+def test_a_wrong_staff_address_is_detected(doc: dict[str, Any]) -> None:
+    broken = copy.deepcopy(doc)
+    for channel in broken["channels"].values():
+        if channel["address"].endswith("/staff/alerts"):
+            channel["address"] = channel["address"].replace("/staff/alerts", "/hub/alerts")
+    problems = channel_mismatches(broken)
+    assert any("staff_topic builds" in p for p in problems), problems
+    assert any("the staff channel: documented by no channel" in p for p in problems), problems
+
+
+def test_a_missing_kind_is_detected(doc: dict[str, Any]) -> None:
+    broken = copy.deepcopy(doc)
+    payload_of(broken, "GuestNotice")["properties"]["kind"]["enum"] = ["notice"]
+    assert any("GuestNotice.kind" in p for p in enum_mismatches(broken))
+    assert model_mismatches(broken, contract.GuestNotice)
 
 
 def test_a_bad_example_is_detected(doc: dict[str, Any]) -> None:

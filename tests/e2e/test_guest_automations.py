@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from devices.client import DeviceClient
-from devices.contract import WristbandCredential
+from devices.contract import WristbandCredential, parse_notification, parse_staff_alert
 from devices.topics import ROOT
 from hub.demo import VENUE_ID, watch_id, wristband_uid
 from hub.models import utcnow
@@ -44,10 +44,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 class Listener:
-    """Everything the hub publishes to staff and guests, as JSON, in arrival order."""
+    """Everything the hub publishes to staff and guests, as JSON, in arrival order;
+    each message is also read by the contract's parser, what it refuses kept in ``invalid``."""
 
     def __init__(self, hub: Hub) -> None:
         self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.invalid: list[tuple[str, bytes, str]] = []
         self._cond = threading.Condition()
         host, port = hub.settings.mqtt_address
         subscribed = threading.Event()
@@ -61,8 +63,15 @@ class Listener:
         assert subscribed.wait(5)
 
     def _on(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        payload = bytes(message.payload)
+        parse = parse_staff_alert if message.topic.endswith("/staff/alerts") else (
+            parse_notification)
         with self._cond:
-            self.messages.append((message.topic, json.loads(message.payload)))
+            try:
+                parse(payload)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                self.invalid.append((message.topic, payload, str(exc).splitlines()[0]))
+            self.messages.append((message.topic, json.loads(payload)))
             self._cond.notify_all()
 
     def matching(self, predicate: Callable[[str, dict[str, Any]], bool]
@@ -92,6 +101,7 @@ def heard(hub: Hub) -> Iterator[Listener]:
     listener = Listener(hub)
     yield listener
     listener.close()
+    assert listener.invalid == []  # every alert, notice and receipt kept to the contract
 
 
 def api(hub: Hub) -> str:
@@ -178,7 +188,8 @@ def test_a_high_heart_rate_vibrates_harder_then_alerts_staff_once(
         assert [v.level for v in wrist.vibrations] == [1, 2, 3, 3]  # escalating, capped
         assert "130 bpm" in wrist.vibrations[0].reason
         [alert] = heard.wait(alerts_for_3)
-        assert alert["severity"] == "urgent" and alert["heart_rate_bpm"] == 140
+        assert alert["severity"] == "urgent" and alert["details"]["heart_rate_bpm"] == 140
+        assert alert["device_id"] == watch_id(3)
         assert "Chen" not in alert["text"] and "Bo" in alert["text"]  # display name only
         # Back under the threshold: calm; the next high reading starts over, gently.
         wrist.heart_rate(90)
@@ -237,9 +248,11 @@ def test_staff_see_a_returning_guest_with_their_preferences(
         assert lock_107.tap(band(7)).outcome == "allow"  # a first stay: no cue
         [alert] = heard.wait(cue("guest-01"))
         assert alert["text"] == "Welcome back, Charlie"
-        assert (alert["room_temperature_c"], alert["lighting_scene"], alert["language"],
-                alert["dietary"], alert["zone_id"]) == (22.5, "warm", "fr", ["halal"],
-                                                        "room-101")
+        details = alert["details"]  # the guest's preferences: beyond the alert's own fields
+        assert (details["room_temperature_c"], details["lighting_scene"], details["language"],
+                details["dietary"], alert["zone_id"]) == (22.5, "warm", "fr", ["halal"],
+                                                          "room-101")
+        assert alert["severity"] == "info"
         assert lock_101.tap(band(1)).outcome == "allow"  # the second entry: no second cue
     time.sleep(QUIET)
     assert len(heard.matching(cue("guest-01"))) == 1
@@ -262,6 +275,7 @@ def test_the_fifth_ride_brings_an_offer_once(hub: Hub, heard: Listener) -> None:
         assert carousel.tap(band(9)).outcome == "allow"
         [offer] = heard.wait(offers)
         assert offer["rule"] == "ride-reward" and offer["text"].startswith("5 rides!")
+        assert (offer["offer_id"], offer["merchant_id"]) == ("ride-reward", "cafe")
         assert coaster.tap(band(9)).outcome == "allow"
     time.sleep(QUIET)
     assert len(heard.matching(offers)) == 1
@@ -372,7 +386,7 @@ def test_withdrawing_analytics_consent_stops_an_analytics_rule(
     assert r.status_code == 201, r.text
     profile(hub, "guest-08", consents={"analytics": True})
     counted = lambda t, b: t.endswith("/guest-08/notifications") and (  # noqa: E731
-        b.get("rule") == "park-visits")
+        b.get("rule") == "park-visits" and b.get("kind") == "notice")
     with device(hub, "gate-park-in-1") as gate_in, device(hub, "gate-park-out-1") as gate_out:
         # The runner reads rules through a two-second cache: tap until the new rule is in.
         assert wait_until(lambda: _enter_and_leave(gate_in, gate_out, 8)

@@ -71,11 +71,11 @@ def test_no_consent_no_welcome(running_hub: Hub) -> None:
 
 
 def test_two_denials_at_one_door_alert_staff(running_hub: Hub) -> None:
-    import json
     import queue
 
     import paho.mqtt.client as mqtt
 
+    from devices.contract import parse_staff_alert
     from devices.topics import staff_topic
 
     host, port = running_hub.settings.mqtt_address
@@ -95,9 +95,10 @@ def test_two_denials_at_one_door_alert_staff(running_hub: Hub) -> None:
             time.sleep(0.5)
             assert alerts.empty()  # one denial is no reason to send someone
             assert lock.tap(stranger).reason == "wrong_zone"
-            alert = json.loads(alerts.get(timeout=2))
-        assert (alert["rule"], alert["device_id"], alert["reason"]) == (
-            "stuck-guest", "lock-105", "wrong_zone")
+            alert = parse_staff_alert(alerts.get(timeout=2))
+        assert (alert.rule, alert.device_id, alert.reason, alert.severity) == (
+            "stuck-guest", "lock-105", "wrong_zone", "warning")
+        assert alert.text == "Guest stuck at lock-105: wrong_zone" and alert.details == {}
     finally:
         staff.disconnect()
         staff.loop_stop()

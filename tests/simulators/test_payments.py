@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from devices.contract import LineItem, Receipt, WristbandCredential, encode
+from devices.contract import GuestNotice, LineItem, Receipt, WristbandCredential, encode
 from devices.topics import guest_topic
 from simulators.readers import (
     ArrivedReceipt,
@@ -25,6 +25,8 @@ from simulators.readers import (
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 BAND = WristbandCredential(uid="04A10000000001")
+NOTICE = GuestNotice(kind="offer", notice_id="n1", rule="ride-reward", at=AT,
+                     text="A free drink", offer_id="ride-reward", merchant_id="cafe")
 
 
 # ---------------------------------------------------------------------- items
@@ -164,6 +166,7 @@ def test_guest_app_files_receipts_by_topic_and_keeps_the_unexpected() -> None:
     for topic, payload in [
         (child_topic, encode(receipt("child"))),
         (lead_topic, b'{"v":1,"kind":"receipt"}'),  # not a receipt: kept as invalid
+        (child_topic, encode(NOTICE)),  # an offer shares the topic: kept apart, not invalid
         (guest_topic("demo", "x"), encode(receipt("x"))),  # nobody follows x
         (lead_topic, encode(receipt("lead"))),
     ]:
@@ -175,3 +178,4 @@ def test_guest_app_files_receipts_by_topic_and_keeps_the_unexpected() -> None:
     assert [(r.guest_id, r.receipt.guest_id) for r in app.leftovers()] == [("child", "child")]
     assert app.leftovers() == []
     assert [topic for topic, _, _ in app.invalid] == [lead_topic]
+    assert app.notices == [("child", NOTICE)]
