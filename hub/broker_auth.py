@@ -5,8 +5,8 @@ Pure: no network, no files. Usernames say who connects:
 - ``{venue}.{device_id}``  one device; writes only ``device/{itself}/events|status`` and
   reads only ``hub/{itself}/#`` of its own venue
 - ``guest-{guest_id}``      a guest's app; reads only ``{venue}/guest/{guest_id}/notifications``
-- the bridge user           the hub; reads ``+/device/#``, writes ``+/hub/#``, ``+/guest/#``
-  and ``+/keys/#``
+- the bridge user           the hub; reads ``+/device/#``, writes ``+/hub/#``, ``+/guest/#``,
+  ``+/keys/#`` and ``+/staff/#`` (alerts for staff)
 
 A device's password is an HMAC of its identity under the hub's secret, so the hub
 checks a password by recomputing it and needs no password table. The same rules
@@ -38,7 +38,8 @@ MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's default
 _PASSWORD_LABEL = b"venuehub/v1 broker password\x00"
 
 _BRIDGE_READ = (f"{ROOT}/+/{DEVICE}/#",)
-_BRIDGE_WRITE = (f"{ROOT}/+/{HUB}/#", f"{ROOT}/+/guest/#", f"{ROOT}/+/keys/#")
+_BRIDGE_WRITE = (f"{ROOT}/+/{HUB}/#", f"{ROOT}/+/guest/#", f"{ROOT}/+/keys/#",
+                 f"{ROOT}/+/staff/#")
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,22 +156,24 @@ def _counters(session: Session, occurrence: Occurrence, device: Device, zone: Zo
 def _heart_rate_run(session: Session, device_id: str, threshold: int,
                     occurrence: Occurrence) -> int:
     """How many of the watch's heart-rate readings in a row, up to this one, are above
-    ``threshold`` (readings that came later are not counted: the runner may lag)."""
+    ``threshold``: the run ends at a reading at or below it, or at a gap longer than
+    HEART_RATE_WINDOW (another episode). Readings that came later are not counted: the
+    runner may lag behind the bridge."""
     query = select(Telemetry).where(
         Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= occurrence.at - HEART_RATE_WINDOW,
         col(Telemetry.received_at) <= occurrence.at)
     if occurrence.telemetry_id is not None:
         query = query.where(col(Telemetry.id) <= occurrence.telemetry_id)
-    rows = session.exec(query.order_by(col(Telemetry.id).desc()).limit(50)).all()
-    run = 0
-    for row in rows:
+    run, newer = 0, occurrence.at
+    for row in session.exec(query.order_by(col(Telemetry.id).desc()).limit(200)):
         bpm = row.data.get("readings", {}).get("heart_rate_bpm")
         if bpm is None:
             continue  # a workout report between readings breaks no run
+        if newer - row.received_at > HEART_RATE_WINDOW:
+            break
         if isinstance(bpm, bool) or not isinstance(bpm, int | float) or bpm <= threshold:
             break
-        run += 1
+        run, newer = run + 1, row.received_at
     return run
 
 

@@ -110,6 +110,9 @@ TABLE: list[tuple[str, str, str, bool]] = [
     (BRIDGE, "publish", f"{R}/other-park/hub/gate-b/commands", True),
     (BRIDGE, "publish", f"{HERE}/guest/guest-01/notifications", True),
     (BRIDGE, "publish", f"{HERE}/keys/gate-a", True),
+    (BRIDGE, "publish", f"{HERE}/staff/alerts", True),  # a stuck guest, a lasting heart rate
+    (A, "publish", f"{HERE}/staff/alerts", False),
+    (A, "subscribe", f"{HERE}/staff/alerts", False),
     (BRIDGE, "publish", f"{HERE}/keys/gate-a/aes/1", True),
     (BRIDGE, "publish", f"{HERE}/device/gate-a/events", False),  # no forged taps
     (BRIDGE, "publish", f"{HERE}/device/gate-a/status", False),
@@ -312,7 +315,8 @@ def test_mosquitto_files() -> None:
               for block in acl.split("\n\n") if block.startswith("user ")}
     assert blocks[f"user {BRIDGE}"] == [
         f"topic read {R}/+/device/#", f"topic write {R}/+/hub/#",
-        f"topic write {R}/+/guest/#", f"topic write {R}/+/keys/#"]
+        f"topic write {R}/+/guest/#", f"topic write {R}/+/keys/#",
+        f"topic write {R}/+/staff/#"]
     assert blocks[f"user {A}"] == [
         f"topic write {HERE}/device/gate-a/events", f"topic write {HERE}/device/gate-a/status",
         f"topic read {HERE}/hub/gate-a/#"]

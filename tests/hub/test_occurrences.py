@@ -276,10 +276,6 @@ def test_what_breaks_a_heart_rate_run_and_what_does_not(engine: Engine) -> None:
     assert facts_of(engine, current).counters["heart_rate_high"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hub/occurrences.py _heart_rate_run counts the readings of the last 10 minutes, not "
-    "the run: a watch reporting every 4-5 minutes has exactly 3 high readings in every "
-    "window, so counter_is heart_rate_high == 3 alerts staff at every reading"))
 def test_staff_hear_once_of_a_long_episode_whatever_the_watchs_rhythm(engine: Engine) -> None:
     consent(engine, "guest-01", "health")
     prefs(engine, "guest-01", heart_rate_threshold=150)
