@@ -42,7 +42,7 @@ class Occurrence:
 
     trigger: str
     venue: str
-    device_id: str
+    device_id: str | None  # None for a scheduled occurrence: it happens to a guest
     guest_id: str | None
     at: datetime
     reason: str | None = None
@@ -50,6 +50,8 @@ class Occurrence:
     reported_at: datetime | None = None  # when the device says it happened
     telemetry_id: int | None = None  # the reading's row, so counters stop at it
     purchase: dict[str, Any] | None = None  # an approved payment: merchant_id, amount, currency
+    schedule: str | None = None  # the 'HH:MM' of the schedule rule that fired...
+    rule_id: str | None = None  # ...and which: a scheduled occurrence is for that rule only
 
 
 class AutomationRunner:
@@ -107,9 +109,18 @@ class AutomationRunner:
 
     def _run(self, occurrence: Occurrence) -> None:
         rules = self.rules()  # before the session: it may read the database itself
+        if occurrence.rule_id is not None:
+            rules = [r for r in rules if r.id == occurrence.rule_id]
+        # Most taps concern no rule: then the facts are not worth a query.
+        interested = any(r.enabled and r.trigger == occurrence.trigger for r in rules)
+        learns = self.learn is not None and occurrence.trigger == "telemetry"
+        if not interested and not learns:
+            return
         with session_scope(self.engine) as session:
             if self.learn is not None:
                 self.learn(session, occurrence)  # preferences follow the guest's own hand
+            if not interested:
+                return
             facts = self.load_facts(session, occurrence)
             if facts is None:
                 return

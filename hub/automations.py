@@ -1,6 +1,6 @@
 """Automations: rules that turn what happened into actions. Pure: no I/O, the clock passed in.
 
-A rule has a trigger (what happened, with filters), conditions (about the guest, their
+A rule has a trigger (what happened, with filters; or a daily time, ``schedule``), conditions (about the guest, their
 consent, the time, counters) and actions (a command to a device of the room or a named
 device, a greeting, a notification to the guest, an alert to staff, an offer), whose
 parameters are templates over the facts: ``{guest.name}``, ``{prefs.room_temperature_c}``.
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
-TriggerKind = Literal["entry_allowed", "entry_denied", "payment_approved", "telemetry"]
+TriggerKind = Literal["entry_allowed", "entry_denied", "payment_approved", "telemetry",
+                      "schedule"]
 ActionKind = Literal["command", "greet", "notify_guest", "alert_staff", "offer"]
 # "service" rules use no personal data of a consent purpose (a stuck guest at a door):
 # they always run; every other purpose needs the guest's consent.
@@ -44,7 +45,7 @@ TEMPLATE_FIELDS = frozenset({
     "prefs.room_temperature_c", "prefs.lighting_scene", "prefs.language", "prefs.dietary",
     "prefs.heart_rate_threshold",
     "zone.id", "zone.kind", "room.number", "device.id", "device.kind",
-    "event.reason", "event.merchant_id", "event.amount", "event.currency",
+    "event.reason", "event.merchant_id", "event.amount", "event.currency", "event.schedule",
     "suggestion.breakfast",
     *(f"reading.{r}" for r in READINGS), *(f"counters.{c}" for c in COUNTERS),
 })
@@ -232,6 +233,11 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
     for key in rule.filters:
         if key.partition(".")[0] not in {"zone", "device", "event", "reading", "guest"}:
             problems.append(f"unknown filter field {key!r}")
+    if rule.trigger == "schedule":
+        at = rule.filters.get("event.schedule")
+        if not isinstance(at, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+            problems.append("a schedule rule needs the filter event.schedule: 'HH:MM' "
+                            "(venue time, quoted)")
     for condition in rule.conditions:
         if condition.get("kind") not in CONDITIONS:
             problems.append(f"unknown condition {condition.get('kind')!r}")

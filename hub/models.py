@@ -478,3 +478,14 @@ class AutomationRun(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None)
     overridden_at: datetime | None = _ts(default=None)
+
+
+class ScheduleFiring(SQLModel, table=True):
+    """A scheduled automation fired for a venue on a (venue-local) day: once, whichever
+    hub worker gets there first (the primary key decides)."""
+
+    rule_id: str = Field(primary_key=True, max_length=64)
+    venue_id: str = Field(primary_key=True, max_length=64)
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD, venue time
+    fired_at: datetime = _ts(default_factory=utcnow)
+    guests: int = 0

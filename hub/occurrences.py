@@ -39,13 +39,14 @@ REPORTED_AT_LIMIT = timedelta(days=1)
 
 
 def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
-    """Everything rules may look at; None when the device is gone."""
-    device = session.get(Device, occurrence.device_id)
-    if device is None:
+    """Everything rules may look at; None when the device is gone (or, for a scheduled
+    occurrence, which concerns a guest and no device, when the guest is)."""
+    device = session.get(Device, occurrence.device_id) if occurrence.device_id else None
+    if device is None and (occurrence.device_id is not None or occurrence.guest_id is None):
         return None
-    zone = session.get(Zone, device.zone_id) if device.zone_id else None
+    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     guest_id = occurrence.guest_id
-    if guest_id is None:  # a wearable's readings are its wearer's
+    if guest_id is None and device is not None:  # a wearable's readings are its wearer's
         worn = session.get(Wearable, device.id)
         guest_id = worn.guest_id if worn else None
     guest = session.get(Guest, guest_id) if guest_id else None
@@ -66,7 +67,7 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     return Facts(
         trigger=occurrence.trigger,  # type: ignore[arg-type]
         now=occurrence.at.astimezone(tz),
-        data_purposes=frozenset({"health"}) if device.kind is DeviceKind.WATCH
+        data_purposes=frozenset({"health"}) if device and device.kind is DeviceKind.WATCH
         else frozenset(),
         guest={"id": guest.id, "name": guest.name,
                "display_name": (prefs and prefs.display_name) or guest.display_name
@@ -74,9 +75,9 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
         prefs=prefs.model_dump(exclude={"guest_id", "updated_at"}) if prefs else {},
         consents=consents,
         zone={"id": zone.id, "kind": zone.kind.value} if zone else {},
-        device={"id": device.id, "kind": device.kind.value},
+        device={"id": device.id, "kind": device.kind.value} if device else {},
         event={"reason": occurrence.reason, "at": _reported_at(occurrence).astimezone(tz),
-               **(occurrence.purchase or {})},
+               "schedule": occurrence.schedule, **(occurrence.purchase or {})},
         reading=reading,
         counters=_counters(session, occurrence, device, zone, guest,
                            prefs.heart_rate_threshold if prefs else None),
@@ -116,15 +117,17 @@ def _current(session: Session, guest_id: str, at: datetime, *,
     return None
 
 
-def _counters(session: Session, occurrence: Occurrence, device: Device, zone: Zone | None,
-              guest: Guest | None, threshold: int | None) -> dict[str, int]:
+def _counters(session: Session, occurrence: Occurrence, device: Device | None,
+              zone: Zone | None, guest: Guest | None, threshold: int | None) -> dict[str, int]:
     """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence."""
     counters: dict[str, int] = {}
     since = occurrence.at - STUCK_WINDOW
-    counters["recent_denials"] = _count(session, Event.device_id == occurrence.device_id,
-                                        Event.outcome == "deny",
-                                        col(Event.decided_at) >= since)
-    if guest is not None and device.kind is DeviceKind.WATCH and threshold is not None:
+    if device is not None:
+        counters["recent_denials"] = _count(session, Event.device_id == device.id,
+                                            Event.outcome == "deny",
+                                            col(Event.decided_at) >= since)
+    if guest is not None and device is not None and device.kind is DeviceKind.WATCH \
+            and threshold is not None:
         run = _heart_rate_run(session, device.id, threshold, occurrence)
         counters["heart_rate_high"] = run
         counters["heart_rate_level"] = min(run, 3)

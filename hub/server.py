@@ -19,6 +19,7 @@ from hub import keyring, retention
 from hub.api.main import create_app
 from hub.automation_runner import AutomationRunner
 from hub.automation_store import CachedRules
+from hub.scheduler import Scheduler
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
@@ -46,6 +47,7 @@ class Hub:
         self.signing_keys: list[SigningKey] = []
         self.automations: AutomationRunner | None = None
         self.retention: retention.Retention | None = None
+        self.scheduler: Scheduler | None = None
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -83,10 +85,12 @@ class Hub:
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         self.bridge = Bridge(settings, self.engine, trust=trust)
         bridge = self.bridge
+        rules = CachedRules(self.engine, ttl=2.0)
         self.automations = AutomationRunner(
             self.engine, lambda topic, payload: bridge.publish(topic, payload),
-            load_facts, CachedRules(self.engine, ttl=2.0), learn=learn_from)
+            load_facts, rules, learn=learn_from)
         self.automations.start()
+        self.scheduler = Scheduler(self.engine, self.automations.submit, rules).start()
         self.bridge.automations = self.automations
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
@@ -125,6 +129,8 @@ class Hub:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10)
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self.bridge is not None and self.broker is not None:
             # The embedded broker has acknowledged what devices sent it: let all of that
             # reach the bridge and be answered before the broker goes away.
