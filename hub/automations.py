@@ -162,7 +162,11 @@ def _matches(rule: Rule, facts: Facts) -> bool:
     for key, wanted in rule.filters.items():
         head, _, tail = key.partition(".")
         source = getattr(facts, head, None)
-        if not isinstance(source, Mapping) or source.get(tail) != wanted:
+        if not isinstance(source, Mapping):
+            return False
+        value = source.get(tail)
+        # A list is any of its values ("zone.kind: [area, room]").
+        if value not in wanted if isinstance(wanted, list) else value != wanted:
             return False
     return True
 
@@ -423,7 +427,7 @@ def returning_guest() -> Rule:
     """At a returning guest's first entry of a stay or ticket, staff see who and what they like."""
     return Rule(
         id="returning-guest", name="Returning guest cue", purpose="personalization",
-        trigger="entry_allowed",
+        trigger="entry_allowed", filters={"zone.kind": ["area", "room"]},  # not at every ride
         conditions=({"kind": "first_entry_of_stay"},
                     {"kind": "counter_at_least", "counter": "earlier_stays", "value": 1}),
         actions=(Action("alert_staff", None, None, {

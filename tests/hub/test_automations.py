@@ -443,3 +443,12 @@ SENT = datetime(2026, 7, 1, 18, 0, tzinfo=UTC)
 def test_is_override(name: str | None, params: dict[str, object], readings: dict[str, object],
                      after: timedelta, overridden: bool) -> None:
     assert is_override(name, params, readings, sent_at=SENT, now=SENT + after) is overridden
+
+
+def test_a_filter_list_is_any_of_its_values_so_rides_bring_no_welcome_back_cue() -> None:
+    facts = Facts(trigger="entry_allowed", now=NOW, guest={"id": "g", "display_name": "G"},
+                  consents=frozenset({"personalization"}), device={"id": "gate-1"},
+                  counters={"entries": 1, "earlier_stays": 2})
+    for kind, cues in (("area", 1), ("room", 1), ("ride", 0), (None, 0)):
+        zone = {"id": "z", "kind": kind} if kind else {}
+        assert len(plan([returning_guest()], replace(facts, zone=zone))) == cues, kind

@@ -75,7 +75,8 @@ def test_a_returning_guest_cue_keeps_the_preferences_in_details() -> None:
                                                           "display_name": "Charlie"},
                   prefs={"room_temperature_c": 22.5, "lighting_scene": "warm",
                          "dietary": ["halal"]},
-                  consents=frozenset({"personalization"}), zone={"id": "room-101"},
+                  consents=frozenset({"personalization"}),
+                  zone={"id": "room-101", "kind": "room"},
                   device={"id": "lock-101"}, counters={"entries": 1, "earlier_stays": 1})
     [action] = plan([returning_guest()], facts)
     alert = sent_alert(dict(action.params), "returning-guest")
