@@ -24,6 +24,7 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import (
+    AutomationRun,
     Account,
     AuditEntry,
     Credential,
@@ -161,6 +162,20 @@ def test_the_export_is_the_guest_s_own(client: TestClient, app: FastAPI) -> None
 def test_erase_then_export_holds_no_personal_data(client: TestClient, app: FastAPI,
                                                   engine: Engine) -> None:
     personalise(client, app)
+    # What automations did for Charlie, and what his watch said, are his data too.
+    now = utcnow()
+    with session_scope(engine) as session:
+        session.add(AutomationRun(rule_id="room-welcome", action="command",
+                                  guest_id="guest-01", device_id="display-101",
+                                  command_id="c-charlie", name="show",
+                                  params={"text": "Welcome, Chuck", "kind": "greeting"},
+                                  sent_at=now, created_at=now))
+        session.add(Telemetry(device_id="watch-guest-01", event_id="hr-1", kind="telemetry",
+                              ts=now, received_at=now, data={"readings": {
+                                  "heart_rate_bpm": 131, "note": "Charlie's run"}}))
+    exported = client.get(url("/guests/guest-01/export"), headers=who(app, "guest-01")).json()
+    assert exported["automation_runs"][0]["params"]["text"] == "Welcome, Chuck"
+    assert exported["wearable_readings"][-1]["data"]["readings"]["heart_rate_bpm"] == 131
     before = ledger_state(engine)
     assert JTI not in client.get(url(f"/venues/{VENUE_ID}/revocations")).json()["revoked"]
     r = client.post(url("/guests/guest-01/erase"), headers=who(app, "admin"))
@@ -168,6 +183,8 @@ def test_erase_then_export_holds_no_personal_data(client: TestClient, app: FastA
     report = r.json()
     assert report["credentials_revoked"] == 2 and report["events_scrubbed"] >= 1
     assert report["preferences_deleted"] is True and report["consents_deleted"] == 1
+    assert (report["wearables_unpaired"], report["automation_runs_scrubbed"]) == (1, 1)
+    assert report["readings_deleted"] >= 1
 
     doc = client.get(url("/guests/guest-01/export"), headers=who(app, "admin")).json()
     text = json.dumps(doc).lower()
@@ -182,6 +199,13 @@ def test_erase_then_export_holds_no_personal_data(client: TestClient, app: FastA
     assert all(e["guest_name"] is None for e in doc["events"])
     assert doc["events"][0]["text"] == "Welcome, guest"
     assert doc["spending_policy"]["has_pin"] is False
+    assert doc["wearables"] == [] and doc["wearable_readings"] == []
+    assert doc["automation_runs"] == []  # kept only as counts, about nobody
+    with Session(engine) as session:
+        [run] = session.exec(select(AutomationRun)).all()
+        assert (run.guest_id, run.params, run.rule_id) == (None, {}, "room-welcome")
+        assert session.exec(select(Telemetry).where(
+            Telemetry.device_id == "watch-guest-01")).all() == []
 
     # The books: every amount and posting kept, still under guest-01's (now empty) row.
     assert ledger_state(engine) == before
