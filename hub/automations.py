@@ -1,9 +1,10 @@
 """Automations: rules that turn what happened into actions. Pure: no I/O, the clock passed in.
 
-A rule has a trigger (what happened, with filters; or a daily time, ``schedule``), conditions (about the guest, their
-consent, the time, counters) and actions (a command to a device of the room or a named
-device, a greeting, a notification to the guest, an alert to staff, an offer), whose
-parameters are templates over the facts: ``{guest.name}``, ``{prefs.room_temperature_c}``.
+A rule has a trigger (what happened, with filters; or a daily time, ``schedule``),
+conditions (about the guest, their consent, the time, counters) and actions (a command
+to a device of the room or a named device, a greeting, a notification to the guest, an
+alert to staff, an offer), whose parameters are templates over the facts:
+``{guest.name}``, ``{prefs.room_temperature_c}``.
 
 No rule whose purpose needs consent fires without that consent: :func:`plan` checks
 the purpose before anything else, so withdrawing consent takes effect on the next event.

@@ -221,7 +221,8 @@ IDS = [VENUE_ID, "park", "water-park", "room-101", "gate-park-in-1", "gate-park-
 
 # Rows of the demo venue each path parameter can name, so PATCH and DELETE reach real rows.
 EXISTING = {"venue_id": [VENUE_ID], "zone_id": ["park", "water-park", "room-101", "room-110"],
-            "device_id": ["gate-park-in-1", "gate-water-out-1", "lock-101", "pos-bar-1", "watch-guest-01"],
+            "device_id": ["gate-park-in-1", "gate-water-out-1", "lock-101", "pos-bar-1",
+                          "watch-guest-01"],
             "guest_id": ["guest-01", "guest-02", "guest-20"],
             "purpose": ["personalization", "health"],
             "credential_id": ["band-guest-01", "phone-guest-02", "band-guest-20"],
