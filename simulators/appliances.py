@@ -19,6 +19,9 @@ listed) changes nothing: it is recorded in :attr:`Appliance.rejected` and answer
 telemetry ``{"rejected_command": name, "why": ...}``. Nothing a command carries can stop
 the appliance's MQTT thread. A ``command_id`` seen before (a QoS 1 redelivery) is ignored.
 
+Whoever plays the appliances (``hub-sim room``, ``hub-sim watch``) can :meth:`Appliance.listen`:
+a :class:`Note` for every command obeyed or refused and every change of state, in order.
+
 Telemetry is published in the order the changes happened, by a publisher thread of the
 appliance, so the MQTT thread never waits on the appliance's lock and the other way round.
 """
@@ -35,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
-from typing import Any, ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Literal, Self
 
 from devices.client import DeviceClient, new_event_id
 from devices.contract import Command, HeartbeatEvent, TelemetryEvent, utcnow
@@ -86,6 +89,26 @@ class Vibration:
     level: int
     reason: str
     command_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something an appliance did, as told to its listeners (see :meth:`Appliance.listen`).
+
+    ``obeyed`` and ``rejected`` carry the command (and ``why`` it was refused); ``changed``
+    carries the readings that changed as (name, before, after), ``before`` None when new.
+    A command's changes are told right after the command.
+    """
+
+    at: datetime
+    device_id: str
+    what: Literal["obeyed", "rejected", "changed"]
+    command: Command | None = None
+    why: str = ""
+    changes: tuple[tuple[str, Reading | None, Reading], ...] = ()
+
+
+Listener = Callable[[Note], None]
 
 
 # ------------------------------------------------------------------ validation
@@ -152,6 +175,8 @@ class Appliance:
         self._accepted: list[Command] = []
         self._seen: deque[str] = deque(maxlen=_SEEN_IDS)
         self._commands: dict[str, Callable[[Command], None]] = {}
+        self._listeners: list[Listener] = []
+        self._held: list[Note] | None = None  # notes of a command's changes, told after it
         self._outbox: queue.SimpleQueue[TelemetryEvent | HeartbeatEvent | None] = (
             queue.SimpleQueue())
         self._client: DeviceClient | None = None
@@ -223,6 +248,27 @@ class Appliance:
         with self._cond:
             return list(self._accepted)
 
+    def listen(self, listener: Listener) -> None:
+        """Tell ``listener`` every command obeyed or refused and every change of state.
+
+        It is called in order, under the appliance's lock, on the thread that made the
+        change (the MQTT thread for a command): it must be quick and must not call back
+        into the appliance (put the note on a queue). What it raises is logged, not felt.
+        """
+        with self._cond:
+            self._listeners.append(listener)
+
+    def _note(self, note: Note) -> None:
+        """Tell the listeners (the caller holds ``self._cond``)."""
+        if self._held is not None:
+            self._held.append(note)
+            return
+        for listener in self._listeners:
+            try:
+                listener(note)
+            except Exception:  # a listener's bug must not stop the appliance
+                log.exception("%s: a listener failed on %s", self.device_id, note.what)
+
     def wait_for(self, predicate: Callable[[State], bool], timeout: float = 1.0) -> bool:
         """Wait until the state satisfies ``predicate``; False when ``timeout`` runs out."""
         deadline = time.monotonic() + timeout
@@ -242,7 +288,12 @@ class Appliance:
         The caller holds ``self._cond``; queueing under it keeps telemetry in change order.
         """
         if updates:
+            changes = tuple((name, self._state.get(name), value) for name, value in updates.items()
+                            if name not in self._state or self._state[name] != value)
             self._state.update(updates)
+            if changes and self._listeners:
+                self._note(Note(at=utcnow(), device_id=self.device_id, what="changed",
+                                changes=changes))
         readings = dict(self._state if telemetry is None else telemetry)
         self._outbox.put(TelemetryEvent(event_id=new_event_id(), ts=ts or utcnow(),
                                         readings=readings))
@@ -274,24 +325,39 @@ class Appliance:
                 if command.command_id in self._seen:
                     return  # a redelivery: obeyed (or refused) once already
                 self._seen.append(command.command_id)
+                self._held = []
                 try:
-                    handler = self._commands.get(command.name)
-                    if handler is None:
-                        raise ParamError(f"unknown command {command.name!r} for a {self.kind}")
-                    handler(command)
-                    self._accepted.append(command)
-                except ParamError as exc:
-                    self._reject(command, str(exc))
-                except Exception as exc:  # a bug must not kill the MQTT thread
-                    log.exception("%s failed on command %s", self.device_id, command.name)
-                    self._reject(command, f"internal error: {exc!r}")
+                    verdict = self._obey(command)
+                finally:
+                    held, self._held = self._held, None
+                for note in (verdict, *held):
+                    self._note(note)
         except Exception:  # last resort: the MQTT thread lives on
             log.exception("%s could not handle command %s", self.device_id, command.name)
 
-    def _reject(self, command: Command, why: str) -> None:
+    def _obey(self, command: Command) -> Note:
+        """Obey or reject (the caller holds ``self._cond``); the note that says which."""
+        try:
+            handler = self._commands.get(command.name)
+            if handler is None:
+                raise ParamError(f"unknown command {command.name!r} for a {self.kind}")
+            handler(command)
+            self._accepted.append(command)
+            return Note(at=utcnow(), device_id=self.device_id, what="obeyed", command=command)
+        except ParamError as exc:
+            rejection = self._reject(command, str(exc))
+        except Exception as exc:  # a bug must not kill the MQTT thread
+            log.exception("%s failed on command %s", self.device_id, command.name)
+            rejection = self._reject(command, f"internal error: {exc!r}")
+        return Note(at=utcnow(), device_id=self.device_id, what="rejected", command=command,
+                    why=rejection.why)
+
+    def _reject(self, command: Command, why: str) -> Rejection:
         why = _short(why)
-        self._rejected.append(Rejection(command.command_id, command.name, why))
+        rejection = Rejection(command.command_id, command.name, why)
+        self._rejected.append(rejection)
         self._change(telemetry={"rejected_command": command.name, "why": why})
+        return rejection
 
 
 # ------------------------------------------------------------------ appliances
@@ -507,7 +573,8 @@ class Watch(Appliance):
 
 
 class Room:
-    """A hotel room's appliances: ``thermostat-N``, ``light-N`` and ``display-N``.
+    """A hotel room's appliances: ``thermostat-N``, ``light-N`` and ``display-N``, and with
+    ``fridge`` the minibar's display ``fridge-N``.
 
     ``credentials`` maps a device id to its (username, password) on a secure broker;
     devices not in it use ``username``/``password``.
@@ -516,7 +583,8 @@ class Room:
     def __init__(self, venue: str, room_number: int | str, *, host: str = "127.0.0.1",
                  port: int = 1883, username: str | None = None, password: str | None = None,
                  credentials: Mapping[str, tuple[str, str]] | None = None,
-                 setpoint_c: float = 21.0, tick_s: float | None = None) -> None:
+                 setpoint_c: float = 21.0, tick_s: float | None = None,
+                 fridge: bool = False) -> None:
         self.venue, self.number = venue, str(room_number)
         creds = dict(credentials or {})
 
@@ -534,15 +602,26 @@ class Room:
         user, pw = login(f"display-{n}")
         self.display = Display(venue, f"display-{n}", host=host, port=port, username=user,
                                password=pw)
+        self.fridge: FridgeDisplay | None = None
+        if fridge:
+            user, pw = login(f"fridge-{n}")
+            self.fridge = FridgeDisplay(venue, f"fridge-{n}", host=host, port=port,
+                                        username=user, password=pw)
         # One condition for the room: any appliance's change wakes a room-wide wait_for.
         self._cond = threading.Condition()
         for appliance in self.appliances:
             appliance._cond = self._cond
 
     @property
-    def appliances(self) -> tuple[Thermostat, Light, Display]:
-        """The room's appliances."""
-        return self.thermostat, self.light, self.display
+    def appliances(self) -> tuple[Appliance, ...]:
+        """The room's appliances: thermostat, light, display (then the fridge's, if any)."""
+        room: tuple[Appliance, ...] = (self.thermostat, self.light, self.display)
+        return room if self.fridge is None else (*room, self.fridge)
+
+    def listen(self, listener: Listener) -> None:
+        """Tell ``listener`` what every appliance of the room does (see Appliance.listen)."""
+        for appliance in self.appliances:
+            appliance.listen(listener)
 
     def connect(self, timeout: float = 10.0) -> Self:
         """Connect every appliance; on a failure, close those already connected and raise."""
@@ -571,7 +650,8 @@ class Room:
 
     @property
     def state(self) -> dict[str, State]:
-        """Each appliance's state, by kind: ``thermostat``, ``light``, ``display``."""
+        """Each appliance's state, by kind: ``thermostat``, ``light``, ``display``
+        (and ``fridge_display``)."""
         return {a.kind: a.state for a in self.appliances}
 
     def wait_for(self, predicate: Callable[[dict[str, State]], bool],

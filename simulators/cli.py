@@ -1,4 +1,5 @@
-"""``hub-sim``: play devices against a running hub (single taps, scenarios, load).
+"""``hub-sim``: play devices against a running hub (single taps, scenarios, load, a smart
+room, a guest's watch).
 
 Exit codes: 0 as expected, 1 when the hub answered but not as expected (an
 error, a timeout, a decision that differs from the script), 2 when the hub or
@@ -8,8 +9,12 @@ its broker could not be reached (or there was nothing to run against).
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
-from collections.abc import Callable
+import zoneinfo
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +23,23 @@ from typing import Annotated, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from devices.client import DeviceClient, HubError, NoReply, credential_from_text
-from devices.contract import LineItem, PaymentRequest
+from devices.contract import LineItem, PaymentRequest, utcnow
+from devices.topics import valid_id
+from simulators.appliances import Note, Room, Watch
+from simulators.live import (
+    MAX_BPM,
+    MIN_BPM,
+    Notes,
+    clock,
+    describe,
+    parse_bpms,
+    parse_workout,
+    readings,
+    watch_device_id,
+)
 from simulators.load import render_report, run_load
 from simulators.readers import (
     Broker,
@@ -33,6 +52,7 @@ from simulators.readers import (
 )
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 from simulators.scenarios import SCENARIOS, Run, Scenario
+from simulators.scenarios.intruder import SheetError, load_sheet
 from simulators.scenarios.runner import EXIT_UNREACHABLE, play
 
 app = typer.Typer(
@@ -332,6 +352,235 @@ def load(
     else:
         render_report(report, out)
     raise typer.Exit(1 if report.errors else 0)
+
+
+# ------------------------------------------------------------------ smart rooms and watches
+
+ProvisioningOption = Annotated[Path | None, typer.Option(
+    envvar="HUB_SIM_PROVISIONING", show_default=False,
+    help="The provisioning sheet `hub up --demo --secure-broker` writes: each device logs "
+         "in to the broker with its own credentials from it.",
+)]
+
+
+def _device_logins(path: Path | None) -> dict[str, tuple[str, str]]:
+    """Device id -> (username, password) from a provisioning sheet; none without one."""
+    if path is None:
+        return {}
+    try:
+        sheet = load_sheet(path)
+    except FileNotFoundError:
+        raise typer.BadParameter(f"no provisioning sheet at {path}",
+                                 param_hint="--provisioning") from None
+    except PermissionError:
+        raise typer.BadParameter(f"cannot read {path} (it is 0600: run as the hub's user)",
+                                 param_hint="--provisioning") from None
+    except (SheetError, OSError) as exc:
+        raise typer.BadParameter(f"{path} is not a provisioning sheet: {exc}",
+                                 param_hint="--provisioning") from None
+    return {device: (login.username, login.password) for device, login in sheet.devices.items()}
+
+
+def _line(device: str, text: str, *, at: str | None = None, style: str = "") -> None:
+    """One line of a running appliance's log: time, device, what."""
+    what = f"[{style}]{escape(text)}[/]" if style else escape(text)
+    out.print(f"[dim]{at or clock(utcnow())}[/] [cyan]{escape(device):<16}[/] {what}",
+              soft_wrap=True, highlight=False)
+
+
+def _show(note: Note) -> None:
+    style = {"obeyed": "green", "rejected": "bold red", "changed": ""}[note.what]
+    _line(note.device_id, describe(note), at=clock(note.at), style=style)
+
+
+@contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM (a service manager, ``timeout``) stops like Ctrl-C: the devices go offline
+    cleanly and the summary is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _unreachable(settings: Settings, exc: OSError) -> typer.Exit:
+    err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {escape(str(exc))}")
+    return typer.Exit(EXIT_UNREACHABLE)
+
+
+@app.command()
+def room(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(
+        metavar="NUMBER", show_default=False,
+        help="The room number: its devices are thermostat-NUMBER, light-NUMBER, "
+             "display-NUMBER and fridge-NUMBER.")],
+    duration: Annotated[float | None, typer.Option(
+        min=0.1, show_default=False, help="Seconds to run; default: until Ctrl-C.")] = None,
+    fridge: Annotated[bool, typer.Option(
+        "--fridge/--no-fridge", help="Play the minibar fridge's display too.")] = True,
+    tick: Annotated[float | None, typer.Option(
+        min=0.05, show_default=False,
+        help="Every this many seconds the room's temperature moves 0.5 C toward the "
+             "setpoint; default: it stays.")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds to wait for the broker.")] = 5.0,
+    provisioning: ProvisioningOption = None,
+) -> None:
+    """Play a hotel room's thermostat, light and displays; print what the hub makes them do."""
+    settings: Settings = ctx.obj
+    broker, number = settings.broker, number.strip()
+    if not valid_id(f"thermostat-{number}"):
+        raise typer.BadParameter(f"{number!r} is not a room number (nor part of a device id)",
+                                 param_hint="NUMBER")
+    try:
+        the_room = Room(settings.venue, number, host=broker.host, port=broker.port,
+                        username=broker.username, password=broker.password,
+                        credentials=_device_logins(provisioning), tick_s=tick, fridge=fridge)
+    except ValueError as exc:  # the venue is no valid id
+        raise typer.BadParameter(str(exc)) from None
+    notes = Notes()
+    the_room.listen(notes.put)
+    try:
+        the_room.connect(connect_timeout)
+    except OSError as exc:  # ConnectionError too: refused, or no CONNACK
+        raise _unreachable(settings, exc) from None
+    devices = [a.device_id for a in the_room.appliances]
+    until = f"for {duration:g}s" if duration is not None else "until Ctrl-C"
+    out.print(f"room {escape(the_room.number)}: {', '.join(devices)} online at {broker}, "
+              f"{until}", soft_wrap=True, highlight=False)
+    for appliance in the_room.appliances:
+        _line(appliance.device_id, "state " + readings(appliance.state), style="dim")
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        with _sigterm_stops():
+            notes.show_until(deadline, _show)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        the_room.close()
+    notes.show_pending(_show)
+    out.print(f"room {escape(the_room.number)}: {_n(notes.obeyed, 'command')} obeyed, "
+              f"{notes.rejected} rejected", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    wearer: Annotated[str, typer.Argument(
+        metavar="GUEST_NUMBER_OR_DEVICE_ID", show_default=False,
+        help="A demo guest's number (3: watch-guest-03) or a watch's device id.")],
+    bpm: Annotated[list[str] | None, typer.Option(
+        metavar="BPM,...", show_default=False,
+        help=f"Heart rates to report in turn, comma-separated, each {MIN_BPM}..{MAX_BPM} "
+             "(e.g. 72,130,140); repeatable.")] = None,
+    every: Annotated[float, typer.Option(
+        min=0.0, help="Seconds between two heart rates.")] = 1.0,
+    workout: Annotated[str | None, typer.Option(
+        metavar="KIND:MINUTES", show_default=False,
+        help="Then report a finished workout, e.g. run:30.")] = None,
+    morning: Annotated[bool, typer.Option(
+        "--morning", help="Stamp the workout in the morning (now if it is morning, else "
+                          "the latest 08:00), so morning rules fire at any hour.")] = False,
+    tz: Annotated[str, typer.Option(
+        help="The venue's time zone, for --morning (the demo's is UTC).")] = "UTC",
+    wait: Annotated[float, typer.Option(
+        min=0.0, help="Seconds to wait after the last report for the hub's late commands.")
+    ] = 2.0,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds to wait for the broker.")] = 5.0,
+    provisioning: ProvisioningOption = None,
+) -> None:
+    """Play a guest's watch: report heart rates and a workout, print every vibration the hub
+    sends back."""
+    settings: Settings = ctx.obj
+    try:
+        device = watch_device_id(wearer)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="GUEST_NUMBER_OR_DEVICE_ID") from None
+    try:
+        bpms = parse_bpms(bpm or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--bpm") from None
+    try:
+        done = parse_workout(workout) if workout is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workout") from None
+    if morning and done is None:
+        raise typer.BadParameter("--morning stamps the workout: give --workout too",
+                                 param_hint="--morning")
+    try:
+        zone = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise typer.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
+    username, password = _device_logins(provisioning).get(
+        device, (settings.broker.username, settings.broker.password))
+    wrist = Watch(settings.venue, device, tz=zone, host=settings.broker.host,
+                  port=settings.broker.port, username=username, password=password)
+    notes = Notes()
+    vibrations: list[object] = []
+
+    def show(note: Note) -> None:
+        if note.what == "changed":
+            return  # what the watch itself reports is printed as it reports it
+        if note.what == "obeyed" and note.command is not None and note.command.name == "vibrate":
+            vibrations.append(note.command.params.get("level"))
+        _show(note)
+
+    wrist.listen(notes.put)
+    try:
+        wrist.connect(connect_timeout)
+    except OSError as exc:
+        raise _unreachable(settings, exc) from None
+    out.print(f"{device} online at {settings.broker}", highlight=False)
+    try:
+        with _sigterm_stops():
+            _play_watch(wrist, notes, show, bpms=bpms, every=every, workout=done,
+                        morning=morning, wait=wait)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        wrist.close()
+    notes.show_pending(show)
+    reported = _n(len(bpms), "heart rate") + (", 1 workout" if done else "")
+    levels = ", ".join(map(str, vibrations)) or "-"
+    out.print(f"{device}: reported {reported}; {_n(len(vibrations), 'vibration')} "
+              f"(levels {levels}); {_n(notes.rejected, 'command')} rejected",
+              soft_wrap=True, highlight=False)
+
+
+def _play_watch(wrist: Watch, notes: Notes, show: Callable[[Note], None], *, bpms: list[int],
+                every: float, workout: tuple[str, int] | None, morning: bool,
+                wait: float) -> None:
+    """Report the heart rates, then the workout, showing what the hub sends meanwhile."""
+    device = wrist.device_id
+    for i, value in enumerate(bpms):
+        if i:
+            notes.show_until(time.monotonic() + every, show)
+        wrist.heart_rate(value)
+        _line(device, f"reported heart rate {value} bpm")
+        notes.show_pending(show)
+    if workout is not None:
+        if bpms:
+            notes.show_until(time.monotonic() + every, show)
+        kind, minutes = workout
+        at = wrist.workout_ended(kind, minutes, at_morning=morning)
+        stamped = (f", stamped {at.astimezone(wrist.tz):%Y-%m-%d %H:%M} {wrist.tz}"
+                   if morning else "")
+        _line(device, f"reported workout {kind!r} of {minutes} min ended{stamped}")
+    notes.show_until(time.monotonic() + wait, show)
 
 
 if __name__ == "__main__":
