@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from devices.contract import Command, encode
@@ -48,14 +49,23 @@ def release(session: Session, *, venue: str, device_id: str, now: datetime,
         .order_by(col(AutomationRun.id))).all()
     messages: list[tuple[str, bytes]] = []
     for run in queued:
-        if now - run.created_at > ttl:
-            run.status = RunStatus.EXPIRED
-            run.detail = f"{device_id} was offline longer than {ttl}"
+        expired = now - run.created_at > ttl
+        # Conditional, so that two workers hearing the device come back (its status and a
+        # heartbeat, say) never both send one command: only the one that moves it does.
+        moved = session.execute(
+            sa.update(AutomationRun)
+            .where(col(AutomationRun.id) == run.id,
+                   col(AutomationRun.status) == RunStatus.QUEUED)
+            .values(status=RunStatus.EXPIRED if expired else RunStatus.SENT,
+                    sent_at=None if expired else now,
+                    detail=f"{device_id} was offline longer than {ttl}" if expired else None)
+            .execution_options(synchronize_session=False))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        session.refresh(run)
+        if expired:
             messages.append(expired_alert(venue, run, device_id=device_id, now=now))
         else:
-            run.status = RunStatus.SENT
-            run.sent_at = now
             messages.append(command_message(venue, run, issued_at=run.created_at))
-        session.add(run)
     session.flush()
     return messages
