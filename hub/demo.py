@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from hub import crud
+from hub import crud, wearables
 from hub.cashier import top_up
 from hub.db import session_scope
 from hub.models import (
@@ -187,6 +187,12 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
 
 
 def _ensure(session: Session, row: SQLModel) -> int:
+    if isinstance(row, Wearable):  # keyed by its device: paired unless someone wears it
+        if wearables.current_wearer(session, row.device_id) is not None:
+            return 0
+        wearables.pair(session, device_id=row.device_id, guest_id=row.guest_id,
+                       now=row.paired_at)
+        return 1
     key = sa.inspect(type(row)).primary_key_from_instance(row)
     existing = session.get(type(row), tuple(key))
     if existing is None:

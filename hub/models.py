@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -445,11 +445,33 @@ class AutomationRule(SQLModel, table=True):
 
 
 class Wearable(SQLModel, table=True):
-    """A device a guest wears (a watch): what it reports is theirs, and health data."""
+    """One pairing of a device a guest wears (a watch) with that guest: what the device
+    reports within the pairing's window (``paired_at`` up to ``unpaired_at``, or now while
+    it is open) is theirs, and health data.
 
-    device_id: str = Field(foreign_key="device.id", primary_key=True, max_length=64)
+    Closed pairings stay, so every reading keeps its wearer after the watch changes hands.
+    A device has at most one open pairing (``unpaired_at`` null): its current wearer.
+    """
+
+    __table_args__ = (
+        sa.Index("uq_wearable_open_device", "device_id", unique=True,
+                 sqlite_where=sa.text("unpaired_at IS NULL"),
+                 postgresql_where=sa.text("unpaired_at IS NULL")),
+        sa.CheckConstraint("unpaired_at IS NULL OR unpaired_at >= paired_at",
+                           name="ck_wearable_window"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(foreign_key="device.id", index=True, max_length=64)
     guest_id: str = Field(foreign_key="guest.id", index=True)
     paired_at: datetime = _ts(default_factory=utcnow)
+    unpaired_at: datetime | None = _ts(default=None)
+
+    @classmethod
+    def current_wearer(cls, session: Session, device_id: str) -> Wearable | None:
+        """The open pairing of ``device_id`` (who wears it now); None when nobody does."""
+        return session.exec(select(cls).where(
+            cls.device_id == device_id, col(cls.unpaired_at).is_(None))).first()
 
 
 class RunStatus(StrEnum):

@@ -47,7 +47,7 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     guest_id = occurrence.guest_id
     if guest_id is None and device is not None:  # a wearable's readings are its wearer's
-        worn = session.get(Wearable, device.id)
+        worn = Wearable.current_wearer(session, device.id)
         guest_id = worn.guest_id if worn else None
     guest = session.get(Guest, guest_id) if guest_id else None
     prefs = session.get(GuestPreferences, guest.id) if guest else None

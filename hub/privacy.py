@@ -15,7 +15,7 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from hub import crud, ledger
+from hub import crud, ledger, wearables
 from hub.models import (
     Account,
     AutomationRun,
@@ -32,7 +32,6 @@ from hub.models import (
     RunStatus,
     SpendingPolicy,
     Telemetry,
-    Wearable,
 )
 from hub.schemas import (
     ConsentChangePublic,
@@ -141,8 +140,7 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     accounts = session.exec(select(Account).where(Account.guest_id == guest_id)
                             .order_by(col(Account.created_at), col(Account.id))).all()
     transactions = ledger.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
-    wearables = session.exec(select(Wearable).where(Wearable.guest_id == guest_id)
-                             .order_by(col(Wearable.device_id))).all()
+    pairings = wearables.pairings_of(session, guest_id=guest_id)
     document: dict[str, Any] = {
         "exported_at": now,
         "guest": guest,
@@ -165,8 +163,8 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
                                  .order_by(col(Presence.zone_id))).all(),
         "daily_spend": session.exec(select(DailySpend).where(DailySpend.guest_id == guest_id)
                                     .order_by(col(DailySpend.day))).all(),
-        "wearables": wearables,
-        "wearable_readings": [r for w in wearables for r in _readings_of(session, w)],
+        "wearables": pairings,  # open and closed: whose readings were whose
+        "wearable_readings": wearables.readings_of(session, pairings),
         "automation_runs": session.exec(select(AutomationRun)
                                         .where(AutomationRun.guest_id == guest_id)
                                         .order_by(col(AutomationRun.id))).all(),
@@ -226,15 +224,12 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
         policy.pin_hash, policy.payment_enabled = None, False
         session.add(policy)
 
-    # Their watch's readings are health data: gone, and the watch is theirs no longer.
-    wearables = session.exec(select(Wearable).where(Wearable.guest_id == guest_id)).all()
-    readings = 0
-    for wearable in wearables:
-        gone = session.execute(sa.delete(Telemetry).where(
-            col(Telemetry.device_id) == wearable.device_id,
-            col(Telemetry.received_at) >= wearable.paired_at))
-        readings += int(gone.rowcount)  # type: ignore[attr-defined]
-        session.delete(wearable)
+    # Their watches' readings are health data: gone, those of each pairing's window only
+    # (the watch's other wearers keep theirs), and so are the pairings, open or closed.
+    pairings = wearables.pairings_of(session, guest_id=guest_id)
+    readings = wearables.delete_readings(session, pairings)
+    for pairing in pairings:
+        session.delete(pairing)
     # What automations did stays counted for the rules' statistics, about nobody.
     runs = session.exec(select(AutomationRun).where(AutomationRun.guest_id == guest_id)).all()
     for run in runs:
@@ -254,7 +249,7 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     session.flush()
     return ErasureReport(guest_id=guest_id, pseudonym=pseudonym, credentials_revoked=revoked,
                          events_scrubbed=scrubbed, preferences_deleted=prefs is not None,
-                         consents_deleted=len(consents), wearables_unpaired=len(wearables),
+                         consents_deleted=len(consents), wearables_unpaired=len(pairings),
                          readings_deleted=readings, automation_runs_scrubbed=len(runs))
 
 
@@ -283,9 +278,3 @@ def purge_telemetry(session: Session, *, now: datetime, days: int,
     gone = session.execute(sa.delete(Telemetry).where(col(Telemetry.id).in_(old))
                            .execution_options(synchronize_session=False))
     return int(gone.rowcount)  # type: ignore[attr-defined]
-
-
-def _readings_of(session: Session, wearable: Wearable) -> list[Telemetry]:
-    return list(session.exec(select(Telemetry).where(
-        Telemetry.device_id == wearable.device_id,
-        col(Telemetry.received_at) >= wearable.paired_at).order_by(col(Telemetry.id))).all())

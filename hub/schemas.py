@@ -564,9 +564,12 @@ class WearerSet(_In):
 
 
 class WearablePublic(BaseModel):
+    """A pairing of a wearable with its guest; open while ``unpaired_at`` is null."""
+
     device_id: str
     guest_id: str
     paired_at: datetime
+    unpaired_at: datetime | None = None
 
 
 class WearableReading(BaseModel):
@@ -604,7 +607,8 @@ class GuestExport(BaseModel):
     events: list[JourneyEvent] = Field(description="The journey, oldest first")
     presence: list[PresencePublic]
     daily_spend: list[DailySpendPublic]
-    wearables: list[WearablePublic] = Field(description="Devices the guest wears (a watch)")
+    wearables: list[WearablePublic] = Field(
+        description="The guest's pairings with wearables (a watch), current and ended")
     wearable_readings: list[WearableReading] = Field(
         description="What the guest's wearables reported while paired to them (health data)")
     automation_runs: list[AutomationRunRecord] = Field(
@@ -618,7 +622,8 @@ class ErasureReport(BaseModel):
     events_scrubbed: int
     preferences_deleted: bool
     consents_deleted: int
-    wearables_unpaired: int = 0
+    wearables_unpaired: int = Field(
+        0, description="The guest's pairings with wearables (current and ended), removed")
     readings_deleted: int = Field(0, description="Their wearables' readings, deleted")
     automation_runs_scrubbed: int = Field(
         0, description="Kept for the rules' statistics, without the guest or parameters")

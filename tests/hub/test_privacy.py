@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -37,6 +38,7 @@ from hub.models import (
     Posting,
     Telemetry,
     Venue,
+    Wearable,
     utcnow,
 )
 from hub.privacy import erase_guest, purge_telemetry, scrub
@@ -262,6 +264,62 @@ def test_erasing_again_changes_nothing_more(client: TestClient, app: FastAPI) ->
     assert client.post(url("/guests/nobody/erase"), headers=admin).status_code == 404
     assert client.post(url("/guests/guest-02/erase"),
                        headers=who(app, "staff")).status_code == 403
+
+
+def _reading(engine: Engine, event_id: str, at: datetime) -> None:
+    with session_scope(engine) as session:
+        session.add(Telemetry(device_id="watch-guest-01", event_id=event_id, kind="telemetry",
+                              ts=at, received_at=at, data={"readings": {"heart_rate_bpm": 80},
+                                                           "note": event_id}))
+
+
+def _notes(doc: dict[str, Any]) -> list[str]:
+    return [r["data"]["note"] for r in doc["wearable_readings"]]
+
+
+def test_a_watch_handed_on_keeps_each_wearer_s_readings_theirs(
+        client: TestClient, app: FastAPI, engine: Engine) -> None:
+    """Charlie wore the watch, then Lena (guest-12): his export, and his erasure, hold
+    what it said on his wrist; hers, what it said on hers."""
+    start = utcnow() - timedelta(hours=1)
+    with session_scope(engine) as session:
+        charlie_s = Wearable.current_wearer(session, "watch-guest-01")
+        assert charlie_s is not None and charlie_s.guest_id == "guest-01"
+        charlie_s.paired_at = start
+    _reading(engine, "before-anyone", start - timedelta(minutes=1))
+    _reading(engine, "charlie-1", start)
+    _reading(engine, "charlie-2", start + timedelta(minutes=30))
+    r = client.put(url("/devices/watch-guest-01/wearer"), json={"guest_id": "guest-12"},
+                   headers=who(app, "staff"))
+    assert r.status_code == 200, r.text
+    handed_on = datetime.fromisoformat(r.json()["paired_at"])
+    _reading(engine, "lena-1", handed_on)  # from the moment she wears it: hers
+    _reading(engine, "lena-2", handed_on + timedelta(seconds=1))
+
+    charlie = client.get(url("/guests/guest-01/export"), headers=who(app, "guest-01")).json()
+    assert _notes(charlie) == ["charlie-1", "charlie-2"]
+    [pairing] = charlie["wearables"]
+    assert (pairing["device_id"], datetime.fromisoformat(pairing["paired_at"]),
+            datetime.fromisoformat(pairing["unpaired_at"])) == ("watch-guest-01", start,
+                                                                 handed_on)
+    lena = client.get(url("/guests/guest-12/export"), headers=who(app, "guest-12")).json()
+    assert _notes(lena) == ["lena-1", "lena-2"]
+    assert [(w["guest_id"], w["unpaired_at"]) for w in lena["wearables"]] == [
+        ("guest-12", None)]
+
+    erased = client.post(url("/guests/guest-01/erase"), headers=who(app, "admin")).json()
+    assert (erased["readings_deleted"], erased["wearables_unpaired"]) == (2, 1)
+    with Session(engine) as session:
+        left = session.exec(select(Telemetry).where(Telemetry.device_id == "watch-guest-01")
+                            .order_by(col(Telemetry.id))).all()
+        worn = Wearable.current_wearer(session, "watch-guest-01")
+        assert session.exec(select(Wearable).where(Wearable.guest_id == "guest-01")).all() == []
+    assert [t.data["note"] for t in left] == ["before-anyone", "lena-1", "lena-2"]
+    assert worn is not None and worn.guest_id == "guest-12"  # her pairing is untouched
+    assert _notes(client.get(url("/guests/guest-12/export"),
+                             headers=who(app, "guest-12")).json()) == ["lena-1", "lena-2"]
+    charlie = client.get(url("/guests/guest-01/export"), headers=who(app, "admin")).json()
+    assert charlie["wearables"] == [] and charlie["wearable_readings"] == []
 
 
 def test_scrub_replaces_whole_names_only() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from hub import crud
+from hub import crud, wearables
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -80,33 +80,31 @@ def update_device(device_id: str, body: DeviceUpdate, session: SessionDep,
 def pair_wearable(device_id: str, body: WearerSet, session: SessionDep,
                   audit: AuditDep) -> Wearable:
     """Pair a wearable (a watch) to the guest who wears it: its readings become theirs,
-    health data under their consent. Pairing to another guest replaces the pairing."""
+    health data under their consent. Pairing to another guest ends the pairing (what the
+    device reported until then stays the earlier wearer's) and starts a new one; pairing
+    again to the same guest keeps it."""
     device = crud.get(session, Device, device_id)
     if device.kind not in WEARABLE_KINDS:
         raise crud.Conflict(f"device {device_id!r} is a {device.kind.value}, not a wearable "
                             f"({', '.join(k.value for k in WEARABLE_KINDS)})")
     guest = crud.require(session, Guest, body.guest_id, "guest_id")
     assert guest is not None
-    row = session.get(Wearable, device_id)
-    if row is None or row.guest_id != guest.id:
-        if row is not None:
-            session.delete(row)
-            session.flush()
-        row = Wearable(device_id=device_id, guest_id=guest.id, paired_at=utcnow())
-        session.add(row)
-        session.flush()
-    audit.record("device.pair", f"device:{device_id}", {"guest_id": guest.id})
+    before = wearables.current_wearer(session, device_id)
+    row = wearables.pair(session, device_id=device_id, guest_id=guest.id, now=utcnow())
+    detail = {"guest_id": guest.id}
+    if before is not None and before.guest_id != guest.id:
+        detail["unpaired_guest_id"] = before.guest_id
+    audit.record("device.pair", f"device:{device_id}", detail)
     return row
 
 
 @router.delete("/{device_id}/wearer", status_code=status.HTTP_204_NO_CONTENT,
                dependencies=[require_roles(ADMIN, STAFF)])
 def unpair_wearable(device_id: str, session: SessionDep, audit: AuditDep) -> Response:
-    """Unpair a wearable (the guest handed it back): its readings are nobody's from now."""
-    row = session.get(Wearable, device_id)
+    """Unpair a wearable (the guest handed it back): its readings are nobody's from now;
+    those it reported while paired stay theirs."""
+    row = wearables.unpair(session, device_id=device_id, now=utcnow())
     if row is None:
         raise crud.NotFound("wearer of device", device_id)
-    session.delete(row)
-    session.flush()
     audit.record("device.unpair", f"device:{device_id}", {"guest_id": row.guest_id})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
