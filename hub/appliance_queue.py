@@ -17,7 +17,17 @@ from sqlmodel import Session, col, select
 
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, staff_topic
-from hub.models import AutomationRun, RunStatus
+from hub.models import (
+    AutomationRun,
+    Consent,
+    Device,
+    Entitlement,
+    EntitlementKind,
+    EntitlementStatus,
+    RunStatus,
+    Zone,
+    ZoneKind,
+)
 from hub.notices import staff_alert
 
 
@@ -49,7 +59,9 @@ def release(session: Session, *, venue: str, device_id: str, now: datetime,
         .order_by(col(AutomationRun.id))).all()
     messages: list[tuple[str, bytes]] = []
     for run in queued:
-        expired = now - run.created_at > ttl
+        stale = f"{device_id} was offline longer than {ttl}" if now - run.created_at > ttl \
+            else unwanted(session, run, now)
+        expired = stale is not None
         # Conditional, so that two workers hearing the device come back (its status and a
         # heartbeat, say) never both send one command: only the one that moves it does.
         moved = session.execute(
@@ -58,14 +70,74 @@ def release(session: Session, *, venue: str, device_id: str, now: datetime,
                    col(AutomationRun.status) == RunStatus.QUEUED)
             .values(status=RunStatus.EXPIRED if expired else RunStatus.SENT,
                     sent_at=None if expired else now,
-                    detail=f"{device_id} was offline longer than {ttl}" if expired else None)
+                    detail=stale)
             .execution_options(synchronize_session=False))
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             continue
         session.refresh(run)
-        if expired:
-            messages.append(expired_alert(venue, run, device_id=device_id, now=now))
-        else:
+        if not expired:
             messages.append(command_message(venue, run, issued_at=run.created_at))
+        elif now - run.created_at > ttl:  # staff may want to look at the device
+            messages.append(expired_alert(venue, run, device_id=device_id, now=now))
     session.flush()
     return messages
+
+
+def unwanted(session: Session, run: AutomationRun, now: datetime) -> str | None:
+    """Why a queued command must not go out any more, or None.
+
+    It was planned with the guest's consent and for their room: by the time the device
+    is back the guest may have withdrawn that consent, or left (a greeting with their
+    name must not reach the next guest of the room).
+    """
+    if run.guest_id is None:
+        return None
+    for purpose in run.purposes:
+        consent = session.get(Consent, (run.guest_id, purpose))
+        if consent is None or not consent.granted:
+            return f"the guest withdrew consent to {purpose}"
+    device = session.get(Device, run.device_id) if run.device_id else None
+    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
+    if zone is not None and zone.kind is ZoneKind.ROOM:
+        stays = session.exec(select(Entitlement).where(
+            Entitlement.guest_id == run.guest_id, Entitlement.kind == EntitlementKind.ROOM,
+            Entitlement.status == EntitlementStatus.ACTIVE,
+            col(Entitlement.valid_from) <= now, col(Entitlement.valid_until) > now)).all()
+        if not any(zone.id in stay.zone_ids for stay in stays):
+            return f"the guest no longer stays in {zone.id}"
+    return None
+
+
+def cancel_for_consent(session: Session, *, guest_id: str, purpose: str) -> int:
+    """Expire the guest's queued commands that need a consent just withdrawn."""
+    cancelled = 0
+    for run in session.exec(select(AutomationRun).where(
+            AutomationRun.guest_id == guest_id, AutomationRun.status == RunStatus.QUEUED)):
+        if purpose in run.purposes:
+            run.status, run.detail = RunStatus.EXPIRED, f"the guest withdrew consent to {purpose}"
+            session.add(run)
+            cancelled += 1
+    session.flush()
+    return cancelled
+
+
+def expire_stale(session: Session, *, now: datetime, ttl: timedelta) -> list[tuple[str, bytes]]:
+    """Expire the commands that waited longer than ``ttl`` for a device still offline, and
+    say so to staff: an appliance that never comes back must not hide its queue."""
+    stale = session.exec(select(AutomationRun).where(
+        AutomationRun.status == RunStatus.QUEUED,
+        col(AutomationRun.created_at) < now - ttl).order_by(col(AutomationRun.id))).all()
+    alerts: list[tuple[str, bytes]] = []
+    for run in stale:
+        device = session.get(Device, run.device_id) if run.device_id else None
+        moved = session.execute(
+            sa.update(AutomationRun)
+            .where(col(AutomationRun.id) == run.id,
+                   col(AutomationRun.status) == RunStatus.QUEUED)
+            .values(status=RunStatus.EXPIRED,
+                    detail=f"{run.device_id} was offline longer than {ttl}")
+            .execution_options(synchronize_session=False))
+        if moved.rowcount == 1 and device is not None:  # type: ignore[attr-defined]
+            alerts.append(expired_alert(device.venue_id, run, device_id=device.id, now=now))
+    session.flush()
+    return alerts

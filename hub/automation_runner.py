@@ -49,6 +49,7 @@ class Occurrence:
     readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
     reported_at: datetime | None = None  # when the device says it happened
     telemetry_id: int | None = None  # the reading's row, so counters stop at it
+    event_row_id: int | None = None  # the tap's journey row, so counters stop at it
     purchase: dict[str, Any] | None = None  # an approved payment: merchant_id, amount, currency
     schedule: str | None = None  # the 'HH:MM' of the schedule rule that fired...
     rule_id: str | None = None  # ...and which: a scheduled occurrence is for that rule only
@@ -124,11 +125,18 @@ class AutomationRunner:
             facts = self.load_facts(session, occurrence)
             if facts is None:
                 return
-            actions = plan(rules, facts)
+            broken: list[tuple[Rule, Exception]] = []
+            actions = plan(rules, facts, on_error=lambda rule, exc: broken.append((rule, exc)))
             targets = {a.device_id for a in actions if a.kind in ("command", "greet")}
             online = {d.id: d.online for d in session.exec(
                 select(Device).where(col(Device.id).in_(targets))).all()} if targets else {}
         guest_id = facts.guest.get("id")
+        for rule, exc in broken:  # recorded, so the rule's stats show it failing
+            log.error("automation %s cannot be evaluated: %r", rule.id, exc)
+            self.failed[rule.id] += 1
+            self._record(AutomationRun(rule_id=rule.id, action="evaluate", guest_id=guest_id,
+                                       status=RunStatus.FAILED, detail=repr(exc)[:500],
+                                       created_at=occurrence.at))
         for action in actions:
             offline = action.kind in ("command", "greet") and not online.get(
                 action.device_id or "", False)
@@ -138,7 +146,8 @@ class AutomationRunner:
                    offline: bool) -> None:
         run = AutomationRun(rule_id=action.rule_id, action=action.kind, guest_id=guest_id,
                             device_id=action.device_id, name=action.name,
-                            params=_plain(action.params), created_at=occurrence.at)
+                            params=_plain(action.params), purposes=sorted(action.purposes),
+                            created_at=occurrence.at)
         if action.kind in ("command", "greet"):
             run.command_id = uuid.uuid4().hex
         if offline:  # kept for when it is back: see hub.appliance_queue

@@ -13,8 +13,8 @@ the purpose before anything else, so withdrawing consent takes effect on the nex
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 
@@ -52,6 +52,14 @@ TEMPLATE_FIELDS = frozenset({
 })
 # The device an event came from, as an action's target (the watch that reported).
 SELF = "self"
+# Fields whose values are numbers: what a reading_above limit may name.
+NUMERIC_FIELDS = frozenset({
+    "prefs.room_temperature_c", "prefs.heart_rate_threshold", "event.amount",
+    "reading.heart_rate_bpm", "reading.duration_min", "reading.setpoint_c",
+    "reading.temperature_c", *(f"counters.{c}" for c in COUNTERS)})
+# What only a rule with the guest's consent may use.
+PERSONAL_HEADS = frozenset({"prefs", "reading", "suggestion"})
+HEALTH_COUNTERS = frozenset({"counters.heart_rate_high", "counters.heart_rate_level"})
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,9 @@ class Planned:
     device_id: str | None
     name: str | None
     params: Mapping[str, Any]
+    # The consents it was planned under: a command that waits for an offline appliance
+    # goes out later only if they still hold.
+    purposes: frozenset[str] = frozenset()
 
 
 class RuleError(ValueError):
@@ -173,6 +184,15 @@ def _matches(rule: Rule, facts: Facts) -> bool:
 
 
 def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
+    """Whether a condition holds; one whose arguments make no sense (a limit that is not a
+    number once rendered, say) does not."""
+    try:
+        return _check(condition, facts)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False
+
+
+def _check(condition: Mapping[str, Any], facts: Facts) -> bool:
     kind = condition["kind"]
     if kind == "first_entry_of_stay":
         return facts.counters.get("entries", 0) == 1
@@ -200,27 +220,45 @@ def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
     return False
 
 
-def plan(rules: Iterable[Rule], facts: Facts) -> list[Planned]:
-    """The actions every matching rule asks for, in rule order; consent is checked first."""
+def plan(rules: Iterable[Rule], facts: Facts, *,
+         on_error: Callable[[Rule, Exception], None] | None = None) -> list[Planned]:
+    """The actions every matching rule asks for, in rule order; consent is checked first.
+
+    A rule that cannot be evaluated (a stored rule with a bad argument, say) is skipped
+    and handed to ``on_error``: it never stops the other rules.
+    """
     planned: list[Planned] = []
     for rule in rules:
-        needed = ({rule.purpose} | facts.data_purposes) - {"service"}
-        if not needed <= facts.consents or not _matches(rule, facts):
-            continue
-        if not all(_holds(c, facts) for c in rule.conditions):
-            continue
-        for action in rule.actions:
-            target = action.target
-            if target == SELF:
-                device = facts.device.get("id")
-            elif target and target.startswith("room:"):
-                device = facts.room_devices.get(target.split(":", 1)[1])
-            else:
-                device = target
-            if target and device is None:
-                continue  # the room has no such device: nothing to command
-            params = {k: render(v, facts) for k, v in action.params.items()}
-            planned.append(Planned(rule.id, action.kind, device, action.name, params))
+        try:
+            planned += _plan_one(rule, facts)
+        except Exception as exc:  # one bad rule must not silence the others (health alerts)
+            if on_error is not None:
+                on_error(rule, exc)
+    return planned
+
+
+def _plan_one(rule: Rule, facts: Facts) -> list[Planned]:
+    needed = frozenset(({rule.purpose} | facts.data_purposes) - {"service"})
+    if not needed <= facts.consents or not _matches(rule, facts):
+        return []
+    if rule.purpose == "service":
+        # A service rule runs without consent, so it sees none of the guest's preferences.
+        facts = replace(facts, prefs={})
+    if not all(_holds(c, facts) for c in rule.conditions):
+        return []
+    planned = []
+    for action in rule.actions:
+        target = action.target
+        if target == SELF:
+            device = facts.device.get("id")
+        elif target and target.startswith("room:"):
+            device = facts.room_devices.get(target.split(":", 1)[1])
+        else:
+            device = target
+        if target and device is None:
+            continue  # the room has no such device: nothing to command
+        params = {k: render(v, facts) for k, v in action.params.items()}
+        planned.append(Planned(rule.id, action.kind, device, action.name, params, needed))
     return planned
 
 
@@ -253,10 +291,15 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
         elif condition["kind"] == "reading_above" and condition.get("field") not in READINGS:
             problems.append(f"unknown reading {condition['field']!r}"
                             if "field" in condition else "reading_above needs a field")
+        elif condition["kind"] == "reading_above" and not _numeric(condition.get("limit")):
+            problems.append("reading_above needs a limit: a number or one template of a "
+                            f"number ({', '.join(sorted(NUMERIC_FIELDS))})")
         for value in _strings(condition):
             for name in _fields_of(value):
                 if name not in TEMPLATE_FIELDS:
                     problems.append(f"unknown template variable {{{name}}}")
+    if rule.purpose == "service":
+        problems += _personal_in_service(rule)
     if not rule.actions:
         problems.append("a rule needs at least one action")
     for action in rule.actions:
@@ -274,6 +317,34 @@ def validate(rule: Rule, *, known_devices: Iterable[str]) -> None:
                     problems.append(f"unknown template variable {{{name}}}")
     if problems:
         raise RuleError(problems)
+
+
+def _numeric(limit: Any) -> bool:
+    if isinstance(limit, bool):
+        return False
+    if isinstance(limit, int | float):
+        return True
+    # An unknown template variable is reported as such, not twice.
+    return isinstance(limit, str) and len(names := _fields_of(limit)) == 1 and \
+        limit == "{" + names[0] + "}" and (names[0] in NUMERIC_FIELDS
+                                           or names[0] not in TEMPLATE_FIELDS)
+
+
+def _personal_in_service(rule: Rule) -> list[str]:
+    """A service rule runs without consent: it may not use what needs consent."""
+    problems = []
+    for condition in rule.conditions:
+        if condition.get("kind") in ("preference_set", "reading_above"):
+            problems.append(f"a service rule may not use {condition['kind']}: it needs the "
+                            "guest's consent (give the rule that purpose)")
+    values = [*_strings(rule.filters), *(v for c in rule.conditions for v in _strings(c)),
+              *(v for a in rule.actions for v in _strings(a.params))]
+    keys = list(rule.filters)
+    for name in sorted({n for v in values for n in _fields_of(v)} | set(keys)):
+        if name.partition(".")[0] in PERSONAL_HEADS or name in HEALTH_COUNTERS:
+            problems.append(f"a service rule may not use {name}: it needs the guest's "
+                            "consent (give the rule that purpose)")
+    return problems
 
 
 def _strings(params: Mapping[str, Any]) -> list[str]:

@@ -237,9 +237,17 @@ class Bridge:
             self._client.publish(reply.topic, reply.payload, qos=1, retain=reply.retain)
             self.counters["replies"] += 1
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish a message of the hub (a command, a retained list) at QoS 1."""
-        self._client.publish(topic, payload, qos=1, retain=retain)
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                strict: bool = False) -> None:
+        """Publish a message of the hub (a command, a retained list) at QoS 1.
+
+        While the broker is out of reach paho keeps the message in memory for the next
+        connection and only says so in a return code; with ``strict`` that is a
+        ConnectionError, for callers that retry and record failures (automations).
+        """
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if strict and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"not published to {topic}: {mqtt.error_string(info.rc)}")
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats and the console."""

@@ -307,7 +307,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     if device is not None:  # a first decision, not a replay: worth reacting to
         answer.occurrence = Occurrence(
             "entry_allowed" if decision.allowed else "entry_denied", venue, device_id,
-            row.guest_id, now, reason=row.reason)
+            row.guest_id, now, reason=row.reason, event_row_id=row.id)
     return answer
 
 

@@ -495,6 +495,8 @@ class AutomationRun(SQLModel, table=True):
     command_id: str | None = Field(default=None, max_length=64, unique=True)
     name: str | None = Field(default=None, max_length=64)
     params: dict[str, Any] = _json(default_factory=dict)
+    # The guest's consents it was planned under; a queued command needs them still to go.
+    purposes: list[str] = _json(default_factory=list)
     status: RunStatus = RunStatus.SENT
     detail: str | None = Field(default=None, max_length=500)
     created_at: datetime = _ts(default_factory=utcnow)

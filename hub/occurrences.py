@@ -46,6 +46,7 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
         return None
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     guest_id = occurrence.guest_id
+    worn = None
     if guest_id is None and device is not None:  # a wearable's readings are its wearer's
         worn = Wearable.current_wearer(session, device.id)
         guest_id = worn.guest_id if worn else None
@@ -80,7 +81,8 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
                "schedule": occurrence.schedule, **(occurrence.purchase or {})},
         reading=reading,
         counters=_counters(session, occurrence, device, zone, guest,
-                           prefs.heart_rate_threshold if prefs else None),
+                           prefs.heart_rate_threshold if prefs else None,
+                           worn.paired_at if worn else None),
         room_devices=room_devices,
     )
 
@@ -118,46 +120,57 @@ def _current(session: Session, guest_id: str, at: datetime, *,
 
 
 def _counters(session: Session, occurrence: Occurrence, device: Device | None,
-              zone: Zone | None, guest: Guest | None, threshold: int | None) -> dict[str, int]:
-    """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence."""
+              zone: Zone | None, guest: Guest | None, threshold: int | None,
+              worn_since: datetime | None = None) -> dict[str, int]:
+    """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence.
+
+    Counts of the journey stop at the occurrence's own row: the runner may lag behind
+    the bridge, and a second tap already recorded must not make the first one look
+    like the second (no welcome at all after a quick double tap).
+    """
     counters: dict[str, int] = {}
+    upto = [col(Event.id) <= occurrence.event_row_id] if occurrence.event_row_id else \
+        [col(Event.decided_at) <= occurrence.at]
     since = occurrence.at - STUCK_WINDOW
     if device is not None:
-        counters["recent_denials"] = _count(session, Event.device_id == device.id,
-                                            Event.outcome == "deny",
-                                            col(Event.decided_at) >= since)
+        counters["recent_denials"] = _count(session, col(Event.device_id) == device.id,
+                                            col(Event.outcome) == "deny",
+                                            col(Event.decided_at) >= since, *upto)
     if guest is not None and device is not None and device.kind is DeviceKind.WATCH \
             and threshold is not None:
-        run = _heart_rate_run(session, device.id, threshold, occurrence)
+        run = _heart_rate_run(session, device.id, threshold, occurrence, since=worn_since)
         counters["heart_rate_high"] = run
         counters["heart_rate_level"] = min(run, 3)
     if guest is None:
         return counters
+    # Stays that ended (not cancelled bookings, not day tickets): a returning guest.
     counters["earlier_stays"] = int(session.execute(
         sa.select(sa.func.count()).select_from(Entitlement).where(
             col(Entitlement.guest_id) == guest.id,
+            col(Entitlement.kind) == EntitlementKind.ROOM,
+            col(Entitlement.status) == EntitlementStatus.ACTIVE,
             col(Entitlement.valid_until) <= occurrence.at)).scalar_one())
     counters["rides"] = int(session.execute(
         sa.select(sa.func.count()).select_from(Event).join(
             Zone, col(Zone.id) == col(Event.zone_id)).where(
             col(Event.guest_id) == guest.id, col(Event.outcome) == "allow",
-            col(Zone.kind) == ZoneKind.RIDE)).scalar_one())
+            col(Zone.kind) == ZoneKind.RIDE, *upto)).scalar_one())
     if zone is None:
         return counters
     current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
     start = current.valid_from if current else occurrence.at
-    counters["entries"] = _count(session, Event.guest_id == guest.id,
-                                 Event.zone_id == zone.id, Event.outcome == "allow",
-                                 col(Event.decided_at) >= start)
+    counters["entries"] = _count(session, col(Event.guest_id) == guest.id,
+                                 col(Event.zone_id) == zone.id, col(Event.outcome) == "allow",
+                                 col(Event.decided_at) >= start, *upto)
     counters["visits"] = int(session.execute(
         sa.select(sa.func.count(sa.distinct(sa.func.date(Event.decided_at)))).where(
             col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
-            col(Event.outcome) == "allow")).scalar_one())
+            col(Event.outcome) == "allow", *upto)).scalar_one())
     return counters
 
 
 def _heart_rate_run(session: Session, device_id: str, threshold: int,
-                    occurrence: Occurrence) -> int:
+                    occurrence: Occurrence, *, since: datetime | None = None) -> int:
     """How many of the watch's heart-rate readings in a row, up to this one, are above
     ``threshold``: the run ends at a reading at or below it, or at a gap longer than
     HEART_RATE_WINDOW (another episode). Readings that came later are not counted: the
@@ -167,6 +180,8 @@ def _heart_rate_run(session: Session, device_id: str, threshold: int,
         col(Telemetry.received_at) <= occurrence.at)
     if occurrence.telemetry_id is not None:
         query = query.where(col(Telemetry.id) <= occurrence.telemetry_id)
+    if since is not None:  # the previous wearer's heart is not this guest's
+        query = query.where(col(Telemetry.received_at) >= since)
     run, newer = 0, occurrence.at
     for row in session.exec(query.order_by(col(Telemetry.id).desc()).limit(200)):
         bpm = row.data.get("readings", {}).get("heart_rate_bpm")

@@ -15,7 +15,7 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from hub import crud, ledger, wearables
+from hub import appliance_queue, crud, ledger, wearables
 from hub.models import (
     Account,
     AutomationRun,
@@ -117,6 +117,8 @@ def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool,
     session.add(row)
     session.add(ConsentChange(guest_id=guest_id, purpose=purpose, granted=granted, at=now,
                               actor=actor[:64]))
+    if not granted:  # nothing planned under that consent goes out any more
+        appliance_queue.cancel_for_consent(session, guest_id=guest_id, purpose=purpose)
     session.flush()
     return row, True
 

@@ -1,4 +1,5 @@
-"""Scheduled automations: a rule with trigger ``schedule`` fires daily at its venue time.
+"""Scheduled automations: a rule with trigger ``schedule`` fires daily at its venue time;
+and the sweep of commands that waited too long for an offline appliance.
 
 A schedule rule names its time with the filter ``event.schedule: 'HH:MM'`` (venue
 time). When that time has come (and less than :data:`GRACE` ago: a morning greeting
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub import appliance_queue
 from hub.automation_runner import Occurrence
 from hub.automations import Rule
 from hub.db import session_scope
@@ -83,9 +85,13 @@ class Scheduler:
 
     def __init__(self, engine: Engine, submit: Callable[[Occurrence], None],
                  rules: Callable[[], Sequence[Rule]], *, interval: float = 15.0,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 publish: Callable[[str, bytes], None] | None = None,
+                 command_ttl: timedelta | None = None) -> None:
         self.engine, self.submit, self.rules = engine, submit, rules
         self.interval, self.clock = interval, clock
+        # Also sweeps the commands that waited too long for an offline appliance.
+        self.publish, self.command_ttl = publish, command_ttl
         self.fired = 0  # occurrences handed to the runner
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,12 +123,24 @@ class Scheduler:
         self.fired += handed
         return handed
 
+    def sweep(self) -> int:
+        """Expire queued commands older than ``command_ttl`` and alert staff; how many."""
+        if self.publish is None or self.command_ttl is None:
+            return 0
+        with session_scope(self.engine) as session:
+            alerts = appliance_queue.expire_stale(session, now=self.clock(),
+                                                  ttl=self.command_ttl)
+        for topic, payload in alerts:  # after the commit, like every reply of the hub
+            self.publish(topic, payload)
+        return len(alerts)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a failed check must not end the schedule
-                log.exception("scheduled automations failed")
+            for job in (self.run_once, self.sweep):
+                try:
+                    job()
+                except Exception:  # a failed check must not end the schedule
+                    log.exception("scheduled %s failed", job.__name__)
             self._stop.wait(self.interval)
 
     def start(self) -> Scheduler:

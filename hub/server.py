@@ -87,10 +87,12 @@ class Hub:
         bridge = self.bridge
         rules = CachedRules(self.engine, ttl=2.0)
         self.automations = AutomationRunner(
-            self.engine, lambda topic, payload: bridge.publish(topic, payload),
+            self.engine, lambda topic, payload: bridge.publish(topic, payload, strict=True),
             load_facts, rules, learn=learn_from)
         self.automations.start()
-        self.scheduler = Scheduler(self.engine, self.automations.submit, rules).start()
+        self.scheduler = Scheduler(
+            self.engine, self.automations.submit, rules, publish=bridge.publish,
+            command_ttl=timedelta(minutes=settings.command_queue_minutes)).start()
         self.bridge.automations = self.automations
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
@@ -135,13 +137,15 @@ class Hub:
             # The embedded broker has acknowledged what devices sent it: let all of that
             # reach the bridge and be answered before the broker goes away.
             self.bridge.drain()
+        if self.automations is not None:
+            # While the bridge can still publish: what automations do after the last
+            # decisions goes out (or is recorded as failed), not into a closed client.
+            self.automations.drain()
+            self.automations.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.bridge is not None:
             self.bridge.stop()
-        if self.automations is not None:
-            self.automations.drain()
-            self.automations.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.engine is not None:

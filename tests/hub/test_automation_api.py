@@ -27,7 +27,7 @@ from hub.automation_store import (
     row_of,
     rule_of,
 )
-from hub.automations import RuleError, room_welcome, shipped
+from hub.automations import NUMERIC_FIELDS, RuleError, room_welcome, shipped
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
@@ -181,10 +181,18 @@ def test_an_invalid_rule_is_422_with_every_reason(client: TestClient, engine: En
      "time_between's of is now (default) or event"),
     ({"kind": "reading_above", "field": "heart_rate_bpm", "limit": "{prefs.shoe_size}"},
      "unknown template variable {prefs.shoe_size}"),
+    # A limit that is no number once rendered would make every reading fail the rule.
+    ({"kind": "reading_above", "field": "heart_rate_bpm", "limit": "high"},
+     "reading_above needs a limit: a number or one template of a number ("
+     + ", ".join(sorted(NUMERIC_FIELDS)) + ")"),
+    ({"kind": "reading_above", "field": "heart_rate_bpm", "limit": "{prefs.language}"},
+     "reading_above needs a limit: a number or one template of a number ("
+     + ", ".join(sorted(NUMERIC_FIELDS)) + ")"),
 ])
 def test_a_bad_condition_is_422_and_named(client: TestClient, engine: Engine,
                                           condition: dict[str, Any], problem: str) -> None:
-    r = client.put(f"{URL}/pool-closing", json={**POOL, "conditions": [condition]})
+    rule = {**POOL, "purpose": "health", "conditions": [condition]}
+    r = client.put(f"{URL}/pool-closing", json=rule)
     assert r.status_code == 422, r.text
     assert r.json()["problems"] == [problem]
     assert "pool-closing" not in rules_in_force(engine)
@@ -483,3 +491,23 @@ def test_the_readme_s_example_is_the_shipped_room_welcome() -> None:
     section = readme.split("### Automations", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert import_yaml(example) == [room_welcome()]
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"actions": [{"kind": "alert_staff", "params": {"text": "{guest.name} eats {prefs.dietary}"}}]},
+     "a service rule may not use prefs.dietary: it needs the guest's consent (give the rule "
+     "that purpose)"),
+    ({"conditions": [{"kind": "preference_set", "preference": "language"}]},
+     "a service rule may not use preference_set: it needs the guest's consent (give the rule "
+     "that purpose)"),
+    ({"filters": {"reading.heart_rate_bpm": 150}},
+     "a service rule may not use reading.heart_rate_bpm: it needs the guest's consent (give "
+     "the rule that purpose)"),
+])
+def test_a_service_rule_may_not_use_what_needs_consent(client: TestClient, engine: Engine,
+                                                       change: dict[str, Any],
+                                                       problem: str) -> None:
+    r = client.put(f"{URL}/pool-closing", json={**POOL, **change})
+    assert r.status_code == 422, r.text
+    assert problem in r.json()["problems"]
+    assert "pool-closing" not in rules_in_force(engine)

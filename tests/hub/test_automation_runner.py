@@ -12,11 +12,20 @@ from sqlmodel import Session, col, select
 
 from devices.contract import parse_command
 from devices.topics import Channel, device_topic, staff_topic
-from hub import appliance_queue
+from hub import appliance_queue, privacy
 from hub.automation_runner import AutomationRunner, Occurrence
 from hub.automations import Facts, Rule, ride_reward, room_welcome, stuck_guest
 from hub.db import create_db_engine, init_db, session_scope
-from hub.models import AutomationRun, Device, DeviceKind, RunStatus, Venue, utcnow
+from hub.models import (
+    AutomationRun,
+    Consent,
+    Device,
+    DeviceKind,
+    Guest,
+    RunStatus,
+    Venue,
+    utcnow,
+)
 
 ROOM = ("thermostat-102", "light-102", "display-102")
 
@@ -150,7 +159,12 @@ def test_a_command_for_an_offline_appliance_is_queued_not_published(tmp_path: Pa
     assert (light.status, light.sent_at, light.name) == (RunStatus.QUEUED, None, "set_scene")
     assert light.command_id is not None and light.params["scene"] == "relax"
     assert runner.queued["room-welcome"] == 1 and runner.fired["room-welcome"] == 2
+    assert light.purposes == ["personalization"]  # what must still hold when it goes out
     # Back online: the very command the automation made goes out, issued when it was made
+    with session_scope(runner.engine) as session:
+        session.add(Guest(id="guest-02", name="Ana Lopez"))
+        session.flush()
+        session.add(Consent(guest_id="guest-02", purpose="personalization", granted=True))
     with session_scope(runner.engine) as session:
         [(topic, payload)] = appliance_queue.release(
             session, venue="demo-resort", device_id="light-102", now=at + timedelta(minutes=3),
@@ -227,3 +241,25 @@ def test_no_facts_no_runs(tmp_path: Path) -> None:
     assert runner.drain()
     runner.stop()
     assert recorded(runner) == [] and not runner.fired and not runner.failed
+
+
+def test_a_queued_command_does_not_go_out_once_consent_is_withdrawn(tmp_path: Path) -> None:
+    runner = runner_with(tmp_path, lambda t, p: None, guests_welcome(), online=())
+    at = utcnow()
+    with session_scope(runner.engine) as session:
+        session.add(Guest(id="guest-02", name="Ana Lopez"))
+        session.flush()
+        privacy.set_consent(session, guest_id="guest-02", purpose="personalization",
+                            granted=True, actor="guest-02", now=at)
+    runner.submit(Occurrence("entry_allowed", "demo-resort", "lock-102", "guest-02", at))
+    assert runner.drain()
+    runner.stop()
+    assert {r.status for r in recorded(runner)} == {RunStatus.QUEUED}
+    with session_scope(runner.engine) as session:
+        privacy.set_consent(session, guest_id="guest-02", purpose="personalization",
+                            granted=False, actor="guest-02", now=at)
+    assert {(r.status, r.detail) for r in recorded(runner)} == {
+        (RunStatus.EXPIRED, "the guest withdrew consent to personalization")}
+    with session_scope(runner.engine) as session:
+        assert appliance_queue.release(session, venue="demo-resort", device_id="light-102",
+                                       now=at, ttl=timedelta(hours=1)) == []

@@ -135,7 +135,7 @@ def test_a_door_is_not_health_data_and_its_room_is_its_own(engine: Engine) -> No
 
 def test_an_unpaired_watch_belongs_to_nobody(engine: Engine) -> None:
     with session_scope(engine) as session:
-        worn = session.get(Wearable, WATCH)
+        worn = Wearable.current_wearer(session, WATCH)
         assert worn is not None
         session.delete(worn)
     facts = facts_of(engine, heart(engine, 170, NOW))

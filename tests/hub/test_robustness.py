@@ -1,0 +1,152 @@
+"""What one bad rule, a withdrawn consent or a departed guest must not be able to do."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hub import appliance_queue
+from hub.automation_runner import AutomationRunner, Occurrence
+from hub.automations import Action, Facts, Rule, health_watch, plan
+from hub.db import create_db_engine, init_db, session_scope
+from hub.demo import seed_demo
+from hub.models import AutomationRun, Consent, Entitlement, RunStatus, utcnow
+
+NOW = utcnow()
+BROKEN = Rule(id="broken", name="stored before validation got stricter", purpose="health",
+              trigger="telemetry", filters={"device.kind": "watch"},
+              actions=(Action("notify_guest", None, None, {"text": "{weather.sky}"}),))
+
+
+def watch_facts() -> Facts:
+    return Facts(trigger="telemetry", now=NOW, data_purposes=frozenset({"health"}),
+                 guest={"id": "guest-03", "display_name": "Bo"},
+                 prefs={"heart_rate_threshold": 120}, consents=frozenset({"health"}),
+                 device={"id": "watch-guest-03", "kind": "watch"},
+                 reading={"heart_rate_bpm": 150}, counters={"heart_rate_level": 1})
+
+
+def test_a_rule_that_cannot_be_evaluated_does_not_silence_the_others() -> None:
+    errors: list[tuple[str, str]] = []
+    actions = plan([BROKEN, health_watch()], watch_facts(),
+                   on_error=lambda rule, exc: errors.append((rule.id, type(exc).__name__)))
+    assert [(a.rule_id, a.name) for a in actions] == [("health-watch", "vibrate")]
+    assert errors == [("broken", "AttributeError")]
+
+
+def test_a_limit_that_is_no_number_makes_the_condition_false_not_a_crash() -> None:
+    odd = Rule(id="odd", name="odd", purpose="health", trigger="telemetry",
+               conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
+                            "limit": "high"},),
+               actions=(Action("notify_guest", None, None, {"text": "x"}),))
+    assert plan([odd], watch_facts()) == []
+
+
+def test_a_service_rule_sees_no_preferences_even_if_stored_so() -> None:
+    nosy = Rule(id="nosy", name="nosy", purpose="service", trigger="telemetry",
+                actions=(Action("alert_staff", None, None,
+                                {"text": "limit {prefs.heart_rate_threshold}"}),))
+    facts = watch_facts()
+    [action] = plan([nosy], Facts(**{**facts.__dict__, "data_purposes": frozenset()}))
+    assert action.params["text"] == "limit "
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
+    init_db(engine)
+    seed_demo(engine, NOW - timedelta(hours=1))
+    return engine
+
+
+def test_the_runner_records_the_broken_rule_and_carries_out_the_others(engine: Engine) -> None:
+    sent: list[str] = []
+    runner = AutomationRunner(engine, lambda t, p: sent.append(t), lambda _s, _o: watch_facts(),
+                              lambda: [BROKEN, health_watch()])
+    with session_scope(engine) as session:
+        device = session.get(__import__("hub.models").models.Device, "watch-guest-03")
+        assert device is not None
+        device.online = True
+    runner.start()
+    runner.submit(Occurrence("telemetry", "demo-resort", "watch-guest-03", None, NOW))
+    assert runner.drain()
+    runner.stop()
+    with Session(engine) as session:
+        rows = {r.rule_id: r for r in session.exec(select(AutomationRun)).all()}
+    assert rows["broken"].status is RunStatus.FAILED and "weather" in (rows["broken"].detail
+                                                                        or "")
+    assert rows["health-watch"].status is RunStatus.SENT and len(sent) == 1
+
+
+def test_a_queued_welcome_is_not_shown_to_the_next_guest_of_the_room(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        session.add(Consent(guest_id="guest-01", purpose="personalization", granted=True))
+        session.add(AutomationRun(rule_id="room-welcome", action="command", guest_id="guest-01",
+                                  device_id="display-101", command_id="c-1", name="show",
+                                  params={"text": "Welcome, Charlie", "kind": "greeting"},
+                                  purposes=["personalization"], status=RunStatus.QUEUED,
+                                  created_at=NOW))
+    with session_scope(engine) as session:  # Charlie checks out before the display is back
+        stay = session.get(Entitlement, "stay-guest-01")
+        assert stay is not None
+        stay.valid_until = NOW + timedelta(minutes=1)
+    with session_scope(engine) as session:
+        out = appliance_queue.release(session, venue="demo-resort", device_id="display-101",
+                                      now=NOW + timedelta(minutes=5), ttl=timedelta(hours=1))
+        run = session.exec(select(AutomationRun)).one()
+        assert (run.status, run.detail) == (RunStatus.EXPIRED,
+                                            "the guest no longer stays in room-101")
+    assert out == []
+
+
+def test_a_quick_double_tap_still_welcomes_once(engine: Engine) -> None:
+    from hub.demo import wristband_uid
+    from hub.occurrences import load_facts
+    from hub.automations import room_welcome
+    from tests.utils import ingest
+
+    with session_scope(engine) as session:
+        session.add(Consent(guest_id="guest-04", purpose="personalization", granted=True))
+    first = ingest.tap(engine, "demo-resort", "lock-104", NOW, "t1", uid=wristband_uid(4))
+    second = ingest.tap(engine, "demo-resort", "lock-104", NOW + timedelta(seconds=1), "t2",
+                       uid=wristband_uid(4))
+    assert first.occurrence is not None and second.occurrence is not None
+    # The runner gets to both after both are recorded.
+    welcomes = []
+    for occurrence in (first.occurrence, second.occurrence):
+        with session_scope(engine) as session:
+            facts = load_facts(session, occurrence)
+            assert facts is not None
+            welcomes.append(len(plan([room_welcome()], facts)))
+    assert welcomes == [3, 0]  # thermostat, light, display: once
+
+
+def test_an_appliance_that_never_comes_back_has_its_queue_expired_and_reported(
+        engine: Engine) -> None:
+    from devices.contract import parse_staff_alert
+    from hub.scheduler import Scheduler
+
+    with session_scope(engine) as session:
+        for n, age in ((1, 90), (2, 10)):  # minutes waiting
+            session.add(AutomationRun(rule_id="room-welcome", action="command",
+                                      device_id="thermostat-101", command_id=f"c-{n}",
+                                      name="set_temperature", params={"celsius": 22},
+                                      status=RunStatus.QUEUED,
+                                      created_at=NOW - timedelta(minutes=age)))
+    published: list[tuple[str, bytes]] = []
+    sweeper = Scheduler(engine, lambda _o: None, lambda: [], clock=lambda: NOW,
+                        publish=lambda t, p: published.append((t, p)),
+                        command_ttl=timedelta(hours=1))
+    assert sweeper.sweep() == 1
+    assert sweeper.sweep() == 0  # reported once
+    with Session(engine) as session:
+        status = {r.command_id: r.status for r in session.exec(select(AutomationRun)).all()}
+    assert status == {"c-1": RunStatus.EXPIRED, "c-2": RunStatus.QUEUED}
+    [(topic, payload)] = published
+    alert = parse_staff_alert(payload)
+    assert topic.endswith("/staff/alerts")
+    assert (alert.cue, alert.device_id) == ("command_expired", "thermostat-101")
