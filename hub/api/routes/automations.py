@@ -24,6 +24,8 @@ from hub.api.deps import (
     SETUP_READERS,
     STAFF,
     AuditDep,
+    Limit,
+    Offset,
     SessionDep,
     require_roles,
 )
@@ -226,8 +228,7 @@ def automation_runs(session: SessionDep,
                     rule_id: Annotated[str | None, Query(max_length=64)] = None,
                     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
                     device_id: Annotated[str | None, Query(max_length=64)] = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100
-                    ) -> list[AutomationRunPublic]:
+                    limit: Limit = 100, offset: Offset = 0) -> list[AutomationRunPublic]:
     """What automations did, newest first: each action with its status and parameters.
 
     Parameters hold guests' data (a name in a greeting, a heart rate in an alert): only
@@ -241,7 +242,8 @@ def automation_runs(session: SessionDep,
     if device_id is not None:
         query = query.where(AutomationRun.device_id == device_id)
     rows = session.exec(query.order_by(col(AutomationRun.created_at).desc(),
-                                       col(AutomationRun.id).desc()).limit(limit)).all()
+                                       col(AutomationRun.id).desc())
+                        .offset(offset).limit(limit)).all()
     return [AutomationRunPublic.model_validate(row, from_attributes=True) for row in rows]
 
 
