@@ -60,13 +60,20 @@ class AutomationRunner:
 
     def __init__(self, engine: Engine, publish: Publish, load_facts: FactsLoader,
                  rules: Callable[[], Sequence[Rule]], *, attempts: int = 3,
-                 learn: Callable[[Any, Occurrence], None] | None = None) -> None:
+                 learn: Callable[[Any, Occurrence], None] | None = None,
+                 might_apply: Callable[[Any, Occurrence, Sequence[Rule]], bool] | None = None,
+                 reader: Engine | None = None) -> None:
         self.engine = engine
+        # Facts are read through ``reader`` when given: reads that never hold the write
+        # lock the bridge needs to record decisions (SQLite).
+        self.reader = reader or engine
         self.publish = publish
         self.load_facts = load_facts
         self.rules = rules
         self.attempts = attempts
         self.learn = learn
+        # A cheap check before the facts (a guest who consented to nothing, say).
+        self.might_apply = might_apply
         # This process's counts (tests, logs); the API's stats come from the database.
         self.fired: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
@@ -112,21 +119,23 @@ class AutomationRunner:
         rules = self.rules()  # before the session: it may read the database itself
         if occurrence.rule_id is not None:
             rules = [r for r in rules if r.id == occurrence.rule_id]
-        # Most taps concern no rule: then the facts are not worth a query.
-        interested = any(r.enabled and r.trigger == occurrence.trigger for r in rules)
-        learns = self.learn is not None and occurrence.trigger == "telemetry"
-        if not interested and not learns:
-            return
-        with session_scope(self.engine) as session:
-            if self.learn is not None:
+        if self.learn is not None and occurrence.trigger == "telemetry":
+            with session_scope(self.engine) as session:
                 self.learn(session, occurrence)  # preferences follow the guest's own hand
-            if not interested:
+        # Most taps concern no rule: then the facts are not worth a query.
+        relevant = [r for r in rules if r.enabled and r.trigger == occurrence.trigger]
+        if not relevant:
+            return
+        with session_scope(self.reader) as session:
+            if self.might_apply is not None and not self.might_apply(session, occurrence,
+                                                                     relevant):
                 return
             facts = self.load_facts(session, occurrence)
             if facts is None:
                 return
             broken: list[tuple[Rule, Exception]] = []
-            actions = plan(rules, facts, on_error=lambda rule, exc: broken.append((rule, exc)))
+            actions = plan(relevant, facts,
+                           on_error=lambda rule, exc: broken.append((rule, exc)))
             targets = {a.device_id for a in actions if a.kind in ("command", "greet")}
             online = {d.id: d.online for d in session.exec(
                 select(Device).where(col(Device.id).in_(targets))).all()} if targets else {}

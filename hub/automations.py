@@ -31,12 +31,12 @@ PURPOSES: frozenset[str] = frozenset(Purpose.__args__)  # type: ignore[attr-defi
 CONDITIONS = frozenset({"first_entry_of_stay", "time_between", "counter_at_least",
                         "counter_is", "preference_set", "reading_above"})
 # Counters the hub keeps for rules (see hub.occurrences): entries into the zone since the
-# guest's current stay or ticket began, distinct days they entered it, rides ever, stays
-# and tickets already over (a returning guest), denials at this door in the last two
-# minutes, and the run of a watch's readings above the guest's heart-rate threshold (with
-# its level, 1..3, for an escalating vibration).
+# guest's current stay or ticket began (and first_entry, 1 for the first of them), distinct
+# days they entered it, rides ever, room stays already over (a returning guest), denials
+# at this door in the last two minutes, and the run of a watch's readings above the
+# guest's heart-rate threshold (with its level, 1..3, for an escalating vibration).
 COUNTERS = frozenset({"entries", "visits", "rides", "earlier_stays", "recent_denials",
-                      "heart_rate_high", "heart_rate_level"})
+                      "heart_rate_high", "heart_rate_level", "first_entry"})
 # Readings rules may look at (what the appliances report; see simulators.appliances).
 READINGS = frozenset({"heart_rate_bpm", "workout", "workout_kind", "duration_min",
                       "setpoint_c", "temperature_c", "scene", "manual", "source"})
@@ -195,6 +195,8 @@ def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
 def _check(condition: Mapping[str, Any], facts: Facts) -> bool:
     kind = condition["kind"]
     if kind == "first_entry_of_stay":
+        if "first_entry" in facts.counters:
+            return facts.counters["first_entry"] == 1
         return facts.counters.get("entries", 0) == 1
     if kind == "time_between":
         at = facts.event.get("at") if condition.get("of") == "event" else facts.now

@@ -13,8 +13,14 @@ from sqlmodel import Session, SQLModel
 from hub import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
-def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
-    """Create the engine; for SQLite, WAL mode and a busy timeout let threads share the file."""
+def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
+                     read_only: bool = False) -> Engine:
+    """Create the engine; for SQLite, WAL mode and a busy timeout let threads share the file.
+
+    ``read_only`` makes an engine for readers that must not hold up writers: on SQLite
+    its transactions begin deferred (in WAL mode a reader never takes the write lock)
+    and refuse to write.
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
@@ -30,11 +36,13 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if read_only:
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

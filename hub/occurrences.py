@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
+from typing import Any
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -10,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from hub import crud
 from hub.automation_runner import Occurrence
-from hub.automations import OVERRIDE_WINDOW, Facts, is_override, learned_temperature
+from hub.automations import OVERRIDE_WINDOW, Facts, Rule, is_override, learned_temperature
 from hub.models import (
     AutomationRun,
     Consent,
@@ -40,7 +43,12 @@ REPORTED_AT_LIMIT = timedelta(days=1)
 
 def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     """Everything rules may look at; None when the device is gone (or, for a scheduled
-    occurrence, which concerns a guest and no device, when the guest is)."""
+    occurrence, which concerns a guest and no device, when the guest is).
+
+    What only some rules look at (preferences, the room's appliances, counters) is read
+    on first use, inside this session: a tap that no rule's filters and conditions let
+    through costs a few primary-key reads, not a dozen queries.
+    """
     device = session.get(Device, occurrence.device_id) if occurrence.device_id else None
     if device is None and (occurrence.device_id is not None or occurrence.guest_id is None):
         return None
@@ -51,40 +59,92 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
         worn = Wearable.current_wearer(session, device.id)
         guest_id = worn.guest_id if worn else None
     guest = session.get(Guest, guest_id) if guest_id else None
-    prefs = session.get(GuestPreferences, guest.id) if guest else None
-    consents = frozenset(
-        c.purpose for c in session.exec(select(Consent).where(
-            Consent.guest_id == (guest.id if guest else ""), col(Consent.granted).is_(True)))
-    )
+    consents = frozenset(session.exec(select(Consent.purpose).where(
+        Consent.guest_id == (guest.id if guest else ""), col(Consent.granted).is_(True))).all())
     tz = ZoneInfo(crud.venue_timezone(session, venue_id=occurrence.venue))
-    room = zone if zone is not None and zone.kind is ZoneKind.ROOM else (
-        _room_of(session, guest.id, occurrence.at) if guest else None)
-    room_devices = {}
-    if room is not None:
-        for appliance in session.exec(select(Device).where(Device.zone_id == room.id)).all():
-            if appliance.kind in ROOM_APPLIANCES:
-                room_devices[appliance.kind.value] = appliance.id
-    reading = dict(occurrence.readings or {})
+
+    def prefs_row() -> GuestPreferences | None:
+        return session.get(GuestPreferences, guest.id) if guest else None
+
+    def guest_facts() -> dict[str, Any]:
+        if guest is None:
+            return {}
+        prefs = prefs_row()
+        return {"id": guest.id, "name": guest.name,
+                "display_name": (prefs and prefs.display_name) or guest.display_name
+                or guest.name}
+
+    def prefs_facts() -> dict[str, Any]:
+        prefs = prefs_row()
+        return prefs.model_dump(exclude={"guest_id", "updated_at"}) if prefs else {}
+
+    def room_devices() -> dict[str, str]:
+        room = zone if zone is not None and zone.kind is ZoneKind.ROOM else (
+            _room_of(session, guest.id, occurrence.at) if guest else None)
+        if room is None:
+            return {}
+        return {d.kind.value: d.id for d in session.exec(
+            select(Device).where(Device.zone_id == room.id)).all()
+            if d.kind in ROOM_APPLIANCES}
+
     return Facts(
         trigger=occurrence.trigger,  # type: ignore[arg-type]
         now=occurrence.at.astimezone(tz),
         data_purposes=frozenset({"health"}) if device and device.kind is DeviceKind.WATCH
         else frozenset(),
-        guest={"id": guest.id, "name": guest.name,
-               "display_name": (prefs and prefs.display_name) or guest.display_name
-               or guest.name} if guest else {},
-        prefs=prefs.model_dump(exclude={"guest_id", "updated_at"}) if prefs else {},
+        guest=Lazy(guest_facts, known={"id": guest.id} if guest else {}),
+        prefs=Lazy(prefs_facts),
         consents=consents,
         zone={"id": zone.id, "kind": zone.kind.value} if zone else {},
         device={"id": device.id, "kind": device.kind.value} if device else {},
         event={"reason": occurrence.reason, "at": _reported_at(occurrence).astimezone(tz),
                "schedule": occurrence.schedule, **(occurrence.purchase or {})},
-        reading=reading,
+        reading=dict(occurrence.readings or {}),
         counters=_counters(session, occurrence, device, zone, guest,
-                           prefs.heart_rate_threshold if prefs else None,
+                           lambda: (p.heart_rate_threshold if (p := prefs_row()) else None),
                            worn.paired_at if worn else None),
-        room_devices=room_devices,
+        room_devices=Lazy(room_devices),
     )
+
+
+class Lazy(Mapping[str, Any]):
+    """A mapping read on first use (``known`` keys answer without reading it)."""
+
+    def __init__(self, load: Callable[[], Mapping[str, Any]], *,
+                 known: Mapping[str, Any] | None = None) -> None:
+        self._load = load
+        self._known = dict(known or {})
+        self._data: Mapping[str, Any] | None = None
+
+    def _all(self) -> Mapping[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._known:
+            return self._known[key]
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return f"Lazy({dict(self)!r})"
+
+
+def might_apply(session: Session, occurrence: Occurrence, rules: Sequence[Rule]) -> bool:
+    """False when no rule can fire for this guest whatever the facts: each needs a consent
+    the guest has not given. One query instead of the dozen the facts take, for most taps
+    (a guest who consented to nothing)."""
+    if occurrence.guest_id is None or any(r.purpose == "service" for r in rules):
+        return True
+    granted = set(session.exec(select(Consent.purpose).where(
+        Consent.guest_id == occurrence.guest_id, col(Consent.granted).is_(True))).all())
+    return any(r.purpose in granted for r in rules)
 
 
 def _reported_at(occurrence: Occurrence) -> datetime:
@@ -119,54 +179,101 @@ def _current(session: Session, guest_id: str, at: datetime, *,
     return None
 
 
+class LazyCounters(Mapping[str, int]):
+    """Counters computed on first use: a rule that looks at none costs no query.
+
+    Read while the session they were made with is open (the runner plans inside it).
+    """
+
+    def __init__(self, thunks: dict[str, Callable[[], int]]) -> None:
+        self._thunks = thunks
+        self._values: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> int:
+        if name not in self._values:
+            self._values[name] = self._thunks[name]()
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._thunks)
+
+    def __len__(self) -> int:
+        return len(self._thunks)
+
+    def __repr__(self) -> str:
+        return f"LazyCounters({dict(self)!r})"
+
+
 def _counters(session: Session, occurrence: Occurrence, device: Device | None,
-              zone: Zone | None, guest: Guest | None, threshold: int | None,
-              worn_since: datetime | None = None) -> dict[str, int]:
+              zone: Zone | None, guest: Guest | None,
+              threshold: Callable[[], int | None] = lambda: None,
+              worn_since: datetime | None = None) -> LazyCounters:
     """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence.
 
     Counts of the journey stop at the occurrence's own row: the runner may lag behind
     the bridge, and a second tap already recorded must not make the first one look
     like the second (no welcome at all after a quick double tap).
     """
-    counters: dict[str, int] = {}
+    thunks: dict[str, Callable[[], int]] = {}
     upto = [col(Event.id) <= occurrence.event_row_id] if occurrence.event_row_id else \
         [col(Event.decided_at) <= occurrence.at]
     since = occurrence.at - STUCK_WINDOW
     if device is not None:
-        counters["recent_denials"] = _count(session, col(Event.device_id) == device.id,
-                                            col(Event.outcome) == "deny",
-                                            col(Event.decided_at) >= since, *upto)
-    if guest is not None and device is not None and device.kind is DeviceKind.WATCH \
-            and threshold is not None:
-        run = _heart_rate_run(session, device.id, threshold, occurrence, since=worn_since)
-        counters["heart_rate_high"] = run
-        counters["heart_rate_level"] = min(run, 3)
+        thunks["recent_denials"] = lambda: _count(
+            session, col(Event.device_id) == device.id, col(Event.outcome) == "deny",
+            col(Event.decided_at) >= since, *upto)
+    if guest is not None and device is not None and device.kind is DeviceKind.WATCH:
+        @cache
+        def run() -> int:
+            limit = threshold()
+            return 0 if limit is None else _heart_rate_run(session, device.id, limit,
+                                                           occurrence, since=worn_since)
+
+        thunks["heart_rate_high"] = run
+        thunks["heart_rate_level"] = lambda: min(run(), 3)
     if guest is None:
-        return counters
+        return LazyCounters(thunks)
     # Stays that ended (not cancelled bookings, not day tickets): a returning guest.
-    counters["earlier_stays"] = int(session.execute(
+    thunks["earlier_stays"] = lambda: int(session.execute(
         sa.select(sa.func.count()).select_from(Entitlement).where(
             col(Entitlement.guest_id) == guest.id,
             col(Entitlement.kind) == EntitlementKind.ROOM,
             col(Entitlement.status) == EntitlementStatus.ACTIVE,
             col(Entitlement.valid_until) <= occurrence.at)).scalar_one())
-    counters["rides"] = int(session.execute(
+    thunks["rides"] = lambda: int(session.execute(
         sa.select(sa.func.count()).select_from(Event).join(
             Zone, col(Zone.id) == col(Event.zone_id)).where(
             col(Event.guest_id) == guest.id, col(Event.outcome) == "allow",
             col(Zone.kind) == ZoneKind.RIDE, *upto)).scalar_one())
     if zone is None:
-        return counters
-    current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
-    start = current.valid_from if current else occurrence.at
-    counters["entries"] = _count(session, col(Event.guest_id) == guest.id,
-                                 col(Event.zone_id) == zone.id, col(Event.outcome) == "allow",
-                                 col(Event.decided_at) >= start, *upto)
-    counters["visits"] = int(session.execute(
+        return LazyCounters(thunks)
+
+    def entries() -> int:
+        current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
+        start = current.valid_from if current else occurrence.at
+        return _count(session, col(Event.guest_id) == guest.id,
+                      col(Event.zone_id) == zone.id, col(Event.outcome) == "allow",
+                      col(Event.decided_at) >= start, *upto)
+
+    def first_entry() -> int:
+        # Whether any allowed entry came before this one this stay: an EXISTS stops at
+        # the first row, where counting every entry of a regular would read them all.
+        current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
+        start = current.valid_from if current else occurrence.at
+        earlier = session.execute(sa.select(Event.id).where(
+            col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
+            col(Event.outcome) == "allow", col(Event.decided_at) >= start, *upto,
+            *([col(Event.id) < occurrence.event_row_id] if occurrence.event_row_id else [])
+        ).limit(2)).all()
+        return 1 if len(earlier) <= (0 if occurrence.event_row_id else 1) else 0
+
+    thunks["entries"] = entries
+    thunks["first_entry"] = first_entry
+    thunks["visits"] = lambda: int(session.execute(
         sa.select(sa.func.count(sa.distinct(sa.func.date(Event.decided_at)))).where(
             col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
             col(Event.outcome) == "allow", *upto)).scalar_one())
-    return counters
+    return LazyCounters(thunks)
 
 
 def _heart_rate_run(session: Session, device_id: str, threshold: int,

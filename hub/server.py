@@ -26,7 +26,7 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import utcnow
-from hub.occurrences import learn_from, load_facts
+from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import broker_auth, write_sheet
@@ -48,6 +48,7 @@ class Hub:
         self.automations: AutomationRunner | None = None
         self.retention: retention.Retention | None = None
         self.scheduler: Scheduler | None = None
+        self.reader: Engine | None = None  # reads of automations, never holding up writers
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | None = None
         self.bridge: Bridge | None = None
@@ -64,6 +65,7 @@ class Hub:
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
         init_db(self.engine)
+        self.reader = create_db_engine(settings.database, read_only=True)
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
         if settings.embedded_broker:
@@ -88,7 +90,8 @@ class Hub:
         rules = CachedRules(self.engine, ttl=2.0)
         self.automations = AutomationRunner(
             self.engine, lambda topic, payload: bridge.publish(topic, payload, strict=True),
-            load_facts, rules, learn=learn_from)
+            load_facts, rules, learn=learn_from, might_apply=might_apply,
+            reader=self.reader)
         self.automations.start()
         self.scheduler = Scheduler(
             self.engine, self.automations.submit, rules, publish=bridge.publish,
@@ -150,6 +153,8 @@ class Hub:
             self.retention.stop()
         if self.engine is not None:
             self.engine.dispose()
+        if self.reader is not None:
+            self.reader.dispose()
         log.info("hub stopped")
 
 
