@@ -150,3 +150,37 @@ def test_an_appliance_that_never_comes_back_has_its_queue_expired_and_reported(
     alert = parse_staff_alert(payload)
     assert topic.endswith("/staff/alerts")
     assert (alert.cue, alert.device_id) == ("command_expired", "thermostat-101")
+
+
+def test_a_guest_who_consented_to_nothing_is_not_worth_the_facts(engine: Engine) -> None:
+    from hub.automations import returning_guest, room_welcome, stuck_guest
+    from hub.occurrences import might_apply
+
+    tap = Occurrence("entry_allowed", "demo-resort", "lock-105", "guest-05", NOW)
+    with Session(engine) as session:
+        assert not might_apply(session, tap, [room_welcome(), returning_guest()])
+        assert might_apply(session, tap, [room_welcome(), stuck_guest()])  # service: always
+        unknown = Occurrence("entry_denied", "demo-resort", "lock-105", None, NOW)
+        assert might_apply(session, unknown, [room_welcome()])
+    with session_scope(engine) as session:
+        session.add(Consent(guest_id="guest-05", purpose="personalization", granted=True))
+    with Session(engine) as session:
+        assert might_apply(session, tap, [room_welcome(), returning_guest()])
+
+
+def test_the_reader_engine_reads_beside_a_writer_and_refuses_to_write(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'rw.db'}"
+    writer = create_db_engine(url)
+    init_db(writer)
+    reader = create_db_engine(url, read_only=True)
+    with writer.connect() as holding:  # a writer in the middle of its transaction
+        holding.exec_driver_sql("INSERT INTO venue (id, name, timezone, currency, "
+                                "allow_plain_uid, created_at) VALUES ('v', 'V', 'UTC', "
+                                "'USD', 1, '2026-01-01 00:00:00')")
+        with reader.connect() as looking:
+            assert looking.exec_driver_sql("SELECT count(*) FROM venue").scalar() == 0
+            with pytest.raises(sa.exc.OperationalError, match="readonly"):
+                looking.exec_driver_sql("DELETE FROM venue")
+        holding.commit()
