@@ -12,6 +12,7 @@ the purpose before anything else, so withdrawing consent takes effect on the nex
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -356,21 +357,27 @@ def _strings(params: Mapping[str, Any]) -> list[str]:
 # ------------------------------------------------------------------- learning
 
 
+# The room temperatures a guest may prefer (as the profile API allows).
+PREFERRED_MIN_C, PREFERRED_MAX_C = 16.0, 28.0
+
+
 def learned_temperature(preferred: float | None, manual_setpoints: Sequence[float], *,
                         times: int = 3) -> float | None:
     """The new preferred temperature when a guest's last ``times`` manual changes all went
     the same way from it (all warmer, or all cooler); None when nothing is to be learned.
 
     Like a learning thermostat: automatic, with the guest's hand as the override it learns
-    from. The new preference is the mean of those changes, to the half degree.
+    from. The new preference is the mean of those changes, to the half degree, within
+    what a guest may prefer (16-28 °C); readings that are no finite number are ignored.
     """
-    recent = list(manual_setpoints)[-times:]
+    recent = [s for s in manual_setpoints if math.isfinite(s)][-times:]
     if len(recent) < times:
         return None
     if preferred is None:
         preferred = recent[0]
     if all(s > preferred for s in recent) or all(s < preferred for s in recent):
-        learned = round(sum(recent) / len(recent) * 2) / 2
+        learned = min(max(round(sum(recent) / len(recent) * 2) / 2, PREFERRED_MIN_C),
+                      PREFERRED_MAX_C)
         return learned if learned != preferred else None
     return None
 

@@ -184,3 +184,11 @@ def test_the_reader_engine_reads_beside_a_writer_and_refuses_to_write(tmp_path: 
             with pytest.raises(sa.exc.OperationalError, match="readonly"):
                 looking.exec_driver_sql("DELETE FROM venue")
         holding.commit()
+
+
+def test_the_learnt_temperature_stays_within_what_a_guest_may_prefer() -> None:
+    from hub.automations import learned_temperature
+
+    assert learned_temperature(21.0, [40.0, 45.0, 50.0]) == 28.0
+    assert learned_temperature(21.0, [5.0, 3.0, 4.0]) == 16.0
+    assert learned_temperature(21.0, [float("nan"), 23.0, float("inf"), 23.0, 24.0]) == 23.5
