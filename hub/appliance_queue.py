@@ -21,10 +21,12 @@ from hub.models import (
     AutomationRun,
     Consent,
     Device,
+    DeviceKind,
     Entitlement,
     EntitlementKind,
     EntitlementStatus,
     RunStatus,
+    Wearable,
     Zone,
     ZoneKind,
 )
@@ -97,6 +99,10 @@ def unwanted(session: Session, run: AutomationRun, now: datetime) -> str | None:
         if consent is None or not consent.granted:
             return f"the guest withdrew consent to {purpose}"
     device = session.get(Device, run.device_id) if run.device_id else None
+    if device is not None and device.kind is DeviceKind.WATCH:
+        worn = Wearable.current_wearer(session, device.id)
+        if worn is None or worn.guest_id != run.guest_id:
+            return f"{device.id} is no longer worn by the guest"
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
     if zone is not None and zone.kind is ZoneKind.ROOM:
         stays = session.exec(select(Entitlement).where(
@@ -109,14 +115,21 @@ def unwanted(session: Session, run: AutomationRun, now: datetime) -> str | None:
 
 
 def cancel_for_consent(session: Session, *, guest_id: str, purpose: str) -> int:
-    """Expire the guest's queued commands that need a consent just withdrawn."""
+    """Expire the guest's queued commands that need a consent just withdrawn (conditional,
+    so a command another worker sent meanwhile stays sent)."""
     cancelled = 0
     for run in session.exec(select(AutomationRun).where(
             AutomationRun.guest_id == guest_id, AutomationRun.status == RunStatus.QUEUED)):
-        if purpose in run.purposes:
-            run.status, run.detail = RunStatus.EXPIRED, f"the guest withdrew consent to {purpose}"
-            session.add(run)
-            cancelled += 1
+        if purpose not in run.purposes:
+            continue
+        moved = session.execute(
+            sa.update(AutomationRun)
+            .where(col(AutomationRun.id) == run.id,
+                   col(AutomationRun.status) == RunStatus.QUEUED)
+            .values(status=RunStatus.EXPIRED,
+                    detail=f"the guest withdrew consent to {purpose}")
+            .execution_options(synchronize_session=False))
+        cancelled += moved.rowcount  # type: ignore[attr-defined]
     session.flush()
     return cancelled
 

@@ -120,8 +120,12 @@ class AutomationRunner:
         if occurrence.rule_id is not None:
             rules = [r for r in rules if r.id == occurrence.rule_id]
         if self.learn is not None and occurrence.trigger == "telemetry":
-            with session_scope(self.engine) as session:
-                self.learn(session, occurrence)  # preferences follow the guest's own hand
+            try:
+                with session_scope(self.engine) as session:
+                    self.learn(session, occurrence)  # preferences follow the guest's hand
+            except Exception:  # learning failed: the rules still run for this reading
+                self.failed["learn"] += 1
+                log.exception("learning from %s failed", occurrence.device_id)
         # Most taps concern no rule: then the facts are not worth a query.
         relevant = [r for r in rules if r.enabled and r.trigger == occurrence.trigger]
         if not relevant:

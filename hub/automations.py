@@ -12,7 +12,6 @@ the purpose before anything else, so withdrawing consent takes effect on the nex
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -359,6 +358,7 @@ def _strings(params: Mapping[str, Any]) -> list[str]:
 
 # The room temperatures a guest may prefer (as the profile API allows).
 PREFERRED_MIN_C, PREFERRED_MAX_C = 16.0, 28.0
+PLAUSIBLE_MIN_C, PLAUSIBLE_MAX_C = -50.0, 100.0  # outside: a broken or lying device
 
 
 def learned_temperature(preferred: float | None, manual_setpoints: Sequence[float], *,
@@ -368,9 +368,10 @@ def learned_temperature(preferred: float | None, manual_setpoints: Sequence[floa
 
     Like a learning thermostat: automatic, with the guest's hand as the override it learns
     from. The new preference is the mean of those changes, to the half degree, within
-    what a guest may prefer (16-28 °C); readings that are no finite number are ignored.
+    what a guest may prefer (16-28 °C); readings no thermostat could mean (not a number,
+    -50 or 100 °C) are ignored.
     """
-    recent = [s for s in manual_setpoints if math.isfinite(s)][-times:]
+    recent = [s for s in manual_setpoints if PLAUSIBLE_MIN_C <= s <= PLAUSIBLE_MAX_C][-times:]
     if len(recent) < times:
         return None
     if preferred is None:

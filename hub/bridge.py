@@ -121,17 +121,22 @@ class Bridge:
             time.sleep(0.01)
         return False
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop taking messages, finish those already taken, then disconnect."""
+    def quiesce(self, timeout: float = 10.0) -> None:
+        """Stop taking messages and finish those already taken; stay connected, so what
+        they set off (automations) can still be published."""
         self._stopping = True
         if self._connected.is_set():
             self._client.unsubscribe(self._filter())
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.01)
-        self._queue.put(None)
-        if self._worker is not None:
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(None)
             self._worker.join(max(0.1, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, finish those already taken, then disconnect."""
+        self.quiesce(timeout)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -242,12 +247,16 @@ class Bridge:
         """Publish a message of the hub (a command, a retained list) at QoS 1.
 
         While the broker is out of reach paho keeps the message in memory for the next
-        connection and only says so in a return code; with ``strict`` that is a
-        ConnectionError, for callers that retry and record failures (automations).
+        connection; with ``strict`` it is refused instead (ConnectionError), for callers
+        that retry and record failures (automations).
         """
+        if strict and not self._connected.is_set():
+            # Before paho takes it: it would keep a copy for the next connection, and a
+            # retry would add another, all sent later, past any consent re-check.
+            raise ConnectionError(f"not published to {topic}: the broker is out of reach")
         info = self._client.publish(topic, payload, qos=1, retain=retain)
-        if strict and info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(f"not published to {topic}: {mqtt.error_string(info.rc)}")
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:  # kept by paho for the next connection
+            log.warning("publish to %s deferred: %s", topic, mqtt.error_string(info.rc))
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats and the console."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -260,12 +260,14 @@ def _counters(session: Session, occurrence: Occurrence, device: Device | None,
         # the first row, where counting every entry of a regular would read them all.
         current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
         start = current.valid_from if current else occurrence.at
-        earlier = session.execute(sa.select(Event.id).where(
+        earlier = session.execute(sa.select(col(Event.id)).where(
             col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
             col(Event.outcome) == "allow", col(Event.decided_at) >= start, *upto,
             *([col(Event.id) < occurrence.event_row_id] if occurrence.event_row_id else [])
         ).limit(2)).all()
-        return 1 if len(earlier) <= (0 if occurrence.event_row_id else 1) else 0
+        if occurrence.event_row_id:  # a tap: its own row is not among the earlier ones
+            return 1 if not earlier else 0
+        return 1 if len(earlier) == 1 else 0  # the only allowed entry must be this one
 
     thunks["entries"] = entries
     thunks["first_entry"] = first_entry

@@ -19,7 +19,6 @@ from hub import keyring, retention
 from hub.api.main import create_app
 from hub.automation_runner import AutomationRunner
 from hub.automation_store import CachedRules
-from hub.scheduler import Scheduler
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.config import Settings
@@ -30,6 +29,7 @@ from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import broker_auth, write_sheet
+from hub.scheduler import Scheduler
 from hub.secrets import HubSecrets, load_or_create
 from hub.security import dummy_hash
 
@@ -140,6 +140,8 @@ class Hub:
             # The embedded broker has acknowledged what devices sent it: let all of that
             # reach the bridge and be answered before the broker goes away.
             self.bridge.drain()
+        if self.bridge is not None:
+            self.bridge.quiesce()  # every decision taken is made, and handed to automations
         if self.automations is not None:
             # While the bridge can still publish: what automations do after the last
             # decisions goes out (or is recorded as failed), not into a closed client.

@@ -192,3 +192,25 @@ def test_the_learnt_temperature_stays_within_what_a_guest_may_prefer() -> None:
     assert learned_temperature(21.0, [40.0, 45.0, 50.0]) == 28.0
     assert learned_temperature(21.0, [5.0, 3.0, 4.0]) == 16.0
     assert learned_temperature(21.0, [float("nan"), 23.0, float("inf"), 23.0, 24.0]) == 23.5
+    assert learned_temperature(21.0, [1e308, 1e308, 1e308, 23.0]) is None  # no overflow
+
+
+def test_a_queued_vibration_is_not_felt_by_the_watch_s_next_wearer(engine: Engine) -> None:
+    from hub.wearables import pair
+
+    with session_scope(engine) as session:
+        session.add(Consent(guest_id="guest-03", purpose="health", granted=True))
+        session.add(AutomationRun(rule_id="health-watch", action="command", guest_id="guest-03",
+                                  device_id="watch-guest-03", command_id="v-1", name="vibrate",
+                                  params={"level": 1, "reason": "Heart rate 150 bpm"},
+                                  purposes=["health"], status=RunStatus.QUEUED,
+                                  created_at=NOW))
+    with session_scope(engine) as session:
+        pair(session, device_id="watch-guest-03", guest_id="guest-13", now=NOW)
+    with session_scope(engine) as session:
+        out = appliance_queue.release(session, venue="demo-resort", device_id="watch-guest-03",
+                                      now=NOW + timedelta(minutes=1), ttl=timedelta(hours=1))
+        run = session.exec(select(AutomationRun)).one()
+        assert (run.status, run.detail) == (RunStatus.EXPIRED,
+                                            "watch-guest-03 is no longer worn by the guest")
+    assert out == []
