@@ -214,3 +214,16 @@ def test_a_queued_vibration_is_not_felt_by_the_watch_s_next_wearer(engine: Engin
         assert (run.status, run.detail) == (RunStatus.EXPIRED,
                                             "watch-guest-03 is no longer worn by the guest")
     assert out == []
+
+
+def test_an_automation_publish_is_refused_while_the_broker_is_away(tmp_path: Path,
+                                                                   engine: Engine) -> None:
+    from hub.bridge import Bridge
+    from tests.conftest import hub_settings
+
+    bridge = Bridge(hub_settings(tmp_path), engine)  # never connected
+    with pytest.raises(ConnectionError, match="out of reach"):
+        bridge.publish("venuehub/v1/demo-resort/hub/watch-guest-03/commands", b"{}",
+                       strict=True)
+    # Others (receipts, retained key lists) let paho keep it for the next connection.
+    bridge.publish("venuehub/v1/demo-resort/keys/jwks", b"{}", retain=True)
