@@ -118,8 +118,8 @@ def rule_from_dict(data: Any, *, index: int | None = None) -> Rule:
     for label, value in (("filters", filters), ("conditions", conditions),
                          ("params", [a.params for a in actions])):
         if not _plain(value):
-            problems.append(f"{where}: {label} may hold only strings, numbers, true/false, "
-                            "null, lists and mappings")
+            problems.append(f"{where}: {label} may hold only strings (valid Unicode), "
+                            "numbers, true/false, null, lists and mappings")
     if problems:
         raise RuleError(problems)
     return Rule(id=data["id"], name=data["name"], purpose=data["purpose"],
@@ -134,13 +134,25 @@ def _plain(value: Any, depth: int = 0) -> bool:
         return False
     if isinstance(value, float):
         return math.isfinite(value)
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        return _utf8(value)
+    if value is None or isinstance(value, bool | int):
         return True
     if isinstance(value, list | tuple):
         return all(_plain(v, depth + 1) for v in value)
     if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+        return all(isinstance(k, str) and _utf8(k) and _plain(v, depth + 1)
+                   for k, v in value.items())
     return False
+
+
+def _utf8(text: str) -> bool:
+    """Text that can go out as UTF-8 (JSON lets a lone surrogate such as \\ud800 in)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def condition_problems(rule: Rule) -> list[str]:

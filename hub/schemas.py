@@ -50,6 +50,32 @@ _KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the wire contract's KeyId
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_only(cls, data: Any) -> Any:
+        # JSON lets a lone surrogate in ("\\ud800"); it cannot be stored or answered as
+        # UTF-8, so it is refused here, before anything is written.
+        if not _encodable(data):
+            raise ValueError("text must be valid Unicode (no lone surrogates)")
+        return data
+
+
+def _encodable(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if depth > 50:
+        return True  # pydantic refuses what is too deep on its own terms
+    if isinstance(value, dict):
+        return all(_encodable(k, depth + 1) and _encodable(v, depth + 1)
+                   for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_encodable(v, depth + 1) for v in value)
+    return True
+
 
 class _Patch(_In):
     """A partial update: omitted fields stay; ``null`` only where a field may be empty."""

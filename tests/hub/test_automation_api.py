@@ -3,6 +3,7 @@ stats from the database, the runner."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -512,4 +513,24 @@ def test_a_service_rule_may_not_use_what_needs_consent(client: TestClient, engin
     r = client.put(f"{URL}/pool-closing", json={**POOL, **change})
     assert r.status_code == 422, r.text
     assert problem in r.json()["problems"]
+    assert "pool-closing" not in rules_in_force(engine)
+
+
+@pytest.mark.parametrize("where", ["params", "name", "key"])
+def test_a_lone_surrogate_is_refused_before_anything_is_stored(
+        client: TestClient, engine: Engine, where: str) -> None:
+    """JSON lets "\\ud800" in; it cannot be stored or answered as UTF-8 (found by fuzzing)."""
+    action: dict[str, Any] = {"kind": "alert_staff", "params": {"text": "ok"}}
+    rule: dict[str, Any] = {**POOL, "actions": [action]}
+    if where == "params":
+        action["params"] = {"text": "\ud800"}
+    elif where == "name":
+        rule["name"] = "pool \ud800"
+    else:
+        action["params"] = {"\udfff": "x"}
+    body = json.dumps(rule)  # ensure_ascii: the surrogate travels as an escape
+    r = client.put(f"{URL}/pool-closing", content=body,
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert "Unicode" in r.text
     assert "pool-closing" not in rules_in_force(engine)
