@@ -53,6 +53,21 @@ def expired_alert(venue: str, run: AutomationRun, *, device_id: str,
     return staff_topic(venue), encode(alert)
 
 
+def _move_queued(session: Session, run: AutomationRun, *, status: RunStatus,
+                 detail: str | None, sent_at: datetime | None = None) -> bool:
+    """Move a run out of the queue if it is still queued; whether this call moved it.
+
+    Conditional, so that of two workers acting on one queued command (both hearing its
+    device come back, or one sending while the guest withdraws consent) only one does.
+    """
+    moved = session.execute(
+        sa.update(AutomationRun)
+        .where(col(AutomationRun.id) == run.id, col(AutomationRun.status) == RunStatus.QUEUED)
+        .values(status=status, sent_at=sent_at, detail=detail)
+        .execution_options(synchronize_session=False))
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def release(session: Session, *, venue: str, device_id: str, now: datetime,
             ttl: timedelta) -> list[tuple[str, bytes]]:
     """The messages to publish now that ``device_id`` is online; marks its queue done."""
@@ -64,17 +79,9 @@ def release(session: Session, *, venue: str, device_id: str, now: datetime,
         stale = f"{device_id} was offline longer than {ttl}" if now - run.created_at > ttl \
             else unwanted(session, run, now)
         expired = stale is not None
-        # Conditional, so that two workers hearing the device come back (its status and a
-        # heartbeat, say) never both send one command: only the one that moves it does.
-        moved = session.execute(
-            sa.update(AutomationRun)
-            .where(col(AutomationRun.id) == run.id,
-                   col(AutomationRun.status) == RunStatus.QUEUED)
-            .values(status=RunStatus.EXPIRED if expired else RunStatus.SENT,
-                    sent_at=None if expired else now,
-                    detail=stale)
-            .execution_options(synchronize_session=False))
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+        if not _move_queued(session, run, status=RunStatus.EXPIRED if expired
+                            else RunStatus.SENT, sent_at=None if expired else now,
+                            detail=stale):
             continue
         session.refresh(run)
         if not expired:
@@ -122,14 +129,8 @@ def cancel_for_consent(session: Session, *, guest_id: str, purpose: str) -> int:
             AutomationRun.guest_id == guest_id, AutomationRun.status == RunStatus.QUEUED)):
         if purpose not in run.purposes:
             continue
-        moved = session.execute(
-            sa.update(AutomationRun)
-            .where(col(AutomationRun.id) == run.id,
-                   col(AutomationRun.status) == RunStatus.QUEUED)
-            .values(status=RunStatus.EXPIRED,
-                    detail=f"the guest withdrew consent to {purpose}")
-            .execution_options(synchronize_session=False))
-        cancelled += moved.rowcount  # type: ignore[attr-defined]
+        cancelled += _move_queued(session, run, status=RunStatus.EXPIRED,
+                                  detail=f"the guest withdrew consent to {purpose}")
     session.flush()
     return cancelled
 
@@ -143,14 +144,9 @@ def expire_stale(session: Session, *, now: datetime, ttl: timedelta) -> list[tup
     alerts: list[tuple[str, bytes]] = []
     for run in stale:
         device = session.get(Device, run.device_id) if run.device_id else None
-        moved = session.execute(
-            sa.update(AutomationRun)
-            .where(col(AutomationRun.id) == run.id,
-                   col(AutomationRun.status) == RunStatus.QUEUED)
-            .values(status=RunStatus.EXPIRED,
-                    detail=f"{run.device_id} was offline longer than {ttl}")
-            .execution_options(synchronize_session=False))
-        if moved.rowcount == 1 and device is not None:  # type: ignore[attr-defined]
+        moved = _move_queued(session, run, status=RunStatus.EXPIRED,
+                             detail=f"{run.device_id} was offline longer than {ttl}")
+        if moved and device is not None:
             alerts.append(expired_alert(device.venue_id, run, device_id=device.id, now=now))
     session.flush()
     return alerts
