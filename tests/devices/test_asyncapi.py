@@ -585,25 +585,21 @@ def test_a_wrong_address_is_detected(doc: dict[str, Any]) -> None:
     assert channel_mismatches(broken)
 
 
-def test_a_wrong_guest_address_is_detected(doc: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("who", "ending", "wrong", "right"), [
+    # the guest's topic moved among the hub's device topics
+    ("guest", "/notifications", "/hub/", "/guest/"),
+    ("staff", "/staff/alerts", "/hub/alerts", "/staff/alerts"),
+])
+def test_a_wrong_guest_or_staff_address_is_detected(doc: dict[str, Any], who: str,
+                                                    ending: str, wrong: str,
+                                                    right: str) -> None:
     broken = copy.deepcopy(doc)
     for channel in broken["channels"].values():
-        if channel["address"].endswith("/notifications"):
-            # the guest's topic is not one of the hub's device topics
-            channel["address"] = channel["address"].replace("/guest/", "/hub/")
+        if channel["address"].endswith(ending):
+            channel["address"] = channel["address"].replace(right, wrong)
     problems = channel_mismatches(broken)
-    assert any("guest_topic builds" in p for p in problems), problems
-    assert any("the guest channel: documented by no channel" in p for p in problems), problems
-
-
-def test_a_wrong_staff_address_is_detected(doc: dict[str, Any]) -> None:
-    broken = copy.deepcopy(doc)
-    for channel in broken["channels"].values():
-        if channel["address"].endswith("/staff/alerts"):
-            channel["address"] = channel["address"].replace("/staff/alerts", "/hub/alerts")
-    problems = channel_mismatches(broken)
-    assert any("staff_topic builds" in p for p in problems), problems
-    assert any("the staff channel: documented by no channel" in p for p in problems), problems
+    assert any(f"{who}_topic builds" in p for p in problems), problems
+    assert any(f"the {who} channel: documented by no channel" in p for p in problems), problems
 
 
 def test_a_missing_kind_is_detected(doc: dict[str, Any]) -> None:
