@@ -8,9 +8,6 @@ the SDK's DeviceClient for locks and gates.
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 
 from devices.client import DeviceClient
-from devices.contract import WristbandCredential, parse_notification, parse_staff_alert
+from devices.contract import WristbandCredential
 from devices.topics import ROOT
 from hub.demo import VENUE_ID, watch_id, wristband_uid
 from hub.models import utcnow
 from hub.server import Hub
 from simulators.appliances import FridgeDisplay, Thermostat, Watch
 from tests.conftest import bearer, guest_token, hub_settings, staff_token
+from tests.utils.listener import Listener
 
 # Long enough for the runner to have acted; a message that should not come is awaited this long.
 QUIET = 1.0
@@ -43,62 +40,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     running.stop()
 
 
-class Listener:
-    """Everything the hub publishes to staff and guests, as JSON, in arrival order;
-    each message is also read by the contract's parser, what it refuses kept in ``invalid``."""
-
-    def __init__(self, hub: Hub) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.invalid: list[tuple[str, bytes, str]] = []
-        self._cond = threading.Condition()
-        host, port = hub.settings.mqtt_address
-        subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_message = self._on
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.connect(host, port)
-        self.client.subscribe([(f"{ROOT}/{VENUE_ID}/staff/alerts", 1),
-                               (f"{ROOT}/{VENUE_ID}/guest/+/notifications", 1)])
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def _on(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
-        payload = bytes(message.payload)
-        parse = parse_staff_alert if message.topic.endswith("/staff/alerts") else (
-            parse_notification)
-        with self._cond:
-            try:
-                parse(payload)
-            except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                self.invalid.append((message.topic, payload, str(exc).splitlines()[0]))
-            self.messages.append((message.topic, json.loads(payload)))
-            self._cond.notify_all()
-
-    def matching(self, predicate: Callable[[str, dict[str, Any]], bool]
-                 ) -> list[dict[str, Any]]:
-        with self._cond:
-            return [body for topic, body in self.messages if predicate(topic, body)]
-
-    def wait(self, predicate: Callable[[str, dict[str, Any]], bool], count: int = 1,
-             timeout: float = 3.0) -> list[dict[str, Any]]:
-        """The matching messages once there are ``count`` (or what came within ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(found := [b for t, b in self.messages if predicate(t, b)]) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return found
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture(scope="module")
 def heard(hub: Hub) -> Iterator[Listener]:
-    listener = Listener(hub)
+    host, port = hub.settings.mqtt_address
+    listener = Listener(host, port, [f"{ROOT}/{VENUE_ID}/staff/alerts",
+                                     f"{ROOT}/{VENUE_ID}/guest/+/notifications"])
     yield listener
     listener.close()
     assert listener.invalid == []  # every alert, notice and receipt kept to the contract

@@ -71,37 +71,26 @@ def test_no_consent_no_welcome(running_hub: Hub) -> None:
 
 
 def test_two_denials_at_one_door_alert_staff(running_hub: Hub) -> None:
-    import queue
-
-    import paho.mqtt.client as mqtt
+    import json
 
     from devices.contract import parse_staff_alert
     from devices.topics import staff_topic
+    from tests.utils.listener import Listener
 
     host, port = running_hub.settings.mqtt_address
-    alerts: queue.Queue[bytes] = queue.Queue()
-    subscribed = threading.Event()
-    staff = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    staff.on_message = lambda _c, _u, m: alerts.put(m.payload)
-    staff.on_subscribe = lambda *_a: subscribed.set()
-    staff.connect(host, port)
-    staff.subscribe(staff_topic(VENUE_ID), 1)
-    staff.loop_start()
-    try:
-        assert subscribed.wait(5)
-        with DeviceClient(VENUE_ID, "lock-105", host=host, port=port) as lock:
-            stranger = WristbandCredential(uid=wristband_uid(1))  # Charlie is in room 101
-            assert lock.tap(stranger).reason == "wrong_zone"
-            time.sleep(0.5)
-            assert alerts.empty()  # one denial is no reason to send someone
-            assert lock.tap(stranger).reason == "wrong_zone"
-            alert = parse_staff_alert(alerts.get(timeout=2))
-        assert (alert.rule, alert.device_id, alert.reason, alert.severity) == (
-            "stuck-guest", "lock-105", "wrong_zone", "warning")
-        assert alert.text == "Guest stuck at lock-105: wrong_zone" and alert.details == {}
-    finally:
-        staff.disconnect()
-        staff.loop_stop()
+    with Listener(host, port, [staff_topic(VENUE_ID)]) as staff, \
+            DeviceClient(VENUE_ID, "lock-105", host=host, port=port) as lock:
+        stranger = WristbandCredential(uid=wristband_uid(1))  # Charlie is in room 101
+        assert lock.tap(stranger).reason == "wrong_zone"
+        time.sleep(0.5)
+        assert staff.messages == []  # one denial is no reason to send someone
+        assert lock.tap(stranger).reason == "wrong_zone"
+        [body] = staff.wait(lambda _t, _b: True)
+        assert staff.invalid == []
+    alert = parse_staff_alert(json.dumps(body).encode())
+    assert (alert.rule, alert.device_id, alert.reason, alert.severity) == (
+        "stuck-guest", "lock-105", "wrong_zone", "warning")
+    assert alert.text == "Guest stuck at lock-105: wrong_zone" and alert.details == {}
 
 
 def test_the_thermostat_learns_from_the_guests_hand(running_hub: Hub) -> None:

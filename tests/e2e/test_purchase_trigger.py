@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
+import time
 
 import httpx
-import paho.mqtt.client as mqtt
 
 from devices.client import DeviceClient
 from devices.contract import PaymentRequest, WristbandCredential
@@ -16,6 +13,7 @@ from hub.demo import VENUE_ID, wristband_uid
 from hub.models import utcnow
 from hub.server import Hub
 from tests.conftest import bearer, guest_token, staff_token
+from tests.utils.listener import Listener, Predicate
 
 RULE = {"name": "After a coffee", "purpose": "offers", "trigger": "payment_approved",
         "filters": {"event.merchant_id": "cafe"},
@@ -37,16 +35,12 @@ def test_a_cafe_purchase_brings_an_offer_only_with_consent(running_hub: Hub) -> 
                   headers=bearer(guest_token(running_hub.app, "guest-02")))
     assert r.status_code == 200, r.text
     host, port = running_hub.settings.mqtt_address
-    heard: queue.Queue[tuple[str, dict[str, object]]] = queue.Queue()
-    subscribed = threading.Event()
-    app = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    app.on_message = lambda _c, _u, m: heard.put((m.topic, json.loads(m.payload)))
-    app.on_subscribe = lambda *_a: subscribed.set()
-    app.connect(host, port)
-    app.subscribe([(guest_topic(VENUE_ID, "guest-02"), 1), (guest_topic(VENUE_ID, "guest-03"), 1)])
-    app.loop_start()
-    try:
-        assert subscribed.wait(5)
+    topics = [guest_topic(VENUE_ID, "guest-02"), guest_topic(VENUE_ID, "guest-03")]
+
+    def offers(guest: str) -> Predicate:
+        return lambda t, b: t == guest_topic(VENUE_ID, guest) and b.get("kind") == "offer"
+
+    with Listener(host, port, topics) as heard:
         with DeviceClient(VENUE_ID, "pos-cafe-1", host=host, port=port) as till:
             for n, guest in ((2, "guest-02"), (3, "guest-03")):  # guest-03 did not consent
                 decision = till.pay(PaymentRequest(
@@ -55,26 +49,12 @@ def test_a_cafe_purchase_brings_an_offer_only_with_consent(running_hub: Hub) -> 
                     currency="USD", merchant_id="cafe", idempotency_key=f"coffee-{n}",
                     account="wallet"))
                 assert decision.outcome == "approve", (guest, decision)
-        kinds: dict[str, list[object]] = {}
-        try:
-            while True:
-                topic, body = heard.get(timeout=3)
-                kinds.setdefault(topic.split("/")[-2], []).append(body.get("kind"))
-                if "offer" in kinds.get("guest-02", []):
-                    break
-        except queue.Empty:
-            pass
-        assert running_hub.automations is not None
-        running_hub.automations.drain()
-        try:
-            while True:
-                topic, body = heard.get(timeout=1)
-                kinds.setdefault(topic.split("/")[-2], []).append(body.get("kind"))
-        except queue.Empty:
-            pass
-        assert kinds["guest-02"].count("offer") == 1
-        assert "offer" not in kinds.get("guest-03", [])
-        assert "receipt" in kinds["guest-03"]  # the receipt came; only the offer did not
-    finally:
-        app.disconnect()
-        app.loop_stop()
+        [offer] = heard.wait(offers("guest-02"))
+        assert offer["offer_id"] == "coffee-then-shop" and offer["merchant_id"] == "shop"
+        assert running_hub.automations.drain()
+        time.sleep(1)
+        assert len(heard.matching(offers("guest-02"))) == 1
+        assert heard.matching(offers("guest-03")) == []
+        # the receipt came; only the offer did not
+        assert heard.wait(lambda t, b: t == topics[1] and b.get("kind") == "receipt")
+        assert heard.invalid == []
