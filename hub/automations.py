@@ -260,6 +260,8 @@ def _plan_one(rule: Rule, facts: Facts) -> list[Planned]:
         if target and device is None:
             continue  # the room has no such device: nothing to command
         params = {k: render(v, facts) for k, v in action.params.items()}
+        if action.kind in ("command", "greet") and any(v is None for v in params.values()):
+            continue  # e.g. no preferred temperature: nothing to set, rather than null
         planned.append(Planned(rule.id, action.kind, device, action.name, params, needed))
     return planned
 

@@ -109,8 +109,12 @@ def test_a_quick_double_tap_still_welcomes_once(engine: Engine) -> None:
     from hub.automations import room_welcome
     from tests.utils import ingest
 
+    from hub.models import GuestPreferences
+
     with session_scope(engine) as session:
         session.add(Consent(guest_id="guest-04", purpose="personalization", granted=True))
+        session.add(GuestPreferences(guest_id="guest-04", room_temperature_c=22.0,
+                                     lighting_scene="warm"))
     first = ingest.tap(engine, "demo-resort", "lock-104", NOW, "t1", uid=wristband_uid(4))
     second = ingest.tap(engine, "demo-resort", "lock-104", NOW + timedelta(seconds=1), "t2",
                        uid=wristband_uid(4))
@@ -227,3 +231,16 @@ def test_an_automation_publish_is_refused_while_the_broker_is_away(tmp_path: Pat
                        strict=True)
     # Others (receipts, retained key lists) let paho keep it for the next connection.
     bridge.publish("venuehub/v1/demo-resort/keys/jwks", b"{}", retain=True)
+
+
+def test_a_command_whose_preference_is_unset_is_not_sent() -> None:
+    from hub.automations import room_welcome
+
+    facts = Facts(trigger="entry_allowed", now=NOW, guest={"id": "g", "display_name": "Bo"},
+                  prefs={"lighting_scene": "warm"}, consents=frozenset({"personalization"}),
+                  zone={"id": "room-103", "kind": "room"},
+                  device={"id": "lock-103", "kind": "door_lock"}, counters={"first_entry": 1},
+                  room_devices={"thermostat": "t", "light": "l", "display": "d"})
+    # No room temperature set: the light and the greeting, but no set_temperature(null).
+    assert [(a.device_id, a.name) for a in plan([room_welcome()], facts)] == [
+        ("l", "set_scene"), ("d", "show")]
