@@ -229,6 +229,8 @@ class EntryReason(StrEnum):
     CREDENTIAL_FORGED = "credential_forged"
     CREDENTIAL_REPLAYED = "credential_replayed"
     INSECURE_CREDENTIAL = "insecure_credential"
+    # The tap waited past the hub's deadline: nothing moved, the reader asks to tap again.
+    TOO_LATE = "too_late"
 
 
 class Decision(_Message):
@@ -269,6 +271,8 @@ class PaymentReason(StrEnum):
     DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
     INSUFFICIENT_FUNDS = "insufficient_funds"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    # The request waited past the hub's deadline: nothing was charged; retry with a new key.
+    TOO_LATE = "too_late"
 
 
 class PaymentDecision(_Message):
