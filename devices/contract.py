@@ -13,6 +13,8 @@ alerts with :func:`parse_staff_alert`.
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -24,13 +26,19 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
+# The deepest message a device sends (a payment's line items) nests three levels; far
+# deeper is an attack on the parser's stack, refused before pydantic sees it.
+MAX_DEPTH: Final = 32
+MAX_DETAIL_CHARS: Final = 500
 
-EventId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+_EVENT_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+EventId = Annotated[str, Field(pattern=f"^{_EVENT_ID}$")]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{2}){4,10}$", description="NFC tag UID, hex")]
 KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -354,13 +362,27 @@ class ErrorCode(StrEnum):
 
 
 class ErrorMessage(_Message):
-    """A refusal of a device message, with the event id when it could be read."""
+    """A refusal of a device message, with the event id when it could be read.
+
+    Its text is made encodable on the way in (lone surrogates escaped, the detail cut to
+    500 characters): a refusal echoes what the device sent, and must go out whatever that was.
+    """
 
     kind: Literal["error"] = "error"
     code: ErrorCode
-    detail: Annotated[str, Field(max_length=500)]
+    detail: Annotated[str, Field(max_length=MAX_DETAIL_CHARS)]
     event_id: str | None = None
     topic: str
+
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _short_detail(cls, value: object) -> object:
+        return _encodable(value)[:MAX_DETAIL_CHARS] if isinstance(value, str) else value
+
+    @field_validator("event_id", "topic", mode="before")
+    @classmethod
+    def _encodable_text(cls, value: object) -> object:
+        return _encodable(value) if isinstance(value, str) else value
 
 
 HubReply = Annotated[Decision | PaymentDecision | ErrorMessage, Field(discriminator="kind")]
@@ -398,13 +420,18 @@ class StaffAlert(_Message):
 
 
 class ContractError(ValueError):
-    """A payload that breaks the contract, with the error code to answer it with."""
+    """A payload that breaks the contract, with the error code to answer it with.
+
+    ``detail`` is always encodable (lone surrogates escaped); ``event_id`` is kept only
+    when it is one a device could have sent, since the hub answers under it.
+    """
 
     def __init__(self, code: ErrorCode, detail: str, event_id: str | None = None) -> None:
+        detail = _encodable(detail)
         super().__init__(detail)
         self.code = code
         self.detail = detail
-        self.event_id = event_id
+        self.event_id = _plausible_event_id(event_id)
 
     def __repr__(self) -> str:
         return f"ContractError({self.code.value!r}, {self.detail!r}, event_id={self.event_id!r})"
@@ -417,44 +444,160 @@ _EVENT: TypeAdapter[AnyEvent] = TypeAdapter(DeviceEvent)
 _REPLY: TypeAdapter[AnyReply] = TypeAdapter(HubReply)
 _NOTIFICATION: TypeAdapter[AnyNotification] = TypeAdapter(GuestNotification)
 
+_EVENT_ID_RE = re.compile(_EVENT_ID)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _encodable(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\ud800``): UTF-8 can
+    carry every other code point, and pydantic refuses to serialize these."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _plausible_event_id(value: object) -> str | None:
+    # The hub answers under this id: an id no device could have sent correlates nothing.
+    return value if isinstance(value, str) and _EVENT_ID_RE.fullmatch(value) else None
+
+
+class _Flaw:
+    """Stands in for a value strict JSON refuses, so the rest (the event id) is still read."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class _Duplicated(dict[str, Any]):
+    """An object with a key given twice: a reader keeping the first sees another message."""
+
+    def __init__(self, data: dict[str, Any], key: str) -> None:
+        super().__init__(data)
+        self.why = f"the key {key[:40]!r} appears twice"
+
+
+def _constant(name: str) -> _Flaw:
+    return _Flaw(f"{name} is not a JSON number")
+
+
+def _real(literal: str) -> float | _Flaw:
+    value = float(literal)
+    return value if math.isfinite(value) else _Flaw(f"the number {literal[:24]} is out of range")
+
+
+def _integer(literal: str) -> int | _Flaw:
+    # By length first: int() refuses over 4300 digits, and is slow long before.
+    value = int(literal) if len(literal) <= 20 else None
+    if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+        return _Flaw(f"the integer {literal[:24]} is out of range (64 bits)")
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            break
+        seen.add(key)
+    return _Duplicated(data, key)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_real, parse_int=_integer,
+                            object_pairs_hook=_object)
+
+
+def _first_flaw(data: Any) -> str | None:
+    """Where decoded data breaks strict JSON: a flawed value, a lone surrogate, too deep."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:  # not recursive: a payload must not choose how deep our stack goes
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and (found := _SURROGATE.search(value)):
+                return f"a lone surrogate ({_encodable(found.group())}) in a string"
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels"
+            if isinstance(value, _Duplicated):
+                return value.why
+            children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(value, _Flaw):
+            return value.why
+    return None
+
+
+def _read(payload: bytes) -> Any:
+    """The payload read as strict JSON (RFC 8259 within I-JSON's limits, RFC 7493), else
+    ContractError(malformed_json), naming the event id when the rest could be read.
+
+    Python's json module is laxer than the contract: it takes NaN and Infinity, lets
+    lone surrogates through (escaped, or raw bytes in the 'surrogatepass' it decodes
+    bytes with), keeps the last of duplicate keys, turns 1e999 into infinity and
+    raises RecursionError or a bare ValueError on deep nesting and huge integers.
+    """
+    try:
+        text = payload.decode("utf-8")  # strictly: no surrogates, no guessed UTF-16
+        data = _DECODER.decode(text)
+    except UnicodeDecodeError as exc:
+        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ContractError(ErrorCode.MALFORMED_JSON,
+                            f"not JSON: nested deeper than {MAX_DEPTH} levels") from exc
+    except ValueError as exc:
+        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    flaw = _first_flaw(data)
+    if flaw is not None:
+        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {flaw}",
+                            _event_id_of(data) if isinstance(data, dict) else None)
+    return data
+
 
 def _loads(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(
             ErrorCode.PAYLOAD_TOO_LARGE, f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}"
         )
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    data = _read(payload)
     if not isinstance(data, dict):
         raise ContractError(ErrorCode.SCHEMA_VIOLATION, "payload must be a JSON object")
     return data
 
 
 def _event_id_of(data: dict[str, Any]) -> str | None:
-    value = data.get("event_id")
-    return value if isinstance(value, str) and len(value) <= 64 else None
+    return _plausible_event_id(data.get("event_id"))
 
 
 def event_id_of(payload: bytes) -> str | None:
-    """The event id of a payload, when it can be read at all (for error replies)."""
+    """The event id of a payload, when it can be read at all (for error replies); never raises."""
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return _event_id_of(data) if isinstance(data, dict) else None
+        data = _loads(payload)
+    except ContractError as exc:  # the only exception reading raises (property-tested)
+        return exc.event_id
+    return _event_id_of(data)
 
 
 def _summary(exc: ValidationError) -> str:
-    first = exc.errors()[0]
+    first = exc.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(p) for p in first["loc"]) or "payload"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    return _encodable(f"{where}: {first['msg']}{more}")
+
+
+def error_message(code: ErrorCode, detail: str, *, event_id: str | None = None,
+                  topic: str) -> ErrorMessage:
+    """The refusal to send for a message on ``topic``, encodable whatever the message held."""
+    return ErrorMessage(code=code, detail=detail, event_id=_plausible_event_id(event_id),
+                        topic=topic)
 
 
 def parse_event(payload: bytes) -> AnyEvent:
-    """Validate a device event; raise ContractError with the code to answer."""
+    """Validate a device event; raise ContractError (only) with the code to answer."""
     data = _loads(payload)
     version = data.get("v", VERSION)
     if type(version) is not int or version != VERSION:  # true == 1 in Python, not here
