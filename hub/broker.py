@@ -5,34 +5,79 @@ Real deployments point the hub at Mosquitto or an MQTT 5 cluster instead.
 
 With ``auth=BrokerAuth(...)`` it checks each device's derived password and enforces the
 per-device topic rules of ``hub.broker_auth`` (the ones Mosquitto gets as files);
-without it, anyone may connect and use any topic.
+without it, anyone may connect and use any topic, and ``bridge_login`` (when given) keeps
+the bridge's username for whoever knows its password.
+
+Either way a client id belongs to the user holding it: a CONNECT with the id of another
+user's connection or persistent session is refused, and that session is left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action, BaseContext
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import IDENTIFIER_REJECTED, NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from hub.broker_auth import BrokerAuth, allowed, password_ok
 
-__all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubTopicPlugin"]
+__all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubOpenAuthPlugin",
+           "HubTopicPlugin"]
 
 log = logging.getLogger(__name__)
 
 
+# The reasons EmbeddedBroker.refusals counts, and what each means in the log.
+_REFUSALS = {
+    "login": "unknown user, wrong password or a forbidden last will",
+    "takeover": "its client id belongs to another user's connection or session",
+}
+# How long a takeover waits for the previous connection's end to be handled.
+_TAKEOVER_WAIT = 5.0
+_ADMITTED = "venuehub.admitted"  # Session.attributes key: _admit authenticated this CONNECT
+
+
+def _owner(session: Session) -> str:
+    """Whose a session is: its username ("" for anonymous clients)."""
+    return session.username or ""
+
+
+def _claimed(session: Session) -> bool:
+    """Does a session still belong to its user: connected, or kept for them while offline?
+
+    amqtt drops a disconnected clean or anonymous session (within a second), so those
+    hold nothing a newcomer must not take.
+    """
+    return bool(session.transitions.is_connected()
+                or not (session.clean_session or session.is_anonymous))
+
+
 class _Broker(Broker):
-    """amqtt's broker, minus a leak of retained messages and a shutdown that can hang.
+    """amqtt's broker, minus a session takeover by anyone, a leak of retained messages and a
+    shutdown that can hang.
+
+    amqtt settles a CONNECT's session before authenticating it: a clean CONNECT deletes the
+    client id's session (subscriptions, queued messages), a persistent one writes its
+    username, password and will onto it; then it takes over the id's connection even when
+    the newcomer failed to log in. So ``mosquitto_pub -i <the bridge's id>``, refused or
+    not, left the bridge connected but deaf. Here a CONNECT is authenticated first
+    (_admit), and the id's session is touched only for the user who holds it.
 
     On every connect amqtt offers the new client the retained messages of *every*
     client's subscriptions (0.11-0.12); only a client's own subscriptions count.
@@ -48,6 +93,11 @@ class _Broker(Broker):
 
     _closing = False
 
+    def __init__(self, config: dict[str, Any], *,
+                 on_refusal: Callable[[str], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_refusal = on_refusal or (lambda _reason: None)
+
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Any
     ) -> None:
@@ -60,11 +110,148 @@ class _Broker(Broker):
         if self._closing:
             writer.close()
             return
-        await super().stream_connected(_Intake(reader, self), writer, listener_name)
+        # amqtt's own, with a reader that ends on shutdown and a writer a takeover can cut.
+        await self._client_connected(listener_name, StreamReaderAdapter(_Intake(reader, self)),
+                                     _Writer(writer))
 
     async def shutdown(self) -> None:
         self._closing = True
         await super().shutdown()
+
+    # ------------------------------------------------------------ admission
+    # amqtt's _client_connected calls _initialize_client_session, then
+    # _handle_client_session; the session is settled between the two, after authentication.
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
+                                         remote_port: int) -> tuple[Any, Session]:
+        """Read the CONNECT, and only that: amqtt settles the session here too, unchecked."""
+        try:
+            connected: tuple[Any, Session] = await _Handler.init_from_connect(
+                reader, writer, self.plugins_manager)
+            return connected
+        except (AMQTTError, MQTTError, NoDataError) as exc:
+            with contextlib.suppress(OSError):  # amqtt leaves some of these sockets open
+                await writer.close()
+            raise AMQTTError(f"no valid CONNECT from {remote_address}:{remote_port}: "
+                             f"{exc}") from exc
+
+    async def _handle_client_session(self, reader: Any, writer: Any, client_session: Session,
+                                     handler: Any, server: Any, listener_name: str) -> None:
+        # amqtt's, once _admit has authenticated the CONNECT and settled its session; and
+        # whatever happens, a takeover waiting for this connection's end learns of it.
+        try:
+            session = await self._admit(client_session, writer,
+                                        self.listeners_config[listener_name])
+            if session is not None:
+                await super()._handle_client_session(reader, writer, session, handler, server,
+                                                     listener_name)
+        finally:
+            handler.ended.set()
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        # amqtt's _handle_client_session asks again, of the session _admit settled: that
+        # CONNECT is authenticated already, and nothing else is let through.
+        return session.attributes.pop(_ADMITTED, None) is True
+
+    async def _admit(self, incoming: Session, writer: Any, listener: Any) -> Session | None:
+        """The session a CONNECT gets, once authenticated; None when it was refused."""
+        if not await super()._authenticate(incoming, listener):
+            await self._refuse(incoming, writer, "login", NOT_AUTHORIZED)
+            return None
+        while (held := self._sessions.get(incoming.client_id)) is not None:
+            session, handler = held
+            if _owner(session) != _owner(incoming) and _claimed(session):
+                await self._refuse(incoming, writer, "takeover", IDENTIFIER_REJECTED)
+                return None
+            if not session.transitions.is_connected():
+                break
+            await self._take_over(session, handler, incoming)  # then look again: it awaited
+        # No other CONNECT of this id may run from here until amqtt's _handle_client_session
+        # marks the session connected: nothing in between yields (amqtt's _delete_session,
+        # the one await, does not in 0.12).
+        session = await self._settle(incoming)
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if session.keep_alive > 0 and isinstance(delay, int):
+            session.keep_alive += delay
+        session.attributes[_ADMITTED] = True
+        return session
+
+    async def _settle(self, incoming: Session) -> Session:
+        """The id's session resumed for its owner, or a new one (amqtt's rules, once admitted)."""
+        held = self._sessions.get(incoming.client_id)
+        if held is not None and (incoming.clean_session or _owner(held[0]) != _owner(incoming)):
+            await self._delete_session(incoming.client_id)
+            held = None
+        if held is None:
+            incoming.parent = 0  # no session present
+            return incoming
+        session: Session = held[0]
+        # What amqtt copies from the newcomer, plus what it forgets: the will's retain flag,
+        # the clean flag and the auth plugins' verdicts.
+        for name in ("will_flag", "will_message", "will_topic", "will_qos", "will_retain",
+                     "keep_alive", "username", "password", "clean_session", "is_anonymous",
+                     "remote_address", "remote_port", "ssl_object"):
+            setattr(session, name, getattr(incoming, name))
+        session.attributes.update(incoming.attributes)
+        session.parent = 1
+        return session
+
+    async def _take_over(self, session: Session, handler: Any, incoming: Session) -> None:
+        """End the connection holding ``session`` for a newer one of its user [MQTT-3.1.4-2].
+
+        The connection is cut, not closed politely: amqtt's close waits for the peer to read
+        what is buffered, and a broken network, the usual reason to connect again, never
+        does. Its message loop then ends it as usual (last will, marked disconnected) before
+        the newcomer marks the shared session connected.
+        """
+        log.info("MQTT client %r connected again; dropping its previous connection",
+                 session.client_id)
+        if not (session.clean_session or incoming.clean_session):
+            session.will_flag = False  # the session goes on, so no last will (as in Mosquitto)
+        if isinstance(handler.writer, _Writer):
+            handler.writer.abort()
+        await handler.handle_connection_closed()
+        ended = getattr(handler, "ended", None)
+        if ended is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), _TAKEOVER_WAIT)
+        if session.transitions.is_connected():
+            log.error("MQTT client %r: its previous connection did not end within %.0fs",
+                      session.client_id, _TAKEOVER_WAIT)
+            await self._stop_handler(handler)
+            session.transitions.disconnect()
+
+    async def _refuse(self, incoming: Session, writer: Any, reason: str, code: int) -> None:
+        """Answer a refused CONNECT, close its connection, log and count it."""
+        self._on_refusal(reason)
+        log.warning("refused MQTT client %r (user %r) from %s:%s: %s", incoming.client_id,
+                    incoming.username, incoming.remote_address, incoming.remote_port,
+                    _REFUSALS[reason])
+        with contextlib.suppress(OSError):
+            await ConnackPacket.build(0, code).to_stream(writer)  # 0: no session present
+        with contextlib.suppress(OSError):
+            await writer.close()
+
+
+class _Handler(BrokerProtocolHandler):
+    """amqtt's broker side of one connection, which tells when the broker is done with it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ended = asyncio.Event()  # set by _Broker._handle_client_session
+
+
+class _Writer(StreamWriterAdapter):
+    """amqtt's adapter of a connection's StreamWriter, which can also cut the connection."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        super().__init__(writer)
+        self._stream = writer
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it."""
+        self.is_closed = True  # amqtt's close() then does nothing more
+        self._stream.transport.abort()
 
 
 class _Intake:
@@ -90,7 +277,7 @@ class _Intake:
 # amqtt builds plugins from a config dict of plain values (and may log it), so the
 # secrets stay here and the config carries only a random key to them.
 _AUTHS: dict[str, BrokerAuth] = {}
-_OWNER = "_venuehub_owner"  # attribute naming the user a stored session belongs to
+_BRIDGE_LOGINS: dict[str, tuple[str, str]] = {}  # open mode: the bridge's (username, password)
 
 
 def _auth_of(context: BaseContext) -> BrokerAuth:
@@ -116,24 +303,48 @@ class HubAuthPlugin(BaseAuthPlugin):
 
     async def authenticate(self, *, session: Session) -> bool:
         """True for a known user with the right password (and an allowed last will)."""
+        # The broker logs each refusal once (a warning); these say which check failed.
         username = session.username or ""
         if not password_ok(username, session.password, self._auth):
-            self.context.logger.info("refused MQTT login of %r", username)  # never the password
+            self.context.logger.debug("refused MQTT login of %r", username)  # never the password
             return False
         # amqtt sends a last will without any topic check: judge it here, like a publish.
         if session.will_flag and not allowed(username, "publish", session.will_topic or "",
                                              bridge_user=self._auth.bridge_user):
-            self.context.logger.info("refused %r: last will on %r", username, session.will_topic)
+            self.context.logger.debug("refused %r: last will on %r", username, session.will_topic)
             return False
-        # A clean_session=False login with another user's client id would inherit that
-        # user's stored session (subscriptions, queued messages): refuse it.
-        owner = getattr(session, _OWNER, None)
-        if owner is not None and owner != username:
-            self.context.logger.info("refused %r: client id %r belongs to another user",
-                                     username, session.client_id)
-            return False
-        setattr(session, _OWNER, username)
+        # Whose client id it is (another user's session) is the broker's check: _Broker._admit.
         return True
+
+
+class HubOpenAuthPlugin(BaseAuthPlugin):
+    """Open mode: anyone may connect, as anyone but the bridge user without its password."""
+
+    @dataclass
+    class Config:
+        """Only the registry key: the bridge's password never enters amqtt's config."""
+
+        auth_id: str = ""
+
+    def __init__(self, context: BaseContext) -> None:
+        super().__init__(context)
+        try:
+            self._user, self._password = _BRIDGE_LOGINS[getattr(context.config, "auth_id", "")]
+        except KeyError:
+            raise ValueError("HubOpenAuthPlugin configured without a registered auth_id") from None
+
+    async def authenticate(self, *, session: Session) -> bool:
+        """True for anyone not claiming to be the bridge, and for the bridge's password."""
+        if (session.username or "") != self._user:
+            # As amqtt's AnonymousAuthPlugin: a user nobody vouched for is "anonymous", so
+            # amqtt keeps neither their session nor messages for them while they are offline.
+            session.is_anonymous = True
+            return True
+        given = session.password
+        if given is None:
+            return False
+        given = given.encode() if isinstance(given, str) else bytes(given)
+        return hmac.compare_digest(given, self._password.encode())
 
 
 class HubTopicPlugin(BaseTopicPlugin):
@@ -158,13 +369,30 @@ class HubTopicPlugin(BaseTopicPlugin):
 
 
 class EmbeddedBroker:
-    """An amqtt broker listening on host:port, started and stopped from sync code."""
+    """An amqtt broker listening on host:port, started and stopped from sync code.
+
+    ``auth`` checks every login and topic (see the module); without it the broker is open,
+    and ``bridge_login=(username, password)`` reserves that username for that password.
+    """
 
     def __init__(self, host: str, port: int, plugins: dict[str, Any] | None = None, *,
-                 auth: BrokerAuth | None = None) -> None:
+                 auth: BrokerAuth | None = None,
+                 bridge_login: tuple[str, str] | None = None) -> None:
         self.host, self.port = host, port
         self._auth_id: str | None = None
-        if auth is None:
+        self._refusal_lock = threading.Lock()
+        self._refusals: Counter[str] = Counter()
+        if bridge_login is not None:
+            if auth is not None:
+                raise ValueError("bridge_login is for the open broker: with auth, the bridge "
+                                 "user is auth.bridge_user")
+            if not (bridge_login[0] and bridge_login[1]):
+                raise ValueError("bridge_login needs a username and a password")
+            self._auth_id = uuid.uuid4().hex
+            _BRIDGE_LOGINS[self._auth_id] = bridge_login
+            plugins = {**(plugins or {}),
+                       f"{__name__}.HubOpenAuthPlugin": {"auth_id": self._auth_id}}
+        elif auth is None:
             plugins = plugins or {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
             }
@@ -204,8 +432,18 @@ class EmbeddedBroker:
                 asyncio.set_event_loop(None)
                 loop.close()  # also lets the idle threads of its default executor go
 
+    @property
+    def refusals(self) -> Counter[str]:
+        """Refused CONNECTs by reason ("login", "takeover"): a copy, safe from any thread."""
+        with self._refusal_lock:
+            return Counter(self._refusals)
+
+    def _refused(self, reason: str) -> None:
+        with self._refusal_lock:  # counted on the broker's thread, read from others
+            self._refusals[reason] += 1
+
     async def _start(self) -> Broker:
-        broker = _Broker(self._config)
+        broker = _Broker(self._config, on_refusal=self._refused)
         await broker.start()
         return broker
 
@@ -255,6 +493,7 @@ class EmbeddedBroker:
     def _forget_auth(self) -> None:
         if self._auth_id is not None:
             _AUTHS.pop(self._auth_id, None)
+            _BRIDGE_LOGINS.pop(self._auth_id, None)
 
 
 # A task still running this long after being cancelled is cancelled again.
