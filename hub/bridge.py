@@ -1,12 +1,20 @@
 """The MQTT bridge: the only module of the hub that touches paho.
 
-paho's network thread only enqueues messages; one worker thread takes what
-has queued up (one message when idle, up to ``bridge_batch_size`` under load),
-decides and records it in one transaction, publishes the replies after the
-commit and only then acknowledges the messages to the broker (manual ack). So a
-decision a device sees is durable, and a message the hub has acknowledged is
-never lost: if the hub stops before the ack, the broker delivers it again and
-the recorded decision is replayed.
+paho's network thread only enqueues messages; one worker thread takes what has
+queued up (one message when idle, up to ``bridge_batch_size`` under load, and no
+more than ``bridge_batch_ms`` of work), decides and records it in one transaction,
+publishes the replies after the commit and only then acknowledges the messages to
+the broker (manual ack). So a decision a device sees is durable, and a message the
+hub has acknowledged is never lost: if the hub stops before the ack, the broker
+delivers it again and the recorded decision is replayed.
+
+Nothing a message does stops the worker. A batch whose transaction fails is decided
+again message by message, each in its own transaction, so one poison message cannot
+take its neighbours down; a message that still cannot be processed is answered
+``internal``, kept in the dead-letter table and acknowledged. When the database itself
+is away, nothing is acknowledged: the batch waits and is tried again. And should the
+worker thread die all the same, a supervisor starts another that picks up the batch
+where the dead one left it.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -31,9 +40,11 @@ from sqlmodel import Session
 from devices.client import nodelay
 from devices.contract import ContractError, ErrorCode, event_id_of
 from devices.topics import from_devices, shared
+from hub import crud
 from hub.automation_runner import AutomationRunner
 from hub.config import Settings
 from hub.db import session_scope
+from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
@@ -44,6 +55,19 @@ log = logging.getLogger(__name__)
 # Everything devices publish, and nothing the hub publishes: no echo of our own replies.
 _SUBSCRIPTION = from_devices()
 
+# MQTT 5 reason code of a DISCONNECT sent because another client took our client id.
+_SESSION_TAKEN_OVER = 142
+
+# How often the supervisor looks at the worker thread.
+_SUPERVISE_EVERY = 0.1
+
+# Waits before deciding a batch again while the database is out of reach.
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.05, 2.0
+
+# Times a message alone may fail "transiently" while the database answers others,
+# before it is taken for the cause and dead-lettered.
+_TRANSIENT_TRIES = 3
+
 
 @dataclass(frozen=True, slots=True)
 class _Inbound:
@@ -51,8 +75,17 @@ class _Inbound:
     payload: bytes
     mid: int
     qos: int
-    received: float
-    received_at: datetime
+    received: float  # perf_counter, for ages
+    received_at: datetime  # the hub's clock, recorded with the decision
+    generation: int  # the connection it came on: a mid means nothing on another one
+
+
+def _transient(exc: BaseException) -> bool:
+    """Is this the database being away (try again later), not the message's fault?"""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError
+                      | sa.exc.TimeoutError | sa.exc.DisconnectionError)
 
 
 class Bridge:
@@ -64,21 +97,35 @@ class Bridge:
         self.engine = engine
         self.clock = clock
         self.trust = trust or Trust()
+        self.client_id = settings.mqtt_client_id or "venuehub-bridge"
         self.command_ttl = timedelta(minutes=settings.command_queue_minutes)
+        self.deadline = Deadline(limit=timedelta(milliseconds=settings.tap_deadline_ms),
+                                 clock_skew=timedelta(milliseconds=settings.device_clock_skew_ms))
         self.automations: AutomationRunner | None = None  # set by the hub when it runs them
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
+        # Called before each message is decided: tests use it to hold the hub up.
+        self.before_decide: Callable[[], None] | None = None
         self.counters: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
+        # Taken from the queue, not yet answered: a restarted worker starts with these.
+        self._taken: deque[_Inbound] = deque()
         self._connected = threading.Event()
+        self._generation = 0
         self._last_message = 0.0
+        self._last_decision: float | None = None
         self._stopping = False
+        self._stop_after_batch = False
+        self._paused = threading.Event()  # set: the supervisor lets the worker stay down
+        self._closed = threading.Event()  # set: the supervisor ends
         self._worker: threading.Thread | None = None
+        self._death_cause: BaseException | None = None
+        self._supervisor: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id,
+            client_id=self.client_id,
             protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
             clean_session=None if self._mqtt5 else False,
             manual_ack=True,
@@ -86,6 +133,7 @@ class Bridge:
         if settings.mqtt_username:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
         self._client.max_queued_messages_set(0)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -93,10 +141,12 @@ class Bridge:
     # ------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 10.0) -> None:
-        """Connect to the broker, subscribe and start the worker."""
+        """Connect to the broker, subscribe and start the worker and its supervisor."""
         host, port = self.settings.mqtt_address
-        self._worker = threading.Thread(target=self._work, name="hub-bridge-worker", daemon=True)
-        self._worker.start()
+        self._start_worker()
+        self._supervisor = threading.Thread(target=self._supervise, name="hub-bridge-supervisor",
+                                            daemon=True)
+        self._supervisor.start()
         if self._mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
@@ -108,7 +158,7 @@ class Bridge:
         if not self._connected.wait(timeout):
             self._client.loop_stop()
             raise ConnectionError(f"the broker at {host}:{port} did not accept the bridge")
-        log.info("bridge connected to mqtt://%s:%d", host, port)
+        log.info("bridge connected to mqtt://%s:%d as %s", host, port, self.client_id)
 
     def drain(self, quiet: float = 0.25, timeout: float = 10.0) -> bool:
         """Wait until every message taken is answered and none arrived for ``quiet`` s."""
@@ -128,15 +178,15 @@ class Bridge:
         if self._connected.is_set():
             self._client.unsubscribe(self._filter())
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._queue.unfinished_tasks and time.monotonic() < deadline \
+                and self.worker_alive:
             time.sleep(0.01)
-        if self._worker is not None and self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join(max(0.1, deadline - time.monotonic()))
+        self._stop_worker(max(0.1, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, finish those already taken, then disconnect."""
         self.quiesce(timeout)
+        self._closed.set()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -146,20 +196,31 @@ class Bridge:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
+            self.counters["connect_refused"] += 1
             log.error("broker refused the bridge: %s", rc)
             return
         nodelay(client)
+        self._generation += 1
         client.subscribe(self._filter(), qos=1)
         self._connected.set()
+        if self._generation > 1:
+            log.warning("bridge reconnected to the broker and resubscribed")
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self._connected.clear()
-        if rc.is_failure and not self._stopping:
-            log.warning("bridge lost the broker (%s); paho reconnects", rc)
+        if self._stopping and not rc.is_failure:
+            return
+        self.counters["disconnects"] += 1
+        if getattr(rc, "value", None) == _SESSION_TAKEN_OVER:
+            self.counters["taken_over"] += 1
+            log.error("another client connected with the bridge's client id %r and the broker "
+                      "dropped the bridge; reconnecting", self.client_id)
+        elif not self._stopping:
+            log.warning("bridge lost the broker (%s); reconnecting", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.perf_counter(),
-                        self.clock())
+                        self.clock(), self._generation)
         self._last_message = item.received
         try:
             self._queue.put_nowait(item)
@@ -169,66 +230,229 @@ class Bridge:
             self.counters["queue_full_waits"] += 1
             self._queue.put(item)
 
+    # ------------------------------------------------------------ supervision
+
+    @property
+    def worker_alive(self) -> bool:
+        """Is a worker thread deciding messages?"""
+        return self._worker is not None and self._worker.is_alive()
+
+    def _start_worker(self) -> None:
+        self._stop_after_batch = False
+        self._worker = threading.Thread(target=self._work, name="hub-bridge-worker", daemon=True)
+        self._worker.start()
+
+    def _stop_worker(self, timeout: float) -> None:
+        self._paused.set()
+        if self.worker_alive:
+            self._queue.put(None)
+            assert self._worker is not None
+            self._worker.join(timeout)
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(_SUPERVISE_EVERY):
+            if self.worker_alive or self._paused.is_set():
+                continue
+            self.counters["worker_deaths"] += 1
+            cause, self._death_cause = self._death_cause, None
+            log.error("the bridge worker died (%s); started another, %d death(s) so far",
+                      type(cause).__name__ if cause else "no exception",
+                      self.counters["worker_deaths"], exc_info=cause)
+            self._start_worker()
+
+    def pause_worker(self, timeout: float = 10.0) -> None:
+        """Stop deciding (messages wait in the queue) until :meth:`resume_worker`."""
+        self._stop_worker(timeout)
+
+    def resume_worker(self) -> None:
+        """Start deciding again after :meth:`pause_worker`."""
+        self._paused.clear()
+        if not self.worker_alive:
+            self._start_worker()
+
     # --------------------------------------------------------------- worker
 
     @property
     def queue_depth(self) -> int:
         """Messages received and not yet answered."""
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._taken)
+
+    def oldest_waiting(self) -> float | None:
+        """Seconds the oldest message not yet answered has waited, or None."""
+        oldest: float | None = None
+        if self._taken:
+            try:
+                oldest = self._taken[0].received
+            except IndexError:
+                pass
+        if oldest is None:
+            with self._queue.mutex:
+                head = next((i for i in self._queue.queue if i is not None), None)
+            oldest = head.received if head is not None else None
+        return None if oldest is None else time.perf_counter() - oldest
+
+    def last_decision_age(self) -> float | None:
+        """Seconds since the last message was answered, or None before the first."""
+        last = self._last_decision
+        return None if last is None else time.perf_counter() - last
 
     def _work(self) -> None:
-        limit = self.settings.bridge_batch_size
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < limit and batch[-1] is not None:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = batch[-1] is None
-            items = [item for item in batch if item is not None]
+        try:
+            while self._fill():
+                self._handle(list(self._taken))
+        except BaseException as exc:
+            # This thread ends here; the supervisor logs it once and starts another, which
+            # begins with the messages this one had taken.
+            self._death_cause = exc
+
+    def _fill(self) -> bool:
+        """Take what waits into the batch (after what a dead worker left); False: stop."""
+        if self._stop_after_batch and not self._taken:
+            return False
+        if not self._taken:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return False
+            self._taken.append(first)
+        while len(self._taken) < self.settings.bridge_batch_size:
             try:
-                if items:
-                    self._handle(items)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-            if stop:
-                return
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.task_done()
+                self._stop_after_batch = True
+                break
+            self._taken.append(item)
+        return True
 
     def _handle(self, items: list[_Inbound]) -> None:
-        self.counters["received"] += len(items)
-        now = self.clock()
+        """Decide a batch in one transaction (as much of it as fits the time budget)."""
+        budget = self.settings.bridge_batch_ms / 1000
+        started = time.perf_counter()
+        decided: list[tuple[_Inbound, Outcome]] = []
         try:
             with session_scope(self.engine) as session:
-                outcomes = [self._decide(session, item, now) for item in items]
-        except Exception:
-            # The commit itself failed: nothing of this batch is durable, so no decision
-            # goes out; devices get an error and may retry with the same event id.
-            log.exception("failed to commit a batch of %d messages", len(items))
-            outcomes = [self._internal(item) for item in items]
-        for item, outcome in zip(items, outcomes, strict=True):
-            self._publish(outcome)
-            if outcome.occurrence is not None and self.automations is not None:
-                self.automations.submit(outcome.occurrence)
-            if outcome.decision is not None:
-                self.counters["decisions"] += 1
-            if outcome.error is not None:
-                self.errors[outcome.error.value] += 1
-                log.warning("refused a message on %s: %s", item.topic, outcome.error.value)
-            if item.qos > 0:
-                self._client.ack(item.mid, item.qos)
+                for item in items:
+                    if decided and time.perf_counter() - started > budget:
+                        break  # the rest waits for the next batch: replies must not wait
+                    decided.append((item, self._decide(session, item)))
+        except Exception as exc:
+            if _transient(exc) and not self._database_answers():
+                self._wait_for_database(exc)
+                return  # nothing acknowledged: the same messages are decided again
+            # Something in this batch broke its transaction: decide each message alone.
+            log.warning("a batch of %d messages failed (%s: %s); deciding them one by one",
+                        len(decided) + 1, type(exc).__name__, exc)
+            self.counters["batches_split"] += 1
+            decided = self._one_by_one(items[:len(decided) + 1])
         self.counters["batches"] += 1
+        self._answer(decided)
 
-    def _decide(self, session: Session, item: _Inbound, now: datetime) -> Outcome:
+    def _one_by_one(self, items: list[_Inbound]) -> list[tuple[_Inbound, Outcome]]:
+        decided: list[tuple[_Inbound, Outcome]] = []
+        for item in items:
+            outcome = self._decide_alone(item)
+            if outcome is None:
+                break  # the database is away: the rest stays taken, for later
+            decided.append((item, outcome))
+        return decided
+
+    def _decide_alone(self, item: _Inbound) -> Outcome | None:
+        """One message in its own transaction; dead-lettered if it cannot be decided."""
+        failure: Exception | None = None
+        for _try in range(_TRANSIENT_TRIES):
+            try:
+                with session_scope(self.engine) as session:
+                    return self._decide(session, item)
+            except Exception as exc:
+                failure = exc
+                if not _transient(exc):
+                    break
+                if not self._database_answers():
+                    self._wait_for_database(exc)
+                    return None
+        assert failure is not None
+        try:
+            with session_scope(self.engine) as session:
+                return self._dead_letter(session, item, failure)
+        except Exception as exc:
+            self._wait_for_database(exc)
+            return None
+
+    def _decide(self, session: Session, item: _Inbound) -> Outcome:
+        if self.before_decide is not None:
+            self.before_decide()
+        now = self.clock()
         try:
             with session.begin_nested():
                 return handle_message(session, item.topic, item.payload, now,
                                       limits=self.limits, received_at=item.received_at,
-                                      trust=self.trust, command_ttl=self.command_ttl)
+                                      trust=self.trust, command_ttl=self.command_ttl,
+                                      deadline=self.deadline)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            return self._dead_letter(session, item, exc)
+
+    def _dead_letter(self, session: Session, item: _Inbound, exc: Exception) -> Outcome:
+        log.error("dead letter: could not process a message on %s (%s)", item.topic,
+                  type(exc).__name__, exc_info=exc)
+        error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
+        crud.record_dead_letter(session, topic=item.topic, payload=item.payload, error=error,
+                                received_at=item.received_at, now=self.clock(),
+                                worker=self.client_id)
+        self.counters["dead_letters"] += 1
+        return self._internal(item)
+
+    def _database_answers(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
         except Exception:
-            log.exception("failed to handle a message on %s", item.topic)
-            return self._internal(item)
+            return False
+
+    def _wait_for_database(self, exc: BaseException) -> None:
+        self.counters["database_waits"] += 1
+        waits = self.counters["database_waits"]
+        if waits == 1 or waits % 100 == 0:
+            log.error("the database is out of reach (%s); %d messages wait", exc,
+                      self.queue_depth)
+        time.sleep(min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** min(waits, 6)))
+
+    def _answer(self, decided: list[tuple[_Inbound, Outcome]]) -> None:
+        """Publish what the commit made durable, then acknowledge, in arrival order."""
+        for item, outcome in decided:
+            try:
+                self._publish(outcome)
+                if outcome.occurrence is not None and self.automations is not None:
+                    self.automations.submit(outcome.occurrence)
+            except Exception:  # never let a reply stop the acks of the others
+                log.exception("could not publish the answer to a message on %s", item.topic)
+            if outcome.decision is not None:
+                self.counters["decisions"] += 1
+                if outcome.decision.reason == "too_late":
+                    self.counters["too_late"] += 1
+            if outcome.error is not None:
+                self.errors[outcome.error.value] += 1
+                log.info("refused a message on %r: %s", item.topic, outcome.error.value)
+            self._ack(item)
+            self._taken.popleft()
+            self._queue.task_done()
+            self.counters["received"] += 1
+            self._last_decision = time.perf_counter()
+
+    def _ack(self, item: _Inbound) -> None:
+        if item.qos == 0:
+            return
+        if item.generation != self._generation:
+            # Its connection is gone: the broker delivers it again, and the recorded
+            # decision is replayed. Acking its mid now could acknowledge another message.
+            self.counters["acks_skipped_after_reconnect"] += 1
+            return
+        self._client.ack(item.mid, item.qos)
 
     @staticmethod
     def _internal(item: _Inbound) -> Outcome:
@@ -258,7 +482,18 @@ class Bridge:
         if info.rc != mqtt.MQTT_ERR_SUCCESS:  # kept by paho for the next connection
             log.warning("publish to %s deferred: %s", topic, mqtt.error_string(info.rc))
 
+    @property
+    def connected(self) -> bool:
+        """Is the bridge connected to the broker now?"""
+        return self._connected.is_set()
+
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats and the console."""
+        oldest = self.oldest_waiting()
+        last = self.last_decision_age()
         return {**self.counters, "errors": dict(self.errors), "queue_depth": self.queue_depth,
-                "connected": self._connected.is_set()}
+                "connected": self.connected, "worker_alive": self.worker_alive,
+                "worker_deaths": self.counters["worker_deaths"],
+                "oldest_waiting_ms": None if oldest is None else round(oldest * 1000, 1),
+                "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
+                "client_id": self.client_id}

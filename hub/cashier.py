@@ -111,12 +111,18 @@ def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Ac
 
 
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
-                   now: datetime, limits: PaymentLimits, trust: Trust) -> Published:
-    """Decide a tap-to-pay and move the money, exactly once per idempotency key."""
+                   now: datetime, limits: PaymentLimits, trust: Trust,
+                   late: bool = False) -> Published:
+    """Decide a tap-to-pay and move the money, exactly once per idempotency key.
+
+    A ``late`` request (past the hub's deadline, the terminal has shown "failed") that
+    was not decided before is declined ``too_late`` under its key and moves nothing; the
+    terminal's retry under a new key gets a fresh decision.
+    """
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_payment(session, venue, device, req, now, limits, trust)
+                return _try_payment(session, venue, device, req, now, limits, trust, late)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
@@ -150,7 +156,7 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
 
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
-                 now: datetime, limits: PaymentLimits, trust: Trust) -> Published:
+                 now: datetime, limits: PaymentLimits, trust: Trust, late: bool) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
@@ -183,6 +189,9 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         _record_event(session, venue=venue, device=device, req=req, presented=presented,
                       credential=credential, decision=decision, now=now)
         return Published([(reply_topic, encode(decision))], decision)
+
+    if late:
+        return _too_late(session, venue, device, req, presented, print_, now)
 
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
                                             device_id=device.id, now=now)
@@ -237,6 +246,29 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     return Published([(reply_topic, encode(decision)), *messages], decision,
                      charged_guest_id=credential.guest_id if verdict.approved and credential
                      else None)
+
+
+def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
+              presented: Presented, print_: str, now: datetime) -> Published:
+    """Decline a request that waited past its deadline, under its key; nothing moves.
+
+    The credential is not authenticated: a band's tag counter and the PIN's count of
+    wrong tries stay as they were.
+    """
+    txn = LedgerTransaction(
+        venue_id=venue, type=TransactionType.CHARGE, approved=False,
+        reason=PaymentReason.TOO_LATE.value, text="Too late - not charged, tap again",
+        amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
+        device_id=device.id, event_id=req.event_id, items=[i.model_dump() for i in req.items],
+        idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
+        created_at=now)
+    session.add(txn)
+    session.flush()
+    decision = _decision_of(txn, req.event_id, req.idempotency_key)
+    _record_event(session, venue=venue, device=device, req=req, presented=presented,
+                  credential=None, decision=decision, now=now)
+    reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
+    return Published([(reply_topic, encode(decision))], decision)
 
 
 # -------------------------------------------------------- staff and kiosks

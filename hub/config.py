@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
-    mqtt_client_id: str = "venuehub-bridge"
+    mqtt_client_id: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="The bridge's MQTT client id; unset: derived from the hub's secret and "
+                    "HUB_WORKER_NAME, so it is unguessable and the same across restarts")
+    worker_name: str = Field(
+        "main", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="This hub process among several sharing a broker (its own client id)")
     mqtt_shared_group: str | None = Field(
         None, description="MQTT 5 shared-subscription group, so several hub workers split traffic"
     )
@@ -44,6 +50,16 @@ class Settings(BaseSettings):
     bridge_batch_size: int = Field(
         64, ge=1, le=10_000, description="Most messages decided in one database transaction"
     )
+    bridge_batch_ms: int = Field(
+        100, ge=1, le=10_000,
+        description="Most time spent deciding one batch before its replies go out")
+    tap_deadline_ms: int = Field(
+        2_000, ge=50, le=600_000,
+        description="A tap or payment older than this when its turn comes is answered "
+                    "too_late and moves nothing")
+    device_clock_skew_ms: int = Field(
+        1_000, ge=0, le=60_000,
+        description="How far a device's clock may run behind before its taps count as late")
     payment_max_amount: int = Field(
         1_000_000, gt=0, description="Largest single payment, minor units (10,000.00)"
     )

@@ -17,6 +17,7 @@ from hub.models import (
     Credential,
     CredentialKind,
     CredentialStatus,
+    DeadLetter,
     Device,
     Entitlement,
     Event,
@@ -354,6 +355,25 @@ def list_events(
     if before_id is not None:
         stmt = stmt.where(col(Event.id) < before_id)
     return list(session.exec(stmt.order_by(col(Event.id).desc()).limit(limit)).all())
+
+
+def record_dead_letter(session: Session, *, topic: str, payload: bytes, error: str,
+                       received_at: datetime, now: datetime, worker: str) -> DeadLetter:
+    """Keep a message the hub could not process, for staff to look at."""
+    row = DeadLetter(topic=topic[:1024], payload=payload, error=error[:500],
+                     received_at=received_at, recorded_at=now, worker=worker[:128])
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_dead_letters(session: Session, *, before_id: int | None = None,
+                      limit: int = 50) -> list[DeadLetter]:
+    """Dead letters, newest first, with keyset pagination on the row id."""
+    stmt = select(DeadLetter)
+    if before_id is not None:
+        stmt = stmt.where(col(DeadLetter.id) < before_id)
+    return list(session.exec(stmt.order_by(col(DeadLetter.id).desc()).limit(limit)).all())
 
 
 # ------------------------------------------------------------ staff and audit

@@ -36,6 +36,7 @@ from hub import appliance_queue, crud
 from hub.automation_runner import Occurrence
 from hub.cashier import handle_payment
 from hub.config import Settings
+from hub.deadline import NEVER, Deadline
 from hub.entry import EntryContext, decide_entry
 from hub.models import Credential, Device, Direction, Event, Guest, Telemetry, Zone
 from hub.payment import PaymentLimits
@@ -94,10 +95,13 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
                    limits: PaymentLimits = DEFAULT_LIMITS,
                    received_at: datetime | None = None,
                    trust: Trust = NO_TRUST,
-                   command_ttl: timedelta = DEFAULT_COMMAND_TTL) -> Outcome:
+                   command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+                   deadline: Deadline = NEVER) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
+    A tap or payment past ``deadline`` (counted from ``received_at``, when the broker
+    handed it over) is answered ``too_late`` and moves nothing.
     """
     try:
         where = parse_topic(topic)
@@ -115,12 +119,13 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
         return _handle_tap(session, topic, where.venue, where.device, event, now,
-                           received_at or now, trust)
+                           received_at or now, trust, deadline)
     if isinstance(event, OfflineEntry):
         return _handle_offline_entry(session, topic, where.venue, where.device, event, now)
     if isinstance(event, PaymentRequest):
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
-                               trust)
+                               trust, late=deadline.too_late(now=now, handed_at=received_at or now,
+                                                             device_ts=event.ts))
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now,
                               command_ttl)
@@ -177,14 +182,14 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                     req: PaymentRequest, now: datetime, limits: PaymentLimits,
-                    trust: Trust) -> Outcome:
+                    trust: Trust, *, late: bool) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            req.event_id))
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
-                          trust=trust)
+                          trust=trust, late=late)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
     if done.charged_guest_id is not None:
         outcome.occurrence = Occurrence(
@@ -252,10 +257,14 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
 
 
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-                now: datetime, received_at: datetime, trust: Trust) -> Outcome:
+                now: datetime, received_at: datetime, trust: Trust,
+                deadline: Deadline) -> Outcome:
+    late = deadline.too_late(now=now, handed_at=received_at, device_ts=tap.ts)
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
+                if late:
+                    return _too_late(session, topic, venue, device_id, tap, now, received_at)
                 return _try_tap(session, topic, venue, device_id, tap, now, received_at,
                                 trust)
         except _StateChanged:
@@ -263,6 +272,32 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
         except sa.exc.IntegrityError:
             continue  # a concurrent worker recorded the same event: the retry replays it
     raise RuntimeError(f"tap {tap.event_id} kept losing races after {_MAX_ATTEMPTS} attempts")
+
+
+def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
+              now: datetime, received_at: datetime) -> Outcome:
+    """Answer a tap that waited past its deadline: recorded, and nothing else moves.
+
+    The credential is not even authenticated (a band's tag counter stays where it was),
+    and automations hear nothing of it.
+    """
+    seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    if seen is not None:  # decided before (a redelivery): that answer stands
+        return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
+                       != EntryReason.UNKNOWN_DEVICE, tap=tap)
+    device = session.get(Device, device_id)
+    if device is not None and device.venue_id != venue:
+        device = None
+    row = Event(
+        device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
+        received_at=received_at, device_ts=tap.ts, credential_kind=tap.credential.type,
+        zone_id=device.zone_id if device else None, direction=tap.direction, outcome="deny",
+        reason=(EntryReason.TOO_LATE if device else EntryReason.UNKNOWN_DEVICE).value,
+        text="Please tap again", decided_at=now)
+    session.add(row)
+    session.flush()
+    return _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
+                   tap=tap)
 
 
 class _StateChanged(Exception):

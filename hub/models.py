@@ -341,6 +341,19 @@ class Posting(SQLModel, table=True):
     amount: int
 
 
+class DeadLetter(SQLModel, table=True):
+    """A device message the hub could not process: answered ``internal``, acknowledged and
+    kept here (bytes and topic) for staff, instead of being redelivered for ever."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=1024)
+    payload: bytes = Field(sa_type=sa.LargeBinary)
+    error: str = Field(max_length=500)  # the exception's type and message, never a traceback
+    received_at: datetime = _ts(index=True)
+    recorded_at: datetime = _ts()
+    worker: str = Field(max_length=128)  # the bridge's client id: which hub process met it
+
+
 # ------------------------------------------------------------- staff and audit
 
 

@@ -10,6 +10,8 @@ Everything written here is a secret: files are created 0600, and nothing is logg
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from collections.abc import Iterable
@@ -24,6 +26,20 @@ from hub.presented import tag_keys
 from hub.secrets import HubSecrets
 
 BRIDGE_USER = "venuehub-bridge"
+# Its own label: a client id is not a password and must never equal one.
+_CLIENT_ID_LABEL = b"venuehub/v1 bridge client id\x00"
+
+
+def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
+    """The bridge's MQTT client id for one hub process (``HUB_WORKER_NAME``).
+
+    Unguessable, so no other client can claim it on a broker that lets anyone in, and
+    the same at every restart of that process, so its persistent session (subscriptions
+    and the messages queued while it was away) is found again.
+    """
+    digest = hmac.new(secrets.broker_key, _CLIENT_ID_LABEL + worker_name.encode(),
+                      hashlib.sha256).hexdigest()
+    return f"{BRIDGE_USER}-{worker_name}-{digest[:24]}"
 
 
 def broker_auth(secrets: HubSecrets) -> BrokerAuth:

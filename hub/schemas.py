@@ -340,11 +340,42 @@ class EventPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page")
 
 
+class DeadLetterPublic(BaseModel):
+    id: int
+    topic: str
+    error: str
+    received_at: datetime
+    recorded_at: datetime
+    worker: str = Field(description="The bridge client id of the hub process that met it")
+    payload_bytes: int
+    payload_sha256: str
+    payload_preview: str = Field(
+        description="The first 4 KiB as text (undecodable bytes escaped, PINs masked)")
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetterPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page")
+
+
 class Health(BaseModel):
+    """Is this hub deciding taps? 503 with the reasons when it is not."""
+
     status: Literal["ok", "degraded"]
     mqtt: str
     mqtt_connected: bool
     database: str
+    deciding: bool | None = Field(
+        default=None, description="Taps are being decided (null: no bridge in this process)")
+    problems: list[str] = Field(default_factory=list, description="Why taps are not decided")
+    worker_alive: bool | None = None
+    worker_deaths: int | None = None
+    queue_depth: int | None = None
+    oldest_waiting_ms: float | None = Field(
+        default=None, description="Age of the oldest message not yet answered")
+    last_decision_ms_ago: float | None = None
+    tap_deadline_ms: int | None = None
+    dead_letters: int | None = Field(default=None, description="Since this process started")
 
 
 # ------------------------------------------------------------------ payments

@@ -28,7 +28,7 @@ from hub.models import utcnow
 from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
-from hub.provisioning import broker_auth, write_sheet
+from hub.provisioning import bridge_client_id, broker_auth, write_sheet
 from hub.scheduler import Scheduler
 from hub.secrets import HubSecrets, load_or_create
 from hub.security import dummy_hash
@@ -85,6 +85,9 @@ class Hub:
             lifetime=timedelta(days=settings.phone_key_rotation_days),
             overlap=timedelta(days=settings.phone_key_overlap_days))
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
+        if settings.mqtt_client_id is None:
+            settings = settings.model_copy(update={
+                "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
         self.bridge = Bridge(settings, self.engine, trust=trust)
         bridge = self.bridge
         rules = CachedRules(self.engine, ttl=2.0)

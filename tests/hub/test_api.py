@@ -1352,8 +1352,10 @@ class FakeBridge:
 def test_health_without_a_bridge_is_degraded(client: TestClient) -> None:
     r = client.get(url("health"))
     assert r.status_code == 200
-    assert r.json() == {"status": "degraded", "mqtt": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
-                        "mqtt_connected": False, "database": "sqlite"}
+    body = r.json()
+    assert {k: body[k] for k in ("status", "mqtt", "mqtt_connected", "database", "deciding")} \
+        == {"status": "degraded", "mqtt": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+            "mqtt_connected": False, "database": "sqlite", "deciding": None}
 
 
 @pytest.mark.parametrize("connected", [True, False])
@@ -1362,10 +1364,12 @@ def test_health_follows_the_bridge(engine: Engine, tmp_path: Path, connected: bo
     bridge = FakeBridge({"connected": connected, "received": 3})
     with TestClient(create_app(engine=engine, settings=settings, bridge=bridge)) as c:
         r = c.get(url("health"))
-    assert r.status_code == 200
-    assert r.json() == {"status": "ok" if connected else "degraded",
-                        "mqtt": "mqtt://broker.example:2883", "mqtt_connected": connected,
-                        "database": "sqlite"}
+    assert r.status_code == (200 if connected else 503)
+    body = r.json()
+    assert {k: body[k] for k in ("status", "mqtt", "mqtt_connected", "database", "deciding")} \
+        == {"status": "ok" if connected else "degraded", "mqtt": "mqtt://broker.example:2883",
+            "mqtt_connected": connected, "database": "sqlite", "deciding": connected}
+    assert body["problems"] == ([] if connected else ["the bridge is not connected to the broker"])
 
 
 def test_stats_without_a_bridge_is_empty(client: TestClient) -> None:

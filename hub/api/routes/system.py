@@ -1,28 +1,97 @@
-"""Health and bridge counters."""
+"""Health, bridge counters and the dead letters."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from hub.api.deps import SETUP_READERS, BridgeDep, require_roles
-from hub.schemas import Health
+from hub import crud
+from hub.api.deps import ADMIN, SETUP_READERS, STAFF, BridgeDep, Limit, SessionDep, require_roles
+from hub.schemas import DeadLetterPage, DeadLetterPublic, Health
 
 router = APIRouter(tags=["system"])
 
+# A PIN in a dead payment request is not for anyone's eyes, staff's included.
+_PIN = re.compile(rb'("pin"\s*:\s*)"[^"]*"')
+_PREVIEW_BYTES = 4096
 
-@router.get("/health", response_model=Health)
-def health(request: Request, bridge: BridgeDep) -> Health:
-    """Is the hub up, and is its bridge connected to the broker? Public."""
+
+def _problems(snap: dict[str, Any], deadline_ms: int) -> list[str]:
+    problems = []
+    if not snap.get("connected"):
+        problems.append("the bridge is not connected to the broker")
+    if snap.get("worker_alive") is False:
+        problems.append("the bridge worker is not running")
+    oldest = snap.get("oldest_waiting_ms")
+    if oldest is not None and oldest > deadline_ms:
+        problems.append(f"the oldest waiting message is {oldest:.0f} ms old, past the tap "
+                        f"deadline of {deadline_ms} ms")
+    return problems
+
+
+@router.get("/health", response_model=Health,
+            responses={503: {"model": Health, "description": "Taps are not being decided"}})
+def health(request: Request, response: Response, bridge: BridgeDep) -> Health:
+    """Is the hub deciding taps? Public; 503 with the reasons when it is not.
+
+    Not deciding: the bridge worker is not running, the bridge is not connected to the
+    broker, or the oldest message waiting is older than the tap deadline.
+    """
     settings = request.app.state.settings
     host, port = settings.mqtt_address
-    connected = bool(bridge and bridge.snapshot()["connected"])
-    return Health(status="ok" if connected else "degraded", mqtt=f"mqtt://{host}:{port}",
-                  mqtt_connected=connected, database=request.app.state.engine.dialect.name)
+    database = request.app.state.engine.dialect.name
+    if bridge is None:  # this process decides no taps: nothing to be unhealthy about
+        return Health(status="degraded", mqtt=f"mqtt://{host}:{port}", mqtt_connected=False,
+                      database=database)
+    snap = bridge.snapshot()
+    deadline_ms = settings.tap_deadline_ms
+    problems = _problems(snap, deadline_ms)
+    if problems:
+        response.status_code = 503
+    return Health(status="degraded" if problems else "ok", mqtt=f"mqtt://{host}:{port}",
+                  mqtt_connected=bool(snap.get("connected")), database=database,
+                  deciding=not problems, problems=problems,
+                  worker_alive=snap.get("worker_alive"), worker_deaths=snap.get("worker_deaths"),
+                  queue_depth=snap.get("queue_depth"),
+                  oldest_waiting_ms=snap.get("oldest_waiting_ms"),
+                  last_decision_ms_ago=snap.get("last_decision_ms_ago"),
+                  tap_deadline_ms=deadline_ms, dead_letters=snap.get("dead_letters", 0))
 
 
 @router.get("/stats", dependencies=[require_roles(*SETUP_READERS)])
 def stats(bridge: BridgeDep) -> dict[str, Any]:
     """Bridge counters: messages received, decisions, errors by code, queue depth."""
     return bridge.snapshot() if bridge else {}
+
+
+_CURSOR = re.compile(r"[0-9]{1,18}")
+
+
+@router.get("/dead-letters", response_model=DeadLetterPage,
+            dependencies=[require_roles(ADMIN, STAFF)])
+def list_dead_letters(
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Limit = 50,
+) -> DeadLetterPage:
+    """Device messages the hub could not process, newest first: each was answered
+    ``internal`` on its device's errors topic and acknowledged, never redelivered."""
+    before_id: int | None = None
+    if cursor is not None:
+        if not _CURSOR.fullmatch(cursor):
+            raise HTTPException(422, f"cursor: not a cursor this API gave out: {cursor[:40]!r}")
+        before_id = int(cursor)
+    rows = crud.list_dead_letters(session, before_id=before_id, limit=limit)
+    items = [DeadLetterPublic(
+        id=row.id or 0, topic=row.topic.encode("utf-8", "backslashreplace").decode(),
+        error=row.error, received_at=row.received_at, recorded_at=row.recorded_at,
+        worker=row.worker, payload_bytes=len(row.payload),
+        payload_sha256=hashlib.sha256(row.payload).hexdigest(),
+        payload_preview=_PIN.sub(rb'\1"***"', row.payload[:_PREVIEW_BYTES])
+        .decode("utf-8", "backslashreplace").encode("utf-8", "backslashreplace").decode())
+        for row in rows]
+    next_cursor = str(rows[-1].id) if len(rows) == limit and rows else None
+    return DeadLetterPage(items=items, next_cursor=next_cursor)
