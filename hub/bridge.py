@@ -104,6 +104,8 @@ class Bridge:
         self.automations: AutomationRunner | None = None  # set by the hub when it runs them
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
+        # The embedded broker's refused CONNECTs by reason, when this process runs it.
+        self.broker_refusals: Callable[[], dict[str, int]] | None = None
         # Called before each message is decided: tests use it to hold the hub up.
         self.before_decide: Callable[[], None] | None = None
         self.counters: Counter[str] = Counter()
@@ -496,4 +498,5 @@ class Bridge:
                 "worker_deaths": self.counters["worker_deaths"],
                 "oldest_waiting_ms": None if oldest is None else round(oldest * 1000, 1),
                 "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
-                "client_id": self.client_id}
+                "client_id": self.client_id,
+                **({"broker_refusals": self.broker_refusals()} if self.broker_refusals else {})}

@@ -69,17 +69,22 @@ class Hub:
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
         if settings.embedded_broker:
-            auth = broker_auth(self.secrets) if settings.secure_broker else None
-            self.broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, auth=auth)
+            auth = broker_auth(self.secrets)
+            # Open or not, the bridge logs in with its own password: no client that connects
+            # after it can take its client id, its session or its subscriptions.
+            self.broker = EmbeddedBroker(
+                settings.mqtt_host, settings.mqtt_port,
+                auth=auth if settings.secure_broker else None,
+                bridge_login=None if settings.secure_broker
+                else (auth.bridge_user, auth.bridge_password))
             self.broker.start()
-            if auth is not None:  # the bridge logs in like every device must
-                settings = settings.model_copy(update={"mqtt_username": auth.bridge_user,
-                                                       "mqtt_password": auth.bridge_password})
-                if self.demo:
-                    with session_scope(self.engine) as session:
-                        write_sheet(settings.data_dir / "demo-provisioning.json", session,
-                                    self.secrets, {"host": settings.mqtt_host,
-                                                   "port": settings.mqtt_port})
+            settings = settings.model_copy(update={"mqtt_username": auth.bridge_user,
+                                                   "mqtt_password": auth.bridge_password})
+            if settings.secure_broker and self.demo:
+                with session_scope(self.engine) as session:
+                    write_sheet(settings.data_dir / "demo-provisioning.json", session,
+                                self.secrets, {"host": settings.mqtt_host,
+                                               "port": settings.mqtt_port})
         self.signing_keys = ensure_keys(
             settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
             lifetime=timedelta(days=settings.phone_key_rotation_days),
@@ -89,6 +94,9 @@ class Hub:
             settings = settings.model_copy(update={
                 "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
         self.bridge = Bridge(settings, self.engine, trust=trust)
+        if self.broker is not None:
+            self.bridge.broker_refusals = lambda: dict(self.broker.refusals) if self.broker \
+                else {}
         bridge = self.bridge
         rules = CachedRules(self.engine, ttl=2.0)
         self.automations = AutomationRunner(
