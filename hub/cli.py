@@ -116,6 +116,45 @@ def up(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def status(
+    api: Annotated[str | None, typer.Option(
+        help="The hub's REST API, e.g. http://127.0.0.1:8000 (default: HUB_HTTP_HOST and "
+             "HUB_HTTP_PORT)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the health document as JSON")]
+    = False,
+) -> None:
+    """Is the hub deciding taps? Exit 0 if so, 1 if not, 2 if it cannot be reached."""
+    import httpx
+
+    if api is None:
+        settings = _settings()
+        api = f"http://{settings.http_host}:{settings.http_port}"
+    url = f"{api.rstrip('/')}/api/v1/health"
+    try:
+        response = httpx.get(url, timeout=5)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        console.print(f"[red]no answer from {escape(url)}:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        console.print_json(data=body)
+    else:
+        ok = response.status_code == 200 and body.get("status") == "ok"
+        verdict = "[bold green]deciding taps" if ok else "[bold red]NOT deciding taps"
+        console.print(f"{verdict}[/]  ({response.status_code})")
+        table = Table(show_header=False, box=None)
+        for key in ("mqtt", "mqtt_connected", "database", "worker_alive", "worker_deaths",
+                    "queue_depth", "oldest_waiting_ms", "last_decision_ms_ago",
+                    "tap_deadline_ms", "dead_letters"):
+            if key in body:
+                table.add_row(key, escape(str(body[key])))
+        console.print(table)
+        for problem in body.get("problems", []):
+            console.print(f"[red]- {escape(problem)}[/red]")
+    raise typer.Exit(0 if response.status_code == 200 else 1)
+
+
 provision_app = typer.Typer(help="Credentials for devices, brokers and secure bands.",
                             no_args_is_help=True)
 app.add_typer(provision_app, name="provision")

@@ -161,3 +161,13 @@ def test_intruder_scenario_says_when_the_broker_is_not_secure(demo_hub: HubProce
     done = demo_hub.sim("scenario", "intruder", "--provisioning",
                         str(demo_hub.data_dir / "missing.json"))
     assert done.returncode == 2, done.stdout + done.stderr
+
+
+def test_hub_status_says_whether_taps_are_decided(demo_hub: HubProcess) -> None:
+    done = subprocess.run([str(BIN / "hub"), "status", "--api", demo_hub.api],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "deciding taps" in done.stdout and "worker_alive" in done.stdout
+    gone = subprocess.run([str(BIN / "hub"), "status", "--api", f"http://127.0.0.1:{free_port()}"],
+                          capture_output=True, text=True, timeout=30)
+    assert gone.returncode == 2 and "no answer" in gone.stdout
