@@ -169,7 +169,7 @@ def test_retained_poison_on_status_topics_never_stops_a_restarting_hub(
                 assert running.bridge is not None
                 bridge = running.bridge
                 # Each poison is counted (not answered: status is no request), at every start.
-                wait_for(lambda: sum(bridge.snapshot()["errors"].values()) >= len(POISONS),
+                wait_for(lambda b=bridge: sum(b.snapshot()["errors"].values()) >= len(POISONS),
                          timeout=10)
                 assert bridge.snapshot()["worker_deaths"] == 0 and bridge.worker_alive
             finally:
