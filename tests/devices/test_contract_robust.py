@@ -43,14 +43,16 @@ EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 PARSE_CODES = {ErrorCode.MALFORMED_JSON, ErrorCode.SCHEMA_VIOLATION,
                ErrorCode.PAYLOAD_TOO_LARGE, ErrorCode.UNSUPPORTED_VERSION}
 TS = "2026-01-01T12:00:00+00:00"
-BAND = {"type": "wristband", "uid": "04A10000000001"}
+# No demo guest's band or key: the end-to-end fuzzer sends these to a demo hub, where a
+# valid payment with a real band would move money and a real band's taps change journeys.
+BAND = {"type": "wristband", "uid": "04FF0000000001"}
 
 # One valid message of every kind a device sends, each credential form included.
 VALID: dict[str, dict[str, Any]] = {
     "tap_wristband": {"v": 1, "kind": "tap", "event_id": "t-1", "ts": TS, "credential": BAND,
                       "direction": "in"},
     "tap_phone_key": {"v": 1, "kind": "tap", "event_id": "t-2", "ts": TS,
-                      "credential": {"type": "phone_key", "key_id": "pk-guest-01"}},
+                      "credential": {"type": "phone_key", "key_id": "pk-fuzz-01"}},
     "tap_signed_phone_key": {"v": 1, "kind": "tap", "event_id": "t-3", "ts": TS, "credential": {
         "type": "phone_key", "token": "eyJhbGciOiJFUzI1NiJ9.e30.sig",
         "challenge": "Zm9vYmFyYmF6cXV4cXV1eA", "proof": "eyJhbGciOiJFUzI1NiJ9.e30.proof"}},
@@ -67,8 +69,8 @@ VALID: dict[str, dict[str, Any]] = {
                 "items": [{"name": "Latte", "unit_amount": 350, "sku": "L1"},
                           {"name": "Cake", "unit_amount": 200, "quantity": 2}]},
     "offline_entry": {"v": 1, "kind": "offline_entry", "event_id": "o-1", "ts": TS,
-                      "credential_kind": "wristband", "credential_ref": "04A10000000001",
-                      "guest_id": "guest-01", "outcome": "allow", "reason": "ok"},
+                      "credential_kind": "wristband", "credential_ref": "04FF0000000001",
+                      "guest_id": "guest-fuzz", "outcome": "allow", "reason": "ok"},
     "status": {"v": 1, "kind": "status", "state": "online"},
 }
 
@@ -86,7 +88,7 @@ benign = st.one_of(
     st.text(max_size=20),
     st.sampled_from(["", "1", "tap", "status", "online", "offline", "in", "out", "USD",
                      "2026-01-01T00:00:00", "2026-01-01T00:00:00Z", "9999-12-31T23:59:59+23:59",
-                     "04A10000000001", "wristband", "phone_key", "wristband_sun", "x" * 200]),
+                     "04FF0000000001", "wristband", "phone_key", "wristband_sun", "x" * 200]),
 )
 nasty = st.one_of(
     st.integers(), st.floats(), any_text, surrogates,
