@@ -33,7 +33,7 @@ from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import IDENTIFIER_REJECTED, NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
-from amqtt.session import Session
+from amqtt.session import OUTGOING, Session
 
 from hub.broker_auth import BrokerAuth, allowed, password_ok
 
@@ -234,11 +234,66 @@ class _Broker(Broker):
 
 
 class _Handler(BrokerProtocolHandler):
-    """amqtt's broker side of one connection, which tells when the broker is done with it."""
+    """amqtt's broker side of one connection, minus the loss of unacknowledged QoS 1 messages.
+
+    amqtt sends a subscriber each message at once (no limit in flight), waits 5 s for its
+    PUBACK, then forgets it ("Timeout waiting for PUBACK"); a connection that ends forgets
+    every message still waiting for one. The bridge acknowledges a message only once its
+    decision is committed: under load a third were lost, and a restarted bridge never got
+    the ones it had not committed. Here a QoS 1 message leaves the session's
+    ``inflight_out`` only when its PUBACK comes, however late. Nothing is sent twice while
+    the connection lives (MQTT 3.1.1 and 5 resend only on reconnection); amqtt's
+    ``_retry_deliveries`` sends what is left, DUP, when the session connects again
+    [MQTT-4.4.0-1]. A clean session's leftovers go with the session.
+
+    The PUBACK is awaited by a callback, so a publish returns once the PUBLISH is written:
+    amqtt awaits its publishes while it holds up a subscription (retained messages) or a
+    reconnection (queued messages, and its retries, which it cancels after 10 s).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._stopped = False
         self.ended = asyncio.Event()  # set by _Broker._handle_client_session
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        session = self.session
+        if app_message.direction != OUTGOING or session is None:
+            await super()._handle_qos1_message_flow(app_message)  # from the client: amqtt's
+            return
+        packet_id = app_message.packet_id
+        if packet_id is None or app_message.puback_packet is not None:
+            raise AMQTTError(f"QoS 1 message {packet_id!r}: no packet id, or acknowledged")
+        session.inflight_out.setdefault(packet_id, app_message)
+        if self._stopped:
+            return  # the connection is gone: the session's next one sends it
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(lambda done: self._acknowledged(session, app_message, done))
+        # Waiting before the PUBLISH is written: its PUBACK may be read while the write drains.
+        self._puback_waiters[packet_id] = waiter
+        packet = app_message.build_publish_packet(dup=app_message.publish_packet is not None)
+        app_message.publish_packet = packet  # from now on it goes again as a DUP
+        await self._send_packet(packet)
+
+    def _acknowledged(self, session: Session, message: Any, waiter: asyncio.Future[Any]) -> None:
+        if self._puback_waiters.get(message.packet_id) is waiter:
+            del self._puback_waiters[message.packet_id]
+        if waiter.cancelled():
+            return  # amqtt stopped this connection: the message stays in flight
+        message.puback_packet = waiter.result()
+        if session.inflight_out.get(message.packet_id) is message:
+            del session.inflight_out[message.packet_id]
+
+    async def stop(self) -> None:
+        self._stopped = True
+        await super().stop()
+
+    async def wait_disconnect(self) -> Any:
+        # amqtt makes the future this awaits in start(): a connection stopped before that
+        # (taken over at once) would leave its message loop waiting forever.
+        if self._stopped:
+            return None
+        return await super().wait_disconnect()
 
 
 class _Writer(StreamWriterAdapter):
