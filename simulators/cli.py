@@ -29,6 +29,15 @@ from devices.client import DeviceClient, HubError, NoReply, credential_from_text
 from devices.contract import LineItem, PaymentRequest, utcnow
 from devices.topics import valid_id
 from simulators.appliances import Note, Room, Watch
+from simulators.bench import (
+    BenchOptions,
+    brokers_for,
+    mix_named,
+    parse_rates,
+    render,
+    run_bench,
+    write_json,
+)
 from simulators.live import (
     MAX_BPM,
     MIN_BPM,
@@ -352,6 +361,74 @@ def load(
     else:
         render_report(report, out)
     raise typer.Exit(1 if report.errors else 0)
+
+
+class BenchBrokers(StrEnum):
+    EMBEDDED = "embedded"
+    MOSQUITTO = "mosquitto"
+    BOTH = "both"
+
+
+class BenchMix(StrEnum):
+    REALISTIC = "realistic"
+    LOCKS = "locks"
+
+
+@app.command(epilog="It starts (and stops) the hub, the echo and, for Mosquitto, the broker "
+                     "itself: the global --api and --broker are not used. Exit 0 when it ran, 1 "
+                     "when a process it started died under the load, 2 when something could "
+                     "not be started.")
+def bench(
+    ctx: typer.Context,
+    broker_kind: Annotated[BenchBrokers, typer.Option(
+        help="The hub's embedded broker, a Mosquitto the bench starts, or both in turn.")
+    ] = BenchBrokers.BOTH,
+    devices: Annotated[int, typer.Option(
+        min=1, max=500, help="Device connections (one client each), for the echo and the hub.")
+    ] = 50,
+    mix: Annotated[BenchMix, typer.Option(
+        help="realistic: park gates in and out, rides, room doors, payments, unknown and lost "
+             "bands; locks: guests at their own room locks only.")] = BenchMix.REALISTIC,
+    rates: Annotated[str, typer.Option(
+        help="Open-loop rates to run, messages/s, comma-separated.")] = "200,500,1000,2000",
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds of sending per rate.")] = 5.0,
+    sequential: Annotated[int, typer.Option(
+        min=0, help="Round trips one at a time (0: skip).")] = 200,
+    burst: Annotated[int, typer.Option(
+        min=0, help="Messages published at once (0: skip).")] = 5000,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds after which a message without a reply counts as lost.")] = 10.0,
+    burst_timeout: Annotated[float, typer.Option(
+        min=0.1, help="The same for the burst.")] = 120.0,
+    search_steps: Annotated[int, typer.Option(
+        min=0, help="Extra runs bisecting between the last rate without errors and the "
+                    "first with.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seeds the traffic mix.")] = 1,
+    json_out: Annotated[Path, typer.Option(help="Where to write every figure as JSON.")] = Path(
+        "bench-results.json"),
+    mosquitto: Annotated[str | None, typer.Option(
+        show_default=False, help="The mosquitto binary (default: on PATH, or /usr/sbin).")
+    ] = None,
+) -> None:
+    """Measure the hub against a bare MQTT echo on the same broker, under the same load."""
+    settings: Settings = ctx.obj
+    try:
+        rate_list = parse_rates(rates)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rates") from None
+    options = BenchOptions(
+        brokers=brokers_for(broker_kind.value), devices=devices, mix=mix_named(mix.value),
+        rates=rate_list, seconds=seconds, sequential=sequential, burst=burst, timeout=timeout,
+        burst_timeout=burst_timeout, search_steps=search_steps, seed=seed,
+        venue=settings.venue, user=settings.user, password=settings.password,
+        mosquitto=mosquitto,
+    )
+    report, code = run_bench(options, err)
+    report["json_out"] = str(json_out.resolve())
+    write_json(report, json_out)
+    render(report, out)
+    out.print(f"figures in {escape(str(json_out))}", highlight=False)
+    raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------ smart rooms and watches
