@@ -49,6 +49,7 @@ from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.presented import Trust
+from hub.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class Bridge:
         self.broker_refusals: Callable[[], dict[str, int]] | None = None
         # Called before each message is decided: tests use it to hold the hub up.
         self.before_decide: Callable[[], None] | None = None
+        # Devices, venues, guests, credentials, entitlements: cached, never stale.
+        self.registry = Registry()
         self.counters: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
@@ -392,7 +395,7 @@ class Bridge:
                 return handle_message(session, item.topic, item.payload, now,
                                       limits=self.limits, received_at=item.received_at,
                                       trust=self.trust, command_ttl=self.command_ttl,
-                                      deadline=self.deadline)
+                                      deadline=self.deadline, registry=self.registry)
         except Exception as exc:
             if _transient(exc):
                 raise

@@ -30,6 +30,7 @@ from hub.models import (
     Zone,
 )
 from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_phone_key
+from hub.registry import Registry
 
 T = TypeVar("T", bound=SQLModel)
 AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
@@ -155,21 +156,28 @@ def present(session: Session, *, credential: AnyCredential, trust: Trust, venue_
 
 
 def authenticate(session: Session, *, presented: Presented, venue_id: str, device_id: str,
-                 now: datetime) -> tuple[Credential | None, str | None]:
-    """The credential a tap presented, and why it must not be trusted (or None)."""
+                 now: datetime, registry: Registry | None = None,
+                 ) -> tuple[Credential | None, str | None]:
+    """The credential a tap presented, and why it must not be trusted (or None).
+
+    With ``registry``, the credential and venue are read through that cache (detached
+    copies: for deciding, not for changing).
+    """
     credential = None
     if presented.credential_id is not None:
-        credential = session.get(Credential, presented.credential_id)
+        credential = registry.get(session, Credential, presented.credential_id) if registry \
+            else session.get(Credential, presented.credential_id)
         if credential is not None and credential.key_jti != presented.identifier:
             credential = None  # a key this credential no longer carries
     elif not presented.forged:
-        credential = find_credential(session, kind=presented.kind,
-                                     identifier=presented.identifier)
+        credential = registry.credential(session, kind=presented.kind,
+                                         identifier=presented.identifier) if registry \
+            else find_credential(session, kind=presented.kind, identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(
         session, credential_id=credential.id, counter=presented.counter))
     fresh = presented.challenge is None or use_challenge(
         session, device_id=device_id, challenge=presented.challenge, now=now)
-    venue = session.get(Venue, venue_id)
+    venue = registry.get(session, Venue, venue_id) if registry else session.get(Venue, venue_id)
     return credential, problem_of(presented, credential, counter_advanced=advanced,
                                   allow_plain_uid=venue.allow_plain_uid if venue else False,
                                   fresh_challenge=fresh)
@@ -184,6 +192,16 @@ def venue_timezone(session: Session, *, venue_id: str) -> str:
     """The IANA time zone staff schedules of this venue are written in."""
     venue = session.get(Venue, venue_id)
     return venue.timezone if venue else "UTC"
+
+
+def insert_ignoring_duplicates(session: Session, table: type[SQLModel], **values: Any) -> None:
+    """INSERT a row unless its key exists: one statement, no savepoint, on either engine."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        session.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
 
 
 def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
@@ -203,14 +221,11 @@ def apply_effect(
     if effect is Effect.NONE:
         return True
     entering = effect is Effect.ENTER
-    if session.get(Presence, (guest_id, zone_id)) is None:
-        try:
-            with session.begin_nested():
-                session.add(Presence(guest_id=guest_id, zone_id=zone_id, inside=False,
-                                     updated_at=now))
-                session.flush()
-        except sa.exc.IntegrityError:
-            pass  # another worker created it; the conditional update below decides.
+    if session.identity_key(Presence, (guest_id, zone_id)) not in session.identity_map:
+        # Not read by is_inside, so not there a moment ago: create it, unless another
+        # worker just did (the conditional update below decides either way).
+        insert_ignoring_duplicates(session, Presence, guest_id=guest_id, zone_id=zone_id,
+                                   inside=False, updated_at=now)
     moved = session.execute(
         sa.update(Presence)
         .where(col(Presence.guest_id) == guest_id, col(Presence.zone_id) == zone_id,
@@ -235,6 +250,15 @@ def apply_effect(
         .execution_options(synchronize_session=False)
     )
     return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def insert_event(session: Session, *, row: Event) -> Event:
+    """Record a tap's decision with one INSERT, outside the unit of work (every tap pays
+    for this line, and the ORM's flush costs more than the statement). Sets ``row.id``;
+    the row stays detached. IntegrityError when the event id is taken."""
+    result = session.execute(sa.insert(Event).values(**row.model_dump(exclude={"id"})))
+    row.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    return row
 
 
 def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from hub import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from hub import registry  # every process bumps the registry's version on changes to it
 
 
 def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
@@ -51,6 +52,9 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
 def init_db(engine: Engine) -> None:
     """Create the tables that do not exist yet."""
     SQLModel.metadata.create_all(engine)
+    with Session(engine) as session:
+        registry.ensure_version_row(session)
+        session.commit()
 
 
 @contextmanager

@@ -38,9 +38,20 @@ from hub.cashier import handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
 from hub.entry import EntryContext, decide_entry
-from hub.models import Credential, Device, Direction, Event, Guest, Telemetry, Zone
+from hub.models import (
+    Credential,
+    Device,
+    Direction,
+    Entitlement,
+    Event,
+    Guest,
+    Telemetry,
+    Venue,
+    Zone,
+)
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
+from hub.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +107,14 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
                    received_at: datetime | None = None,
                    trust: Trust = NO_TRUST,
                    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
-                   deadline: Deadline = NEVER) -> Outcome:
+                   deadline: Deadline = NEVER,
+                   registry: Registry | None = None) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
     A tap or payment past ``deadline`` (counted from ``received_at``, when the broker
-    handed it over) is answered ``too_late`` and moves nothing.
+    handed it over) is answered ``too_late`` and moves nothing. With ``registry``, taps read
+    devices, venues, guests, credentials and entitlements through that cache.
     """
     try:
         where = parse_topic(topic)
@@ -118,8 +131,10 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     except ContractError as exc:
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
+        if registry is not None:
+            registry.sync(session)
         return _handle_tap(session, topic, where.venue, where.device, event, now,
-                           received_at or now, trust, deadline)
+                           received_at or now, trust, deadline, registry)
     if isinstance(event, OfflineEntry):
         return _handle_offline_entry(session, topic, where.venue, where.device, event, now)
     if isinstance(event, PaymentRequest):
@@ -234,13 +249,22 @@ def tap_device_id(device: Device | None) -> str:
 
 
 def _load_context(session: Session, venue: str, device: Device | None, tap: TapEvent,
-                  presented: Presented, now: datetime) -> EntryContext:
+                  presented: Presented, now: datetime,
+                  registry: Registry | None) -> EntryContext:
     """Read everything the entry decision depends on, inside the tap's transaction."""
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
-                                            device_id=tap_device_id(device), now=now)
-    guest = session.get(Guest, credential.guest_id) if credential else None
+                                            device_id=tap_device_id(device), now=now,
+                                            registry=registry)
+    guest = None
+    if credential is not None:
+        guest = registry.get(session, Guest, credential.guest_id) if registry \
+            else session.get(Guest, credential.guest_id)
+    # Never cached: its occupancy is state.
     zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
-    entitlements = tuple(crud.entitlements_of(session, guest_id=guest.id)) if guest else ()
+    entitlements: tuple[Entitlement, ...] = ()
+    if guest is not None:
+        entitlements = registry.entitlements(session, guest_id=guest.id) if registry \
+            else tuple(crud.entitlements_of(session, guest_id=guest.id))
     scheduled = any(e.schedule for e in entitlements)  # only schedules need the venue's clock
     return EntryContext(
         device=device,
@@ -251,14 +275,21 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         inside=bool(guest and zone and crud.is_inside(session, guest_id=guest.id,
                                                         zone_id=zone.id)),
         requested_direction=Direction(tap.direction) if tap.direction else None,
-        venue_timezone=crud.venue_timezone(session, venue_id=venue) if scheduled else "UTC",
+        venue_timezone=_timezone(session, venue, registry) if scheduled else "UTC",
         credential_problem=EntryReason(problem) if problem else None,
     )
 
 
+def _timezone(session: Session, venue: str, registry: Registry | None) -> str:
+    if registry is None:
+        return crud.venue_timezone(session, venue_id=venue)
+    row = registry.get(session, Venue, venue)
+    return row.timezone if row else "UTC"
+
+
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
                 now: datetime, received_at: datetime, trust: Trust,
-                deadline: Deadline) -> Outcome:
+                deadline: Deadline, registry: Registry | None) -> Outcome:
     late = deadline.too_late(now=now, handed_at=received_at, device_ts=tap.ts)
     for _attempt in range(_MAX_ATTEMPTS):
         try:
@@ -266,7 +297,7 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
                 if late:
                     return _too_late(session, topic, venue, device_id, tap, now, received_at)
                 return _try_tap(session, topic, venue, device_id, tap, now, received_at,
-                                trust)
+                                trust, registry)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -294,8 +325,7 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
         zone_id=device.zone_id if device else None, direction=tap.direction, outcome="deny",
         reason=(EntryReason.TOO_LATE if device else EntryReason.UNKNOWN_DEVICE).value,
         text="Please tap again", decided_at=now)
-    session.add(row)
-    session.flush()
+    crud.insert_event(session, row=row)
     return _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                    tap=tap)
 
@@ -305,19 +335,21 @@ class _StateChanged(Exception):
 
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-             now: datetime, received_at: datetime, trust: Trust) -> Outcome:
+             now: datetime, received_at: datetime, trust: Trust,
+             registry: Registry | None) -> Outcome:
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
     if seen is not None:
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
-    device = session.get(Device, device_id)
+    device = registry.get(session, Device, device_id) if registry \
+        else session.get(Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
     presented = crud.present(session, credential=tap.credential, trust=trust, venue_id=venue,
                              device_id=device_id, now=now)
-    ctx = _load_context(session, venue, device, tap, presented, now)
+    ctx = _load_context(session, venue, device, tap, presented, now, registry)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
     if decision.allowed and device is not None and device.zone_id and credential:
@@ -335,8 +367,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
         guest_name=decision.guest_name, decided_at=now,
     )
-    session.add(row)
-    session.flush()
+    crud.insert_event(session, row=row)
     answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                      tap=tap)
     if device is not None:  # a first decision, not a replay: worth reacting to

@@ -341,6 +341,14 @@ class Posting(SQLModel, table=True):
     amount: int
 
 
+class RegistryVersion(SQLModel, table=True):
+    """One row, bumped by every change to the registry (devices, venues, guests,
+    credentials, entitlements), so each process knows when its cache of them is stale."""
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0, sa_type=sa.BigInteger)
+
+
 class DeadLetter(SQLModel, table=True):
     """A device message the hub could not process: answered ``internal``, acknowledged and
     kept here (bytes and topic) for staff, instead of being redelivered for ever."""

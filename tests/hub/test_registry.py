@@ -1,0 +1,134 @@
+"""The registry cache never lets a decision see a stale device, credential or entitlement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from devices.contract import TapEvent, WristbandCredential, encode, utcnow
+from devices.topics import Channel, device_topic
+from hub import crud
+from hub.db import create_db_engine, init_db, session_scope
+from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.ingest import handle_message
+from hub.models import (
+    Credential,
+    CredentialKind,
+    CredentialStatus,
+    Device,
+    Entitlement,
+    RegistryVersion,
+)
+from hub.registry import Registry
+
+LOCK = "lock-101"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    init_db(eng)
+    seed_demo(eng, utcnow())
+    yield eng
+    eng.dispose()
+
+
+def guest_of_room_101(engine: Engine) -> int:
+    with Session(engine) as session:
+        ent = session.exec(select(Entitlement).where(Entitlement.kind == "room")).all()
+        guest = next(e.guest_id for e in ent if "room-101" in e.zone_ids)
+    return int(guest.split("-")[1])
+
+
+def tap(engine: Engine, registry: Registry, n: int, event_id: str, device: str = LOCK) -> str:
+    event = TapEvent(event_id=event_id, ts=utcnow(),
+                     credential=WristbandCredential(uid=wristband_uid(n)))
+    with session_scope(engine) as session:
+        outcome = handle_message(session, device_topic(VENUE_ID, device, Channel.EVENTS),
+                                 encode(event), utcnow(), registry=registry)
+    assert outcome.decision is not None, outcome
+    return outcome.decision.reason.value
+
+
+def version(engine: Engine) -> int:
+    with Session(engine) as session:
+        row = session.get(RegistryVersion, 1)
+        assert row is not None
+        return row.version
+
+
+def test_a_band_marked_lost_elsewhere_is_denied_on_the_very_next_tap(engine: Engine) -> None:
+    registry = Registry()
+    guest = guest_of_room_101(engine)
+    assert tap(engine, registry, guest, "a") == "ok"
+    assert tap(engine, registry, guest, "b") == "ok"
+    assert registry.hits > 0  # the second tap read the band from the cache
+    with session_scope(engine) as other:  # another process: the API, another worker
+        band = other.exec(select(Credential).where(
+            Credential.identifier == wristband_uid(guest))).one()
+        band.status = CredentialStatus.LOST
+    assert tap(engine, registry, guest, "c") == "credential_lost"
+
+
+def test_a_band_registered_after_a_miss_is_known_at_once(engine: Engine) -> None:
+    registry = Registry()
+    uid = "04FF00000000AA"
+    event = TapEvent(event_id="x1", ts=utcnow(), credential=WristbandCredential(uid=uid))
+    topic = device_topic(VENUE_ID, "gate-park-in-1", Channel.EVENTS)
+    with session_scope(engine) as session:
+        first = handle_message(session, topic, encode(event), utcnow(), registry=registry)
+    assert first.decision is not None and first.decision.reason == "unknown_credential"
+    with session_scope(engine) as other:
+        other.add(Credential(id="band-new", guest_id="guest-02", kind=CredentialKind.WRISTBAND,
+                             identifier=uid))
+    event = event.model_copy(update={"event_id": "x2"})
+    with session_scope(engine) as session:
+        second = handle_message(session, topic, encode(event), utcnow(), registry=registry)
+    assert second.decision is not None and second.decision.reason != "unknown_credential"
+
+
+def test_a_cancelled_entitlement_and_a_disabled_device_take_effect_at_once(
+        engine: Engine) -> None:
+    registry = Registry()
+    guest = guest_of_room_101(engine)
+    assert tap(engine, registry, guest, "e1") == "ok"
+    with session_scope(engine) as other:
+        for ent in other.exec(select(Entitlement).where(
+                Entitlement.guest_id == f"guest-{guest:02d}")).all():
+            ent.valid_until = utcnow() - timedelta(minutes=1)
+    assert tap(engine, registry, guest, "e2") in {"outside_validity", "no_entitlement"}
+    with session_scope(engine) as other:
+        device = other.get(Device, "gate-park-in-2")
+        assert device is not None
+        device.enabled = False
+    assert tap(engine, registry, 3, "e3", device="gate-park-in-2") == "device_disabled"
+
+
+def test_state_changes_do_not_empty_the_cache(engine: Engine) -> None:
+    before = version(engine)
+    with session_scope(engine) as session:
+        crud.record_device_seen(session, device_id=LOCK, now=utcnow(), online=True,
+                                battery_pct=80, firmware="2.0")
+        credential = session.exec(select(Credential)).first()
+        assert credential is not None
+        credential.pin_failures += 1  # a wrong PIN is state, not registry
+    assert version(engine) == before
+    with session_scope(engine) as session:
+        device = session.get(Device, LOCK)
+        assert device is not None
+        device.name = "Renamed lock"
+    assert version(engine) == before + 1
+
+
+def test_cached_rows_belong_to_no_session(engine: Engine) -> None:
+    registry = Registry()
+    with session_scope(engine) as session:
+        registry.sync(session)
+        device = registry.get(session, Device, LOCK)
+        assert device is not None and device not in session
+        assert registry.get(session, Device, LOCK) is device  # the same copy, from the cache
