@@ -358,6 +358,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TOPIC = "unknown_topic"
+    # The device used this event id before for another kind of message.
+    EVENT_ID_CONFLICT = "event_id_conflict"
     INTERNAL = "internal"
 
 

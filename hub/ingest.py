@@ -203,6 +203,9 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            req.event_id))
+    seen = crud.find_event(session, device_id=device_id, event_id=req.event_id)
+    if seen is not None and seen.kind != "payment":
+        return _reused(topic, seen, req.event_id)
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
                           trust=trust, late=late)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
@@ -235,6 +238,14 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
             reason=entry.reason, text="decided offline by the lock", decided_at=entry.ts))
         session.flush()
     return Outcome()
+
+
+def _reused(topic: str, seen: Event, event_id: str) -> Outcome:
+    """A device reused an event id for another kind of message: refused, never replayed
+    (the first message's decision would answer a question this one did not ask)."""
+    return refuse(topic, ContractError(
+        ErrorCode.EVENT_ID_CONFLICT,
+        f"event id {event_id!r} was used by this device for a {seen.kind} already", event_id))
 
 
 def _decision_of(event: Event) -> Decision:
@@ -313,6 +324,8 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     and automations hear nothing of it.
     """
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    if seen is not None and seen.kind != "tap":
+        return _reused(topic, seen, tap.event_id)
     if seen is not None:  # decided before (a redelivery): that answer stands
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
@@ -340,6 +353,8 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    if seen is not None and seen.kind != "tap":
+        return _reused(topic, seen, tap.event_id)
     if seen is not None:
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
