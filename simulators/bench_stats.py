@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from simulators.load import percentile
 
 TOO_LATE = "too_late"  # the hub's decision reason for a tap that waited past its deadline
+# A paced rate is kept up with when the answers came at >= 95% of it (over the span from
+# the first send to the last answer): a responder that falls ever further behind but
+# answers within the timeout has no errors, yet does not sustain the rate.
+PACE = 0.95
 ERROR_PREFIX = "error:"  # a reply on the errors topic, recorded as error:<code>
 
 
@@ -59,6 +63,7 @@ class PhaseResult:
     latency_ms: dict[str, float | None]
     all_answered_s: float | None  # first send to last reply, when every message was answered
     outcomes: dict[str, int] = field(default_factory=dict)
+    late_outcomes: dict[str, int] = field(default_factory=dict)  # what the late replies said
 
     @property
     def errors(self) -> int:
@@ -68,6 +73,16 @@ class PhaseResult:
     @property
     def zero_errors(self) -> bool:
         return self.sent > 0 and self.errors == 0
+
+    @property
+    def kept_pace(self) -> bool:
+        """Answered at (nearly) the rate sent; always, for a phase without a rate."""
+        return self.rate is None or self.answered_per_s >= PACE * self.rate
+
+    @property
+    def sustained(self) -> bool:
+        """Zero errors, and kept pace: what the search for the highest rate asks of a run."""
+        return self.zero_errors and self.kept_pace
 
 
 def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | None]:
@@ -86,7 +101,7 @@ def summarize(record: PhaseRecord) -> PhaseResult:
     """Count, classify and take percentiles of one phase."""
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
-    late = 0
+    late: Counter[str] = Counter()
     last_reply: float | None = None
     for event_id, sent_at in record.sent.items():
         reply = record.replies.get(event_id)
@@ -94,7 +109,7 @@ def summarize(record: PhaseRecord) -> PhaseResult:
             continue
         waited = reply.at - sent_at
         if waited > record.timeout:
-            late += 1
+            late[reply.reason] += 1
             continue
         latencies.append(waited * 1000)
         outcomes[reply.reason] += 1
@@ -109,7 +124,7 @@ def summarize(record: PhaseRecord) -> PhaseResult:
         sent=sent,
         answered=answered,
         lost=sent - answered,
-        late=late,
+        late=late.total(),
         too_late=outcomes[TOO_LATE],
         error_replies=sum(n for reason, n in outcomes.items() if reason.startswith(ERROR_PREFIX)),
         duplicates=record.duplicates,
@@ -120,17 +135,19 @@ def summarize(record: PhaseRecord) -> PhaseResult:
         all_answered_s=(round(last_reply - first_sent, 3)
                         if last_reply is not None and answered == sent else None),
         outcomes=dict(sorted(outcomes.items())),
+        late_outcomes=dict(sorted(late.items())),
     )
 
 
-# ------------------------------------------------------------ the highest zero-error rate
+# ------------------------------------------------------------ the highest sustained rate
 
 
 def search_bounds(paced: Sequence[PhaseResult]) -> tuple[float, float | None]:
-    """(last good, first bad) among paced runs: the lowest rate with errors, and the highest
-    rate below it without; (highest rate, None) when no rate had errors. 0 when none was good.
+    """(last good, first bad) among paced runs: the lowest rate not sustained, and the
+    highest rate below it that was; (highest rate, None) when every rate was sustained.
+    0 when none was.
     """
-    runs = sorted((r.rate, r.zero_errors) for r in paced if r.rate is not None)
+    runs = sorted((r.rate, r.sustained) for r in paced if r.rate is not None)
     first_bad = next((rate for rate, ok in runs if not ok), None)
     below = [rate for rate, ok in runs if ok and (first_bad is None or rate < first_bad)]
     return (max(below) if below else 0.0), first_bad
@@ -140,7 +157,7 @@ def bisect_rate(good: float, bad: float | None, steps: int,
                 probe: Callable[[float], bool]) -> tuple[float, float | None]:
     """Narrow [good, bad) with up to ``steps`` probes at whole rates; the new (good, bad).
 
-    ``probe(rate)`` runs the load at ``rate`` and says whether it had zero errors. Without a
+    ``probe(rate)`` runs the load at ``rate`` and says whether it was sustained. Without a
     bad rate there is nothing to narrow: the highest rate tried is a lower bound.
     """
     if bad is None:
@@ -166,8 +183,8 @@ class Figures:
     sequential: PhaseResult | None = None
     paced: list[PhaseResult] = field(default_factory=list)
     search: list[PhaseResult] = field(default_factory=list)
-    max_rate: float | None = None  # highest paced rate with zero errors (0: none)
-    first_bad_rate: float | None = None  # the lowest rate seen with errors (None: never)
+    max_rate: float | None = None  # highest paced rate sustained (0: none)
+    first_bad_rate: float | None = None  # the lowest rate seen not sustained (None: none)
     burst: PhaseResult | None = None
 
 

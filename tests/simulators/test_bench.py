@@ -68,6 +68,7 @@ def test_a_phase_counts_answers_losses_late_replies_and_errors() -> None:
     assert result.latency_ms["max"] == 500.0
     assert result.all_answered_s is None  # not all were answered
     assert result.outcomes == {"error:unknown_device": 1, "ok": 6, "too_late": 1}
+    assert result.late_outcomes == {"ok": 1}
 
 
 def test_a_phase_fully_answered_says_when_the_last_reply_came() -> None:
@@ -87,11 +88,19 @@ def test_a_phase_without_replies_has_no_percentiles() -> None:
 # ------------------------------------------------------------------ the search
 
 
-def phase(rate: float, ok: bool) -> PhaseResult:
+def phase(rate: float, ok: bool, pace: float = 1.0) -> PhaseResult:
     return PhaseResult(phase="paced", rate=rate, seconds=1.0, sent=10, answered=10 if ok else 9,
                        lost=0 if ok else 1, late=0, too_late=0, error_replies=0, duplicates=0,
-                       answered_per_s=10.0, send_rate=10.0, max_send_lag_ms=0.0,
+                       answered_per_s=rate * pace, send_rate=rate, max_send_lag_ms=0.0,
                        latency_ms={"p50": 1.0}, all_answered_s=None)
+
+
+def test_a_rate_is_sustained_with_zero_errors_at_the_pace_sent() -> None:
+    assert phase(500, True).sustained
+    assert phase(500, True, pace=0.96).sustained
+    slow = phase(500, True, pace=0.8)  # every answer in time, but ever further behind
+    assert slow.zero_errors and not slow.kept_pace and not slow.sustained
+    assert not phase(500, False).sustained
 
 
 @pytest.mark.parametrize(("runs", "bounds"), [
@@ -275,7 +284,7 @@ def test_bench_measures_echo_and_hub_and_leaves_nothing_running(kind: str,
         for ran in phases:
             assert ran["sent"] > 0 and ran["answered"] + ran["lost"] == ran["sent"], ran
         assert figures["burst"]["sent"] == figures["burst"]["answered"] == 200, figures["burst"]
-    assert section["ratios"]["throughput"] is not None
+    assert {"throughput", "sequential_p50", "p50_by_rate"} <= set(section["ratios"])
     # Everything it started is stopped: the processes, their ports, their data.
     assert {p["what"] for p in section["processes"]} >= {"hub", "echo"} | (
         {"mosquitto"} if kind == "mosquitto" else set())
