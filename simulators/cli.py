@@ -423,7 +423,10 @@ def bench(
         venue=settings.venue, user=settings.user, password=settings.password,
         mosquitto=mosquitto,
     )
-    report, code = run_bench(options, err)
+    # SIGTERM (``timeout``, a service manager) stops like Ctrl-C: the bench's finally blocks
+    # stop its children, which run in their own sessions and would otherwise outlive it.
+    with _sigterm_stops():
+        report, code = run_bench(options, err)
     report["json_out"] = str(json_out.resolve())
     write_json(report, json_out)
     render(report, out)
