@@ -62,14 +62,18 @@ class Fleet:
 
     def connect(self, timeout: float = 30.0) -> Fleet:
         """Connect every client and wait until each has subscribed; ConnectionError if not."""
-        for client in self._clients:
-            client.connect(self.host, self.port, keepalive=60)
-            client.loop_start()
-        deadline = time.monotonic() + timeout
-        for _ in self._clients:
-            if not self._subscribed.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise ConnectionError(f"not every bench device could subscribe at "
-                                      f"{self.host}:{self.port} in {timeout:g}s")
+        try:
+            for client in self._clients:
+                client.connect(self.host, self.port, keepalive=60)
+                client.loop_start()
+            deadline = time.monotonic() + timeout
+            for _ in self._clients:
+                if not self._subscribed.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise ConnectionError(f"not every bench device could subscribe at "
+                                          f"{self.host}:{self.port} in {timeout:g}s")
+        except BaseException:
+            self.close()  # no __exit__ follows a failed __enter__: stop the clients begun
+            raise
         return self
 
     def close(self) -> None:
