@@ -40,6 +40,8 @@ class Settings(BaseSettings):
         None, description="MQTT 5 shared-subscription group, so several hub workers split traffic"
     )
     mqtt_keepalive: int = Field(30, ge=5)
+    broker_process: bool = Field(
+        True, description="Run the embedded broker in a process of its own (both cores)")
     secure_broker: bool = Field(
         False, description="Embedded broker: per-device credentials and topic ACLs")
 

@@ -256,7 +256,8 @@ def insert_event(session: Session, *, row: Event) -> Event:
     """Record a tap's decision with one INSERT, outside the unit of work (every tap pays
     for this line, and the ORM's flush costs more than the statement). Sets ``row.id``;
     the row stays detached. IntegrityError when the event id is taken."""
-    result = session.execute(sa.insert(Event).values(**row.model_dump(exclude={"id"})))
+    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.insert(Event).values(**row.model_dump(exclude={"id"})))
     row.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     return row
 

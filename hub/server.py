@@ -21,6 +21,7 @@ from hub.automation_runner import AutomationRunner
 from hub.automation_store import CachedRules
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
+from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
@@ -50,7 +51,7 @@ class Hub:
         self.scheduler: Scheduler | None = None
         self.reader: Engine | None = None  # reads of automations, never holding up writers
         self.engine: Engine | None = None
-        self.broker: EmbeddedBroker | None = None
+        self.broker: EmbeddedBroker | BrokerProcess | None = None
         self.bridge: Bridge | None = None
         self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
@@ -72,7 +73,8 @@ class Hub:
             auth = broker_auth(self.secrets)
             # Open or not, the bridge logs in with its own password: no client that connects
             # after it can take its client id, its session or its subscriptions.
-            self.broker = EmbeddedBroker(
+            kind = BrokerProcess if settings.broker_process else EmbeddedBroker
+            self.broker = kind(
                 settings.mqtt_host, settings.mqtt_port,
                 auth=auth if settings.secure_broker else None,
                 bridge_login=None if settings.secure_broker

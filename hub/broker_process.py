@@ -1,0 +1,132 @@
+"""The embedded broker in a process of its own, so it does not share the deciding
+interpreter: amqtt spends about as much CPU on a tap (two messages in, two out) as the
+hub spends deciding it, and on two cores each side now gets one.
+
+The child runs :class:`hub.broker.EmbeddedBroker` unchanged and answers on a pipe; it
+ends when told to, and on its own when the pipe breaks (the hub died, even by SIGKILL),
+so it never outlives the hub holding the port.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+
+from hub.broker_auth import BrokerAuth
+
+log = logging.getLogger(__name__)
+
+# The refusal reasons EmbeddedBroker counts, shared with the parent in this order.
+_REASONS = ("login", "takeover")
+_COPY_EVERY = 0.2  # seconds between copies of the child's counters
+
+
+def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
+           bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
+           log_level: str) -> None:
+    """The child: run the broker until told to stop or until the parent is gone."""
+    logging.basicConfig(level=log_level.upper(), format="%(name)s: %(message)s")
+    logging.getLogger("amqtt").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    from hub.broker import EmbeddedBroker  # here: the parent never imports amqtt for this
+
+    broker = EmbeddedBroker(host, port, auth=auth, bridge_login=bridge_login)
+    try:
+        broker.start()
+    except OSError as exc:
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("ok", ""))
+    done = threading.Event()
+
+    def copy_counters() -> None:
+        while not done.wait(_COPY_EVERY):
+            refusals = broker.refusals
+            for value, reason in zip(counts, _REASONS, strict=True):
+                value.value = refusals.get(reason, 0)
+
+    threading.Thread(target=copy_counters, name="broker-counters", daemon=True).start()
+    try:
+        conn.recv()  # "stop", or EOFError when the parent is gone
+    except (EOFError, OSError):
+        pass
+    finally:
+        done.set()
+        broker.stop()
+
+
+class BrokerProcess:
+    """:class:`hub.broker.EmbeddedBroker`'s interface, served from a child process."""
+
+    def __init__(self, host: str, port: int, *, auth: BrokerAuth | None = None,
+                 bridge_login: tuple[str, str] | None = None, log_level: str = "WARNING") -> None:
+        self.host, self.port = host, port
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self._conn, child = ctx.Pipe()
+        self._counts: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in _REASONS]
+        self._process = ctx.Process(
+            target=_serve, name="hub-broker",
+            args=(child, host, port, auth, bridge_login, self._counts, log_level),
+            daemon=True)
+        self._child_end = child
+        self._stopped = False
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the child and wait until it listens; OSError when it cannot."""
+        self._process.start()
+        self._child_end.close()  # only the child holds it now: its exit breaks the pipe
+        if not self._conn.poll(timeout):
+            self.stop()
+            raise OSError(f"the embedded MQTT broker did not start within {timeout:.0f}s")
+        try:
+            status, detail = self._conn.recv()
+        except EOFError:
+            status, detail = "error", f"its process ended (exit code {self._process.exitcode})"
+        if status != "ok":
+            self.stop()
+            raise OSError(detail if "cannot listen" in detail else
+                          f"the embedded MQTT broker cannot start on {self.host}:{self.port}: "
+                          f"{detail}")
+        log.info("embedded MQTT broker on mqtt://%s:%d (process %s)", self.host, self.port,
+                 self._process.pid)
+
+    @property
+    def alive(self) -> bool:
+        """Is the broker's process running?"""
+        return self._process.is_alive()
+
+    @property
+    def refusals(self) -> Counter[str]:
+        """Refused CONNECTs by reason, as last copied from the child (every 0.2 s)."""
+        return Counter({reason: value.value for reason, value in
+                        zip(_REASONS, self._counts, strict=True) if value.value})
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker and its process; calling it again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._process.pid is None:
+            return  # never started
+        try:
+            self._conn.send("stop")
+        except (OSError, ValueError):
+            pass  # gone already
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.error("embedded broker: its process did not stop within %.0fs; killing it",
+                      timeout)
+            self._process.kill()
+            self._process.join(2)
+        self._conn.close()
+        deadline = time.monotonic() + 1
+        while self._process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def __repr__(self) -> str:
+        return f"BrokerProcess({self.host}:{self.port}, pid={self._process.pid})"
