@@ -346,9 +346,10 @@ def render(report: dict[str, Any], console: Console) -> None:
             console.print(f"[bold]{kind}[/]: {section['status']}: {escape(section['note'] or '')}")
             continue
         table = Table(title=f"{kind} broker: echo vs hub", title_justify="left",
-                      caption="latency p50 / p95 / p99 ms (burst: p50 / p99 / max); ratio "
-                              "hub / echo; ✗ not sustained: an error (lost, too_late, error "
-                              "reply) or answered below 95% of the rate",
+                      caption="latency: p50 / p95 / p99 ms (burst: p50 / p99 / max); ratio: "
+                              "hub / echo (of p50 for latency, of the time for the burst); ✗ "
+                              "not sustained: lost, too_late or error replies, or answered "
+                              "below 95% of the rate",
                       caption_justify="left")
         table.add_column("phase", style="bold", no_wrap=True)
         for column in ("echo", "hub", "ratio"):
@@ -377,20 +378,22 @@ def _rows(section: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
             text += f", {r['too_late']} too_late, {r['error_replies']} err"
         return text if r["sustained"] else f"{text} ✗"
 
-    def x(value: float | None, what: str = "") -> str:
-        return "-" if value is None else f"{value:g}x{what}"
+    def x(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0f}x" if value >= 100 else f"{value:.3g}x"
 
     seq_e, seq_h = echo_f["sequential"], hub_f["sequential"]
     if seq_e or seq_h:
         n = (seq_e or seq_h)["sent"]
         yield (f"sequential x{n}", lat(seq_e), lat(seq_h),
-               x(ratio["sequential_p50"], " p50"))
+               x(ratio["sequential_p50"]))
     echo_by_rate = {r["rate"]: r for r in echo_f["paced"]}
     for h in hub_f["paced"]:
         e = echo_by_rate.get(h["rate"])
         yield f"{h['rate']:g}/s answered", got(e), got(h), ""
         yield (f"{h['rate']:g}/s latency", lat(e), lat(h),
-               x(ratio["p50_by_rate"].get(f"{h['rate']:g}"), " p50"))
+               x(ratio["p50_by_rate"].get(f"{h['rate']:g}")))
 
     def probes(fig: dict[str, Any]) -> str:
         return ", ".join(f"{r['rate']:g} {'ok' if r['sustained'] else 'no'}"
@@ -417,9 +420,10 @@ def _rows(section: dict[str, Any]) -> Iterator[tuple[str, str, str, str]]:
             if r is None:
                 return "-"
             took = "-" if r["all_answered_s"] is None else f"{r['all_answered_s']:.2f} s"
-            return f"{r['answered']} ok, {r['lost']} lost, all in {took}"
+            return f"{r['answered']} ok, {r['lost']} lost, {took}"
 
-        yield f"burst {n}", all_in(b_e), all_in(b_h), x(ratio["burst_all_answered"], " time")
+        yield (f"burst {n}: answered, time", all_in(b_e), all_in(b_h),
+               x(ratio["burst_all_answered"]))
         yield (f"burst {n} latency", lat(b_e, ("p50", "p99", "max")),
                lat(b_h, ("p50", "p99", "max")), "")
         if b_h and (b_h["too_late"] or b_h["error_replies"]):
