@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from pydantic_core import to_jsonable_python
@@ -34,6 +34,11 @@ from hub.registry import Registry
 
 T = TypeVar("T", bound=SQLModel)
 AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
+
+
+def _table(model: type[SQLModel]) -> sa.Table:
+    """A model's table, for the few hot statements that skip the ORM's machinery."""
+    return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
 
 class NotFound(LookupError):
@@ -204,14 +209,32 @@ def insert_ignoring_duplicates(session: Session, table: type[SQLModel], **values
         session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
 
 
+def presence(session: Session, *, guest_id: str, zone_id: str) -> bool | None:
+    """Whether the guest's last accepted tap put them inside the zone; None: never tapped
+    there (no row yet)."""
+    table = _table(Presence)
+    row = session.connection().execute(
+        sa.select(table.c.inside).where(table.c.guest_id == guest_id,
+                                        table.c.zone_id == zone_id)).first()
+    return None if row is None else bool(row[0])
+
+
 def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
     """Whether the guest's last accepted tap put them inside the zone."""
-    row = session.get(Presence, (guest_id, zone_id))
-    return bool(row and row.inside)
+    return bool(presence(session, guest_id=guest_id, zone_id=zone_id))
+
+
+def occupancy_of(session: Session, *, zone_id: str) -> int:
+    """How many are inside a zone now (state: never cached)."""
+    table = _table(Zone)
+    found = session.connection().execute(
+        sa.select(table.c.occupancy).where(table.c.id == zone_id)).first()
+    return int(found[0]) if found is not None else 0
 
 
 def apply_effect(
-    session: Session, *, guest_id: str, zone_id: str, effect: Effect, now: datetime
+    session: Session, *, guest_id: str, zone_id: str, effect: Effect, now: datetime,
+    presence_row: bool = False,
 ) -> bool:
     """Move a guest in or out of a zone; False when the state changed since it was read.
 
@@ -221,8 +244,8 @@ def apply_effect(
     if effect is Effect.NONE:
         return True
     entering = effect is Effect.ENTER
-    if session.identity_key(Presence, (guest_id, zone_id)) not in session.identity_map:
-        # Not read by is_inside, so not there a moment ago: create it, unless another
+    if not presence_row:
+        # Not there a moment ago (``presence`` said None): create it, unless another
         # worker just did (the conditional update below decides either way).
         insert_ignoring_duplicates(session, Presence, guest_id=guest_id, zone_id=zone_id,
                                    inside=False, updated_at=now)
@@ -256,16 +279,23 @@ def insert_event(session: Session, *, row: Event) -> Event:
     """Record a tap's decision with one INSERT, outside the unit of work (every tap pays
     for this line, and the ORM's flush costs more than the statement). Sets ``row.id``;
     the row stays detached. IntegrityError when the event id is taken."""
-    result: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        sa.insert(Event).values(**row.model_dump(exclude={"id"})))
+    # The table, not the entity: the ORM's bulk-insert path costs more than the INSERT.
+    result = session.connection().execute(sa.insert(_table(Event)),
+                                          row.model_dump(exclude={"id"}))
     row.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     return row
 
 
 def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:
     """A tap already recorded under this (device, event id): the idempotency key."""
-    stmt = select(Event).where(Event.device_id == device_id, Event.event_id == event_id)
-    return session.exec(stmt).first()
+    # Nearly every event is new: ask for its id alone first, without the ORM's machinery.
+    table = _table(Event)
+    found = session.connection().execute(
+        sa.select(table.c.id).where(table.c.device_id == device_id,
+                                    table.c.event_id == event_id)).first()
+    if found is None:
+        return None
+    return session.get(Event, found[0])
 
 
 def record_device_seen(

@@ -261,8 +261,9 @@ def tap_device_id(device: Device | None) -> str:
 
 def _load_context(session: Session, venue: str, device: Device | None, tap: TapEvent,
                   presented: Presented, now: datetime,
-                  registry: Registry | None) -> EntryContext:
-    """Read everything the entry decision depends on, inside the tap's transaction."""
+                  registry: Registry | None) -> tuple[EntryContext, bool]:
+    """Read everything the entry decision depends on, inside the tap's transaction; and
+    whether the guest's presence row for the zone exists yet."""
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
                                             device_id=tap_device_id(device), now=now,
                                             registry=registry)
@@ -270,25 +271,34 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
     if credential is not None:
         guest = registry.get(session, Guest, credential.guest_id) if registry \
             else session.get(Guest, credential.guest_id)
-    # Never cached: its occupancy is state.
-    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
+    zone = None
+    if device is not None and device.zone_id:
+        if registry is None:
+            zone = session.get(Zone, device.zone_id)
+        elif (cached := registry.get(session, Zone, device.zone_id)) is not None:
+            # Its settings from the cache; its occupancy, which is state, read now.
+            zone = cached if cached.capacity is None else Zone.model_validate(
+                {**cached.model_dump(), "occupancy": crud.occupancy_of(session,
+                                                                       zone_id=cached.id)})
     entitlements: tuple[Entitlement, ...] = ()
     if guest is not None:
         entitlements = registry.entitlements(session, guest_id=guest.id) if registry \
             else tuple(crud.entitlements_of(session, guest_id=guest.id))
+    inside = crud.presence(session, guest_id=guest.id, zone_id=zone.id) if guest and zone \
+        else None
     scheduled = any(e.schedule for e in entitlements)  # only schedules need the venue's clock
-    return EntryContext(
+    context = EntryContext(
         device=device,
         credential=credential,
         guest=guest,
         zone=zone,
         entitlements=entitlements,
-        inside=bool(guest and zone and crud.is_inside(session, guest_id=guest.id,
-                                                        zone_id=zone.id)),
+        inside=bool(inside),
         requested_direction=Direction(tap.direction) if tap.direction else None,
         venue_timezone=_timezone(session, venue, registry) if scheduled else "UTC",
         credential_problem=EntryReason(problem) if problem else None,
     )
+    return context, inside is not None
 
 
 def _timezone(session: Session, venue: str, registry: Registry | None) -> str:
@@ -306,7 +316,8 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
         try:
             with session.begin_nested():
                 if late:
-                    return _too_late(session, topic, venue, device_id, tap, now, received_at)
+                    return _too_late(session, topic, venue, device_id, tap, now, received_at,
+                                     registry)
                 return _try_tap(session, topic, venue, device_id, tap, now, received_at,
                                 trust, registry)
         except _StateChanged:
@@ -317,7 +328,7 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
 
 
 def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-              now: datetime, received_at: datetime) -> Outcome:
+              now: datetime, received_at: datetime, registry: Registry | None) -> Outcome:
     """Answer a tap that waited past its deadline: recorded, and nothing else moves.
 
     The credential is not even authenticated (a band's tag counter stays where it was),
@@ -329,7 +340,8 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     if seen is not None:  # decided before (a redelivery): that answer stands
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
-    device = session.get(Device, device_id)
+    device = registry.get(session, Device, device_id) if registry \
+        else session.get(Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None
     row = Event(
@@ -364,11 +376,12 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         device = None  # a device id under another venue's topic is not this device
     presented = crud.present(session, credential=tap.credential, trust=trust, venue_id=venue,
                              device_id=device_id, now=now)
-    ctx = _load_context(session, venue, device, tap, presented, now, registry)
+    ctx, presence_row = _load_context(session, venue, device, tap, presented, now, registry)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
     if decision.allowed and device is not None and device.zone_id and credential:
         if not crud.apply_effect(session, guest_id=credential.guest_id,
+                                 presence_row=presence_row,
                                  zone_id=device.zone_id, effect=decision.effect, now=now):
             raise _StateChanged
     row = Event(

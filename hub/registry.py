@@ -30,6 +30,7 @@ from hub.models import (
     Guest,
     RegistryVersion,
     Venue,
+    Zone,
 )
 
 T = TypeVar("T", bound=SQLModel)
@@ -40,6 +41,7 @@ _STATE_COLUMNS: dict[type[SQLModel], frozenset[str]] = {
     Device: frozenset({"online", "last_seen", "battery_pct", "firmware"}),
     Credential: frozenset({"sun_counter", "pin_failures"}),
     Venue: frozenset(),
+    Zone: frozenset({"occupancy"}),
     Guest: frozenset(),
     Entitlement: frozenset(),
 }
@@ -93,11 +95,22 @@ class Registry:
     def __init__(self) -> None:
         self._version: int | None = None
         self._rows: dict[Hashable, Any] = {}
+        self._synced_in: object | None = None
         self.hits = 0
         self.misses = 0
 
     def sync(self, session: Session) -> None:
-        """Read the registry's version; forget everything when it moved."""
+        """Read the registry's version; forget everything when it moved.
+
+        On SQLite once per transaction: the hub's write transactions hold the database's
+        only write lock (BEGIN IMMEDIATE), so no change can commit until this one ends.
+        Elsewhere (PostgreSQL, read committed) before every decision.
+        """
+        transaction = session.get_transaction()
+        if transaction is not None and transaction is self._synced_in \
+                and session.get_bind().dialect.name == "sqlite":
+            return
+        self._synced_in = transaction
         version = session.exec(select(RegistryVersion.version)
                                .where(col(RegistryVersion.id) == 1)).first()
         if version is None or version != self._version or len(self._rows) > MAX_ENTRIES:
