@@ -98,6 +98,11 @@ def up(
         "--secure-broker", help="Embedded broker: per-device passwords and topic ACLs; with "
         "--demo the devices' credentials go to <data-dir>/demo-provisioning.json "
         "[env HUB_SECURE_BROKER]")] = None,
+    scale_guests: Annotated[int, typer.Option(
+        min=0, max=10_000_000, help="With --demo: this many more guests, each with a band, a "
+        "phone key and a park ticket (for scale measurements)")] = 0,
+    scale_devices: Annotated[int, typer.Option(
+        min=0, max=1_000_000, help="With --demo: this many more park gates")] = 0,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
     from hub.server import run
@@ -110,7 +115,10 @@ def up(
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)
     try:
-        run(settings, demo=demo, announce=_banner)
+        if (scale_guests or scale_devices) and not demo:
+            console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
+            raise typer.Exit(2)
+        run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner)
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None

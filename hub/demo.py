@@ -205,3 +205,64 @@ def _ensure(session: Session, row: SQLModel) -> int:
         if set(row.zone_ids) - set(existing.zone_ids):  # a demo seeded before the rides
             existing.zone_ids = list(row.zone_ids)
     return 0
+
+
+# Scale: extra guests (numbered after the demo's 20) with a band, a phone key and a park
+# ticket each, and extra park gates, written with bulk INSERTs (a million ORM objects
+# would take minutes). Idempotent like the rest: what exists is skipped.
+SCALE_FIRST_GUEST = 1001
+_CHUNK = 5_000
+
+
+def scale_gate_id(n: int) -> str:
+    """The device id of extra park gate number ``n`` (odd: in, even: out)."""
+    return f"scale-gate-{n:05d}"
+
+
+def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> dict[str, int]:
+    """Add ``guests`` ticketed guests (two credentials each) and ``devices`` park gates."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tables: dict[type[SQLModel], sa.Table] = {
+        m: m.__table__ for m in (Guest, Credential, Entitlement, Device)}  # type: ignore[union-attr]
+    added = {"guests": 0, "credentials": 0, "devices": 0}
+    with session_scope(engine) as session:
+        conn = session.connection()
+        have = {row[0] for row in conn.execute(
+            sa.select(tables[Guest].c.id).where(tables[Guest].c.id.like("guest-s%")))}
+        numbers = [n for n in range(SCALE_FIRST_GUEST, SCALE_FIRST_GUEST + guests)
+                   if f"guest-s{n}" not in have]
+        for start in range(0, len(numbers), _CHUNK):
+            chunk = numbers[start:start + _CHUNK]
+            conn.execute(sa.insert(tables[Guest]), [
+                {"id": f"guest-s{n}", "name": f"Guest {n}", "display_name": f"Guest {n}",
+                 "email": None, "created_at": now} for n in chunk])
+            conn.execute(sa.insert(tables[Credential]), [
+                row for n in chunk for row in (
+                    {"id": f"band-s{n}", "guest_id": f"guest-s{n}",
+                     "kind": CredentialKind.WRISTBAND, "identifier": wristband_uid(n),
+                     "label": "wristband", "status": "active", "pin_failures": 0,
+                     "sun": False, "created_at": now, "status_changed_at": now},
+                    {"id": f"phone-s{n}", "guest_id": f"guest-s{n}",
+                     "kind": CredentialKind.PHONE_KEY, "identifier": f"pk-s{n}",
+                     "label": "phone", "status": "active", "pin_failures": 0, "sun": False,
+                     "created_at": now, "status_changed_at": now})])
+            conn.execute(sa.insert(tables[Entitlement]), [
+                {"id": f"ticket-s{n}", "guest_id": f"guest-s{n}",
+                 "kind": EntitlementKind.TICKET, "zone_ids": ["park"], "valid_from": day,
+                 "valid_until": day + timedelta(days=30), "status": "active",
+                 "created_at": now} for n in chunk])
+        added["guests"], added["credentials"] = len(numbers), 2 * len(numbers)
+        have_dev = {row[0] for row in conn.execute(
+            sa.select(tables[Device].c.id).where(tables[Device].c.id.like("scale-gate-%")))}
+        gates = [n for n in range(1, devices + 1) if scale_gate_id(n) not in have_dev]
+        if gates:
+            conn.execute(sa.insert(tables[Device]), [
+                {"id": scale_gate_id(n), "venue_id": VENUE_ID, "kind": DeviceKind.GATE,
+                 "name": f"scale gate {n}", "zone_id": "park", "enabled": True,
+                 "direction": Direction.IN if n % 2 else Direction.OUT, "online": False}
+                for n in gates])
+        added["devices"] = len(gates)
+        if numbers or gates:
+            from hub.registry import bump
+            bump(session)  # bulk INSERTs bypass the ORM's flush, and so its bump
+    return added

@@ -24,7 +24,7 @@ from hub.broker import EmbeddedBroker
 from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import seed_demo
+from hub.demo import seed_demo, seed_scale
 from hub.models import utcnow
 from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
@@ -40,9 +40,11 @@ log = logging.getLogger(__name__)
 class Hub:
     """One hub process: start its parts in order, stop them in reverse, losing nothing."""
 
-    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
+    def __init__(self, settings: Settings, *, demo: bool = False,
+                 scale: tuple[int, int] = (0, 0)) -> None:
         self.settings = settings
         self.demo = demo
+        self.scale = scale  # extra demo guests and park gates (hub up --scale-guests)
         self.demo_summary: dict[str, Any] | None = None
         self.secrets: HubSecrets | None = None
         self.signing_keys: list[SigningKey] = []
@@ -69,6 +71,9 @@ class Hub:
         self.reader = create_db_engine(settings.database, read_only=True)
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
+            if any(self.scale):
+                self.demo_summary["scale"] = seed_scale(
+                    self.engine, utcnow(), guests=self.scale[0], devices=self.scale[1])
         if settings.embedded_broker:
             auth = broker_auth(self.secrets)
             # Open or not, the bridge logs in with its own password: no client that connects
@@ -186,14 +191,14 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def run(settings: Settings, *, demo: bool = False,
+def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 0),
         announce: Callable[[Settings, dict[str, Any] | None], None] | None = None) -> None:
     """Run a hub in the foreground until SIGINT or SIGTERM, then stop it in order."""
     # uvicorn handles the signal, shuts HTTP down, then re-raises it to the handler it found:
     # ours turns it into a normal exit, so the finally below drains the bridge even on SIGTERM.
     signal.signal(signal.SIGINT, _exit_cleanly)
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    hub = Hub(settings, demo=demo)
+    hub = Hub(settings, demo=demo, scale=scale)
     try:
         hub.start()
         if announce is not None:
