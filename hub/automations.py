@@ -454,10 +454,14 @@ def room_welcome() -> Rule:
 
 
 def stuck_guest(threshold: int = 2) -> Rule:
-    """Two or more denied taps at one door within two minutes: someone should help."""
+    """Two denied taps at one door within two minutes: someone should help.
+
+    Once, at the denial that makes it ``threshold``: a door that keeps denying (a queue of
+    unknown bands at a gate) must not page staff at every tap, nor write a run for each.
+    """
     return Rule(
         id="stuck-guest", name="Stuck guest", purpose="service",
-        trigger="entry_denied", conditions=({"kind": "counter_at_least",
+        trigger="entry_denied", conditions=({"kind": "counter_is",
                                              "counter": "recent_denials", "value": threshold},),
         actions=(Action("alert_staff", None, None,
                         {"text": "Guest stuck at {device.id}: {event.reason}",

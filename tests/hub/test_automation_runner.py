@@ -102,7 +102,7 @@ def test_an_action_that_always_fails_is_counted(tmp_path: Path) -> None:
 def test_stuck_guest_alert_goes_to_staff(tmp_path: Path) -> None:
     sent: list[tuple[str, bytes]] = []
     facts = Facts(trigger="entry_denied", now=utcnow(), device={"id": "lock-104"},
-                  event={"reason": "wrong_zone"}, counters={"recent_denials": 3})
+                  event={"reason": "wrong_zone"}, counters={"recent_denials": 2})
     runner = runner_with(tmp_path, lambda t, p: sent.append((t, p)), facts)
     runner.submit(Occurrence("entry_denied", "demo-resort", "lock-104", None, utcnow()))
     assert runner.drain()
@@ -110,6 +110,17 @@ def test_stuck_guest_alert_goes_to_staff(tmp_path: Path) -> None:
     [(topic, payload)] = sent
     assert topic == staff_topic("demo-resort")
     assert json.loads(payload)["reason"] == "wrong_zone"
+
+
+def test_a_door_that_keeps_denying_pages_staff_once(tmp_path: Path) -> None:
+    sent: list[tuple[str, bytes]] = []
+    facts = Facts(trigger="entry_denied", now=utcnow(), device={"id": "gate-park-in-1"},
+                  event={"reason": "unknown_credential"}, counters={"recent_denials": 3})
+    runner = runner_with(tmp_path, lambda t, p: sent.append((t, p)), facts)
+    runner.submit(Occurrence("entry_denied", "demo-resort", "gate-park-in-1", None, utcnow()))
+    assert runner.drain()
+    runner.stop()
+    assert sent == []  # the second denial in the window paged them already
 
 
 # ------------------------------------------------ every action recorded as an AutomationRun
