@@ -25,7 +25,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,16 +39,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from devices.client import nodelay
-from devices.contract import ContractError, ErrorCode, event_id_of
-from devices.topics import from_devices, shared
+from devices.contract import ContractError, ErrorCode, PaymentRequest, event_id_of, parse_event
+from devices.topics import from_devices, parse_topic, shared
 from hub import crud
 from hub.automation_runner import AutomationRunner
+from hub.cashier import pin_hash_for
 from hub.config import Settings
 from hub.db import session_scope
 from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
+from hub.pin_checks import PinChecks
 from hub.presented import Trust
 from hub.registry import Registry
 
@@ -79,6 +82,7 @@ class _Inbound:
     received: float  # perf_counter, for ages
     received_at: datetime  # the hub's clock, recorded with the decision
     generation: int  # the connection it came on: a mid means nothing on another one
+    pin_checked: bool = False  # its PIN was checked ahead (see hub.pin_checks)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -93,9 +97,15 @@ class Bridge:
     """Consumes device messages from the broker and answers them."""
 
     def __init__(self, settings: Settings, engine: Engine,
-                 clock: Callable[[], datetime] = utcnow, *, trust: Trust | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, trust: Trust | None = None,
+                 reader: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        # Reads that must not take SQLite's write lock (PINs checked ahead); None: no
+        # checking ahead, PINs are checked in the decision.
+        self.reader = reader
+        self.pins = PinChecks()
+        self._pin_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-pins")
         self.clock = clock
         self.trust = trust or Trust()
         self.client_id = settings.mqtt_client_id or "venuehub-bridge"
@@ -192,6 +202,7 @@ class Bridge:
         """Stop taking messages, finish those already taken, then disconnect."""
         self.quiesce(timeout)
         self._closed.set()
+        self._pin_thread.shutdown(wait=False, cancel_futures=False)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -304,7 +315,8 @@ class Bridge:
     def _work(self) -> None:
         try:
             while self._fill():
-                self._handle(list(self._taken))
+                if self._taken:
+                    self._handle(list(self._taken))
         except BaseException as exc:
             # This thread ends here; the supervisor logs it once and starts another, which
             # begins with the messages this one had taken.
@@ -319,7 +331,7 @@ class Bridge:
             if first is None:
                 self._queue.task_done()
                 return False
-            self._taken.append(first)
+            self._take(first)
         while len(self._taken) < self.settings.bridge_batch_size:
             try:
                 item = self._queue.get_nowait()
@@ -329,8 +341,35 @@ class Bridge:
                 self._queue.task_done()
                 self._stop_after_batch = True
                 break
-            self._taken.append(item)
+            self._take(item)
         return True
+
+    def _take(self, item: _Inbound) -> None:
+        """Into the batch; a payment with a PIN first goes to have its PIN checked."""
+        if self.reader is not None and not item.pin_checked and b'"pin"' in item.payload \
+                and item.topic.endswith("/events"):
+            self._pin_thread.submit(self._check_pin_ahead, item)
+            return
+        self._taken.append(item)
+
+    def _check_pin_ahead(self, item: _Inbound) -> None:
+        """On the PIN thread: the argon2 check, then the payment back in line."""
+        try:
+            request = parse_event(item.payload)
+            where = parse_topic(item.topic)
+            if isinstance(request, PaymentRequest) and request.pin is not None \
+                    and self.reader is not None:
+                with Session(self.reader) as session:
+                    hashed = pin_hash_for(session, venue=where.venue, device_id=where.device,
+                                          req=request, trust=self.trust, now=self.clock())
+                if hashed is not None:
+                    self.pins.check_ahead(hashed, request.pin)
+        except Exception:  # only a head start: the decision checks whatever happens here
+            log.debug("no PIN check ahead for a message on %s", item.topic, exc_info=True)
+        finally:
+            # Counted as unfinished until back (put first, then done), so drain waits.
+            self._queue.put(replace(item, pin_checked=True))
+            self._queue.task_done()
 
     def _handle(self, items: list[_Inbound]) -> None:
         """Decide a batch in one transaction (as much of it as fits the time budget)."""
@@ -395,7 +434,8 @@ class Bridge:
                 return handle_message(session, item.topic, item.payload, now,
                                       limits=self.limits, received_at=item.received_at,
                                       trust=self.trust, command_ttl=self.command_ttl,
-                                      deadline=self.deadline, registry=self.registry)
+                                      deadline=self.deadline, registry=self.registry,
+                                      verify_pin=self.pins.verify)
         except Exception as exc:
             if _transient(exc):
                 raise
@@ -502,4 +542,5 @@ class Bridge:
                 "oldest_waiting_ms": None if oldest is None else round(oldest * 1000, 1),
                 "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
                 "client_id": self.client_id,
+                "pins_checked_ahead": self.pins.ahead, "pins_checked_inline": self.pins.inline,
                 **({"broker_refusals": self.broker_refusals()} if self.broker_refusals else {})}

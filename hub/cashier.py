@@ -6,6 +6,7 @@ Each function runs inside the caller's transaction and returns what to publish
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -112,7 +113,8 @@ def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Ac
 
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                    now: datetime, limits: PaymentLimits, trust: Trust,
-                   late: bool = False) -> Published:
+                   late: bool = False,
+                   verify_pin: Callable[[str, str], bool] = verify_secret) -> Published:
     """Decide a tap-to-pay and move the money, exactly once per idempotency key.
 
     A ``late`` request (past the hub's deadline, the terminal has shown "failed") that
@@ -122,7 +124,8 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
-                return _try_payment(session, venue, device, req, now, limits, trust, late)
+                return _try_payment(session, venue, device, req, now, limits, trust, late,
+                                    verify_pin)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
@@ -156,7 +159,8 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
 
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
-                 now: datetime, limits: PaymentLimits, trust: Trust, late: bool) -> Published:
+                 now: datetime, limits: PaymentLimits, trust: Trust, late: bool,
+                 verify_pin: Callable[[str, str], bool]) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
@@ -208,7 +212,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     verdict: Verdict = decide_payment(PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent,
-        limits=limits, verify_pin=verify_secret,
+        limits=limits, verify_pin=verify_pin,
         credential_problem=PaymentReason(problem) if problem else None))
 
     txn = LedgerTransaction(
@@ -269,6 +273,21 @@ def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
                   credential=None, decision=decision, now=now)
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     return Published([(reply_topic, encode(decision))], decision)
+
+
+def pin_hash_for(session: Session, *, venue: str, device_id: str, req: PaymentRequest,
+                 trust: Trust, now: datetime) -> str | None:
+    """The PIN hash a payment's PIN will be checked against, read without changing
+    anything (no tag counter, no challenge used): for checking the PIN ahead."""
+    presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
+                             device_id=device_id, now=now)
+    if presented.forged:
+        return None
+    credential = session.get(Credential, presented.credential_id) \
+        if presented.credential_id is not None \
+        else crud.find_credential(session, kind=presented.kind, identifier=presented.identifier)
+    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+    return policy.pin_hash if policy else None
 
 
 # -------------------------------------------------------- staff and kiosks

@@ -9,6 +9,7 @@ device sees is durable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -52,6 +53,7 @@ from hub.models import (
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
 from hub.registry import Registry
+from hub.security import verify_secret
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
                    trust: Trust = NO_TRUST,
                    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
                    deadline: Deadline = NEVER,
-                   registry: Registry | None = None) -> Outcome:
+                   registry: Registry | None = None,
+                   verify_pin: Callable[[str, str], bool] = verify_secret) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
     Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
@@ -140,7 +143,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     if isinstance(event, PaymentRequest):
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
                                trust, late=deadline.too_late(now=now, handed_at=received_at or now,
-                                                             device_ts=event.ts))
+                                                             device_ts=event.ts),
+                               verify_pin=verify_pin)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now,
                               command_ttl)
@@ -197,7 +201,8 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
 
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                     req: PaymentRequest, now: datetime, limits: PaymentLimits,
-                    trust: Trust, *, late: bool) -> Outcome:
+                    trust: Trust, *, late: bool,
+                    verify_pin: Callable[[str, str], bool]) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
@@ -207,7 +212,7 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
     if seen is not None and seen.kind != "payment":
         return _reused(topic, seen, req.event_id)
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
-                          trust=trust, late=late)
+                          trust=trust, late=late, verify_pin=verify_pin)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
     if done.charged_guest_id is not None:
         outcome.occurrence = Occurrence(

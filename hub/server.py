@@ -100,7 +100,7 @@ class Hub:
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
                 "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
-        self.bridge = Bridge(settings, self.engine, trust=trust)
+        self.bridge = Bridge(settings, self.engine, trust=trust, reader=self.reader)
         if self.broker is not None:
             self.bridge.broker_refusals = lambda: dict(self.broker.refusals) if self.broker \
                 else {}

@@ -295,3 +295,35 @@ def test_a_late_payment_moves_no_money_and_a_new_key_gets_a_fresh_decision(
         # The late key keeps its answer: a resend of it never charges.
         again = late.model_copy(update={"event_id": "pay-late-resend", "ts": utcnow()})
         assert pos.pay(again).reason == "too_late"
+
+
+def test_a_pin_check_holds_up_no_tap_and_decides_right(
+        demo: Hub, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hub.pin_checks
+    from devices.contract import PaymentRequest
+    real = hub.pin_checks.verify_secret
+
+    def slow(hashed: str, pin: str) -> bool:
+        time.sleep(1.0)  # argon2 on a very slow day
+        return real(hashed, pin)
+    monkeypatch.setattr(hub.pin_checks, "verify_secret", slow)
+
+    def pin_payment(event_id: str, pin: str) -> bytes:  # Charlie's: above his PIN threshold
+        return encode(PaymentRequest(
+            event_id=event_id, idempotency_key=event_id, ts=utcnow(), merchant_id="cafe",
+            amount=6_000, currency="USD", pin=pin,
+            credential=WristbandCredential(uid=wristband_uid(1))))
+
+    wire.publish("pos-cafe-1", pin_payment("pin-right", "1234"))
+    wire.publish(GATE, tap("tap-meanwhile", 2))
+    wait_for(lambda: wire.reply_to("tap-meanwhile") is not None, timeout=5)
+    assert wire.reply_to("pin-right") is None  # the tap did not wait for the PIN check
+    wait_for(lambda: wire.reply_to("pin-right") is not None, timeout=10)
+    right = wire.reply_to("pin-right")
+    assert right is not None and right["outcome"] == "approve", right
+    wire.publish("pos-cafe-1", pin_payment("pin-wrong", "9999"))
+    wait_for(lambda: wire.reply_to("pin-wrong") is not None, timeout=10)
+    wrong = wire.reply_to("pin-wrong")
+    assert wrong is not None and wrong["reason"] == "pin_wrong", wrong
+    snap = demo.bridge.snapshot()
+    assert snap["pins_checked_ahead"] == 2 and snap["pins_checked_inline"] == 0
