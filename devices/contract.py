@@ -522,6 +522,8 @@ def _first_flaw(data: Any) -> str | None:
         if isinstance(value, str):
             if not value.isascii() and (found := _SURROGATE.search(value)):
                 return f"a lone surrogate ({_encodable(found.group())}) in a string"
+            if "\x00" in value:  # no text of the contract holds it, and PostgreSQL cannot
+                return "a NUL character (\\u0000) in a string"
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 return f"nested deeper than {MAX_DEPTH} levels"

@@ -50,7 +50,7 @@ from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
-from hub.pin_checks import PinChecks
+from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
 from hub.registry import Registry
 
@@ -173,7 +173,8 @@ class Bridge:
         if not self._connected.wait(timeout):
             self._client.loop_stop()
             raise ConnectionError(f"the broker at {host}:{port} did not accept the bridge")
-        log.info("bridge connected to mqtt://%s:%d as %s", host, port, self.client_id)
+        # Never the client id: whoever reads logs or /stats must not learn it.
+        log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
 
     def drain(self, quiet: float = 0.25, timeout: float = 10.0) -> bool:
         """Wait until every message taken is answered and none arrived for ``quiet`` s."""
@@ -229,8 +230,8 @@ class Bridge:
         self.counters["disconnects"] += 1
         if getattr(rc, "value", None) == _SESSION_TAKEN_OVER:
             self.counters["taken_over"] += 1
-            log.error("another client connected with the bridge's client id %r and the broker "
-                      "dropped the bridge; reconnecting", self.client_id)
+            log.error("another client connected with the bridge's client id and the broker "
+                      "dropped the bridge; reconnecting")
         elif not self._stopping:
             log.warning("bridge lost the broker (%s); reconnecting", rc)
 
@@ -406,7 +407,9 @@ class Bridge:
     def _decide_alone(self, item: _Inbound) -> Outcome | None:
         """One message in its own transaction; dead-lettered if it cannot be decided."""
         failure: Exception | None = None
-        for _try in range(_TRANSIENT_TRIES):
+        for attempt in range(_TRANSIENT_TRIES):
+            if attempt:  # a lock held a moment by another writer: give it that moment
+                time.sleep(_BACKOFF_FIRST * 2 ** attempt)
             try:
                 with session_scope(self.engine) as session:
                     return self._decide(session, item)
@@ -442,13 +445,18 @@ class Bridge:
             return self._dead_letter(session, item, exc)
 
     def _dead_letter(self, session: Session, item: _Inbound, exc: Exception) -> Outcome:
-        log.error("dead letter: could not process a message on %s (%s)", item.topic,
-                  type(exc).__name__, exc_info=exc)
-        error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-        crud.record_dead_letter(session, topic=item.topic, payload=item.payload, error=error,
-                                received_at=item.received_at, now=self.clock(),
-                                worker=self.client_id)
         self.counters["dead_letters"] += 1
+        count = self.counters["dead_letters"]
+        # A flood of poison must not flood the log too: the first ten in full, then one
+        # line in a hundred (the table has each of them).
+        if count <= 10 or count % 100 == 0:
+            log.error("dead letter %d: could not process a message on %r (%s)", count,
+                      item.topic, type(exc).__name__, exc_info=exc if count <= 10 else None)
+        error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
+        crud.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
+                                error=error, received_at=item.received_at, now=self.clock(),
+                                worker=self.settings.worker_name,
+                                keep=self.settings.dead_letters_kept)
         return self._internal(item)
 
     def _database_answers(self) -> bool:
@@ -541,6 +549,6 @@ class Bridge:
                 "worker_deaths": self.counters["worker_deaths"],
                 "oldest_waiting_ms": None if oldest is None else round(oldest * 1000, 1),
                 "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
-                "client_id": self.client_id,
+                "worker": self.settings.worker_name,
                 "pins_checked_ahead": self.pins.ahead, "pins_checked_inline": self.pins.inline,
                 **({"broker_refusals": self.broker_refusals()} if self.broker_refusals else {})}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,10 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
            bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
            log_level: str) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
+    # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
+    # the hub may stop its broker, after the bridge has answered what the broker holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level.upper(), format="%(name)s: %(message)s")
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)

@@ -114,7 +114,8 @@ def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Ac
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                    now: datetime, limits: PaymentLimits, trust: Trust,
                    late: bool = False,
-                   verify_pin: Callable[[str, str], bool] = verify_secret) -> Published:
+                   verify_pin: Callable[[str, str], bool] = verify_secret,
+                   received_at: datetime | None = None) -> Published:
     """Decide a tap-to-pay and move the money, exactly once per idempotency key.
 
     A ``late`` request (past the hub's deadline, the terminal has shown "failed") that
@@ -125,7 +126,7 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
         try:
             with session.begin_nested():
                 return _try_payment(session, venue, device, req, now, limits, trust, late,
-                                    verify_pin)
+                                    verify_pin, received_at or now)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
@@ -133,10 +134,11 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
 
 def _record_event(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                   presented: Presented, credential: Credential | None,
-                  decision: PaymentDecision, now: datetime) -> None:
+                  decision: PaymentDecision, now: datetime,
+                  received_at: datetime | None = None) -> None:
     session.add(Event(
         device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
-        received_at=now, device_ts=req.ts, credential_kind=presented.kind.value,
+        received_at=received_at or now, device_ts=req.ts, credential_kind=presented.kind.value,
         credential_ref=presented.identifier or None,
         credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
@@ -160,7 +162,7 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
                  now: datetime, limits: PaymentLimits, trust: Trust, late: bool,
-                 verify_pin: Callable[[str, str], bool]) -> Published:
+                 verify_pin: Callable[[str, str], bool], received_at: datetime) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
@@ -191,11 +193,12 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                                     reason=PaymentReason.IDEMPOTENCY_CONFLICT,
                                     text="Duplicate payment id - not charged", asked=req)
         _record_event(session, venue=venue, device=device, req=req, presented=presented,
-                      credential=credential, decision=decision, now=now)
+                      credential=credential, decision=decision, now=now,
+                          received_at=received_at)
         return Published([(reply_topic, encode(decision))], decision)
 
     if late:
-        return _too_late(session, venue, device, req, presented, print_, now)
+        return _too_late(session, venue, device, req, presented, print_, now, received_at)
 
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
                                             device_id=device.id, now=now)
@@ -246,14 +249,16 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     decision = _decision_of(txn, req.event_id, req.idempotency_key,
                             kind=account.kind.value if account else None)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
-                  credential=credential, decision=decision, now=now)
+                  credential=credential, decision=decision, now=now,
+                          received_at=received_at)
     return Published([(reply_topic, encode(decision)), *messages], decision,
                      charged_guest_id=credential.guest_id if verdict.approved and credential
                      else None)
 
 
 def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
-              presented: Presented, print_: str, now: datetime) -> Published:
+              presented: Presented, print_: str, now: datetime,
+              received_at: datetime) -> Published:
     """Decline a request that waited past its deadline, under its key; nothing moves.
 
     The credential is not authenticated: a band's tag counter and the PIN's count of
@@ -270,7 +275,7 @@ def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
     session.flush()
     decision = _decision_of(txn, req.event_id, req.idempotency_key)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
-                  credential=None, decision=decision, now=now)
+                  credential=None, decision=decision, now=now, received_at=received_at)
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     return Published([(reply_topic, encode(decision))], decision)
 

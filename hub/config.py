@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     bridge_batch_ms: int = Field(
         100, ge=1, le=10_000,
         description="Most time spent deciding one batch before its replies go out")
+    dead_letters_kept: int = Field(
+        10_000, ge=100, le=10_000_000, description="The newest dead letters kept")
     tap_deadline_ms: int = Field(
         2_000, ge=50, le=600_000,
         description="A tap or payment older than this when its turn comes is answered "

@@ -413,12 +413,17 @@ def list_events(
 
 
 def record_dead_letter(session: Session, *, topic: str, payload: bytes, error: str,
-                       received_at: datetime, now: datetime, worker: str) -> DeadLetter:
-    """Keep a message the hub could not process, for staff to look at."""
+                       received_at: datetime, now: datetime, worker: str,
+                       keep: int = 10_000) -> DeadLetter:
+    """Keep a message the hub could not process, for staff to look at; only the newest
+    ``keep`` are kept, so a flood of poison cannot fill the disk."""
     row = DeadLetter(topic=topic[:1024], payload=payload, error=error[:500],
                      received_at=received_at, recorded_at=now, worker=worker[:128])
     session.add(row)
     session.flush()
+    if row.id is not None and row.id % 100 == 0:  # now and then, not at every letter
+        session.execute(sa.delete(DeadLetter).where(col(DeadLetter.id) <= row.id - keep)
+                        .execution_options(synchronize_session=False))
     return row
 
 

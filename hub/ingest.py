@@ -144,7 +144,7 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
                                trust, late=deadline.too_late(now=now, handed_at=received_at or now,
                                                              device_ts=event.ts),
-                               verify_pin=verify_pin)
+                               verify_pin=verify_pin, received_at=received_at)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now,
                               command_ttl)
@@ -202,7 +202,8 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
 def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                     req: PaymentRequest, now: datetime, limits: PaymentLimits,
                     trust: Trust, *, late: bool,
-                    verify_pin: Callable[[str, str], bool]) -> Outcome:
+                    verify_pin: Callable[[str, str], bool],
+                    received_at: datetime | None = None) -> Outcome:
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
@@ -212,7 +213,8 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
     if seen is not None and seen.kind != "payment":
         return _reused(topic, seen, req.event_id)
     done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
-                          trust=trust, late=late, verify_pin=verify_pin)
+                          trust=trust, late=late, verify_pin=verify_pin,
+                          received_at=received_at)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
     if done.charged_guest_id is not None:
         outcome.occurrence = Occurrence(

@@ -271,9 +271,9 @@ class SpendingPolicy(SQLModel, table=True):
     # The guest whose wallet or folio is charged: the guest, or the lead of their party.
     payer_guest_id: str = Field(foreign_key="guest.id", index=True)
     payment_enabled: bool = True
-    daily_limit: int | None = Field(default=None, ge=0)
+    daily_limit: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     pin_hash: str | None = Field(default=None, max_length=200)
-    pin_threshold: int | None = Field(default=None, ge=0)
+    pin_threshold: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
 
 
 class Account(SQLModel, table=True):
@@ -287,7 +287,7 @@ class Account(SQLModel, table=True):
     merchant_id: str | None = Field(default=None, foreign_key="merchant.id", index=True)
     stay_id: str | None = Field(default=None, foreign_key="entitlement.id", unique=True)
     # Changed only by conditional UPDATEs together with the postings that explain it.
-    balance: int = 0
+    balance: int = Field(default=0, sa_type=sa.BigInteger)
     open: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
     closed_at: datetime | None = _ts(default=None)
@@ -298,7 +298,7 @@ class DailySpend(SQLModel, table=True):
 
     guest_id: str = Field(foreign_key="guest.id", primary_key=True)
     day: str = Field(primary_key=True, max_length=10)
-    spent: int = 0
+    spent: int = Field(default=0, sa_type=sa.BigInteger)
 
 
 class LedgerTransaction(SQLModel, table=True):
@@ -313,7 +313,7 @@ class LedgerTransaction(SQLModel, table=True):
     approved: bool
     reason: str = Field(max_length=40)
     text: str = Field(max_length=80)
-    amount: int
+    amount: int = Field(sa_type=sa.BigInteger)  # minor units: 64-bit on every engine
     currency: str = Field(max_length=3)
     guest_id: str | None = Field(default=None, index=True)  # who tapped
     account_id: str | None = Field(default=None, foreign_key="account.id", index=True)
@@ -323,7 +323,7 @@ class LedgerTransaction(SQLModel, table=True):
     event_id: str | None = None
     original_id: str | None = Field(default=None, foreign_key="ledgertransaction.id", index=True)
     items: list[dict[str, Any]] = _json(default_factory=list)
-    balance_after: int | None = None
+    balance_after: int | None = Field(default=None, sa_type=sa.BigInteger)
     # The terminal (device id) or "api" that owns the key, and what was asked under it.
     idempotency_scope: str = Field(max_length=64)
     idempotency_key: str = Field(max_length=64)
@@ -338,7 +338,7 @@ class Posting(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     transaction_id: str = Field(foreign_key="ledgertransaction.id", index=True)
     account_id: str = Field(foreign_key="account.id", index=True)
-    amount: int
+    amount: int = Field(sa_type=sa.BigInteger)  # minor units: 64-bit on every engine
 
 
 class RegistryVersion(SQLModel, table=True):

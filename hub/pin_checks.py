@@ -13,8 +13,11 @@ argon2-cffi releases the GIL while it hashes, so the check runs on the other cor
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from hub.security import verify_secret
 
@@ -52,3 +55,29 @@ class PinChecks:
             return answer
         self.inline += 1
         return verify_secret(hashed, pin)
+
+
+def redact_pins(payload: bytes) -> bytes:
+    """The payload with every ``pin`` value masked, however its key was spelled in JSON
+    (``"\\u0070in"`` is ``"pin"`` too): what may be kept of a message. A payload that is
+    not JSON keeps no digits after anything that looks like a pin key."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return _LOOSE_PIN.sub(rb"\1***", payload)
+    return json.dumps(_masked(data), ensure_ascii=True).encode()
+
+
+_LOOSE_PIN = re.compile(rb'((?:"|\\u0070|p)(?:i|\\u0069)(?:n|\\u006e)"?\s*:?\s*"?)[^",}\s]*',
+                        re.IGNORECASE)
+
+
+def _masked(value: Any, depth: int = 0) -> Any:
+    if depth > 64:
+        return "***"
+    if isinstance(value, dict):
+        return {k: "***" if k.lower() == "pin" else _masked(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, depth + 1) for v in value]
+    return value

@@ -346,7 +346,7 @@ class DeadLetterPublic(BaseModel):
     error: str
     received_at: datetime
     recorded_at: datetime
-    worker: str = Field(description="The bridge client id of the hub process that met it")
+    worker: str = Field(description="HUB_WORKER_NAME of the hub process that met it")
     payload_bytes: int
     payload_sha256: str
     payload_preview: str = Field(

@@ -20,7 +20,7 @@ from hub.api.deps import (
 from hub.schemas import EventPage, EventPublic, Moment
 
 router = APIRouter(prefix="/events", tags=["events"])
-_CURSOR = re.compile(r"[0-9]{1,18}")  # an event row id, as next_cursor gives it
+_CURSOR = re.compile(r"[0-9]{1,9}")  # an event row id, as next_cursor gives it (32-bit)
 
 
 @router.get("", response_model=EventPage)

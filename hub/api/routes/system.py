@@ -67,7 +67,7 @@ def stats(bridge: BridgeDep) -> dict[str, Any]:
     return bridge.snapshot() if bridge else {}
 
 
-_CURSOR = re.compile(r"[0-9]{1,18}")
+_CURSOR = re.compile(r"[0-9]{1,9}")  # a row id, as next_cursor gives it (32-bit)
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage,
