@@ -57,6 +57,10 @@ class Hub:
         self.bridge: Bridge | None = None
         self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
+        self._new_broker: Callable[[], EmbeddedBroker | BrokerProcess] | None = None
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self.broker_restarts = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -79,12 +83,17 @@ class Hub:
             # Open or not, the bridge logs in with its own password: no client that connects
             # after it can take its client id, its session or its subscriptions.
             kind = BrokerProcess if settings.broker_process else EmbeddedBroker
-            self.broker = kind(
+            self._new_broker = lambda: kind(
                 settings.mqtt_host, settings.mqtt_port,
                 auth=auth if settings.secure_broker else None,
                 bridge_login=None if settings.secure_broker
                 else (auth.bridge_user, auth.bridge_password))
+            self.broker = self._new_broker()
             self.broker.start()
+            if isinstance(self.broker, BrokerProcess):
+                self._watchdog = threading.Thread(target=self._watch_broker,
+                                                  name="hub-broker-watchdog", daemon=True)
+                self._watchdog.start()
             settings = settings.model_copy(update={"mqtt_username": auth.bridge_user,
                                                    "mqtt_password": auth.bridge_password})
             if settings.secure_broker and self.demo:
@@ -102,8 +111,9 @@ class Hub:
                 "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
         self.bridge = Bridge(settings, self.engine, trust=trust, reader=self.reader)
         if self.broker is not None:
-            self.bridge.broker_refusals = lambda: dict(self.broker.refusals) if self.broker \
-                else {}
+            self.bridge.broker_refusals = lambda: {
+                **(dict(self.broker.refusals) if self.broker else {}),
+                "process_restarts": self.broker_restarts}
         bridge = self.bridge
         rules = CachedRules(self.engine, ttl=2.0)
         self.automations = AutomationRunner(
@@ -147,8 +157,27 @@ class Hub:
                 raise RuntimeError("the HTTP server did not start")
             time.sleep(0.01)
 
+    def _watch_broker(self) -> None:
+        """Start the embedded broker's process again should it die (the bridge reconnects,
+        and health says 503 meanwhile)."""
+        while not self._stopping.wait(0.5):
+            broker = self.broker
+            if not isinstance(broker, BrokerProcess) or broker.alive or self._new_broker is None:
+                continue
+            self.broker_restarts += 1
+            log.error("the embedded broker's process died; starting another (%d so far)",
+                      self.broker_restarts)
+            broker.stop(1)
+            try:
+                fresh = self._new_broker()
+                fresh.start()
+                self.broker = fresh
+            except OSError:
+                log.exception("the embedded broker could not start again; retrying")
+
     def stop(self) -> None:
         """Stop HTTP, drain the bridge (every taken message answered), stop the broker."""
+        self._stopping.set()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10)

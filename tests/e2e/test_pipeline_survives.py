@@ -328,3 +328,21 @@ def test_a_pin_check_holds_up_no_tap_and_decides_right(
     assert wrong is not None and wrong["reason"] == "pin_wrong", wrong
     snap = demo.bridge.snapshot()
     assert snap["pins_checked_ahead"] == 2 and snap["pins_checked_inline"] == 0
+
+
+def test_a_dead_broker_process_is_started_again_and_taps_flow(demo: Hub) -> None:
+    import os
+    import signal as signals
+    from hub.broker_process import BrokerProcess
+    broker = demo.broker
+    assert isinstance(broker, BrokerProcess) and broker._process.pid is not None
+    os.kill(broker._process.pid, signals.SIGKILL)
+    url = f"{api(demo)}/health"
+    wait_for(lambda: httpx.get(url).status_code == 503, timeout=5)  # health says so
+    wait_for(lambda: demo.broker is not broker and httpx.get(url).status_code == 200,
+             timeout=20)
+    host, port = demo.settings.mqtt_address
+    with DeviceClient(VENUE_ID, GATE, host=host, port=port) as gate:
+        decision = gate.tap(WristbandCredential(uid=wristband_uid(4)), timeout=10)
+    assert decision.outcome == "allow"
+    assert demo.broker_restarts == 1
