@@ -123,7 +123,10 @@ class Bridge:
         self.registry = Registry()
         self.counters: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-        self._queue: queue.Queue[_Inbound | None] = queue.Queue(settings.bridge_queue_size)
+        # Unbounded on purpose: paho's network thread must never wait on it, since that
+        # thread also sends the replies (a door that opens late). The broker bounds it:
+        # MQTT 5's Receive Maximum (below), or Mosquitto's max_inflight_messages.
+        self._queue: queue.Queue[_Inbound | None] = queue.Queue()
         # Taken from the queue, not yet answered: a restarted worker starts with these.
         self._taken: deque[_Inbound] = deque()
         self._connected = threading.Event()
@@ -165,6 +168,8 @@ class Bridge:
         if self._mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
+            # No more unacknowledged messages than the queue is meant to hold.
+            props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
             self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
                                  clean_start=False, properties=props)
         else:
@@ -239,13 +244,13 @@ class Bridge:
         item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.perf_counter(),
                         self.clock(), self._generation)
         self._last_message = item.received
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            # Never drop: block paho's network thread, so TCP pushes back and the broker
-            # holds further messages until the worker catches up.
-            self.counters["queue_full_waits"] += 1
-            self._queue.put(item)
+        self._queue.put_nowait(item)  # never blocks: see __init__
+        if self._queue.qsize() > self.settings.bridge_queue_size:
+            self.counters["queue_over_limit"] += 1
+            if self.counters["queue_over_limit"] % 1000 == 1:
+                log.warning("%d messages wait for a decision, more than HUB_BRIDGE_QUEUE_SIZE "
+                            "(%d): the broker is not bounding what it sends",
+                            self._queue.qsize(), self.settings.bridge_queue_size)
 
     # ------------------------------------------------------------ supervision
 

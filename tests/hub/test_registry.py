@@ -97,6 +97,7 @@ def test_a_cancelled_entitlement_and_a_disabled_device_take_effect_at_once(
     registry = Registry()
     guest = guest_of_room_101(engine)
     assert tap(engine, registry, guest, "e1") == "ok"
+    assert tap(engine, registry, 3, "e0", device="gate-park-in-2") == "ok"  # now cached
     with session_scope(engine) as other:
         for ent in other.exec(select(Entitlement).where(
                 Entitlement.guest_id == f"guest-{guest:02d}")).all():
