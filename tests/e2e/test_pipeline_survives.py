@@ -344,6 +344,7 @@ def test_a_pin_check_holds_up_no_tap_and_decides_right(
 def test_a_dead_broker_process_is_started_again_and_taps_flow(demo: Hub) -> None:
     import os
     import signal as signals
+
     from hub.broker_process import BrokerProcess
     broker = demo.broker
     assert isinstance(broker, BrokerProcess) and broker._process.pid is not None
