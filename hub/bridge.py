@@ -549,9 +549,13 @@ class Bridge:
         """Counters for /stats and the console."""
         oldest = self.oldest_waiting()
         last = self.last_decision_age()
-        return {**self.counters, "errors": dict(self.errors), "queue_depth": self.queue_depth,
+        # The counters staff watch are there at 0 too, not only once something happened.
+        always = dict.fromkeys(("received", "decisions", "too_late", "batches", "replies",
+                                "dead_letters", "worker_deaths", "disconnects",
+                                "database_waits"), 0)
+        return {**always, **self.counters, "errors": dict(self.errors),
+                "queue_depth": self.queue_depth,
                 "connected": self.connected, "worker_alive": self.worker_alive,
-                "worker_deaths": self.counters["worker_deaths"],
                 "oldest_waiting_ms": None if oldest is None else round(oldest * 1000, 1),
                 "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
                 "worker": self.settings.worker_name,
