@@ -172,7 +172,7 @@ def test_dead_letters_mask_pins_and_are_for_admin_and_staff_only(
     page = httpx.get(f"{api(demo)}/dead-letters", headers=login(api(demo))).json()
     preview = page["items"][0]["payload_preview"]
     assert "1234" not in preview and '"pin": "***"' in preview
-    integrator = login(api(demo), "integrator", "demo-integrator")
+    integrator = login(api(demo), "integrator", "demo-integrator")  # setup, not guests' data
     assert httpx.get(f"{api(demo)}/dead-letters", headers=integrator).status_code == 403
 
 

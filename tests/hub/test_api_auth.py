@@ -85,7 +85,7 @@ class Route:
 
 ROUTES = [
     Route("GET", "/stats", "/stats", SETUP_READERS),
-    Route("GET", "/dead-letters", "/dead-letters", FRONT_DESK),
+    Route("GET", "/dead-letters", "/dead-letters", GUEST_DATA),
     Route("GET", "/venues", "/venues", SETUP_READERS),
     Route("POST", "/venues", "/venues", INSTALLERS, {"id": "v-new", "name": "New venue"},
           ("venue.create", "venue:v-new")),

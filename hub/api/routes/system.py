@@ -9,7 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from hub import crud
-from hub.api.deps import ADMIN, SETUP_READERS, STAFF, BridgeDep, Limit, SessionDep, require_roles
+from hub.api.deps import (
+    GUEST_DATA_READERS,
+    SETUP_READERS,
+    BridgeDep,
+    Limit,
+    SessionDep,
+    require_roles,
+)
 from hub.schemas import DeadLetterPage, DeadLetterPublic, Health
 
 router = APIRouter(tags=["system"])
@@ -71,7 +78,7 @@ _CURSOR = re.compile(r"[0-9]{1,9}")  # a row id, as next_cursor gives it (32-bit
 
 
 @router.get("/dead-letters", response_model=DeadLetterPage,
-            dependencies=[require_roles(ADMIN, STAFF)])
+            dependencies=[require_roles(*GUEST_DATA_READERS)])
 def list_dead_letters(
     session: SessionDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
