@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -23,14 +23,7 @@ from hub.provisioning import bridge_client_id, broker_auth, mosquitto_config
 from hub.secrets import load_or_create
 from hub.server import Hub
 from tests.conftest import free_port, hub_settings, missing, secured_mosquitto
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
+from tests.utils.hubs import wait_for
 
 
 def intrude(port: int, client_id: str, *, clean: bool, protocol: int = mqtt.MQTTv311) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,10 @@ from hub.demo import VENUE_ID, wristband_uid
 from hub.models import Device, Event
 from hub.server import Hub
 from tests.conftest import hub_settings
+from tests.utils.hubs import demo_hub_on, wait_for
 
 DEVICES, PER_DEVICE = 50, 100
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 class Fleet:
@@ -98,14 +92,8 @@ def fifty_devices(hub_: Hub) -> list[str]:
 
 @pytest.fixture(params=["embedded", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
 def hub_for_burst(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
-    overrides: dict[str, object] = {}
-    if request.param == "mosquitto":
-        port = request.getfixturevalue("mosquitto")
-        overrides = {"broker_url": f"mqtt://127.0.0.1:{port}", "mqtt_protocol": "5"}
-    running = Hub(hub_settings(tmp_path, **overrides), demo=True)
-    running.start()
-    yield running
-    running.stop()
+    with demo_hub_on(request.param, request, tmp_path, http=False) as running:
+        yield running
 
 
 def test_a_burst_of_5000_taps_from_50_devices_is_answered_in_full(hub_for_burst: Hub) -> None:
@@ -114,7 +102,7 @@ def test_a_burst_of_5000_taps_from_50_devices_is_answered_in_full(hub_for_burst:
     fleet = Fleet(host, port, fifty_devices(hub_), tag=f"burst-{port}")
     try:
         ids = fleet.burst(PER_DEVICE, tag="b")
-        wait_for(lambda: sum(fleet.replies.values()) >= len(ids), timeout=240)
+        wait_for(lambda: sum(fleet.replies.values()) >= len(ids), timeout=240, every=0.1)
         time.sleep(0.5)  # a duplicate answer would show up now
     finally:
         fleet.close()

@@ -32,6 +32,7 @@ from hub.demo import VENUE_ID, wristband_uid
 from hub.models import DeadLetter, Event
 from hub.server import Hub
 from tests.conftest import hub_settings, login
+from tests.utils.hubs import wait_for
 
 GATE = "gate-park-in-1"
 
@@ -40,21 +41,10 @@ def api(hub_: Hub) -> str:
     return f"http://127.0.0.1:{hub_.settings.http_port}/api/v1"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Hub]:
-    running = Hub(hub_settings(tmp_path), demo=True)
-    running.start()
-    running.serve_in_thread()
-    yield running
-    running.stop()
+def demo(running_hub: Hub) -> Hub:
+    return running_hub
 
 
 class Wire:

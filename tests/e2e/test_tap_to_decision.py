@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from devices.contract import ErrorCode, WristbandCredential
 from devices.topics import Channel
 from hub.demo import VENUE_ID, wristband_uid
 from hub.server import Hub
-from tests.conftest import hub_settings, login
+from tests.conftest import login
+from tests.utils.hubs import demo_hub_on, wait_for
 
 CHARLIE = WristbandCredential(uid=wristband_uid(1))
 
@@ -28,26 +28,12 @@ def device(hub: Hub, device_id: str) -> DeviceClient:
     return DeviceClient(VENUE_ID, device_id, host=host, port=port)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
 
 @pytest.fixture(params=["embedded", "mosquitto"])
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Hub]:
     """The demo hub behind the embedded broker and behind a real Mosquitto."""
-    overrides: dict[str, object] = {}
-    if request.param == "mosquitto":
-        port = request.getfixturevalue("mosquitto")
-        overrides = {"broker_url": f"mqtt://127.0.0.1:{port}", "mqtt_protocol": "5"}
-    running = Hub(hub_settings(tmp_path, **overrides), demo=True)
-    running.start()
-    running.serve_in_thread()
-    yield running
-    running.stop()
+    with demo_hub_on(request.param, request, tmp_path) as running:
+        yield running
 
 
 def test_tap_reaches_a_decision_and_the_journey(hub: Hub) -> None:
