@@ -163,10 +163,8 @@ class AutomationRunner:
                             created_at=occurrence.at)
         if action.kind in ("command", "greet"):
             run.command_id = uuid.uuid4().hex
-        if offline:  # kept for when it is back: see hub.appliance_queue
-            run.status = RunStatus.QUEUED
+        if offline and self._queue_while_offline(run):  # for when it is back: appliance_queue
             self.queued[action.rule_id] += 1
-            self._record(run)
             return
         try:  # built once: every attempt sends the same message, with the same id
             topic, payload = message_for(occurrence, action, run)
@@ -191,6 +189,30 @@ class AutomationRunner:
                 else:
                     time.sleep(0.05 * attempt)
         self._record(run)
+
+    def _queue_while_offline(self, run: AutomationRun) -> bool:
+        """Queue the command if its device is still offline; False if it came back since.
+
+        Decided in a write transaction holding the device's row (SQLite: the write lock),
+        as the bridge marks a device online and releases its queue in one: either the
+        bridge sees this command queued, or this sees the device online and sends it now.
+        (Read a moment earlier, a device that came back in between kept the command
+        queued until its next heartbeat.)
+        """
+        try:
+            with session_scope(self.engine) as session:
+                device = session.exec(select(Device).where(col(Device.id) == run.device_id)
+                                      .with_for_update()).first()
+                if device is not None and device.online:
+                    return False
+                run.status = RunStatus.QUEUED
+                session.add(run)
+            return True
+        except Exception:
+            self.failed["record"] += 1
+            log.exception("automation %s: could not queue a command for %s", run.rule_id,
+                          run.device_id)
+            return True  # nothing to send twice: the failure is logged and counted
 
     def _record(self, run: AutomationRun) -> None:
         try:

@@ -274,3 +274,25 @@ def test_a_queued_command_does_not_go_out_once_consent_is_withdrawn(tmp_path: Pa
     with session_scope(runner.engine) as session:
         assert appliance_queue.release(session, venue="demo-resort", device_id="light-102",
                                        now=at, ttl=timedelta(hours=1)) == []
+
+
+def test_a_device_back_online_before_its_command_is_queued_gets_it_now(
+        tmp_path: Path) -> None:
+    """The runner read the device offline; it came back before the command was queued:
+    queued, the command would wait for the next heartbeat. It is sent instead."""
+    sent: list[tuple[str, bytes]] = []
+    runner = runner_with(tmp_path, lambda t, p: sent.append((t, p)), welcome_facts(), online=())
+    real = runner._queue_while_offline
+
+    def back_just_before(run: AutomationRun) -> bool:
+        with session_scope(runner.engine) as session:  # the bridge hears "online" now
+            device = session.get(Device, run.device_id)
+            assert device is not None
+            device.online = True
+        return real(run)
+    runner._queue_while_offline = back_just_before  # type: ignore[method-assign]
+    runner.submit(Occurrence("entry_allowed", "demo-resort", "lock-102", "guest-02", utcnow()))
+    assert runner.drain()
+    runner.stop()
+    assert sent, "the command stayed queued for a device that was online"
+    assert all(r.status is RunStatus.SENT for r in recorded(runner) if r.action == "command")
