@@ -24,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.client import nodelay
 from simulators.bench_mix import Traffic
 from simulators.bench_stats import ERROR_PREFIX, PhaseRecord, Reply
+from simulators.load import paced as on_schedule
 
 POLL_S = 0.005
 
@@ -188,11 +189,7 @@ def paced(fleet: Fleet, traffic: Traffic, rate: float, seconds: float, *, timeou
     sent: dict[str, float] = {}
     max_lag = 0.0
     start = time.perf_counter()
-    for k in range(total):
-        due = start + k / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for _k, due in on_schedule(rate, total):
         index, event_id, payload = traffic.next()  # built now: a fresh ts, as a reader would
         at = fleet.send(index, payload)
         sent[event_id] = at

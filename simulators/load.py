@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
@@ -217,6 +217,18 @@ class _Tracker:
             ]
 
 
+def paced(rate: float, total: int) -> Iterator[tuple[int, float]]:
+    """Open loop: yield ``(k, due)`` for ``total`` sends, ``rate`` a second, each once its
+    time has come (never early; late when the caller falls behind, which it measures)."""
+    start = time.perf_counter()
+    for k in range(total):
+        due = start + k / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield k, due
+
+
 def generate(
     clients: Sequence[tuple[TapSender, Target]], *, rate: float, duration: float,
     timeout: float,
@@ -232,11 +244,7 @@ def generate(
     bands = [cycle([Wristband(uid).credential for uid in target.uids]) for _, target in clients]
     max_lag = 0.0
     start = time.perf_counter()
-    for k in range(total):
-        due = start + k / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
+    for k, due in paced(rate, total):
         i = k % len(clients)
         client, target = clients[i]
         sent_at = time.perf_counter()
