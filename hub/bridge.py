@@ -39,7 +39,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from devices.client import nodelay
-from devices.contract import ContractError, ErrorCode, PaymentRequest, event_id_of, parse_event
+from devices.contract import (
+    MAX_PAYLOAD_BYTES,
+    ContractError,
+    ErrorCode,
+    PaymentRequest,
+    event_id_of,
+    parse_event,
+)
 from devices.topics import from_devices, parse_topic, shared
 from hub import crud
 from hub.automation_runner import AutomationRunner
@@ -241,7 +248,11 @@ class Bridge:
             log.warning("bridge lost the broker (%s); reconnecting", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        item = _Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.perf_counter(),
+        # What waits is never more than the contract reads: one byte past its limit is
+        # enough to answer payload_too_large, and a flood of huge messages cannot fill
+        # memory while they wait.
+        item = _Inbound(msg.topic, bytes(msg.payload[:MAX_PAYLOAD_BYTES + 1]), msg.mid, msg.qos,
+                        time.perf_counter(),
                         self.clock(), self._generation)
         self._last_message = item.received
         self._queue.put_nowait(item)  # never blocks: see __init__

@@ -348,3 +348,16 @@ def test_a_dead_broker_process_is_started_again_and_taps_flow(demo: Hub) -> None
         decision = gate.tap(WristbandCredential(uid=wristband_uid(4)), timeout=10)
     assert decision.outcome == "allow"
     assert demo.broker_restarts == 1
+
+
+def test_a_huge_message_waits_in_no_more_than_the_contract_reads(demo: Hub, wire: Wire) -> None:
+    from devices.contract import MAX_PAYLOAD_BYTES
+    assert demo.bridge is not None
+    demo.bridge.pause_worker()
+    wire.publish(GATE, b'{"event_id":"huge","pad":"' + b"x" * 1_000_000 + b'"}')
+    wait_for(lambda: demo.bridge is not None and demo.bridge.queue_depth == 1)
+    with demo.bridge._queue.mutex:
+        waiting = [i for i in demo.bridge._queue.queue if i is not None]
+    assert [len(i.payload) for i in waiting] == [MAX_PAYLOAD_BYTES + 1]
+    demo.bridge.resume_worker()
+    wait_for(lambda: any(r.get("code") == "payload_too_large" for _, r in wire.replies))
