@@ -64,6 +64,14 @@ class _Retry(Exception):
     """Balances or limits moved between read and write: decide again."""
 
 
+class EventIdReused(Exception):
+    """The terminal used this event id before for another kind of message."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"event id used for a {kind} already")
+        self.kind = kind
+
+
 def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
                merchant_name: str | None) -> Receipt:
     """The guest's receipt of a posted transaction."""
@@ -175,6 +183,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                          items=[i.model_dump() for i in req.items])
 
     seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
+    if seen is not None and seen.kind != "payment":
+        raise EventIdReused(seen.kind)  # its decision answers another question
     if seen is not None:  # this event id again (QoS 1 redelivery): the same answer, always
         decision = _replay(session, seen, req)
         return Published([(reply_topic, encode(decision))], decision)

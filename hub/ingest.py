@@ -35,7 +35,7 @@ from devices.contract import (
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
 from hub import appliance_queue, crud
 from hub.automation_runner import Occurrence
-from hub.cashier import handle_payment
+from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
 from hub.entry import EntryContext, decide_entry
@@ -209,12 +209,12 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            req.event_id))
-    seen = crud.find_event(session, device_id=device_id, event_id=req.event_id)
-    if seen is not None and seen.kind != "payment":
-        return _reused(topic, seen, req.event_id)
-    done = handle_payment(session, venue=venue, device=device, req=req, now=now, limits=limits,
-                          trust=trust, late=late, verify_pin=verify_pin,
-                          received_at=received_at)
+    try:
+        done = handle_payment(session, venue=venue, device=device, req=req, now=now,
+                              limits=limits, trust=trust, late=late, verify_pin=verify_pin,
+                              received_at=received_at)
+    except EventIdReused as exc:
+        return _reused(topic, exc.kind, req.event_id)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
     if done.charged_guest_id is not None:
         outcome.occurrence = Occurrence(
@@ -247,12 +247,12 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
     return Outcome()
 
 
-def _reused(topic: str, seen: Event, event_id: str) -> Outcome:
+def _reused(topic: str, kind: str, event_id: str) -> Outcome:
     """A device reused an event id for another kind of message: refused, never replayed
     (the first message's decision would answer a question this one did not ask)."""
     return refuse(topic, ContractError(
         ErrorCode.EVENT_ID_CONFLICT,
-        f"event id {event_id!r} was used by this device for a {seen.kind} already", event_id))
+        f"event id {event_id!r} was used by this device for a {kind} already", event_id))
 
 
 def _decision_of(event: Event) -> Decision:
@@ -343,7 +343,7 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     """
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
     if seen is not None and seen.kind != "tap":
-        return _reused(topic, seen, tap.event_id)
+        return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:  # decided before (a redelivery): that answer stands
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
@@ -373,7 +373,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
     if seen is not None and seen.kind != "tap":
-        return _reused(topic, seen, tap.event_id)
+        return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
