@@ -30,7 +30,7 @@ from hub.models import (
     Zone,
 )
 from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_phone_key
-from hub.registry import Registry
+from hub.registry import UNCACHED, Registry
 
 T = TypeVar("T", bound=SQLModel)
 AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
@@ -161,7 +161,7 @@ def present(session: Session, *, credential: AnyCredential, trust: Trust, venue_
 
 
 def authenticate(session: Session, *, presented: Presented, venue_id: str, device_id: str,
-                 now: datetime, registry: Registry | None = None,
+                 now: datetime, registry: Registry = UNCACHED,
                  ) -> tuple[Credential | None, str | None]:
     """The credential a tap presented, and why it must not be trusted (or None).
 
@@ -170,19 +170,17 @@ def authenticate(session: Session, *, presented: Presented, venue_id: str, devic
     """
     credential = None
     if presented.credential_id is not None:
-        credential = registry.get(session, Credential, presented.credential_id) if registry \
-            else session.get(Credential, presented.credential_id)
+        credential = registry.get(session, Credential, presented.credential_id)
         if credential is not None and credential.key_jti != presented.identifier:
             credential = None  # a key this credential no longer carries
     elif not presented.forged:
         credential = registry.credential(session, kind=presented.kind,
-                                         identifier=presented.identifier) if registry \
-            else find_credential(session, kind=presented.kind, identifier=presented.identifier)
+                                         identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(
         session, credential_id=credential.id, counter=presented.counter))
     fresh = presented.challenge is None or use_challenge(
         session, device_id=device_id, challenge=presented.challenge, now=now)
-    venue = registry.get(session, Venue, venue_id) if registry else session.get(Venue, venue_id)
+    venue = registry.get(session, Venue, venue_id)
     return credential, problem_of(presented, credential, counter_advanced=advanced,
                                   allow_plain_uid=venue.allow_plain_uid if venue else False,
                                   fresh_challenge=fresh)

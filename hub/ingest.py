@@ -52,7 +52,7 @@ from hub.models import (
 )
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
-from hub.registry import Registry
+from hub.registry import UNCACHED, Registry
 from hub.security import verify_secret
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
                    trust: Trust = NO_TRUST,
                    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
                    deadline: Deadline = NEVER,
-                   registry: Registry | None = None,
+                   registry: Registry = UNCACHED,
                    verify_pin: Callable[[str, str], bool] = verify_secret) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
@@ -134,8 +134,7 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     except ContractError as exc:
         return refuse(topic, exc)
     if isinstance(event, TapEvent):
-        if registry is not None:
-            registry.sync(session)
+        registry.sync(session)
         return _handle_tap(session, topic, where.venue, where.device, event, now,
                            received_at or now, trust, deadline, registry)
     if isinstance(event, OfflineEntry):
@@ -268,29 +267,20 @@ def tap_device_id(device: Device | None) -> str:
 
 def _load_context(session: Session, venue: str, device: Device | None, tap: TapEvent,
                   presented: Presented, now: datetime,
-                  registry: Registry | None) -> tuple[EntryContext, bool]:
+                  registry: Registry) -> tuple[EntryContext, bool]:
     """Read everything the entry decision depends on, inside the tap's transaction; and
     whether the guest's presence row for the zone exists yet."""
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
                                             device_id=tap_device_id(device), now=now,
                                             registry=registry)
-    guest = None
-    if credential is not None:
-        guest = registry.get(session, Guest, credential.guest_id) if registry \
-            else session.get(Guest, credential.guest_id)
-    zone = None
-    if device is not None and device.zone_id:
-        if registry is None:
-            zone = session.get(Zone, device.zone_id)
-        elif (cached := registry.get(session, Zone, device.zone_id)) is not None:
-            # Its settings from the cache; its occupancy, which is state, read now.
-            zone = cached if cached.capacity is None else Zone.model_validate(
-                {**cached.model_dump(), "occupancy": crud.occupancy_of(session,
-                                                                       zone_id=cached.id)})
-    entitlements: tuple[Entitlement, ...] = ()
-    if guest is not None:
-        entitlements = registry.entitlements(session, guest_id=guest.id) if registry \
-            else tuple(crud.entitlements_of(session, guest_id=guest.id))
+    guest = registry.get(session, Guest, credential.guest_id) if credential else None
+    zone = registry.get(session, Zone, device.zone_id) if device and device.zone_id else None
+    if zone is not None and registry.caching and zone.capacity is not None:
+        # Its settings from the cache; its occupancy, which is state, read now.
+        zone = Zone.model_validate({**zone.model_dump(),
+                                    "occupancy": crud.occupancy_of(session, zone_id=zone.id)})
+    entitlements: tuple[Entitlement, ...] = registry.entitlements(
+        session, guest_id=guest.id) if guest else ()
     inside = crud.presence(session, guest_id=guest.id, zone_id=zone.id) if guest and zone \
         else None
     scheduled = any(e.schedule for e in entitlements)  # only schedules need the venue's clock
@@ -308,16 +298,14 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
     return context, inside is not None
 
 
-def _timezone(session: Session, venue: str, registry: Registry | None) -> str:
-    if registry is None:
-        return crud.venue_timezone(session, venue_id=venue)
+def _timezone(session: Session, venue: str, registry: Registry) -> str:
     row = registry.get(session, Venue, venue)
     return row.timezone if row else "UTC"
 
 
 def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
                 now: datetime, received_at: datetime, trust: Trust,
-                deadline: Deadline, registry: Registry | None) -> Outcome:
+                deadline: Deadline, registry: Registry) -> Outcome:
     late = deadline.too_late(now=now, handed_at=received_at, device_ts=tap.ts)
     for _attempt in range(_MAX_ATTEMPTS):
         try:
@@ -335,7 +323,7 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
 
 
 def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-              now: datetime, received_at: datetime, registry: Registry | None) -> Outcome:
+              now: datetime, received_at: datetime, registry: Registry) -> Outcome:
     """Answer a tap that waited past its deadline: recorded, and nothing else moves.
 
     The credential is not even authenticated (a band's tag counter stays where it was),
@@ -347,8 +335,7 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     if seen is not None:  # decided before (a redelivery): that answer stands
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
-    device = registry.get(session, Device, device_id) if registry \
-        else session.get(Device, device_id)
+    device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None
     row = Event(
@@ -368,7 +355,7 @@ class _StateChanged(Exception):
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
              now: datetime, received_at: datetime, trust: Trust,
-             registry: Registry | None) -> Outcome:
+             registry: Registry) -> Outcome:
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
@@ -377,8 +364,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     if seen is not None:
         return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
-    device = registry.get(session, Device, device_id) if registry \
-        else session.get(Device, device_id)
+    device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
     presented = crud.present(session, credential=tap.credential, trust=trust, venue_id=venue,

@@ -90,9 +90,14 @@ def _detached(row: T) -> T:
 
 
 class Registry:
-    """One process's cache of the registry; used by one thread (the bridge's worker)."""
+    """One process's cache of the registry; used by one thread (the bridge's worker).
 
-    def __init__(self) -> None:
+    ``Registry(caching=False)`` (``UNCACHED``) reads the same rows straight from the
+    session, attached, for callers that keep no cache (tools, tests, the API).
+    """
+
+    def __init__(self, *, caching: bool = True) -> None:
+        self.caching = caching
         self._version: int | None = None
         self._rows: dict[Hashable, Any] = {}
         self._synced_in: object | None = None
@@ -106,6 +111,8 @@ class Registry:
         only write lock (BEGIN IMMEDIATE), so no change can commit until this one ends.
         Elsewhere (PostgreSQL, read committed) before every decision.
         """
+        if not self.caching:
+            return
         transaction = session.get_transaction()
         if transaction is not None and transaction is self._synced_in \
                 and session.get_bind().dialect.name == "sqlite":
@@ -117,7 +124,12 @@ class Registry:
             self._rows.clear()
             self._version = version
 
+    def _keep(self, row: T | None) -> T | None:
+        return _detached(row) if self.caching and row is not None else row
+
     def _cached(self, key: Hashable, load: Any) -> Any:
+        if not self.caching:
+            return load()
         found = self._rows.get(key, _MISSING)
         if found is not _MISSING:
             self.hits += 1
@@ -131,8 +143,7 @@ class Registry:
     def get(self, session: Session, cls: type[T], key: str) -> T | None:
         """A device, venue, guest or credential by primary key (detached), or None."""
         def load() -> T | None:
-            row = session.get(cls, key)
-            return _detached(row) if row is not None else None
+            return self._keep(session.get(cls, key))
         result: T | None = self._cached((cls.__name__, key), load)
         return result
 
@@ -140,9 +151,8 @@ class Registry:
                    identifier: str) -> Credential | None:
         """The credential with this identifier (detached), or None."""
         def load() -> Credential | None:
-            row = session.exec(select(Credential).where(
-                Credential.kind == kind, Credential.identifier == identifier)).first()
-            return _detached(row) if row is not None else None
+            return self._keep(session.exec(select(Credential).where(
+                Credential.kind == kind, Credential.identifier == identifier)).first())
         result: Credential | None = self._cached(("credential-of", kind.value, identifier),
                                                  load)
         return result
@@ -151,6 +161,10 @@ class Registry:
         """All entitlements of a guest, any status (detached)."""
         def load() -> tuple[Entitlement, ...]:
             rows = session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id))
-            return tuple(_detached(row) for row in rows)
+            return tuple(self._keep(row) for row in rows)  # type: ignore[misc]
         result: tuple[Entitlement, ...] = self._cached(("entitlements", guest_id), load)
         return result
+
+
+# No cache: every read goes to the session (callers outside the bridge's worker).
+UNCACHED = Registry(caching=False)
