@@ -449,12 +449,12 @@ class Bridge:
             self.before_decide()
         now = self.clock()
         try:
-            with session.begin_nested():
-                return handle_message(session, item.topic, item.payload, now,
-                                      limits=self.limits, received_at=item.received_at,
-                                      trust=self.trust, command_ttl=self.command_ttl,
-                                      deadline=self.deadline, registry=self.registry,
-                                      verify_pin=self.pins.verify)
+            # handle_message undoes its own writes when it raises (a savepoint per message).
+            return handle_message(session, item.topic, item.payload, now,
+                                  limits=self.limits, received_at=item.received_at,
+                                  trust=self.trust, command_ttl=self.command_ttl,
+                                  deadline=self.deadline, registry=self.registry,
+                                  verify_pin=self.pins.verify)
         except Exception as exc:
             if _transient(exc):
                 raise

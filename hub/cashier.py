@@ -45,6 +45,7 @@ from hub.payment import (
 )
 from hub.payment import PaymentDecision as Verdict
 from hub.presented import Presented, Trust
+from hub.registry import UNCACHED, Registry
 from hub.security import verify_secret
 
 _MAX_ATTEMPTS = 5
@@ -110,31 +111,25 @@ def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: Paymen
         decided_at=txn.created_at)
 
 
-def _account_for(session: Session, *, choice: str, payer: str, venue: str) -> Account | None:
-    if choice == "wallet":
-        return ledger.wallet_of(session, guest_id=payer, venue_id=venue)
-    folio = ledger.folio_of(session, guest_id=payer, venue_id=venue)
-    if choice == "folio" or folio is not None:
-        return folio
-    return ledger.wallet_of(session, guest_id=payer, venue_id=venue)
-
-
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                    now: datetime, limits: PaymentLimits, trust: Trust,
                    late: bool = False,
                    verify_pin: Callable[[str, str], bool] = verify_secret,
-                   received_at: datetime | None = None) -> Published:
+                   received_at: datetime | None = None,
+                   registry: Registry = UNCACHED) -> Published:
     """Decide a tap-to-pay and move the money, exactly once per idempotency key.
 
     A ``late`` request (past the hub's deadline, the terminal has shown "failed") that
     was not decided before is declined ``too_late`` under its key and moves nothing; the
-    terminal's retry under a new key gets a fresh decision.
+    terminal's retry under a new key gets a fresh decision. With ``registry``, the
+    credential, merchant and venue are read through that cache (the credential's count
+    of wrong PINs, which is state, always afresh).
     """
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
                 return _try_payment(session, venue, device, req, now, limits, trust, late,
-                                    verify_pin, received_at or now)
+                                    verify_pin, received_at or now, registry)
         except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
@@ -144,7 +139,7 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
                   presented: Presented, credential: Credential | None,
                   decision: PaymentDecision, now: datetime,
                   received_at: datetime | None = None) -> None:
-    session.add(Event(
+    crud.insert_event(session, crud.event_columns(
         device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
         received_at=received_at or now, device_ts=req.ts, credential_kind=presented.kind.value,
         credential_ref=presented.identifier or None,
@@ -152,7 +147,6 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
         transaction_id=decision.transaction_id, decided_at=now))
-    session.flush()
 
 
 def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
@@ -170,7 +164,8 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
 
 def _try_payment(session: Session, venue: str, device: Device, req: PaymentRequest,
                  now: datetime, limits: PaymentLimits, trust: Trust, late: bool,
-                 verify_pin: Callable[[str, str], bool], received_at: datetime) -> Published:
+                 verify_pin: Callable[[str, str], bool], received_at: datetime,
+                 registry: Registry) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
     presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
@@ -204,29 +199,33 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                                     text="Duplicate payment id - not charged", asked=req)
         _record_event(session, venue=venue, device=device, req=req, presented=presented,
                       credential=credential, decision=decision, now=now,
-                          received_at=received_at)
+                      received_at=received_at)
         return Published([(reply_topic, encode(decision))], decision)
 
     if late:
         return _too_late(session, venue, device, req, presented, print_, now, received_at)
 
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
-                                            device_id=device.id, now=now)
-    merchant = session.get(Merchant, req.merchant_id)
+                                            device_id=device.id, now=now, registry=registry)
+    pin_failures = crud.pin_failures_of(session, credential_id=credential.id) \
+        if credential else 0
+    merchant = registry.get(session, Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
         merchant = None
     policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
     payer = (policy.payer_guest_id if policy else credential.guest_id) if credential else None
-    account = _account_for(session, choice=req.account, payer=payer, venue=venue) if payer \
-        else None
-    venue_row = session.get(Venue, venue)
+    account = ledger.account_to_charge(session, choice=req.account, guest_id=payer,
+                                       venue_id=venue) if payer else None
+    venue_row = registry.get(session, Venue, venue)
     day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
-    spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential else 0
+    spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
+        else None
     verdict: Verdict = decide_payment(PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
-        amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent,
+        amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
-        credential_problem=PaymentReason(problem) if problem else None))
+        credential_problem=PaymentReason(problem) if problem else None,
+        pin_failures=pin_failures))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,
@@ -238,29 +237,25 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
     if credential is not None and (verdict.pin_failed or verdict.pin_passed):
-        credential.pin_failures = credential.pin_failures + 1 if verdict.pin_failed else 0
-        session.add(credential)
+        crud.count_pin_attempt(session, credential_id=credential.id, failed=verdict.pin_failed)
     messages: list[tuple[str, bytes]] = []
     if verdict.approved:
         assert account is not None and merchant is not None and credential is not None
         ledger.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,
-                               limit=policy.daily_limit if policy else None)
+                               limit=policy.daily_limit if policy else None,
+                               row_exists=spent is not None)
         revenue = ledger.revenue_of(session, merchant=merchant)
         ledger.post(session, txn=txn, legs=postings_for_charge(payer=account, revenue=revenue,
-                                                               amount=req.amount))
-        txn.balance_after = ledger.balance_of(session, account_id=account.id)
-        session.add(txn)
-        session.flush()
-        session.refresh(account)
+                                                               amount=req.amount),
+                    balance_after_of=account.id)
         messages += receipts_for(txn, account, venue, merchant.name)
     else:
-        session.add(txn)
-        session.flush()
+        ledger.record(session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key,
                             kind=account.kind.value if account else None)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now,
-                          received_at=received_at)
+                  received_at=received_at)
     return Published([(reply_topic, encode(decision)), *messages], decision,
                      charged_guest_id=credential.guest_id if verdict.approved and credential
                      else None)
@@ -281,8 +276,7 @@ def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
         device_id=device.id, event_id=req.event_id, items=[i.model_dump() for i in req.items],
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
-    session.add(txn)
-    session.flush()
+    ledger.record(session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=None, decision=decision, now=now, received_at=received_at)
@@ -325,8 +319,9 @@ def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: s
         text="Top-up", amount=amount, currency=wallet.currency, guest_id=wallet.guest_id,
         account_id=wallet.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"topup:{wallet.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)])
-    return _finish(session, txn, wallet, None)
+    ledger.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)],
+                balance_after_of=wallet.id)
+    return txn, receipts_for(txn, wallet, wallet.venue_id, None)
 
 
 def refund(session: Session, *, original: LedgerTransaction, amount: int | None, key: str,
@@ -354,8 +349,9 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
         account_id=account.id, merchant_id=original.merchant_id, original_id=original.id,
         idempotency_scope="api", idempotency_key=key,
         fingerprint=f"refund:{original.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)])
-    return _finish(session, txn, account, merchant.name)
+    ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
+                balance_after_of=account.id)
+    return txn, receipts_for(txn, account, account.venue_id, merchant.name)
 
 
 def settle(session: Session, *, folio: Account, key: str, actor: str,
@@ -374,19 +370,11 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
         account_id=folio.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"settle:{folio.id}", actor=actor, created_at=now)
     if owed != 0:
-        ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)])
+        ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
+                    balance_after_of=folio.id)
     else:
-        session.add(txn)
-        session.flush()
-    result = _finish(session, txn, folio, None)
+        txn.balance_after = 0
+        ledger.record(session, txn=txn)
+    result = txn, receipts_for(txn, folio, folio.venue_id, None)
     ledger.close(session, account=folio, now=now)
     return result
-
-
-def _finish(session: Session, txn: LedgerTransaction, account: Account,
-            merchant_name: str | None) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-    txn.balance_after = ledger.balance_of(session, account_id=account.id)
-    session.add(txn)
-    session.flush()
-    session.refresh(account)
-    return txn, receipts_for(txn, account, account.venue_id, merchant_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -36,9 +37,44 @@ T = TypeVar("T", bound=SQLModel)
 AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
 
 
-def _table(model: type[SQLModel]) -> sa.Table:
+def table_of(model: type[SQLModel]) -> sa.Table:
     """A model's table, for the few hot statements that skip the ORM's machinery."""
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
+
+
+# The hot path's statements, built once: building a statement costs several times what
+# executing it does (its values are bound at execution).
+_credentials, _events, _presences, _zones = (table_of(m) for m in (Credential, Event,
+                                                                  Presence, Zone))
+_P = sa.bindparam
+_FIND_EVENT = sa.select(_events.c.id).where(_events.c.device_id == _P("device_id"),
+                                            _events.c.event_id == _P("event_id"))
+_INSERT_EVENT = sa.insert(_events)
+_PRESENCE = sa.select(_presences.c.inside).where(_presences.c.guest_id == _P("guest_id"),
+                                                 _presences.c.zone_id == _P("zone_id"))
+_MOVE_PRESENCE = (sa.update(_presences)
+                  .where(_presences.c.guest_id == _P("who"),
+                         _presences.c.zone_id == _P("where"),
+                         _presences.c.inside == _P("was_inside"))
+                  .values(inside=_P("is_inside"), updated_at=_P("now")))
+_OCCUPANCY = sa.select(_zones.c.occupancy).where(_zones.c.id == _P("zone_id"))
+_ZONE_ENTER = (sa.update(_zones)
+               .where(_zones.c.id == _P("zone_id"),
+                      sa.or_(_zones.c.capacity.is_(None), _zones.c.occupancy < _zones.c.capacity))
+               .values(occupancy=_zones.c.occupancy + 1))
+_ZONE_LEAVE = (sa.update(_zones).where(_zones.c.id == _P("zone_id"), _zones.c.occupancy > 0)
+               .values(occupancy=_zones.c.occupancy - 1))
+_ADVANCE_COUNTER = (sa.update(_credentials)
+                    .where(_credentials.c.id == _P("credential_id"),
+                           sa.or_(_credentials.c.sun_counter.is_(None),
+                                  _credentials.c.sun_counter < _P("counter")))
+                    .values(sun_counter=_P("counter")))
+_PIN_FAILURES = sa.select(_credentials.c.pin_failures).where(
+    _credentials.c.id == _P("credential_id"))
+_PIN_FAILED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
+               .values(pin_failures=_credentials.c.pin_failures + 1))
+_PIN_PASSED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
+               .values(pin_failures=0))
 
 
 class NotFound(LookupError):
@@ -121,15 +157,24 @@ def find_credential(session: Session, *, kind: CredentialKind,
     return session.exec(stmt).first()
 
 
+def pin_failures_of(session: Session, *, credential_id: str) -> int:
+    """Wrong PINs in a row on this credential, read afresh (state, never cached)."""
+    row = session.connection().execute(_PIN_FAILURES, {"credential_id": credential_id}).first()
+    return int(row[0]) if row else 0
+
+
+def count_pin_attempt(session: Session, *, credential_id: str, failed: bool) -> None:
+    """One more wrong PIN (counted in the database, so two workers cannot lose one), or a
+    right one, which ends the run."""
+    session.connection().execute(_PIN_FAILED if failed else _PIN_PASSED,
+                                 {"credential_id": credential_id})
+
+
 def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -> bool:
     """Accept a secure tag's read counter only if it is above the last accepted one."""
-    moved = session.execute(
-        sa.update(Credential)
-        .where(col(Credential.id) == credential_id,
-               sa.or_(col(Credential.sun_counter).is_(None), col(Credential.sun_counter) < counter))
-        .values(sun_counter=counter)
-        .execution_options(synchronize_session=False))
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+    moved = session.connection().execute(_ADVANCE_COUNTER, {"credential_id": credential_id,
+                                                            "counter": counter})
+    return bool(moved.rowcount == 1)
 
 
 def revoked_key_ids(session: Session) -> list[str]:
@@ -199,21 +244,24 @@ def venue_timezone(session: Session, *, venue_id: str) -> str:
 
 def insert_ignoring_duplicates(session: Session, table: type[SQLModel], **values: Any) -> None:
     """INSERT a row unless its key exists: one statement, no savepoint, on either engine."""
-    if session.get_bind().dialect.name == "postgresql":
+    session.connection().execute(_insert_ignoring(session.get_bind().dialect.name, table),
+                                 values)
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, model: type[SQLModel]) -> sa.Insert:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
-        session.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+        return pg_insert(table_of(model)).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert(table_of(model)).on_conflict_do_nothing()
 
 
 def presence(session: Session, *, guest_id: str, zone_id: str) -> bool | None:
     """Whether the guest's last accepted tap put them inside the zone; None: never tapped
     there (no row yet)."""
-    table = _table(Presence)
-    row = session.connection().execute(
-        sa.select(table.c.inside).where(table.c.guest_id == guest_id,
-                                        table.c.zone_id == zone_id)).first()
+    row = session.connection().execute(_PRESENCE, {"guest_id": guest_id,
+                                                   "zone_id": zone_id}).first()
     return None if row is None else bool(row[0])
 
 
@@ -224,9 +272,7 @@ def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
 
 def occupancy_of(session: Session, *, zone_id: str) -> int:
     """How many are inside a zone now (state: never cached)."""
-    table = _table(Zone)
-    found = session.connection().execute(
-        sa.select(table.c.occupancy).where(table.c.id == zone_id)).first()
+    found = session.connection().execute(_OCCUPANCY, {"zone_id": zone_id}).first()
     return int(found[0]) if found is not None else 0
 
 
@@ -247,50 +293,43 @@ def apply_effect(
         # worker just did (the conditional update below decides either way).
         insert_ignoring_duplicates(session, Presence, guest_id=guest_id, zone_id=zone_id,
                                    inside=False, updated_at=now)
-    moved = session.execute(
-        sa.update(Presence)
-        .where(col(Presence.guest_id) == guest_id, col(Presence.zone_id) == zone_id,
-               col(Presence.inside) == (not entering))
-        .values(inside=entering, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    connection = session.connection()
+    moved = connection.execute(_MOVE_PRESENCE, {"who": guest_id, "where": zone_id,
+                                                "was_inside": not entering,
+                                                "is_inside": entering, "now": now})
+    if moved.rowcount != 1:
         return False
     if not entering:
         # An exit with the count already at 0 (say, after a manual reset) is still an exit.
-        session.execute(
-            sa.update(Zone).where(col(Zone.id) == zone_id, col(Zone.occupancy) > 0)
-            .values(occupancy=Zone.occupancy - 1).execution_options(synchronize_session=False)
-        )
+        connection.execute(_ZONE_LEAVE, {"zone_id": zone_id})
         return True
-    counted = session.execute(
-        sa.update(Zone)
-        .where(col(Zone.id) == zone_id,
-               sa.or_(col(Zone.capacity).is_(None), col(Zone.occupancy) < col(Zone.capacity)))
-        .values(occupancy=Zone.occupancy + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
+    counted = connection.execute(_ZONE_ENTER, {"zone_id": zone_id})
+    return bool(counted.rowcount == 1)
 
 
-def insert_event(session: Session, *, row: Event) -> Event:
-    """Record a tap's decision with one INSERT, outside the unit of work (every tap pays
-    for this line, and the ORM's flush costs more than the statement). Sets ``row.id``;
-    the row stays detached. IntegrityError when the event id is taken."""
-    # The table, not the entity: the ORM's bulk-insert path costs more than the INSERT.
-    result = session.connection().execute(sa.insert(_table(Event)),
-                                          row.model_dump(exclude={"id"}))
-    row.id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-    return row
+def event_columns(**given: Any) -> dict[str, Any]:
+    """An Event row's columns for :func:`insert_event`, those not given None."""
+    return {**_EVENT_NULLS, **given}
+
+
+_EVENT_NULLS: dict[str, Any] = {name: None for name in Event.model_fields if name != "id"}
+
+
+def insert_event(session: Session, values: dict[str, Any]) -> int:
+    """Record a decision (the columns of an Event, without ``id``) with one INSERT, outside
+    the unit of work: every tap pays for this line, and building an Event object costs
+    more than the statement. Returns the row's id; IntegrityError when the event id is
+    taken."""
+    key = session.connection().execute(_INSERT_EVENT, values).inserted_primary_key
+    assert key is not None  # an INSERT of one row
+    return int(key[0])
 
 
 def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:
     """A tap already recorded under this (device, event id): the idempotency key."""
     # Nearly every event is new: ask for its id alone first, without the ORM's machinery.
-    table = _table(Event)
-    found = session.connection().execute(
-        sa.select(table.c.id).where(table.c.device_id == device_id,
-                                    table.c.event_id == event_id)).first()
+    found = session.connection().execute(_FIND_EVENT, {"device_id": device_id,
+                                                       "event_id": event_id}).first()
     if found is None:
         return None
     return session.get(Event, found[0])

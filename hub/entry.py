@@ -71,6 +71,9 @@ class EntryContext:
     venue_timezone: str = "UTC"
     # Why the presented credential cannot be trusted (forged, replayed, insecure), if so.
     credential_problem: EntryReason | None = None
+    # How many are inside the zone now, read afresh by the caller (the zone may be a
+    # cached copy); None: the zone's own count.
+    occupancy: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ def decide_entry(ctx: EntryContext, now: datetime) -> EntryDecision:
     if zone is not None and direction is Direction.IN:
         if ctx.inside and zone.anti_passback:
             return deny(EntryReason.ANTI_PASSBACK, direction)
-        if zone.capacity is not None and zone.occupancy >= zone.capacity:
+        occupancy = zone.occupancy if ctx.occupancy is None else ctx.occupancy
+        if zone.capacity is not None and occupancy >= zone.capacity:
             return deny(EntryReason.ZONE_FULL, direction)
         effect = Effect.NONE if ctx.inside else Effect.ENTER
     elif zone is not None and direction is Direction.OUT:

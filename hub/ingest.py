@@ -9,9 +9,10 @@ device sees is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -114,7 +115,8 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
                    verify_pin: Callable[[str, str], bool] = verify_secret) -> Outcome:
     """Validate, decide and record one message from the broker; return what to answer.
 
-    Runs in a savepoint of the caller's transaction, so a failure undoes only this message.
+    Runs in a savepoint of the caller's transaction (one per message: taps and payments
+    take theirs where they retry a lost race), so a failure undoes only this message.
     A tap or payment past ``deadline`` (counted from ``received_at``, when the broker
     handed it over) is answered ``too_late`` and moves nothing. With ``registry``, taps read
     devices, venues, guests, credentials and entitlements through that cache.
@@ -124,7 +126,9 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     except TopicError as exc:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC, str(exc)))
     if where.channel is Channel.STATUS:
-        return _handle_status(session, where.venue, where.device, payload, now, command_ttl)
+        with session.begin_nested():
+            return _handle_status(session, where.venue, where.device, payload, now,
+                                  command_ttl)
     if where.channel is not Channel.EVENTS:
         # A device publishing on a channel of the hub's (a forged decision, say).
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_TOPIC,
@@ -138,12 +142,16 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
         return _handle_tap(session, topic, where.venue, where.device, event, now,
                            received_at or now, trust, deadline, registry)
     if isinstance(event, OfflineEntry):
-        return _handle_offline_entry(session, topic, where.venue, where.device, event, now)
+        with session.begin_nested():
+            return _handle_offline_entry(session, topic, where.venue, where.device, event,
+                                         now)
     if isinstance(event, PaymentRequest):
+        registry.sync(session)
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
                                trust, late=deadline.too_late(now=now, handed_at=received_at or now,
                                                              device_ts=event.ts),
-                               verify_pin=verify_pin, received_at=received_at)
+                               verify_pin=verify_pin, received_at=received_at,
+                               registry=registry)
     with session.begin_nested():
         return _handle_report(session, topic, where.venue, where.device, event, now,
                               command_ttl)
@@ -202,8 +210,9 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                     req: PaymentRequest, now: datetime, limits: PaymentLimits,
                     trust: Trust, *, late: bool,
                     verify_pin: Callable[[str, str], bool],
-                    received_at: datetime | None = None) -> Outcome:
-    device = session.get(Device, device_id)
+                    received_at: datetime | None = None,
+                    registry: Registry = UNCACHED) -> Outcome:
+    device = registry.get(session, Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
@@ -211,7 +220,7 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
     try:
         done = handle_payment(session, venue=venue, device=device, req=req, now=now,
                               limits=limits, trust=trust, late=late, verify_pin=verify_pin,
-                              received_at=received_at)
+                              received_at=received_at, registry=registry)
     except EventIdReused as exc:
         return _reused(topic, exc.kind, req.event_id)
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
@@ -254,11 +263,12 @@ def _reused(topic: str, kind: str, event_id: str) -> Outcome:
         f"event id {event_id!r} was used by this device for a {kind} already", event_id))
 
 
-def _decision_of(event: Event) -> Decision:
-    return Decision(event_id=event.event_id, outcome=event.outcome,  # type: ignore[arg-type]
-                    reason=EntryReason(event.reason), text=event.text,
-                    guest_name=event.guest_name, zone_id=event.zone_id,
-                    decided_at=event.decided_at)
+def _decision_of(event: Mapping[str, Any]) -> Decision:
+    """The decision a recorded tap (an Event's columns) stands for."""
+    return Decision(event_id=event["event_id"], outcome=event["outcome"],
+                    reason=EntryReason(event["reason"]), text=event["text"],
+                    guest_name=event["guest_name"], zone_id=event["zone_id"],
+                    decided_at=event["decided_at"])
 
 
 def tap_device_id(device: Device | None) -> str:
@@ -275,10 +285,9 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
                                             registry=registry)
     guest = registry.get(session, Guest, credential.guest_id) if credential else None
     zone = registry.get(session, Zone, device.zone_id) if device and device.zone_id else None
-    if zone is not None and registry.caching and zone.capacity is not None:
-        # Its settings from the cache; its occupancy, which is state, read now.
-        zone = Zone.model_validate({**zone.model_dump(),
-                                    "occupancy": crud.occupancy_of(session, zone_id=zone.id)})
+    # The zone's settings from the cache; its occupancy, which is state, read now.
+    occupancy = crud.occupancy_of(session, zone_id=zone.id) \
+        if zone is not None and registry.caching and zone.capacity is not None else None
     entitlements: tuple[Entitlement, ...] = registry.entitlements(
         session, guest_id=guest.id) if guest else ()
     inside = crud.presence(session, guest_id=guest.id, zone_id=zone.id) if guest and zone \
@@ -294,6 +303,7 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         requested_direction=Direction(tap.direction) if tap.direction else None,
         venue_timezone=_timezone(session, venue, registry) if scheduled else "UTC",
         credential_problem=EntryReason(problem) if problem else None,
+        occupancy=occupancy,
     )
     return context, inside is not None
 
@@ -333,18 +343,18 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     if seen is not None and seen.kind != "tap":
         return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:  # decided before (a redelivery): that answer stands
-        return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
+        return _answer(topic, venue, device_id, _decision_of(seen.model_dump()), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None
-    row = Event(
+    row = crud.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=tap.credential.type,
         zone_id=device.zone_id if device else None, direction=tap.direction, outcome="deny",
         reason=(EntryReason.TOO_LATE if device else EntryReason.UNKNOWN_DEVICE).value,
         text="Please tap again", decided_at=now)
-    crud.insert_event(session, row=row)
+    crud.insert_event(session, row)
     return _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                    tap=tap)
 
@@ -362,7 +372,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     if seen is not None and seen.kind != "tap":
         return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:
-        return _answer(topic, venue, device_id, _decision_of(seen), known=seen.reason
+        return _answer(topic, venue, device_id, _decision_of(seen.model_dump()), known=seen.reason
                        != EntryReason.UNKNOWN_DEVICE, tap=tap)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
@@ -377,7 +387,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
                                  presence_row=presence_row,
                                  zone_id=device.zone_id, effect=decision.effect, now=now):
             raise _StateChanged
-    row = Event(
+    row = crud.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,
         credential_ref=presented.identifier or None,
@@ -388,13 +398,13 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
         guest_name=decision.guest_name, decided_at=now,
     )
-    crud.insert_event(session, row=row)
+    row_id = crud.insert_event(session, row)
     answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                      tap=tap)
     if device is not None:  # a first decision, not a replay: worth reacting to
         answer.occurrence = Occurrence(
             "entry_allowed" if decision.allowed else "entry_denied", venue, device_id,
-            row.guest_id, now, reason=row.reason, event_row_id=row.id)
+            row["guest_id"], now, reason=row["reason"], event_row_id=row_id)
     return answer
 
 

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
-from hub.crud import Conflict
+from hub.crud import Conflict, insert_ignoring_duplicates, table_of
 from hub.models import (
     Account,
     AccountKind,
@@ -34,21 +36,60 @@ class LimitReached(Exception):
     """A charge would take a guest past their daily limit (state moved since it was read)."""
 
 
+# The hot path's statements, built once (building costs more than executing).
+_accounts, _spends, _txns = (table_of(m) for m in (Account, DailySpend, LedgerTransaction))
+_P = sa.bindparam
+_MOVE_BALANCE = (sa.update(_accounts)
+                 .where(_accounts.c.id == _P("account_id"), _accounts.c.open.is_(True),
+                        sa.or_(_accounts.c.kind != AccountKind.WALLET,
+                               _accounts.c.balance + _P("amount") >= 0))
+                 .values(balance=_accounts.c.balance + _P("amount"))
+                 .returning(_accounts.c.balance))
+_INSERT_TXN = sa.insert(_txns)
+_INSERT_POSTINGS = sa.insert(table_of(Posting))
+_SPENT = sa.select(_spends.c.spent).where(_spends.c.guest_id == _P("guest_id"),
+                                          _spends.c.day == _P("day"))
+_SPEND = (sa.update(_spends).where(_spends.c.guest_id == _P("who"),
+                                   _spends.c.day == _P("on_day"))
+          .values(spent=_spends.c.spent + _P("amount")))
+_SPEND_WITHIN = _SPEND.where(_spends.c.spent + _P("amount") <= _P("limit"))
+_TXN_BY_KEY = sa.select(_txns.c.id).where(_txns.c.idempotency_scope == _P("scope"),
+                                          _txns.c.idempotency_key == _P("key"))
+
+
 # ------------------------------------------------------------------ accounts
 
 
 def wallet_of(session: Session, *, guest_id: str, venue_id: str) -> Account | None:
     """The guest's open wallet at this venue."""
-    stmt = select(Account).where(Account.guest_id == guest_id, Account.venue_id == venue_id,
-                                 Account.kind == AccountKind.WALLET, col(Account.open).is_(True))
-    return session.exec(stmt).first()
+    return _open_accounts(session, guest_id=guest_id, venue_id=venue_id).get(AccountKind.WALLET)
 
 
 def folio_of(session: Session, *, guest_id: str, venue_id: str) -> Account | None:
     """The guest's open room folio at this venue, if they are staying."""
-    stmt = select(Account).where(Account.guest_id == guest_id, Account.venue_id == venue_id,
-                                 Account.kind == AccountKind.FOLIO, col(Account.open).is_(True))
-    return session.exec(stmt.order_by(col(Account.created_at).desc())).first()
+    return _open_accounts(session, guest_id=guest_id, venue_id=venue_id).get(AccountKind.FOLIO)
+
+
+def account_to_charge(session: Session, *, choice: str, guest_id: str,
+                      venue_id: str) -> Account | None:
+    """The account a payment asked for: ``wallet``, ``folio``, or (``auto``) the folio of
+    a staying guest, else the wallet. One query for either."""
+    held = _open_accounts(session, guest_id=guest_id, venue_id=venue_id)
+    if choice == "wallet":
+        return held.get(AccountKind.WALLET)
+    if choice == "folio":
+        return held.get(AccountKind.FOLIO)
+    return held.get(AccountKind.FOLIO) or held.get(AccountKind.WALLET)
+
+
+def _open_accounts(session: Session, *, guest_id: str,
+                   venue_id: str) -> dict[AccountKind, Account]:
+    """The guest's open wallet and newest open folio at this venue, by kind."""
+    stmt = select(Account).where(
+        Account.guest_id == guest_id, Account.venue_id == venue_id,
+        col(Account.kind).in_((AccountKind.WALLET, AccountKind.FOLIO)),
+        col(Account.open).is_(True)).order_by(col(Account.created_at))
+    return {row.kind: row for row in session.exec(stmt).all()}  # the newest of a kind wins
 
 
 def revenue_of(session: Session, *, merchant: Merchant) -> Account:
@@ -79,56 +120,66 @@ def clearing_of(session: Session, *, venue_id: str, currency: str) -> Account:
 # ------------------------------------------------------------------ postings
 
 
-def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, int]]) -> None:
-    """Write a balanced transaction and move the cached balances, or raise Overdrawn."""
+def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, int]],
+         balance_after_of: str | None = None) -> dict[str, int]:
+    """Write a balanced transaction and move the cached balances, or raise Overdrawn.
+
+    The balances move first, one conditional UPDATE per account in the order of their
+    ids (two transactions touching the same accounts lock them in the same order, so
+    concurrent workers on PostgreSQL wait for each other instead of deadlocking); then
+    the transaction, with ``balance_after`` of ``balance_after_of``, and its postings.
+    Returns every leg's new balance; Account rows this session holds see it too.
+    """
     if sum(amount for _, amount in legs) != 0:
         raise ValueError(f"unbalanced transaction {txn.id}: {legs}")
-    session.add(txn)
-    session.flush()
-    for account_id, amount in legs:
-        moved = session.execute(
-            sa.update(Account)
-            .where(col(Account.id) == account_id, col(Account.open).is_(True),
-                   sa.or_(col(Account.kind) != AccountKind.WALLET,
-                          col(Account.balance) + amount >= 0))
-            .values(balance=Account.balance + amount)
-            .execution_options(synchronize_session=False)
-        )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
+    connection = session.connection()
+    balances: dict[str, int] = {}
+    for account_id, amount in sorted(legs):
+        moved = connection.execute(_MOVE_BALANCE, {"account_id": account_id,
+                                                   "amount": amount}).first()
+        if moved is None:
             raise Overdrawn(account_id)
-        session.add(Posting(transaction_id=txn.id, account_id=account_id, amount=amount))
-    session.flush()
+        balances[account_id] = int(moved[0])
+        held = session.identity_map.get(identity_key(Account, account_id))
+        if held is not None:  # what this session holds must not contradict what it wrote
+            set_committed_value(held, "balance", balances[account_id])
+    if balance_after_of is not None:
+        txn.balance_after = balances[balance_after_of]
+    record(session, txn=txn)
+    connection.execute(_INSERT_POSTINGS,
+                       [{"transaction_id": txn.id, "account_id": account_id, "amount": amount}
+                        for account_id, amount in legs])
+    return balances
 
 
-def balance_of(session: Session, *, account_id: str) -> int:
-    """The cached balance, read afresh from the database."""
-    value = session.execute(sa.select(col(Account.balance)).where(col(Account.id) == account_id))
-    return int(value.scalar_one())
+def record(session: Session, *, txn: LedgerTransaction) -> None:
+    """INSERT a transaction (approved or declined) with one statement, outside the unit
+    of work: the row stays transient in the session. IntegrityError when its
+    idempotency key is taken."""
+    session.connection().execute(_INSERT_TXN, txn.model_dump())
 
 
 def add_daily_spend(session: Session, *, guest_id: str, day: str, amount: int,
-                    limit: int | None) -> None:
-    """Count a charge against the guest's day, or raise LimitReached."""
-    if session.get(DailySpend, (guest_id, day)) is None:
-        try:
-            with session.begin_nested():
-                session.add(DailySpend(guest_id=guest_id, day=day, spent=0))
-                session.flush()
-        except sa.exc.IntegrityError:
-            pass  # created by a concurrent charge; the conditional update decides
-    stmt = sa.update(DailySpend).where(col(DailySpend.guest_id) == guest_id,
-                                       col(DailySpend.day) == day)
-    if limit is not None:
-        stmt = stmt.where(col(DailySpend.spent) + amount <= limit)
-    moved = session.execute(stmt.values(spent=DailySpend.spent + amount)
-                            .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+                    limit: int | None, row_exists: bool = False) -> None:
+    """Count a charge against the guest's day, or raise LimitReached.
+
+    ``row_exists``: the day's row was read in this transaction (no INSERT needed).
+    """
+    if not row_exists:
+        # Created by a concurrent charge meanwhile? Then this is a no-op and the
+        # conditional update below decides.
+        insert_ignoring_duplicates(session, DailySpend, guest_id=guest_id, day=day, spent=0)
+    moved = session.connection().execute(
+        _SPEND if limit is None else _SPEND_WITHIN,
+        {"who": guest_id, "on_day": day, "amount": amount, "limit": limit})
+    if moved.rowcount != 1:
         raise LimitReached(guest_id)
 
 
-def spent_on(session: Session, *, guest_id: str, day: str) -> int:
-    row = session.get(DailySpend, (guest_id, day))
-    return row.spent if row else 0
+def spent_on(session: Session, *, guest_id: str, day: str) -> int | None:
+    """What the guest spent on ``day``; None when nothing was (no row yet)."""
+    row = session.connection().execute(_SPENT, {"guest_id": guest_id, "day": day}).first()
+    return None if row is None else int(row[0])
 
 
 def refunded_so_far(session: Session, *, original_id: str) -> int:
@@ -143,9 +194,9 @@ def refunded_so_far(session: Session, *, original_id: str) -> int:
 
 def find_by_key(session: Session, *, scope: str, key: str) -> LedgerTransaction | None:
     """The transaction recorded under an idempotency key."""
-    stmt = select(LedgerTransaction).where(LedgerTransaction.idempotency_scope == scope,
-                                           LedgerTransaction.idempotency_key == key)
-    return session.exec(stmt).first()
+    # Nearly every key is new: ask for the id alone first, without the ORM's machinery.
+    found = session.connection().execute(_TXN_BY_KEY, {"scope": scope, "key": key}).first()
+    return None if found is None else session.get(LedgerTransaction, found[0])
 
 
 def transactions(session: Session, *, guest_id: str | None = None,

@@ -81,6 +81,9 @@ class PaymentContext:
     limits: PaymentLimits
     verify_pin: Callable[[str, str], bool]
     credential_problem: PaymentReason | None = None
+    # Wrong PINs in a row, read afresh by the caller (the credential may be a cached
+    # copy); None: the credential's own count.
+    pin_failures: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
     policy = ctx.policy
     if policy is not None and not policy.payment_enabled:
         return decline(PaymentReason.PAYMENT_DISABLED)
-    if cred.pin_failures >= ctx.limits.max_pin_failures:
+    failures = cred.pin_failures if ctx.pin_failures is None else ctx.pin_failures
+    if failures >= ctx.limits.max_pin_failures:
         return decline(PaymentReason.PIN_LOCKED)
     if ctx.account is None:
         return decline(PaymentReason.NO_ACCOUNT)

@@ -1,6 +1,6 @@
-"""The read-mostly rows a tap is decided on, cached per process, never stale for a decision.
+"""The read-mostly rows a tap or payment is decided on, cached per process, never stale for a decision.
 
-Devices, venues, guests, credentials and entitlements change rarely and are read on
+Devices, venues, merchants, guests, credentials and entitlements change rarely and are read on
 every tap. Each change to one of them, through any session of any process, bumps one
 version row in the same transaction (``before_flush`` below); a decision reads that
 version first (one primary-key read) and, when it moved, forgets everything it cached.
@@ -28,6 +28,7 @@ from hub.models import (
     Device,
     Entitlement,
     Guest,
+    Merchant,
     RegistryVersion,
     Venue,
     Zone,
@@ -44,6 +45,7 @@ _STATE_COLUMNS: dict[type[SQLModel], frozenset[str]] = {
     Zone: frozenset({"occupancy"}),
     Guest: frozenset(),
     Entitlement: frozenset(),
+    Merchant: frozenset(),
 }
 
 # Past this many entries the cache starts again: random unknown UIDs must not grow it.
@@ -141,7 +143,7 @@ class Registry:
         return value
 
     def get(self, session: Session, cls: type[T], key: str) -> T | None:
-        """A device, venue, guest or credential by primary key (detached), or None."""
+        """A device, venue, merchant, guest or credential by primary key (detached), or None."""
         def load() -> T | None:
             return self._keep(session.get(cls, key))
         result: T | None = self._cached((cls.__name__, key), load)

@@ -115,7 +115,9 @@ class Hub:
                 **(dict(self.broker.refusals) if self.broker else {}),
                 "process_restarts": self.broker_restarts}
         bridge = self.bridge
-        rules = CachedRules(self.engine, ttl=2.0)
+        # Read through the reader: a reload every two seconds must not take the write lock
+        # the bridge's batches wait for.
+        rules = CachedRules(self.reader, ttl=2.0)
         self.automations = AutomationRunner(
             self.engine, lambda topic, payload: bridge.publish(topic, payload, strict=True),
             load_facts, rules, learn=learn_from, might_apply=might_apply,
