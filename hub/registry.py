@@ -15,7 +15,7 @@ Cached rows are detached copies: read them, never add them to a session.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -47,6 +47,9 @@ _STATE_COLUMNS: dict[type[SQLModel], frozenset[str]] = {
     Entitlement: frozenset(),
     Merchant: frozenset(),
 }
+
+_versions = cast(sa.Table, RegistryVersion.__table__)  # type: ignore[attr-defined]
+_VERSION = sa.select(_versions.c.version).where(_versions.c.id == 1)  # built once: hot
 
 # Past this many entries the cache starts again: random unknown UIDs must not grow it.
 MAX_ENTRIES = 500_000
@@ -120,8 +123,8 @@ class Registry:
                 and session.get_bind().dialect.name == "sqlite":
             return
         self._synced_in = transaction
-        version = session.exec(select(RegistryVersion.version)
-                               .where(col(RegistryVersion.id) == 1)).first()
+        found = session.connection().execute(_VERSION).first()
+        version = None if found is None else int(found[0])
         if version is None or version != self._version or len(self._rows) > MAX_ENTRIES:
             self._rows.clear()
             self._version = version

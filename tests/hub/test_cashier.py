@@ -23,6 +23,7 @@ from hub.models import (
     Merchant,
     Posting,
     SpendingPolicy,
+    TransactionType,
     utcnow,
 )
 from tests.hub.payments_helpers import (
@@ -252,3 +253,36 @@ def test_an_event_id_used_again_gets_its_first_answer_whatever_the_key(engine: E
         charlie = session.get(Credential, "band-guest-01")
         assert charlie is not None and charlie.pin_failures == 1  # counted once
     assert balance(engine, WALLET) == 9_600
+
+
+def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> None:
+    """Two workers moving money between the same accounts take their rows in one order, so
+    on PostgreSQL one waits for the other instead of both deadlocking."""
+    updated: list[str] = []
+
+    def watch(_conn: object, _cursor: object, statement: str, params: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ACCOUNT"):
+            updated.append(str(params))
+
+    sa.event.listen(engine, "before_cursor_execute", watch)
+    try:
+        with session_scope(engine) as session:
+            wallet = session.get(Account, WALLET)
+            clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+            held_balance = wallet.balance
+            legs = sorted([(wallet.id, 500), (clearing.id, -500)], reverse=True)
+            txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True,
+                                    reason="ok", text="Top-up", amount=500, currency="USD",
+                                    account_id=wallet.id, idempotency_scope="api",
+                                    idempotency_key="order-test", fingerprint="f",
+                                    created_at=utcnow())
+            balances = ledger.post(session, txn=txn, legs=legs, balance_after_of=wallet.id)
+            # What the session holds agrees with what it wrote, without a refresh.
+            assert wallet.balance == balances[wallet.id] == held_balance + 500
+            assert txn.balance_after == held_balance + 500
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watch)
+    order = [next(i for i in (WALLET, clearing.id) if i in p) for p in updated]
+    assert order == sorted([WALLET, clearing.id])
+    assert balance(engine, WALLET) == held_balance + 500
+    assert verify(engine) == []

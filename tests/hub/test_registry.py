@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from devices.contract import TapEvent, WristbandCredential, encode, utcnow
+from devices.contract import PaymentRequest, TapEvent, WristbandCredential, encode, utcnow
 from devices.topics import Channel, device_topic
 from hub import crud
 from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.demo import DEMO_PIN, VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import handle_message
 from hub.models import (
     Credential,
@@ -22,6 +22,7 @@ from hub.models import (
     CredentialStatus,
     Device,
     Entitlement,
+    Merchant,
     RegistryVersion,
 )
 from hub.registry import Registry
@@ -133,3 +134,51 @@ def test_cached_rows_belong_to_no_session(engine: Engine) -> None:
         device = registry.get(session, Device, LOCK)
         assert device is not None and device not in session
         assert registry.get(session, Device, LOCK) is device  # the same copy, from the cache
+
+
+def pay(engine: Engine, registry: Registry, n: int, event_id: str, *, amount: int = 350,
+        merchant: str = "cafe", pin: str | None = None) -> str:
+    request = PaymentRequest(event_id=event_id, ts=utcnow(), amount=amount, currency="USD",
+                             merchant_id=merchant, idempotency_key=event_id, pin=pin,
+                             credential=WristbandCredential(uid=wristband_uid(n)))
+    with session_scope(engine) as session:
+        outcome = handle_message(session, device_topic(VENUE_ID, f"pos-{merchant}-1",
+                                                       Channel.EVENTS),
+                                 encode(request), utcnow(), registry=registry)
+    assert outcome.decision is not None, outcome
+    return str(outcome.decision.reason.value)
+
+
+def test_a_pin_lock_set_elsewhere_holds_though_the_band_is_cached(engine: Engine) -> None:
+    registry = Registry()
+    assert pay(engine, registry, 1, "p1") == "ok"  # Charlie's band, now in the cache
+    with session_scope(engine) as other:  # another worker counted his wrong PINs
+        band = other.exec(select(Credential).where(
+            Credential.identifier == wristband_uid(1))).one()
+        band.pin_failures = 99
+    assert pay(engine, registry, 1, "p2") == "pin_locked"
+
+
+def test_wrong_pins_are_counted_in_the_database_not_on_a_cached_copy(engine: Engine) -> None:
+    registry = Registry()
+    for attempt in range(2):
+        assert pay(engine, registry, 1, f"w{attempt}", amount=6_000, pin="0000") == "pin_wrong"
+    with Session(engine) as session:
+        band = session.exec(select(Credential).where(
+            Credential.identifier == wristband_uid(1))).one()
+        assert band.pin_failures == 2
+    assert pay(engine, registry, 1, "right", amount=6_000, pin=DEMO_PIN) == "ok"
+    with Session(engine) as session:
+        band = session.exec(select(Credential).where(
+            Credential.identifier == wristband_uid(1))).one()
+        assert band.pin_failures == 0  # a right PIN ends the run
+
+
+def test_a_merchant_changed_elsewhere_is_seen_by_the_next_payment(engine: Engine) -> None:
+    registry = Registry()
+    assert pay(engine, registry, 2, "m1") == "ok"
+    with session_scope(engine) as other:
+        merchant = other.get(Merchant, "cafe")
+        assert merchant is not None
+        merchant.currency = "EUR"
+    assert pay(engine, registry, 2, "m2") == "currency_mismatch"
