@@ -3,7 +3,7 @@
 Pure: no network, no files. Usernames say who connects:
 
 - ``{venue}.{device_id}``  one device; writes only ``device/{itself}/events|status`` and
-  reads only ``hub/{itself}/#`` of its own venue
+  reads only ``hub/{itself}/#`` and ``keys/#`` (signed key material) of its own venue
 - ``guest-{guest_id}``      a guest's app; reads only ``{venue}/guest/{guest_id}/notifications``
 - the bridge user           the hub; reads ``+/device/#``, writes ``+/hub/#``, ``+/guest/#``,
   ``+/keys/#`` and ``+/staff/#`` (alerts for staff)
@@ -33,9 +33,10 @@ PASSWORD_LENGTH = 32
 MIN_SECRET_BYTES = 16
 MOSQUITTO_SALT_BYTES = 12  # what mosquitto_passwd 2.x uses
 MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's default
-# Domain separation: the hub secret may later derive other keys; this label keeps
-# broker passwords from ever equalling any of them.
+# Domain separation: each secret derived from the hub's key has a label of its own, so
+# no device's password can equal the bridge's or any other key, whatever ids are chosen.
 _PASSWORD_LABEL = b"venuehub/v1 broker password\x00"
+_BRIDGE_PASSWORD_LABEL = b"venuehub/v1 bridge broker password\x00"
 
 _BRIDGE_READ = (f"{ROOT}/+/{DEVICE}/#",)
 _BRIDGE_WRITE = (f"{ROOT}/+/{HUB}/#", f"{ROOT}/+/guest/#", f"{ROOT}/+/keys/#",
@@ -119,6 +120,18 @@ def device_password(secret: bytes, venue: str, device_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
 
 
+def bridge_password(secret: bytes) -> str:
+    """The bridge's broker password: derived under a label no device's password uses."""
+    _check_secret(secret)
+    digest = hmac.new(secret, _BRIDGE_PASSWORD_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
+
+
+def can_own_credentials(venue: str) -> bool:
+    """Whether devices of ``venue`` can have broker logins (see :func:`device_username`)."""
+    return valid_id(venue) and "." not in venue and not venue.startswith(GUEST_PREFIX)
+
+
 def password_ok(username: str, password: str | bytes | None, auth: BrokerAuth) -> bool:
     """True when ``password`` is this user's: the bridge's, or the device's derived one.
 
@@ -176,6 +189,8 @@ def mosquitto_files(devices: Iterable[tuple[str, str]], *, secret: bytes, bridge
            *(f"topic read {t}" for t in _BRIDGE_READ),
            *(f"topic write {t}" for t in _BRIDGE_WRITE)]
     for venue, device_id in sorted(set(devices)):
+        if not can_own_credentials(venue):
+            continue  # a venue id from before the rule: its devices get no login
         user = device_username(venue, device_id)
         passwords.append(mosquitto_password_line(user, device_password(auth.secret, venue,
                                                                         device_id)))
@@ -183,7 +198,8 @@ def mosquitto_files(devices: Iterable[tuple[str, str]], *, secret: bytes, bridge
         acl += ["", f"user {user}",
                 f"topic write {own}/{DEVICE}/{device_id}/events",
                 f"topic write {own}/{DEVICE}/{device_id}/status",
-                f"topic read {own}/{HUB}/{device_id}/#"]
+                f"topic read {own}/{HUB}/{device_id}/#",
+                f"topic read {own}/keys/#"]
     return "\n".join(passwords) + "\n", "\n".join(acl) + "\n"
 
 
@@ -230,7 +246,8 @@ def _readable(username: str, bridge_user: str) -> tuple[str, ...]:
         return (f"{ROOT}/+/guest/{guest}/notifications",)
     if (device := parse_device_username(username)) is not None:
         venue, device_id = device
-        return (f"{ROOT}/{venue}/{HUB}/{device_id}/#",)
+        # The venue's signed key material (JWKS, revocations), for locks deciding offline.
+        return (f"{ROOT}/{venue}/{HUB}/{device_id}/#", f"{ROOT}/{venue}/keys/#")
     return ()
 
 

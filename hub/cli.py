@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.config import Settings
+from hub.secrets import private_dir
 
 app = typer.Typer(help="The venue hub: one identity for a guest, many touch points.",
                   no_args_is_help=True)
@@ -224,7 +225,7 @@ def init(data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]"
     from hub.secrets import load_or_create
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     load_or_create(settings.data_dir)
     init_db(create_db_engine(settings.database))
     console.print(f"initialised {settings.database}; secrets in {settings.data_dir / 'secrets'}"
@@ -323,7 +324,7 @@ def user_add(
         console.print(f"[red]the password must be {_PASSWORD_MIN}-{_PASSWORD_MAX} characters[/red]")
         raise typer.Exit(2)
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     engine = create_db_engine(settings.database)
     try:
         init_db(engine)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +27,8 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
     and refuse to write.
     """
     if url.startswith("sqlite"):
+        if not read_only:
+            _private(sa.engine.make_url(url).database)
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10
         )
@@ -49,6 +53,26 @@ def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
 
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _private(database: str | None) -> None:
+    """Make a SQLite database file (and its WAL files) readable by its owner only.
+
+    It holds argon2 hashes, guests' emails and the ledger. Created 0600 before SQLite
+    opens it; SQLite gives the -wal and -shm files the database file's mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if each.stat().st_mode & 0o077:
+                each.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def init_db(engine: Engine) -> None:

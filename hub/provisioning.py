@@ -20,7 +20,14 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from hub.broker_auth import BrokerAuth, device_password, device_username, mosquitto_files
+from hub.broker_auth import (
+    BrokerAuth,
+    bridge_password,
+    can_own_credentials,
+    device_password,
+    device_username,
+    mosquitto_files,
+)
 from hub.models import Credential, CredentialKind, Device
 from hub.presented import tag_keys
 from hub.secrets import HubSecrets
@@ -45,7 +52,7 @@ def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
 def broker_auth(secrets: HubSecrets) -> BrokerAuth:
     """The broker's view of who may connect: every device, and the hub's bridge."""
     return BrokerAuth(secret=secrets.broker_key, bridge_user=BRIDGE_USER,
-                      bridge_password=device_password(secrets.broker_key, "hub", "bridge"))
+                      bridge_password=bridge_password(secrets.broker_key))
 
 
 def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, str]]:
@@ -54,6 +61,7 @@ def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, s
         d.id: {"venue": d.venue_id, "username": device_username(d.venue_id, d.id),
                "password": device_password(secrets.broker_key, d.venue_id, d.id)}
         for d in session.exec(select(Device).order_by(col(Device.id))).all()
+        if can_own_credentials(d.venue_id)  # a venue id from before the rule: no login
     }
 
 

@@ -44,6 +44,21 @@ Slug = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="Also used in
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 # Every id the API hands out has this shape, so a reference of another shape names nothing.
 Ref = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="The id of an existing row")]
+# Names a venue may not take: the hub's own (its bridge's broker login) and the prefix of
+# guests' broker logins. A device's login is ``{venue}.{device}``, so no dot in a venue.
+RESERVED_VENUE_IDS = frozenset({"hub", "venuehub", "bridge", "broker", "keys", "staff"})
+
+
+def _venue_id_allowed(value: str) -> str:
+    if value.lower() in RESERVED_VENUE_IDS or value.lower().startswith(("guest-", "venuehub")):
+        raise ValueError(f"{value!r} is reserved for the hub; choose another venue id")
+    return value
+
+
+VenueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                               description="Also used in MQTT topics and broker logins: "
+                               "letters, digits, '_' and '-', no dot"),
+                    AfterValidator(_venue_id_allowed)]
 _KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the wire contract's KeyId
 
 
@@ -98,7 +113,7 @@ class _Out(BaseModel):
 
 
 class VenueCreate(_In):
-    id: Slug
+    id: VenueId
     name: Name
     timezone: str = "UTC"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"

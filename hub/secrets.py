@@ -33,6 +33,15 @@ def _write_new(path: Path, size: int) -> None:
         handle.write(secrets.token_hex(size) + "\n")
 
 
+def private_dir(path: Path) -> None:
+    """Create the data directory 0700, or make an existing one of ours 0700: it holds the
+    database, the secrets and the provisioning sheets."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
+
+
 def load_or_create(data_dir: Path) -> HubSecrets:
     """Read the secrets under ``data_dir/secrets``, creating any that are missing."""
     folder = data_dir / "secrets"

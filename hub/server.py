@@ -32,7 +32,7 @@ from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, write_sheet
 from hub.scheduler import Scheduler
-from hub.secrets import HubSecrets, load_or_create
+from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Hub:
         """Open the database, seed the demo, start the broker and the bridge."""
         settings = self.settings
         _check_free(settings.http_host, settings.http_port)  # fail before announcing anything
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)

@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
 from hub.api.deps import declared_roles
+from hub.api.headers import SecurityHeaders
 from hub.api.routes import (
     accounts,
     audit,
@@ -69,6 +70,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.signing_keys = signing_keys or []
     app.state.token_key = token_key or secrets.token_bytes(32)
     app.state.automations = automations
+    app.add_middleware(SecurityHeaders)
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
                    events, merchants, accounts, transactions, audit, profile,
                    automation_routes):

@@ -248,13 +248,13 @@ def tap(engine: Engine, device: str, now: datetime, event_id: str, *, uid: str |
 
 def test_create_venue_answers_201_with_the_public_shape(client: TestClient) -> None:
     before = utcnow()
-    r = client.post(url("venues"), json={"id": "harbour.park_2", "name": "Harbour Park",
+    r = client.post(url("venues"), json={"id": "harbour-park_2", "name": "Harbour Park",
                                          "timezone": "Europe/Lisbon", "currency": "EUR"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert set(body) == VENUE_KEYS
     assert (body["id"], body["name"], body["timezone"], body["currency"]) == (
-        "harbour.park_2", "Harbour Park", "Europe/Lisbon", "EUR")
+        "harbour-park_2", "Harbour Park", "Europe/Lisbon", "EUR")
     assert before <= ts(body["created_at"]) <= utcnow()
 
 

@@ -319,15 +319,17 @@ def test_mosquitto_files() -> None:
         f"topic write {R}/+/staff/#"]
     assert blocks[f"user {A}"] == [
         f"topic write {HERE}/device/gate-a/events", f"topic write {HERE}/device/gate-a/status",
-        f"topic read {HERE}/hub/gate-a/#"]
+        f"topic read {HERE}/hub/gate-a/#", f"topic read {HERE}/keys/#"]
     assert blocks["user other-park.gate-a"][2] == f"topic read {R}/other-park/hub/gate-a/#"
     assert len(blocks) == 4
 
 
 def test_mosquitto_files_refuse_bad_input() -> None:
-    with pytest.raises(ValueError):
-        mosquitto_files([("demo.resort", "gate-a")], secret=SECRET, bridge_user=BRIDGE,
-                        bridge_password="p")
+    # A venue id that cannot own logins (from before ids were checked) gets none, and
+    # does not stop the files for everyone else.
+    passwd, acl = mosquitto_files([("demo.resort", "gate-a"), ("demo-resort", "gate-a")],
+                                  secret=SECRET, bridge_user=BRIDGE, bridge_password="p")
+    assert "demo.resort" not in passwd + acl and "demo-resort.gate-a" in passwd
     with pytest.raises(ValueError):
         mosquitto_files([], secret=SECRET, bridge_user="guest-bridge", bridge_password="p")
     with pytest.raises(ValueError):

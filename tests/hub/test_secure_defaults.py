@@ -1,0 +1,146 @@
+"""Secure by default: separate secrets, ids that cannot collide, private files, headers."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from hub.api.main import API_PREFIX
+from hub.broker_auth import allowed, bridge_password, device_password, password_ok
+from hub.db import create_db_engine, init_db
+from hub.demo import seed_demo
+from hub.models import utcnow
+from hub.provisioning import BRIDGE_USER, broker_auth, device_sheet, mosquitto_config
+from hub.secrets import load_or_create, private_dir
+from tests.hub.conftest import who
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("secure") / "hub.db"
+    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
+    init_db(engine)
+    seed_demo(engine, utcnow())
+    engine.dispose()
+    return path
+
+
+# ------------------------------------------------------------ separate secrets
+
+
+def test_no_device_can_obtain_the_bridges_password(tmp_path: Path) -> None:
+    """A venue 'hub' with a device 'bridge' once derived the bridge's own password."""
+    secrets = load_or_create(tmp_path)
+    auth = broker_auth(secrets)
+    assert auth.bridge_password == bridge_password(secrets.broker_key)
+    for venue, device in [("hub", "bridge"), ("venuehub", "bridge"), ("demo", "bridge")]:
+        assert device_password(secrets.broker_key, venue, device) != auth.bridge_password
+    # And the bridge's password opens no device login, nor a device's the bridge's.
+    assert not password_ok("hub.bridge", auth.bridge_password, auth)
+    assert password_ok(BRIDGE_USER, auth.bridge_password, auth)
+
+
+@pytest.mark.parametrize("venue_id", ["hub", "HUB", "venuehub", "venuehub-2", "bridge",
+                                      "guest-01", "evil.venue", "a.b"])
+def test_venue_ids_that_could_impersonate_or_break_the_hub_are_refused(
+        client: TestClient, app: FastAPI, venue_id: str) -> None:
+    answer = client.post(f"{API_PREFIX}/venues", headers=who(app, "admin"),
+                         json={"id": venue_id, "name": "Evil"})
+    assert answer.status_code == 422, answer.text
+    assert client.get(f"{API_PREFIX}/venues/{venue_id}",
+                      headers=who(app, "admin")).status_code == 404
+
+
+def test_an_ordinary_venue_id_is_accepted(client: TestClient, app: FastAPI) -> None:
+    answer = client.post(f"{API_PREFIX}/venues", headers=who(app, "admin"),
+                         json={"id": "water_world-2", "name": "Water World"})
+    assert answer.status_code == 201, answer.text
+
+
+def test_a_legacy_venue_id_with_a_dot_does_not_stop_provisioning(template: Path,
+                                                                  tmp_path: Path) -> None:
+    """A venue created before the rule: its devices get no broker login, the rest do."""
+    copy = tmp_path / "legacy.db"
+    shutil.copyfile(template, copy)
+    engine = create_db_engine(f"sqlite:///{copy}", sqlite_synchronous="OFF")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO venue (id, name, timezone, currency, "
+                             "allow_plain_uid, created_at) VALUES ('old.venue', 'Old', 'UTC', "
+                             "'USD', 0, '2026-01-01 00:00:00')")
+        conn.exec_driver_sql("INSERT INTO device (id, venue_id, kind, name, enabled, online, "
+                             "created_at) VALUES ('gate-x', 'old.venue', 'GATE', 'x', 1, 0, "
+                             "'2026-01-01 00:00:00')")
+    secrets = load_or_create(tmp_path)
+    with Session(engine) as session:
+        sheet = device_sheet(session, secrets)
+        passwords, acl = mosquitto_config(session, secrets)
+    engine.dispose()
+    assert "gate-x" not in sheet and "gate-park-in-1" in sheet
+    assert "old.venue" not in passwords + acl
+
+
+# ------------------------------------------------------------ broker ACL
+
+
+def test_a_lock_reads_its_venues_key_material_and_nothing_else() -> None:
+    lock = "demo.lock-101"
+    assert allowed(lock, "subscribe", "venuehub/v1/demo/keys/#", bridge_user=BRIDGE_USER)
+    assert allowed(lock, "receive", "venuehub/v1/demo/keys/jwks", bridge_user=BRIDGE_USER)
+    assert not allowed(lock, "publish", "venuehub/v1/demo/keys/jwks", bridge_user=BRIDGE_USER)
+    assert not allowed(lock, "subscribe", "venuehub/v1/other/keys/#", bridge_user=BRIDGE_USER)
+    assert not allowed(lock, "subscribe", "venuehub/v1/+/keys/#", bridge_user=BRIDGE_USER)
+
+
+# ------------------------------------------------------------ private files
+
+
+def test_the_database_and_data_directory_are_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    private_dir(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    engine = create_db_engine(f"sqlite:///{data / 'hub.db'}")
+    init_db(engine)
+    engine.dispose()
+    for name in ("hub.db", "hub.db-wal", "hub.db-shm"):
+        path = data / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_an_existing_world_readable_database_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    path.touch()
+    path.chmod(0o644)
+    create_db_engine(f"sqlite:///{path}").dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# ------------------------------------------------------------ headers
+
+
+def test_every_response_carries_security_headers_and_no_store(client: TestClient,
+                                                              app: FastAPI) -> None:
+    for answer in (client.get(f"{API_PREFIX}/health"),
+                   client.get(f"{API_PREFIX}/venues", headers=who(app, "admin")),
+                   client.get(f"{API_PREFIX}/venues"),  # 401 too
+                   client.post(f"{API_PREFIX}/auth/token", json={"username": "x",
+                                                                 "password": "y"})):
+        assert answer.headers["cache-control"] == "no-store", answer.request.url
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
+
+
+def test_a_guest_token_is_not_cached(client: TestClient, app: FastAPI) -> None:
+    answer = client.post(f"{API_PREFIX}/guests/guest-01/token", headers=who(app, "admin"))
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.headers["cache-control"] == "no-store"
