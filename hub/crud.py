@@ -23,12 +23,14 @@ from hub.models import (
     Entitlement,
     Event,
     Guest,
+    IssuedPhoneKey,
     Presence,
     StaffUser,
     Telemetry,
     UsedChallenge,
     Venue,
     Zone,
+    utcnow,
 )
 from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_phone_key
 from hub.registry import UNCACHED, Registry
@@ -177,11 +179,34 @@ def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -
     return bool(moved.rowcount == 1)
 
 
-def revoked_key_ids(session: Session) -> list[str]:
-    """The jti of every signed phone key whose credential is no longer active."""
-    stmt = select(Credential.key_jti).where(col(Credential.key_jti).is_not(None),
-                                            Credential.status != CredentialStatus.ACTIVE)
-    return [jti for jti in session.exec(stmt).all() if jti]
+def revoked_key_ids(session: Session, *, now: datetime | None = None) -> list[str]:
+    """The jti of every signed phone key that must not open a door: the current key of a
+    credential no longer active, and every key superseded by a newer one for its
+    credential, until it expires (a superseded key is still validly signed)."""
+    inactive = select(Credential.key_jti).where(col(Credential.key_jti).is_not(None),
+                                                Credential.status != CredentialStatus.ACTIVE)
+    superseded = select(IssuedPhoneKey.jti).where(
+        col(IssuedPhoneKey.superseded_at).is_not(None),
+        IssuedPhoneKey.expires_at > (now or utcnow()))
+    return sorted({jti for jti in (*session.exec(inactive).all(),
+                                   *session.exec(superseded).all()) if jti})
+
+
+def record_phone_key(session: Session, *, credential: Credential, jti: str,
+                     expires_at: datetime, now: datetime) -> None:
+    """A new signed key for ``credential``: its previous one (if any) is superseded."""
+    if credential.key_jti is not None and credential.key_jti != jti:
+        previous = session.get(IssuedPhoneKey, credential.key_jti)
+        if previous is None:  # issued before keys were recorded: kept for its lifetime
+            previous = IssuedPhoneKey(jti=credential.key_jti, credential_id=credential.id,
+                                      expires_at=expires_at, issued_at=now)
+        previous.superseded_at = now
+        session.add(previous)
+    session.add(IssuedPhoneKey(jti=jti, credential_id=credential.id, expires_at=expires_at,
+                               issued_at=now))
+    credential.key_jti = jti
+    session.add(credential)
+    session.flush()
 
 
 def use_challenge(session: Session, *, device_id: str, challenge: str, now: datetime) -> bool:

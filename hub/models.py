@@ -183,6 +183,17 @@ class Credential(SQLModel, table=True):
     status_changed_at: datetime = _ts(default_factory=utcnow)
 
 
+class IssuedPhoneKey(SQLModel, table=True):
+    """Every signed phone key the hub issued, until it expires: a key superseded by a newer
+    one for its credential stays on the revocation list offline locks read until then."""
+
+    jti: str = Field(primary_key=True, max_length=64)
+    credential_id: str = Field(foreign_key="credential.id", index=True)
+    expires_at: datetime = _ts(index=True)
+    issued_at: datetime = _ts()
+    superseded_at: datetime | None = _ts(default=None)
+
+
 class Entitlement(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     guest_id: str = Field(foreign_key="guest.id", index=True)

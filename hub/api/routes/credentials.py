@@ -102,19 +102,25 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
     updated = crud.update(session, credential, changes)
     audit.record("credential.update", f"credential:{credential_id}", changes)
     if updated.key_jti is not None and "status" in changes:
-        session.flush()
-        messages = keyring.key_material(session, Trust())
-        bridge = request.app.state.bridge
-        if bridge is not None:
-            for topic, payload in messages:
-                tasks.add_task(bridge.publish, topic, payload, retain=True)
+        _publish_key_material(session, request, tasks)
     return updated
+
+
+def _publish_key_material(session: SessionDep, request: Request,
+                          tasks: BackgroundTasks) -> None:
+    """The retained JWKS and revocation list, again, once this request has committed."""
+    session.flush()
+    messages = keyring.key_material(session, Trust())
+    bridge = request.app.state.bridge
+    if bridge is not None:
+        for topic, payload in messages:
+            tasks.add_task(bridge.publish, topic, payload, retain=True)
 
 
 @router.post("/{credential_id}/phone-key", response_model=PhoneKeyIssued,
              status_code=status.HTTP_201_CREATED)
 def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionDep,
-                    request: Request,
+                    request: Request, tasks: BackgroundTasks,
                     caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
                     audit: AuditDep) -> PhoneKeyIssued:
     """Sign a phone key for the guest's current stays and tickets, bound to the phone's key.
@@ -142,7 +148,10 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
             phone_jwk=body.phone_jwk)
     except ValueError as exc:
         raise crud.Invalid(str(exc)) from exc
-    crud.update(session, credential, {"key_jti": jti})
+    superseded = credential.key_jti
+    crud.record_phone_key(session, credential=credential, jti=jti, expires_at=exp, now=now)
+    if superseded is not None:  # locks deciding offline must learn the old key is void
+        _publish_key_material(session, request, tasks)
     kid = phone_keys.current_signing_key(keys, now).kid
     # The key's id and reach; never the token itself.
     audit.record("phone_key.issue", f"credential:{credential_id}",
