@@ -37,6 +37,7 @@ MOSQUITTO_ITERATIONS = 101  # mosquitto_passwd's default
 # no device's password can equal the bridge's or any other key, whatever ids are chosen.
 _PASSWORD_LABEL = b"venuehub/v1 broker password\x00"
 _BRIDGE_PASSWORD_LABEL = b"venuehub/v1 bridge broker password\x00"
+_GUEST_PASSWORD_LABEL = b"venuehub/v1 guest broker password\x00"
 
 _BRIDGE_READ = (f"{ROOT}/+/{DEVICE}/#",)
 _BRIDGE_WRITE = (f"{ROOT}/+/{HUB}/#", f"{ROOT}/+/guest/#", f"{ROOT}/+/keys/#",
@@ -127,6 +128,14 @@ def bridge_password(secret: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
 
 
+def guest_password(secret: bytes, guest_id: str) -> str:
+    """A guest app's broker password (it reads that guest's notifications, nothing else)."""
+    _check_secret(secret)
+    guest_username(guest_id)  # validates the id
+    digest = hmac.new(secret, _GUEST_PASSWORD_LABEL + guest_id.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
+
+
 def can_own_credentials(venue: str) -> bool:
     """Whether devices of ``venue`` can have broker logins (see :func:`device_username`)."""
     return valid_id(venue) and "." not in venue and not venue.startswith(GUEST_PREFIX)
@@ -135,7 +144,7 @@ def can_own_credentials(venue: str) -> bool:
 def password_ok(username: str, password: str | bytes | None, auth: BrokerAuth) -> bool:
     """True when ``password`` is this user's: the bridge's, or the device's derived one.
 
-    Guests have no broker passwords yet, so they cannot log in.
+    A guest's app logs in as ``guest-{guest_id}`` with :func:`guest_password`.
     """
     if password is None or not username:
         return False
@@ -144,6 +153,8 @@ def password_ok(username: str, password: str | bytes | None, auth: BrokerAuth) -
         expected = auth.bridge_password
     elif (device := parse_device_username(username)) is not None:
         expected = device_password(auth.secret, *device)
+    elif (guest := _guest_of(username)) is not None:
+        expected = guest_password(auth.secret, guest)
     else:
         return False
     return hmac.compare_digest(given, expected.encode())

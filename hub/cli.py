@@ -46,22 +46,26 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
             "mqtt://127.0.0.1:1883":
         sim += f" --api {api} --broker {broker}"  # hub-sim defaults to the default ports
     if demo is not None:
+        sheet = settings.data_dir / "demo-provisioning.json"
+        if settings.secure_broker and settings.data_dir.resolve() != Path("hub-data").resolve():
+            sim += f" --provisioning {sheet}"  # hub-sim looks in ./hub-data by itself
+        tries = (f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001\n"
+                 f"  {sim} tap --device lock-101 --credential pk-guest-01\n"
+                 f"  {sim} scenario park-day\n"
+                 f"  {sim} scenario resort-spend\n"
+                 f"  {sim} load --rate 200 --duration 20\n")
         if settings.secure_broker:
-            sheet = settings.data_dir / "demo-provisioning.json"
-            tries = (f"  {sim} scenario intruder --provisioning {sheet}\n"
-                     "  (devices need the credentials in that sheet: the other scenarios, "
-                     "tap and load run against a hub without --secure-broker)\n")
-        else:
-            tries = (f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001\n"
-                     f"  {sim} tap --device lock-101 --credential pk-guest-01\n"
-                     f"  {sim} scenario park-day\n"
-                     f"  {sim} scenario resort-spend\n"
-                     f"  {sim} load --rate 200 --duration 20\n")
+            tries += (f"  {sim} scenario intruder\n"
+                      f"  (devices and guests' apps log in with the credentials in {sheet})\n")
         console.print(
             f"[bold]demo venue[/bold] {demo['venue']}: park gates, {demo['rooms']} hotel rooms, "
             f"{demo['guests']} guests ({demo['created']} rows created)")
-        console.print(escape("Try, in another shell:\n" + tries
-                             + f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"),
+        watch = (f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
+                 if not settings.secure_broker else
+                 f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 -P \"$(python3 -c "
+                 f"'import json,sys; print(json.load(open(sys.argv[1]))[\"devices\"][\"lock-101\"]"
+                 f"[\"password\"])' {sheet})\" -t 'venuehub/v1/{demo['venue']}/hub/lock-101/#' -v")
+        console.print(escape("Try, in another shell:\n" + tries + watch),
                       soft_wrap=True)  # unwrapped: the commands must paste as they are
         # The demo's staff users exist in the demo only; their passwords are published here.
         roles = demo.get("users")
@@ -75,6 +79,10 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
                      "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
                      f"  curl -H \"Authorization: Bearer $TOKEN\" '{api}/api/v1/events?limit=5'"),
             soft_wrap=True)  # no line breaks inside the commands: they must paste as they are
+    if settings.embedded_broker and not settings.secure_broker:
+        console.print(f"[bold red]the embedded broker is OPEN (--open-broker):[/bold red] anyone "
+                      f"who reaches {broker} may connect as any device, tap as any gate and read "
+                      "every decision, receipt and PIN")
     if not settings.api_auth:
         console.print("[bold red]HUB_API_AUTH is off:[/bold red] anyone who reaches the REST API "
                       "is admin")
@@ -96,9 +104,10 @@ def up(
     http_port: Annotated[int | None, typer.Option(help="[env HUB_HTTP_PORT]")] = None,
     log_level: Annotated[str | None, typer.Option(help="[env HUB_LOG_LEVEL]")] = None,
     secure_broker: Annotated[bool | None, typer.Option(
-        "--secure-broker", help="Embedded broker: per-device passwords and topic ACLs; with "
-        "--demo the devices' credentials go to <data-dir>/demo-provisioning.json "
-        "[env HUB_SECURE_BROKER]")] = None,
+        "--secure-broker/--open-broker", help="Embedded broker: per-device passwords and topic "
+        "ACLs (the default; with --demo the devices' and guests' logins go to "
+        "<data-dir>/demo-provisioning.json, where hub-sim finds them), or open to anyone "
+        "who reaches it, as any device [env HUB_SECURE_BROKER]")] = None,
     scale_guests: Annotated[int, typer.Option(
         min=0, max=10_000_000, help="With --demo: this many more guests, each with a band, a "
         "phone key and a park ticket (for scale measurements)")] = 0,

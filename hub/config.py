@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     broker_process: bool = Field(
         True, description="Run the embedded broker in a process of its own (both cores)")
     secure_broker: bool = Field(
-        False, description="Embedded broker: per-device credentials and topic ACLs")
+        True, description="Embedded broker: per-device credentials and topic ACLs (false: "
+        "anyone who reaches it may act as any device)")
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)

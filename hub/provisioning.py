@@ -26,9 +26,11 @@ from hub.broker_auth import (
     can_own_credentials,
     device_password,
     device_username,
+    guest_password,
+    guest_username,
     mosquitto_files,
 )
-from hub.models import Credential, CredentialKind, Device
+from hub.models import Credential, CredentialKind, Device, Guest
 from hub.presented import tag_keys
 from hub.secrets import HubSecrets
 
@@ -63,6 +65,15 @@ def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, s
         for d in session.exec(select(Device).order_by(col(Device.id))).all()
         if can_own_credentials(d.venue_id)  # a venue id from before the rule: no login
     }
+
+
+def guest_sheet(session: Session, secrets: HubSecrets,
+                limit: int = 100) -> dict[str, dict[str, str]]:
+    """guest id -> their app's broker username and password, for the first ``limit``
+    guests by id (the demo's guests; a guest's app gets its own from the venue)."""
+    ids = session.exec(select(Guest.id).order_by(col(Guest.id)).limit(limit)).all()
+    return {g: {"username": guest_username(g), "password": guest_password(secrets.broker_key, g)}
+            for g in ids}
 
 
 def tag_sheet(secrets: HubSecrets, uids: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -103,5 +114,6 @@ def write_sheet(path: Path, session: Session, secrets: HubSecrets,
                 broker: dict[str, Any]) -> None:
     """The demo's provisioning sheet: broker address, device credentials and tag keys."""
     sheet = {"broker": broker, "devices": device_sheet(session, secrets),
+             "guests": guest_sheet(session, secrets),
              "tags": tag_sheet(secrets, secure_band_uids(session))}
     write_private(path, json.dumps(sheet, indent=2) + "\n")

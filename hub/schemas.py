@@ -535,6 +535,15 @@ class TokenRequest(_In):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+class BrokerLogin(BaseModel):
+    """A guest app's login to the venue's MQTT broker: it reads that guest's
+    notifications (receipts, offers, notices) and nothing else."""
+
+    username: str
+    password: str
+    topic: str = Field(description="The one topic this login may subscribe to")
+
+
 class TokenIssued(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"

@@ -136,7 +136,8 @@ class Hub:
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
                               signing_keys=self.signing_keys,
                               token_key=self.secrets.api_token_key,
-                              automations=self.automations)
+                              automations=self.automations,
+                              broker_key=self.secrets.broker_key)
         dummy_hash()  # now, so the first login of an unknown user costs no more than others
         if not settings.api_auth:
             log.warning("HUB_API_AUTH is off: anyone who reaches the REST API is admin")

@@ -164,7 +164,9 @@ def hub(root: Path, *, http_port: int, mqtt_port: int | None = None,
         command += ["--broker", broker_url]
     else:
         assert mqtt_port is not None
-        command += ["--mqtt-port", str(mqtt_port)]
+        # Open, as the echo's broker is: the bench measures decisions, not logins, and
+        # the devices it registers for the run have no sheet to log in from.
+        command += ["--mqtt-port", str(mqtt_port), "--open-broker"]
         ports.append(mqtt_port)
     env = hub_env(mqtt5=broker_url is not None)
     proc = _spawn("the hub", command, root / "hub.log", env=env)

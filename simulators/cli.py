@@ -9,13 +9,14 @@ its broker could not be reached (or there was nothing to run against).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
 import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -134,10 +135,46 @@ def main(
         envvar="HUB_SIM_TOKEN", show_default=False,
         help="A bearer token to use instead of logging in.",
     )] = None,
+    provisioning: Annotated[Path | None, typer.Option(
+        "--provisioning", envvar="HUB_SIM_PROVISIONING", show_default=False,
+        help="The provisioning sheet `hub up --demo` writes (devices' and guests' broker "
+             "logins, secure bands' keys); default: hub-data/demo-provisioning.json (or under "
+             "$HUB_DATA_DIR) when it exists. Without one, devices connect as --broker says.",
+    )] = None,
 ) -> None:
     """Simulated devices for a venue hub."""
-    ctx.obj = Settings(api=api, broker=_broker(broker), venue=venue, user=user,
-                       password=password, token=token)
+    ctx.obj = Settings(api=api, broker=_with_logins(_broker(broker), provisioning), venue=venue,
+                       user=user, password=password, token=token)
+
+
+def default_sheet() -> Path:
+    """Where `hub up --demo` writes its sheet when run from here with default settings."""
+    return Path(os.environ.get("HUB_DATA_DIR") or "hub-data") / "demo-provisioning.json"
+
+
+def _with_logins(broker: Broker, path: Path | None) -> Broker:
+    """The broker, with every device's and guest's login from the sheet at ``path`` (or
+    the default sheet, when there is one)."""
+    if path is None:
+        path = default_sheet()
+        if not path.exists():
+            return broker  # an open broker, or logins in the broker URL
+    try:
+        sheet = load_sheet(path)
+    except FileNotFoundError:
+        raise typer.BadParameter(f"no provisioning sheet at {path}",
+                                 param_hint="--provisioning") from None
+    except PermissionError:
+        raise typer.BadParameter(f"cannot read {path} (it is 0600: run as the hub's user)",
+                                 param_hint="--provisioning") from None
+    except (SheetError, OSError) as exc:
+        raise typer.BadParameter(f"{path} is not a provisioning sheet: {exc}",
+                                 param_hint="--provisioning") from None
+    return replace(broker,
+                   logins={d: (login.username, login.password)
+                           for d, login in sheet.devices.items()},
+                   guest_logins={g: (login.username, login.password)
+                                 for g, login in sheet.guests.items()})
 
 
 R = TypeVar("R")
@@ -311,7 +348,8 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
         )] = Path("hub-data/demo-provisioning.json"),
     ) -> None:
         settings: Settings = ctx.obj
-        with settings.hub_api() as api, ReaderPool(settings.venue, settings.broker) as readers:
+        with settings.hub_api() as api, ReaderPool(
+                settings.venue, settings.broker, guest_login=api.guest_broker_login) as readers:
             run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
                       provisioning=provisioning)
             code = play(name, scenario, run, out)
@@ -443,10 +481,11 @@ ProvisioningOption = Annotated[Path | None, typer.Option(
 )]
 
 
-def _device_logins(path: Path | None) -> dict[str, tuple[str, str]]:
-    """Device id -> (username, password) from a provisioning sheet; none without one."""
+def _device_logins(path: Path | None, broker: Broker) -> dict[str, tuple[str, str]]:
+    """Device id -> (username, password) from a provisioning sheet; without one, those of
+    the global --provisioning (or the default sheet)."""
     if path is None:
-        return {}
+        return dict(broker.logins)
     try:
         sheet = load_sheet(path)
     except FileNotFoundError:
@@ -528,7 +567,8 @@ def room(
     try:
         the_room = Room(settings.venue, number, host=broker.host, port=broker.port,
                         username=broker.username, password=broker.password,
-                        credentials=_device_logins(provisioning), tick_s=tick, fridge=fridge)
+                        credentials=_device_logins(provisioning, broker), tick_s=tick,
+                        fridge=fridge)
     except ValueError as exc:  # the venue is no valid id
         raise typer.BadParameter(str(exc)) from None
     notes = Notes()
@@ -605,7 +645,7 @@ def watch(
         zone = zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise typer.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
-    username, password = _device_logins(provisioning).get(
+    username, password = _device_logins(provisioning, settings.broker).get(
         device, (settings.broker.username, settings.broker.password))
     wrist = Watch(settings.venue, device, tz=zone, host=settings.broker.host,
                   port=settings.broker.port, username=username, password=password)

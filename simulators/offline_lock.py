@@ -58,6 +58,8 @@ class OfflineLock:
     host: str = "127.0.0.1"
     port: int = 1883
     timeout: float = 1.0
+    username: str | None = None  # its broker login, on a closed broker
+    password: str | None = field(default=None, repr=False)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     jwks: dict[str, Any] | None = None
     revoked: frozenset[str] = frozenset()
@@ -67,7 +69,8 @@ class OfflineLock:
 
     def connect(self) -> OfflineLock:
         """Connect to the broker and follow the venue's key material."""
-        client = DeviceClient(self.venue, self.device_id, host=self.host, port=self.port)
+        client = DeviceClient(self.venue, self.device_id, host=self.host, port=self.port,
+                              username=self.username, password=self.password)
         client.watch_keys(self._on_keys)
         self._client = client.connect()
         return self

@@ -14,8 +14,8 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -85,12 +85,22 @@ Holder = Wristband | PhoneKey
 
 @dataclass(frozen=True, slots=True)
 class Broker:
-    """Where the devices connect: ``mqtt://[user[:password]@]host[:port]``."""
+    """Where the devices connect: ``mqtt://[user[:password]@]host[:port]``; with the logins
+    of a provisioning sheet, each device and guest app logs in as itself."""
 
     host: str
     port: int = DEFAULT_MQTT_PORT
     username: str | None = None
     password: str | None = None
+    # device id -> (username, password); guest id -> (username, password)
+    logins: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False,
+                                                  hash=False, repr=False)
+    guest_logins: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False,
+                                                        hash=False, repr=False)
+
+    def login_for(self, device_id: str) -> tuple[str | None, str | None]:
+        """The device's own login when the sheet has one, else the broker URL's."""
+        return self.logins.get(device_id, (self.username, self.password))
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -126,9 +136,10 @@ def connect_device(
     venue: str, device_id: str, broker: Broker, timeout: float = 5.0
 ) -> DeviceClient:
     """Connect as one device; ConnectionError (or OSError) when the broker is unreachable."""
+    username, password = broker.login_for(device_id)
     client = DeviceClient(
         venue, device_id, host=broker.host, port=broker.port,
-        username=broker.username, password=broker.password,
+        username=username, password=password,
     )
     return client.connect(timeout)
 
@@ -268,16 +279,22 @@ class GuestApp:
     """Guests' phone apps: follows notifications topics and collects the receipts.
 
     ``DeviceClient`` only subscribes to its own device's channels, so this is a
-    minimal paho client of its own (TCP_NODELAY like ``DeviceClient``). One
-    connection can follow several guests; each receipt is filed under the guest
-    whose topic it came on. Offers and notices (:class:`GuestNotice`) share the
-    topic: they are kept in :attr:`notices`, (guest id, notice). Payloads that are
-    neither are kept in :attr:`invalid` (the hub broke the contract) rather than dropped.
+    minimal paho client of its own (TCP_NODELAY like ``DeviceClient``). On an open broker
+    one connection follows several guests; on a closed one (the broker knows guests'
+    logins: :attr:`Broker.guest_logins`) each guest's app logs in as that guest, as a
+    real phone does. Each receipt is filed under the guest whose topic it came on.
+    Offers and notices (:class:`GuestNotice`) share the topic: they are kept in
+    :attr:`notices`, (guest id, notice). Payloads that are neither are kept in
+    :attr:`invalid` (the hub broke the contract) rather than dropped.
     """
 
-    def __init__(self, venue: str, broker: Broker) -> None:
+    def __init__(self, venue: str, broker: Broker,
+                 login_of: Callable[[str], tuple[str, str]] | None = None) -> None:
         self.venue = venue
         self.broker = broker
+        # On a closed broker, the login of a guest the sheet does not list (one made by a
+        # scenario): the app asks the hub, as a real one does at check-in.
+        self.login_of = login_of
         self.invalid: list[tuple[str, bytes, str]] = []
         self.notices: list[tuple[str, GuestNotice]] = []
         self._arrivals: queue.SimpleQueue[ArrivedReceipt] = queue.SimpleQueue()
@@ -286,29 +303,57 @@ class GuestApp:
         self._acked: set[int] = set()
         self._failed: set[int] = set()
         self._cond = threading.Condition()
-        self._connected = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"app-{uuid.uuid4().hex[:10]}",
-            protocol=mqtt.MQTTv311,
-        )
-        if broker.username is not None:
-            self._client.username_pw_set(broker.username, broker.password)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        # One connection per guest on a closed broker, one for all (key None) on an open one.
+        self._clients: dict[str | None, mqtt.Client] = {}
+        self._timeout = 5.0
 
     def connect(self, timeout: float = 5.0) -> GuestApp:
-        """Connect; ConnectionError (or OSError) when the broker is unreachable."""
-        self._client.connect(self.broker.host, self.broker.port, keepalive=30)
-        self._client.loop_start()
-        if not self._connected.wait(timeout):
-            self._client.loop_stop()
-            raise ConnectionError(f"no CONNACK from {self.broker} in {timeout}s")
+        """Connect; ConnectionError (or OSError) when the broker is unreachable.
+
+        With guests' logins, each guest's connection opens when it is followed."""
+        self._timeout = timeout
+        if not self.broker.guest_logins:
+            self._connection(None)
         return self
 
+    def _connection(self, guest_id: str | None) -> mqtt.Client:
+        key = guest_id if self.broker.guest_logins else None
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=f"app-{uuid.uuid4().hex[:10]}", protocol=mqtt.MQTTv311)
+        username: str | None
+        password: str | None
+        if key is None:
+            username, password = self.broker.username, self.broker.password
+        elif key in self.broker.guest_logins:
+            username, password = self.broker.guest_logins[key]
+        elif self.login_of is not None:
+            username, password = self.login_of(key)
+        else:
+            raise ConnectionError(f"no broker login for guest {key!r}")
+        if username is not None:
+            client.username_pw_set(username, password)
+        connected = threading.Event()
+        client.on_connect = lambda c, u, f, rc, p=None: self._on_connect(c, rc, connected)
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.connect(self.broker.host, self.broker.port, keepalive=30)
+        client.loop_start()
+        if not connected.wait(self._timeout):
+            client.loop_stop()
+            raise ConnectionError(f"no CONNACK from {self.broker} in {self._timeout}s "
+                                  "(refused? a closed broker needs the guests' logins: "
+                                  "hub-sim --provisioning)")
+        self._clients[key] = client
+        return client
+
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
 
     def __enter__(self) -> GuestApp:
         return self.connect()
@@ -322,7 +367,7 @@ class GuestApp:
         """Subscribe to ``guest_id``'s notifications and wait until the broker confirms it."""
         topic = guest_topic(self.venue, guest_id)
         self._topics[topic] = guest_id
-        _, mid = self._client.subscribe(topic, qos=1)
+        _, mid = self._connection(guest_id).subscribe(topic, qos=1)
         with self._cond:
             if not self._cond.wait_for(lambda: mid in self._acked or mid in self._failed,
                                        timeout):
@@ -360,13 +405,14 @@ class GuestApp:
 
     # ------------------------------------------------------------ callbacks
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+    def _on_connect(self, client: mqtt.Client, rc: Any, connected: threading.Event) -> None:
         if rc.is_failure:
             return
         nodelay(client)
-        for topic in list(self._topics):  # after a reconnect: follow the same guests again
-            client.subscribe(topic, qos=1)
-        self._connected.set()
+        for topic, guest_id in list(self._topics.items()):  # after a reconnect: again
+            if not self.broker.guest_logins or self._clients.get(guest_id) is client:
+                client.subscribe(topic, qos=1)
+        connected.set()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any = None) -> None:
         with self._cond:
@@ -393,10 +439,12 @@ class ReaderPool:
     """The readers and terminals a scenario plays, and the guests' phone app, each
     connected on first use and all closed together."""
 
-    def __init__(self, venue: str, broker: Broker, connect_timeout: float = 5.0) -> None:
+    def __init__(self, venue: str, broker: Broker, connect_timeout: float = 5.0,
+                 guest_login: Callable[[str], tuple[str, str]] | None = None) -> None:
         self.venue = venue
         self.broker = broker
         self.connect_timeout = connect_timeout
+        self.guest_login = guest_login
         self._clients: dict[str, DeviceClient] = {}
         self._app: GuestApp | None = None
 
@@ -410,7 +458,8 @@ class ReaderPool:
     def guest_app(self) -> GuestApp:
         """The (one) guests' phone app of this run, connected on first use."""
         if self._app is None:
-            self._app = GuestApp(self.venue, self.broker).connect(self.connect_timeout)
+            self._app = GuestApp(self.venue, self.broker, self.guest_login).connect(
+                self.connect_timeout)
         return self._app
 
     def close(self) -> None:

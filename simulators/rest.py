@@ -279,6 +279,14 @@ class HubApi:
             raise HubApiError("GET", "/health", 200, f"unexpected response: {body!r}")
         return body
 
+    def guest_broker_login(self, guest_id: str) -> tuple[str, str]:
+        """The (username, password) the guest's app logs in to the broker with."""
+        body = self.request("POST", f"/guests/{guest_id}/broker-login", status=200)
+        if not isinstance(body, dict) or not {"username", "password"} <= body.keys():
+            raise HubApiError("POST", f"/guests/{guest_id}/broker-login", 200,
+                              "unexpected response")
+        return str(body["username"]), str(body["password"])
+
     def create_guest(self, name: str, display_name: str | None = None) -> Guest:
         payload = {"name": name, "display_name": display_name}
         return self._one(Guest, "POST", "/guests", json=_compact(payload))

@@ -57,6 +57,9 @@ def hub_settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": tmp_path / "hub", "mqtt_port": free_port(), "http_port": free_port(),
         "mqtt_client_id": f"test-bridge-{free_port()}", "log_level": "WARNING",
+        # Tests that play devices anonymously run an open broker; the closed one (the
+        # default) is tested where it is asked for (secure_broker=True, tests/e2e/test_cli).
+        "secure_broker": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ def _check_declared(router: APIRouter) -> None:
 
 def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
                signing_keys: list[Any] | None = None, token_key: bytes | None = None,
-               automations: Any = None) -> FastAPI:
+               automations: Any = None, broker_key: bytes | None = None) -> FastAPI:
     """Build the API around an engine (and the bridge, when one runs).
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
@@ -70,6 +70,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.signing_keys = signing_keys or []
     app.state.token_key = token_key or secrets.token_bytes(32)
     app.state.automations = automations
+    app.state.broker_key = broker_key  # guests' apps' broker logins derive from it
     app.add_middleware(SecurityHeaders)
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
                    events, merchants, accounts, transactions, audit, profile,

@@ -26,13 +26,12 @@ clock, so the scenario can be played against the same hub again and again.
 
 from __future__ import annotations
 
-import json
 import queue
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,11 +53,20 @@ from devices.contract import (
     utcnow,
 )
 from devices.phone_key import make_proof, new_challenge, phone_keypair
-from devices.topics import Channel, device_topic, valid_id
+from devices.topics import Channel, device_topic
 from simulators.readers import random_uid
 from simulators.rest import Entitlement, HubApiError, HubUnreachable
 from simulators.scenarios.runner import Expect, NotPlayable, Run, allow, deny
 from simulators.secure_band import SecureBand
+from simulators.sheet import (
+    DeviceLogin,
+    Sheet,
+    SheetError,
+    TagKeys,
+    connect_host,
+    load_sheet,
+    parse_sheet,
+)
 
 DEFAULT_PROVISIONING = Path("hub-data/demo-provisioning.json")
 QUIET_S = 2.0  # how long an observer listens for what must never arrive
@@ -66,130 +74,6 @@ NOT_AUTHORIZED = "Not authorized"  # paho's name of CONNACK 5 (3.1.1) / 0x87 (5)
 SUCCESS = "Success"
 
 Credential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
-
-
-# ------------------------------------------------------------------ the sheet
-
-
-class SheetError(ValueError):
-    """The provisioning sheet is not the one the demo writes."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceLogin:
-    """One device's broker credentials."""
-
-    venue: str
-    username: str
-    password: str
-
-    def __repr__(self) -> str:  # never print a password
-        return f"DeviceLogin(venue={self.venue!r}, username={self.username!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class TagKeys:
-    """The SDM keys written onto one secure band (hex)."""
-
-    meta_read_key: str
-    file_read_key: str
-
-    def __repr__(self) -> str:
-        return "TagKeys(...)"
-
-
-@dataclass(frozen=True, slots=True)
-class Sheet:
-    """The provisioning sheet: where the broker is, who may log in, the bands' keys."""
-
-    broker_host: str
-    broker_port: int
-    devices: Mapping[str, DeviceLogin]
-    tags: Mapping[str, TagKeys]
-
-    @property
-    def connect_host(self) -> str:
-        """Where to connect: a wildcard listen address means this machine."""
-        return connect_host(self.broker_host)
-
-
-def connect_host(host: str) -> str:
-    """The address to dial for a broker listening on ``host`` (``0.0.0.0`` -> loopback)."""
-    if host in ("", "0.0.0.0", "*"):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "::1"
-    return host
-
-
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise SheetError(f"{where} must be a non-empty string")
-    return value
-
-
-def _key_hex(value: Any, where: str) -> str:
-    text = _text(value, where)
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise SheetError(f"{where} is not hex") from None
-    if len(raw) != 16:
-        raise SheetError(f"{where} must be a 16-byte AES key, got {len(raw)} bytes")
-    return text
-
-
-def parse_sheet(data: Any) -> Sheet:
-    """Validate a decoded provisioning sheet; SheetError says what is wrong (never a secret)."""
-    if not isinstance(data, dict):
-        raise SheetError("the sheet must be a JSON object")
-    broker = data.get("broker")
-    if not isinstance(broker, dict):
-        raise SheetError("broker must be an object with host and port")
-    host = _text(broker.get("host"), "broker.host")
-    port = broker.get("port")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise SheetError("broker.port must be a TCP port number")
-    devices_in, tags_in = data.get("devices"), data.get("tags")
-    if not isinstance(devices_in, dict) or not devices_in:
-        raise SheetError("devices must be a non-empty object: device id -> credentials")
-    if not isinstance(tags_in, dict):
-        raise SheetError("tags must be an object: UID -> keys")
-    devices: dict[str, DeviceLogin] = {}
-    for device_id, login in devices_in.items():
-        if not valid_id(device_id):
-            raise SheetError(f"device id {device_id!r} is not a valid id")
-        if not isinstance(login, dict):
-            raise SheetError(f"devices.{device_id} must be an object")
-        devices[device_id] = DeviceLogin(
-            venue=_text(login.get("venue"), f"devices.{device_id}.venue"),
-            username=_text(login.get("username"), f"devices.{device_id}.username"),
-            password=_text(login.get("password"), f"devices.{device_id}.password"))
-    tags: dict[str, TagKeys] = {}
-    for uid, keys in tags_in.items():
-        try:
-            raw_uid = bytes.fromhex(uid)
-        except (TypeError, ValueError):
-            raise SheetError(f"tag UID {uid!r} is not hex") from None
-        if len(raw_uid) != 7:
-            raise SheetError(f"tag UID {uid!r} is not a 7-byte NTAG 424 DNA UID")
-        if not isinstance(keys, dict):
-            raise SheetError(f"tags.{uid} must be an object")
-        tags[uid.upper()] = TagKeys(
-            meta_read_key=_key_hex(keys.get("meta_read_key"), f"tags.{uid}.meta_read_key"),
-            file_read_key=_key_hex(keys.get("file_read_key"), f"tags.{uid}.file_read_key"))
-    return Sheet(broker_host=host, broker_port=port, devices=devices, tags=tags)
-
-
-def load_sheet(path: Path) -> Sheet:
-    """Read and validate the sheet at ``path``; FileNotFoundError or SheetError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SheetError(f"{path} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise SheetError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
-    return parse_sheet(data)
 
 
 # ------------------------------------------------------------------ pure helpers

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -31,9 +33,20 @@ class HubProcess:
     mqtt_port: int
     data_dir: Path
 
-    def sim(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def sim(self, *args: str, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        # As in the shell that started the hub: hub-sim finds the demo's sheet (the devices'
+        # logins to the closed broker) under $HUB_DATA_DIR by itself.
         return subprocess.run([str(BIN / "hub-sim"), "--api", self.api, "--broker", self.broker,
-                               *args], capture_output=True, text=True, timeout=timeout)
+                               *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "HUB_DATA_DIR": str(self.data_dir),
+                                   **(env or {})})
+
+    def login(self, device_id: str) -> tuple[str, str]:
+        """A device's broker username and password, from the sheet the demo wrote."""
+        entry = json.loads((self.data_dir / "demo-provisioning.json").read_text())
+        login = entry["devices"][device_id]
+        return login["username"], login["password"]
 
 
 def start_hub(data_dir: Path, *extra: str) -> HubProcess:
@@ -113,11 +126,9 @@ def test_hub_sim_logs_in_and_says_when_it_cannot(demo_hub: HubProcess) -> None:
     said = " ".join((refused.stdout + refused.stderr).split())  # rich wraps long lines
     assert "log-in as 'admin' refused: invalid username or password" in said
     token = login(f"{demo_hub.api}/api/v1", "staff", "demo-staff")["Authorization"].split()[1]
-    with_token = subprocess.run(
-        [str(BIN / "hub-sim"), "--api", demo_hub.api, "--broker", demo_hub.broker, "pay",
-         "--device", "pos-cafe-1", "--credential", "04A10000000005", "--amount", "100"],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "HUB_SIM_TOKEN": token, "HUB_SIM_PASSWORD": "wrong"})
+    with_token = demo_hub.sim("pay", "--device", "pos-cafe-1", "--credential",
+                              "04A10000000005", "--amount", "100", timeout=60,
+                              env={"HUB_SIM_TOKEN": token, "HUB_SIM_PASSWORD": "wrong"})
     assert with_token.returncode == 0, with_token.stdout + with_token.stderr
     assert "APPROVE" in with_token.stdout
 
@@ -127,7 +138,9 @@ def test_stop_signal_loses_nothing_the_broker_acknowledged(demo_hub: HubProcess,
                                                            signum: int) -> None:
     sent: list[str] = []
     answers = []
-    with DeviceClient("demo-resort", "lock-106", port=demo_hub.mqtt_port) as lock:
+    username, password = demo_hub.login("lock-106")
+    with DeviceClient("demo-resort", "lock-106", port=demo_hub.mqtt_port, username=username,
+                      password=password) as lock:
         for n in range(300):
             event = TapEvent(event_id=f"burst-{n}", ts=utcnow(),
                              credential=WristbandCredential(uid="04A10000000006"))
@@ -167,10 +180,57 @@ def test_intruder_scenario_is_refused_at_every_step(tmp_path: Path) -> None:
         hub.proc.wait(30)
 
 
-def test_intruder_scenario_says_when_the_broker_is_not_secure(demo_hub: HubProcess) -> None:
-    done = demo_hub.sim("scenario", "intruder", "--provisioning",
-                        str(demo_hub.data_dir / "missing.json"))
-    assert done.returncode == 2, done.stdout + done.stderr
+def test_intruder_scenario_says_when_the_broker_is_not_secure(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path / "open", "--open-broker")
+    try:
+        done = hub.sim("scenario", "intruder", "--provisioning",
+                       str(hub.data_dir / "missing.json"))
+        assert done.returncode == 2, done.stdout + done.stderr
+    finally:
+        hub.proc.send_signal(signal.SIGINT)
+        hub.proc.wait(30)
+
+
+def test_the_default_broker_is_closed_and_hub_sim_logs_in_by_itself(tmp_path: Path) -> None:
+    """`hub up --demo` then `hub-sim ...` from the same directory, as the README says."""
+    http_port, mqtt_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "hub"), "up", "--demo", "--http-port", str(http_port), "--mqtt-port",
+         str(mqtt_port), "--log-level", "warning"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/api/v1/health").json()[
+                        "mqtt_connected"]:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        sheet = tmp_path / "hub-data" / "demo-provisioning.json"
+        assert stat.S_IMODE(sheet.stat().st_mode) == 0o600
+        anonymous = DeviceClient("demo-resort", "gate-park-in-1", port=mqtt_port)
+        with pytest.raises(ConnectionError):
+            anonymous.connect(timeout=3)
+        anonymous.close()
+        env = {k: v for k, v in os.environ.items() if k != "HUB_DATA_DIR"}
+        tapped = subprocess.run(
+            [str(BIN / "hub-sim"), "--api", f"http://127.0.0.1:{http_port}", "--broker",
+             f"mqtt://127.0.0.1:{mqtt_port}", "tap", "--device", "gate-park-in-1",
+             "--credential", "04A10000000002"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=60, env=env)
+        assert tapped.returncode == 0, tapped.stdout + tapped.stderr
+        assert "ALLOW" in tapped.stdout
+        spent = subprocess.run(
+            [str(BIN / "hub-sim"), "--api", f"http://127.0.0.1:{http_port}", "--broker",
+             f"mqtt://127.0.0.1:{mqtt_port}", "scenario", "resort-spend"], cwd=tmp_path,
+            capture_output=True, text=True, timeout=120, env=env)
+        assert spent.returncode == 0, spent.stdout + spent.stderr  # receipts: guests' logins
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
 
 def test_hub_status_says_whether_taps_are_decided(demo_hub: HubProcess) -> None:

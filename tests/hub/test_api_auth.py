@@ -61,6 +61,7 @@ FRONT_DESK = frozenset({ADMIN, STAFF})
 INSTALLERS = frozenset({ADMIN, INTEGRATOR})
 OWN = frozenset({GUEST})
 PHONE_JWK = phone_keypair()[1]
+BROKER_KEY = b"broker-key-for-these-tests-only!"
 PIN = "90817263"  # set below; must never reach the audit log
 
 
@@ -124,6 +125,8 @@ ROUTES = [
           ("spending_policy.set", "guest:guest-01")),
     Route("POST", "/guests/{guest_id}/token", "/guests/guest-01/token", FRONT_DESK, None,
           ("guest.token", "guest:guest-01")),
+    Route("POST", "/guests/{guest_id}/broker-login", "/guests/guest-01/broker-login",
+          FRONT_DESK | OWN, None, ("guest.broker_login", "guest:guest-01")),
     Route("GET", "/credentials", "/credentials", GUEST_DATA),
     Route("POST", "/credentials", "/credentials", FRONT_DESK,
           {"guest_id": "guest-01", "kind": "phone_key", "label": "spare"},
@@ -266,7 +269,7 @@ def engine(tmp_path: Path, template: Template) -> Iterator[Engine]:
 def make_app(engine: Engine, tmp_path: Path, keys: list[SigningKey], **settings: Any) -> FastAPI:
     return create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None,
                                                        **settings),
-                      signing_keys=keys, token_key=KEY)
+                      signing_keys=keys, token_key=KEY, broker_key=BROKER_KEY)
 
 
 @pytest.fixture
@@ -590,6 +593,7 @@ GUEST_SCOPED: list[tuple[str, str, dict[str, Any] | None, dict[str, str] | None]
     ("GET", "/guests/guest-01/entitlements", None, None),
     ("GET", "/guests/guest-01/spending-policy", None, None),
     ("PUT", "/guests/guest-01/spending-policy", {"payment_enabled": False}, None),
+    ("POST", "/guests/guest-01/broker-login", None, None),
     ("GET", "/credentials/band-guest-01", None, None),
     ("PATCH", "/credentials/band-guest-01", {"status": "lost"}, None),
     ("POST", "/credentials/phone-guest-01/phone-key", {"phone_jwk": PHONE_JWK}, None),
@@ -1118,3 +1122,21 @@ def test_a_superseded_phone_key_stays_revoked_for_offline_locks_until_it_expires
     with Session(engine) as session:
         later = datetime.fromisoformat(first.json()["exp"]) + timedelta(seconds=1)
         assert first.json()["jti"] not in crud.revoked_key_ids(session, now=later)
+
+
+def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient,
+                                                              app: FastAPI) -> None:
+    from hub.broker_auth import BrokerAuth, allowed, password_ok
+    own = client.post(url("/guests/guest-01/broker-login"), headers=who(app, "guest-01"))
+    assert own.status_code == 200, own.text
+    login = own.json()
+    assert login["username"] == "guest-guest-01"
+    auth = BrokerAuth(BROKER_KEY, "venuehub-bridge", "bridge-secret")
+    assert password_ok(login["username"], login["password"], auth)
+    assert not password_ok("guest-guest-02", login["password"], auth)
+    assert allowed(login["username"], "subscribe", login["topic"], bridge_user="venuehub-bridge")
+    assert not allowed(login["username"], "subscribe", "venuehub/v1/+/guest/guest-02/#",
+                       bridge_user="venuehub-bridge")
+    other = client.post(url("/guests/guest-02/broker-login"), headers=who(app, "guest-01"))
+    assert other.status_code == 403
+    assert own.headers["cache-control"] == "no-store"

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, status
 
+from devices.topics import ROOT
 from hub import crud
 from hub.api.deps import (
     ADMIN,
@@ -20,8 +21,10 @@ from hub.api.deps import (
     ensure_own,
     require_roles,
 )
+from hub.broker_auth import guest_password, guest_username
 from hub.models import Credential, Entitlement, Guest, SpendingPolicy, new_id, utcnow
 from hub.schemas import (
+    BrokerLogin,
     CredentialPublic,
     EntitlementPublic,
     GuestCreate,
@@ -160,6 +163,26 @@ def issue_guest_token(guest_id: str, session: SessionDep, request: Request,
                  {"jti": issued.jti, "expires_in": issued.expires_in})
     return TokenIssued(access_token=issued.token, expires_in=issued.expires_in,
                        roles=[GUEST_ROLE])
+
+
+@router.post("/{guest_id}/broker-login", response_model=BrokerLogin)
+def guest_broker_login(guest_id: str, session: SessionDep, request: Request,
+                       caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
+                       audit: AuditDep) -> BrokerLogin:
+    """The broker login of the guest's own app (their receipts and notices live only).
+
+    Derived from the hub's broker key: the same every time, valid on the embedded broker
+    and in the Mosquitto files of ``hub provision mosquitto``."""
+    ensure_own(caller, guest_id)
+    guest = crud.get(session, Guest, guest_id)
+    key = request.app.state.broker_key
+    if key is None:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail="this hub runs without a broker key: no broker logins")
+    audit.record("guest.broker_login", f"guest:{guest_id}", {})
+    return BrokerLogin(username=guest_username(guest.id),
+                       password=guest_password(key, guest.id),
+                       topic=f"{ROOT}/+/guest/{guest.id}/notifications")
 
 
 def _policy_public(policy: SpendingPolicy) -> SpendingPolicyPublic:
