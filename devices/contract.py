@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -39,6 +40,23 @@ MAX_DETAIL_CHARS: Final = 500
 
 _EVENT_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 EventId = Annotated[str, Field(pattern=f"^{_EVENT_ID}$")]
+# Devices' clocks: any offset, but a moment this side of the year 2200 and after 2000,
+# so converting it to UTC, storing it and comparing it can never overflow.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _plausible(value: datetime) -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not EARLIEST <= in_utc < LATEST:
+        raise ValueError(f"time out of range: {EARLIEST.year} to {LATEST.year - 1} only")
+    return value
+
+
+DeviceTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{2}){4,10}$", description="NFC tag UID, hex")]
 KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -111,7 +129,7 @@ class TapEvent(_Message):
 
     kind: Literal["tap"] = "tap"
     event_id: EventId
-    ts: AwareDatetime
+    ts: DeviceTime
     credential: Credential
     direction: Literal["in", "out"] | None = Field(
         default=None, description="For readers that serve both ways; else the device's own."
@@ -123,7 +141,7 @@ class HeartbeatEvent(_Message):
 
     kind: Literal["heartbeat"] = "heartbeat"
     event_id: EventId
-    ts: AwareDatetime
+    ts: DeviceTime
     battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
     firmware: Annotated[str, Field(max_length=64)] | None = None
     interval_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
@@ -137,7 +155,7 @@ class TelemetryEvent(_Message):
 
     kind: Literal["telemetry"] = "telemetry"
     event_id: EventId
-    ts: AwareDatetime
+    ts: DeviceTime
     readings: Annotated[dict[Annotated[str, Field(max_length=64)], Reading], Field(max_length=64)]
 
 
@@ -167,7 +185,7 @@ class PaymentRequest(_Message):
 
     kind: Literal["payment"] = "payment"
     event_id: EventId
-    ts: AwareDatetime
+    ts: DeviceTime
     credential: Credential
     amount: MinorUnits
     currency: Currency
@@ -193,7 +211,7 @@ class OfflineEntry(_Message):
 
     kind: Literal["offline_entry"] = "offline_entry"
     event_id: EventId
-    ts: AwareDatetime = Field(description="When the lock decided")
+    ts: DeviceTime = Field(description="When the lock decided")
     credential_kind: Literal["phone_key", "wristband"]
     credential_ref: Annotated[str, Field(min_length=1, max_length=128)] = Field(
         description="The phone key's jti, or the wristband's UID")
@@ -360,6 +378,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     # The device used this event id before for another kind of message.
     EVENT_ID_CONFLICT = "event_id_conflict"
+    # An offline entry the device could not have decided: not a door lock with a zone,
+    # a time ahead of the hub's clock, or a credential that does not match its reference.
+    OFFLINE_ENTRY_REFUSED = "offline_entry_refused"
     INTERNAL = "internal"
 
 

@@ -43,6 +43,7 @@ from hub.entry import EntryContext, decide_entry
 from hub.models import (
     Credential,
     Device,
+    DeviceKind,
     Direction,
     Entitlement,
     Event,
@@ -234,7 +235,12 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
 
 def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: str,
                           entry: OfflineEntry, now: datetime) -> Outcome:
-    """Merge a lock's offline decision into the journey, once per (device, event_id)."""
+    """Merge a lock's offline decision into the journey, once per (device, event_id).
+
+    Evidence, not orders: only a door lock with a zone decides offline; a time ahead of
+    the hub's clock is refused; the guest is named only when the credential the lock
+    names carries the reference it saw (the key's jti, the band's UID).
+    """
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
@@ -242,7 +248,13 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
                                            entry.event_id))
     if crud.find_event(session, device_id=device_id, event_id=entry.event_id) is not None:
         return Outcome()  # uploaded before: already in the journey
+    why = _offline_entry_problem(device, entry, now)
+    if why is not None:
+        return refuse(topic, ContractError(ErrorCode.OFFLINE_ENTRY_REFUSED, why, entry.event_id))
     credential = session.get(Credential, entry.credential_id) if entry.credential_id else None
+    if credential is not None and entry.credential_ref not in (credential.key_jti,
+                                                                credential.identifier):
+        credential = None  # the lock named a guest its reference does not point to
     guest_id = credential.guest_id if credential else None  # never trust the lock's word alone
     with session.begin_nested():
         session.add(Event(
@@ -253,6 +265,21 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
             reason=entry.reason, text="decided offline by the lock", decided_at=entry.ts))
         session.flush()
     return Outcome()
+
+
+# A lock's clock may run this far ahead of the hub's before its entries are refused.
+_OFFLINE_CLOCK_AHEAD = timedelta(minutes=5)
+
+
+def _offline_entry_problem(device: Device, entry: OfflineEntry, now: datetime) -> str | None:
+    """Why this device cannot have made this offline decision, or None."""
+    if device.kind is not DeviceKind.DOOR_LOCK or device.zone_id is None:
+        return f"a {device.kind.value} does not decide entries offline: only door locks do"
+    if not device.enabled:
+        return "this lock is disabled"
+    if entry.ts > now + _OFFLINE_CLOCK_AHEAD:
+        return "decided in the future by the hub's clock"
+    return None
 
 
 def _reused(topic: str, kind: str, event_id: str) -> Outcome:

@@ -402,3 +402,22 @@ def test_an_implausible_event_id_is_not_answered_under() -> None:
         parse_event(payload)
     assert caught.value.event_id is None and event_id_of(payload) is None
     assert event_id_of(b'{"event_id": "ok-1"}') == "ok-1"
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-14:00",
+                                "9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59Z",
+                                "1999-12-31T23:59:59Z", "2200-01-01T00:00:00Z"])
+def test_a_time_no_clock_could_show_is_a_schema_violation(ts: str) -> None:
+    """Converted to UTC, stored or compared, these overflowed (an `internal` reply)."""
+    tap = {"v": 1, "kind": "tap", "event_id": "t-1", "ts": ts,
+           "credential": {"type": "wristband", "uid": "04A10000000002"}}
+    with pytest.raises(ContractError) as caught:
+        parse_event(json.dumps(tap).encode())
+    assert caught.value.code is ErrorCode.SCHEMA_VIOLATION
+
+
+def test_times_within_the_plausible_range_parse_with_any_offset() -> None:
+    for ts in ("2000-01-01T00:00:00Z", "2199-12-31T23:59:59+14:00", "2026-12-04T10:00:00-12:00"):
+        tap = {"v": 1, "kind": "tap", "event_id": "t-1", "ts": ts,
+               "credential": {"type": "wristband", "uid": "04A10000000002"}}
+        assert parse_event(json.dumps(tap).encode()).ts.isoformat().startswith(ts[:4])

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import shutil
 import stat
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
+from devices.contract import ErrorCode, OfflineEntry, encode
+from devices.topics import Channel, device_topic
 from hub.api.main import API_PREFIX
 from hub.broker_auth import allowed, bridge_password, device_password, password_ok
-from hub.db import create_db_engine, init_db
-from hub.demo import seed_demo
-from hub.models import utcnow
+from hub.db import create_db_engine, init_db, session_scope
+from hub.demo import VENUE_ID, seed_demo
+from hub.ingest import Outcome
+from hub.models import Credential, Event, utcnow
 from hub.provisioning import BRIDGE_USER, broker_auth, device_sheet, mosquitto_config
 from hub.secrets import load_or_create, private_dir
 from tests.hub.conftest import who
+from tests.utils.ingest import feed
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,57 @@ def test_a_guest_token_is_not_cached(client: TestClient, app: FastAPI) -> None:
     answer = client.post(f"{API_PREFIX}/guests/guest-01/token", headers=who(app, "admin"))
     assert answer.status_code in (200, 201), answer.text
     assert answer.headers["cache-control"] == "no-store"
+
+
+# ------------------------------------------------------------ offline entries
+
+
+def offline_entry(engine: Engine, device: str, *, ts: datetime, ref: str,
+                  credential_id: str | None, event_id: str = "off-1") -> Outcome:
+    entry = OfflineEntry(event_id=event_id, ts=ts, credential_kind="phone_key",
+                         credential_ref=ref, credential_id=credential_id, outcome="allow",
+                         reason="ok")
+    return feed(engine, device_topic(VENUE_ID, device, Channel.EVENTS), encode(entry), utcnow())
+
+
+def journey(engine: Engine, device: str) -> list[Event]:
+    with Session(engine) as session:
+        return list(session.exec(select(Event).where(Event.device_id == device,
+                                                     Event.kind == "offline_entry")).all())
+
+
+@pytest.fixture
+def seeded(template: Path, tmp_path: Path) -> Iterator[Engine]:
+    shutil.copyfile(template, tmp_path / "hub.db")
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
+    with session_scope(engine) as session:
+        phone = session.get(Credential, "phone-guest-01")
+        assert phone is not None
+        phone.key_jti = "jti-of-charlies-key"
+    yield engine
+    engine.dispose()
+
+
+def test_an_offline_entry_from_a_device_that_is_no_lock_is_refused(seeded: Engine) -> None:
+    out = offline_entry(seeded, "thermostat-101", ts=utcnow() - timedelta(days=3),
+                        ref="jti-of-charlies-key", credential_id="phone-guest-01")
+    assert out.error is ErrorCode.OFFLINE_ENTRY_REFUSED
+    assert journey(seeded, "thermostat-101") == []
+
+
+def test_an_offline_entry_from_the_future_is_refused(seeded: Engine) -> None:
+    out = offline_entry(seeded, "lock-101", ts=utcnow() + timedelta(hours=1),
+                        ref="jti-of-charlies-key", credential_id="phone-guest-01")
+    assert out.error is ErrorCode.OFFLINE_ENTRY_REFUSED
+    assert journey(seeded, "lock-101") == []
+
+
+def test_an_offline_entry_names_a_guest_only_when_the_reference_is_theirs(seeded: Engine) -> None:
+    out = offline_entry(seeded, "lock-101", ts=utcnow() - timedelta(minutes=5),
+                        ref="someone-elses-jti", credential_id="phone-guest-01", event_id="a")
+    assert out.error is None
+    out = offline_entry(seeded, "lock-101", ts=utcnow() - timedelta(minutes=4),
+                        ref="jti-of-charlies-key", credential_id="phone-guest-01", event_id="b")
+    assert out.error is None
+    recorded = {e.event_id: e.guest_id for e in journey(seeded, "lock-101")}
+    assert recorded == {"a": None, "b": "guest-01"}
