@@ -122,8 +122,8 @@ class Bridge:
         self.automations: AutomationRunner | None = None  # set by the hub when it runs them
         self.limits = PaymentLimits(max_amount=settings.payment_max_amount,
                                     max_pin_failures=settings.pin_max_failures)
-        # The embedded broker's refused CONNECTs by reason, when this process runs it.
-        self.broker_refusals: Callable[[], dict[str, int]] | None = None
+        # The embedded broker's counters for /stats (refusals, process restarts), if any.
+        self.broker_stats: Callable[[], dict[str, Any]] | None = None
         # Called before each message is decided: tests use it to hold the hub up.
         self.before_decide: Callable[[], None] | None = None
         # Devices, venues, guests, credentials, entitlements: cached, never stale.
@@ -571,4 +571,4 @@ class Bridge:
                 "last_decision_ms_ago": None if last is None else round(last * 1000, 1),
                 "worker": self.settings.worker_name,
                 "pins_checked_ahead": self.pins.ahead, "pins_checked_inline": self.pins.inline,
-                **({"broker_refusals": self.broker_refusals()} if self.broker_refusals else {})}
+                **(self.broker_stats() if self.broker_stats else {})}

@@ -112,9 +112,9 @@ class Hub:
                 "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
         self.bridge = Bridge(settings, self.engine, trust=trust, reader=self.reader)
         if self.broker is not None:
-            self.bridge.broker_refusals = lambda: {
-                **(dict(self.broker.refusals) if self.broker else {}),
-                "process_restarts": self.broker_restarts}
+            self.bridge.broker_stats = lambda: {
+                "broker_refusals": dict(self.broker.refusals) if self.broker else {},
+                "broker_process_restarts": self.broker_restarts}
         bridge = self.bridge
         # Read through the reader: a reload every two seconds must not take the write lock
         # the bridge's batches wait for.
