@@ -8,8 +8,10 @@ zero, whichever worker or terminal gets there first.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
@@ -39,12 +41,13 @@ class LimitReached(Exception):
 # The hot path's statements, built once (building costs more than executing).
 _accounts, _spends, _txns = (table_of(m) for m in (Account, DailySpend, LedgerTransaction))
 _P = sa.bindparam
-_MOVE_BALANCE = (sa.update(_accounts)
-                 .where(_accounts.c.id == _P("account_id"), _accounts.c.open.is_(True),
-                        sa.or_(_accounts.c.kind != AccountKind.WALLET,
-                               _accounts.c.balance + _P("amount") >= 0))
-                 .values(balance=_accounts.c.balance + _P("amount"))
-                 .returning(_accounts.c.balance))
+_MOVE_BALANCE_ONLY = (sa.update(_accounts)
+                      .where(_accounts.c.id == _P("account_id"), _accounts.c.open.is_(True),
+                             sa.or_(_accounts.c.kind != AccountKind.WALLET,
+                                    _accounts.c.balance + _P("amount") >= 0))
+                      .values(balance=_accounts.c.balance + _P("amount")))
+_MOVE_BALANCE = _MOVE_BALANCE_ONLY.returning(_accounts.c.balance)
+_BALANCE = sa.select(_accounts.c.balance).where(_accounts.c.id == _P("account_id"))
 _INSERT_TXN = sa.insert(_txns)
 _INSERT_POSTINGS = sa.insert(table_of(Posting))
 _SPENT = sa.select(_spends.c.spent).where(_spends.c.guest_id == _P("guest_id"),
@@ -125,8 +128,9 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
     """Write a balanced transaction and move the cached balances, or raise Overdrawn.
 
     The balances move first, one conditional UPDATE per account in the order of their
-    ids (two transactions touching the same accounts lock them in the same order, so
-    concurrent workers on PostgreSQL wait for each other instead of deadlocking); then
+    ids (so two single postings over the same accounts lock them in one order; a batch
+    of several still holds what its earlier postings locked, and PostgreSQL may break a
+    cycle between two batches with a deadlock error, which the bridge retries); then
     the transaction, with ``balance_after`` of ``balance_after_of``, and its postings.
     Returns every leg's new balance; Account rows this session holds see it too.
     """
@@ -135,8 +139,7 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
     connection = session.connection()
     balances: dict[str, int] = {}
     for account_id, amount in sorted(legs):
-        moved = connection.execute(_MOVE_BALANCE, {"account_id": account_id,
-                                                   "amount": amount}).first()
+        moved = _move_balance(connection, account_id, amount)
         if moved is None:
             raise Overdrawn(account_id)
         balances[account_id] = int(moved[0])
@@ -150,6 +153,21 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
                        [{"transaction_id": txn.id, "account_id": account_id, "amount": amount}
                         for account_id, amount in legs])
     return balances
+
+
+def _move_balance(connection: sa.Connection, account_id: str,
+                  amount: int) -> sa.Row[Any] | None:
+    """The conditional UPDATE of one balance; the new balance, or None when refused."""
+    if connection.dialect.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35):
+        return connection.execute(_MOVE_BALANCE, {"account_id": account_id,
+                                                  "amount": amount}).first()
+    # SQLite before 3.35 (Debian 11, Ubuntu 20.04) has no RETURNING: the same UPDATE,
+    # then a read inside the same write transaction (BEGIN IMMEDIATE: nobody in between).
+    moved = connection.execute(_MOVE_BALANCE_ONLY, {"account_id": account_id,
+                                                    "amount": amount})
+    if moved.rowcount != 1:
+        return None
+    return connection.execute(_BALANCE, {"account_id": account_id}).first()
 
 
 def record(session: Session, *, txn: LedgerTransaction) -> None:

@@ -122,8 +122,9 @@ class Registry:
         if transaction is not None and transaction is self._synced_in \
                 and session.get_bind().dialect.name == "sqlite":
             return
-        self._synced_in = transaction
         found = session.connection().execute(_VERSION).first()
+        # Read after the statement: a transaction that began with it is now this one.
+        self._synced_in = session.get_transaction()
         version = None if found is None else int(found[0])
         if version is None or version != self._version or len(self._rows) > MAX_ENTRIES:
             self._rows.clear()

@@ -286,3 +286,32 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
     assert order == sorted([WALLET, clearing.id])
     assert balance(engine, WALLET) == held_balance + 500
     assert verify(engine) == []
+
+
+def test_payments_work_on_a_sqlite_without_returning(engine: Engine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.35 (Debian 11, Ubuntu 20.04) has no UPDATE ... RETURNING."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite matter")
+    import sqlite3
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: statements.append(statement))
+    decision, _ = pay(engine, 1_500)
+    assert (decision.outcome, decision.balance_after) == ("approve", 8_500)
+    assert balance(engine, WALLET) == 8_500
+    assert not any("RETURNING" in s.upper() for s in statements)
+    # A posting that would overdraw (a race the decision did not see) is still refused by
+    # the conditional UPDATE, without RETURNING to say so.
+    with pytest.raises(ledger.Overdrawn), session_scope(engine) as session:
+        wallet = session.get(Account, WALLET)
+        clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+        txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.CHARGE,
+                                approved=True, reason="ok", text="x", amount=9_000,
+                                currency="USD", account_id=wallet.id, idempotency_scope="api",
+                                idempotency_key="overdraw", fingerprint="f",
+                                created_at=utcnow())
+        ledger.post(session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
+    assert balance(engine, WALLET) == 8_500
+    assert verify(engine) == []
