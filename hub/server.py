@@ -137,7 +137,7 @@ class Hub:
                               signing_keys=self.signing_keys,
                               token_key=self.secrets.api_token_key,
                               automations=self.automations,
-                              broker_key=self.secrets.broker_key)
+                              broker_key=self.secrets.broker_key, reader=self.reader)
         dummy_hash()  # now, so the first login of an unknown user costs no more than others
         if not settings.api_auth:
             log.warning("HUB_API_AUTH is off: anyone who reaches the REST API is admin")

@@ -162,8 +162,11 @@ def _with_logins(broker: Broker, path: Path | None) -> Broker:
     try:
         sheet = load_sheet(path)
     except FileNotFoundError:
-        raise typer.BadParameter(f"no provisioning sheet at {path}",
-                                 param_hint="--provisioning") from None
+        # Not fatal here: a command that needs no login (or a scenario that says what
+        # it needs, as intruder does) still runs; a closed broker will refuse the rest.
+        err.print(f"[yellow]no provisioning sheet at {escape(str(path))}:[/] devices connect "
+                  "as --broker says")
+        return broker
     except PermissionError:
         raise typer.BadParameter(f"cannot read {path} (it is 0600: run as the hub's user)",
                                  param_hint="--provisioning") from None

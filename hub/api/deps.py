@@ -30,8 +30,15 @@ GUEST_DATA_READERS = (ADMIN, STAFF, AUDITOR)
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session per request; it commits before the response is sent."""
-    with session_scope(request.app.state.engine) as session:
+    """A session per request; it commits before the response is sent.
+
+    A GET reads through the read-only engine when the app has one: on SQLite it then
+    never takes the write lock the bridge's batches wait for (and cannot write).
+    """
+    reader = getattr(request.app.state, "reader", None)
+    engine = reader if reader is not None and request.method in ("GET", "HEAD") \
+        else request.app.state.engine
+    with session_scope(engine) as session:
         yield session
 
 

@@ -52,7 +52,8 @@ def _check_declared(router: APIRouter) -> None:
 
 def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
                signing_keys: list[Any] | None = None, token_key: bytes | None = None,
-               automations: Any = None, broker_key: bytes | None = None) -> FastAPI:
+               automations: Any = None, broker_key: bytes | None = None,
+               reader: Engine | None = None) -> FastAPI:
     """Build the API around an engine (and the bridge, when one runs).
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
@@ -65,6 +66,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
         description="Guests, credentials, devices, zones, entitlements and the journey of taps.",
     )
     app.state.engine = engine
+    app.state.reader = reader  # GETs read through it (read-only, never the write lock)
     app.state.settings = settings
     app.state.bridge = bridge
     app.state.signing_keys = signing_keys or []

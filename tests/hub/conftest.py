@@ -32,9 +32,17 @@ def engine(tmp_path: Path, template: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def app(engine: Engine, tmp_path: Path) -> FastAPI:
+def reader(engine: Engine) -> Iterator[Engine]:
+    """The read-only engine GETs go through, as in the running hub."""
+    read_only = create_db_engine(str(engine.url), read_only=True)
+    yield read_only
+    read_only.dispose()
+
+
+@pytest.fixture
+def app(engine: Engine, reader: Engine, tmp_path: Path) -> FastAPI:
     return create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None),
-                      token_key=secrets.token_bytes(32))
+                      token_key=secrets.token_bytes(32), reader=reader)
 
 
 @pytest.fixture

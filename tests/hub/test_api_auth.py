@@ -269,7 +269,10 @@ def engine(tmp_path: Path, template: Template) -> Iterator[Engine]:
 def make_app(engine: Engine, tmp_path: Path, keys: list[SigningKey], **settings: Any) -> FastAPI:
     return create_app(engine=engine, settings=Settings(data_dir=tmp_path, broker_url=None,
                                                        **settings),
-                      signing_keys=keys, token_key=KEY, broker_key=BROKER_KEY)
+                      signing_keys=keys, token_key=KEY, broker_key=BROKER_KEY,
+                      # GETs through a read-only engine, as in the running hub: a GET
+                      # that tried to write would fail here.
+                      reader=create_db_engine(str(engine.url), read_only=True))
 
 
 @pytest.fixture
