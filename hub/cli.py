@@ -388,6 +388,48 @@ def _existing_database(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
+venue_app = typer.Typer(help="Venues and their security policy.", no_args_is_help=True)
+app.add_typer(venue_app, name="venue")
+
+
+@venue_app.command("policy")
+def venue_policy(
+    venue_id: Annotated[str, typer.Argument(help="The venue's id")],
+    allow_plain_uid: Annotated[bool | None, typer.Option(
+        "--allow-plain-uid/--strict", show_default=False,
+        help="Accept copyable credentials (bare wristband UIDs, bare phone-key ids) for "
+             "legacy readers, or refuse them; without either, show the policy")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Show or set a venue's security policy (as PUT /venues/{id}/security-policy)."""
+    from hub import crud
+    from hub.db import create_db_engine, session_scope
+    from hub.models import Venue, utcnow
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database)
+    try:
+        with session_scope(engine) as session:
+            venue = session.get(Venue, venue_id)
+            if venue is None:
+                console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
+                raise typer.Exit(2)
+            if allow_plain_uid is not None and allow_plain_uid != venue.allow_plain_uid:
+                crud.update(session, venue, {"allow_plain_uid": allow_plain_uid})
+                crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
+                                  action="venue.security_policy", target=f"venue:{venue_id}",
+                                  detail={"allow_plain_uid": allow_plain_uid}, source="cli",
+                                  at=utcnow())
+            allowed = venue.allow_plain_uid
+    finally:
+        engine.dispose()
+    console.print(f"venue {escape(venue_id)}: " + (
+        "[yellow]accepts bare UIDs and phone-key ids (legacy readers)[/yellow]" if allowed
+        else "[green]strict[/green]: signed phone keys and secure bands only"))
+
+
 telemetry_app = typer.Typer(help="Devices' raw readings and heartbeats.", no_args_is_help=True)
 app.add_typer(telemetry_app, name="telemetry")
 

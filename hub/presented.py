@@ -118,6 +118,10 @@ def problem_of(presented: Presented, credential: Credential | None, *, counter_a
         return None  # unknown: the decision says so
     if credential.sun and not presented.secure:
         return "credential_forged"  # a secure band's bare UID: a clone
+    if credential.key_jti is not None and not presented.secure:
+        # A phone key with a signed form: its bare id is a side door around the signature
+        # (anyone who learns "pk-guest-03" could open the door), whatever the venue allows.
+        return "insecure_credential"
     if presented.counter is not None and not counter_advanced:
         return "credential_replayed"
     if not presented.secure and not allow_plain_uid:

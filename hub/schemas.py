@@ -117,6 +117,9 @@ class VenueCreate(_In):
     name: Name
     timezone: str = "UTC"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    allow_plain_uid: bool = Field(
+        False, description="Accept copyable credentials (a wristband's bare UID, a phone "
+        "key's bare id) for entry and payment: for legacy readers only")
 
     @field_validator("timezone")
     @classmethod
@@ -133,7 +136,16 @@ class VenuePublic(_Out):
     name: str
     timezone: str
     currency: str
+    allow_plain_uid: bool
     created_at: datetime
+
+
+class VenuePolicy(_In):
+    """A venue's security policy."""
+
+    allow_plain_uid: bool = Field(
+        description="Accept a wristband's bare UID or a phone key's bare id (copyable); a "
+        "secure band's UID or a phone key that has a signed form is refused regardless")
 
 
 # --------------------------------------------------------------------- zones

@@ -13,18 +13,21 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
 from devices.contract import ErrorCode, OfflineEntry, encode
 from devices.topics import Channel, device_topic
+from hub import cli
 from hub.api.main import API_PREFIX
 from hub.broker_auth import allowed, bridge_password, device_password, password_ok
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo
 from hub.ingest import Outcome
-from hub.models import Credential, Event, utcnow
+from hub.models import AuditEntry, Credential, Event, utcnow
 from hub.provisioning import BRIDGE_USER, broker_auth, device_sheet, mosquitto_config
 from hub.secrets import load_or_create, private_dir
 from tests.hub.conftest import who
+from tests.utils import ingest
 from tests.utils.ingest import feed
 
 
@@ -205,3 +208,54 @@ def test_an_offline_entry_names_a_guest_only_when_the_reference_is_theirs(seeded
     assert out.error is None
     recorded = {e.event_id: e.guest_id for e in journey(seeded, "lock-101")}
     assert recorded == {"a": None, "b": "guest-01"}
+
+
+# ------------------------------------------------------------ copyable credentials
+
+
+def bare_key_tap(engine: Engine, device: str, key_id: str, event_id: str) -> str:
+    out = ingest.tap(engine, VENUE_ID, device, utcnow(), event_id, key_id=key_id)
+    assert out.decision is not None, out
+    return str(out.decision.reason.value)
+
+
+def test_a_phone_keys_bare_id_is_refused_once_it_has_a_signed_form(seeded: Engine) -> None:
+    """The demo venue accepts bare ids (legacy readers); not for a key that was signed."""
+    assert bare_key_tap(seeded, "lock-102", "pk-guest-02", "k1") == "ok"  # never signed
+    assert bare_key_tap(seeded, "lock-101", "pk-guest-01", "k2") == "insecure_credential"
+    paid = ingest.pay(seeded, VENUE_ID, "pos-cafe-1", utcnow(), "k3", amount=300,
+                      merchant_id="cafe", key_id="pk-guest-01")
+    assert paid.decision is not None and paid.decision.reason == "insecure_credential"
+
+
+def test_new_venues_are_strict_and_only_admins_change_that(client: TestClient,
+                                                           app: FastAPI) -> None:
+    made = client.post(f"{API_PREFIX}/venues", headers=who(app, "admin"),
+                       json={"id": "strict-park", "name": "Strict"})
+    assert made.status_code == 201 and made.json()["allow_plain_uid"] is False
+    path = f"{API_PREFIX}/venues/strict-park/security-policy"
+    for role in ("staff", "integrator", "auditor"):
+        assert client.put(path, headers=who(app, role),
+                          json={"allow_plain_uid": True}).status_code == 403
+    changed = client.put(path, headers=who(app, "admin"), json={"allow_plain_uid": True})
+    assert changed.status_code == 200 and changed.json()["allow_plain_uid"] is True
+    assert client.put(path, headers=who(app, "admin"), json={}).status_code == 422
+
+
+def test_the_cli_shows_and_sets_the_policy(template: Path, tmp_path: Path) -> None:
+    shutil.copyfile(template, tmp_path / "hub.db")
+    runner = CliRunner()
+    args = ["venue", "policy", VENUE_ID, "--data-dir", str(tmp_path)]
+    shown = runner.invoke(cli.app, args)
+    assert shown.exit_code == 0 and "accepts bare" in shown.output
+    strict = runner.invoke(cli.app, [*args, "--strict"])
+    assert strict.exit_code == 0 and "strict" in strict.output
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    assert bare_key_tap(engine, "lock-102", "pk-guest-02", "s1") == "insecure_credential"
+    with Session(engine) as session:
+        [entry] = session.exec(select(AuditEntry).where(
+            AuditEntry.action == "venue.security_policy")).all()
+        assert entry.detail == {"allow_plain_uid": False} and entry.source == "cli"
+    engine.dispose()
+    assert runner.invoke(cli.app, ["venue", "policy", "nowhere", "--data-dir",
+                                   str(tmp_path)]).exit_code == 2

@@ -18,7 +18,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.models import Venue
-from hub.schemas import VenueCreate, VenuePublic
+from hub.schemas import VenueCreate, VenuePolicy, VenuePublic
 
 router = APIRouter(prefix="/venues", tags=["venues"])
 
@@ -41,6 +41,16 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep) -> Ven
             dependencies=[require_roles(*SETUP_READERS)])
 def get_venue(venue_id: str, session: SessionDep) -> Venue:
     return crud.get(session, Venue, venue_id)
+
+
+@router.put("/{venue_id}/security-policy", response_model=VenuePublic,
+            dependencies=[require_roles(ADMIN)])
+def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
+                        audit: AuditDep) -> Venue:
+    """Whether the venue accepts copyable credentials (legacy readers); admins only."""
+    venue = crud.update(session, crud.get(session, Venue, venue_id), body.model_dump())
+    audit.record("venue.security_policy", f"venue:{venue_id}", body.model_dump())
+    return venue
 
 
 @router.get("/{venue_id}/jwks")
