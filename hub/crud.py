@@ -24,6 +24,7 @@ from hub.models import (
     Event,
     Guest,
     IssuedPhoneKey,
+    LoginThrottle,
     Presence,
     StaffUser,
     Telemetry,
@@ -515,6 +516,25 @@ def add_staff_user(session: Session, *, username: str, password_hash: str,
 
 def list_staff_users(session: Session) -> list[StaffUser]:
     return list(session.exec(select(StaffUser).order_by(col(StaffUser.username))).all())
+
+
+def login_failures(session: Session, *, keys: Sequence[str]) -> list[LoginThrottle]:
+    """The failure counts of these throttle keys (those that have any)."""
+    return list(session.exec(select(LoginThrottle).where(col(LoginThrottle.key).in_(keys))))
+
+
+def count_login_failure(session: Session, *, keys: Sequence[str], now: datetime) -> None:
+    """One more failed log-in for each key (counted in the database: workers share it)."""
+    table = table_of(LoginThrottle)
+    for key in keys:
+        insert_ignoring_duplicates(session, LoginThrottle, key=key, failures=0)
+        session.connection().execute(sa.update(table).where(table.c.key == key).values(
+            failures=table.c.failures + 1, last_failure_at=now))
+
+
+def clear_login_failures(session: Session, *, keys: Sequence[str]) -> None:
+    table = table_of(LoginThrottle)
+    session.connection().execute(sa.delete(table).where(table.c.key.in_(list(keys))))
 
 
 def record_audit(session: Session, *, actor: str, roles: Sequence[str], action: str,

@@ -383,6 +383,16 @@ class StaffRole(StrEnum):
     AUDITOR = "auditor"  # reads everything, the audit log included, changes nothing
 
 
+class LoginThrottle(SQLModel, table=True):
+    """Failed log-ins in a row, per account (``user:<name>``) and per client address
+    (``addr:<ip>``): the state behind the growing wait before the next attempt, shared by
+    every API process through the database."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = 0
+    last_failure_at: datetime | None = _ts(default=None)
+
+
 class StaffUser(SQLModel, table=True):
     """Someone who logs in to the REST API; guests get tokens from staff instead."""
 

@@ -771,7 +771,7 @@ def test_the_audit_log_holds_no_secret(client: TestClient, app: FastAPI, engine:
     assert set(login["detail"]) == {"jti", "expires_in"}
 
 
-def test_refused_and_failed_calls_write_nothing(client: TestClient, app: FastAPI,
+def test_refused_calls_write_nothing_but_a_failed_log_in(client: TestClient, app: FastAPI,
                                                 engine: Engine) -> None:
     calls = [
         ("POST", "/guests", {"name": "X"}, who(app, INTEGRATOR)),        # 403
@@ -782,7 +782,9 @@ def test_refused_and_failed_calls_write_nothing(client: TestClient, app: FastAPI
     ]
     for method, path, body, headers in calls:
         assert client.request(method, url(path), json=body, headers=headers).status_code >= 400
-    assert audit_rows(engine) == []
+    # Only the failed log-in leaves a trace: a guessing run must be seen.
+    assert [(e.action, e.target, e.detail) for e in audit_rows(engine)] == [
+        ("auth.failure", "user:admin", {})]
 
 
 def test_reads_write_nothing(client: TestClient, app: FastAPI, engine: Engine,
@@ -1146,3 +1148,43 @@ def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient
     other = client.post(url("/guests/guest-02/broker-login"), headers=who(app, "guest-01"))
     assert other.status_code == 403
     assert own.headers["cache-control"] == "no-store"
+
+
+# ------------------------------------------------------------ brute force
+
+
+def test_the_wait_grows_after_a_few_failures_and_stops_growing() -> None:
+    from hub.login_throttle import FREE_FAILURES, LONGEST_WAIT, wait_after
+    assert [wait_after(n).total_seconds() for n in range(FREE_FAILURES + 1)] == [0.0] * (
+        FREE_FAILURES + 1)
+    waits = [wait_after(n) for n in range(FREE_FAILURES + 1, FREE_FAILURES + 30)]
+    assert waits == sorted(waits) and waits[0].total_seconds() == 1
+    assert waits[-1] == LONGEST_WAIT
+
+
+def test_guessing_a_password_is_slowed_audited_and_cannot_win_while_blocked(
+        client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.api.routes import auth as auth_route
+    with session_scope(engine) as session:
+        session.add(StaffUser(username="victim", roles=["admin"],
+                              password_hash=security.hash_secret("right-password")))
+    clock = [utcnow()]
+    monkeypatch.setattr(auth_route, "utcnow", lambda: clock[0])
+    codes = [client.post(url("/auth/token"), json={"username": "victim",
+                                                   "password": f"guess-{n}"}).status_code
+             for n in range(5)]
+    assert codes == [401] * 5
+    blocked = client.post(url("/auth/token"), json={"username": "victim",
+                                                    "password": "right-password"})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+    # Another account from the same address is held up too: one client, one budget.
+    assert client.post(url("/auth/token"), json={"username": "admin",
+                                                 "password": "demo-admin"}).status_code == 429
+    clock[0] += timedelta(seconds=2)
+    ok = client.post(url("/auth/token"), json={"username": "victim", "password": "right-password"})
+    assert ok.status_code == 200, ok.text
+    again = client.post(url("/auth/token"), json={"username": "victim", "password": "nope"})
+    assert again.status_code == 401  # the right password cleared the run of failures
+    actions = [row.action for row in audit_rows(engine) if row.target == "user:victim"]
+    assert actions.count("auth.failure") == 6 and actions.count("auth.throttled") == 1
+    assert "auth.token" in actions
