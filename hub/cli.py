@@ -380,6 +380,73 @@ def user_list(
     console.print(table)
 
 
+def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
+                 active: bool | None = None, password: str | None = None) -> None:
+    from hub import crud
+    from hub.db import create_db_engine, session_scope
+    from hub.models import utcnow
+    from hub.security import hash_secret
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database)
+    try:
+        with session_scope(engine) as session:
+            user = crud.find_staff_user(session, username=name)
+            if user is None:
+                console.print(f"[red]no user {escape(name)}[/red]")
+                raise typer.Exit(2)
+            crud.change_staff_user(session, user=user, active=active,
+                                   password_hash=hash_secret(password) if password else None)
+            detail: dict[str, object] = {"password_changed": True} if password else {}
+            if active is not None:
+                detail["active"] = active
+            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
+                              target=f"user:{name}", detail=detail, source="cli", at=utcnow())
+    finally:
+        engine.dispose()
+
+
+@user_app.command("disable")
+def user_disable(
+    name: Annotated[str, typer.Argument(help="The username")],
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Stop a user logging in; every token they hold stops at once."""
+    _change_user(name, data_dir, database_url, active=False)
+    console.print(f"disabled {escape(name)}; their tokens no longer work")
+
+
+@user_app.command("enable")
+def user_enable(
+    name: Annotated[str, typer.Argument(help="The username")],
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Let a disabled user log in again (with a new token)."""
+    _change_user(name, data_dir, database_url, active=True)
+    console.print(f"enabled {escape(name)}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="The username")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the new password from standard input")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Set a user's password; every token they hold stops at once."""
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else typer.prompt("New password", hide_input=True, confirmation_prompt=True))
+    if not _PASSWORD_MIN <= len(password) <= _PASSWORD_MAX:
+        console.print(f"[red]the password must be {_PASSWORD_MIN}-{_PASSWORD_MAX} characters[/red]")
+        raise typer.Exit(2)
+    _change_user(name, data_dir, database_url, password=password)
+    console.print(f"changed the password of {escape(name)}; their tokens no longer work")
+
+
 def _existing_database(settings: Settings) -> None:
     """Exit 2 when the default SQLite file is missing (a typo must not create a new one)."""
     if settings.database.startswith("sqlite") and settings.database_url is None \

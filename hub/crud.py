@@ -28,6 +28,7 @@ from hub.models import (
     Presence,
     StaffUser,
     Telemetry,
+    TokenVersion,
     UsedChallenge,
     Venue,
     Zone,
@@ -507,6 +508,19 @@ def find_staff_user(session: Session, *, username: str) -> StaffUser | None:
     return session.exec(select(StaffUser).where(StaffUser.username == username)).first()
 
 
+def change_staff_user(session: Session, *, user: StaffUser, active: bool | None = None,
+                      password_hash: str | None = None) -> StaffUser:
+    """Disable or enable a user, or set their password; each voids their tokens."""
+    if active is not None:
+        user.active = active
+    if password_hash is not None:
+        user.password_hash = password_hash
+    session.add(user)
+    session.flush()
+    revoke_tokens(session, subject=token_subject("staff", user.username))
+    return user
+
+
 def add_staff_user(session: Session, *, username: str, password_hash: str,
                    roles: Sequence[str], now: datetime) -> StaffUser:
     """Create a staff user; Conflict when the username is taken."""
@@ -516,6 +530,24 @@ def add_staff_user(session: Session, *, username: str, password_hash: str,
 
 def list_staff_users(session: Session) -> list[StaffUser]:
     return list(session.exec(select(StaffUser).order_by(col(StaffUser.username))).all())
+
+
+def token_subject(typ: str, subject: str) -> str:
+    """The key of a token's subject in TokenVersion: ``staff:<name>`` or ``guest:<id>``."""
+    return f"{typ}:{subject}"
+
+
+def token_version(session: Session, *, subject: str) -> int:
+    row = session.get(TokenVersion, subject)
+    return row.version if row else 0
+
+
+def revoke_tokens(session: Session, *, subject: str) -> None:
+    """Void every token of ``subject`` issued so far (one atomic bump, any worker)."""
+    table = table_of(TokenVersion)
+    insert_ignoring_duplicates(session, TokenVersion, subject=subject, version=0)
+    session.connection().execute(sa.update(table).where(table.c.subject == subject)
+                                 .values(version=table.c.version + 1))
 
 
 def login_failures(session: Session, *, keys: Sequence[str]) -> list[LoginThrottle]:

@@ -383,6 +383,15 @@ class StaffRole(StrEnum):
     AUDITOR = "auditor"  # reads everything, the audit log included, changes nothing
 
 
+class TokenVersion(SQLModel, table=True):
+    """The version every API token of a subject (``staff:<name>``, ``guest:<id>``) must
+    carry: bumped by a password change, a disable, an erasure or a lost phone, so every
+    older token stops at once, in every API process."""
+
+    subject: str = Field(primary_key=True, max_length=200)
+    version: int = 0
+
+
 class LoginThrottle(SQLModel, table=True):
     """Failed log-ins in a row, per account (``user:<name>``) and per client address
     (``addr:<ip>``): the state behind the growing wait before the next attempt, shared by

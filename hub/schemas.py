@@ -541,6 +541,26 @@ class PhoneKeyIssued(BaseModel):
 # ------------------------------------------------------------------- auth
 
 
+class StaffUserPublic(_Out):
+    username: str
+    roles: list[str]
+    active: bool
+    created_at: datetime
+
+
+class StaffUserChange(_In):
+    """At least one of: enable or disable, a new password. Either voids the user's tokens."""
+
+    active: bool | None = None
+    password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.active is None and self.password is None:
+            raise ValueError("give active, password or both")
+        return self
+
+
 class TokenRequest(_In):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     # Bounded: argon2 hashes what it is given, and a megabyte password is a denial of service.

@@ -77,6 +77,7 @@ class TokenClaims:
     roles: frozenset[str]
     typ: TokenType
     jti: str
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +90,15 @@ class IssuedToken:
 
 
 def issue_api_token(key: bytes, *, subject: str, roles: Iterable[str], typ: TokenType,
-                    minutes: int, now: datetime) -> IssuedToken:
-    """Sign an API token for ``subject`` valid ``minutes`` from ``now``."""
+                    minutes: int, now: datetime, version: int = 0) -> IssuedToken:
+    """Sign an API token for ``subject`` valid ``minutes`` from ``now``, carrying the
+    subject's current token ``version`` (a later bump voids it)."""
     lifetime = timedelta(minutes=minutes)
     jti = secrets.token_hex(16)
     claims: dict[str, Any] = {
         "iss": TOKEN_ISSUER, "aud": TOKEN_AUDIENCE, "sub": subject, "roles": sorted(roles),
         "typ": typ, "iat": int(now.timestamp()), "exp": int((now + lifetime).timestamp()),
-        "jti": jti,
+        "jti": jti, "ver": version,
     }
     token = jwt.encode(claims, key, algorithm=TOKEN_ALGORITHM)
     return IssuedToken(token=token, expires_in=int(lifetime.total_seconds()), jti=jti)
@@ -120,4 +122,8 @@ def verify_api_token(key: bytes, token: str) -> TokenClaims:
         kind = "guest"
     else:
         raise InvalidToken("typ and roles disagree")
-    return TokenClaims(subject=subject, roles=frozenset(roles), typ=kind, jti=jti)
+    version = claims.get("ver", 0)  # tokens from before versions: version 0
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidToken("malformed claims")
+    return TokenClaims(subject=subject, roles=frozenset(roles), typ=kind, jti=jti,
+                       version=version)

@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from hub import crud
 from hub.db import session_scope
-from hub.models import utcnow
+from hub.models import Guest, utcnow
 from hub.security import InvalidToken, verify_api_token
 
 ADMIN, STAFF, INTEGRATOR, AUDITOR, GUEST = "admin", "staff", "integrator", "auditor", "guest"
@@ -112,12 +112,18 @@ def get_principal(
     except InvalidToken:
         raise _unauthorized("invalid or expired token", "invalid_token") from None
     roles = claims.roles
+    # A password change, a disable, an erasure or a lost phone voids every older token.
+    if claims.version != crud.token_version(
+            session, subject=crud.token_subject(claims.typ, claims.subject)):
+        raise _unauthorized("invalid or expired token", "invalid_token")
     if claims.typ == "staff":
         # A disabled or removed user's tokens stop at once, and so do roles taken away.
         user = crud.find_staff_user(session, username=claims.subject)
         if user is None or not user.active:
             raise _unauthorized("invalid or expired token", "invalid_token")
         roles = roles & frozenset(user.roles)
+    elif session.get(Guest, claims.subject) is None:
+        raise _unauthorized("invalid or expired token", "invalid_token")
     return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
 
 

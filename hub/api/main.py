@@ -26,6 +26,7 @@ from hub.api.routes import (
     profile,
     system,
     transactions,
+    users,
     venues,
     zones,
 )
@@ -75,7 +76,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.broker_key = broker_key  # guests' apps' broker logins derive from it
     app.add_middleware(SecurityHeaders)
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
-                   events, merchants, accounts, transactions, audit, profile,
+                   events, merchants, accounts, transactions, audit, profile, users,
                    automation_routes):
         _check_declared(module.router)
         app.include_router(module.router, prefix=API_PREFIX)

@@ -87,6 +87,9 @@ class Route:
 ROUTES = [
     Route("GET", "/stats", "/stats", SETUP_READERS),
     Route("GET", "/dead-letters", "/dead-letters", GUEST_DATA),
+    Route("GET", "/users", "/users", frozenset({ADMIN, AUDITOR})),
+    Route("PATCH", "/users/{username}", "/users/test-admin", frozenset({ADMIN}),
+          {"active": True}, ("user.change", "user:test-admin")),
     Route("GET", "/venues", "/venues", SETUP_READERS),
     Route("POST", "/venues", "/venues", INSTALLERS, {"id": "v-new", "name": "New venue"},
           ("venue.create", "venue:v-new")),
@@ -390,7 +393,7 @@ def test_log_in_gives_a_token_with_every_claim(client: TestClient) -> None:
     assert (body["token_type"], body["expires_in"], body["roles"]) == ("bearer", 3600, ["staff"])
     assert r.headers["cache-control"] == "no-store"
     claims = jwt.decode(body["access_token"], KEY, algorithms=["HS256"], audience="venuehub-api")
-    assert set(claims) == {"iss", "aud", "sub", "roles", "typ", "iat", "exp", "jti"}
+    assert set(claims) == {"iss", "aud", "sub", "roles", "typ", "iat", "exp", "jti", "ver"}
     assert (claims["iss"], claims["aud"], claims["sub"], claims["roles"], claims["typ"]) == (
         "venuehub", "venuehub-api", "staff", ["staff"], "staff")
     assert int(before.timestamp()) <= claims["iat"] <= int(utcnow().timestamp())
@@ -1188,3 +1191,79 @@ def test_guessing_a_password_is_slowed_audited_and_cannot_win_while_blocked(
     actions = [row.action for row in audit_rows(engine) if row.target == "user:victim"]
     assert actions.count("auth.failure") == 6 and actions.count("auth.throttled") == 1
     assert "auth.token" in actions
+
+
+# ------------------------------------------------------------ tokens that stop
+
+
+def test_a_password_change_or_a_disable_stops_every_token_at_once(
+        client: TestClient, engine: Engine, tmp_path: Path) -> None:
+    with session_scope(engine) as session:
+        session.add(StaffUser(username="desk", roles=["staff"],
+                              password_hash=security.hash_secret("first-password")))
+    token = client.post(url("/auth/token"), json={"username": "desk",
+                                                  "password": "first-password"}).json()
+    headers = bearer(token["access_token"])
+    assert client.get(url("/guests"), headers=headers).status_code == 200
+    runner = CliRunner()
+    changed = runner.invoke(cli.app, ["user", "passwd", "desk", "--password-stdin",
+                                      "--data-dir", str(tmp_path)], input="second-password\n")
+    assert changed.exit_code == 0, changed.output
+    assert client.get(url("/guests"), headers=headers).status_code == 401
+    fresh = client.post(url("/auth/token"), json={"username": "desk",
+                                                  "password": "second-password"})
+    assert fresh.status_code == 200
+    headers = bearer(fresh.json()["access_token"])
+    assert client.get(url("/guests"), headers=headers).status_code == 200
+    assert runner.invoke(cli.app, ["user", "disable", "desk", "--data-dir",
+                                   str(tmp_path)]).exit_code == 0
+    assert client.get(url("/guests"), headers=headers).status_code == 401
+    assert client.post(url("/auth/token"), json={"username": "desk",
+                                                 "password": "second-password"}
+                       ).status_code == 401
+    actions = [(e.action, e.detail) for e in audit_rows(engine) if e.target == "user:desk"]
+    assert ("user.change", {"password_changed": True}) in actions
+    assert ("user.change", {"active": False}) in actions
+
+
+def test_an_erased_guest_or_a_lost_phone_stops_the_guests_token(
+        client: TestClient, app: FastAPI) -> None:
+    for guest, stop in (("guest-02", ("POST", "/guests/guest-02/erase", None)),
+                        ("guest-03", ("PATCH", "/credentials/phone-guest-03",
+                                      {"status": "lost"}))):
+        own = bearer(client.post(url(f"/guests/{guest}/token"),
+                                 headers=who(app, STAFF)).json()["access_token"])
+        assert client.get(url(f"/guests/{guest}"), headers=own).status_code == 200
+        method, path, body = stop
+        assert client.request(method, url(path), json=body,
+                              headers=who(app, ADMIN)).status_code == 200
+        assert client.get(url(f"/guests/{guest}"), headers=own).status_code == 401
+
+
+def test_a_token_from_before_versions_still_works_until_a_bump(app: FastAPI,
+                                                             client: TestClient) -> None:
+    staff_token(app, ADMIN, username="old-timer")  # the user
+    claims = {"iss": security.TOKEN_ISSUER, "aud": security.TOKEN_AUDIENCE,
+              "sub": "old-timer", "roles": ["admin"], "typ": "staff",
+              "iat": int(utcnow().timestamp()),
+              "exp": int((utcnow() + timedelta(minutes=5)).timestamp()), "jti": "j"}
+    old = bearer(jwt.encode(claims, KEY, algorithm="HS256"))
+    assert client.get(url("/guests"), headers=old).status_code == 200
+
+
+def test_an_admin_disables_a_user_through_the_api_and_their_tokens_stop(
+        client: TestClient, app: FastAPI) -> None:
+    desk = who(app, STAFF)
+    assert client.get(url("/guests"), headers=desk).status_code == 200
+    users = client.get(url("/users"), headers=who(app, AUDITOR)).json()
+    [listed] = [u for u in users if u["username"] == "test-staff"]
+    assert (listed["roles"], listed["active"]) == (["staff"], True)
+    assert "password_hash" not in json.dumps(users)
+    changed = client.patch(url("/users/test-staff"), headers=who(app, ADMIN),
+                           json={"active": False})
+    assert changed.status_code == 200 and changed.json()["active"] is False
+    assert client.get(url("/guests"), headers=desk).status_code == 401
+    assert client.patch(url("/users/test-staff"), headers=who(app, ADMIN),
+                        json={}).status_code == 422
+    assert client.patch(url("/users/nobody"), headers=who(app, ADMIN),
+                        json={"active": True}).status_code == 404

@@ -55,7 +55,9 @@ def log_in(body: TokenRequest, session: SessionDep, request: Request,
     crud.clear_login_failures(session, keys=keys)
     issued = issue_api_token(request.app.state.token_key, subject=user.username,
                              roles=user.roles, typ="staff",
-                             minutes=request.app.state.settings.api_token_minutes, now=now)
+                             minutes=request.app.state.settings.api_token_minutes, now=now,
+                             version=crud.token_version(
+                                 session, subject=crud.token_subject("staff", user.username)))
     crud.record_audit(session, actor=user.username, roles=user.roles, action="auth.token",
                       target=f"user:{user.username}",
                       detail={"jti": issued.jti, "expires_in": issued.expires_in},

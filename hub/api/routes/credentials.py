@@ -101,6 +101,10 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
         changes["status_changed_at"] = utcnow()
     updated = crud.update(session, credential, changes)
     audit.record("credential.update", f"credential:{credential_id}", changes)
+    if updated.kind is CredentialKind.PHONE_KEY and changes.get("status") in (
+            CredentialStatus.LOST, CredentialStatus.REVOKED):
+        # A lost phone holds the guest's app and its token: that token stops now.
+        crud.revoke_tokens(session, subject=crud.token_subject("guest", updated.guest_id))
     if updated.key_jti is not None and "status" in changes:
         _publish_key_material(session, request, tasks)
     return updated

@@ -158,7 +158,8 @@ def issue_guest_token(guest_id: str, session: SessionDep, request: Request,
     crud.get(session, Guest, guest_id)
     issued = issue_api_token(request.app.state.token_key, subject=guest_id, roles=[GUEST_ROLE],
                              typ="guest", minutes=request.app.state.settings.api_token_minutes,
-                             now=utcnow())
+                             now=utcnow(), version=crud.token_version(
+                                 session, subject=crud.token_subject("guest", guest_id)))
     audit.record("guest.token", f"guest:{guest_id}",
                  {"jti": issued.jti, "expires_in": issued.expires_in})
     return TokenIssued(access_token=issued.token, expires_in=issued.expires_in,

@@ -104,6 +104,7 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
     Irreversible. Revoked phone keys reach offline locks in the retained revocation list.
     """
     report = privacy.erase_guest(session, guest_id=guest_id, now=utcnow())
+    crud.revoke_tokens(session, subject=crud.token_subject("guest", guest_id))
     # Counts and the pseudonym only: the audit log must not keep what was just erased.
     audit.record("guest.erase", f"guest:{guest_id}", report.model_dump(exclude={"guest_id"}))
     bridge = request.app.state.bridge
