@@ -62,8 +62,8 @@ from simulators.readers import (
 )
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 from simulators.scenarios import SCENARIOS, Run, Scenario
-from simulators.scenarios.intruder import SheetError, load_sheet
 from simulators.scenarios.runner import EXIT_UNREACHABLE, play
+from simulators.sheet import Sheet, SheetError, load_sheet
 
 app = typer.Typer(
     name="hub-sim", help="Simulated gates, locks, wristbands and phone keys for a venue hub.",
@@ -159,20 +159,13 @@ def _with_logins(broker: Broker, path: Path | None) -> Broker:
         path = default_sheet()
         if not path.exists():
             return broker  # an open broker, or logins in the broker URL
-    try:
-        sheet = load_sheet(path)
-    except FileNotFoundError:
+    sheet = _read_sheet(path, missing_ok=True)
+    if sheet is None:
         # Not fatal here: a command that needs no login (or a scenario that says what
         # it needs, as intruder does) still runs; a closed broker will refuse the rest.
         err.print(f"[yellow]no provisioning sheet at {escape(str(path))}:[/] devices connect "
                   "as --broker says")
         return broker
-    except PermissionError:
-        raise typer.BadParameter(f"cannot read {path} (it is 0600: run as the hub's user)",
-                                 param_hint="--provisioning") from None
-    except (SheetError, OSError) as exc:
-        raise typer.BadParameter(f"{path} is not a provisioning sheet: {exc}",
-                                 param_hint="--provisioning") from None
     return replace(broker,
                    logins={d: (login.username, login.password)
                            for d, login in sheet.devices.items()},
@@ -489,9 +482,19 @@ def _device_logins(path: Path | None, broker: Broker) -> dict[str, tuple[str, st
     the global --provisioning (or the default sheet)."""
     if path is None:
         return dict(broker.logins)
+    sheet = _read_sheet(path, missing_ok=False)
+    assert sheet is not None
+    return {device: (login.username, login.password) for device, login in sheet.devices.items()}
+
+
+def _read_sheet(path: Path, *, missing_ok: bool) -> Sheet | None:
+    """The provisioning sheet at ``path``; None when missing and ``missing_ok``; else a
+    BadParameter saying what is wrong (never a secret)."""
     try:
-        sheet = load_sheet(path)
+        return load_sheet(path)
     except FileNotFoundError:
+        if missing_ok:
+            return None
         raise typer.BadParameter(f"no provisioning sheet at {path}",
                                  param_hint="--provisioning") from None
     except PermissionError:
@@ -500,7 +503,6 @@ def _device_logins(path: Path | None, broker: Broker) -> dict[str, tuple[str, st
     except (SheetError, OSError) as exc:
         raise typer.BadParameter(f"{path} is not a provisioning sheet: {exc}",
                                  param_hint="--provisioning") from None
-    return {device: (login.username, login.password) for device, login in sheet.devices.items()}
 
 
 def _line(device: str, text: str, *, at: str | None = None, style: str = "") -> None:
