@@ -555,13 +555,17 @@ def login_failures(session: Session, *, keys: Sequence[str]) -> list[LoginThrott
     return list(session.exec(select(LoginThrottle).where(col(LoginThrottle.key).in_(keys))))
 
 
-def count_login_failure(session: Session, *, keys: Sequence[str], now: datetime) -> None:
-    """One more failed log-in for each key (counted in the database: workers share it)."""
+def count_login_failure(session: Session, *, keys: Sequence[str], now: datetime,
+                        forget_before: datetime) -> None:
+    """One more failed log-in for each key (counted in the database: workers share it); a
+    run whose last failure is older than ``forget_before`` starts again at one."""
     table = table_of(LoginThrottle)
     for key in keys:
         insert_ignoring_duplicates(session, LoginThrottle, key=key, failures=0)
         session.connection().execute(sa.update(table).where(table.c.key == key).values(
-            failures=table.c.failures + 1, last_failure_at=now))
+            failures=sa.case((table.c.last_failure_at < forget_before, 1),
+                             else_=table.c.failures + 1),
+            last_failure_at=now))
 
 
 def clear_login_failures(session: Session, *, keys: Sequence[str]) -> None:

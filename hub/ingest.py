@@ -239,7 +239,8 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
 
     Evidence, not orders: only a door lock with a zone decides offline; a time ahead of
     the hub's clock is refused; the guest is named only when the credential the lock
-    names carries the reference it saw (the key's jti, the band's UID).
+    names carries the reference it saw (the key's jti, the band's UID) and its guest
+    held an entitlement to the lock's zone at that time.
     """
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
@@ -255,6 +256,10 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
     if credential is not None and entry.credential_ref not in (credential.key_jti,
                                                                 credential.identifier):
         credential = None  # the lock named a guest its reference does not point to
+    if credential is not None and not any(
+            device.zone_id in e.zone_ids and e.valid_from <= entry.ts <= e.valid_until
+            for e in crud.entitlements_of(session, guest_id=credential.guest_id)):
+        credential = None  # nor one who could have entered this zone then
     guest_id = credential.guest_id if credential else None  # never trust the lock's word alone
     with session.begin_nested():
         session.add(Event(

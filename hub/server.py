@@ -143,7 +143,10 @@ class Hub:
             log.warning("HUB_API_AUTH is off: anyone who reaches the REST API is admin")
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
-            log_level=settings.log_level.lower(), access_log=False, lifespan="off"))
+            log_level=settings.log_level.lower(), access_log=False, lifespan="off",
+            # The client's address is the TCP peer's: X-Forwarded-For from anyone on this
+            # machine would otherwise choose the address log-ins are throttled and audited by.
+            proxy_headers=False))
 
     def serve(self) -> None:
         """Serve HTTP until SIGINT/SIGTERM (uvicorn handles the signals)."""

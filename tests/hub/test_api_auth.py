@@ -1187,7 +1187,7 @@ def test_guessing_a_password_is_slowed_audited_and_cannot_win_while_blocked(
     ok = client.post(url("/auth/token"), json={"username": "victim", "password": "right-password"})
     assert ok.status_code == 200, ok.text
     again = client.post(url("/auth/token"), json={"username": "victim", "password": "nope"})
-    assert again.status_code == 401  # the right password cleared the run of failures
+    assert again.status_code == 401  # the address's wait is over; the account's was cleared
     actions = [row.action for row in audit_rows(engine) if row.target == "user:victim"]
     assert actions.count("auth.failure") == 6 and actions.count("auth.throttled") == 1
     assert "auth.token" in actions

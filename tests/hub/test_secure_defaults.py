@@ -259,3 +259,37 @@ def test_the_cli_shows_and_sets_the_policy(template: Path, tmp_path: Path) -> No
     engine.dispose()
     assert runner.invoke(cli.app, ["venue", "policy", "nowhere", "--data-dir",
                                    str(tmp_path)]).exit_code == 2
+
+
+def test_an_offline_entry_names_no_guest_who_could_not_enter_that_zone(seeded: Engine) -> None:
+    """Guest 5's band at room 101's lock: the reference matches, the stay does not."""
+    out = offline_entry(seeded, "lock-101", ts=utcnow() - timedelta(minutes=5),
+                        ref="04A10000000005", credential_id="band-guest-05", event_id="c")
+    assert out.error is None
+    assert {e.event_id: e.guest_id for e in journey(seeded, "lock-101")} == {"c": None}
+
+
+def test_an_integrator_cannot_create_a_lax_venue(client: TestClient, app: FastAPI) -> None:
+    body = {"id": "laxv", "name": "Lax", "allow_plain_uid": True}
+    assert client.post(f"{API_PREFIX}/venues", headers=who(app, "integrator"),
+                       json=body).status_code == 403
+    assert client.post(f"{API_PREFIX}/venues", headers=who(app, "admin"),
+                       json=body).status_code == 201
+
+
+def test_the_last_active_admin_cannot_be_disabled(client: TestClient, app: FastAPI) -> None:
+    admin = who(app, "admin")  # the user test-admin; the demo has an admin too
+    assert client.patch(f"{API_PREFIX}/users/admin", headers=admin,
+                        json={"active": False}).status_code == 200
+    answer = client.patch(f"{API_PREFIX}/users/test-admin", headers=admin,
+                          json={"active": False})
+    assert answer.status_code == 409 and "last active admin" in answer.text
+
+
+def test_log_ins_are_counted_per_address_and_per_account_from_that_address() -> None:
+    from hub.login_throttle import FORGET_AFTER, retry_after, throttle_keys
+    assert throttle_keys("Admin", "10.0.0.1") == ("addr:10.0.0.1", "user:admin@10.0.0.1")
+    assert throttle_keys("admin", "10.0.0.2")[1] != throttle_keys("admin", "10.0.0.1")[1]
+    now = utcnow()
+    assert retry_after(9, now, now) > 0
+    assert retry_after(9, now - FORGET_AFTER - timedelta(seconds=1), now) == 0.0

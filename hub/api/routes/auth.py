@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from hub import crud
 from hub.api.deps import SessionDep, client_address
-from hub.login_throttle import retry_after
+from hub.login_throttle import FORGET_AFTER, retry_after, throttle_keys
 from hub.models import utcnow
 from hub.schemas import TokenIssued, TokenRequest
 from hub.security import check_password, issue_api_token
@@ -26,13 +26,14 @@ def log_in(body: TokenRequest, session: SessionDep, request: Request,
 
     Every failure is the same 401, and an unknown user costs the same time as a wrong
     password (a dummy hash is verified), so the answer tells nobody which names exist.
-    Each failure is audited and counted per account and per client address; after a few
-    in a row the next attempt must wait, longer each time (429 with Retry-After, before
-    any password is checked).
+    Each failure is audited and counted per client address and per account from that
+    address; after a few in a row the next attempt must wait, longer each time (429 with
+    Retry-After, before any password is checked).
     """
     now = utcnow()
     source = client_address(request)
-    keys = [f"user:{body.username.lower()}", f"addr:{source}"]
+    address_key, account_key = throttle_keys(body.username, source)
+    keys = [address_key, account_key]
     wait = max((retry_after(t.failures, t.last_failure_at, now)
                 for t in crud.login_failures(session, keys=keys)), default=0.0)
     if wait > 0:
@@ -46,13 +47,13 @@ def log_in(body: TokenRequest, session: SessionDep, request: Request,
     matches = check_password(user.password_hash if user else None, body.password)
     if user is None or not matches or not user.active:
         # Returned, not raised: the count and the audit entry must commit with the answer.
-        crud.count_login_failure(session, keys=keys, now=now)
+        crud.count_login_failure(session, keys=keys, now=now, forget_before=now - FORGET_AFTER)
         crud.record_audit(session, actor=body.username, roles=[], action="auth.failure",
                           target=f"user:{body.username}", detail={}, source=source, at=now)
         return JSONResponse({"detail": "invalid username or password"},
                             status_code=status.HTTP_401_UNAUTHORIZED,
                             headers={"WWW-Authenticate": "Bearer"})
-    crud.clear_login_failures(session, keys=keys)
+    crud.clear_login_failures(session, keys=[account_key])
     issued = issue_api_token(request.app.state.token_key, subject=user.username,
                              roles=user.roles, typ="staff",
                              minutes=request.app.state.settings.api_token_minutes, now=now,

@@ -27,6 +27,10 @@ def change_user(username: str, body: StaffUserChange, session: SessionDep,
     user = crud.find_staff_user(session, username=username)
     if user is None:
         raise crud.NotFound("user", username)
+    if body.active is False and ADMIN in user.roles and user.active and not any(
+            u.active and ADMIN in u.roles and u.username != username
+            for u in crud.list_staff_users(session)):
+        raise crud.Conflict(f"{username!r} is the last active admin: add another first")
     crud.change_staff_user(session, user=user, active=body.active,
                            password_hash=hash_secret(body.password) if body.password else None)
     detail: dict[str, object] = {"password_changed": True} if body.password else {}

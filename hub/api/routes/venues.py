@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from hub import crud, keyring, phone_keys
 from hub.api.deps import (
@@ -14,6 +14,7 @@ from hub.api.deps import (
     AuditDep,
     Limit,
     Offset,
+    Principal,
     SessionDep,
     require_roles,
 )
@@ -29,9 +30,13 @@ def list_venues(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> 
     return crud.list_venues(session, limit=limit, offset=offset)
 
 
-@router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED,
-             dependencies=[require_roles(ADMIN, INTEGRATOR)])
-def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep) -> Venue:
+@router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED)
+def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
+                 caller: Annotated[Principal, require_roles(ADMIN, INTEGRATOR)]) -> Venue:
+    if body.allow_plain_uid and ADMIN not in caller.roles:
+        # The security policy is the admins' (PUT .../security-policy): not a side door.
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="only an admin may create a venue that accepts bare UIDs")
     venue = crud.add(session, Venue.model_validate(body.model_dump()))
     audit.record("venue.create", f"venue:{venue.id}", body.model_dump())
     return venue
