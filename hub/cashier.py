@@ -334,6 +334,10 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
         if earlier.original_id != original.id or (amount is not None and earlier.amount != amount):
             raise crud.Conflict(f"idempotency key {key!r} was used for another request")
         return earlier, []
+    # The charge's row is locked first, so two desks refunding it at once take turns and
+    # the second sees the first's refund (PostgreSQL's read committed does not serialize
+    # a read-then-write by itself; SQLite's BEGIN IMMEDIATE already did).
+    session.refresh(original, with_for_update=True)
     left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
@@ -361,7 +365,11 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
         raise crud.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
     if not folio.open:
         raise crud.Conflict(f"folio {folio.id} is already settled")
-    session.refresh(folio)
+    # Locked before it is read: a charge committing meanwhile is waited for and counted,
+    # and one arriving later finds the folio closed.
+    session.refresh(folio, with_for_update=True)
+    if not folio.open:
+        raise crud.Conflict(f"folio {folio.id} is already settled")
     owed = -folio.balance
     clearing = ledger.clearing_of(session, venue_id=folio.venue_id, currency=folio.currency)
     txn = LedgerTransaction(
@@ -370,8 +378,10 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
         account_id=folio.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"settle:{folio.id}", actor=actor, created_at=now)
     if owed != 0:
-        ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
-                    balance_after_of=folio.id)
+        moved = ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
+                            balance_after_of=folio.id)
+        if moved[folio.id] != 0:  # cannot happen with the lock; never close a folio owing
+            raise crud.Conflict(f"folio {folio.id} changed during check-out: try again")
     else:
         txn.balance_after = 0
         ledger.record(session, txn=txn)

@@ -117,19 +117,22 @@ def _charge(engine: Engine, amount: int, **kw: object) -> str:
 
 
 @pg_only
-@pytest.mark.xfail(strict=True, reason="open: Money exactly right on every engine (#16)")
-def test_two_concurrent_full_refunds_refund_twice(engine: Engine,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """cashier.refund reads what is left (a plain SUM) and then posts: nothing locks the
-    charge, so on PostgreSQL two desks both refund all of it (pre-existing; kept by
-    d4f8ee5)."""
+def test_two_concurrent_full_refunds_refund_once(engine: Engine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two desks refund all of one charge at the same moment: on PostgreSQL both read
+    what was left before either wrote, and both refunded it, until the charge's row was
+    locked before the read. Now the second waits, sees the first's refund, and is told
+    nothing is left."""
     charge = _charge(engine, 2_000)
     real = ledger.refunded_so_far
     both_read = threading.Barrier(2)
 
     def read_then_wait(session: Session, *, original_id: str) -> int:
         value = real(session, original_id=original_id)
-        both_read.wait(10)  # two staff at two desks press "refund" at the same moment
+        try:  # two staff at two desks press "refund" at the same moment
+            both_read.wait(2)
+        except threading.BrokenBarrierError:
+            pass  # the other desk waits for this one's lock: it cannot read yet
         return value
 
     monkeypatch.setattr(ledger, "refunded_so_far", read_then_wait)
@@ -152,23 +155,24 @@ def test_two_concurrent_full_refunds_refund_twice(engine: Engine,
     with Session(engine) as s:
         refunded = real(s, original_id=charge)
         problems = ledger.verify(s)
-    assert (refunded, errors) == (2_000, []), (refunded, errors, problems)
+    assert refunded == 2_000 and problems == [], (refunded, errors, problems)
+    assert [type(e) for e in errors] == [crud.Conflict], errors
 
 
 @pg_only
-@pytest.mark.xfail(strict=True, reason="open: Money exactly right on every engine (#16)")
-def test_check_out_racing_a_folio_charge_leaves_it_closed_and_unpaid(
+def test_check_out_racing_a_folio_charge_never_closes_it_owing(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """cashier.settle reads the balance, then moves it by that amount (not to zero) and
-    closes the folio: a charge committed in between stays owed on a closed folio
-    (pre-existing; kept by d4f8ee5, whose RETURNING shows it in balance_after)."""
+    """A bar tab lands on the folio while the desk checks out. Before the folio's row was
+    locked for check-out, the charge committed between the desk's read and its posting
+    and stayed owed on a closed folio. Now the charge waits for the check-out and finds
+    the folio closed."""
     _charge(engine, 3_000, account="folio")
     real = ledger.clearing_of
     read_owed, charged = threading.Event(), threading.Event()
 
     def owed_read_then_wait(session: Session, **kw: object) -> Account:
         read_owed.set()
-        charged.wait(10)  # a bar tab lands on the folio while the desk checks out
+        charged.wait(2)  # the tab waits for the folio's lock: it cannot land first now
         return real(session, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ledger, "clearing_of", owed_read_then_wait)
@@ -184,13 +188,24 @@ def test_check_out_racing_a_folio_charge_leaves_it_closed_and_unpaid(
     t.start()
     assert read_owed.wait(10)
     monkeypatch.setattr(ledger, "clearing_of", real)
-    _charge(engine, 2_500, device="pos-bar-1", merchant="bar", account="folio")
-    charged.set()
+    tab: list[object] = []
+
+    def bar() -> None:
+        [d] = batch(engine, Registry(), [("pos-bar-1", pay_message(
+            2_500, merchant="bar", account="folio"))])  # type: ignore[arg-type]
+        tab.append(d.reason if d is not None else None)
+        charged.set()
+
+    b = threading.Thread(target=bar)
+    b.start()
     t.join(30)
+    b.join(30)
     with Session(engine) as s:
         folio = s.get(Account, "folio-guest-01")
         state = (folio.open, folio.balance)
-    assert state == (False, 0), (state, out)
+        problems = ledger.verify(s)
+    assert state == (False, 0) and problems == [], (state, out, tab, problems)
+    assert tab == ["no_account"], tab  # the folio is closed: the bar must ask for another
 
 
 @pg_only
