@@ -293,3 +293,31 @@ def test_log_ins_are_counted_per_address_and_per_account_from_that_address() -> 
     now = utcnow()
     assert retry_after(9, now, now) > 0
     assert retry_after(9, now - FORGET_AFTER - timedelta(seconds=1), now) == 0.0
+
+
+# ------------------------------------------------------------ PIN locks
+
+
+def test_a_pin_lock_is_lifted_by_staff_only_and_a_reset_changes_nothing_else(
+        client: TestClient, app: FastAPI, engine: Engine) -> None:
+    path = f"{API_PREFIX}/guests/guest-01/spending-policy"
+    staff, charlie = who(app, "staff"), who(app, "guest-01")
+    set_up = client.put(path, headers=staff, json={"daily_limit": 20_000, "pin": "4321",
+                                                   "pin_threshold": 5_000})
+    assert set_up.status_code == 200, set_up.text
+    with session_scope(engine) as session:  # five wrong PINs in a row at the till
+        band = session.get(Credential, "band-guest-01")
+        assert band is not None
+        band.pin_failures = 5
+    for body in ({"reset_pin_lock": True}, {"pin": "1111"}):
+        refused = client.put(path, headers=charlie, json=body)
+        assert refused.status_code == 403 and "staff" in refused.text, body
+    lifted = client.put(path, headers=staff, json={"reset_pin_lock": True})
+    assert lifted.status_code == 200, lifted.text
+    kept = lifted.json()
+    assert (kept["daily_limit"], kept["pin_threshold"], kept["has_pin"]) == (20_000, 5_000, True)
+    with Session(engine) as session:
+        band = session.get(Credential, "band-guest-01")
+        assert band is not None and band.pin_failures == 0
+    # Unlocked, the guest may change their own PIN again.
+    assert client.put(path, headers=charlie, json={"pin": "1111"}).status_code == 200

@@ -114,6 +114,8 @@ def set_spending_policy(
 
     A guest may set their own policy, but not who pays for them, and not at all while
     a party lead pays for them (the lead's limits would be theirs to lift): staff do both.
+    A wrong-PIN lock is lifted by staff only, and a guest cannot set a new PIN while
+    locked (that would lift it by the back door). Fields left out keep their values.
     """
     ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
@@ -127,12 +129,23 @@ def set_spending_policy(
         if "payer_guest_id" in body.model_fields_set and payer != current:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail="only staff may set payer_guest_id")
+        locked = any(c.pin_failures >= request.app.state.settings.pin_max_failures
+                     for c in crud.list_credentials(session, guest_id=guest_id, kind=None,
+                                                    identifier=None, limit=500, offset=0))
+        if body.reset_pin_lock or (locked and body.pin is not None):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail="a PIN lock is lifted by staff: please see the front desk")
+    given = body.model_fields_set
+    if policy is not None and "payer_guest_id" not in given:
+        payer = policy.payer_guest_id
     crud.require(session, Guest, payer, "payer_guest_id")
+    fresh = policy is None
     policy = policy or SpendingPolicy(guest_id=guest_id, payer_guest_id=payer)
     policy.payer_guest_id = payer
-    policy.payment_enabled = body.payment_enabled
-    policy.daily_limit = body.daily_limit
-    policy.pin_threshold = body.pin_threshold
+    # Fields left out keep their values ({"reset_pin_lock": true} alone changes nothing else).
+    for name in ("payment_enabled", "daily_limit", "pin_threshold"):
+        if fresh or name in given:
+            setattr(policy, name, getattr(body, name))
     if body.pin is not None:
         settings = request.app.state.settings
         policy.pin_hash = hash_secret(body.pin, time_cost=settings.pin_hash_time_cost,
