@@ -343,6 +343,9 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     if amount <= 0 or amount > left:
         raise crud.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
     account = crud.get(session, Account, original.account_id or "")
+    if not account.open:
+        raise crud.Conflict(f"account {account.id} is closed (settled at check-out): "
+                            "refund the guest another way")
     merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
     if merchant is None:
         raise crud.Conflict(f"charge {original.id} has no merchant to refund from")
@@ -363,6 +366,11 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
     """Check-out: the folio's balance is paid (or paid back) and the folio closes."""
     if folio.kind is not AccountKind.FOLIO:
         raise crud.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
+    earlier = ledger.find_by_key(session, scope="api", key=key)
+    if earlier is not None:  # the same check-out again (a retried request): the same answer
+        if earlier.type is not TransactionType.SETTLEMENT or earlier.account_id != folio.id:
+            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+        return earlier, []
     if not folio.open:
         raise crud.Conflict(f"folio {folio.id} is already settled")
     # Locked before it is read: a charge committing meanwhile is waited for and counted,

@@ -280,6 +280,7 @@ def verify(session: Session) -> list[str]:
     approved_without_postings = session.execute(
         sa.select(col(LedgerTransaction.id)).where(
             col(LedgerTransaction.approved).is_(True),
+            col(LedgerTransaction.amount) != 0,  # an empty folio's check-out moves nothing
             ~sa.exists().where(col(Posting.transaction_id) == LedgerTransaction.id)))
     problems += [f"approved transaction {t} has no postings" for (t,) in approved_without_postings]
     declined_with_postings = session.execute(

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from devices.contract import ErrorCode, LineItem, Receipt
-from hub import cashier, ledger
+from hub import cashier, crud, ledger
 from hub.db import session_scope
 from hub.models import (
     Account,
@@ -314,4 +314,31 @@ def test_payments_work_on_a_sqlite_without_returning(engine: Engine,
                                 created_at=utcnow())
         ledger.post(session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
     assert balance(engine, WALLET) == 8_500
+    assert verify(engine) == []
+
+
+def settle(engine: Engine, folio_id: str, key: str) -> LedgerTransaction:
+    with session_scope(engine) as session:
+        folio = session.get(Account, folio_id)
+        assert folio is not None
+        txn, _ = cashier.settle(session, folio=folio, key=key, actor="desk", now=utcnow())
+        return txn
+
+
+def test_check_out_edges_answer_and_keep_the_ledger_true(engine: Engine) -> None:
+    # An empty folio checks out to nothing moved; the ledger still verifies.
+    empty = settle(engine, "folio-guest-02", "checkout-empty")
+    assert (empty.amount, empty.approved) == (0, True) and verify(engine) == []
+    # A folio charge, check-out, then the same check-out again: the same answer.
+    decision, _ = pay(engine, 3_000, account="folio")
+    first = settle(engine, "folio-guest-01", "checkout-1")
+    assert settle(engine, "folio-guest-01", "checkout-1").id == first.id
+    # The key for another folio's check-out: a conflict, not a crash.
+    with pytest.raises(crud.Conflict):
+        settle(engine, "folio-guest-03", "checkout-1")
+    # A refund to the settled folio: refused with a reason (it was a 500).
+    with pytest.raises(crud.Conflict, match="closed"), session_scope(engine) as session:
+        original = session.get(LedgerTransaction, decision.transaction_id)
+        cashier.refund(session, original=original, amount=None, key="late-refund",
+                       actor="desk", now=utcnow())
     assert verify(engine) == []
