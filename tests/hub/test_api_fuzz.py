@@ -73,9 +73,11 @@ from hub.schemas import (
     RefundCreate,
     Settlement,
     SpendingPolicyUpdate,
+    StaffUserChange,
     TokenRequest,
     TopUp,
     VenueCreate,
+    VenuePolicy,
     WearerSet,
     ZoneCreate,
     ZoneUpdate,
@@ -404,6 +406,9 @@ VALID_BODIES: dict[type, st.SearchStrategy[dict[str, Any]]] = {
         optional={"amount": st.none() | amounts, "reason": st.none() | st.text(max_size=200)}),
     Settlement: st.fixed_dictionaries({"idempotency_key": keys}),
     PhoneKeyRequest: st.fixed_dictionaries({"phone_jwk": st.just(PHONE_JWK)}),
+    VenuePolicy: st.fixed_dictionaries({"allow_plain_uid": st.booleans()}),
+    StaffUserChange: st.fixed_dictionaries(
+        {"active": st.booleans()}, optional={"password": st.text(min_size=8, max_size=64)}),
     TokenRequest: st.fixed_dictionaries({
         "username": st.sampled_from(["admin", "auditor", "nobody"]) | st.text(min_size=1,
                                                                               max_size=64),
