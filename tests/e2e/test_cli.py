@@ -228,6 +228,11 @@ def test_the_default_broker_is_closed_and_hub_sim_logs_in_by_itself(tmp_path: Pa
              f"mqtt://127.0.0.1:{mqtt_port}", "scenario", "resort-spend"], cwd=tmp_path,
             capture_output=True, text=True, timeout=120, env=env)
         assert spent.returncode == 0, spent.stdout + spent.stderr  # receipts: guests' logins
+        loaded = subprocess.run(
+            [str(BIN / "hub-sim"), "--api", f"http://127.0.0.1:{http_port}", "--broker",
+             f"mqtt://127.0.0.1:{mqtt_port}", "load", "--rate", "50", "--duration", "2"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
