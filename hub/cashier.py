@@ -98,7 +98,8 @@ def receipts_for(txn: LedgerTransaction, account: Account, venue_id: str,
 
 def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: PaymentReason | None
                  = None, text: str | None = None, kind: str | None = None,
-                 asked: PaymentRequest | None = None) -> PaymentDecision:
+                 asked: PaymentRequest | None = None,
+                 decided_at: datetime | None = None) -> PaymentDecision:
     approved = txn.approved and reason is None
     return PaymentDecision(
         event_id=event_id, idempotency_key=key, outcome="approve" if approved else "decline",
@@ -108,7 +109,7 @@ def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: Paymen
         transaction_id=txn.id if approved else None,
         account=kind if approved else None,  # type: ignore[arg-type]
         balance_after=txn.balance_after if approved and kind == "wallet" else None,
-        decided_at=txn.created_at)
+        decided_at=decided_at or txn.created_at)
 
 
 def handle_payment(session: Session, *, venue: str, device: Device, req: PaymentRequest,
@@ -146,7 +147,8 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
         credential_id=credential.id if credential else None,
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
-        transaction_id=decision.transaction_id, decided_at=now))
+        # What the terminal was told, so a redelivery is answered with the same time.
+        transaction_id=decision.transaction_id, decided_at=decision.decided_at))
 
 
 def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
@@ -196,7 +198,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         else:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key,
                                     reason=PaymentReason.IDEMPOTENCY_CONFLICT,
-                                    text="Duplicate payment id - not charged", asked=req)
+                                    text="Duplicate payment id - not charged", asked=req,
+                                    decided_at=now)  # a new decision: refused now
         _record_event(session, venue=venue, device=device, req=req, presented=presented,
                       credential=credential, decision=decision, now=now,
                       received_at=received_at)
@@ -207,7 +210,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
 
     credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
                                             device_id=device.id, now=now, registry=registry)
-    pin_failures = crud.pin_failures_of(session, credential_id=credential.id) \
+    pin_failures = crud.pin_failures_of(session, guest_id=credential.guest_id) \
         if credential else 0
     merchant = registry.get(session, Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
@@ -237,7 +240,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
     if credential is not None and (verdict.pin_failed or verdict.pin_passed):
-        crud.count_pin_attempt(session, credential_id=credential.id, failed=verdict.pin_failed)
+        crud.count_pin_attempt(session, credential_id=credential.id,
+                               guest_id=credential.guest_id, failed=verdict.pin_failed)
     messages: list[tuple[str, bytes]] = []
     if verdict.approved:
         assert account is not None and merchant is not None and credential is not None

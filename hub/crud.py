@@ -73,11 +73,11 @@ _ADVANCE_COUNTER = (sa.update(_credentials)
                            sa.or_(_credentials.c.sun_counter.is_(None),
                                   _credentials.c.sun_counter < _P("counter")))
                     .values(sun_counter=_P("counter")))
-_PIN_FAILURES = sa.select(_credentials.c.pin_failures).where(
-    _credentials.c.id == _P("credential_id"))
+_PIN_FAILURES = sa.select(sa.func.coalesce(sa.func.sum(_credentials.c.pin_failures), 0)).where(
+    _credentials.c.guest_id == _P("guest_id"))
 _PIN_FAILED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
                .values(pin_failures=_credentials.c.pin_failures + 1))
-_PIN_PASSED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
+_PIN_PASSED = (sa.update(_credentials).where(_credentials.c.guest_id == _P("of_guest"))
                .values(pin_failures=0))
 
 
@@ -161,17 +161,22 @@ def find_credential(session: Session, *, kind: CredentialKind,
     return session.exec(stmt).first()
 
 
-def pin_failures_of(session: Session, *, credential_id: str) -> int:
-    """Wrong PINs in a row on this credential, read afresh (state, never cached)."""
-    row = session.connection().execute(_PIN_FAILURES, {"credential_id": credential_id}).first()
+def pin_failures_of(session: Session, *, guest_id: str) -> int:
+    """Wrong PINs in a row by this guest, on any of their bands and keys, read afresh
+    (state, never cached): the lock is the guest's, so a second credential brings no
+    fresh guesses."""
+    row = session.connection().execute(_PIN_FAILURES, {"guest_id": guest_id}).first()
     return int(row[0]) if row else 0
 
 
-def count_pin_attempt(session: Session, *, credential_id: str, failed: bool) -> None:
-    """One more wrong PIN (counted in the database, so two workers cannot lose one), or a
-    right one, which ends the run."""
-    session.connection().execute(_PIN_FAILED if failed else _PIN_PASSED,
-                                 {"credential_id": credential_id})
+def count_pin_attempt(session: Session, *, credential_id: str, guest_id: str,
+                      failed: bool) -> None:
+    """One more wrong PIN on the credential used (counted in the database, so two workers
+    cannot lose one), or a right one, which ends the guest's run on all of them."""
+    if failed:
+        session.connection().execute(_PIN_FAILED, {"credential_id": credential_id})
+    else:
+        session.connection().execute(_PIN_PASSED, {"of_guest": guest_id})
 
 
 def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -> bool:

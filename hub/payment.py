@@ -101,9 +101,11 @@ class PaymentDecision:
         return "approve" if self.approved else "decline"
 
 
-def decline(reason: PaymentReason, *, pin_failed: bool = False) -> PaymentDecision:
+def decline(reason: PaymentReason, *, pin_failed: bool = False,
+            pin_passed: bool = False) -> PaymentDecision:
     """A declined payment with the terminal's text for ``reason``."""
-    return PaymentDecision(False, reason, TEXTS[reason], pin_failed=pin_failed)
+    return PaymentDecision(False, reason, TEXTS[reason], pin_failed=pin_failed,
+                           pin_passed=pin_passed)
 
 
 def decide_payment(ctx: PaymentContext) -> PaymentDecision:
@@ -142,11 +144,12 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
         if not ctx.verify_pin(policy.pin_hash, ctx.pin):
             return decline(PaymentReason.PIN_WRONG, pin_failed=True)
         pin_passed = True
-    if policy is not None and policy.daily_limit is not None:
-        if ctx.spent_today + ctx.amount > policy.daily_limit:
-            return decline(PaymentReason.DAILY_LIMIT_EXCEEDED)
+    # A right PIN ends the run of wrong ones even when the payment is declined after it.
+    if policy is not None and policy.daily_limit is not None \
+            and ctx.spent_today + ctx.amount > policy.daily_limit:
+        return decline(PaymentReason.DAILY_LIMIT_EXCEEDED, pin_passed=pin_passed)
     if ctx.account.kind is AccountKind.WALLET and ctx.account.balance < ctx.amount:
-        return decline(PaymentReason.INSUFFICIENT_FUNDS)
+        return decline(PaymentReason.INSUFFICIENT_FUNDS, pin_passed=pin_passed)
     return PaymentDecision(True, PaymentReason.OK, TEXTS[PaymentReason.OK], pin_passed=pin_passed)
 
 

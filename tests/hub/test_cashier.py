@@ -12,7 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
-from devices.contract import ErrorCode, LineItem, Receipt
+from devices.contract import (
+    ErrorCode,
+    LineItem,
+    PaymentDecision,
+    PaymentRequest,
+    PhoneKeyCredential,
+    Receipt,
+    encode,
+    parse_reply,
+)
 from hub import cashier, crud, ledger
 from hub.db import session_scope
 from hub.models import (
@@ -342,3 +351,43 @@ def test_check_out_edges_answer_and_keep_the_ledger_true(engine: Engine) -> None
         cashier.refund(session, original=original, amount=None, key="late-refund",
                        actor="desk", now=utcnow())
     assert verify(engine) == []
+
+
+def pay_by_phone(engine: Engine, amount: int, pin: str | None = None) -> str:
+    """Charlie pays with his phone key (its bare id: the demo venue takes them)."""
+    n = utcnow().timestamp()
+    request = PaymentRequest(event_id=f"phone-{n}", ts=utcnow(), amount=amount, currency="USD",
+                             credential=PhoneKeyCredential(key_id="pk-guest-01"),
+                             merchant_id="cafe", idempotency_key=f"phone-{n}", pin=pin)
+    decision = parse_reply(send(engine, encode(request)).replies[0].payload)
+    assert isinstance(decision, PaymentDecision)
+    return str(decision.reason.value)
+
+
+def test_the_pin_lock_is_the_guests_not_one_credentials(engine: Engine) -> None:
+    """Five wrong PINs on his band lock Charlie's phone key too: no fresh guesses."""
+    for _ in range(3):
+        assert pay(engine, 6_000, pin="0000")[0].reason == "pin_wrong"
+    for _ in range(2):
+        assert pay_by_phone(engine, 6_000, pin="0000") == "pin_wrong"
+    assert pay_by_phone(engine, 6_000, pin="1234") == "pin_locked"
+    assert pay(engine, 100)[0].reason == "pin_locked"
+
+
+def test_a_right_pin_ends_the_run_though_the_payment_is_declined(engine: Engine) -> None:
+    for _ in range(4):
+        assert pay(engine, 6_000, pin="0000")[0].reason == "pin_wrong"
+    # Right PIN, but more than the wallet holds: declined, and the run of wrong ones ends.
+    assert pay(engine, 60_000, pin="1234")[0].reason == "insufficient_funds"
+    assert pay(engine, 6_000, pin="0000")[0].reason == "pin_wrong"  # one, not the fifth
+    assert pay(engine, 6_000, pin="1234")[0].outcome == "approve"
+
+
+def test_a_redelivered_conflict_is_answered_as_the_first_time(engine: Engine) -> None:
+    first, _ = pay(engine, 500, key="till-7")
+    conflicting = pay_message(700, key="till-7", event_id="conflict-1")
+    once = parse_reply(send(engine, conflicting).replies[0].payload)
+    again = parse_reply(send(engine, conflicting).replies[0].payload)
+    assert isinstance(once, PaymentDecision) and isinstance(again, PaymentDecision)
+    assert once.reason == "idempotency_conflict" and once == again
+    assert once.decided_at > first.decided_at  # refused when it came, not when the first paid

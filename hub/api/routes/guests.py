@@ -129,9 +129,8 @@ def set_spending_policy(
         if "payer_guest_id" in body.model_fields_set and payer != current:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail="only staff may set payer_guest_id")
-        locked = any(c.pin_failures >= request.app.state.settings.pin_max_failures
-                     for c in crud.list_credentials(session, guest_id=guest_id, kind=None,
-                                                    identifier=None, limit=500, offset=0))
+        locked = crud.pin_failures_of(session, guest_id=guest_id) \
+            >= request.app.state.settings.pin_max_failures
         if body.reset_pin_lock or (locked and body.pin is not None):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail="a PIN lock is lifted by staff: please see the front desk")
