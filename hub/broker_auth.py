@@ -3,7 +3,7 @@
 Pure: no network, no files. Usernames say who connects:
 
 - ``{venue}.{device_id}``  one device; writes only ``device/{itself}/events|status`` and
-  reads only ``hub/{itself}/#`` and ``keys/#`` (signed key material) of its own venue
+  reads only ``hub/{itself}/#`` and ``keys/#`` (key material the hub alone writes) of its own venue
 - ``guest-{guest_id}``      a guest's app; reads only ``{venue}/guest/{guest_id}/notifications``
 - the bridge user           the hub; reads ``+/device/#``, writes ``+/hub/#``, ``+/guest/#``,
   ``+/keys/#`` and ``+/staff/#`` (alerts for staff)
@@ -257,7 +257,7 @@ def _readable(username: str, bridge_user: str) -> tuple[str, ...]:
         return (f"{ROOT}/+/guest/{guest}/notifications",)
     if (device := parse_device_username(username)) is not None:
         venue, device_id = device
-        # The venue's signed key material (JWKS, revocations), for locks deciding offline.
+        # The venue's key material (JWKS, revocations), for locks deciding offline.
         return (f"{ROOT}/{venue}/{HUB}/{device_id}/#", f"{ROOT}/{venue}/keys/#")
     return ()
 
