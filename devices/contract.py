@@ -287,6 +287,8 @@ class PaymentReason(StrEnum):
     CREDENTIAL_LOST = "credential_lost"
     CREDENTIAL_SUSPENDED = "credential_suspended"
     CREDENTIAL_REVOKED = "credential_revoked"
+    # A signed phone key presented before its start or after its end.
+    OUTSIDE_VALIDITY = "outside_validity"
     PAYMENT_DISABLED = "payment_disabled"
     NO_ACCOUNT = "no_account"
     CURRENCY_MISMATCH = "currency_mismatch"

@@ -35,6 +35,7 @@ TEXTS: dict[PaymentReason, str] = {
     PaymentReason.CREDENTIAL_LOST: "Reported lost - please see staff",
     PaymentReason.CREDENTIAL_SUSPENDED: "Suspended - please see staff",
     PaymentReason.CREDENTIAL_REVOKED: "No longer valid - please see staff",
+    PaymentReason.OUTSIDE_VALIDITY: "Key not valid at this time - please see staff",
     PaymentReason.PAYMENT_DISABLED: "Payments are off for this band",
     PaymentReason.NO_ACCOUNT: "No wallet or room account",
     PaymentReason.CURRENCY_MISMATCH: "Currency not accepted",

@@ -22,7 +22,7 @@ from hub.api.main import API_PREFIX
 from hub.broker_auth import allowed, bridge_password, device_password, password_ok
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo
-from hub.ingest import Outcome
+from hub.ingest import Outcome, handle_message
 from hub.models import AuditEntry, Credential, Event, utcnow
 from hub.provisioning import BRIDGE_USER, broker_auth, device_sheet, mosquitto_config
 from hub.secrets import load_or_create, private_dir
@@ -321,3 +321,35 @@ def test_a_pin_lock_is_lifted_by_staff_only_and_a_reset_changes_nothing_else(
         assert band is not None and band.pin_failures == 0
     # Unlocked, the guest may change their own PIN again.
     assert client.put(path, headers=charlie, json={"pin": "1111"}).status_code == 200
+
+
+# ------------------------------------------------------------ signed keys at a till
+
+
+def test_an_expired_signed_phone_key_at_a_till_is_declined_with_its_reason(
+        seeded: Engine) -> None:
+    """It answered `internal` (outside_validity was no payment reason) and dead-lettered."""
+    from devices.contract import PaymentDecision, PaymentRequest, PhoneKeyCredential, parse_reply
+    from devices.phone_key import make_proof, new_challenge, phone_keypair
+    from hub.phone_keys import issue_phone_key, jwks, new_signing_key
+    from hub.presented import Trust, issuer
+
+    now = utcnow()
+    keys = [new_signing_key(now - timedelta(days=5), timedelta(days=90))]
+    phone, phone_jwk = phone_keypair()
+    token, jti = issue_phone_key(
+        keys, now=now - timedelta(days=3), issuer=issuer(VENUE_ID), venue=VENUE_ID,
+        guest_id="guest-01", credential_id="phone-guest-01", zones=["park"],
+        nbf=now - timedelta(days=3), exp=now - timedelta(days=1), phone_jwk=phone_jwk)
+    challenge = new_challenge()
+    request = PaymentRequest(
+        event_id="exp-1", ts=now, amount=300, currency="USD", merchant_id="cafe",
+        idempotency_key="exp-1",
+        credential=PhoneKeyCredential(token=token, challenge=challenge, proof=make_proof(
+            phone, challenge=challenge, lock_id="pos-cafe-1", key_jti=jti, now=now)))
+    with session_scope(seeded) as session:
+        out = handle_message(session, device_topic(VENUE_ID, "pos-cafe-1", Channel.EVENTS),
+                             encode(request), now, trust=Trust(jwks=jwks(keys)))
+    decision = parse_reply(out.replies[0].payload)
+    assert isinstance(decision, PaymentDecision), decision
+    assert (decision.outcome, decision.reason) == ("decline", "outside_validity")
