@@ -22,7 +22,7 @@ from devices.contract import (
     Receipt,
     encode,
 )
-from devices.topics import Channel, device_topic, guest_topic
+from devices.topics import Channel, device_topic, guest_topic, staff_topic
 from hub import crud, ledger
 from hub.models import (
     Account,
@@ -36,6 +36,7 @@ from hub.models import (
     TransactionType,
     Venue,
 )
+from hub.notices import staff_alert
 from hub.payment import (
     PaymentContext,
     PaymentLimits,
@@ -239,10 +240,18 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         event_id=req.event_id, items=[i.model_dump() for i in req.items],
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
+    messages: list[tuple[str, bytes]] = []
     if credential is not None and (verdict.pin_failed or verdict.pin_passed):
         crud.count_pin_attempt(session, credential_id=credential.id,
                                guest_id=credential.guest_id, failed=verdict.pin_failed)
-    messages: list[tuple[str, bytes]] = []
+        if verdict.pin_failed and pin_failures + 1 == limits.max_pin_failures:
+            # The guest will be told "please see staff": the front desk hears it first.
+            messages.append((staff_topic(venue), encode(staff_alert(
+                "pin-lock", now, {
+                    "text": f"Payments locked for {credential.guest_id} after "
+                            f"{limits.max_pin_failures} wrong PINs (last at {device.id})",
+                    "severity": "warning", "guest_id": credential.guest_id,
+                    "device_id": device.id, "reason": PaymentReason.PIN_LOCKED.value}))))
     if verdict.approved:
         assert account is not None and merchant is not None and credential is not None
         ledger.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,

@@ -445,6 +445,9 @@ class SpendingPolicyPublic(_Out):
     daily_limit: int | None
     pin_threshold: int | None
     has_pin: bool
+    pin_failures: int = Field(0, description="Wrong PINs in a row, on any of the guest's "
+                              "bands and keys")
+    pin_locked: bool = Field(False, description="Payments locked until staff lift it")
 
 
 class AccountCreate(_In):

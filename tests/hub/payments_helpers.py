@@ -63,7 +63,8 @@ def pay(engine: Engine, amount: int, device: str = "pos-cafe-1",
     outcome = send(engine, pay_message(amount, **kw), device)  # type: ignore[arg-type]
     decision = parse_reply(outcome.replies[0].payload)
     assert isinstance(decision, PaymentDecision), decision
-    receipts = [Receipt.model_validate_json(r.payload) for r in outcome.replies[1:]]
+    receipts = [Receipt.model_validate_json(r.payload) for r in outcome.replies[1:]
+                if r.topic.endswith("/notifications")]  # not staff alerts
     return decision, receipts
 
 

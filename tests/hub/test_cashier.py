@@ -19,6 +19,7 @@ from devices.contract import (
     PaymentRequest,
     PhoneKeyCredential,
     Receipt,
+    StaffAlert,
     encode,
     parse_reply,
 )
@@ -391,3 +392,15 @@ def test_a_redelivered_conflict_is_answered_as_the_first_time(engine: Engine) ->
     assert isinstance(once, PaymentDecision) and isinstance(again, PaymentDecision)
     assert once.reason == "idempotency_conflict" and once == again
     assert once.decided_at > first.decided_at  # refused when it came, not when the first paid
+
+
+def test_a_pin_lock_alerts_staff_once_and_shows_in_the_policy(engine: Engine) -> None:
+    outcomes = [send(engine, pay_message(6_000, pin="0000")) for _ in range(6)]
+    alerts = [[StaffAlert.model_validate_json(r.payload) for r in o.replies
+               if r.topic.endswith("/staff/alerts")] for o in outcomes]
+    assert [len(a) for a in alerts] == [0, 0, 0, 0, 1, 0]  # at the fifth wrong PIN only
+    [alert] = alerts[4]
+    assert (alert.guest_id, alert.device_id, alert.reason) == ("guest-01", "pos-cafe-1",
+                                                              "pin_locked")
+    with Session(engine) as session:
+        assert crud.pin_failures_of(session, guest_id="guest-01") == 5

@@ -309,6 +309,8 @@ def test_a_pin_lock_is_lifted_by_staff_only_and_a_reset_changes_nothing_else(
         band = session.get(Credential, "band-guest-01")
         assert band is not None
         band.pin_failures = 5
+    shown = client.get(path, headers=charlie).json()
+    assert (shown["pin_failures"], shown["pin_locked"]) == (5, True)
     for body in ({"reset_pin_lock": True}, {"pin": "1111"}):
         refused = client.put(path, headers=charlie, json=body)
         assert refused.status_code == 403 and "staff" in refused.text, body
@@ -316,6 +318,7 @@ def test_a_pin_lock_is_lifted_by_staff_only_and_a_reset_changes_nothing_else(
     assert lifted.status_code == 200, lifted.text
     kept = lifted.json()
     assert (kept["daily_limit"], kept["pin_threshold"], kept["has_pin"]) == (20_000, 5_000, True)
+    assert (kept["pin_failures"], kept["pin_locked"]) == (0, False)
     with Session(engine) as session:
         band = session.get(Credential, "band-guest-01")
         assert band is not None and band.pin_failures == 0

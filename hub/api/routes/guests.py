@@ -96,13 +96,14 @@ def guest_entitlements(guest_id: str, session: SessionDep, caller: OwnReader, li
 
 
 @router.get("/{guest_id}/spending-policy", response_model=SpendingPolicyPublic)
-def get_spending_policy(guest_id: str, session: SessionDep,
+def get_spending_policy(guest_id: str, session: SessionDep, request: Request,
                         caller: OwnReader) -> SpendingPolicyPublic:
     """How the guest pays: who pays for them, PIN threshold, daily limit, on/off."""
     ensure_own(caller, guest_id)
     crud.get(session, Guest, guest_id)
     return _policy_public(session.get(SpendingPolicy, guest_id) or
-                          SpendingPolicy(guest_id=guest_id, payer_guest_id=guest_id))
+                          SpendingPolicy(guest_id=guest_id, payer_guest_id=guest_id),
+                          session, request)
 
 
 @router.put("/{guest_id}/spending-policy", response_model=SpendingPolicyPublic)
@@ -159,7 +160,7 @@ def set_spending_policy(
     audit.record("spending_policy.set", f"guest:{guest_id}",
                  {**body.model_dump(exclude={"pin"}), "payer_guest_id": payer,
                   "pin_changed": body.pin is not None})
-    return _policy_public(policy)
+    return _policy_public(policy, session, request)
 
 
 @router.post("/{guest_id}/token", response_model=TokenIssued,
@@ -198,9 +199,12 @@ def guest_broker_login(guest_id: str, session: SessionDep, request: Request,
                        topic=f"{ROOT}/+/guest/{guest.id}/notifications")
 
 
-def _policy_public(policy: SpendingPolicy) -> SpendingPolicyPublic:
+def _policy_public(policy: SpendingPolicy, session: SessionDep,
+                   request: Request) -> SpendingPolicyPublic:
+    failures = crud.pin_failures_of(session, guest_id=policy.guest_id)
     return SpendingPolicyPublic(guest_id=policy.guest_id, payer_guest_id=policy.payer_guest_id,
                                 payment_enabled=policy.payment_enabled,
                                 daily_limit=policy.daily_limit,
                                 pin_threshold=policy.pin_threshold,
-                                has_pin=policy.pin_hash is not None)
+                                has_pin=policy.pin_hash is not None, pin_failures=failures,
+                                pin_locked=failures >= request.app.state.settings.pin_max_failures)
