@@ -176,7 +176,13 @@ def count_pin_attempt(session: Session, *, credential_id: str, guest_id: str,
     if failed:
         session.connection().execute(_PIN_FAILED, {"credential_id": credential_id})
     else:
-        session.connection().execute(_PIN_PASSED, {"of_guest": guest_id})
+        clear_pin_failures(session, guest_id=guest_id)
+
+
+def clear_pin_failures(session: Session, *, guest_id: str) -> None:
+    """End the guest's run of wrong PINs on all their bands and keys (a right PIN, or
+    staff lifting a lock), in one statement."""
+    session.connection().execute(_PIN_PASSED, {"of_guest": guest_id})
 
 
 def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -> bool:

@@ -152,9 +152,7 @@ def set_spending_policy(
                                       memory_kib=settings.pin_hash_memory_kib)
     session.add(policy)
     if body.reset_pin_lock:
-        for credential in crud.list_credentials(session, guest_id=guest_id, kind=None,
-                                                identifier=None, limit=500, offset=0):
-            crud.update(session, credential, {"pin_failures": 0})
+        crud.clear_pin_failures(session, guest_id=guest_id)
     session.flush()
     # Never the PIN itself: only that it changed.
     audit.record("spending_policy.set", f"guest:{guest_id}",
