@@ -316,7 +316,9 @@ class PaymentDecision(_Message):
     currency: Currency
     transaction_id: str | None = None
     account: Literal["wallet", "folio"] | None = None
-    balance_after: int | None = Field(default=None, description="Wallet balance, minor units")
+    balance_after: int | None = Field(
+        default=None, description="Wallet balance, minor units: only when the wallet's own "
+        "guest paid (never the party lead's balance, shown to a member)")
     decided_at: AwareDatetime
 
 
@@ -334,7 +336,9 @@ class Receipt(_Message):
     amount: int
     currency: Currency
     account: Literal["wallet", "folio"]
-    balance_after: int
+    balance_after: int | None = Field(
+        default=None, description="The account's balance afterwards, minor units; only on "
+        "the receipt of the account's own guest (a party member's omits the lead's)")
     at: AwareDatetime
 
 
@@ -490,10 +494,11 @@ def _plausible_event_id(value: object) -> str | None:
 class _Flaw:
     """Stands in for a value strict JSON refuses, so the rest (the event id) is still read."""
 
-    __slots__ = ("why",)
+    __slots__ = ("code", "why")
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, code: ErrorCode = ErrorCode.MALFORMED_JSON) -> None:
         self.why = why
+        self.code = code
 
 
 class _Duplicated(dict[str, Any]):
@@ -517,7 +522,9 @@ def _integer(literal: str) -> int | _Flaw:
     # By length first: int() refuses over 4300 digits, and is slow long before.
     value = int(literal) if len(literal) <= 20 else None
     if value is None or not _INT64_MIN <= value <= _INT64_MAX:
-        return _Flaw(f"the integer {literal[:24]} is out of range (64 bits)")
+        # Well-formed JSON, but no field of the contract holds it: a value out of range.
+        return _Flaw(f"the integer {literal[:24]} is out of range (64 bits)",
+                     ErrorCode.SCHEMA_VIOLATION)
     return value
 
 
@@ -537,25 +544,25 @@ _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_real, parse_i
                             object_pairs_hook=_object)
 
 
-def _first_flaw(data: Any) -> str | None:
+def _first_flaw(data: Any) -> _Flaw | None:
     """Where decoded data breaks strict JSON: a flawed value, a lone surrogate, too deep."""
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:  # not recursive: a payload must not choose how deep our stack goes
         value, depth = stack.pop()
         if isinstance(value, str):
             if not value.isascii() and (found := _SURROGATE.search(value)):
-                return f"a lone surrogate ({_encodable(found.group())}) in a string"
+                return _Flaw(f"a lone surrogate ({_encodable(found.group())}) in a string")
             if "\x00" in value:  # no text of the contract holds it, and PostgreSQL cannot
-                return "a NUL character (\\u0000) in a string"
+                return _Flaw("a NUL character (\\u0000) in a string")
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
-                return f"nested deeper than {MAX_DEPTH} levels"
+                return _Flaw(f"nested deeper than {MAX_DEPTH} levels")
             if isinstance(value, _Duplicated):
-                return value.why
+                return _Flaw(value.why)
             children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children)
         elif isinstance(value, _Flaw):
-            return value.why
+            return value
     return None
 
 
@@ -580,7 +587,8 @@ def _read(payload: bytes) -> Any:
         raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
     flaw = _first_flaw(data)
     if flaw is not None:
-        raise ContractError(ErrorCode.MALFORMED_JSON, f"not JSON: {flaw}",
+        what = "not JSON" if flaw.code is ErrorCode.MALFORMED_JSON else "out of range"
+        raise ContractError(flaw.code, f"{what}: {flaw.why}",
                             _event_id_of(data) if isinstance(data, dict) else None)
     return data
 

@@ -76,14 +76,16 @@ class EventIdReused(Exception):
 
 def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
                merchant_name: str | None) -> Receipt:
-    """The guest's receipt of a posted transaction."""
+    """The guest's receipt of a posted transaction; the balance only for the account's own
+    guest (a party member spends on the lead's account, not into its balance)."""
     return Receipt(
         transaction_id=txn.id, type=txn.type.value, guest_id=guest_id,
         spent_by=txn.guest_id if txn.guest_id != guest_id else None,
         merchant_id=txn.merchant_id, merchant_name=merchant_name,
         items=[LineItem.model_validate(i) for i in txn.items], amount=txn.amount,
         currency=txn.currency, account=account.kind.value,  # type: ignore[arg-type]
-        balance_after=txn.balance_after if txn.balance_after is not None else account.balance,
+        balance_after=(txn.balance_after if txn.balance_after is not None else account.balance)
+        if guest_id == account.guest_id else None,
         at=txn.created_at,
     )
 
@@ -98,10 +100,15 @@ def receipts_for(txn: LedgerTransaction, account: Account, venue_id: str,
 
 
 def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: PaymentReason | None
-                 = None, text: str | None = None, kind: str | None = None,
+                 = None, text: str | None = None, account: Account | None = None,
                  asked: PaymentRequest | None = None,
                  decided_at: datetime | None = None) -> PaymentDecision:
     approved = txn.approved and reason is None
+    kind = account.kind.value if account else None
+    # The till's display shows a wallet's balance to its own guest only: a party member
+    # paying from the lead's wallet is not shown what the lead has left.
+    shown = approved and kind == "wallet" and account is not None \
+        and account.guest_id == txn.guest_id
     return PaymentDecision(
         event_id=event_id, idempotency_key=key, outcome="approve" if approved else "decline",
         reason=reason or PaymentReason(txn.reason), text=text or txn.text,
@@ -109,7 +116,7 @@ def _decision_of(txn: LedgerTransaction, event_id: str, key: str, reason: Paymen
         currency=asked.currency if asked else txn.currency,
         transaction_id=txn.id if approved else None,
         account=kind if approved else None,  # type: ignore[arg-type]
-        balance_after=txn.balance_after if approved and kind == "wallet" else None,
+        balance_after=txn.balance_after if shown else None,
         decided_at=decided_at or txn.created_at)
 
 
@@ -157,8 +164,7 @@ def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecisi
     txn = session.get(LedgerTransaction, seen.transaction_id) if seen.transaction_id else None
     if txn is not None:
         account = session.get(Account, txn.account_id) if txn.account_id else None
-        return _decision_of(txn, seen.event_id, txn.idempotency_key,
-                            kind=account.kind.value if account else None)
+        return _decision_of(txn, seen.event_id, txn.idempotency_key, account=account)
     return PaymentDecision(
         event_id=seen.event_id, idempotency_key=req.idempotency_key, outcome="decline",
         reason=PaymentReason(seen.reason), text=seen.text, amount=req.amount,
@@ -193,9 +199,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         credential = crud.find_credential(session, kind=presented.kind,
                                           identifier=presented.identifier)
         account = session.get(Account, earlier.account_id) if earlier.account_id else None
-        acct_kind = account.kind.value if account else None
         if earlier.fingerprint == print_:
-            decision = _decision_of(earlier, req.event_id, req.idempotency_key, kind=acct_kind)
+            decision = _decision_of(earlier, req.event_id, req.idempotency_key, account=account)
         else:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key,
                                     reason=PaymentReason.IDEMPOTENCY_CONFLICT,
@@ -264,8 +269,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         messages += receipts_for(txn, account, venue, merchant.name)
     else:
         ledger.record(session, txn=txn)
-    decision = _decision_of(txn, req.event_id, req.idempotency_key,
-                            kind=account.kind.value if account else None)
+    decision = _decision_of(txn, req.event_id, req.idempotency_key, account=account)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now,
                   received_at=received_at)

@@ -59,7 +59,13 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
                       f"  (devices and guests' apps log in with the credentials in {sheet})\n")
         console.print(
             f"[bold]demo venue[/bold] {demo['venue']}: park gates, {demo['rooms']} hotel rooms, "
-            f"{demo['guests']} guests ({demo['created']} rows created)")
+            f"{demo['guests']} guests ({demo['created']} rows created); a legacy venue: its "
+            f"readers may send a band's bare UID")
+        if "strict_venue" in demo:
+            console.print(
+                f"[bold]strict venue[/bold] {demo['strict_venue']}: its gate gate-spa-in-1 takes "
+                f"secure bands and signed phone keys only; a bare UID is denied "
+                f"insecure_credential")
         watch = (f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
                  if not settings.secure_broker else
                  f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 -P \"$(python3 -c "

@@ -265,7 +265,9 @@ def authenticate(session: Session, *, presented: Presented, venue_id: str, devic
         credential = registry.get(session, Credential, presented.credential_id)
         if credential is not None and credential.key_jti != presented.identifier:
             credential = None  # a key this credential no longer carries
-    elif not presented.forged:
+    elif presented.identifier:
+        # A forgery that names a known band (a SUN read whose MAC fails) is recorded as an
+        # attempt on that guest's band; problem_of refuses it all the same.
         credential = registry.credential(session, kind=presented.kind,
                                          identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(

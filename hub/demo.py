@@ -1,4 +1,5 @@
-"""The demo venue: a park with gates, a hotel with ten smart rooms, shops, and twenty guests.
+"""The demo venue: a park with gates, a hotel with ten smart rooms, shops, and twenty guests;
+and a strict venue beside it, a spa whose gate takes only secure bands and signed phone keys.
 
 Seeding is idempotent: rows are keyed by fixed ids and the opening top-ups by
 fixed idempotency keys, so seeding again adds nothing; the demo guests' tickets and
@@ -44,6 +45,11 @@ from hub.models import (
 from hub.security import hash_secret
 
 VENUE_ID = "demo-resort"
+# The resort is a legacy venue: its readers may send a wristband's bare UID (as the README's
+# examples do). The spa next door is strict, as every new venue is: only secure bands (SUN)
+# and signed phone keys open it, a bare UID is refused "insecure_credential".
+STRICT_VENUE_ID = "demo-spa"
+SPA_GUESTS = (1, 2, 6, 7, 8)
 CURRENCY = "USD"
 MERCHANTS = {"cafe": "Cafe", "shop": "Gift shop", "bar": "Pool bar"}
 DEMO_PIN = "1234"  # Charlie's, asked for payments above 50.00
@@ -89,7 +95,13 @@ def wristband_uid(n: int) -> str:
 
 def _rows(day: datetime) -> list[SQLModel]:
     rows: list[SQLModel] = [Venue(id=VENUE_ID, name="Demo Resort", timezone="UTC",
-                                  currency=CURRENCY)]
+                                  currency=CURRENCY, allow_plain_uid=True),
+                            Venue(id=STRICT_VENUE_ID, name="Demo Spa (strict)", timezone="UTC",
+                                  currency=CURRENCY, allow_plain_uid=False),
+                            Zone(id="spa", venue_id=STRICT_VENUE_ID, name="Spa", capacity=40),
+                            Device(id="gate-spa-in-1", venue_id=STRICT_VENUE_ID,
+                                   kind=DeviceKind.GATE, name="Spa entrance", zone_id="spa",
+                                   direction=Direction.IN)]
     rows += [Merchant(id=m, venue_id=VENUE_ID, name=name, currency=CURRENCY)
              for m, name in MERCHANTS.items()]
     rows += [
@@ -136,6 +148,10 @@ def _rows(day: datetime) -> list[SQLModel]:
         rows.append(Entitlement(id=f"ticket-{gid}", guest_id=gid, kind=EntitlementKind.TICKET,
                                 zone_ids=["park", *RIDES], valid_from=day,
                                 valid_until=day + timedelta(days=3)))
+        if i in SPA_GUESTS:
+            rows.append(Entitlement(id=f"spa-{gid}", guest_id=gid, kind=EntitlementKind.TICKET,
+                                    zone_ids=["spa"], valid_from=day,
+                                    valid_until=day + timedelta(days=3)))
         room = ROOMS[(i - 1) % len(ROOMS)]
         if i in WATCH_GUESTS:
             rows.append(Device(id=watch_id(i), venue_id=VENUE_ID, kind=DeviceKind.WATCH,
@@ -182,7 +198,8 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
                                     password_hash=_demo_hash(role.value), roles=[role.value],
                                     now=now)
                 created += 1
-    return {"venue": VENUE_ID, "created": created, "guests": 20, "rooms": len(ROOMS),
+    return {"venue": VENUE_ID, "strict_venue": STRICT_VENUE_ID, "created": created,
+            "guests": 20, "rooms": len(ROOMS),
             "users": [role.value for role in StaffRole]}
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import jwt
+
 from devices.contract import PhoneKeyCredential, WristbandCredential, WristbandSunCredential
 from devices.phone_key import PhoneKeyError, Reason, verify_phone_key
 from devices.sun import SunError, decrypt_picc_data, diversify_key, verify_sun
@@ -73,10 +75,29 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
                                challenge=credential.challenge, lock_id=lock_id,
                                revoked=revoked, now=now)
     except PhoneKeyError as exc:
-        return Presented(CredentialKind.PHONE_KEY, "", forged=True,
+        jti, credential_id = _claimed(credential.token)
+        return Presented(CredentialKind.PHONE_KEY, jti, forged=True, credential_id=credential_id,
                          problem=_PHONE_PROBLEMS.get(exc.reason, "credential_forged"))
     return Presented(CredentialKind.PHONE_KEY, key.jti, secure=True,
                      credential_id=key.credential_id, challenge=credential.challenge)
+
+
+def _claimed(token: str) -> tuple[str, str | None]:
+    """The (key jti, credential id) a phone key that failed verification claims to be.
+
+    Unverified, so it only names whom the attempt imitates: ``crud.authenticate`` counts it
+    as that guest's only when the jti is the one their credential carries now, which only
+    someone who saw the guest's real key knows (a replayed or tampered key, a revoked one).
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, ValueError, TypeError):
+        return "", None
+    jti, cid = claims.get("jti"), claims.get("cid")
+    if isinstance(jti, str) and isinstance(cid, str) and 0 < len(jti) <= 128 \
+            and 0 < len(cid) <= 64:
+        return jti, cid
+    return "", None
 
 
 def tag_keys(master_key: bytes, uid: bytes) -> tuple[bytes, bytes]:
@@ -98,11 +119,16 @@ def resolve(credential: WristbandCredential | WristbandSunCredential | PhoneKeyC
     meta, _ = tag_keys(master_key, _NO_UID)
     try:
         picc = decrypt_picc_data(bytes.fromhex(credential.picc), meta)
+    except SunError:
+        return Presented(CredentialKind.WRISTBAND, "", forged=True)
+    try:
         _, file_key = tag_keys(master_key, picc.uid)
         verified = verify_sun(credential.picc, credential.cmac, meta_read_key=meta,
                               file_read_key=file_key)
     except SunError:
-        return Presented(CredentialKind.WRISTBAND, "", forged=True)
+        # The UID decrypted under the venue's key but the MAC is wrong: an attempt to pass
+        # as that band, recorded as the guest's (never let in).
+        return Presented(CredentialKind.WRISTBAND, picc.uid_hex, forged=True)
     return Presented(CredentialKind.WRISTBAND, verified.uid_hex, secure=True,
                      counter=verified.read_ctr)
 

@@ -204,8 +204,9 @@ class ArrivedReceipt:
 
     def __str__(self) -> str:
         r = self.receipt
+        balance = "" if r.balance_after is None else f", balance {r.balance_after}"
         return (f"{r.type} {r.amount} {r.currency} to {self.guest_id} "
-                f"({r.account}, balance {r.balance_after}, txn {r.transaction_id})")
+                f"({r.account}{balance}, txn {r.transaction_id})")
 
 
 @dataclass(frozen=True, slots=True)

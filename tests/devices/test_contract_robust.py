@@ -320,18 +320,26 @@ def test_deep_nesting_is_malformed_json_not_a_recursion_error(opener: bytes) -> 
         assert event_id_of(payload) is None
 
 
-@pytest.mark.parametrize(("literal", "why"), [
-    ("NaN", "NaN is not a JSON number"), ("Infinity", "Infinity is not"),
-    ("-Infinity", "-Infinity is not"), ("1e999", "out of range"), ("-1e999", "out of range"),
-    ("1" * 5000, "out of range"), ("9223372036854775808", "out of range"),
+MALFORMED, OUT_OF_RANGE = ErrorCode.MALFORMED_JSON, ErrorCode.SCHEMA_VIOLATION
+
+
+@pytest.mark.parametrize(("literal", "why", "code"), [
+    ("NaN", "NaN is not a JSON number", MALFORMED), ("Infinity", "Infinity is not", MALFORMED),
+    ("-Infinity", "-Infinity is not", MALFORMED), ("1e999", "out of range", MALFORMED),
+    ("-1e999", "out of range", MALFORMED),
+    # Integers are JSON at any length; past 64 bits no field of the contract holds them.
+    ("1" * 5000, "out of range", OUT_OF_RANGE),
+    ("9223372036854775808", "out of range", OUT_OF_RANGE),
+    ("-9223372036854775809", "out of range", OUT_OF_RANGE),
 ])
-def test_numbers_strict_json_cannot_carry_are_malformed(literal: str, why: str) -> None:
+def test_numbers_strict_json_cannot_carry_are_refused(literal: str, why: str,
+                                                      code: ErrorCode) -> None:
     payload = (b'{"v": 1, "kind": "telemetry", "event_id": "m-9", "ts": "2026-01-01T00:00:00Z",'
                b' "readings": {"x": ' + literal.encode() + b"}}")
     with pytest.raises(ContractError) as caught:
         parse_event(payload)
     # The rest of the message was read: the refusal still names the event.
-    assert (caught.value.code, caught.value.event_id) == (ErrorCode.MALFORMED_JSON, "m-9")
+    assert (caught.value.code, caught.value.event_id) == (code, "m-9")
     assert why in caught.value.detail
     assert event_id_of(payload) == "m-9"
 

@@ -113,8 +113,16 @@ def test_party_member_pays_from_the_lead_within_their_own_limit(engine: Engine) 
     first, receipts = pay(engine, 1_500, guest=11, account="auto")
     assert first.outcome == "approve" and first.account == "folio"
     assert {r.guest_id for r in receipts} == {"guest-11", "guest-01"}
+    # What the lead has left is the lead's: only their receipt says it.
+    by_guest = {r.guest_id: r for r in receipts}
+    assert by_guest["guest-01"].balance_after == -1_500
+    assert by_guest["guest-11"].balance_after is None
     assert pay(engine, 600, guest=11)[0].reason == "daily_limit_exceeded"
-    assert pay(engine, 500, guest=11, account="wallet")[0].outcome == "approve"
+    from_wallet, receipts = pay(engine, 500, guest=11, account="wallet")
+    assert from_wallet.outcome == "approve"
+    assert from_wallet.balance_after is None  # the till shows the member no lead's balance
+    assert {r.guest_id: r.balance_after for r in receipts} == {"guest-01": 9_500,
+                                                                "guest-11": None}
     assert balance(engine, WALLET) == 9_500
     assert balance(engine, "folio-guest-01") == -1_500
     with session_scope(engine) as session:

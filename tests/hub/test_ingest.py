@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from devices.contract import (
     MAX_PAYLOAD_BYTES,
@@ -315,8 +315,16 @@ def test_forged_and_cloned_secure_bands_are_refused(engine: Engine) -> None:
     clone = tap(engine, "lock-103", uid="04C0FFEE000001")  # the UID copied with a phone app
     assert (clone.outcome, clone.reason) == ("deny", "credential_forged")
     with Session(engine) as session:
-        reasons = session.exec(select(Event.reason).where(Event.device_id == "lock-103")).all()
-    assert reasons.count("credential_forged") == 3
+        rows = session.exec(select(Event).where(Event.device_id == "lock-103")
+                            .order_by(col(Event.id))).all()
+    assert [r.reason for r in rows].count("credential_forged") == 3
+    # Whom each attempt imitated, when that is known: a MAC that fails over a UID that
+    # decrypts under the venue's key, and a bare copy of the UID, are attempts on guest-03's
+    # band; SUN data made with other keys names no band at all.
+    assert [(r.guest_id, r.credential_id) for r in rows] == [
+        ("guest-03", "sun-guest-03"), (None, None), ("guest-03", "sun-guest-03")]
+    assert all(r.guest_name is None for r in rows)  # the gate never says whose band it was
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 1).reason == "ok"  # counter unspent
 
 
 def test_a_venue_may_refuse_plain_uid_bands(engine: Engine) -> None:

@@ -134,7 +134,7 @@ def test_the_export_holds_everything_about_the_guest_and_no_secret(
     assert doc["events"][0]["guest_name"] == "Charlie"
     assert {c["id"] for c in doc["credentials"]} == {"band-guest-01", "phone-guest-01"}
     assert {e["id"] for e in doc["entitlements"]} == {"ticket-guest-01", "stay-guest-01",
-                                                      "past-stay-guest-01"}
+                                                      "past-stay-guest-01", "spa-guest-01"}
     assert [p["zone_id"] for p in doc["presence"] if p["inside"]] == ["park"]
     assert [d["spent"] for d in doc["daily_spend"]] == [1_250]  # his own coffee only
     # Secrets never: the policy says has_pin; no hash, no key material, no telemetry.

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from hub.automation_runner import Occurrence
 from hub.automations import Action, Rule, RuleError, validate
 from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import seed_demo
+from hub.demo import SPA_GUESTS, STRICT_VENUE_ID, VENUE_ID, seed_demo
 from hub.models import ScheduleFiring, Venue
 from hub.scheduler import Scheduler, due, guests_on_site, schedule_of
 
@@ -65,17 +65,21 @@ def test_a_rule_fires_once_a_day_whichever_worker_gets_there(engine: Engine) -> 
     clock = [NOW]
     workers = [Scheduler(engine, handed.append, lambda: [morning()], clock=lambda: clock[0])
                for _ in range(2)]
-    assert workers[0].run_once() == 20
+    # The demo's 20 guests at the resort, and the 5 of them with a spa pass at the spa.
+    assert workers[0].run_once() == 25
     assert workers[1].run_once() == 0  # the other worker finds today's firing recorded
     assert workers[0].run_once() == 0
     assert {o.guest_id for o in handed} == {f"guest-{n:02d}" for n in range(1, 21)}
+    assert sorted(o.guest_id for o in handed if o.venue == STRICT_VENUE_ID) == [
+        f"guest-{n:02d}" for n in SPA_GUESTS]
     assert {(o.trigger, o.device_id, o.schedule, o.rule_id) for o in handed} == {
         ("schedule", None, "07:30", "good-morning")}
     clock[0] = NOW + timedelta(days=1)  # tomorrow morning: again (the guests are still here)
-    assert workers[1].run_once() == 20
+    assert workers[1].run_once() == 25
     with Session(engine) as session:
-        days = sorted(f.day for f in session.exec(select(ScheduleFiring)).all())
-    assert days == ["2026-11-23", "2026-11-24"]
+        days = sorted((f.day, f.venue_id) for f in session.exec(select(ScheduleFiring)).all())
+    assert days == [(day, venue) for day in ("2026-11-23", "2026-11-24")
+                    for venue in sorted((VENUE_ID, STRICT_VENUE_ID))]
 
 
 def test_the_venue_s_time_zone_decides(engine: Engine) -> None:
@@ -86,8 +90,10 @@ def test_the_venue_s_time_zone_decides(engine: Engine) -> None:
     handed: list[Occurrence] = []
     scheduler = Scheduler(engine, handed.append, lambda: [morning(), morning("16:00", "tea")],
                           clock=lambda: NOW)
-    assert scheduler.run_once() == 20
-    assert {o.rule_id for o in handed} == {"tea"}
+    assert scheduler.run_once() == 25
+    # At the resort it is tea time; the spa next door keeps UTC, where it is morning.
+    assert {(o.venue, o.rule_id) for o in handed} == {(VENUE_ID, "tea"),
+                                                      (STRICT_VENUE_ID, "good-morning")}
 
 
 def test_nothing_scheduled_reads_nothing(engine: Engine) -> None:

@@ -356,3 +356,55 @@ def test_an_expired_signed_phone_key_at_a_till_is_declined_with_its_reason(
     decision = parse_reply(out.replies[0].payload)
     assert isinstance(decision, PaymentDecision), decision
     assert (decision.outcome, decision.reason) == ("decline", "outside_validity")
+
+
+def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(seeded: Engine) -> None:
+    """A captured key with a proof made by another phone is an attempt on that guest's key:
+    the journey says whose, the lock does not. A key the hub never issued names nobody."""
+    from devices.contract import Decision, PhoneKeyCredential, TapEvent, parse_reply
+    from devices.phone_key import make_proof, new_challenge, phone_keypair
+    from hub.phone_keys import issue_phone_key, jwks, new_signing_key
+    from hub.presented import Trust, issuer
+
+    now = utcnow()
+    keys = [new_signing_key(now - timedelta(days=1), timedelta(days=90))]
+    _, phone_jwk = phone_keypair()
+    token, jti = issue_phone_key(
+        keys, now=now, issuer=issuer(VENUE_ID), venue=VENUE_ID, guest_id="guest-01",
+        credential_id="phone-guest-01", zones=["room-101"], nbf=now - timedelta(minutes=1),
+        exp=now + timedelta(days=1), phone_jwk=phone_jwk)
+    with session_scope(seeded) as session:
+        credential = session.get(Credential, "phone-guest-01")
+        assert credential is not None
+        credential.key_jti = jti
+    other_keys = [new_signing_key(now - timedelta(days=1), timedelta(days=90))]
+    self_signed, _ = issue_phone_key(
+        other_keys, now=now, issuer=issuer(VENUE_ID), venue=VENUE_ID, guest_id="guest-01",
+        credential_id="phone-guest-01", zones=["room-101"], nbf=now - timedelta(minutes=1),
+        exp=now + timedelta(days=1), phone_jwk=phone_jwk)
+    thief, _ = phone_keypair()
+
+    def attempt(event_id: str, key: str, key_jti: str) -> Decision:
+        challenge = new_challenge()
+        tap = TapEvent(event_id=event_id, ts=now, credential=PhoneKeyCredential(
+            token=key, challenge=challenge, proof=make_proof(
+                thief, challenge=challenge, lock_id="lock-101", key_jti=key_jti, now=now)))
+        with session_scope(seeded) as session:
+            out = handle_message(session, device_topic(VENUE_ID, "lock-101", Channel.EVENTS),
+                                 encode(tap), now, trust=Trust(jwks=jwks(keys)))
+        decision = parse_reply(out.replies[0].payload)
+        assert isinstance(decision, Decision)
+        return decision
+
+    stolen = attempt("stolen-1", token, jti)
+    forged = attempt("forged-1", self_signed, jti)
+    assert (stolen.outcome, stolen.guest_name) == ("deny", None)
+    assert (forged.outcome, forged.guest_name) == ("deny", None)
+    with Session(seeded) as session:
+        rows = {e.event_id: e for e in session.exec(select(Event).where(
+            Event.device_id == "lock-101")).all()}
+    assert (rows["stolen-1"].guest_id, rows["stolen-1"].credential_id) == (
+        "guest-01", "phone-guest-01")
+    # Signed by no key of this hub, under a jti guest-01's key does not carry: anyone can
+    # write such claims, so they name nobody.
+    assert (rows["forged-1"].reason, rows["forged-1"].guest_id) == ("credential_forged", None)
