@@ -207,23 +207,56 @@ def provision_mosquitto(
     out_dir: Annotated[Path, typer.Option(help="Where to write passwd and acl (0600)")],
     data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
     database_url: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="mosquitto.conf: the plain MQTT listener's port (0: none, "
+        "TLS only)")] = 1883,
+    tls_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="mosquitto.conf: the TLS listener's port (0: none); the venue "
+        "CA, the server certificate and its key are copied beside it")] = 8883,
+    bind: Annotated[str | None, typer.Option(
+        help="mosquitto.conf: the address both listeners bind (default: all)")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(
+        "--tls-name", help="A name (DNS or IP) devices reach this Mosquitto by, for its "
+        "certificate; repeat for several")] = None,
 ) -> None:
-    """Mosquitto password and ACL files for every registered device and the hub's bridge."""
+    """Mosquitto password and ACL files for every registered device and the hub's bridge,
+    the venue CA's TLS files, and a mosquitto.conf that uses them."""
     from sqlmodel import Session
 
     from hub.db import create_db_engine
-    from hub.provisioning import BRIDGE_USER, mosquitto_config, write_private
+    from hub.provisioning import BRIDGE_USER, mosquitto_conf, mosquitto_config, write_private
     from hub.secrets import load_or_create
+    from hub.tls import TlsError, ensure_tls
 
-    settings = _settings(data_dir=data_dir, database_url=database_url)
+    settings = _settings(data_dir=data_dir, database_url=database_url,
+                         tls_names=tls_name or None)
     secrets = load_or_create(settings.data_dir)
     with Session(create_db_engine(settings.database)) as session:
         passwd, acl = mosquitto_config(session, secrets)
     write_private(out_dir / "passwd", passwd)
     write_private(out_dir / "acl", acl)
-    console.print(f"wrote {out_dir / 'passwd'} and {out_dir / 'acl'}; in mosquitto.conf: "
-                  f"password_file, acl_file, allow_anonymous false. The bridge logs in as "
-                  f"{BRIDGE_USER!r}: `hub provision device-sheet` prints its password.")
+    wrote = [out_dir / "passwd", out_dir / "acl"]
+    if tls_port:
+        try:
+            tls = ensure_tls(settings.data_dir, settings.tls_names)
+        except TlsError as exc:
+            console.print(f"[red]TLS:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        # Copies, not links: Mosquitto often runs as its own user, with no way into the
+        # hub's 0700 data directory. The key stays 0600: chown it to Mosquitto's user.
+        write_private(out_dir / "server.key", tls.server_key.read_text())
+        for source, name in ((tls.server_cert, "server.crt"), (tls.ca_cert, "ca.crt")):
+            shutil.copyfile(source, out_dir / name)
+            wrote.append(out_dir / name)
+        wrote.append(out_dir / "server.key")
+    write_private(out_dir / "mosquitto.conf",
+                  mosquitto_conf(out_dir, port=port, tls_port=tls_port, bind=bind))
+    wrote.append(out_dir / "mosquitto.conf")
+    console.print(f"wrote {', '.join(map(str, wrote))}: mosquitto -c {out_dir / 'mosquitto.conf'}"
+                  f" (password_file, acl_file, allow_anonymous false"
+                  f"{', a TLS listener on ' + str(tls_port) if tls_port else ''}). The bridge "
+                  f"logs in as {BRIDGE_USER!r}: `hub provision device-sheet` prints its "
+                  f"password.", soft_wrap=True)
 
 
 @provision_app.command("device-sheet")
