@@ -35,7 +35,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import OUTGOING, Session
 
-from hub.broker_auth import BrokerAuth, allowed, password_ok
+from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, allowed, password_ok
 from hub.tls import TlsListener
 
 __all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubOpenAuthPlugin",
@@ -333,6 +333,7 @@ class _Intake:
 # amqtt builds plugins from a config dict of plain values (and may log it), so the
 # secrets stay here and the config carries only a random key to them.
 _AUTHS: dict[str, BrokerAuth] = {}
+_LOGINS: dict[str, Logins] = {}  # the re-issued and revoked logins, replaced whole on change
 _BRIDGE_LOGINS: dict[str, tuple[str, str]] = {}  # open mode: the bridge's (username, password)
 
 
@@ -361,7 +362,8 @@ class HubAuthPlugin(BaseAuthPlugin):
         """True for a known user with the right password (and an allowed last will)."""
         # The broker logs each refusal once (a warning); these say which check failed.
         username = session.username or ""
-        if not password_ok(username, session.password, self._auth):
+        logins = _LOGINS.get(getattr(self.context.config, "auth_id", ""), NO_CHANGES)
+        if not password_ok(username, session.password, self._auth, logins):
             self.context.logger.debug("refused MQTT login of %r", username)  # never the password
             return False
         # amqtt sends a last will without any topic check: judge it here, like a publish.
@@ -434,7 +436,7 @@ class EmbeddedBroker:
     def __init__(self, host: str, port: int, plugins: dict[str, Any] | None = None, *,
                  auth: BrokerAuth | None = None,
                  bridge_login: tuple[str, str] | None = None,
-                 tls: TlsListener | None = None) -> None:
+                 logins: Logins = NO_CHANGES, tls: TlsListener | None = None) -> None:
         self.host, self.port, self.tls = host, port, tls
         self._auth_id: str | None = None
         self._refusal_lock = threading.Lock()
@@ -456,6 +458,7 @@ class EmbeddedBroker:
         else:
             self._auth_id = uuid.uuid4().hex
             _AUTHS[self._auth_id] = auth
+            _LOGINS[self._auth_id] = dict(logins)
             plugins = {**(plugins or {}),
                        f"{__name__}.HubAuthPlugin": {"auth_id": self._auth_id},
                        f"{__name__}.HubTopicPlugin": {"auth_id": self._auth_id}}
@@ -552,10 +555,37 @@ class EmbeddedBroker:
         finally:
             self._forget_auth()
 
+    def set_logins(self, logins: Logins) -> None:
+        """Follow re-issued and revoked logins: new CONNECTs are judged by ``logins`` at
+        once, and a client connected under a login they no longer open is cut off."""
+        if self._auth_id is None or self._auth_id not in _AUTHS:
+            return  # an open broker checks no device's password
+        _LOGINS[self._auth_id] = dict(logins)
+        if self._broker is not None and self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(
+                _cut_off(self._broker, _AUTHS[self._auth_id], dict(logins)), self._loop)
+            future.result(5)
+
     def _forget_auth(self) -> None:
         if self._auth_id is not None:
             _AUTHS.pop(self._auth_id, None)
+            _LOGINS.pop(self._auth_id, None)
             _BRIDGE_LOGINS.pop(self._auth_id, None)
+
+
+async def _cut_off(broker: _Broker, auth: BrokerAuth, logins: Logins) -> None:
+    """Disconnect every client whose login no longer opens with the password it gave."""
+    for session, handler in list(broker._sessions.values()):
+        username = session.username or ""
+        if (not session.transitions.is_connected() or username == auth.bridge_user
+                or password_ok(username, session.password, auth, logins)):
+            continue
+        log.warning("MQTT client %r (user %r): its login was revoked or re-issued; "
+                    "disconnecting it", session.client_id, username)
+        session.will_flag = False
+        if isinstance(handler.writer, _Writer):
+            handler.writer.abort()
+        await handler.handle_connection_closed()
 
 
 # A task still running this long after being cancelled is cancelled again.

@@ -9,7 +9,10 @@ Pure: no network, no files. Usernames say who connects:
   ``+/keys/#`` and ``+/staff/#`` (alerts for staff)
 
 A device's password is an HMAC of its identity under the hub's secret, so the hub
-checks a password by recomputing it and needs no password table. The same rules
+checks a password by recomputing it and needs no password table. What it does need is
+:data:`Logins`: the logins that were re-issued (a generation above 0 goes into the HMAC, so
+the old password stops) or revoked (``None``: no password opens them); a login absent from
+it is at generation 0. The same rules
 produce Mosquitto's password and ACL files (``mosquitto_files``) and drive the
 embedded broker's plugins (``allowed``, ``password_ok``), so both brokers agree.
 """
@@ -20,13 +23,16 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from devices.topics import DEVICE, HUB, ROOT, valid_id
 
 BrokerAction = Literal["publish", "subscribe", "receive"]
+# username -> its generation, or None when revoked; a username absent is at generation 0.
+Logins = Mapping[str, int | None]
+NO_CHANGES: Logins = {}
 
 GUEST_PREFIX = "guest-"
 PASSWORD_LENGTH = 32
@@ -111,12 +117,21 @@ def _check_secret(secret: bytes) -> None:
         raise ValueError(f"the hub secret must be at least {MIN_SECRET_BYTES} bytes")
 
 
-def device_password(secret: bytes, venue: str, device_id: str) -> str:
-    """A device's broker password: HMAC-SHA256 of its identity, url-safe base64, 32 chars."""
+def _generation(generation: int) -> bytes:
+    # Generation 0 adds nothing, so the passwords issued before re-issuing existed still work.
+    if generation < 0:
+        raise ValueError("a login's generation cannot be negative")
+    return b"\x00" + str(generation).encode() if generation else b""
+
+
+def device_password(secret: bytes, venue: str, device_id: str, generation: int = 0) -> str:
+    """A device's broker password: HMAC-SHA256 of its identity (and its login's generation,
+    once re-issued), url-safe base64, 32 chars."""
     _check_secret(secret)
     device_username(venue, device_id)  # validates both ids
-    # Ids cannot contain NUL, so the encoding of (venue, device) is unambiguous.
-    message = _PASSWORD_LABEL + venue.encode() + b"\x00" + device_id.encode()
+    # Ids cannot contain NUL, so the encoding of (venue, device, generation) is unambiguous.
+    message = (_PASSWORD_LABEL + venue.encode() + b"\x00" + device_id.encode()
+               + _generation(generation))
     digest = hmac.new(secret, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
 
@@ -128,11 +143,12 @@ def bridge_password(secret: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
 
 
-def guest_password(secret: bytes, guest_id: str) -> str:
+def guest_password(secret: bytes, guest_id: str, generation: int = 0) -> str:
     """A guest app's broker password (it reads that guest's notifications, nothing else)."""
     _check_secret(secret)
     guest_username(guest_id)  # validates the id
-    digest = hmac.new(secret, _GUEST_PASSWORD_LABEL + guest_id.encode(), hashlib.sha256).digest()
+    digest = hmac.new(secret, _GUEST_PASSWORD_LABEL + guest_id.encode()
+                      + _generation(generation), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode("ascii")[:PASSWORD_LENGTH]
 
 
@@ -141,20 +157,25 @@ def can_own_credentials(venue: str) -> bool:
     return valid_id(venue) and "." not in venue and not venue.startswith(GUEST_PREFIX)
 
 
-def password_ok(username: str, password: str | bytes | None, auth: BrokerAuth) -> bool:
-    """True when ``password`` is this user's: the bridge's, or the device's derived one.
+def password_ok(username: str, password: str | bytes | None, auth: BrokerAuth,
+                logins: Logins = NO_CHANGES) -> bool:
+    """True when ``password`` is this user's: the bridge's, or the device's derived one at
+    its login's generation in ``logins`` (never for a login revoked there).
 
     A guest's app logs in as ``guest-{guest_id}`` with :func:`guest_password`.
     """
     if password is None or not username:
         return False
     given = password.encode() if isinstance(password, str) else bytes(password)
+    generation = logins.get(username, 0)
     if username == auth.bridge_user:
         expected = auth.bridge_password
+    elif generation is None:
+        return False
     elif (device := parse_device_username(username)) is not None:
-        expected = device_password(auth.secret, *device)
+        expected = device_password(auth.secret, *device, generation)
     elif (guest := _guest_of(username)) is not None:
-        expected = guest_password(auth.secret, guest)
+        expected = guest_password(auth.secret, guest, generation)
     else:
         return False
     return hmac.compare_digest(given, expected.encode())
@@ -187,11 +208,13 @@ def mosquitto_password_line(username: str, password: str, *, salt: bytes | None 
 
 
 def mosquitto_files(devices: Iterable[tuple[str, str]], *, secret: bytes, bridge_user: str,
-                    bridge_password: str) -> tuple[str, str]:
-    """(password file, ACL file) for Mosquitto: the bridge and one login per device.
+                    bridge_password: str, guests: Iterable[str] = (),
+                    logins: Logins = NO_CHANGES) -> tuple[str, str]:
+    """(password file, ACL file) for Mosquitto: the bridge, one login per device and one
+    per guest's app, each at its generation in ``logins``; revoked logins get no line.
 
-    Use with ``allow_anonymous false`` and ``per_listener_settings false``. Guests get
-    no login yet; users without an ACL block may do nothing.
+    Use with ``allow_anonymous false`` and ``per_listener_settings false``; users without
+    an ACL block may do nothing.
     """
     auth = BrokerAuth(secret, bridge_user, bridge_password)  # validates all three
     passwords = [mosquitto_password_line(bridge_user, bridge_password)]
@@ -203,14 +226,25 @@ def mosquitto_files(devices: Iterable[tuple[str, str]], *, secret: bytes, bridge
         if not can_own_credentials(venue):
             continue  # a venue id from before the rule: its devices get no login
         user = device_username(venue, device_id)
-        passwords.append(mosquitto_password_line(user, device_password(auth.secret, venue,
-                                                                        device_id)))
+        if (generation := logins.get(user, 0)) is None:
+            continue  # revoked
+        passwords.append(mosquitto_password_line(
+            user, device_password(auth.secret, venue, device_id, generation)))
         own = f"{ROOT}/{venue}"
         acl += ["", f"user {user}",
                 f"topic write {own}/{DEVICE}/{device_id}/events",
                 f"topic write {own}/{DEVICE}/{device_id}/status",
                 f"topic read {own}/{HUB}/{device_id}/#",
                 f"topic read {own}/keys/#"]
+    for guest_id in sorted(set(guests)):
+        if not valid_id(guest_id):
+            continue  # an id no login can be made for (none are made through the API)
+        user = guest_username(guest_id)
+        if (generation := logins.get(user, 0)) is None:
+            continue
+        passwords.append(mosquitto_password_line(
+            user, guest_password(auth.secret, guest_id, generation)))
+        acl += ["", f"user {user}", *(f"topic read {t}" for t in _readable(user, bridge_user))]
     return "\n".join(passwords) + "\n", "\n".join(acl) + "\n"
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
-from hub.broker_auth import BrokerAuth
+from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins
 from hub.tls import TlsListener
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ _COPY_EVERY = 0.2  # seconds between copies of the child's counters
 
 
 def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
-           bridge_login: tuple[str, str] | None, tls: TlsListener | None,
-           counts: list[Synchronized[int]], log_level: str) -> None:
+           bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
+           log_level: str, logins: Logins, tls: TlsListener | None) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
     # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
     # the hub may stop its broker, after the bridge has answered what the broker holds.
@@ -41,7 +41,8 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
     logging.getLogger("transitions").setLevel(logging.WARNING)
     from hub.broker import EmbeddedBroker  # here: the parent never imports amqtt for this
 
-    broker = EmbeddedBroker(host, port, auth=auth, bridge_login=bridge_login, tls=tls)
+    broker = EmbeddedBroker(host, port, auth=auth, bridge_login=bridge_login, logins=logins,
+                            tls=tls)
     try:
         broker.start()
     except OSError as exc:
@@ -58,7 +59,11 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
 
     threading.Thread(target=copy_counters, name="broker-counters", daemon=True).start()
     try:
-        conn.recv()  # "stop", or EOFError when the parent is gone
+        # ("logins", {...}) as logins are re-issued or revoked; "stop", or EOFError when the
+        # parent is gone, ends it.
+        while (message := conn.recv()) != "stop":
+            if isinstance(message, tuple) and message[0] == "logins":
+                broker.set_logins(message[1])
     except (EOFError, OSError):
         pass
     finally:
@@ -70,18 +75,20 @@ class BrokerProcess:
     """:class:`hub.broker.EmbeddedBroker`'s interface, served from a child process."""
 
     def __init__(self, host: str, port: int, *, auth: BrokerAuth | None = None,
-                 bridge_login: tuple[str, str] | None = None, tls: TlsListener | None = None,
-                 log_level: str = "WARNING") -> None:
+                 bridge_login: tuple[str, str] | None = None, log_level: str = "WARNING",
+                 logins: Logins = NO_CHANGES, tls: TlsListener | None = None) -> None:
         self.host, self.port, self.tls = host, port, tls
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._conn, child = ctx.Pipe()
         self._counts: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in _REASONS]
         self._process = ctx.Process(
             target=_serve, name="hub-broker",
-            args=(child, host, port, auth, bridge_login, tls, self._counts, log_level),
+            args=(child, host, port, auth, bridge_login, self._counts, log_level,
+                  dict(logins), tls),
             daemon=True)
         self._child_end = child
         self._stopped = False
+        self._sending = threading.Lock()  # logins (the follower) and stop (the hub) share the pipe
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the child and wait until it listens; OSError when it cannot."""
@@ -114,17 +121,25 @@ class BrokerProcess:
         return Counter({reason: value.value for reason, value in
                         zip(_REASONS, self._counts, strict=True) if value.value})
 
+    def set_logins(self, logins: Logins) -> None:
+        """Hand the broker the re-issued and revoked logins (see EmbeddedBroker.set_logins)."""
+        with self._sending:
+            if self._stopped or self._process.pid is None:
+                return
+            self._conn.send(("logins", dict(logins)))
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker and its process; calling it again does nothing."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._process.pid is None:
-            return  # never started
-        try:
-            self._conn.send("stop")
-        except (OSError, ValueError):
-            pass  # gone already
+        with self._sending:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._process.pid is None:
+                return  # never started
+            try:
+                self._conn.send("stop")
+            except (OSError, ValueError):
+                pass  # gone already
         self._process.join(timeout)
         if self._process.is_alive():
             log.error("embedded broker: its process did not stop within %.0fs; killing it",

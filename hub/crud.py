@@ -38,6 +38,7 @@ from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_p
 from hub.registry import UNCACHED, Registry
 
 T = TypeVar("T", bound=SQLModel)
+D = TypeVar("D", Device, Venue)  # what is deleted by marking, not removed
 AnyCredential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
 
 
@@ -119,6 +120,14 @@ def get(session: Session, model: type[T], key: str | int) -> T:
     row = session.get(model, key)
     if row is None:
         raise NotFound(model.__name__.lower(), str(key))
+    return row
+
+
+def live(session: Session, model: type[D], key: str) -> D:
+    """A device or venue by id, NotFound once deleted (its row stays for the history)."""
+    row = get(session, model, key)
+    if row.deleted_at is not None:
+        raise NotFound(f"{model.__name__.lower()} (deleted)", key)
     return row
 
 
@@ -409,11 +418,11 @@ def list_devices(
     session: Session, *, venue_id: str | None, kind: str | None, zone_id: str | None,
     limit: int, offset: int,
 ) -> list[Device]:
-    filters = [c for c in (
+    filters = [col(Device.deleted_at).is_(None), *(c for c in (
         Device.venue_id == venue_id if venue_id else None,
         Device.kind == kind if kind else None,
         Device.zone_id == zone_id if zone_id else None,
-    ) if c is not None]
+    ) if c is not None)]
     return page(session, Device, filters=filters, limit=limit, offset=offset)
 
 
@@ -462,7 +471,8 @@ def list_entitlements(
 
 
 def list_venues(session: Session, *, limit: int, offset: int) -> list[Venue]:
-    return page(session, Venue, limit=limit, offset=offset)
+    return page(session, Venue, filters=[col(Venue.deleted_at).is_(None)], limit=limit,
+                offset=offset)
 
 
 def list_events(

@@ -123,6 +123,8 @@ class Venue(SQLModel, table=True):
     # Plain-UID wristbands can be cloned with a phone; a venue may still accept them.
     allow_plain_uid: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
+    # Deleted venues keep their row (ledger and journey rows point at it) and their id.
+    deleted_at: datetime | None = _ts(default=None)
 
 
 class Zone(SQLModel, table=True):
@@ -151,6 +153,9 @@ class Device(SQLModel, table=True):
     battery_pct: int | None = None
     firmware: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
+    # A deleted device is disabled for good, its broker login revoked; its row stays for the
+    # journey and telemetry that name it, and so its id is never handed to another device.
+    deleted_at: datetime | None = _ts(default=None)
 
 
 class Guest(SQLModel, table=True):
@@ -390,6 +395,17 @@ class TokenVersion(SQLModel, table=True):
 
     subject: str = Field(primary_key=True, max_length=200)
     version: int = 0
+
+
+class BrokerCredential(SQLModel, table=True):
+    """A broker login that was re-issued or revoked (devices' ``{venue}.{id}``, guests'
+    apps' ``guest-{id}``); logins without a row are at generation 0, as first derived.
+    The embedded broker follows this table; Mosquitto's files are written from it."""
+
+    username: str = Field(primary_key=True, max_length=200)
+    generation: int = 0  # part of the derived password: re-issuing stops the old one
+    revoked: bool = False
+    changed_at: datetime = _ts(default_factory=utcnow)
 
 
 class LoginThrottle(SQLModel, table=True):

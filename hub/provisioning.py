@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from hub import broker_logins
 from hub.broker_auth import (
     BrokerAuth,
     bridge_password,
@@ -58,13 +59,21 @@ def broker_auth(secrets: HubSecrets) -> BrokerAuth:
 
 
 def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, str]]:
-    """device id -> its broker username and password, for every registered device."""
-    return {
-        d.id: {"venue": d.venue_id, "username": device_username(d.venue_id, d.id),
-               "password": device_password(secrets.broker_key, d.venue_id, d.id)}
-        for d in session.exec(select(Device).order_by(col(Device.id))).all()
-        if can_own_credentials(d.venue_id)  # a venue id from before the rule: no login
-    }
+    """device id -> its broker username and password, for every device in service whose
+    login is not revoked (at its current generation)."""
+    logins = broker_logins.current(session)
+    sheet = {}
+    for d in session.exec(select(Device).where(col(Device.deleted_at).is_(None))
+                          .order_by(col(Device.id))).all():
+        if not can_own_credentials(d.venue_id):
+            continue  # a venue id from before the rule: no login
+        username = device_username(d.venue_id, d.id)
+        if (generation := logins.get(username, 0)) is None:
+            continue
+        sheet[d.id] = {"venue": d.venue_id, "username": username,
+                       "password": device_password(secrets.broker_key, d.venue_id, d.id,
+                                                   generation)}
+    return sheet
 
 
 def guest_sheet(session: Session, secrets: HubSecrets,
@@ -72,7 +81,10 @@ def guest_sheet(session: Session, secrets: HubSecrets,
     """guest id -> their app's broker username and password, for the first ``limit``
     guests by id (the demo's guests; a guest's app gets its own from the venue)."""
     ids = session.exec(select(Guest.id).order_by(col(Guest.id)).limit(limit)).all()
-    return {g: {"username": guest_username(g), "password": guest_password(secrets.broker_key, g)}
+    logins = broker_logins.current(session)
+    return {g: {"username": guest_username(g),
+                "password": guest_password(secrets.broker_key, g,
+                                           logins.get(guest_username(g), 0) or 0)}
             for g in ids}
 
 
@@ -95,9 +107,12 @@ def secure_band_uids(session: Session) -> list[str]:
 def mosquitto_config(session: Session, secrets: HubSecrets) -> tuple[str, str]:
     """(password file, ACL file) for a Mosquitto serving this registry."""
     auth = broker_auth(secrets)
-    devices = [(d.venue_id, d.id) for d in session.exec(select(Device)).all()]
+    devices = [(d.venue_id, d.id) for d in
+               session.exec(select(Device).where(col(Device.deleted_at).is_(None))).all()]
     return mosquitto_files(devices, secret=secrets.broker_key, bridge_user=auth.bridge_user,
-                           bridge_password=auth.bridge_password)
+                           bridge_password=auth.bridge_password,
+                           guests=session.exec(select(Guest.id)).all(),
+                           logins=broker_logins.current(session))
 
 
 def mosquitto_conf(out_dir: Path, *, port: int, tls_port: int, bind: str | None) -> str:

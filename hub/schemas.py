@@ -570,6 +570,14 @@ class TokenRequest(_In):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+class DeviceBrokerLogin(BaseModel):
+    """A device's login to the venue's MQTT broker, re-issued: the previous one stops."""
+
+    username: str
+    password: str
+    generation: int = Field(description="How many times this login was re-issued")
+
+
 class BrokerLogin(BaseModel):
     """A guest app's login to the venue's MQTT broker: it reads that guest's
     notifications (receipts, offers, notices) and nothing else."""

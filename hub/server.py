@@ -22,6 +22,8 @@ from hub.automation_runner import AutomationRunner
 from hub.automation_store import CachedRules
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
+from hub.broker_auth import NO_CHANGES, Logins
+from hub.broker_logins import LoginFollower
 from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
@@ -63,6 +65,7 @@ class Hub:
         self._new_broker: Callable[[], EmbeddedBroker | BrokerProcess] | None = None
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._logins: LoginFollower | None = None
         self.broker_restarts = 0
         self._thread: threading.Thread | None = None
 
@@ -93,13 +96,18 @@ class Hub:
             # Open or not, the bridge logs in with its own password: no client that connects
             # after it can take its client id, its session or its subscriptions.
             kind = BrokerProcess if settings.broker_process else EmbeddedBroker
+            if settings.secure_broker:
+                self._logins = LoginFollower(self.engine, self._set_logins)
             self._new_broker = lambda: kind(
                 settings.mqtt_host, settings.mqtt_port,
                 auth=auth if settings.secure_broker else None,
                 bridge_login=None if settings.secure_broker
-                else (auth.bridge_user, auth.bridge_password), tls=tls)
+                else (auth.bridge_user, auth.bridge_password),
+                logins=self._logins.read() if self._logins else NO_CHANGES, tls=tls)
             self.broker = self._new_broker()
             self.broker.start()
+            if self._logins is not None:
+                self._logins.start()
             if isinstance(self.broker, BrokerProcess):
                 self._watchdog = threading.Thread(target=self._watch_broker,
                                                   name="hub-broker-watchdog", daemon=True)
@@ -174,6 +182,10 @@ class Hub:
                 raise RuntimeError("the HTTP server did not start")
             time.sleep(0.01)
 
+    def _set_logins(self, logins: Logins) -> None:
+        if self.broker is not None:
+            self.broker.set_logins(logins)
+
     def _watch_broker(self) -> None:
         """Start the embedded broker's process again should it die (the bridge reconnects,
         and health says 503 meanwhile)."""
@@ -211,6 +223,8 @@ class Hub:
             # decisions goes out (or is recorded as failed), not into a closed client.
             self.automations.drain()
             self.automations.stop()
+        if self._logins is not None:
+            self._logins.stop()
         if self.broker is not None:
             self.broker.stop()
         if self.bridge is not None:

@@ -97,6 +97,8 @@ ROUTES = [
     Route("PUT", "/venues/{venue_id}/security-policy", f"/venues/{VENUE_ID}/security-policy",
           frozenset({ADMIN}), {"allow_plain_uid": True},
           ("venue.security_policy", f"venue:{VENUE_ID}")),
+    Route("DELETE", "/venues/{venue_id}", "/venues/old-pier", frozenset({ADMIN}), None,
+          ("venue.delete", "venue:old-pier")),
     Route("GET", "/zones", "/zones", SETUP_READERS),
     Route("POST", "/zones", "/zones", INSTALLERS,
           {"id": "z-new", "venue_id": VENUE_ID, "name": "New zone"}, ("zone.create", "zone:z-new")),
@@ -110,6 +112,14 @@ ROUTES = [
     Route("GET", "/devices/{device_id}", "/devices/gate-park-in-1", SETUP_READERS),
     Route("PATCH", "/devices/{device_id}", "/devices/gate-park-in-1", FRONT_DESK,
           {"enabled": False}, ("device.update", "device:gate-park-in-1")),
+    Route("DELETE", "/devices/{device_id}", "/devices/gate-park-in-1", INSTALLERS, None,
+          ("device.delete", "device:gate-park-in-1")),
+    Route("POST", "/devices/{device_id}/broker-credentials",
+          "/devices/gate-park-in-1/broker-credentials", INSTALLERS, None,
+          ("device.broker_login.reissue", "device:gate-park-in-1")),
+    Route("DELETE", "/devices/{device_id}/broker-credentials",
+          "/devices/gate-park-in-1/broker-credentials", INSTALLERS | FRONT_DESK, None,
+          ("device.broker_login.revoke", "device:gate-park-in-1")),
     Route("PUT", "/devices/{device_id}/wearer", "/devices/watch-guest-01/wearer", FRONT_DESK,
           {"guest_id": "guest-02"}, ("device.pair", "device:watch-guest-01")),
     Route("DELETE", "/devices/{device_id}/wearer", "/devices/watch-guest-01/wearer", FRONT_DESK,
@@ -133,6 +143,8 @@ ROUTES = [
           ("guest.token", "guest:guest-01")),
     Route("POST", "/guests/{guest_id}/broker-login", "/guests/guest-01/broker-login",
           FRONT_DESK | OWN, None, ("guest.broker_login", "guest:guest-01")),
+    Route("DELETE", "/guests/{guest_id}/broker-login", "/guests/guest-01/broker-login",
+          FRONT_DESK | OWN, None, ("guest.broker_login.revoke", "guest:guest-01")),
     Route("GET", "/credentials", "/credentials", GUEST_DATA),
     Route("POST", "/credentials", "/credentials", FRONT_DESK,
           {"guest_id": "guest-01", "kind": "phone_key", "label": "spare"},
@@ -251,6 +263,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         charges[f"guest-{guest:02d}"] = decision.transaction_id
     with session_scope(engine) as session:
         session.add(hub.models.Guest(id="newcomer", name="New Comer"))  # no accounts yet
+        session.add(hub.models.Venue(id="old-pier", name="Old pier"))  # empty: may be deleted
         session.add(row_of(Rule(  # a stored automation, for DELETE /automations/{rule_id}
             id="late-checkout", name="Late checkout", purpose="service", trigger="entry_denied",
             actions=(Action("alert_staff", params={"text": "{event.reason}"}),))))
@@ -603,6 +616,7 @@ GUEST_SCOPED: list[tuple[str, str, dict[str, Any] | None, dict[str, str] | None]
     ("GET", "/guests/guest-01/spending-policy", None, None),
     ("PUT", "/guests/guest-01/spending-policy", {"payment_enabled": False}, None),
     ("POST", "/guests/guest-01/broker-login", None, None),
+    ("DELETE", "/guests/guest-01/broker-login", None, None),
     ("GET", "/credentials/band-guest-01", None, None),
     ("PATCH", "/credentials/band-guest-01", {"status": "lost"}, None),
     ("POST", "/credentials/phone-guest-01/phone-key", {"phone_jwk": PHONE_JWK}, None),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from hub.broker_auth import (
     allowed,
     device_password,
     device_username,
+    guest_password,
     guest_username,
     mosquitto_files,
     mosquitto_password_line,
@@ -334,3 +336,47 @@ def test_mosquitto_files_refuse_bad_input() -> None:
         mosquitto_files([], secret=SECRET, bridge_user="guest-bridge", bridge_password="p")
     with pytest.raises(ValueError):
         mosquitto_files([], secret=b"weak", bridge_user=BRIDGE, bridge_password="p")
+
+
+# ------------------------------------------------------------- re-issued and revoked
+
+
+def test_generation_zero_is_the_password_issued_before_reissuing_existed() -> None:
+    # Sheets printed before logins could be re-issued must keep working.
+    message = b"venuehub/v1 broker password\x00" + b"demo\x00lock-1"
+    first = base64.urlsafe_b64encode(hmac.new(SECRET, message, hashlib.sha256).digest())
+    assert device_password(SECRET, "demo", "lock-1", 0) == first.decode()[:32]
+    assert device_password(SECRET, "demo", "lock-1") == device_password(SECRET, "demo",
+                                                                         "lock-1", 0)
+
+
+def test_each_generation_has_its_own_password() -> None:
+    seen = {device_password(SECRET, "demo", "lock-1", n) for n in range(50)}
+    seen |= {guest_password(SECRET, "lock-1", n) for n in range(50)}
+    assert len(seen) == 100
+    with pytest.raises(ValueError):
+        device_password(SECRET, "demo", "lock-1", -1)
+
+
+def test_password_ok_follows_the_logins() -> None:
+    auth = BrokerAuth(SECRET, "hub-bridge", "bridge-pw")
+    user = device_username("demo", "lock-1")
+    old, new = (device_password(SECRET, "demo", "lock-1", n) for n in (0, 1))
+    assert password_ok(user, old, auth) and not password_ok(user, new, auth)
+    assert password_ok(user, new, auth, {user: 1}) and not password_ok(user, old, auth, {user: 1})
+    assert not password_ok(user, old, auth, {user: None})
+    assert not password_ok(user, new, auth, {user: None})
+    other = device_username("demo", "lock-2")
+    assert password_ok(other, device_password(SECRET, "demo", "lock-2"), auth, {user: None})
+    assert password_ok("hub-bridge", "bridge-pw", auth, {"hub-bridge": None})  # not the hub's
+
+
+def test_mosquitto_files_leave_out_revoked_logins_and_use_generations() -> None:
+    devices = [("demo", "lock-1"), ("demo", "lock-2")]
+    passwd, acl = mosquitto_files(devices, secret=SECRET, bridge_user="hub-bridge",
+                                  bridge_password="bridge-pw", guests=["g1", "g2", "bad id"],
+                                  logins={"demo.lock-1": None, "guest-g2": 3})
+    users = {line.split(":", 1)[0] for line in passwd.splitlines()}
+    assert users == {"hub-bridge", "demo.lock-2", "guest-g1", "guest-g2"}
+    assert "user demo.lock-1" not in acl
+    assert "user guest-g1\ntopic read venuehub/v1/+/guest/g1/notifications" in acl

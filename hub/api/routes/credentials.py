@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlmodel import Session
 
-from hub import crud, keyring, phone_keys
+from hub import broker_logins, crud, keyring, phone_keys
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -22,6 +22,7 @@ from hub.api.deps import (
     ensure_own,
     require_roles,
 )
+from hub.broker_auth import guest_username
 from hub.models import (
     Credential,
     CredentialKind,
@@ -103,8 +104,10 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
     audit.record("credential.update", f"credential:{credential_id}", changes)
     if updated.kind is CredentialKind.PHONE_KEY and changes.get("status") in (
             CredentialStatus.LOST, CredentialStatus.REVOKED):
-        # A lost phone holds the guest's app and its token: that token stops now.
+        # A lost phone holds the guest's app, its token and its broker login: both stop now
+        # (the guest's new phone asks for a new login).
         crud.revoke_tokens(session, subject=crud.token_subject("guest", updated.guest_id))
+        broker_logins.reissue(session, guest_username(updated.guest_id))
     if updated.key_jti is not None and "status" in changes:
         _publish_key_material(session, request, tasks)
     return updated

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from hub import crud, wearables
+from hub import broker_logins, crud, wearables
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -16,8 +16,16 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
+from hub.broker_auth import can_own_credentials, device_password, device_username
 from hub.models import Device, DeviceKind, Guest, Merchant, Venue, Wearable, Zone, utcnow
-from hub.schemas import DeviceCreate, DevicePublic, DeviceUpdate, WearablePublic, WearerSet
+from hub.schemas import (
+    DeviceBrokerLogin,
+    DeviceCreate,
+    DevicePublic,
+    DeviceUpdate,
+    WearablePublic,
+    WearerSet,
+)
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -36,7 +44,14 @@ def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceK
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
              dependencies=[require_roles(ADMIN, INTEGRATOR)])
 def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> Device:
-    crud.require(session, Venue, body.venue_id, "venue_id")
+    venue = crud.require(session, Venue, body.venue_id, "venue_id")
+    if venue is not None and venue.deleted_at is not None:
+        raise crud.InvalidReference(f"venue_id: venue {venue.id!r} was deleted")
+    if (old := session.get(Device, body.id)) is not None:
+        # A deleted one too: its history names it, and a new device would inherit it.
+        raise crud.Conflict(f"device {body.id!r} exists already" if old.deleted_at is None
+                            else f"device id {body.id!r} belonged to a device deleted at "
+                            f"{old.deleted_at.isoformat()}: choose another")
     merchant = crud.require(session, Merchant, body.merchant_id, "merchant_id")
     if merchant is not None and merchant.venue_id != body.venue_id:
         raise crud.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
@@ -51,14 +66,14 @@ def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> D
 @router.get("/{device_id}", response_model=DevicePublic,
             dependencies=[require_roles(*SETUP_READERS)])
 def get_device(device_id: str, session: SessionDep) -> Device:
-    return crud.get(session, Device, device_id)
+    return crud.live(session, Device, device_id)
 
 
 @router.patch("/{device_id}", response_model=DevicePublic,
               dependencies=[require_roles(ADMIN, STAFF)])
 def update_device(device_id: str, body: DeviceUpdate, session: SessionDep,
                   audit: AuditDep) -> Device:
-    device = crud.get(session, Device, device_id)
+    device = crud.live(session, Device, device_id)
     changes = body.model_dump(exclude_unset=True)
     merchant = crud.require(session, Merchant, changes.get("merchant_id"), "merchant_id")
     if merchant is not None and merchant.venue_id != device.venue_id:
@@ -69,6 +84,64 @@ def update_device(device_id: str, body: DeviceUpdate, session: SessionDep,
     updated = crud.update(session, device, changes)
     audit.record("device.update", f"device:{device_id}", changes)
     return updated
+
+
+@router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_roles(ADMIN, INTEGRATOR)])
+def delete_device(device_id: str, session: SessionDep, audit: AuditDep) -> Response:
+    """Take a device out of service for good: it is disabled, its broker login revoked (the
+    embedded broker cuts it off within a second), any wearer unpaired. Its row stays for the
+    journey and telemetry that name it, so its id is never given to another device."""
+    device = crud.live(session, Device, device_id)
+    now = utcnow()
+    crud.update(session, device, {"enabled": False, "online": False, "deleted_at": now})
+    if can_own_credentials(device.venue_id):
+        broker_logins.revoke(session, device_username(device.venue_id, device.id))
+    if device.kind in WEARABLE_KINDS:
+        wearables.unpair(session, device_id=device_id, now=now)
+    audit.record("device.delete", f"device:{device_id}", {})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ---------------------------------------------------------------- broker login
+
+
+def _username(device: Device) -> str:
+    if not can_own_credentials(device.venue_id):
+        raise crud.Conflict(f"devices of venue {device.venue_id!r} (an id from before the "
+                            f"rules for venue ids) cannot have broker logins")
+    return device_username(device.venue_id, device.id)
+
+
+@router.post("/{device_id}/broker-credentials", response_model=DeviceBrokerLogin,
+             dependencies=[require_roles(ADMIN, INTEGRATOR)])
+def reissue_broker_login(device_id: str, session: SessionDep, request: Request,
+                         audit: AuditDep) -> DeviceBrokerLogin:
+    """A new broker password for the device (a lost or leaked one stops working; the
+    embedded broker disconnects whoever used it within a second). For Mosquitto, write
+    its files again (``hub provision mosquitto``) and reload it."""
+    device = crud.live(session, Device, device_id)
+    key = request.app.state.broker_key
+    if key is None:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            detail="this hub runs without a broker key: no broker logins")
+    username = _username(device)
+    generation = broker_logins.reissue(session, username)
+    audit.record("device.broker_login.reissue", f"device:{device_id}",
+                 {"generation": generation})
+    return DeviceBrokerLogin(username=username, password=device_password(
+        key, device.venue_id, device.id, generation), generation=generation)
+
+
+@router.delete("/{device_id}/broker-credentials", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_roles(ADMIN, INTEGRATOR, STAFF)])
+def revoke_broker_login(device_id: str, session: SessionDep, audit: AuditDep) -> Response:
+    """No password opens the device's broker login until it is re-issued (a stolen reader,
+    a leaked sheet); the embedded broker disconnects it within a second."""
+    device = crud.live(session, Device, device_id)
+    broker_logins.revoke(session, _username(device))
+    audit.record("device.broker_login.revoke", f"device:{device_id}", {})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # ------------------------------------------------------------------ wearables

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from devices.topics import ROOT
-from hub import crud
+from hub import broker_logins, crud
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -183,18 +183,33 @@ def guest_broker_login(guest_id: str, session: SessionDep, request: Request,
                        audit: AuditDep) -> BrokerLogin:
     """The broker login of the guest's own app (their receipts and notices live only).
 
-    Derived from the hub's broker key: the same every time, valid on the embedded broker
-    and in the Mosquitto files of ``hub provision mosquitto``."""
+    Derived from the hub's broker key: the same every time until it is revoked (DELETE, or
+    a phone key reported lost), valid on the embedded broker and in the Mosquitto files of
+    ``hub provision mosquitto``."""
     ensure_own(caller, guest_id)
     guest = crud.get(session, Guest, guest_id)
     key = request.app.state.broker_key
     if key is None:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             detail="this hub runs without a broker key: no broker logins")
-    audit.record("guest.broker_login", f"guest:{guest_id}", {})
-    return BrokerLogin(username=guest_username(guest.id),
-                       password=guest_password(key, guest.id),
+    username = guest_username(guest.id)
+    generation = broker_logins.generation_of(session, username) or 0  # guests' never revoked
+    audit.record("guest.broker_login", f"guest:{guest_id}", {"generation": generation})
+    return BrokerLogin(username=username, password=guest_password(key, guest.id, generation),
                        topic=f"{ROOT}/+/guest/{guest.id}/notifications")
+
+
+@router.delete("/{guest_id}/broker-login", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_guest_broker_login(guest_id: str, session: SessionDep,
+                              caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
+                              audit: AuditDep) -> Response:
+    """Stop the guest's app's broker login (a phone given away): the embedded broker cuts
+    it off within a second; the next POST hands out a new one."""
+    ensure_own(caller, guest_id)
+    guest = crud.get(session, Guest, guest_id)
+    generation = broker_logins.reissue(session, guest_username(guest.id))
+    audit.record("guest.broker_login.revoke", f"guest:{guest_id}", {"generation": generation})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _policy_public(policy: SpendingPolicy, session: SessionDep,

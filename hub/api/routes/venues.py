@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlmodel import col, func, select
 
 from hub import crud, keyring, phone_keys
 from hub.api.deps import (
@@ -18,7 +19,7 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.models import Venue
+from hub.models import Device, Venue, utcnow
 from hub.schemas import VenueCreate, VenuePolicy, VenuePublic
 
 router = APIRouter(prefix="/venues", tags=["venues"])
@@ -45,7 +46,24 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
 @router.get("/{venue_id}", response_model=VenuePublic,
             dependencies=[require_roles(*SETUP_READERS)])
 def get_venue(venue_id: str, session: SessionDep) -> Venue:
-    return crud.get(session, Venue, venue_id)
+    return crud.live(session, Venue, venue_id)
+
+
+@router.delete("/{venue_id}", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[require_roles(ADMIN)],
+               responses={409: {"description": "The venue still has devices"}})
+def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep) -> Response:
+    """Delete a venue whose devices are all deleted: it leaves the lists, its key material
+    is no longer published, and its id is never reused (its ledger and journey name it)."""
+    venue = crud.live(session, Venue, venue_id)
+    devices = session.exec(select(func.count()).select_from(Device).where(
+        col(Device.venue_id) == venue_id, col(Device.deleted_at).is_(None))).one()
+    if devices:
+        raise crud.Conflict(f"venue {venue_id!r} still has {devices} device(s): delete them "
+                            f"first (DELETE /devices/{{id}})")
+    crud.update(session, venue, {"deleted_at": utcnow()})
+    audit.record("venue.delete", f"venue:{venue_id}", {})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/{venue_id}/security-policy", response_model=VenuePublic,
@@ -53,7 +71,7 @@ def get_venue(venue_id: str, session: SessionDep) -> Venue:
 def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
                         audit: AuditDep) -> Venue:
     """Whether the venue accepts copyable credentials (legacy readers); admins only."""
-    venue = crud.update(session, crud.get(session, Venue, venue_id), body.model_dump())
+    venue = crud.update(session, crud.live(session, Venue, venue_id), body.model_dump())
     audit.record("venue.security_policy", f"venue:{venue_id}", body.model_dump())
     return venue
 
