@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import queue
 import socket
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -65,6 +67,16 @@ def nodelay(client: mqtt.Client) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def use_tls(client: mqtt.Client, ca: Path | str) -> None:
+    """Speak TLS to the broker, trusting only the CA in the PEM file ``ca`` (the venue's).
+
+    The broker's name is checked against its certificate: connect by a name it carries
+    (``hub init --tls-name``). TCP_NODELAY still comes from :func:`nodelay` in on_connect.
+    """
+    client.tls_set(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED,
+                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+
+
 def new_event_id() -> str:
     """A fresh, unique event id."""
     return uuid.uuid4().hex
@@ -84,7 +96,9 @@ class DeviceClient:
         password: str | None = None,
         mqtt5: bool = False,
         keepalive: int = 30,
+        tls_ca: Path | str | None = None,
     ) -> None:
+        """``tls_ca``: connect with TLS (to the broker's TLS port), trusting that CA file."""
         self.venue = venue
         self.device_id = device_id
         self.host, self.port, self.keepalive = host, port, keepalive
@@ -102,6 +116,8 @@ class DeviceClient:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
+        if tls_ca is not None:
+            use_tls(self._client, tls_ca)
         self._client.will_set(
             self._topics[Channel.STATUS], encode(DeviceStatus(state="offline")), qos=1, retain=True
         )
@@ -287,7 +303,8 @@ def credential_from_text(text: str) -> WristbandCredential | PhoneKeyCredential:
 
 
 def broker_round_trips(host: str, port: int, count: int = 200, *, username: str | None = None,
-                       password: str | None = None, timeout: float = 5.0) -> list[float]:
+                       password: str | None = None, timeout: float = 5.0,
+                       tls_ca: Path | str | None = None) -> list[float]:
     """Milliseconds for ``count`` QoS 1 publish -> receive loops through the broker alone.
 
     The baseline a tap's latency is compared with: the same client, broker and
@@ -299,6 +316,9 @@ def broker_round_trips(host: str, port: int, count: int = 200, *, username: str 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
     if username is not None:
         client.username_pw_set(username, password)
+    if tls_ca is not None:
+        use_tls(client, tls_ca)
+
     def on_connect(c: mqtt.Client, _u: Any, _f: Any, _rc: Any, _p: Any = None) -> None:
         nodelay(c)
         c.subscribe(topic, 1)

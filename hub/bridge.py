@@ -157,6 +157,11 @@ class Bridge:
         )
         if settings.mqtt_username:
             self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
+        if settings.bridge_tls:
+            # An external broker across a network: the POS's PINs pass through the bridge.
+            # The broker's name is checked against its certificate, as paho does by default.
+            self._client.tls_set(ca_certs=None if settings.mqtt_tls_ca is None
+                                 else str(settings.mqtt_tls_ca))
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)
         self._client.on_connect = self._on_connect

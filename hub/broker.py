@@ -36,6 +36,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import OUTGOING, Session
 
 from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, allowed, password_ok
+from hub.tls import TlsListener
 
 __all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubOpenAuthPlugin",
            "HubTopicPlugin"]
@@ -435,8 +436,8 @@ class EmbeddedBroker:
     def __init__(self, host: str, port: int, plugins: dict[str, Any] | None = None, *,
                  auth: BrokerAuth | None = None,
                  bridge_login: tuple[str, str] | None = None,
-                 logins: Logins = NO_CHANGES) -> None:
-        self.host, self.port = host, port
+                 logins: Logins = NO_CHANGES, tls: TlsListener | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls
         self._auth_id: str | None = None
         self._refusal_lock = threading.Lock()
         self._refusals: Counter[str] = Counter()
@@ -461,10 +462,13 @@ class EmbeddedBroker:
             plugins = {**(plugins or {}),
                        f"{__name__}.HubAuthPlugin": {"auth_id": self._auth_id},
                        f"{__name__}.HubTopicPlugin": {"auth_id": self._auth_id}}
-        self._config: dict[str, Any] = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-            "plugins": plugins,
-        }
+        listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}"}}
+        if tls is not None:
+            # The same broker, so the same auth and topic plugins (amqtt's are global), on a
+            # second socket. asyncio sets TCP_NODELAY on every TCP transport, TLS or not.
+            listeners["tls"] = {"type": "tcp", "bind": f"{host}:{tls.port}", "ssl": True,
+                                "certfile": str(tls.certfile), "keyfile": str(tls.keyfile)}
+        self._config: dict[str, Any] = {"listeners": listeners, "plugins": plugins}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="hub-broker", daemon=True)
         self._broker: Broker | None = None
@@ -514,9 +518,11 @@ class EmbeddedBroker:
             self._broker = future.result(timeout)
         except Exception as exc:  # amqtt wraps a busy port in its own BrokerError
             self.stop(timeout)
+            ports = f"{self.port}" + (f" and {self.tls.port} (TLS)" if self.tls else "")
             raise OSError(f"the embedded MQTT broker cannot listen on "
-                          f"{self.host}:{self.port}: {exc}") from exc
-        log.info("embedded MQTT broker on mqtt://%s:%d", self.host, self.port)
+                          f"{self.host}:{ports}: {exc}") from exc
+        log.info("embedded MQTT broker on mqtt://%s:%d%s", self.host, self.port,
+                 f" and mqtts://{self.host}:{self.tls.port}" if self.tls else "")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every session, then end the thread and close its loop.

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
 from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins
+from hub.tls import TlsListener
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _COPY_EVERY = 0.2  # seconds between copies of the child's counters
 
 def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
            bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
-           log_level: str, logins: Logins) -> None:
+           log_level: str, logins: Logins, tls: TlsListener | None) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
     # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
     # the hub may stop its broker, after the bridge has answered what the broker holds.
@@ -40,7 +41,8 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
     logging.getLogger("transitions").setLevel(logging.WARNING)
     from hub.broker import EmbeddedBroker  # here: the parent never imports amqtt for this
 
-    broker = EmbeddedBroker(host, port, auth=auth, bridge_login=bridge_login, logins=logins)
+    broker = EmbeddedBroker(host, port, auth=auth, bridge_login=bridge_login, logins=logins,
+                            tls=tls)
     try:
         broker.start()
     except OSError as exc:
@@ -74,15 +76,15 @@ class BrokerProcess:
 
     def __init__(self, host: str, port: int, *, auth: BrokerAuth | None = None,
                  bridge_login: tuple[str, str] | None = None, log_level: str = "WARNING",
-                 logins: Logins = NO_CHANGES) -> None:
-        self.host, self.port = host, port
+                 logins: Logins = NO_CHANGES, tls: TlsListener | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._conn, child = ctx.Pipe()
         self._counts: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in _REASONS]
         self._process = ctx.Process(
             target=_serve, name="hub-broker",
             args=(child, host, port, auth, bridge_login, self._counts, log_level,
-                  dict(logins)),
+                  dict(logins), tls),
             daemon=True)
         self._child_end = child
         self._stopped = False
@@ -104,7 +106,8 @@ class BrokerProcess:
             raise OSError(detail if "cannot listen" in detail else
                           f"the embedded MQTT broker cannot start on {self.host}:{self.port}: "
                           f"{detail}")
-        log.info("embedded MQTT broker on mqtt://%s:%d (process %s)", self.host, self.port,
+        log.info("embedded MQTT broker on mqtt://%s:%d%s (process %s)", self.host, self.port,
+                 f" and mqtts://{self.host}:{self.tls.port}" if self.tls else "",
                  self._process.pid)
 
     @property

@@ -35,11 +35,17 @@ def _settings(**overrides: Any) -> Settings:
 
 def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
     host, port = settings.mqtt_address
-    api = f"http://{settings.http_host}:{settings.http_port}"
+    scheme = "https" if settings.http_tls_cert is not None else "http"
+    api = f"{scheme}://{settings.http_host}:{settings.http_port}"
     broker = f"mqtt://{host}:{port}"
     console.print(f"[bold green]hub up[/bold green]  REST {api}/api/v1  docs {api}/docs  "
                   f"MQTT {broker} ({'embedded' if settings.embedded_broker else 'external'})  "
                   f"data {settings.data_dir}")
+    if settings.embedded_broker and settings.mqtt_tls_port:
+        ca = settings.data_dir / "tls" / "ca.crt"
+        console.print(f"MQTT over TLS mqtts://{host}:{settings.mqtt_tls_port}, trusting the "
+                      f"venue CA {ca} (hub-sim --ca {ca}; mosquitto_pub --cafile {ca} -p "
+                      f"{settings.mqtt_tls_port})", soft_wrap=True)
     # Show the simulator as the user can run it: bare when on PATH, else by its full path.
     sim = "hub-sim" if shutil.which("hub-sim") else str(Path(sys.executable).parent / "hub-sim")
     if settings.http_port != 8000 or settings.http_host != "127.0.0.1" or broker != \
@@ -119,13 +125,28 @@ def up(
         "phone key and a park ticket (for scale measurements)")] = 0,
     scale_devices: Annotated[int, typer.Option(
         min=0, max=1_000_000, help="With --demo: this many more park gates")] = 0,
+    mqtt_tls_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Embedded broker: also listen with TLS on this port, with the "
+        "venue CA's certificate (<data-dir>/tls); 0: no TLS listener [env HUB_MQTT_TLS_PORT, "
+        "default 8883]")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(
+        "--tls-name", help="Another name (DNS or IP) devices reach the broker by, for its "
+        "certificate; repeat for several")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve the REST API over HTTPS with this certificate (PEM) [env HUB_HTTP_TLS_CERT]")]
+    = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="...and this private key (PEM) [env HUB_HTTP_TLS_KEY]")] = None,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
     from hub.server import run
+    from hub.tls import TlsError
 
     settings = _settings(data_dir=data_dir, database_url=database_url, broker_url=broker,
                          mqtt_host=mqtt_host, mqtt_port=mqtt_port, http_host=http_host,
-                         http_port=http_port, log_level=log_level, secure_broker=secure_broker)
+                         http_port=http_port, log_level=log_level, secure_broker=secure_broker,
+                         mqtt_tls_port=mqtt_tls_port, tls_names=tls_name or None,
+                         http_tls_cert=tls_cert, http_tls_key=tls_key)
     logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
                         handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("amqtt").setLevel(logging.WARNING)
@@ -138,6 +159,9 @@ def up(
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
+    except TlsError as exc:  # a --tls-name no certificate can carry, a broken CA
+        console.print(f"[red]cannot start:[/red] TLS: {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -189,23 +213,56 @@ def provision_mosquitto(
     out_dir: Annotated[Path, typer.Option(help="Where to write passwd and acl (0600)")],
     data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
     database_url: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="mosquitto.conf: the plain MQTT listener's port (0: none, "
+        "TLS only)")] = 1883,
+    tls_port: Annotated[int, typer.Option(
+        min=0, max=65535, help="mosquitto.conf: the TLS listener's port (0: none); the venue "
+        "CA, the server certificate and its key are copied beside it")] = 8883,
+    bind: Annotated[str | None, typer.Option(
+        help="mosquitto.conf: the address both listeners bind (default: all)")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(
+        "--tls-name", help="A name (DNS or IP) devices reach this Mosquitto by, for its "
+        "certificate; repeat for several")] = None,
 ) -> None:
-    """Mosquitto password and ACL files for every registered device and the hub's bridge."""
+    """Mosquitto password and ACL files for every registered device and the hub's bridge,
+    the venue CA's TLS files, and a mosquitto.conf that uses them."""
     from sqlmodel import Session
 
     from hub.db import create_db_engine
-    from hub.provisioning import BRIDGE_USER, mosquitto_config, write_private
+    from hub.provisioning import BRIDGE_USER, mosquitto_conf, mosquitto_config, write_private
     from hub.secrets import load_or_create
+    from hub.tls import TlsError, ensure_tls
 
-    settings = _settings(data_dir=data_dir, database_url=database_url)
+    settings = _settings(data_dir=data_dir, database_url=database_url,
+                         tls_names=tls_name or None)
     secrets = load_or_create(settings.data_dir)
     with Session(create_db_engine(settings.database)) as session:
         passwd, acl = mosquitto_config(session, secrets)
     write_private(out_dir / "passwd", passwd)
     write_private(out_dir / "acl", acl)
-    console.print(f"wrote {out_dir / 'passwd'} and {out_dir / 'acl'}; in mosquitto.conf: "
-                  f"password_file, acl_file, allow_anonymous false. The bridge logs in as "
-                  f"{BRIDGE_USER!r}: `hub provision device-sheet` prints its password.")
+    wrote = [out_dir / "passwd", out_dir / "acl"]
+    if tls_port:
+        try:
+            tls = ensure_tls(settings.data_dir, settings.tls_names)
+        except TlsError as exc:
+            console.print(f"[red]TLS:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        # Copies, not links: Mosquitto often runs as its own user, with no way into the
+        # hub's 0700 data directory. The key stays 0600: chown it to Mosquitto's user.
+        write_private(out_dir / "server.key", tls.server_key.read_text())
+        for source, name in ((tls.server_cert, "server.crt"), (tls.ca_cert, "ca.crt")):
+            shutil.copyfile(source, out_dir / name)
+            wrote.append(out_dir / name)
+        wrote.append(out_dir / "server.key")
+    write_private(out_dir / "mosquitto.conf",
+                  mosquitto_conf(out_dir, port=port, tls_port=tls_port, bind=bind))
+    wrote.append(out_dir / "mosquitto.conf")
+    console.print(f"wrote {', '.join(map(str, wrote))}: mosquitto -c {out_dir / 'mosquitto.conf'}"
+                  f" (password_file, acl_file, allow_anonymous false"
+                  f"{', a TLS listener on ' + str(tls_port) if tls_port else ''}). The bridge "
+                  f"logs in as {BRIDGE_USER!r}: `hub provision device-sheet` prints its "
+                  f"password.", soft_wrap=True)
 
 
 @provision_app.command("device-sheet")
@@ -234,17 +291,29 @@ def provision_device_sheet(
 
 @app.command()
 def init(data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-         database_url: Annotated[str | None, typer.Option()] = None) -> None:
-    """Create the data directory, the secrets (0600) and the database tables."""
+         database_url: Annotated[str | None, typer.Option()] = None,
+         tls_name: Annotated[list[str] | None, typer.Option(
+             "--tls-name", help="Another name (DNS or IP) devices reach the broker by, for "
+             "its TLS certificate; repeat for several")] = None) -> None:
+    """Create the data directory, the secrets (0600), the venue CA and the database tables."""
     from hub.db import create_db_engine, init_db
     from hub.secrets import load_or_create
+    from hub.tls import TlsError, certificate_names, ensure_tls
 
-    settings = _settings(data_dir=data_dir, database_url=database_url)
+    settings = _settings(data_dir=data_dir, database_url=database_url,
+                         tls_names=tls_name or None)
     private_dir(settings.data_dir)
     load_or_create(settings.data_dir)
+    try:
+        files = ensure_tls(settings.data_dir, settings.tls_names)
+    except TlsError as exc:
+        console.print(f"[red]TLS:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     init_db(create_db_engine(settings.database))
+    names = ", ".join(certificate_names(files.server_cert))
     console.print(f"initialised {settings.database}; secrets in {settings.data_dir / 'secrets'}"
-                  " (mode 0600)")
+                  f" (mode 0600); venue CA {files.ca_cert} (give it to devices), broker "
+                  f"certificate for {names}")
 
 
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +26,17 @@ class Settings(BaseSettings):
     )
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(1883, ge=0, le=65535)
+    mqtt_tls_port: int = Field(
+        8883, ge=0, le=65535,
+        description="Embedded broker: also listen with TLS here, with the venue CA's server "
+                    "certificate (<data_dir>/tls); 0: no TLS listener")
+    tls_names: list[str] = Field(
+        default_factory=list,
+        description="More names (DNS or IP) for the broker's certificate, beyond localhost, "
+                    "127.0.0.1, ::1 and this host's name; JSON list in the environment")
+    mqtt_tls_ca: Path | None = Field(
+        None, description="External broker: connect with TLS, trusting this CA file "
+                          "(mqtts:// alone trusts the system's CAs)")
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_protocol: Literal["3.1.1", "5"] = "3.1.1"
@@ -48,6 +59,10 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)
+    http_tls_cert: Path | None = Field(
+        None, description="Serve the REST API over HTTPS with this certificate (PEM; with "
+                          "HUB_HTTP_TLS_KEY)")
+    http_tls_key: Path | None = Field(None, description="...and this private key (PEM)")
 
     bridge_queue_size: int = Field(100_000, ge=1, description="Messages awaiting a decision")
     bridge_batch_size: int = Field(
@@ -89,9 +104,19 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError(f"broker URL must look like mqtt://host:1883, got {value!r}")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            raise ValueError(f"broker URL must look like mqtt://host:1883 or "
+                             f"mqtts://host:8883, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("HTTPS needs both HUB_HTTP_TLS_CERT and HUB_HTTP_TLS_KEY")
+        for path in (self.mqtt_tls_ca, self.http_tls_cert, self.http_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"no such file: {path}")  # now, not at the first connection
+        return self
 
     @property
     def embedded_broker(self) -> bool:
@@ -105,7 +130,15 @@ class Settings(BaseSettings):
             return self.mqtt_host, self.mqtt_port
         parts = urlsplit(self.broker_url)
         assert parts.hostname is not None
-        return parts.hostname, parts.port or 1883
+        return parts.hostname, parts.port or (8883 if self.bridge_tls else 1883)
+
+    @property
+    def bridge_tls(self) -> bool:
+        """Does the bridge speak TLS to its broker (an external one: mqtts://, or a CA file)?"""
+        if self.broker_url is None:
+            return False  # the embedded broker, on this machine: its plain listener
+        return self.mqtt_tls_ca is not None or urlsplit(self.broker_url).scheme in ("mqtts",
+                                                                                  "ssl")
 
     @property
     def database(self) -> str:

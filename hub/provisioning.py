@@ -115,6 +115,37 @@ def mosquitto_config(session: Session, secrets: HubSecrets) -> tuple[str, str]:
                            logins=broker_logins.current(session))
 
 
+def mosquitto_conf(out_dir: Path, *, port: int, tls_port: int, bind: str | None) -> str:
+    """A mosquitto.conf for the files ``hub provision mosquitto`` writes into ``out_dir``:
+    no anonymous clients, the hub's passwords and ACL, and (``tls_port`` > 0) a TLS
+    listener with the venue CA's server certificate. Paths are absolute, so Mosquitto may
+    be started from anywhere."""
+    root = out_dir.resolve()
+    where = f" {bind}" if bind else ""
+    lines = [
+        "# Written by `hub provision mosquitto`; run it again after adding devices.",
+        "per_listener_settings false",  # one password file and ACL for every listener
+        "allow_anonymous false",
+        f"password_file {root / 'passwd'}",
+        f"acl_file {root / 'acl'}",
+        # Nagle off: a tap's decision is one small packet, and 40 ms of delay at the door.
+        "set_tcp_nodelay true",
+        "",
+    ]
+    if port:
+        lines += [f"listener {port}{where}", ""]
+    if tls_port:
+        lines += [
+            f"listener {tls_port}{where}",
+            f"cafile {root / 'ca.crt'}",
+            f"certfile {root / 'server.crt'}",
+            f"keyfile {root / 'server.key'}",
+            "tls_version tlsv1.2",  # the oldest allowed; TLS 1.3 is negotiated when offered
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a secret file readable by its owner only (0600 from the first byte)."""
     path.parent.mkdir(parents=True, exist_ok=True)

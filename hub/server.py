@@ -36,6 +36,7 @@ from hub.provisioning import bridge_client_id, broker_auth, write_sheet
 from hub.scheduler import Scheduler
 from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
+from hub.tls import TlsFiles, TlsListener, ensure_tls
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Hub:
         self.reader: Engine | None = None  # reads of automations, never holding up writers
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | BrokerProcess | None = None
+        self.tls_files: TlsFiles | None = None  # the venue CA, when the broker listens with TLS
         self.bridge: Bridge | None = None
         self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
@@ -84,6 +86,13 @@ class Hub:
                     self.engine, utcnow(), guests=self.scale[0], devices=self.scale[1])
         if settings.embedded_broker:
             auth = broker_auth(self.secrets)
+            tls: TlsListener | None = None
+            if settings.mqtt_tls_port:
+                # As `hub init` does, so `hub up --demo` alone has its CA; a CA already
+                # there is kept (devices trust it).
+                files = ensure_tls(settings.data_dir, settings.tls_names)
+                self.tls_files = files
+                tls = TlsListener(settings.mqtt_tls_port, files.server_cert, files.server_key)
             # Open or not, the bridge logs in with its own password: no client that connects
             # after it can take its client id, its session or its subscriptions.
             kind = BrokerProcess if settings.broker_process else EmbeddedBroker
@@ -94,7 +103,7 @@ class Hub:
                 auth=auth if settings.secure_broker else None,
                 bridge_login=None if settings.secure_broker
                 else (auth.bridge_user, auth.bridge_password),
-                logins=self._logins.read() if self._logins else NO_CHANGES)
+                logins=self._logins.read() if self._logins else NO_CHANGES, tls=tls)
             self.broker = self._new_broker()
             self.broker.start()
             if self._logins is not None:
@@ -108,8 +117,7 @@ class Hub:
             if settings.secure_broker and self.demo:
                 with session_scope(self.engine) as session:
                     write_sheet(settings.data_dir / "demo-provisioning.json", session,
-                                self.secrets, {"host": settings.mqtt_host,
-                                               "port": settings.mqtt_port})
+                                self.secrets, broker_entry(settings, self.tls_files))
         self.signing_keys = ensure_keys(
             settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
             lifetime=timedelta(days=settings.phone_key_rotation_days),
@@ -154,7 +162,9 @@ class Hub:
             log_level=settings.log_level.lower(), access_log=False, lifespan="off",
             # The client's address is the TCP peer's: X-Forwarded-For from anyone on this
             # machine would otherwise choose the address log-ins are throttled and audited by.
-            proxy_headers=False))
+            proxy_headers=False,
+            ssl_certfile=None if settings.http_tls_cert is None else str(settings.http_tls_cert),
+            ssl_keyfile=None if settings.http_tls_key is None else str(settings.http_tls_key)))
 
     def serve(self) -> None:
         """Serve HTTP until SIGINT/SIGTERM (uvicorn handles the signals)."""
@@ -226,6 +236,14 @@ class Hub:
         if self.reader is not None:
             self.reader.dispose()
         log.info("hub stopped")
+
+
+def broker_entry(settings: Settings, tls: TlsFiles | None) -> dict[str, Any]:
+    """The provisioning sheet's "broker": where devices connect, and with TLS, how."""
+    entry: dict[str, Any] = {"host": settings.mqtt_host, "port": settings.mqtt_port}
+    if tls is not None:
+        entry |= {"tls_port": settings.mqtt_tls_port, "ca": str(tls.ca_cert.resolve())}
+    return entry
 
 
 def _check_free(host: str, port: int) -> None:

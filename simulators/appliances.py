@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, Literal, Self
 
@@ -169,6 +170,9 @@ class Appliance:
         self.venue, self.device_id = venue, device_id
         self.host, self.port = host, port
         self._username, self._password = username, password
+        # Set before connect(): speak TLS, trusting this CA file (hub-sim --ca). An attribute,
+        # not a parameter, so every kind of appliance has it without repeating it.
+        self.tls_ca: Path | None = None
         self._cond = threading.Condition()
         self._state: State = {}
         self._rejected: list[Rejection] = []
@@ -189,7 +193,8 @@ class Appliance:
         if self._client is not None:
             return self
         client = DeviceClient(self.venue, self.device_id, host=self.host, port=self.port,
-                              username=self._username, password=self._password)
+                              username=self._username, password=self._password,
+                              tls_ca=self.tls_ca)
         client.on_command(self._on_command)
         client.connect(timeout)  # ConnectionError (refused, no CONNACK) or OSError
         self._client = client
@@ -584,7 +589,7 @@ class Room:
                  port: int = 1883, username: str | None = None, password: str | None = None,
                  credentials: Mapping[str, tuple[str, str]] | None = None,
                  setpoint_c: float = 21.0, tick_s: float | None = None,
-                 fridge: bool = False) -> None:
+                 fridge: bool = False, tls_ca: Path | None = None) -> None:
         self.venue, self.number = venue, str(room_number)
         creds = dict(credentials or {})
 
@@ -611,6 +616,7 @@ class Room:
         self._cond = threading.Condition()
         for appliance in self.appliances:
             appliance._cond = self._cond
+            appliance.tls_ca = tls_ca
 
     @property
     def appliances(self) -> tuple[Appliance, ...]:

@@ -52,6 +52,7 @@ from simulators.live import (
 )
 from simulators.load import render_report, run_load
 from simulators.readers import (
+    DEFAULT_MQTTS_PORT,
     Broker,
     ReaderPool,
     connect_device,
@@ -141,10 +142,25 @@ def main(
              "logins, secure bands' keys); default: hub-data/demo-provisioning.json (or under "
              "$HUB_DATA_DIR) when it exists. Without one, devices connect as --broker says.",
     )] = None,
+    ca: Annotated[Path | None, typer.Option(
+        "--ca", envvar="HUB_SIM_CA", show_default=False,
+        help="Connect to the broker with TLS, trusting this CA file (the venue's: "
+             "<data-dir>/tls/ca.crt). Port: --broker's when given, else the provisioning "
+             "sheet's TLS port, else 8883. (--broker mqtts://... alone takes the sheet's CA.)",
+    )] = None,
 ) -> None:
     """Simulated devices for a venue hub."""
-    ctx.obj = Settings(api=api, broker=_with_logins(_broker(broker), provisioning), venue=venue,
-                       user=user, password=password, token=token)
+    # Given (flag or variable) or hub-sim's default: with TLS, the default port is not 1883.
+    # (By name: typer 0.29 vendors click, and its enum is private to it.)
+    source = ctx.get_parameter_source("broker")
+    given = source is not None and source.name != "DEFAULT"
+    sheet_path = provisioning or default_sheet()
+    sheet = None if provisioning is None and not sheet_path.exists() else _sheet_or_warn(
+        sheet_path)
+    reached = _with_tls(_with_logins(_broker(broker), sheet), sheet, ca=ca,
+                        mqtts=broker.strip().startswith("mqtts://"), port_given=given)
+    ctx.obj = Settings(api=api, broker=reached, venue=venue, user=user, password=password,
+                       token=token)
 
 
 def default_sheet() -> Path:
@@ -152,19 +168,40 @@ def default_sheet() -> Path:
     return Path(os.environ.get("HUB_DATA_DIR") or "hub-data") / "demo-provisioning.json"
 
 
-def _with_logins(broker: Broker, path: Path | None) -> Broker:
-    """The broker, with every device's and guest's login from the sheet at ``path`` (or
-    the default sheet, when there is one)."""
-    if path is None:
-        path = default_sheet()
-        if not path.exists():
-            return broker  # an open broker, or logins in the broker URL
+def _sheet_or_warn(path: Path) -> Sheet | None:
+    """The sheet at ``path``; None, with a warning, when it is missing."""
     sheet = _read_sheet(path, missing_ok=True)
     if sheet is None:
         # Not fatal here: a command that needs no login (or a scenario that says what
         # it needs, as intruder does) still runs; a closed broker will refuse the rest.
         err.print(f"[yellow]no provisioning sheet at {escape(str(path))}:[/] devices connect "
                   "as --broker says")
+    return sheet
+
+
+def _with_tls(broker: Broker, sheet: Sheet | None, *, ca: Path | None, mqtts: bool,
+              port_given: bool) -> Broker:
+    """The broker reached over TLS when told so (``--ca``, or an ``mqtts://`` URL), trusting
+    ``ca`` or else the sheet's CA; plain TCP otherwise, whatever the sheet offers."""
+    if ca is None and not mqtts:
+        return broker
+    ca = ca or (sheet.broker_ca if sheet is not None else None)
+    if ca is None:
+        raise typer.BadParameter(f"TLS ({broker} with mqtts) needs the CA to trust: "
+                                 "--ca <data-dir>/tls/ca.crt", param_hint="--ca")
+    if not ca.is_file():
+        raise typer.BadParameter(f"no CA file at {ca}", param_hint="--ca")
+    port = broker.port
+    if not port_given:
+        port = sheet.broker_tls_port if sheet is not None and sheet.broker_tls_port else (
+            DEFAULT_MQTTS_PORT)
+    return replace(broker, port=port, tls_ca=ca)
+
+
+def _with_logins(broker: Broker, sheet: Sheet | None) -> Broker:
+    """The broker, with every device's and guest's login from ``sheet`` (when there is one:
+    without, an open broker, or logins in the broker URL)."""
+    if sheet is None:
         return broker
     return replace(broker,
                    logins={d: (login.username, login.password)
@@ -573,7 +610,7 @@ def room(
         the_room = Room(settings.venue, number, host=broker.host, port=broker.port,
                         username=broker.username, password=broker.password,
                         credentials=_device_logins(provisioning, broker), tick_s=tick,
-                        fridge=fridge)
+                        fridge=fridge, tls_ca=broker.tls_ca)
     except ValueError as exc:  # the venue is no valid id
         raise typer.BadParameter(str(exc)) from None
     notes = Notes()
@@ -654,6 +691,7 @@ def watch(
         device, (settings.broker.username, settings.broker.password))
     wrist = Watch(settings.venue, device, tz=zone, host=settings.broker.host,
                   port=settings.broker.port, username=username, password=password)
+    wrist.tls_ca = settings.broker.tls_ca
     notes = Notes()
     vibrations: list[object] = []
 

@@ -283,7 +283,7 @@ def run_load(
     # topic: on a closed broker only an open login (from the URL) may; devices may not.
     baseline = None if broker.logins and broker.username is None else percentile(
         broker_round_trips(broker.host, broker.port, 200, username=broker.username,
-                           password=broker.password), 50)
+                           password=broker.password, tls_ca=broker.tls_ca), 50)
     clients: list[tuple[DeviceClient, Target]] = []
     try:
         for target in targets:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -60,6 +61,7 @@ class OfflineLock:
     timeout: float = 1.0
     username: str | None = None  # its broker login, on a closed broker
     password: str | None = field(default=None, repr=False)
+    tls_ca: Path | None = None  # speak TLS, trusting this CA file (the venue's)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     jwks: dict[str, Any] | None = None
     revoked: frozenset[str] = frozenset()
@@ -70,7 +72,8 @@ class OfflineLock:
     def connect(self) -> OfflineLock:
         """Connect to the broker and follow the venue's key material."""
         client = DeviceClient(self.venue, self.device_id, host=self.host, port=self.port,
-                              username=self.username, password=self.password)
+                              username=self.username, password=self.password,
+                              tls_ca=self.tls_ca)
         client.watch_keys(self._on_keys)
         self._client = client.connect()
         return self

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -24,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from devices.client import DeviceClient, new_event_id, nodelay
+from devices.client import DeviceClient, new_event_id, nodelay, use_tls
 from devices.contract import (
     GuestNotice,
     LineItem,
@@ -38,6 +39,7 @@ from devices.contract import (
 from devices.topics import guest_topic
 
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883  # MQTT over TLS (IANA), the hub's embedded TLS listener too
 
 
 # ----------------------------------------------------------------- credentials
@@ -86,12 +88,14 @@ Holder = Wristband | PhoneKey
 @dataclass(frozen=True, slots=True)
 class Broker:
     """Where the devices connect: ``mqtt://[user[:password]@]host[:port]``; with the logins
-    of a provisioning sheet, each device and guest app logs in as itself."""
+    of a provisioning sheet, each device and guest app logs in as itself. With ``tls_ca``
+    every connection speaks TLS, trusting that CA file (the venue's)."""
 
     host: str
     port: int = DEFAULT_MQTT_PORT
     username: str | None = None
     password: str | None = None
+    tls_ca: Path | None = None
     # device id -> (username, password); guest id -> (username, password)
     logins: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False,
                                                   hash=False, repr=False)
@@ -104,18 +108,22 @@ class Broker:
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"mqtt://{host}:{self.port}"
+        return f"{'mqtts' if self.tls_ca else 'mqtt'}://{host}:{self.port}"
 
 
 def parse_broker_url(url: str) -> Broker:
-    """Parse ``mqtt://host:port`` (a bare ``host[:port]`` is accepted too); ValueError if not."""
+    """Parse ``mqtt://host:port`` (a bare ``host[:port]`` is accepted too); ValueError if not.
+
+    ``mqtts://host[:8883]`` is accepted as well: the port defaults to 8883, and the caller
+    gives the CA to trust (:attr:`Broker.tls_ca`) before anything connects.
+    """
     text = url.strip()
     if "://" not in text:
         text = f"mqtt://{text}"
     parts = urlsplit(text)
-    if parts.scheme != "mqtt":
-        # DeviceClient speaks plain TCP only; mqtts/ws would fail later and less clearly.
-        raise ValueError(f"unsupported broker scheme {parts.scheme!r} (only mqtt://)")
+    if parts.scheme not in ("mqtt", "mqtts"):
+        # DeviceClient speaks MQTT over TCP or TLS; ws would fail later and less clearly.
+        raise ValueError(f"unsupported broker scheme {parts.scheme!r} (mqtt:// or mqtts://)")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"a broker URL is mqtt://host:port, not {url!r}")
     try:
@@ -126,7 +134,8 @@ def parse_broker_url(url: str) -> Broker:
         raise ValueError(f"no host in broker URL {url!r}")
     return Broker(
         host=parts.hostname,
-        port=DEFAULT_MQTT_PORT if port is None else port,
+        port=(DEFAULT_MQTTS_PORT if parts.scheme == "mqtts" else DEFAULT_MQTT_PORT)
+        if port is None else port,
         username=unquote(parts.username) if parts.username is not None else None,
         password=unquote(parts.password) if parts.password is not None else None,
     )
@@ -139,7 +148,7 @@ def connect_device(
     username, password = broker.login_for(device_id)
     client = DeviceClient(
         venue, device_id, host=broker.host, port=broker.port,
-        username=username, password=password,
+        username=username, password=password, tls_ca=broker.tls_ca,
     )
     return client.connect(timeout)
 
@@ -336,6 +345,8 @@ class GuestApp:
             raise ConnectionError(f"no broker login for guest {key!r}")
         if username is not None:
             client.username_pw_set(username, password)
+        if self.broker.tls_ca is not None:
+            use_tls(client, self.broker.tls_ca)
         connected = threading.Event()
         client.on_connect = lambda c, u, f, rc, p=None: self._on_connect(c, rc, connected)
         client.on_subscribe = self._on_subscribe

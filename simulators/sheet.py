@@ -53,6 +53,10 @@ class Sheet:
     devices: Mapping[str, DeviceLogin]
     tags: Mapping[str, TagKeys]
     guests: Mapping[str, DeviceLogin] = field(default_factory=dict)  # guest id -> app login
+    # The broker's TLS listener and the CA to trust there, when the hub has one (hub-sim
+    # uses them only when told to speak TLS: --ca or mqtts://).
+    broker_tls_port: int | None = None
+    broker_ca: Path | None = None
 
     @property
     def connect_host(self) -> str:
@@ -97,6 +101,12 @@ def parse_sheet(data: Any) -> Sheet:
     port = broker.get("port")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise SheetError("broker.port must be a TCP port number")
+    tls_port, ca = broker.get("tls_port"), broker.get("ca")
+    if tls_port is not None and (isinstance(tls_port, bool) or not isinstance(tls_port, int)
+                                 or not 0 < tls_port < 65536):
+        raise SheetError("broker.tls_port must be a TCP port number")
+    if ca is not None:
+        ca = _text(ca, "broker.ca")
     devices_in, tags_in = data.get("devices"), data.get("tags")
     if not isinstance(devices_in, dict) or not devices_in:
         raise SheetError("devices must be a non-empty object: device id -> credentials")
@@ -135,7 +145,8 @@ def parse_sheet(data: Any) -> Sheet:
         guests[guest_id] = DeviceLogin(
             venue="", username=_text(login.get("username"), f"guests.{guest_id}.username"),
             password=_text(login.get("password"), f"guests.{guest_id}.password"))
-    return Sheet(broker_host=host, broker_port=port, devices=devices, tags=tags, guests=guests)
+    return Sheet(broker_host=host, broker_port=port, devices=devices, tags=tags, guests=guests,
+                 broker_tls_port=tls_port, broker_ca=None if ca is None else Path(ca))
 
 
 def load_sheet(path: Path) -> Sheet:

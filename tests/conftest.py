@@ -26,6 +26,11 @@ from hub.models import utcnow
 from hub.security import issue_api_token
 from hub.server import Hub
 
+# Tests start many hubs at once, as do colleagues' runs on the same machine: none takes the
+# broker's fixed TLS port (8883) unless a test gives it a free one. In the environment, so
+# `hub up` run as a subprocess inherits it too.
+os.environ.setdefault("HUB_MQTT_TLS_PORT", "0")
+
 # In CI the real broker and database must be there: a missing one fails instead of skipping.
 REQUIRE_REAL = os.environ.get("CI") == "true" or os.environ.get("HUB_TEST_REQUIRE_REAL") == "1"
 

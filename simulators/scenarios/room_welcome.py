@@ -41,7 +41,8 @@ def room_welcome(run: Run) -> None:
     broker = run.readers.broker
     room = Room(run.venue, ROOM, host=broker.host, port=broker.port,
                 username=broker.username, password=broker.password,
-                credentials=dict(broker.logins), setpoint_c=21.0 if celsius != 21.0 else 22.0)
+                credentials=dict(broker.logins), setpoint_c=21.0 if celsius != 21.0 else 22.0,
+                tls_ca=broker.tls_ca)
     room.connect()
     try:
         step = run.tap(f"guest opens room {ROOM}", f"lock-{ROOM}", band, allow())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -29,6 +30,9 @@ runner = CliRunner()
         ("mqtt://[::1]:1883", Broker("::1", 1883)),
         ("mqtt://gate%40x:p%3Ass@h:2", Broker("h", 2, "gate@x", "p:ss")),
         ("mqtt://user@h", Broker("h", 1883, "user", None)),
+        # TLS: the port defaults to 8883; the CA to trust is hub-sim's --ca (Broker.tls_ca).
+        ("mqtts://h:8884", Broker("h", 8884)),
+        ("mqtts://h", Broker("h", 8883)),
     ],
 )
 def test_parse_broker_url(url: str, expected: Broker) -> None:
@@ -36,7 +40,7 @@ def test_parse_broker_url(url: str, expected: Broker) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["mqtts://h:8883", "ws://h:80", "mqtt://h:notaport", "mqtt://h:70000", "mqtt://:1883",
+    "url", ["ws://h:80", "mqtt://h:notaport", "mqtt://h:70000", "mqtt://:1883",
             "mqtt://h:1883/topic", "mqtt://h?x=1", ""],
 )
 def test_parse_broker_url_rejects(url: str) -> None:
@@ -79,9 +83,21 @@ def test_api_base(url: str, base: str) -> None:
 
 
 def test_invalid_broker_is_a_usage_error() -> None:
-    result = runner.invoke(app, ["--broker", "mqtts://h", "tap", "-d", "gate-1", "-c", "04A1B2C3"])
+    result = runner.invoke(app, ["--broker", "ws://h", "tap", "-d", "gate-1", "-c", "04A1B2C3"])
     assert result.exit_code == 2
-    assert "mqtts" in result.output
+    assert "ws" in result.output
+
+
+def test_tls_without_a_ca_is_a_usage_error(tmp_path: Path) -> None:
+    # No sheet to take the CA from: hub-sim must not fall back to trusting anyone.
+    result = runner.invoke(app, ["--provisioning", str(tmp_path / "none.json"), "--broker",
+                                 "mqtts://h", "tap", "-d", "gate-1", "-c", "04A1B2C3"])
+    assert result.exit_code == 2
+    assert "--ca" in result.output
+    missing = runner.invoke(app, ["--ca", str(tmp_path / "no-ca.crt"), "tap", "-d", "gate-1",
+                                  "-c", "04A1B2C3"])
+    assert missing.exit_code == 2
+    assert "no CA file" in missing.output
 
 
 def test_broker_comes_from_the_environment() -> None:
