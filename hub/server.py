@@ -131,7 +131,7 @@ class Hub:
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
         with session_scope(self.engine) as session:
-            for topic, payload in keyring.key_material(session, trust):
+            for topic, payload in keyring.key_material(session, self.signing_keys, utcnow()):
                 self.bridge.publish(topic, payload, retain=True)
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
                               signing_keys=self.signing_keys,
