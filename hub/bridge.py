@@ -504,6 +504,8 @@ class Bridge:
                 self.counters["decisions"] += 1
                 if outcome.decision.reason == "too_late":
                     self.counters["too_late"] += 1
+            if outcome.alert is not None:
+                self.counters["offline_entry_alerts"] += 1
             if outcome.error is not None:
                 self.errors[outcome.error.value] += 1
                 log.info("refused a message on %r: %s", item.topic, outcome.error.value)
