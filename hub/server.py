@@ -74,6 +74,11 @@ class Hub:
                                        sqlite_synchronous=settings.sqlite_synchronous)
         init_db(self.engine)
         self.reader = create_db_engine(settings.database, read_only=True)
+        # Before the demo's sheet: it carries their public half, the locks' trust anchor.
+        self.signing_keys = ensure_keys(
+            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
+            lifetime=timedelta(days=settings.phone_key_rotation_days),
+            overlap=timedelta(days=settings.phone_key_overlap_days))
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
             if any(self.scale):
@@ -101,11 +106,8 @@ class Hub:
                 with session_scope(self.engine) as session:
                     write_sheet(settings.data_dir / "demo-provisioning.json", session,
                                 self.secrets, {"host": settings.mqtt_host,
-                                               "port": settings.mqtt_port})
-        self.signing_keys = ensure_keys(
-            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
-            lifetime=timedelta(days=settings.phone_key_rotation_days),
-            overlap=timedelta(days=settings.phone_key_overlap_days))
+                                               "port": settings.mqtt_port},
+                                key_anchor=jwks(self.signing_keys))
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
