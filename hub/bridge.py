@@ -565,7 +565,7 @@ class Bridge:
         # The counters staff watch are there at 0 too, not only once something happened.
         always = dict.fromkeys(("received", "decisions", "too_late", "batches", "replies",
                                 "dead_letters", "worker_deaths", "disconnects",
-                                "database_waits"), 0)
+                                "database_waits", "offline_entry_alerts"), 0)
         return {**always, **self.counters, "errors": dict(self.errors),
                 "queue_depth": self.queue_depth,
                 "connected": self.connected, "worker_alive": self.worker_alive,
