@@ -206,7 +206,8 @@ class OfflineEntry(_Message):
     """A lock's record of a tap it decided alone while the hub was out of reach.
 
     Uploaded when the connection returns, under the tap's own ``event_id``, so a
-    record sent twice is merged into the journey once.
+    record sent twice is merged into the journey once. Evidence, not an order: the
+    hub names a guest only from ``credential``, the proof the lock saw, verified again.
     """
 
     kind: Literal["offline_entry"] = "offline_entry"
@@ -219,6 +220,20 @@ class OfflineEntry(_Message):
     guest_id: Annotated[str, Field(max_length=64)] | None = None
     outcome: Literal["allow", "deny"]
     reason: Annotated[str, Field(min_length=1, max_length=40)]
+    credential: Credential | None = Field(
+        default=None,
+        description="The credential as the lock saw it: the signed phone key with the "
+                    "lock's challenge and the phone's proof, or the band's SUN data. "
+                    "Without it the entry is the lock's word alone, and names no guest")
+
+    @model_validator(mode="after")
+    def _evidence_of_its_kind(self) -> OfflineEntry:
+        if self.credential is not None and \
+                self.credential.type.startswith("wristband") != (
+                    self.credential_kind == "wristband"):
+            raise ValueError(f"a {self.credential.type} credential in a "
+                             f"{self.credential_kind} entry")
+        return self
 
 
 DeviceEvent = Annotated[TapEvent | HeartbeatEvent | TelemetryEvent | PaymentRequest | OfflineEntry,

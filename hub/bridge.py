@@ -509,6 +509,8 @@ class Bridge:
                 self.counters["decisions"] += 1
                 if outcome.decision.reason == "too_late":
                     self.counters["too_late"] += 1
+            if outcome.alert is not None:
+                self.counters["offline_entry_alerts"] += 1
             if outcome.error is not None:
                 self.errors[outcome.error.value] += 1
                 log.info("refused a message on %r: %s", item.topic, outcome.error.value)
@@ -568,7 +570,7 @@ class Bridge:
         # The counters staff watch are there at 0 too, not only once something happened.
         always = dict.fromkeys(("received", "decisions", "too_late", "batches", "replies",
                                 "dead_letters", "worker_deaths", "disconnects",
-                                "database_waits"), 0)
+                                "database_waits", "offline_entry_alerts"), 0)
         return {**always, **self.counters, "errors": dict(self.errors),
                 "queue_depth": self.queue_depth,
                 "connected": self.connected, "worker_alive": self.worker_alive,

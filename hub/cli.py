@@ -275,6 +275,7 @@ def provision_device_sheet(
     from sqlmodel import Session
 
     from hub.db import create_db_engine
+    from hub.phone_keys import jwks, load_keys
     from hub.provisioning import broker_auth, write_sheet
     from hub.secrets import load_or_create
 
@@ -282,10 +283,14 @@ def provision_device_sheet(
     secrets = load_or_create(settings.data_dir)
     auth = broker_auth(secrets)
     host, port = settings.mqtt_address
+    key_file = settings.data_dir / "secrets" / "phone-signing-keys.json"
+    # The locks' trust anchor, once `hub up` has made the signing keys.
+    anchor = jwks(load_keys(key_file)) if key_file.exists() else None
     with Session(create_db_engine(settings.database)) as session:
         write_sheet(out, session, secrets, {"host": host, "port": port,
                                             "bridge_user": auth.bridge_user,
-                                            "bridge_password": auth.bridge_password})
+                                            "bridge_password": auth.bridge_password},
+                    key_anchor=anchor)
     console.print(f"wrote {out} (0600): keep it like the keys it holds")
 
 

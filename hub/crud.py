@@ -24,6 +24,7 @@ from hub.models import (
     Event,
     Guest,
     IssuedPhoneKey,
+    KeyMaterialSeq,
     LoginThrottle,
     Presence,
     StaffUser,
@@ -212,6 +213,35 @@ def revoked_key_ids(session: Session, *, now: datetime | None = None) -> list[st
         IssuedPhoneKey.expires_at > (now or utcnow()))
     return sorted({jti for jti in (*session.exec(inactive).all(),
                                    *session.exec(superseded).all()) if jti})
+
+
+def key_revoked_at(session: Session, *, jti: str) -> datetime | None:
+    """When the signed phone key ``jti`` stopped standing for its credential: superseded
+    by a newer key, or its credential no longer active; None while it still does."""
+    issued = session.get(IssuedPhoneKey, jti)
+    if issued is not None and issued.superseded_at is not None:
+        return issued.superseded_at
+    credential = session.exec(select(Credential).where(Credential.key_jti == jti)).first()
+    if credential is not None and credential.status is not CredentialStatus.ACTIVE:
+        return credential.status_changed_at
+    return None
+
+
+def next_key_material_seq(session: Session) -> int:
+    """The ``seq`` of the next key-material document: one more than any signed before."""
+    table = table_of(KeyMaterialSeq)
+    # The row is made once, by whoever signs first; the UPDATE then serialises signers.
+    insert_ignoring_duplicates(session, KeyMaterialSeq, id=1, seq=0)
+    conn = session.connection()
+    conn.execute(sa.update(table).where(table.c.id == 1).values(seq=table.c.seq + 1))
+    return int(conn.execute(sa.select(table.c.seq).where(table.c.id == 1)).scalar_one())
+
+
+def key_material_seq(session: Session) -> int:
+    """The ``seq`` of the last key-material document signed (0: none yet)."""
+    table = table_of(KeyMaterialSeq)
+    seq = session.connection().execute(sa.select(table.c.seq).where(table.c.id == 1))
+    return int(seq.scalar_one_or_none() or 0)
 
 
 def record_phone_key(session: Session, *, credential: Credential, jti: str,

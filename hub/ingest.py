@@ -34,19 +34,17 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import appliance_queue, crud
+from hub import appliance_queue, crud, offline_entries
 from hub.automation_runner import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
 from hub.entry import EntryContext, decide_entry
 from hub.models import (
-    Credential,
     Device,
     DeviceKind,
     Direction,
     Entitlement,
-    Event,
     Guest,
     Telemetry,
     Venue,
@@ -93,6 +91,8 @@ class Outcome:
     decision: Decision | PaymentDecision | None = None
     # What automations may react to, handed to them after the reply has gone out.
     occurrence: Occurrence | None = None
+    # Why this message alerted staff (an offline entry's refused proof), to count.
+    alert: str | None = None
 
 
 def refuse(topic: str, err: ContractError) -> Outcome:
@@ -145,7 +145,7 @@ def handle_message(session: Session, topic: str, payload: bytes, now: datetime, 
     if isinstance(event, OfflineEntry):
         with session.begin_nested():
             return _handle_offline_entry(session, topic, where.venue, where.device, event,
-                                         now)
+                                         now, trust)
     if isinstance(event, PaymentRequest):
         registry.sync(session)
         return _handle_payment(session, topic, where.venue, where.device, event, now, limits,
@@ -234,13 +234,13 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
 
 
 def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: str,
-                          entry: OfflineEntry, now: datetime) -> Outcome:
+                          entry: OfflineEntry, now: datetime, trust: Trust) -> Outcome:
     """Merge a lock's offline decision into the journey, once per (device, event_id).
 
-    Evidence, not orders: only a door lock with a zone decides offline; a time ahead of
-    the hub's clock is refused; the guest is named only when the credential the lock
-    names carries the reference it saw (the key's jti, the band's UID) and its guest
-    held an entitlement to the lock's zone at that time.
+    Evidence, not orders: only an enabled door lock with a zone decides offline; a time
+    ahead of the hub's clock is refused; the rest is recorded, and the guest named only
+    from a proof the hub verifies again (:mod:`hub.offline_entries`), which also alerts
+    staff to a forged or replayed proof, or one of a credential void at that time.
     """
     device = session.get(Device, device_id)
     if device is None or device.venue_id != venue:
@@ -252,24 +252,11 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
     why = _offline_entry_problem(device, entry, now)
     if why is not None:
         return refuse(topic, ContractError(ErrorCode.OFFLINE_ENTRY_REFUSED, why, entry.event_id))
-    credential = session.get(Credential, entry.credential_id) if entry.credential_id else None
-    if credential is not None and entry.credential_ref not in (credential.key_jti,
-                                                                credential.identifier):
-        credential = None  # the lock named a guest its reference does not point to
-    if credential is not None and not any(
-            device.zone_id in e.zone_ids and e.valid_from <= entry.ts <= e.valid_until
-            for e in crud.entitlements_of(session, guest_id=credential.guest_id)):
-        credential = None  # nor one who could have entered this zone then
-    guest_id = credential.guest_id if credential else None  # never trust the lock's word alone
-    with session.begin_nested():
-        session.add(Event(
-            device_id=device_id, venue_id=venue, event_id=entry.event_id, kind="offline_entry",
-            received_at=now, device_ts=entry.ts, credential_kind=entry.credential_kind,
-            credential_ref=entry.credential_ref, credential_id=credential.id if credential
-            else None, guest_id=guest_id, zone_id=device.zone_id, outcome=entry.outcome,
-            reason=entry.reason, text="decided offline by the lock", decided_at=entry.ts))
-        session.flush()
-    return Outcome()
+    evidence = offline_entries.weigh(session, entry=entry, device=device, venue=venue,
+                                     trust=trust)
+    alerts = offline_entries.record(session, entry=entry, device=device, venue=venue,
+                                    evidence=evidence, now=now)
+    return Outcome(replies=[Outgoing(t, p) for t, p in alerts], alert=evidence.suspicious)
 
 
 # A lock's clock may run this far ahead of the hub's before its entries are refused.

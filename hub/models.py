@@ -365,6 +365,15 @@ class RegistryVersion(SQLModel, table=True):
     version: int = Field(default=0, sa_type=sa.BigInteger)
 
 
+class KeyMaterialSeq(SQLModel, table=True):
+    """One row: the ``seq`` of the last key-material document the hub signed (the JWKS and
+    revocation list offline locks read), so every process signs a newer one than any
+    before it and a lock can refuse an older list replayed to it (rollback)."""
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(default=0, sa_type=sa.BigInteger)
+
+
 class DeadLetter(SQLModel, table=True):
     """A device message the hub could not process: answered ``internal``, acknowledged and
     kept here (bytes and topic) for staff, instead of being redelivered for ever."""

@@ -56,6 +56,7 @@ __all__ = [
     "issue_phone_key",
     "jwks",
     "load_keys",
+    "material_signing_key",
     "new_signing_key",
     "rotate",
     "save_keys",
@@ -132,6 +133,18 @@ def current_signing_key(keys: Sequence[SigningKey], now: datetime) -> SigningKey
     if not valid:
         raise ValueError(f"no signing key is valid at {now.isoformat()}: rotate the keys")
     return max(valid, key=lambda k: k.not_before)
+
+
+def material_signing_key(keys: Sequence[SigningKey], now: datetime) -> SigningKey:
+    """The key that signs key material (the JWKS, revocations): the *oldest* valid at ``now``.
+
+    The oldest, so that the JWKS announcing a new signing key is signed by the key locks
+    already trust (see :mod:`devices.key_material`); ValueError when none is valid.
+    """
+    valid = [k for k in keys if k.valid_at(now)]
+    if not valid:
+        raise ValueError(f"no signing key is valid at {now.isoformat()}: rotate the keys")
+    return min(valid, key=lambda k: k.not_before)
 
 
 def jwks(keys: Sequence[SigningKey]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 - each device's broker username and password (derived from ``broker.key``),
 - the Mosquitto password and ACL files for the whole registry,
 - each secure wristband's keys (diversified from ``tag-master.key``), as an
-  encoding station writes them onto the tag.
+  encoding station writes them onto the tag,
+- the offline locks' trust anchor: the hub's public phone-key JWKS (not a secret; it is
+  what lets a lock tell the hub's signed key material from a forgery).
 
 Everything written here is a secret: files are created 0600, and nothing is logged.
 """
@@ -157,9 +159,12 @@ def write_private(path: Path, text: str) -> None:
 
 
 def write_sheet(path: Path, session: Session, secrets: HubSecrets,
-                broker: dict[str, Any]) -> None:
-    """The demo's provisioning sheet: broker address, device credentials and tag keys."""
+                broker: dict[str, Any], *, key_anchor: dict[str, Any] | None = None) -> None:
+    """The demo's provisioning sheet: broker address, device credentials and tag keys, and
+    ``key_anchor``, the hub's public JWKS an offline lock checks key material against."""
     sheet = {"broker": broker, "devices": device_sheet(session, secrets),
              "guests": guest_sheet(session, secrets),
              "tags": tag_sheet(secrets, secure_band_uids(session))}
+    if key_anchor is not None:
+        sheet["key_anchor"] = key_anchor
     write_private(path, json.dumps(sheet, indent=2) + "\n")

@@ -79,6 +79,11 @@ class Hub:
                                        sqlite_synchronous=settings.sqlite_synchronous)
         init_db(self.engine)
         self.reader = create_db_engine(settings.database, read_only=True)
+        # Before the demo's sheet: it carries their public half, the locks' trust anchor.
+        self.signing_keys = ensure_keys(
+            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
+            lifetime=timedelta(days=settings.phone_key_rotation_days),
+            overlap=timedelta(days=settings.phone_key_overlap_days))
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
             if any(self.scale):
@@ -117,11 +122,8 @@ class Hub:
             if settings.secure_broker and self.demo:
                 with session_scope(self.engine) as session:
                     write_sheet(settings.data_dir / "demo-provisioning.json", session,
-                                self.secrets, broker_entry(settings, self.tls_files))
-        self.signing_keys = ensure_keys(
-            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
-            lifetime=timedelta(days=settings.phone_key_rotation_days),
-            overlap=timedelta(days=settings.phone_key_overlap_days))
+                                self.secrets, broker_entry(settings, self.tls_files),
+                                key_anchor=jwks(self.signing_keys))
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
@@ -147,7 +149,7 @@ class Hub:
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
         with session_scope(self.engine) as session:
-            for topic, payload in keyring.key_material(session, trust):
+            for topic, payload in keyring.key_material(session, self.signing_keys, utcnow()):
                 self.bridge.publish(topic, payload, retain=True)
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
                               signing_keys=self.signing_keys,

@@ -2,17 +2,21 @@
 
 Online, the lock sends each tap to the hub and obeys its decision. When no decision
 comes (hub or broker down), it verifies the phone key itself against the JWKS and
-revocation list it last received (retained on MQTT), opens or refuses, and queues
-an audit record; when the connection returns it uploads the queue, and the hub
-merges it into the journey once.
+revocation list it last accepted, opens or refuses, and queues an audit record with
+the credential as it saw it (the key, its challenge and the phone's proof); when the
+connection returns it uploads the queue, and the hub weighs each record again.
+
+The JWKS and revocation list arrive retained on MQTT, signed by the hub; the lock
+believes them only if they verify against its trust anchor, the hub's public JWKS
+provisioned with it (devices/key_material.py): a forged list, one for another venue or
+an older one replayed is refused and counted in ``refused_material``.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from devices.client import DeviceClient, HubError, NoReply
 from devices.contract import OfflineEntry, PhoneKeyCredential
+from devices.key_material import KeyMaterialError, KeyState
 from devices.phone_key import PhoneKeyError, make_proof, new_challenge, verify_phone_key
 
 
@@ -63,11 +68,30 @@ class OfflineLock:
     password: str | None = field(default=None, repr=False)
     tls_ca: Path | None = None  # speak TLS, trusting this CA file (the venue's)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    jwks: dict[str, Any] | None = None
-    revoked: frozenset[str] = frozenset()
+    # The hub's public JWKS, provisioned out of band (the sheet's key_anchor): without
+    # it the lock believes no key material at all, and decides nothing alone.
+    anchor: dict[str, Any] | None = None
+    keys: KeyState | None = None
+    refused_material: list[str] = field(default_factory=list)  # the reasons, in order
     queue: list[OfflineEntry] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _client: DeviceClient | None = None
+
+    def __post_init__(self) -> None:
+        if self.anchor is not None and self.keys is None:
+            self.keys = KeyState.from_anchor(self.venue, self.anchor)
+
+    @property
+    def jwks(self) -> Mapping[str, Any] | None:
+        """The keys phone keys verify against: the anchor, then the last signed JWKS."""
+        with self._lock:
+            return self.keys.jwks if self.keys is not None else None
+
+    @property
+    def revoked(self) -> frozenset[str]:
+        """The revoked phone keys' jti, from the last signed list accepted."""
+        with self._lock:
+            return self.keys.revoked if self.keys is not None else frozenset()
 
     def connect(self) -> OfflineLock:
         """Connect to the broker and follow the venue's key material."""
@@ -84,15 +108,18 @@ class OfflineLock:
             self._client = None
 
     def _on_keys(self, name: str, payload: bytes) -> None:
-        try:
-            data = json.loads(payload)
-        except ValueError:
+        if name not in ("jwks", "revocations"):
             return
         with self._lock:
-            if name == "jwks" and isinstance(data, dict):
-                self.jwks = data
-            elif name == "revocations" and isinstance(data, dict):
-                self.revoked = frozenset(str(j) for j in data.get("revoked", []))
+            if self.keys is None:
+                self.refused_material.append("no_trust_anchor")
+                return
+            try:
+                self.keys = self.keys.accept("jwks" if name == "jwks" else "revocations",
+                                             payload)
+            except KeyMaterialError as exc:
+                # Keep what was trusted: a forged or older list changes nothing here.
+                self.refused_material.append(exc.reason.value)
 
     def tap(self, phone: Phone) -> LockDecision:
         """A phone at the door: ask the hub, or decide alone when it does not answer."""
@@ -109,8 +136,7 @@ class OfflineLock:
 
     def _decide_alone(self, credential: PhoneKeyCredential, challenge: str, event_id: str,
                       now: datetime) -> LockDecision:
-        with self._lock:
-            jwks, revoked = self.jwks, self.revoked
+        jwks, revoked = self.jwks, self.revoked
         ref, cid, guest = "-", None, None
         if jwks is None:
             allowed, reason = False, "no_keys_cached"
@@ -127,7 +153,8 @@ class OfflineLock:
                 allowed, reason = False, exc.reason.value
         entry = OfflineEntry(event_id=event_id, ts=now, credential_kind="phone_key",
                              credential_ref=ref, credential_id=cid, guest_id=guest,
-                             outcome="allow" if allowed else "deny", reason=reason[:40])
+                             outcome="allow" if allowed else "deny", reason=reason[:40],
+                             credential=credential)  # the proof, for the hub to weigh
         with self._lock:
             self.queue.append(entry)
         return LockDecision(allowed, reason, True)

@@ -1,5 +1,5 @@
 """The provisioning sheet ``hub up --demo`` writes: the broker's address, each device's and
-demo guest's broker login, and the secure bands' SDM keys.
+demo guest's broker login, the secure bands' SDM keys, and the offline locks' trust anchor.
 
 ``hub-sim`` reads it by itself (``--provisioning``, default ``./hub-data/demo-provisioning.json``
 when it exists), so devices and guests' apps log in to the hub's closed broker. Nothing
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.key_material import KeyState
 from devices.topics import valid_id
 
 
@@ -57,6 +58,8 @@ class Sheet:
     # uses them only when told to speak TLS: --ca or mqtts://).
     broker_tls_port: int | None = None
     broker_ca: Path | None = None
+    # The hub's public JWKS: the trust anchor offline locks check key material against.
+    key_anchor: Mapping[str, Any] | None = None
 
     @property
     def connect_host(self) -> str:
@@ -145,8 +148,15 @@ def parse_sheet(data: Any) -> Sheet:
         guests[guest_id] = DeviceLogin(
             venue="", username=_text(login.get("username"), f"guests.{guest_id}.username"),
             password=_text(login.get("password"), f"guests.{guest_id}.password"))
+    anchor = data.get("key_anchor")
+    if anchor is not None:
+        try:
+            KeyState.from_anchor("-", anchor)  # the venue is irrelevant to the check
+        except (ValueError, TypeError, AttributeError):
+            raise SheetError("key_anchor must be a JWKS of public P-256 keys") from None
     return Sheet(broker_host=host, broker_port=port, devices=devices, tags=tags, guests=guests,
-                 broker_tls_port=tls_port, broker_ca=None if ca is None else Path(ca))
+                 broker_tls_port=tls_port, broker_ca=None if ca is None else Path(ca),
+                 key_anchor=anchor)
 
 
 def load_sheet(path: Path) -> Sheet:

@@ -32,7 +32,7 @@ from hub.models import (
     Zone,
     utcnow,
 )
-from hub.presented import Trust, issuer
+from hub.presented import issuer
 from hub.schemas import (
     CredentialCreate,
     CredentialPublic,
@@ -117,7 +117,7 @@ def _publish_key_material(session: SessionDep, request: Request,
                           tasks: BackgroundTasks) -> None:
     """The retained JWKS and revocation list, again, once this request has committed."""
     session.flush()
-    messages = keyring.key_material(session, Trust())
+    messages = keyring.key_material(session, request.app.state.signing_keys, utcnow())
     bridge = request.app.state.bridge
     if bridge is not None:
         for topic, payload in messages:

@@ -26,7 +26,6 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.models import Guest, GuestPreferences, utcnow
-from hub.presented import Trust
 from hub.schemas import (
     ConsentPublic,
     ConsentPurpose,
@@ -113,7 +112,8 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
                                                        identifier=None, limit=500, offset=0)
                       if c.key_jti is not None]
         if phone_keys:
-            for topic, payload in keyring.key_material(session, Trust()):
+            for topic, payload in keyring.key_material(session, request.app.state.signing_keys,
+                                                       utcnow()):
                 tasks.add_task(bridge.publish, topic, payload, retain=True)
     return report
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlmodel import col, func, select
 
-from hub import crud, keyring, phone_keys
+from hub import crud, keyring
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -80,14 +80,19 @@ def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
 def venue_jwks(venue_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
     """The public keys phone keys of this venue are signed with (also retained on MQTT).
 
-    Public: locks fetch it to verify phone keys offline.
+    Public: locks fetch it to verify phone keys offline. ``keys`` is the JWK Set;
+    ``jws`` the same, signed by the hub for this venue (devices/key_material.py), which
+    is what a lock must check against its trust anchor before it believes ``keys``.
     """
-    crud.get(session, Venue, venue_id)
-    return phone_keys.jwks(request.app.state.signing_keys)
+    crud.live(session, Venue, venue_id)
+    return keyring.served(session, request.app.state.signing_keys, venue=venue_id,
+                          kind="jwks", now=utcnow())
 
 
 @router.get("/{venue_id}/revocations")
-def venue_revocations(venue_id: str, session: SessionDep) -> dict[str, object]:
-    """The revoked phone keys (jti) that locks must refuse, offline too. Public, for locks."""
-    crud.get(session, Venue, venue_id)
-    return keyring.revocations(session)
+def venue_revocations(venue_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
+    """The revoked phone keys (jti) that locks must refuse, offline too. Public, for locks;
+    ``jws`` is the list signed by the hub, as on MQTT."""
+    crud.live(session, Venue, venue_id)
+    return keyring.served(session, request.app.state.signing_keys, venue=venue_id,
+                          kind="revocations", now=utcnow())
