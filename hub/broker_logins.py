@@ -18,16 +18,24 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub.broker_auth import Logins
-from hub.models import BrokerCredential, utcnow
+from hub.broker_auth import Logins, can_own_credentials, device_username
+from hub.models import BrokerCredential, Device, Venue, utcnow
 
 log = logging.getLogger(__name__)
 
 
 def current(session: Session) -> dict[str, int | None]:
-    """Every login that is not at generation 0: its generation, or None when revoked."""
+    """Every login that is not at generation 0: its generation, or None when revoked (or
+    its device's venue is closed or deleted)."""
     rows = session.exec(select(BrokerCredential)).all()
-    return {row.username: None if row.revoked else row.generation for row in rows}
+    logins = {row.username: None if row.revoked else row.generation for row in rows}
+    closed = session.exec(
+        select(Device.venue_id, Device.id).join(Venue, col(Venue.id) == col(Device.venue_id))
+        .where(sa.or_(col(Venue.enabled).is_(False), col(Venue.deleted_at).is_not(None)))).all()
+    for venue_id, device_id in closed:
+        if can_own_credentials(venue_id):
+            logins[device_username(venue_id, device_id)] = None
+    return logins
 
 
 def generation_of(session: Session, username: str) -> int | None:

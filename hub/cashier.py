@@ -74,6 +74,10 @@ class EventIdReused(Exception):
         self.kind = kind
 
 
+def _open(venue: Venue | None) -> bool:
+    return venue is not None and venue.enabled and venue.deleted_at is None
+
+
 def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
                merchant_name: str | None) -> Receipt:
     """The guest's receipt of a posted transaction; the balance only for the account's own
@@ -234,7 +238,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=PaymentReason(problem) if problem else None,
-        pin_failures=pin_failures))
+        pin_failures=pin_failures, venue_enabled=_open(venue_row)))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,

@@ -74,6 +74,7 @@ class EntryContext:
     # How many are inside the zone now, read afresh by the caller (the zone may be a
     # cached copy); None: the zone's own count.
     occupancy: int | None = None
+    venue_enabled: bool = True  # a closed venue lets nobody in, whatever its devices say
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def decide_entry(ctx: EntryContext, now: datetime) -> EntryDecision:
     device = ctx.device
     if device is None:
         return deny(EntryReason.UNKNOWN_DEVICE)
-    if not device.enabled:
+    if not (device.enabled and ctx.venue_enabled):
         return deny(EntryReason.DEVICE_DISABLED)
     if device.kind not in READER_KINDS or device.zone_id is None:
         return deny(EntryReason.DEVICE_NOT_A_READER)

@@ -323,8 +323,14 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         venue_timezone=_timezone(session, venue, registry) if scheduled else "UTC",
         credential_problem=EntryReason(problem) if problem else None,
         occupancy=occupancy,
+        venue_enabled=_venue_open(session, venue, registry),
     )
     return context, inside is not None
+
+
+def _venue_open(session: Session, venue: str, registry: Registry) -> bool:
+    row = registry.get(session, Venue, venue)
+    return row is not None and row.enabled and row.deleted_at is None
 
 
 def _timezone(session: Session, venue: str, registry: Registry) -> str:

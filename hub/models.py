@@ -123,6 +123,9 @@ class Venue(SQLModel, table=True):
     # Plain-UID wristbands can be cloned with a phone; a venue may still accept them.
     allow_plain_uid: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
+    # A closed venue decides nothing: its devices are refused at the broker and every tap or
+    # payment there is denied device_disabled, until it is opened again.
+    enabled: bool = True
     # Deleted venues keep their row (ledger and journey rows point at it) and their id.
     deleted_at: datetime | None = _ts(default=None)
 

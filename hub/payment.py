@@ -85,6 +85,7 @@ class PaymentContext:
     # Wrong PINs in a row, read afresh by the caller (the credential may be a cached
     # copy); None: the credential's own count.
     pin_failures: int | None = None
+    venue_enabled: bool = True  # a closed venue takes no money, whatever its terminals say
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def decline(reason: PaymentReason, *, pin_failed: bool = False,
 
 def decide_payment(ctx: PaymentContext) -> PaymentDecision:
     """Approve or decline a tap-to-pay, checking in a fixed, documented order."""
-    if not ctx.device.enabled:
+    if not (ctx.device.enabled and ctx.venue_enabled):
         return decline(PaymentReason.DEVICE_DISABLED)
     if ctx.device.kind not in TERMINAL_KINDS:
         return decline(PaymentReason.DEVICE_NOT_A_TERMINAL)

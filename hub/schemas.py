@@ -131,12 +131,27 @@ class VenueCreate(_In):
         return value
 
 
+class VenueUpdate(_Patch):
+    """Rename a venue, move its clock, or close it (``enabled: false``): a closed venue's
+    devices are refused at the broker and every tap and payment there is denied."""
+
+    name: Name | None = None
+    timezone: str | None = None
+    enabled: bool | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else VenueCreate._known_zone(value)
+
+
 class VenuePublic(_Out):
     id: str
     name: str
     timezone: str
     currency: str
     allow_plain_uid: bool
+    enabled: bool
     created_at: datetime
 
 

@@ -16,7 +16,7 @@ from devices.client import DeviceClient
 from devices.contract import WristbandCredential
 from hub import broker_logins
 from hub.broker_auth import device_password, device_username, guest_password
-from hub.demo import VENUE_ID, wristband_uid
+from hub.demo import STRICT_VENUE_ID, VENUE_ID, wristband_uid
 from hub.provisioning import BRIDGE_USER, mosquitto_config
 from hub.server import Hub
 from tests.conftest import bearer, free_port, hub_settings, missing, secured_mosquitto, staff_token
@@ -189,3 +189,21 @@ def test_mosquitto_follows_reissued_revoked_and_deleted_logins(
         assert opens(("guest-guest-02", guest_password(key, "guest-02", 1)))
         assert not opens(("guest-guest-02", guest_password(key, "guest-02")))
     assert f"user {BRIDGE_USER}" in acl
+
+
+def test_a_closed_venue_s_devices_are_cut_off_until_it_opens(secure_hub: Hub,
+                                                             api: TestClient) -> None:
+    login = device_login(secure_hub)
+    with lock_client(secure_hub, login) as lock:
+        closed = api.patch(f"{API}/venues/{VENUE_ID}", json={"enabled": False})
+        assert closed.status_code == 200 and closed.json()["enabled"] is False
+        wait_for(lambda: not lock.connected, timeout=5)
+    assert refused(secure_hub, login)
+    assert secure_hub.secrets is not None
+    spa = (device_username(STRICT_VENUE_ID, "gate-spa-in-1"),
+           device_password(secure_hub.secrets.broker_key, STRICT_VENUE_ID, "gate-spa-in-1"))
+    assert not refused(secure_hub, spa)  # the venue next door is open
+    assert api.patch(f"{API}/venues/{VENUE_ID}", json={"enabled": True}).status_code == 200
+    wait_for(lambda: not refused(secure_hub, login), timeout=5)
+    with lock_client(secure_hub, login) as lock:
+        assert lock.tap(WristbandCredential(uid=wristband_uid(6))).outcome == "allow"

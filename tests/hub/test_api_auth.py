@@ -97,6 +97,8 @@ ROUTES = [
     Route("PUT", "/venues/{venue_id}/security-policy", f"/venues/{VENUE_ID}/security-policy",
           frozenset({ADMIN}), {"allow_plain_uid": True},
           ("venue.security_policy", f"venue:{VENUE_ID}")),
+    Route("PATCH", "/venues/{venue_id}", f"/venues/{VENUE_ID}", frozenset({ADMIN}),
+          {"enabled": False}, ("venue.update", f"venue:{VENUE_ID}")),
     Route("DELETE", "/venues/{venue_id}", "/venues/old-pier", frozenset({ADMIN}), None,
           ("venue.delete", "venue:old-pier")),
     Route("GET", "/zones", "/zones", SETUP_READERS),

@@ -63,6 +63,7 @@ from hub.schemas import (
     CredentialUpdate,
     DeviceCreate,
     DeviceUpdate,
+    VenueUpdate,
     EntitlementCreate,
     EntitlementUpdate,
     GuestCreate,
@@ -352,6 +353,8 @@ VALID_BODIES: dict[type, st.SearchStrategy[dict[str, Any]]] = {
         optional={"kind": st.sampled_from([k.value for k in ZoneKind]),
                   "capacity": st.none() | st.integers(0, 10_000),
                   "anti_passback": st.booleans()}),
+    VenueUpdate: optional(name=names, enabled=st.booleans(),
+                          timezone=st.sampled_from(["UTC", "Europe/Paris", "Mars/Olympus"])),
     ZoneUpdate: optional(name=names, capacity=st.none() | st.integers(0, 10_000),
                          anti_passback=st.booleans(), occupancy=st.integers(0, 10_000)),
     DeviceCreate: st.fixed_dictionaries(

@@ -66,6 +66,7 @@ def test_allows_a_valid_ticket_and_enters_the_zone() -> None:
     [
         (context(device=None), EntryReason.UNKNOWN_DEVICE),
         (context(device=gate(enabled=False)), EntryReason.DEVICE_DISABLED),
+        (context(venue_enabled=False), EntryReason.DEVICE_DISABLED),  # a closed venue
         (context(device=gate(kind=DeviceKind.THERMOSTAT)), EntryReason.DEVICE_NOT_A_READER),
         (context(device=gate(zone_id=None)), EntryReason.DEVICE_NOT_A_READER),
         (context(credential=None, guest=None), EntryReason.UNKNOWN_CREDENTIAL),

@@ -327,6 +327,31 @@ def test_forged_and_cloned_secure_bands_are_refused(engine: Engine) -> None:
     assert sun_tap(engine, "lock-103", "04C0FFEE000001", 1).reason == "ok"  # counter unspent
 
 
+def test_a_closed_venue_lets_nobody_in_and_takes_no_money(engine: Engine) -> None:
+    from devices.contract import PaymentDecision, parse_reply
+    from tests.utils import ingest
+
+    def till(event_id: str) -> str:
+        out = ingest.pay(engine, VENUE_ID, "pos-cafe-1", utcnow(), event_id, amount=100,
+                         merchant_id="cafe", uid=CHARLIE)
+        decision = parse_reply(out.replies[0].payload)
+        assert isinstance(decision, PaymentDecision)
+        return decision.reason
+
+    with session_scope(engine) as session:
+        venue = session.get(Venue, VENUE_ID)
+        assert venue is not None
+        venue.enabled = False
+    assert tap(engine, "lock-101").reason == "device_disabled"
+    assert till("closed-1") == "device_disabled"
+    with session_scope(engine) as session:
+        venue = session.get(Venue, VENUE_ID)
+        assert venue is not None
+        venue.enabled = True
+    assert tap(engine, "lock-101").reason == "ok"
+    assert till("open-1") == "ok"
+
+
 def test_a_venue_may_refuse_plain_uid_bands(engine: Engine) -> None:
     assert tap(engine, "lock-101").reason == "ok"
     with session_scope(engine) as session:

@@ -56,6 +56,7 @@ def test_approves_within_balance() -> None:
 @pytest.mark.parametrize(("context", "reason"), [
     (ctx(device=Device(id="p", venue_id="v", kind=DeviceKind.POS, name="t", merchant_id="cafe",
                        enabled=False)), PaymentReason.DEVICE_DISABLED),
+    (ctx(venue_enabled=False), PaymentReason.DEVICE_DISABLED),  # a closed venue
     (ctx(device=Device(id="p", venue_id="v", kind=DeviceKind.GATE, name="t")),
      PaymentReason.DEVICE_NOT_A_TERMINAL),
     (ctx(merchant=None), PaymentReason.UNKNOWN_MERCHANT),

@@ -20,7 +20,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.models import Device, Venue, utcnow
-from hub.schemas import VenueCreate, VenuePolicy, VenuePublic
+from hub.schemas import VenueCreate, VenuePolicy, VenuePublic, VenueUpdate
 
 router = APIRouter(prefix="/venues", tags=["venues"])
 
@@ -47,6 +47,18 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
             dependencies=[require_roles(*SETUP_READERS)])
 def get_venue(venue_id: str, session: SessionDep) -> Venue:
     return crud.live(session, Venue, venue_id)
+
+
+@router.patch("/{venue_id}", response_model=VenuePublic, dependencies=[require_roles(ADMIN)])
+def update_venue(venue_id: str, body: VenueUpdate, session: SessionDep,
+                 audit: AuditDep) -> Venue:
+    """Rename, re-clock or close a venue (admins). Closing it (``enabled: false``) denies
+    every tap and payment there and refuses its devices at the embedded broker within a
+    second; opening it again lets them back in."""
+    changes = body.model_dump(exclude_unset=True)
+    venue = crud.update(session, crud.live(session, Venue, venue_id), changes)
+    audit.record("venue.update", f"venue:{venue_id}", changes)
+    return venue
 
 
 @router.delete("/{venue_id}", status_code=status.HTTP_204_NO_CONTENT,
