@@ -514,7 +514,7 @@ def bench(
 
 ProvisioningOption = Annotated[Path | None, typer.Option(
     envvar="HUB_SIM_PROVISIONING", show_default=False,
-    help="The provisioning sheet `hub up --demo --secure-broker` writes: each device logs "
+    help="The provisioning sheet `hub up --demo` writes: each device logs "
          "in to the broker with its own credentials from it.",
 )]
 

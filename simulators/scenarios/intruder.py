@@ -1,6 +1,6 @@
-"""intruder: an attacker against a hub started with ``hub up --demo --secure-broker``.
+"""intruder: an attacker against a hub started with ``hub up --demo`` (its broker is closed).
 
-Every attack must be refused, each for its own reason:
+Every attack must be refused, each for its own reason, and leave a trace:
 
 1. baseline: a genuine secure band (NTAG 424 DNA) at its guest's room lock is let in;
 2. a cloned band (its UID alone) is ``credential_forged``;
@@ -11,17 +11,42 @@ Every attack must be refused, each for its own reason:
    signed by the attacker's own key is ``credential_forged``;
 6. once the key is revoked, a correct tap is ``credential_revoked``;
 7. the broker: a device cannot read another's decisions, cannot get a tap decided
-   for another device, and cannot log in with another device's password.
+   for another device, and cannot log in with another device's password;
+8. the bridge's password: venue ids ``hub`` (reserved) and ``evil.venue`` are 422, and the
+   broker password of a device named ``bridge`` is ``Not authorized`` as the bridge's
+   login (the refusal counted in ``/stats`` ``broker_refusals``);
+9. a phone key issued again: an offline lock following the signed revocation list
+   refuses the superseded key alone (``key_revoked``) while the new one opens; the hub
+   refuses it online (``credential_revoked``); the lock's upload of its refusal is
+   recorded without the guest and alerts staff (audit ``offline_entry.alert``);
+10. bare ids: a plain band's UID at the strict venue's gate (``gate-spa-in-1``), and the
+    bare id of a phone key that has a signed form, are ``insecure_credential``;
+11. forged offline entries: from a thermostat, ``offline_entry_refused``; from the lock
+    with no proof, recorded naming no guest; with a forged proof, recorded naming no guest,
+    audited ``offline_entry.alert`` and counted in ``/stats`` ``offline_entry_alerts``;
+12. a client without credentials: CONNACK ``Not authorized``, counted in ``broker_refusals``;
+13. a throwaway guest's app token works, the guest is erased, the token is 401;
+14. wrong passwords for a made-up account until 429 with Retry-After; every failure is
+    audited ``auth.failure`` and the 429 ``auth.throttled``.
+
+Steps 8-12 live in :mod:`.intruder_doors`, 13-14 in :mod:`.intruder_api`. Broker refusals
+are counted and logged by the hub, not written to its audit log; the scenario checks the
+counter. The journey rows, audit entries and counters are read through the REST API as
+the admin hub-sim logs in as (``/audit`` takes an admin or auditor; erasure an admin).
 
 It reads the provisioning sheet the demo writes (``<data_dir>/demo-provisioning.json``):
-the broker address, each device's broker username and password, and the secure
-bands' SDM keys. Exit 0 when every attack is refused as expected, 1 when one is let
-through or refused for another reason, 2 when the hub is unreachable or was not
-started with ``--secure-broker``.
+the broker address, each device's broker username and password, the secure bands' SDM
+keys and the offline locks' trust anchor. Exit 0 when every attack is refused as
+expected, 1 when one is let through, refused for another reason or not recorded, 2 when
+the hub is unreachable or its broker lets anyone in (``--open-broker``).
 
-Each run creates its own phone credential (revoking the demo's ``phone-guest-NN``
-would break it for every later run) and starts its bands' read counters from the
-clock, so the scenario can be played against the same hub again and again.
+Re-runnable against the same hub: each run creates its own phone credentials (revoking
+the demo's ``phone-guest-NN`` would break them for every later run), throwaway guest and
+account names, and starts its bands' read counters from the clock. The lab venue
+``intruder-lab`` and its device ``bridge`` are made once and reused. The password guesses
+of step 14 come from another loopback address each run, so the throttle they leave does
+not touch this machine's 127.0.0.1 (where that is impossible the step runs last and waits
+out the Retry-After; see :mod:`.intruder_api`).
 """
 
 from __future__ import annotations
@@ -165,7 +190,7 @@ def find_target(run: Run, sheet: Sheet) -> Target:
                       lock=lock)
     why = "; ".join(seen[:5]) or "the sheet lists no secure bands"
     raise NotPlayable(f"no secure band of the sheet can be played ({why}): "
-                      "is this the hub `hub up --demo --secure-broker` wrote the sheet for?")
+                      "is this the hub `hub up --demo` wrote the sheet for?")
 
 
 # ------------------------------------------------------------------ the attack
@@ -430,8 +455,8 @@ def _sheet_of(path: Path) -> Sheet:
     except FileNotFoundError:
         raise NotPlayable(
             f"no provisioning sheet at {path}: the hub writes it to "
-            "<data_dir>/demo-provisioning.json when started with `hub up --demo "
-            "--secure-broker` (pass --provisioning or HUB_SIM_PROVISIONING)") from None
+            "<data_dir>/demo-provisioning.json when started with `hub up --demo` "
+            "(pass --provisioning or HUB_SIM_PROVISIONING)") from None
     except PermissionError:
         raise NotPlayable(f"cannot read {path} (it is 0600: run as the hub's user)") from None
     except SheetError as exc:
@@ -450,7 +475,7 @@ def _require_secure_broker(sheet: Sheet, path: Path) -> None:
     if answer == SUCCESS:
         raise NotPlayable(
             f"the broker at mqtt://{host}:{port} (from {path}) accepts clients without "
-            "credentials: the hub was not started with --secure-broker")
+            "credentials: the hub was started with --open-broker")
 
 
 def intruder(run: Run) -> None:
