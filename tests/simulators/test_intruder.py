@@ -576,7 +576,7 @@ def test_rest_reads_the_journey_audit_and_stats() -> None:
 
 
 def test_the_new_attacks_are_registered_as_steps_of_the_scenario() -> None:
-    source = Path(intruder_module.__file__).read_text()
+    source = Path(str(intruder_module.__file__)).read_text()
     for call in ("doors.reserved_venues", "doors.bridge_login", "doors.superseded_key",
                  "doors.bare_ids", "doors.forged_offline_entries", "doors.anonymous_client",
                  "accounts.erased_guest_token", "accounts.brute_force"):
