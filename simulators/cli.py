@@ -88,6 +88,7 @@ class Settings:
     user: str = "admin"
     password: str = field(default="demo-admin", repr=False)
     token: str | None = field(default=None, repr=False)
+    sheet_path: Path | None = None  # --provisioning, or where `hub up --demo` writes it
 
     def hub_api(self) -> HubApi:
         """A REST client that logs in (once, at its first call) unless a token was given."""
@@ -160,7 +161,7 @@ def main(
     reached = _with_tls(_with_logins(_broker(broker), sheet), sheet, ca=ca,
                         mqtts=broker.strip().startswith("mqtts://"), port_given=given)
     ctx.obj = Settings(api=api, broker=reached, venue=venue, user=user, password=password,
-                       token=token)
+                       token=token, sheet_path=sheet_path)
 
 
 def default_sheet() -> Path:
@@ -374,13 +375,17 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
         timeout: Annotated[
             float, typer.Option(min=0.1, help="Seconds to wait per decision.")
         ] = 5.0,
-        provisioning: Annotated[Path, typer.Option(
-            envvar="HUB_SIM_PROVISIONING",
-            help="The provisioning sheet `hub up --demo --secure-broker` writes (device "
-                 "broker logins, secure bands' keys); read by the intruder scenario.",
-        )] = Path("hub-data/demo-provisioning.json"),
+        provisioning: Annotated[Path | None, typer.Option(
+            envvar="HUB_SIM_PROVISIONING", show_default=False,
+            help="The provisioning sheet `hub up --demo` writes (device broker logins, "
+                 "secure bands' keys, the key anchor); read by the intruder scenario. "
+                 "Default: hub-sim's --provisioning (hub-data/demo-provisioning.json, or "
+                 "under $HUB_DATA_DIR).",
+        )] = None,
     ) -> None:
         settings: Settings = ctx.obj
+        # Given after `scenario <name>`, or before it (as `hub up --demo` prints the command).
+        provisioning = provisioning or settings.sheet_path
         with settings.hub_api() as api, ReaderPool(
                 settings.venue, settings.broker, guest_login=api.guest_broker_login) as readers:
             run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
@@ -509,7 +514,7 @@ def bench(
 
 ProvisioningOption = Annotated[Path | None, typer.Option(
     envvar="HUB_SIM_PROVISIONING", show_default=False,
-    help="The provisioning sheet `hub up --demo --secure-broker` writes: each device logs "
+    help="The provisioning sheet `hub up --demo` writes: each device logs "
          "in to the broker with its own credentials from it.",
 )]
 

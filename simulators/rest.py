@@ -9,9 +9,10 @@ and ``password`` and the client logs in (``POST /auth/token``) before its first 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -151,6 +152,44 @@ class PhoneKeyIssued(_Out):
     exp: datetime
 
 
+class Venue(_Out):
+    id: str
+    name: str
+    allow_plain_uid: bool = False
+
+
+class BrokerLogin(_Out):
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print a password
+        return f"BrokerLogin(username={self.username!r})"
+
+
+class Event(_Out):
+    """One row of the journey (``GET /events``)."""
+
+    id: int
+    device_id: str
+    event_id: str
+    kind: str
+    credential_ref: str | None = None
+    guest_id: str | None = None
+    outcome: str
+    reason: str
+    text: str
+
+
+class AuditEntry(_Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any] = {}
+    source: str = ""
+
+
 M = TypeVar("M", bound=_Out)
 
 
@@ -279,6 +318,58 @@ class HubApi:
             raise HubApiError("GET", "/health", 200, f"unexpected response: {body!r}")
         return body
 
+    def stats(self) -> dict[str, Any]:
+        """The bridge's counters (``GET /stats``): decisions, errors by code, refusals."""
+        body = self.request("GET", "/stats")
+        if not isinstance(body, dict):
+            raise HubApiError("GET", "/stats", 200, f"unexpected response: {body!r}")
+        return body
+
+    def audit(self, *, action: str | None = None, target: str | None = None,
+              actor: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Audit entries, newest first (admins and auditors)."""
+        params = {"action": action, "target": target, "actor": actor, "limit": limit}
+        return self._list(AuditEntry, "/audit", params)
+
+    def events(self, *, device_id: str | None = None, guest_id: str | None = None,
+               limit: int = 50) -> list[Event]:
+        """The newest page of the journey."""
+        params = {"device_id": device_id, "guest_id": guest_id, "limit": limit}
+        body = self.request("GET", "/events", params=params)
+        try:
+            return TypeAdapter(list[Event]).validate_python(body["items"])
+        except (ValidationError, TypeError, KeyError) as exc:
+            raise HubApiError("GET", "/events", 200, f"unexpected response: {exc}") from None
+
+    def create_venue(self, venue_id: str, name: str) -> Venue:
+        return self._one(Venue, "POST", "/venues", json={"id": venue_id, "name": name},
+                         status=201)
+
+    def venue(self, venue_id: str) -> Venue:
+        return self._one(Venue, "GET", f"/venues/{venue_id}")
+
+    def create_device(self, device_id: str, venue_id: str, kind: str, name: str,
+                      zone_id: str | None = None) -> Device:
+        payload = {"id": device_id, "venue_id": venue_id, "kind": kind, "name": name,
+                   "zone_id": zone_id}
+        return self._one(Device, "POST", "/devices", json=_compact(payload), status=201)
+
+    def reissue_broker_login(self, device_id: str) -> BrokerLogin:
+        """A new broker password for a device (the old one stops)."""
+        return self._one(BrokerLogin, "POST", f"/devices/{device_id}/broker-credentials")
+
+    def guest_token(self, guest_id: str) -> str:
+        """A token for the guest's own app (``POST /guests/{id}/token``, staff)."""
+        body = self.request("POST", f"/guests/{guest_id}/token", status=201)
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
+            raise HubApiError("POST", f"/guests/{guest_id}/token", 201, "no access_token")
+        return str(body["access_token"])
+
+    def erase_guest(self, guest_id: str) -> dict[str, Any]:
+        """Erase a guest's personal data (admins); the hub's erasure report."""
+        body = self.request("POST", f"/guests/{guest_id}/erase", status=200)
+        return body if isinstance(body, dict) else {}
+
     def guest_broker_login(self, guest_id: str) -> tuple[str, str]:
         """The (username, password) the guest's app logs in to the broker with."""
         body = self.request("POST", f"/guests/{guest_id}/broker-login", status=200)
@@ -403,6 +494,53 @@ class HubApi:
         payload = {"amount": amount, "idempotency_key": idempotency_key}
         return self._one(Transaction, "POST", f"/transactions/{transaction_id}/refunds",
                          json=_compact(payload), status=201)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAnswer:
+    """How the hub answered one log-in attempt."""
+
+    status: int
+    detail: str
+    retry_after: int | None = None  # seconds, on a 429
+
+
+class LogInAttempts:
+    """Log-in attempts as they are, from one client address: a guesser's tool.
+
+    ``local_address``: the address to connect from (a loopback hub can be reached from
+    any 127.x.y.z on Linux, so a guessing run need not share the throttle of this
+    machine's own 127.0.0.1). OSError when the address cannot be bound.
+    """
+
+    def __init__(self, url: str, *, local_address: str | None = None, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = api_base(url)
+        if transport is None and local_address is not None:
+            transport = httpx.HTTPTransport(local_address=local_address)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def attempt(self, username: str, password: str) -> LoginAnswer:
+        try:
+            response = self._http.post("/auth/token",
+                                       json={"username": username, "password": password})
+        except httpx.TransportError as exc:
+            raise HubUnreachable(f"hub API not reachable at {self.base_url}: {exc}") from exc
+        wait = response.headers.get("Retry-After")
+        return LoginAnswer(response.status_code,
+                           "" if response.is_success else error_detail(response),
+                           int(wait) if wait is not None and wait.isdigit() else None)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def _compact(payload: dict[str, Any]) -> dict[str, Any]:

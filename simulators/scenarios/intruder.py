@@ -1,6 +1,6 @@
-"""intruder: an attacker against a hub started with ``hub up --demo --secure-broker``.
+"""intruder: an attacker against a hub started with ``hub up --demo`` (its broker is closed).
 
-Every attack must be refused, each for its own reason:
+Every attack must be refused, each for its own reason, and leave a trace:
 
 1. baseline: a genuine secure band (NTAG 424 DNA) at its guest's room lock is let in;
 2. a cloned band (its UID alone) is ``credential_forged``;
@@ -11,35 +11,53 @@ Every attack must be refused, each for its own reason:
    signed by the attacker's own key is ``credential_forged``;
 6. once the key is revoked, a correct tap is ``credential_revoked``;
 7. the broker: a device cannot read another's decisions, cannot get a tap decided
-   for another device, and cannot log in with another device's password.
+   for another device, and cannot log in with another device's password;
+8. the bridge's password: venue ids ``hub`` (reserved) and ``evil.venue`` are 422, and the
+   broker password of a device named ``bridge`` is ``Not authorized`` as the bridge's
+   login (the refusal counted in ``/stats`` ``broker_refusals``);
+9. a phone key issued again: an offline lock following the signed revocation list
+   refuses the superseded key alone (``key_revoked``) while the new one opens; the hub
+   refuses it online (``credential_revoked``); the lock's upload of its refusal is
+   recorded without the guest and alerts staff (audit ``offline_entry.alert``);
+10. bare ids: a plain band's UID at the strict venue's gate (``gate-spa-in-1``), and the
+    bare id of a phone key that has a signed form, are ``insecure_credential``;
+11. forged offline entries: from a thermostat, ``offline_entry_refused``; from the lock
+    with no proof, recorded naming no guest; with a forged proof, recorded naming no guest,
+    audited ``offline_entry.alert`` and counted in ``/stats`` ``offline_entry_alerts``;
+12. a client without credentials: CONNACK ``Not authorized``, counted in ``broker_refusals``;
+13. a throwaway guest's app token works, the guest is erased, the token is 401;
+14. wrong passwords for a made-up account until 429 with Retry-After; every failure is
+    audited ``auth.failure`` and the 429 ``auth.throttled``.
+
+Steps 8-12 live in :mod:`.intruder_doors`, 13-14 in :mod:`.intruder_api`. Broker refusals
+are counted and logged by the hub, not written to its audit log; the scenario checks the
+counter. The journey rows, audit entries and counters are read through the REST API as
+the admin hub-sim logs in as (``/audit`` takes an admin or auditor; erasure an admin).
 
 It reads the provisioning sheet the demo writes (``<data_dir>/demo-provisioning.json``):
-the broker address, each device's broker username and password, and the secure
-bands' SDM keys. Exit 0 when every attack is refused as expected, 1 when one is let
-through or refused for another reason, 2 when the hub is unreachable or was not
-started with ``--secure-broker``.
+the broker address, each device's broker username and password, the secure bands' SDM
+keys and the offline locks' trust anchor. Exit 0 when every attack is refused as
+expected, 1 when one is let through, refused for another reason or not recorded, 2 when
+the hub is unreachable or its broker lets anyone in (``--open-broker``).
 
-Each run creates its own phone credential (revoking the demo's ``phone-guest-NN``
-would break it for every later run) and starts its bands' read counters from the
-clock, so the scenario can be played against the same hub again and again.
+Re-runnable against the same hub: each run creates its own phone credentials (revoking
+the demo's ``phone-guest-NN`` would break them for every later run), throwaway guest and
+account names, and starts its bands' read counters from the clock. The lab venue
+``intruder-lab`` and its device ``bridge`` are made once and reused. The password guesses
+of step 14 come from another loopback address each run, so the throttle they leave does
+not touch this machine's 127.0.0.1 (where that is impossible the step runs last and waits
+out the Retry-After; see :mod:`.intruder_api`).
 """
 
 from __future__ import annotations
 
-import queue
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import Any
 
 from devices.client import DeviceClient, HubError, NoReply, new_event_id
 from devices.contract import (
@@ -56,6 +74,16 @@ from devices.phone_key import make_proof, new_challenge, phone_keypair
 from devices.topics import Channel, device_topic
 from simulators.readers import random_uid
 from simulators.rest import Entitlement, HubApiError, HubUnreachable
+from simulators.scenarios import intruder_api as accounts
+from simulators.scenarios import intruder_doors as doors
+from simulators.scenarios.raw_mqtt import (
+    NOT_AUTHORIZED,
+    QUIET_S,
+    SUCCESS,
+    RawClient,
+    connack,
+    suback_text,
+)
 from simulators.scenarios.runner import Expect, NotPlayable, Run, allow, deny
 from simulators.secure_band import SecureBand
 from simulators.sheet import (
@@ -69,9 +97,6 @@ from simulators.sheet import (
 )
 
 DEFAULT_PROVISIONING = Path("hub-data/demo-provisioning.json")
-QUIET_S = 2.0  # how long an observer listens for what must never arrive
-NOT_AUTHORIZED = "Not authorized"  # paho's name of CONNACK 5 (3.1.1) / 0x87 (5)
-SUCCESS = "Success"
 
 Credential = WristbandCredential | WristbandSunCredential | PhoneKeyCredential
 
@@ -107,6 +132,11 @@ def other_device(candidates: Iterable[str], exclude: str, provisioned: Iterable[
     return next((d for d in sorted(candidates) if d != exclude and d in known), None)
 
 
+VERDICTS = ("refused", "let through", "refused for another reason", "not recorded",
+            "not played", "as expected", "baseline failed")
+PASSING = frozenset({"refused", "as expected"})
+
+
 def verdict(expected: Expect, outcome: str | None, reason: str | None) -> str:
     """How an attack ended: ``refused``, ``let through`` or ``refused for another reason``.
 
@@ -119,143 +149,6 @@ def verdict(expected: Expect, outcome: str | None, reason: str | None) -> str:
     if expected.outcome == "allow":
         return "baseline failed"
     return "refused for another reason"
-
-
-# ------------------------------------------------------------------ raw MQTT
-
-
-def _reason_name(code: Any) -> str:
-    """paho's ReasonCode by name ("Success", "Not authorized" ...), for 3.1.1 and 5 alike."""
-    return str(getattr(code, "getName", lambda: code)())
-
-
-class RawClient:
-    """A bare paho connection that does exactly what it is told: the attacker's tool.
-
-    ``DeviceClient`` subscribes to its own device's topics only and hides a refused
-    CONNACK behind a timeout; this one reports CONNACK and SUBACK codes as they are
-    and records every message it receives.
-    """
-
-    def __init__(self, host: str, port: int, username: str | None = None,
-                 password: str | None = None, *, name: str = "intruder") -> None:
-        self.host, self.port = host, port
-        self.messages: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
-        self._connack: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self._subacks: dict[int, list[str]] = {}
-        self._pubacks: set[int] = set()
-        self._cond = threading.Condition()
-        self._looping = False
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"{name}-{uuid.uuid4().hex[:8]}",
-                                   protocol=mqtt.MQTTv311)
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_publish = self._on_publish
-        self._client.on_message = self._on_message
-
-    def connect(self, timeout: float = 5.0) -> str | None:
-        """Connect; the CONNACK's reason by name, None when none came. OSError if no TCP.
-
-        The network thread starts only once the broker has accepted the login: paho
-        would otherwise keep retrying a refused one in the background.
-        """
-        self._client.connect(self.host, self.port, keepalive=30)
-        sock = self._client.socket()
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        deadline = time.monotonic() + timeout
-        while self._connack.empty() and time.monotonic() < deadline:
-            if self._client.loop(timeout=0.05) not in (mqtt.MQTT_ERR_SUCCESS,
-                                                       mqtt.MQTT_ERR_AGAIN):
-                break  # the broker closed the connection (after a refusal, or without one)
-        try:
-            answer = self._connack.get_nowait()
-        except queue.Empty:
-            return None
-        if answer == SUCCESS:
-            self._client.loop_start()
-            self._looping = True
-        return answer
-
-    def subscribe(self, topic: str, timeout: float = 5.0) -> str | None:
-        """Subscribe (QoS 1); the SUBACK's code by name, None when none came."""
-        result, mid = self._client.subscribe(topic, qos=1)
-        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
-            return None
-        with self._cond:
-            if not self._cond.wait_for(lambda: mid in self._subacks, timeout):
-                return None
-            return self._subacks[mid][0]
-
-    def publish(self, topic: str, payload: bytes, timeout: float = 5.0) -> bool:
-        """Publish at QoS 1; True when the broker acknowledged it (which grants nothing)."""
-        info = self._client.publish(topic, payload, qos=1)
-        with self._cond:
-            return self._cond.wait_for(lambda: info.mid in self._pubacks, timeout)
-
-    def received(self, within: float) -> list[tuple[str, bytes]]:
-        """Everything that arrived, after listening ``within`` seconds more."""
-        deadline = time.monotonic() + within
-        found: list[tuple[str, bytes]] = []
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                found.append(self.messages.get(timeout=left))
-            except queue.Empty:
-                break
-        return found
-
-    def close(self) -> None:
-        self._client.disconnect()
-        if self._looping:
-            self._client.loop_stop()
-            self._looping = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        self._connack.put(_reason_name(rc))
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any = None) -> None:
-        with self._cond:
-            self._subacks[mid] = [_reason_name(c) for c in codes] or ["?"]
-            self._cond.notify_all()
-
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any = None,
-                    _p: Any = None) -> None:
-        with self._cond:
-            self._pubacks.add(mid)
-            self._cond.notify_all()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put((msg.topic, bytes(msg.payload)))
-
-
-def suback_text(code: str | None) -> str:
-    """A SUBACK code for the report: ``granted QoS n`` or ``refused (<name>)``."""
-    if code is None:
-        return "none"
-    if code.startswith("Granted QoS"):
-        return code.replace("Granted", "granted")
-    return f"refused ({code})"
-
-
-def connack(host: str, port: int, username: str | None, password: str | None,
-            timeout: float = 5.0) -> str | None:
-    """What the broker answers a login with (``Success``, ``Not authorized`` ...); None if
-    nothing; OSError when it cannot be reached at all."""
-    client = RawClient(host, port, username, password, name="probe")
-    try:
-        return client.connect(timeout)
-    finally:
-        client.close()
 
 
 # ------------------------------------------------------------------ the target
@@ -297,7 +190,7 @@ def find_target(run: Run, sheet: Sheet) -> Target:
                       lock=lock)
     why = "; ".join(seen[:5]) or "the sheet lists no secure bands"
     raise NotPlayable(f"no secure band of the sheet can be played ({why}): "
-                      "is this the hub `hub up --demo --secure-broker` wrote the sheet for?")
+                      "is this the hub `hub up --demo` wrote the sheet for?")
 
 
 # ------------------------------------------------------------------ the attack
@@ -311,6 +204,8 @@ class Intruder:
         self.host, self.port = sheet.connect_host, sheet.broker_port
         self.clients: dict[str, DeviceClient] = {}
         self.verdicts: list[tuple[str, str]] = []  # (attack, verdict)
+        # Tells this run's throwaway ids (guests, users) from every earlier run's.
+        self.stamp = f"{int(time.time()):x}{uuid.uuid4().hex[:4]}"
 
     # --------------------------------------------------------- plumbing
 
@@ -362,6 +257,25 @@ class Intruder:
         reason = decision.reason.value if decision else None
         self.verdicts.append((title, verdict(expect, outcome, reason)))
         return decision
+
+    def attempt(self, title: str, where: str, expected: str,
+                probe: Callable[[], tuple[str, str]]) -> bool:
+        """A step that is not a tap: ``probe`` returns (its verdict, what it saw).
+
+        The verdict is one of :data:`VERDICTS`; the step passes on ``refused`` (an attack)
+        or ``as expected`` (a baseline). A REST call the hub refuses ends the probe as
+        ``refused for another reason``.
+        """
+        seen = ["refused for another reason"]
+
+        def checked() -> tuple[bool, str]:
+            label, got = probe()
+            seen[0] = label
+            return label in PASSING, got
+
+        step = self.run.check(title, where, expected, checked)
+        self.verdicts.append((title, seen[0]))
+        return step.ok
 
     def skip(self, title: str, where: str, expect: Expect | str, why: str) -> None:
         self.run.fail(title, where, expect, f"not played: {why}")
@@ -527,8 +441,9 @@ class Intruder:
         attacks = [(t, v) for t, v in self.verdicts if "baseline" not in t]
         refused = sum(v == "refused" for _, v in attacks)
         self.run.note(f"summary: {refused} of {len(attacks)} attacks refused for the right reason")
-        for label in ("let through", "refused for another reason", "not played",
-                      "baseline failed"):
+        for label in VERDICTS[1:]:
+            if label == "as expected":
+                continue
             names = [t.split(":")[0] for t, v in self.verdicts if v == label]
             if names:
                 self.run.note(f"  {label}: {', '.join(names)}")
@@ -540,8 +455,8 @@ def _sheet_of(path: Path) -> Sheet:
     except FileNotFoundError:
         raise NotPlayable(
             f"no provisioning sheet at {path}: the hub writes it to "
-            "<data_dir>/demo-provisioning.json when started with `hub up --demo "
-            "--secure-broker` (pass --provisioning or HUB_SIM_PROVISIONING)") from None
+            "<data_dir>/demo-provisioning.json when started with `hub up --demo` "
+            "(pass --provisioning or HUB_SIM_PROVISIONING)") from None
     except PermissionError:
         raise NotPlayable(f"cannot read {path} (it is 0600: run as the hub's user)") from None
     except SheetError as exc:
@@ -560,12 +475,14 @@ def _require_secure_broker(sheet: Sheet, path: Path) -> None:
     if answer == SUCCESS:
         raise NotPlayable(
             f"the broker at mqtt://{host}:{port} (from {path}) accepts clients without "
-            "credentials: the hub was not started with --secure-broker")
+            "credentials: the hub was started with --open-broker")
 
 
 def intruder(run: Run) -> None:
-    """An attacker against `hub up --demo --secure-broker`: cloned, replayed and forged
-    bands and phone keys, a revoked key, a rogue device; every attack must be refused."""
+    """An attacker against `hub up --demo` and its closed broker: cloned, replayed and
+    forged bands and phone keys, revoked and superseded keys, a rogue device, reserved
+    ids, bare ids, forged offline entries, an anonymous client, an erased guest's token
+    and a password guesser; every attack must be refused for its reason and recorded."""
     path = run.provisioning or DEFAULT_PROVISIONING
     sheet = _sheet_of(path)
     _require_secure_broker(sheet, path)
@@ -577,6 +494,14 @@ def intruder(run: Run) -> None:
         attacker.secure_band(target)
         attacker.phone_key(target)
         attacker.rogue_device(target)
+        doors.reserved_venues(attacker)
+        doors.bridge_login(attacker)
+        phone = doors.superseded_key(attacker, target)
+        doors.bare_ids(attacker, target, phone)
+        doors.forged_offline_entries(attacker, target, phone)
+        doors.anonymous_client(attacker)
+        accounts.erased_guest_token(attacker)
+        accounts.brute_force(attacker)  # last: it leaves a throttle behind (intruder_api)
     finally:
         attacker.close()
         attacker.summarize()

@@ -38,7 +38,7 @@ EXIT_OK, EXIT_MISMATCH, EXIT_UNREACHABLE = 0, 1, 2
 
 class NotPlayable(Exception):
     """The hub answers but cannot host this scenario (e.g. the intruder needs a hub started
-    with ``--secure-broker``); the message says why. Exit 2, like an unreachable hub."""
+    without ``--open-broker``); the message says why. Exit 2, like an unreachable hub."""
 
 
 @dataclass(frozen=True, slots=True)

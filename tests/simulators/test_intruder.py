@@ -1,7 +1,7 @@
 """The intruder scenario's pure parts: the sheet, bit flips, band counters, target choice.
 
 No hub and no broker: what needs them is played by ``hub-sim scenario intruder``
-against ``hub up --demo --secure-broker``.
+against ``hub up --demo`` (tests/e2e/test_cli.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from devices.contract import EntryReason
 from devices.sun import SunMacError, verify_sun
 from simulators.cli import app
-from simulators.rest import Entitlement, HubApi
+from simulators.rest import AuditEntry, Entitlement, Event, HubApi, LoginAnswer, LogInAttempts
 from simulators.scenarios import SCENARIOS
 from simulators.scenarios.intruder import (
     Sheet,
@@ -35,6 +35,17 @@ from simulators.scenarios.intruder import (
     other_device,
     parse_sheet,
     verdict,
+)
+from simulators.scenarios.intruder_api import audited, guessing_address, guessing_verdict
+from simulators.scenarios.intruder_doors import (
+    alert_of,
+    api_verdict,
+    entry_verdict,
+    login_refusals,
+    login_verdict,
+    pass_holders,
+    row_of,
+    wait_for,
 )
 from simulators.scenarios.runner import NotPlayable, Run, allow, deny, play
 from simulators.secure_band import COUNTER_MODULUS, SecureBand, initial_counter
@@ -296,10 +307,10 @@ def play_intruder(provisioning: Path | None) -> tuple[int, str]:
     return code, " ".join(console.export_text().split())
 
 
-def test_no_sheet_means_exit_2_and_says_secure_broker(tmp_path: Path) -> None:
+def test_no_sheet_means_exit_2_and_says_where_it_comes_from(tmp_path: Path) -> None:
     code, text = play_intruder(tmp_path / "demo-provisioning.json")
     assert code == 2
-    assert "no provisioning sheet" in text and "--secure-broker" in text
+    assert "no provisioning sheet" in text and "hub up --demo" in text
 
 
 def test_a_broken_sheet_means_exit_2(tmp_path: Path) -> None:
@@ -316,7 +327,7 @@ def test_a_broker_that_lets_anyone_in_is_not_a_secure_one(
     monkeypatch.setattr(intruder_module, "connack", lambda *a, **k: "Success")
     code, text = play_intruder(path)
     assert code == 2
-    assert "not started with --secure-broker" in text
+    assert "started with --open-broker" in text
 
 
 def test_an_unreachable_broker_is_exit_2(tmp_path: Path,
@@ -400,3 +411,177 @@ def test_sheet_type_is_frozen() -> None:
     assert isinstance(sheet, Sheet)
     with pytest.raises(AttributeError):
         sheet.broker_port = 1  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ the newer attacks
+
+
+def audit_entry(action: str, target: str, **detail: Any) -> AuditEntry:
+    return AuditEntry(id=1, at=NOW, actor="x", action=action, target=target, detail=detail)
+
+
+def journey_row(event_id: str, guest_id: str | None, text: str = "offline") -> Event:
+    return Event(id=1, device_id="lock-101", event_id=event_id, kind="offline_entry",
+                 guest_id=guest_id, outcome="allow", reason="ok", text=text)
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "expected"),
+    [(201, "", "let through"), (422, "'hub' is reserved for the hub", "refused"),
+     (422, "String should match pattern", "refused for another reason"),
+     (409, "exists already: reserved", "refused for another reason")],
+)
+def test_a_refused_venue_must_say_why(status: int, detail: str, expected: str) -> None:
+    assert api_verdict(status, detail, want=422, saying="reserved") == expected
+
+
+@pytest.mark.parametrize(("answer", "expected"),
+                         [("Not authorized", "refused"), ("Success", "let through"),
+                          ("Bad user name or password", "refused for another reason"),
+                          (None, "refused for another reason")])
+def test_a_broker_login_is_refused_only_by_not_authorized(answer: str | None,
+                                                          expected: str) -> None:
+    assert login_verdict(answer) == expected
+
+
+def test_login_refusals_read_from_stats() -> None:
+    assert login_refusals({"broker_refusals": {"login": 3, "takeover": 1}}) == 3
+    assert login_refusals({"broker_refusals": {}}) == 0
+    assert login_refusals({}) == 0  # a hub without an embedded broker
+
+
+def test_wait_for_polls_until_something_comes() -> None:
+    answers = iter([None, None, "there"])
+    assert wait_for(lambda: next(answers), within=2.0, every=0.0) == "there"
+    assert wait_for(lambda: None, within=0.0) is None
+
+
+def test_a_forged_offline_entry_must_name_no_guest_and_alert_when_asked() -> None:
+    alert = audit_entry("offline_entry.alert", "device:lock-101", event_id="e1",
+                        reason="credential_forged")
+    assert entry_verdict(None, None, None)[0] == "not recorded"
+    assert entry_verdict(journey_row("e1", "guest-06"), alert, "credential_forged")[0] == \
+        "let through"
+    assert entry_verdict(journey_row("e1", None), None, None)[0] == "refused"
+    assert entry_verdict(journey_row("e1", None), None, "credential_forged")[0] == \
+        "not recorded"
+    label, got = entry_verdict(journey_row("e1", None, "offline, refused"), alert,
+                               "credential_forged")
+    assert label == "refused" and "offline_entry.alert credential_forged" in got
+    assert entry_verdict(journey_row("e1", None), alert, "credential_revoked")[0] == \
+        "refused for another reason"
+
+
+def test_rows_and_alerts_are_found_by_event_id() -> None:
+    rows = [journey_row("e1", None), journey_row("e2", None)]
+    assert row_of(rows, "e2") is rows[1] and row_of(rows, "e3") is None
+    alerts = [audit_entry("auth.failure", "user:x", event_id="e1"),
+              audit_entry("offline_entry.alert", "device:lock-101", event_id="e1")]
+    assert alert_of(alerts, "e1") is alerts[1] and alert_of(alerts, "e2") is None
+
+
+def test_pass_holders_hold_an_active_pass_to_the_zone_now() -> None:
+    day = timedelta(days=1)
+    ents = [entitlement("a", "ticket", ["spa"], -day, day),
+            entitlement("b", "ticket", ["park"], -day, day),
+            entitlement("c", "ticket", ["spa"], day, 2 * day),
+            entitlement("d", "ticket", ["spa"], -day, day, status="cancelled")]
+    assert pass_holders(ents, "spa", NOW) == ["guest-01"]
+    assert pass_holders(ents[1:], "spa", NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("http://127.0.0.1:8000", "127.8.9.10"), ("http://127.0.0.1:8000/api/v1", "127.8.9.10"),
+     ("http://127.3.2.1:8000", "127.8.9.10"), ("http://localhost:8000", None),
+     ("http://10.0.0.5:8000", None), ("http://[::1]:8000", None),
+     ("http://hub.example:8000", None)],
+)
+def test_guesses_come_from_another_loopback_address(url: str, expected: str | None) -> None:
+    picks = iter([7, 9, 9])
+    assert guessing_address(url, lambda _n: next(picks)) == expected
+
+
+def test_a_guessing_address_is_never_127_0_0_x() -> None:
+    for _ in range(200):
+        address = guessing_address("http://127.0.0.1:8000")
+        assert address is not None and address.startswith("127.")
+        assert not address.startswith("127.0.0.") and not address.endswith((".0", ".255"))
+    assert guessing_address("http://127.0.0.1", lambda n: n - 1) == "127.254.255.254"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected", "said"),
+    [([401] * 5 + [429], "refused", "5 × 401, then 429 Retry-After 1s"),
+     ([401, 200], "let through", "then a token"),
+     ([401] * 12, "let through", "never throttled"),
+     ([401, 500], "refused for another reason", "HTTP 500"),
+     ([], "not played", "no attempt")],
+)
+def test_guessing_verdicts(statuses: list[int], expected: str, said: str) -> None:
+    answers = [LoginAnswer(s, "", 1 if s == 429 else None) for s in statuses]
+    label, got = guessing_verdict(answers)
+    assert label == expected and said in got
+
+
+def test_a_429_without_retry_after_is_not_the_refusal_asked_for() -> None:
+    assert guessing_verdict([LoginAnswer(429, "slow down")])[0] == "refused for another reason"
+
+
+def test_audited_counts_one_action_on_one_target() -> None:
+    entries = [audit_entry("auth.failure", "user:x"), audit_entry("auth.failure", "user:y"),
+               audit_entry("auth.throttled", "user:x"), audit_entry("auth.failure", "user:x")]
+    assert audited(entries, "auth.failure", "user:x") == 2
+    assert audited(entries, "auth.throttled", "user:x") == 1
+
+
+def test_log_in_attempts_report_status_and_retry_after() -> None:
+    answers = iter([httpx.Response(401, json={"detail": "invalid username or password"}),
+                    httpx.Response(429, json={"detail": "too many"},
+                                   headers={"Retry-After": "2"})])
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return next(answers)
+
+    with LogInAttempts("http://hub.test:8000", transport=httpx.MockTransport(handler)) as g:
+        first, second = g.attempt("intruder-x", "guess-1"), g.attempt("intruder-x", "guess-2")
+    assert first == LoginAnswer(401, "invalid username or password", None)
+    assert second == LoginAnswer(429, "too many", 2)
+    assert json.loads(seen[0]) == {"username": "intruder-x", "password": "guess-1"}
+
+
+def test_rest_reads_the_journey_audit_and_stats() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/events"):
+            assert request.url.params["device_id"] == "lock-101"
+            return httpx.Response(200, json={"items": [{
+                "id": 5, "device_id": "lock-101", "venue_id": "v", "event_id": "e1",
+                "kind": "offline_entry", "guest_id": None, "outcome": "allow",
+                "reason": "ok", "text": "offline"}], "next_cursor": None})
+        if path.endswith("/audit"):
+            assert request.url.params["action"] == "auth.failure"
+            return httpx.Response(200, json=[{
+                "id": 1, "at": NOW.isoformat(), "actor": "x", "roles": [],
+                "action": "auth.failure", "target": "user:x", "detail": {},
+                "source": "127.1.2.3"}])
+        return httpx.Response(200, json={"offline_entry_alerts": 2})
+
+    with HubApi("http://hub.test:8000", transport=httpx.MockTransport(handler)) as api:
+        assert api.events(device_id="lock-101")[0].event_id == "e1"
+        assert api.audit(action="auth.failure")[0].source == "127.1.2.3"
+        assert api.stats() == {"offline_entry_alerts": 2}
+
+
+def test_the_new_attacks_are_registered_as_steps_of_the_scenario() -> None:
+    source = Path(str(intruder_module.__file__)).read_text()
+    for call in ("doors.reserved_venues", "doors.bridge_login", "doors.superseded_key",
+                 "doors.bare_ids", "doors.forged_offline_entries", "doors.anonymous_client",
+                 "accounts.erased_guest_token", "accounts.brute_force"):
+        assert call in source
+    # The brute force leaves a throttle behind: nothing may come after it.
+    body = source[source.index("def intruder(run: Run)"):]
+    assert body.index("accounts.brute_force") > body.index("accounts.erased_guest_token")
+    assert "attacker." not in body[body.index("accounts.brute_force"):body.index("finally")]
