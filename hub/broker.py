@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import OUTGOING, Session
 
-from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, allowed, password_ok
+from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, Refusal, allowed, password_ok
 from hub.tls import TlsListener
 
 __all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubOpenAuthPlugin",
@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 
 # The reasons EmbeddedBroker.refusals counts, and what each means in the log.
+# Refusals kept for the hub to audit, newest last; past this many (a flood) the oldest go:
+# the counters still count every one.
+_KEPT_REFUSALS = 1000
+
 _REFUSALS = {
     "login": "unknown user, wrong password or a forbidden last will",
     "takeover": "its client id belongs to another user's connection or session",
@@ -95,7 +99,7 @@ class _Broker(Broker):
     _closing = False
 
     def __init__(self, config: dict[str, Any], *,
-                 on_refusal: Callable[[str], None] | None = None) -> None:
+                 on_refusal: Callable[[Refusal], None] | None = None) -> None:
         super().__init__(config)
         self._on_refusal = on_refusal or (lambda _reason: None)
 
@@ -224,7 +228,8 @@ class _Broker(Broker):
 
     async def _refuse(self, incoming: Session, writer: Any, reason: str, code: int) -> None:
         """Answer a refused CONNECT, close its connection, log and count it."""
-        self._on_refusal(reason)
+        self._on_refusal(Refusal(reason, incoming.username or "", str(incoming.client_id or ""),
+                                 str(incoming.remote_address or "")))
         log.warning("refused MQTT client %r (user %r) from %s:%s: %s", incoming.client_id,
                     incoming.username, incoming.remote_address, incoming.remote_port,
                     _REFUSALS[reason])
@@ -441,6 +446,7 @@ class EmbeddedBroker:
         self._auth_id: str | None = None
         self._refusal_lock = threading.Lock()
         self._refusals: Counter[str] = Counter()
+        self._refused_log: deque[Refusal] = deque(maxlen=_KEPT_REFUSALS)
         if bridge_login is not None:
             if auth is not None:
                 raise ValueError("bridge_login is for the open broker: with auth, the bridge "
@@ -501,9 +507,17 @@ class EmbeddedBroker:
         with self._refusal_lock:
             return Counter(self._refusals)
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, refusal: Refusal) -> None:
         with self._refusal_lock:  # counted on the broker's thread, read from others
-            self._refusals[reason] += 1
+            self._refusals[refusal.reason] += 1
+            self._refused_log.append(refusal)
+
+    def take_refusals(self) -> list[Refusal]:
+        """The refusals since the last call, oldest first (at most the last 1,000)."""
+        with self._refusal_lock:
+            taken = list(self._refused_log)
+            self._refused_log.clear()
+        return taken
 
     async def _start(self) -> Broker:
         broker = _Broker(self._config, on_refusal=self._refused)

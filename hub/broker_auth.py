@@ -68,6 +68,16 @@ class BrokerAuth:
             raise ValueError("the bridge password must not be empty")
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A CONNECT a broker turned away, for the hub's audit log (never the password)."""
+
+    reason: str  # "login" or "takeover"
+    username: str
+    client_id: str
+    address: str
+
+
 # ------------------------------------------------------------------ usernames
 
 

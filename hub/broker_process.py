@@ -9,8 +9,10 @@ so it never outlives the hub holding the port.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -18,7 +20,7 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
-from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins
+from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, Refusal
 from hub.tls import TlsListener
 
 log = logging.getLogger(__name__)
@@ -26,11 +28,12 @@ log = logging.getLogger(__name__)
 # The refusal reasons EmbeddedBroker counts, shared with the parent in this order.
 _REASONS = ("login", "takeover")
 _COPY_EVERY = 0.2  # seconds between copies of the child's counters
+_KEPT_REFUSALS = 1000  # refusals waiting for the hub to audit them; more are only counted
 
 
 def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
            bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
-           log_level: str, logins: Logins, tls: TlsListener | None) -> None:
+           refused: multiprocessing.Queue[Refusal], log_level: str, logins: Logins, tls: TlsListener | None) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
     # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
     # the hub may stop its broker, after the bridge has answered what the broker holds.
@@ -56,6 +59,9 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
             refusals = broker.refusals
             for value, reason in zip(counts, _REASONS, strict=True):
                 value.value = refusals.get(reason, 0)
+            for refusal in broker.take_refusals():
+                with contextlib.suppress(queue.Full):  # a flood: the counters still count
+                    refused.put_nowait(refusal)
 
     threading.Thread(target=copy_counters, name="broker-counters", daemon=True).start()
     try:
@@ -81,9 +87,10 @@ class BrokerProcess:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
         self._conn, child = ctx.Pipe()
         self._counts: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in _REASONS]
+        self._refused: multiprocessing.Queue[Refusal] = ctx.Queue(_KEPT_REFUSALS)
         self._process = ctx.Process(
             target=_serve, name="hub-broker",
-            args=(child, host, port, auth, bridge_login, self._counts, log_level,
+            args=(child, host, port, auth, bridge_login, self._counts, self._refused, log_level,
                   dict(logins), tls),
             daemon=True)
         self._child_end = child
@@ -120,6 +127,14 @@ class BrokerProcess:
         """Refused CONNECTs by reason, as last copied from the child (every 0.2 s)."""
         return Counter({reason: value.value for reason, value in
                         zip(_REASONS, self._counts, strict=True) if value.value})
+
+    def take_refusals(self) -> list[Refusal]:
+        """The refusals the child reported since the last call (see EmbeddedBroker)."""
+        taken: list[Refusal] = []
+        with contextlib.suppress(queue.Empty, OSError, ValueError):
+            while len(taken) < _KEPT_REFUSALS:
+                taken.append(self._refused.get_nowait())
+        return taken
 
     def set_logins(self, logins: Logins) -> None:
         """Hand the broker the re-issued and revoked logins (see EmbeddedBroker.set_logins)."""

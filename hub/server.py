@@ -22,6 +22,7 @@ from hub.automation_runner import AutomationRunner
 from hub.automation_store import CachedRules
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
+from hub.broker_audit import record_refusals
 from hub.broker_auth import NO_CHANGES, Logins
 from hub.broker_logins import LoginFollower
 from hub.broker_process import BrokerProcess
@@ -113,6 +114,8 @@ class Hub:
             self.broker.start()
             if self._logins is not None:
                 self._logins.start()
+            threading.Thread(target=self._audit_refusals, name="hub-broker-audit",
+                             daemon=True).start()
             if isinstance(self.broker, BrokerProcess):
                 self._watchdog = threading.Thread(target=self._watch_broker,
                                                   name="hub-broker-watchdog", daemon=True)
@@ -187,6 +190,18 @@ class Hub:
     def _set_logins(self, logins: Logins) -> None:
         if self.broker is not None:
             self.broker.set_logins(logins)
+
+    def _audit_refusals(self) -> None:
+        """Write the broker's refused logins to the audit log, once a second."""
+        while not self._stopping.wait(1.0):
+            broker, engine = self.broker, self.engine
+            if broker is None or engine is None:
+                continue
+            refusals = broker.take_refusals()
+            try:
+                record_refusals(engine, refusals, utcnow())
+            except Exception:  # the database is away: they are counted in /stats all the same
+                log.exception("could not audit %d refused broker logins", len(refusals))
 
     def _watch_broker(self) -> None:
         """Start the embedded broker's process again should it die (the bridge reconnects,

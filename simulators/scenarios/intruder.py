@@ -14,7 +14,7 @@ Every attack must be refused, each for its own reason, and leave a trace:
    for another device, and cannot log in with another device's password;
 8. the bridge's password: venue ids ``hub`` (reserved) and ``evil.venue`` are 422, and the
    broker password of a device named ``bridge`` is ``Not authorized`` as the bridge's
-   login (the refusal counted in ``/stats`` ``broker_refusals``);
+   login (the refusal counted in ``/stats`` ``broker_refusals`` and audited);
 9. a phone key issued again: an offline lock following the signed revocation list
    refuses the superseded key alone (``key_revoked``) while the new one opens; the hub
    refuses it online (``credential_revoked``); the lock's upload of its refusal is
@@ -24,14 +24,14 @@ Every attack must be refused, each for its own reason, and leave a trace:
 11. forged offline entries: from a thermostat, ``offline_entry_refused``; from the lock
     with no proof, recorded naming no guest; with a forged proof, recorded naming no guest,
     audited ``offline_entry.alert`` and counted in ``/stats`` ``offline_entry_alerts``;
-12. a client without credentials: CONNACK ``Not authorized``, counted in ``broker_refusals``;
+12. a client without credentials: CONNACK ``Not authorized``, counted and audited;
 13. a throwaway guest's app token works, the guest is erased, the token is 401;
 14. wrong passwords for a made-up account until 429 with Retry-After; every failure is
     audited ``auth.failure`` and the 429 ``auth.throttled``.
 
 Steps 8-12 live in :mod:`.intruder_doors`, 13-14 in :mod:`.intruder_api`. Broker refusals
-are counted and logged by the hub, not written to its audit log; the scenario checks the
-counter. The journey rows, audit entries and counters are read through the REST API as
+are counted (``/stats`` ``broker_refusals``) and audited (``broker.refused``, grouped per
+user and address each second); the scenario checks both. The journey rows, audit entries and counters are read through the REST API as
 the admin hub-sim logs in as (``/audit`` takes an admin or auditor; erasure an admin).
 
 It reads the provisioning sheet the demo writes (``<data_dir>/demo-provisioning.json``):

@@ -84,6 +84,15 @@ def login_refusals(stats: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) else 0
 
 
+REFUSED = "broker.refused"
+
+
+def refusal_entries(api: HubApi, username: str | None) -> int:
+    """How many audit entries record refused broker logins as ``username``."""
+    target = f"mqtt-user:{username or '(none)'}"
+    return len(api.audit(action=REFUSED, target=target, limit=200))
+
+
 def wait_for(fetch: Callable[[], T | None], within: float, every: float = 0.2) -> T | None:
     """``fetch()`` until it returns something, for ``within`` seconds; None if it never did."""
     deadline = time.monotonic() + within
@@ -192,13 +201,10 @@ def bridge_login(attacker: Intruder) -> None:
         if own != SUCCESS:
             return "not played", f"{login.username}'s own password got CONNACK {own}"
         before = login_refusals(api.stats())
+        audited = refusal_entries(api, BRIDGE_USER)
         answer = connack(host, port, BRIDGE_USER, login.password)
         got = f"{BRIDGE_USER} with {device_id}'s password: CONNACK {answer}"
-        label = login_verdict(answer)
-        counted = wait_for(lambda: login_refusals(api.stats()) > before or None, 2.0)
-        if label == "refused" and not counted:
-            return "not recorded", got + "; not in /stats broker_refusals"
-        return label, got + ("; counted in /stats broker_refusals" if counted else "")
+        return _recorded(api, login_verdict(answer), got, before, audited, BRIDGE_USER)
 
     attacker.attempt(title, f"broker ({device_id})", expected, probe)
 
@@ -437,6 +443,19 @@ def forged_offline_entries(attacker: Intruder, target: Target,
     attacker.attempt(title, target.lock, expected, forged_proof)
 
 
+def _recorded(api: HubApi, label: str, got: str, before: int, audited: int,
+              username: str | None) -> tuple[str, str]:
+    """A refused login must be counted in /stats and written to the audit log."""
+    counted = wait_for(lambda: login_refusals(api.stats()) > before or None, 2.0)
+    logged = wait_for(lambda: refusal_entries(api, username) > audited or None, 3.0)
+    if label != "refused":
+        return label, got
+    if not counted or not logged:
+        return "not recorded", got + ("" if counted else "; not in /stats broker_refusals") + (
+            "" if logged else f"; no {REFUSED} in the audit log")
+    return label, got + f"; counted in /stats broker_refusals, audited {REFUSED}"
+
+
 # ------------------------------------------------------------------ 12: anonymous
 
 
@@ -446,13 +465,10 @@ def anonymous_client(attacker: Intruder) -> None:
 
     def probe() -> tuple[str, str]:
         before = login_refusals(api.stats())
+        audited = refusal_entries(api, None)
         answer = connack(host, port, None, None)
-        label = login_verdict(answer)
-        counted = wait_for(lambda: login_refusals(api.stats()) > before or None, 2.0)
-        got = f"CONNACK {answer}"
-        if label == "refused" and not counted:
-            return "not recorded", got + "; not in /stats broker_refusals"
-        return label, got + ("; counted in /stats broker_refusals" if counted else "")
+        return _recorded(api, login_verdict(answer), f"CONNACK {answer}", before, audited,
+                         None)
 
     attacker.attempt("12 anonymous MQTT client", f"mqtt://{host}:{port}",
                      f"CONNACK {NOT_AUTHORIZED}", probe)

@@ -207,3 +207,25 @@ def test_a_closed_venue_s_devices_are_cut_off_until_it_opens(secure_hub: Hub,
     wait_for(lambda: not refused(secure_hub, login), timeout=5)
     with lock_client(secure_hub, login) as lock:
         assert lock.tap(WristbandCredential(uid=wristband_uid(6))).outcome == "allow"
+
+
+def test_refused_broker_logins_reach_the_audit_log(secure_hub: Hub, api: TestClient) -> None:
+    """Counted in /stats and written for staff: who tried, as whom, from where (no password)."""
+    wrong = (device_username(VENUE_ID, LOCK), "not-its-password")
+    for _ in range(3):
+        assert refused(secure_hub, wrong)
+    assert refused(secure_hub, ("", ""))  # no credentials at all
+
+    def entries() -> list[dict[str, object]]:
+        found = api.get(f"{API}/audit?action=broker.refused&limit=50")
+        assert found.status_code == 200, found.text
+        return list(found.json())
+
+    wait_for(lambda: sum(int(e["detail"]["count"]) for e in entries()  # type: ignore[index]
+                         if e["target"] == f"mqtt-user:{wrong[0]}") == 3, timeout=10)
+    rows = entries()
+    mine = [e for e in rows if e["target"] == f"mqtt-user:{wrong[0]}"]
+    assert all(e["actor"] == "broker" and e["detail"]["reason"] == "login"  # type: ignore[index]
+               and e["detail"]["address"] == "127.0.0.1" for e in mine)  # type: ignore[index]
+    wait_for(lambda: any(e["target"] == "mqtt-user:(none)" for e in entries()), timeout=10)
+    assert "not-its-password" not in str(rows)

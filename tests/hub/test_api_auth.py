@@ -857,8 +857,8 @@ def test_audit_entries_are_append_only_in_the_database(client: TestClient, app: 
 
 def test_only_the_audit_writer_touches_the_table() -> None:
     """In the hub's code, AuditEntry rows are built in crud.record_audit only, and only
-    the API's audit helpers, the log-in route, the CLI and the bridge's offline-entry
-    alerts (no API caller there: the lock is the actor) call it."""
+    the API's audit helpers, the log-in route, the CLI, the bridge's offline-entry alerts
+    and the broker's refused logins (no API caller there) call it."""
     root = Path(hub.__file__).parent
     patterns = {"AuditEntry": r"\bAuditEntry\b", "record_audit": r"\brecord_audit\("}
     users: dict[str, list[str]] = {name: [] for name in patterns}
@@ -868,8 +868,8 @@ def test_only_the_audit_writer_touches_the_table() -> None:
             if re.search(pattern, text):
                 users[name].append(path.relative_to(root).as_posix())
     assert users["AuditEntry"] == ["api/routes/audit.py", "crud.py", "models.py"]
-    assert users["record_audit"] == ["api/deps.py", "api/routes/auth.py", "cli.py", "crud.py",
-                                     "offline_entries.py"]
+    assert users["record_audit"] == ["api/deps.py", "api/routes/auth.py", "broker_audit.py",
+                                     "cli.py", "crud.py", "offline_entries.py"]
     crud_text = (root / "crud.py").read_text()
     assert crud_text.count("AuditEntry(") == 1
     assert not re.search(r"(update|delete)\(\s*AuditEntry", crud_text)
