@@ -8,6 +8,8 @@ offline) are public. A guest's token reaches only the guest's own data:
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -20,7 +22,9 @@ from sqlmodel import Session
 from hub import crud
 from hub.db import session_scope
 from hub.models import Guest, utcnow
-from hub.security import InvalidToken, verify_api_token
+
+log = logging.getLogger(__name__)
+from hub.security import InvalidToken, TokenClaims, verify_api_token
 
 ADMIN, STAFF, INTEGRATOR, AUDITOR, GUEST = "admin", "staff", "integrator", "auditor", "guest"
 # Who reads the venue's set-up (venues, zones, devices, merchants, the journey).
@@ -115,16 +119,42 @@ def get_principal(
     # A password change, a disable, an erasure or a lost phone voids every older token.
     if claims.version != crud.token_version(
             session, subject=crud.token_subject(claims.typ, claims.subject)):
-        raise _unauthorized("invalid or expired token", "invalid_token")
+        raise _voided(request, claims, "revoked")
     if claims.typ == "staff":
         # A disabled or removed user's tokens stop at once, and so do roles taken away.
         user = crud.find_staff_user(session, username=claims.subject)
         if user is None or not user.active:
-            raise _unauthorized("invalid or expired token", "invalid_token")
+            raise _voided(request, claims, "user disabled or removed")
         roles = roles & frozenset(user.roles)
     elif session.get(Guest, claims.subject) is None:
-        raise _unauthorized("invalid or expired token", "invalid_token")
+        raise _voided(request, claims, "guest erased")
     return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
+
+
+# A voided token is audited once a minute per token: whoever holds it is seen, however
+# often they try, without a row per request. In-process: it only thins out the audit.
+_VOIDED_EVERY = 60.0
+_voided_seen: dict[str, float] = {}
+
+
+def _voided(request: Request, claims: TokenClaims, why: str) -> HTTPException:
+    """A genuine token that no longer stands for anyone: refused, and audited (in its own
+    transaction: the request's is rolled back by the 401)."""
+    now = time.monotonic()
+    if now - _voided_seen.get(claims.jti, -_VOIDED_EVERY) >= _VOIDED_EVERY:
+        if len(_voided_seen) > 10_000:
+            _voided_seen.clear()
+        _voided_seen[claims.jti] = now
+        try:
+            with session_scope(request.app.state.engine) as own:
+                crud.record_audit(own, actor=f"{claims.typ}:{claims.subject}", roles=[],
+                                  action="auth.token_refused",
+                                  target=f"{claims.typ}:{claims.subject}",
+                                  detail={"why": why, "jti": claims.jti},
+                                  source=client_address(request), at=utcnow())
+        except Exception:  # never let the audit turn a 401 into a 500
+            log.exception("could not audit a refused token")
+    return _unauthorized("invalid or expired token", "invalid_token")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

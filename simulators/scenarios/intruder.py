@@ -25,7 +25,8 @@ Every attack must be refused, each for its own reason, and leave a trace:
     with no proof, recorded naming no guest; with a forged proof, recorded naming no guest,
     audited ``offline_entry.alert`` and counted in ``/stats`` ``offline_entry_alerts``;
 12. a client without credentials: CONNACK ``Not authorized``, counted and audited;
-13. a throwaway guest's app token works, the guest is erased, the token is 401;
+13. a throwaway guest's app token works, the guest is erased, the token is 401 (audited
+    ``auth.token_refused``);
 14. wrong passwords for a made-up account until 429 with Retry-After; every failure is
     audited ``auth.failure`` and the 429 ``auth.throttled``.
 

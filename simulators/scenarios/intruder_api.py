@@ -108,13 +108,17 @@ def erased_guest_token(attacker: Intruder) -> None:
         def after_erasure() -> tuple[str, str]:
             report = api.erase_guest(guest.id)
             status = read()
-            erased = audited(api.audit(target=f"guest:{guest.id}"), "guest.erase",
-                             f"guest:{guest.id}")
+            entries = api.audit(target=f"guest:{guest.id}")
+            erased = audited(entries, "guest.erase", f"guest:{guest.id}")
+            seen = audited(entries, "auth.token_refused", f"guest:{guest.id}")
             got = (f"erased ({report.get('credentials_revoked', 0)} credentials revoked, "
-                   f"audit guest.erase: {erased}); the old token: HTTP {status}")
+                   f"audit guest.erase: {erased}); the old token: HTTP {status}, "
+                   f"audit auth.token_refused: {seen}")
             if status < 300:
                 return "let through", got
-            return ("refused" if status == 401 else "refused for another reason"), got
+            if status != 401:
+                return "refused for another reason", got
+            return ("refused" if seen else "not recorded"), got
 
         attacker.attempt(titles[1], where, "HTTP 401", after_erasure)
 

@@ -540,7 +540,11 @@ def test_bad_tokens_are_401(client: TestClient, app: FastAPI, engine: Engine, ki
     assert r.headers["www-authenticate"].startswith("Bearer")
     r = client.patch(url("/zones/park"), json={"capacity": 1},
                      headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 401 and audit_rows(engine) == []
+    assert r.status_code == 401
+    # A token the hub signed for nobody it knows is audited (once); forgeries leave no trace.
+    assert [(e.action, e.detail["why"]) for e in audit_rows(engine)] == (
+        [("auth.token_refused", "user disabled or removed")] if kind == "an unknown user"
+        else [])
 
 
 @pytest.mark.parametrize("header", ["Basic YWRtaW46ZGVtby1hZG1pbg==", "Bearer", "bearer",
@@ -563,6 +567,23 @@ def test_a_disabled_user_s_token_stops_at_once(client: TestClient, app: FastAPI,
         user = session.exec(select(StaffUser).where(StaffUser.username == "test-staff")).one()
         user.active = False
     assert client.get(url("/guests"), headers=headers).status_code == 401
+    assert client.get(url("/guests"), headers=headers).status_code == 401
+    # Whoever still holds it is seen: once a minute per token, not a row per request.
+    assert [(e.action, e.target, e.detail["why"]) for e in audit_rows(engine)] == [
+        ("auth.token_refused", "staff:test-staff", "user disabled or removed")]
+
+
+def test_an_erased_guest_s_token_is_refused_and_audited(client: TestClient, app: FastAPI,
+                                                      engine: Engine) -> None:
+    headers = who(app, "guest-02")
+    assert client.get(url("/guests/guest-02"), headers=headers).status_code == 200
+    erased = client.post(url("/guests/guest-02/erase"), headers=who(app, ADMIN))
+    assert erased.status_code == 200, erased.text
+    r = client.get(url("/guests/guest-02/preferences"), headers=headers)
+    assert r.status_code == 401
+    refused = [e for e in audit_rows(engine) if e.action == "auth.token_refused"]
+    assert [(e.actor, e.detail["why"]) for e in refused] == [("guest:guest-02", "revoked")]
+    assert refused[0].source == "testclient"
 
 
 def test_a_role_taken_away_stops_at_once(client: TestClient, app: FastAPI,
