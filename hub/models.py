@@ -125,7 +125,7 @@ class Venue(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     # A closed venue decides nothing: its devices are refused at the broker and every tap or
     # payment there is denied device_disabled, until it is opened again.
-    enabled: bool = True
+    enabled: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
     # Deleted venues keep their row (ledger and journey rows point at it) and their id.
     deleted_at: datetime | None = _ts(default=None)
 

@@ -49,16 +49,19 @@ Ref = Annotated[str, Field(pattern=f"^{ID_PATTERN}$", description="The id of an 
 RESERVED_VENUE_IDS = frozenset({"hub", "venuehub", "bridge", "broker", "keys", "staff"})
 
 
-def _venue_id_allowed(value: str) -> str:
+def reserved_venue_id(value: str) -> str | None:
+    """Why ``value`` may not be a venue id (it is the hub's or a guest login's), or None."""
     if value.lower() in RESERVED_VENUE_IDS or value.lower().startswith(("guest-", "venuehub")):
-        raise ValueError(f"{value!r} is reserved for the hub; choose another venue id")
-    return value
+        return f"{value!r} is reserved for the hub; choose another venue id"
+    return None
 
 
+# Reserved names are refused by the route (POST /venues), which audits the attempt: an id
+# that would collide with the hub's own logins is an attack worth seeing.
 VenueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
                                description="Also used in MQTT topics and broker logins: "
-                               "letters, digits, '_' and '-', no dot"),
-                    AfterValidator(_venue_id_allowed)]
+                               "letters, digits, '_' and '-', no dot; not hub, venuehub..., "
+                               "bridge, broker, keys, staff or guest-...")]
 _KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # as the wire contract's KeyId
 
 

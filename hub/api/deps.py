@@ -119,15 +119,15 @@ def get_principal(
     # A password change, a disable, an erasure or a lost phone voids every older token.
     if claims.version != crud.token_version(
             session, subject=crud.token_subject(claims.typ, claims.subject)):
-        raise _voided(request, claims, "revoked")
+        raise _voided(request, session, claims, "revoked")
     if claims.typ == "staff":
         # A disabled or removed user's tokens stop at once, and so do roles taken away.
         user = crud.find_staff_user(session, username=claims.subject)
         if user is None or not user.active:
-            raise _voided(request, claims, "user disabled or removed")
+            raise _voided(request, session, claims, "user disabled or removed")
         roles = roles & frozenset(user.roles)
     elif session.get(Guest, claims.subject) is None:
-        raise _voided(request, claims, "guest erased")
+        raise _voided(request, session, claims, "guest erased")
     return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
 
 
@@ -137,7 +137,8 @@ _VOIDED_EVERY = 60.0
 _voided_seen: dict[str, float] = {}
 
 
-def _voided(request: Request, claims: TokenClaims, why: str) -> HTTPException:
+def _voided(request: Request, session: Session, claims: TokenClaims,
+            why: str) -> HTTPException:
     """A genuine token that no longer stands for anyone: refused, and audited (in its own
     transaction: the request's is rolled back by the 401)."""
     now = time.monotonic()
@@ -146,12 +147,11 @@ def _voided(request: Request, claims: TokenClaims, why: str) -> HTTPException:
             _voided_seen.clear()
         _voided_seen[claims.jti] = now
         try:
-            with session_scope(request.app.state.engine) as own:
-                crud.record_audit(own, actor=f"{claims.typ}:{claims.subject}", roles=[],
-                                  action="auth.token_refused",
-                                  target=f"{claims.typ}:{claims.subject}",
-                                  detail={"why": why, "jti": claims.jti},
-                                  source=client_address(request), at=utcnow())
+            write_refusal(session, request.app.state.engine,
+                          actor=f"{claims.typ}:{claims.subject}", roles=[],
+                          action="auth.token_refused", target=f"{claims.typ}:{claims.subject}",
+                          detail={"why": why, "jti": claims.jti},
+                          source=client_address(request))
         except Exception:  # never let the audit turn a 401 into a 500
             log.exception("could not audit a refused token")
     return _unauthorized("invalid or expired token", "invalid_token")
@@ -223,6 +223,7 @@ class AuditLog:
     session: Session
     principal: Principal
     source: str
+    engine: Any = None  # for refusals, written in a transaction of their own
 
     def record(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         """One entry; ``detail`` names the changed fields and must hold no secret."""
@@ -230,9 +231,35 @@ class AuditLog:
                           roles=sorted(self.principal.roles), action=action, target=target,
                           detail=detail or {}, source=self.source, at=utcnow())
 
+    def refused(self, action: str, target: str, detail: dict[str, Any]) -> None:
+        """An attempt the route refuses: it raises next, and the request's transaction is
+        rolled back, so the entry is committed now."""
+        write_refusal(self.session, self.engine, actor=self.principal.name,
+                      roles=sorted(self.principal.roles), action=action, target=target,
+                      detail=detail, source=self.source)
+
+
+def write_refusal(session: Session, engine: Any, *, actor: str, roles: Sequence[str],
+                  action: str, target: str, detail: dict[str, Any], source: str) -> None:
+    """Audit a refused attempt so that it outlives the 4xx that rolls the request back.
+
+    A request that writes holds the write lock (SQLite's BEGIN IMMEDIATE): the entry is
+    committed in its transaction, which holds nothing else yet. A read goes through the
+    read-only engine: the entry gets a transaction of its own on the writer.
+    """
+    if session.get_bind() is engine:
+        crud.record_audit(session, actor=actor, roles=roles, action=action, target=target,
+                          detail=detail, source=source, at=utcnow())
+        session.commit()
+        return
+    with session_scope(engine) as own:
+        crud.record_audit(own, actor=actor, roles=roles, action=action, target=target,
+                          detail=detail, source=source, at=utcnow())
+
 
 def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal) -> AuditLog:
-    return AuditLog(session=session, principal=principal, source=client_address(request))
+    return AuditLog(session=session, principal=principal, source=client_address(request),
+                    engine=request.app.state.engine)
 
 
 AuditDep = Annotated[AuditLog, Depends(get_audit)]

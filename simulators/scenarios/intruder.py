@@ -12,7 +12,8 @@ Every attack must be refused, each for its own reason, and leave a trace:
 6. once the key is revoked, a correct tap is ``credential_revoked``;
 7. the broker: a device cannot read another's decisions, cannot get a tap decided
    for another device, and cannot log in with another device's password;
-8. the bridge's password: venue ids ``hub`` (reserved) and ``evil.venue`` are 422, and the
+8. the bridge's password: venue ids ``hub`` (reserved, audited ``venue.create_refused``) and
+   ``evil.venue`` are 422, and the
    broker password of a device named ``bridge`` is ``Not authorized`` as the bridge's
    login (the refusal counted in ``/stats`` ``broker_refusals`` and audited);
 9. a phone key issued again: an offline lock following the signed revocation list

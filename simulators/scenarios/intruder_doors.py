@@ -56,6 +56,7 @@ BRIDGE_DEVICE = "bridge"
 STRICT_GATE = "gate-spa-in-1"  # the demo's strict venue, demo-spa
 # (step, venue id, what the 422 must say)
 RESERVED_VENUES = (("8a", "hub", "reserved"), ("8b", "evil.venue", "pattern"))
+VENUE_REFUSED = "venue.create_refused"
 ALERT = "offline_entry.alert"
 T = TypeVar("T")
 
@@ -144,11 +145,20 @@ def reserved_venues(attacker: Intruder) -> None:
     api = attacker.run.api
     for number, venue_id, saying in RESERVED_VENUES:
         def probe(venue_id: str = venue_id, saying: str = saying) -> tuple[str, str]:
+            # A reserved id is an attempt on the hub's own logins: audited. A malformed one
+            # is a plain 422 of the schema, like any other bad request.
+            audited = saying == "reserved"
+            before = len(api.audit(action=VENUE_REFUSED, target=f"venue:{venue_id}"))
             try:
                 api.create_venue(venue_id, "Intruder venue")
             except HubApiError as exc:
-                return (api_verdict(exc.status, exc.detail, want=422, saying=saying),
-                        f"HTTP {exc.status}: {exc.detail}")
+                label = api_verdict(exc.status, exc.detail, want=422, saying=saying)
+                got = f"HTTP {exc.status}: {exc.detail}"
+                if label != "refused" or not audited:
+                    return label, got
+                after = len(api.audit(action=VENUE_REFUSED, target=f"venue:{venue_id}"))
+                return (("refused", got + f"; audited {VENUE_REFUSED}") if after > before
+                        else ("not recorded", got + f"; no {VENUE_REFUSED} in the audit log"))
             return "let through", "HTTP 201: created"
 
         attacker.attempt(f"{number} venue id {venue_id!r}", "POST /venues",

@@ -1306,3 +1306,14 @@ def test_an_admin_disables_a_user_through_the_api_and_their_tokens_stop(
                         json={}).status_code == 422
     assert client.patch(url("/users/nobody"), headers=who(app, ADMIN),
                         json={"active": True}).status_code == 404
+
+
+@pytest.mark.parametrize("venue_id", ["hub", "Bridge", "guest-x", "venuehub-2"])
+def test_a_venue_id_reserved_for_the_hub_is_refused_and_audited(
+        client: TestClient, app: FastAPI, engine: Engine, venue_id: str) -> None:
+    r = client.post(url("/venues"), json={"id": venue_id, "name": "Mine"},
+                    headers=who(app, INTEGRATOR))
+    assert r.status_code == 422 and "reserved" in r.json()["detail"]
+    assert client.get(url(f"/venues/{venue_id}"), headers=who(app, ADMIN)).status_code == 404
+    assert [(e.action, e.target, e.actor, e.detail) for e in audit_rows(engine)] == [
+        ("venue.create_refused", f"venue:{venue_id}", "test-integrator", {"why": "reserved"})]

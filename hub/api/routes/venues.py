@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlmodel import col, func, select
 
-from hub import crud, keyring
+from hub import crud, keyring, schemas
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -38,6 +38,9 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
         # The security policy is the admins' (PUT .../security-policy): not a side door.
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail="only an admin may create a venue that accepts bare UIDs")
+    if (reserved := schemas.reserved_venue_id(body.id)) is not None:
+        audit.refused("venue.create_refused", f"venue:{body.id}", {"why": "reserved"})
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"id: {reserved}")
     venue = crud.add(session, Venue.model_validate(body.model_dump()))
     audit.record("venue.create", f"venue:{venue.id}", body.model_dump())
     return venue
