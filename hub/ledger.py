@@ -108,6 +108,22 @@ def revenue_of(session: Session, *, merchant: Merchant) -> Account:
     return found
 
 
+def lock_revenues(session: Session, *, merchant_ids: Sequence[str]) -> None:
+    """Lock the merchants' revenue accounts now, in the order of their ids.
+
+    A batch of payments takes these first: they are the accounts every worker's batch
+    shares, and taken in one global order up front no two batches can each hold one
+    the other waits for. (SQLite's BEGIN IMMEDIATE already serializes writers.)
+    """
+    if not merchant_ids or session.get_bind().dialect.name == "sqlite":
+        return
+    session.connection().execute(
+        sa.select(_accounts.c.id)
+        .where(_accounts.c.kind == AccountKind.REVENUE,
+               _accounts.c.merchant_id.in_(sorted(set(merchant_ids))))
+        .order_by(_accounts.c.id).with_for_update()).all()
+
+
 def clearing_of(session: Session, *, venue_id: str, currency: str) -> Account:
     """The venue's clearing account: where top-ups come from and settlements go to."""
     stmt = select(Account).where(Account.venue_id == venue_id, Account.currency == currency,
@@ -129,8 +145,9 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
 
     The balances move first, one conditional UPDATE per account in the order of their
     ids (so two single postings over the same accounts lock them in one order; a batch
-    of several still holds what its earlier postings locked, and PostgreSQL may break a
-    cycle between two batches with a deadlock error, which the bridge retries); then
+    of several takes its merchants' revenue accounts up front, :func:`lock_revenues`,
+    and should two batches still close a cycle through one guest's rows, PostgreSQL
+    breaks it with a deadlock error and the bridge decides the batch again); then
     the transaction, with ``balance_after`` of ``balance_after_of``, and its postings.
     Returns every leg's new balance; Account rows this session holds see it too.
     """

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from json import loads as json_loads
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -208,36 +208,86 @@ def test_check_out_racing_a_folio_charge_never_closes_it_owing(
     assert tab == ["no_account"], tab  # the folio is closed: the bar must ask for another
 
 
+def _two_workers(engine: Engine, tmp_path: Path, plans: list[list[tuple[str, str, int]]]
+                 ) -> tuple[list[Bridge], list[str]]:
+    """Two bridges' workers each decide a batch of payments at the same moment; the first
+    message of each is decided before either goes on to its second (the interleaving that
+    closes a cycle when locks are taken message by message). The replies, by kind:reason."""
+    first_done = threading.Barrier(2)
+    # No time budget or deadline cuts a batch short here: only locks decide who waits.
+    bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
+                               worker_name=f"w{n}", bridge_batch_ms=10_000,
+                               tap_deadline_ms=60_000), engine) for n in range(2)]
+    answered: list[tuple[_Inbound, object]] = []
+    lock = threading.Lock()
+
+    def keep(decided: list[tuple[_Inbound, object]]) -> None:
+        with lock:
+            answered.extend(decided)
+
+    for bridge in bridges:
+        calls = [0]
+
+        def hold(calls: list[int] = calls) -> None:
+            calls[0] += 1
+            if calls[0] == 2:  # the second message of the first try: after both firsts
+                try:
+                    first_done.wait(1)
+                except threading.BrokenBarrierError:
+                    pass  # the other worker waits for a lock this one holds: it cannot come
+
+        bridge.before_decide = hold
+        bridge._answer = keep  # type: ignore[method-assign]
+    topic = partial(device_topic, VENUE_ID, channel=Channel.EVENTS)
+    threads = [threading.Thread(target=bridge._handle, args=([
+        _Inbound(topic(device=device), pay_message(100, guest=guest, merchant=merchant), 0, 0,
+                 time.perf_counter(), utcnow(), 0) for device, merchant, guest in plan],))
+        for bridge, plan in zip(bridges, plans, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    replies = [json_loads(o.replies[0].payload) for _, o in answered]  # type: ignore[attr-defined]
+    return bridges, sorted(f"{r['kind']}:{r.get('reason', r.get('code'))}" for r in replies)
+
+
 @pg_only
-@pytest.mark.xfail(strict=True, reason="open: Money exactly right on every engine (#16)")
-def test_two_batches_deadlock_despite_account_id_order(engine: Engine) -> None:
-    """ledger.post's docstring: locking in id order makes PostgreSQL workers wait instead of
-    deadlocking. A batch is one transaction holding every account its earlier messages
-    touched (the merchants' revenue accounts are shared), so two workers still deadlock."""
+def test_two_batches_over_the_same_merchants_do_not_deadlock(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    """ledger.post locks one payment's accounts in id order, but a batch is one transaction
+    holding every account its earlier messages touched, and the merchants' revenue
+    accounts are shared: cafe-then-shop beside shop-then-cafe deadlocked, and the victim's
+    batch was split and decided again message by message. Now a batch locks the revenue
+    accounts it may post to first, in id order: the second worker waits, nobody aborts."""
     _charge(engine, 100, guest=6)  # the merchants' revenue accounts exist
     _charge(engine, 100, guest=6, device="pos-shop-1", merchant="shop")
-    first_done = threading.Barrier(2)
-    errors: list[str] = []
+    bridges, replies = _two_workers(engine, tmp_path, [
+        [("pos-cafe-1", "cafe", 2), ("pos-shop-1", "shop", 4)],
+        [("pos-shop-1", "shop", 3), ("pos-cafe-1", "cafe", 5)]])
+    assert replies == ["payment_decision:ok"] * 4, replies
+    counters = [(b.counters["batches_split"], b.counters["batches_retried"],
+                 b.counters["dead_letters"]) for b in bridges]
+    assert counters == [(0, 0, 0)] * 2, counters
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
 
-    def worker(plan: list[tuple[str, str, int]]) -> None:
-        reg = Registry()
-        try:
-            with session_scope(engine) as s:
-                for i, (device, merchant, guest) in enumerate(plan):
-                    handle_message(s, device_topic(VENUE_ID, device, Channel.EVENTS),
-                                   pay_message(100, guest=guest, merchant=merchant), utcnow(),
-                                   registry=reg)
-                    if i == 0:
-                        first_done.wait(10)
-        except sa.exc.DBAPIError as exc:
-            errors.append(type(exc.orig).__name__)
 
-    a = threading.Thread(target=worker, args=([("pos-cafe-1", "cafe", 2),
-                                              ("pos-shop-1", "shop", 4)],))
-    b = threading.Thread(target=worker, args=([("pos-shop-1", "shop", 3),
-                                              ("pos-cafe-1", "cafe", 5)],))
-    a.start(); b.start(); a.join(30); b.join(30)
-    assert errors == [], errors
+@pg_only
+def test_a_deadlock_through_guests_wallets_retries_the_whole_batch(engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    """Two guests paying at two merchants, in opposite orders on two workers: the cycle
+    runs through the guests' wallets, which no batch can know to lock ahead. PostgreSQL
+    aborts one batch (40P01); the hub decides that batch again as a whole, and every
+    terminal gets its approval: no split, no dead letter, no `internal`."""
+    bridges, replies = _two_workers(engine, tmp_path, [
+        [("pos-cafe-1", "cafe", 2), ("pos-cafe-1", "cafe", 3)],
+        [("pos-shop-1", "shop", 3), ("pos-shop-1", "shop", 2)]])
+    assert replies == ["payment_decision:ok"] * 4, replies
+    assert sum(b.counters["batches_retried"] for b in bridges) == 1
+    assert [(b.counters["batches_split"], b.counters["dead_letters"]) for b in bridges] \
+        == [(0, 0)] * 2
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
 
 
 # ------------------------------------------------ a message failing after money moved
