@@ -24,6 +24,7 @@ from hub.api.deps import (
     publish_after_commit,
     require_roles,
 )
+from hub.db import retry_conflicts
 from hub.models import (
     Account,
     AccountKind,
@@ -119,10 +120,13 @@ def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statem
 def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Add money to a wallet (card at a kiosk, cash at a desk); once per idempotency key."""
-    wallet = crud.get(session, Account, account_id)
-    txn, receipts = cashier.top_up(session, wallet=wallet, amount=body.amount,
-                                   key=body.idempotency_key, actor=audit.principal.name,
-                                   now=utcnow())
+    def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+        wallet = crud.get(session, Account, account_id)
+        return cashier.top_up(session, wallet=wallet, amount=body.amount,
+                              key=body.idempotency_key, actor=audit.principal.name,
+                              now=utcnow())
+
+    txn, receipts = retry_conflicts(session, work)
     audit.record("account.topup", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id})
     publish_after_commit(tasks, bridge, receipts)
@@ -134,9 +138,12 @@ def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
 def settle(account_id: str, body: Settlement, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Check-out: pay the folio's balance and close it."""
-    folio = crud.get(session, Account, account_id)
-    txn, receipts = cashier.settle(session, folio=folio, key=body.idempotency_key,
-                                   actor=audit.principal.name, now=utcnow())
+    def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+        folio = crud.get(session, Account, account_id)
+        return cashier.settle(session, folio=folio, key=body.idempotency_key,
+                              actor=audit.principal.name, now=utcnow())
+
+    txn, receipts = retry_conflicts(session, work)
     audit.record("account.settle", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id, "amount": txn.amount})
     publish_after_commit(tasks, bridge, receipts)
