@@ -122,6 +122,9 @@ class Venue(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     # Plain-UID wristbands can be cloned with a phone; a venue may still accept them.
     allow_plain_uid: bool = True
+    # The most a room folio may owe (minor units) unless the folio sets its own; None:
+    # no limit (the default: a folio is the hotel's own credit, settled at check-out).
+    folio_credit_limit: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     created_at: datetime = _ts(default_factory=utcnow)
     # Deleted venues keep their row (ledger and journey rows point at it) and their id.
     deleted_at: datetime | None = _ts(default=None)
@@ -304,6 +307,9 @@ class Account(SQLModel, table=True):
     stay_id: str | None = Field(default=None, foreign_key="entitlement.id", unique=True)
     # Changed only by conditional UPDATEs together with the postings that explain it.
     balance: int = Field(default=0, sa_type=sa.BigInteger)
+    # A folio's own credit limit (minor units), over the venue's folio_credit_limit;
+    # None: the venue's. Checked by the same conditional UPDATE that moves the balance.
+    credit_limit: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     open: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
     closed_at: datetime | None = _ts(default=None)

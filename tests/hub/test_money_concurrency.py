@@ -36,6 +36,7 @@ from hub.models import (
     LedgerTransaction,
     Merchant,
     SpendingPolicy,
+    TransactionType,
     Venue,
     utcnow,
 )
@@ -326,3 +327,92 @@ def json_kind(outcome: object) -> str:
     return json_loads(outcome.replies[0].payload)["kind"]  # type: ignore[attr-defined]
 
 
+
+
+# ------------------------------------------------------------ folio credit limits
+
+
+def _folio_limits(engine: Engine, *, venue: int | None, folio: int | None = None) -> None:
+    with session_scope(engine) as s:
+        v = s.get(Venue, VENUE_ID)
+        v.folio_credit_limit = venue
+        f = s.get(Account, "folio-guest-01")
+        f.credit_limit = folio
+
+
+def test_a_folio_charge_past_the_credit_limit_is_declined(engine: Engine) -> None:
+    """The venue's default holds a folio to 50.00 owed; a folio's own limit overrides it."""
+    _folio_limits(engine, venue=5_000)
+    reg = Registry()
+    assert reason(engine, reg, amount=3_000, account="folio") == "ok"
+    assert reason(engine, reg, amount=2_001, account="folio") == "credit_limit_exceeded"
+    assert reason(engine, reg, amount=2_000, account="folio") == "ok"  # exactly the limit
+    _folio_limits(engine, venue=5_000, folio=8_000)
+    assert reason(engine, reg, amount=3_000, account="folio") == "ok"
+    assert reason(engine, reg, amount=1, account="folio") == "credit_limit_exceeded"
+    assert balance(engine, "folio-guest-01") == -8_000
+    with Session(engine) as s:
+        declined = s.exec(select(LedgerTransaction).where(
+            LedgerTransaction.reason == "credit_limit_exceeded")).all()
+        assert len(declined) == 2 and not any(t.approved for t in declined)
+        assert ledger.verify(s) == []
+
+
+def _bare_charge(amount: int) -> LedgerTransaction:
+    key = f"bare-{amount}"
+    return LedgerTransaction(venue_id=VENUE_ID, type=TransactionType.CHARGE, approved=True,
+                             reason="ok", text="Approved", amount=amount, currency="USD",
+                             idempotency_scope="test", idempotency_key=key, fingerprint=key,
+                             created_at=utcnow())
+
+
+def test_the_credit_limit_is_held_by_the_balance_update_itself(engine: Engine) -> None:
+    """Whatever a decision read, the conditional UPDATE refuses a posting past the limit."""
+    _folio_limits(engine, venue=None, folio=1_000)
+    with session_scope(engine) as s, pytest.raises(ledger.Overdrawn):
+        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
+        ledger.post(s, txn=_bare_charge(1_001),
+                    legs=[("folio-guest-01", -1_001), (revenue.id, 1_001)])
+    _folio_limits(engine, venue=None, folio=None)  # no limit: a folio runs its bill
+    with session_scope(engine) as s:
+        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
+        ledger.post(s, txn=_bare_charge(10**15),
+                    legs=[("folio-guest-01", -10**15), (revenue.id, 10**15)])
+    assert balance(engine, "folio-guest-01") == -10**15
+
+
+def test_two_workers_cannot_both_pass_a_folio_s_credit_limit(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the folio owing nothing and decide to approve 40.00 against a 50.00 limit;
+    the second's balance UPDATE waits for the first's and then refuses: it decides again
+    and is declined. (On SQLite the second cannot even begin before the first commits.)"""
+    _folio_limits(engine, venue=5_000)
+    real = cashier.decide_payment
+    both_decided = threading.Barrier(2)
+
+    def decide_then_wait(ctx: object) -> object:
+        verdict = real(ctx)  # type: ignore[arg-type]
+        try:
+            both_decided.wait(1)
+        except threading.BrokenBarrierError:
+            pass  # the other is waiting for this one (a lock), or already decided again
+        return verdict
+
+    monkeypatch.setattr(cashier, "decide_payment", decide_then_wait)
+    reasons: list[str] = []
+
+    def terminal(device: str, merchant: str) -> None:
+        [d] = batch(engine, Registry(), [(device, pay_message(
+            4_000, merchant=merchant, account="folio"))])
+        reasons.append(d.reason if d is not None else "none")
+
+    threads = [threading.Thread(target=terminal, args=a)
+               for a in (("pos-cafe-1", "cafe"), ("pos-shop-1", "shop"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(reasons) == ["credit_limit_exceeded", "ok"], reasons
+    assert balance(engine, "folio-guest-01") == -4_000
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
