@@ -416,3 +416,43 @@ def test_two_workers_cannot_both_pass_a_folio_s_credit_limit(
     assert balance(engine, "folio-guest-01") == -4_000
     with Session(engine) as s:
         assert ledger.verify(s) == []
+
+
+# ------------------------------------------------------------------- 64-bit amounts
+
+
+@pytest.mark.parametrize("amount", [1_000_001, 2**31, 2**63 - 1])
+def test_an_amount_past_the_hub_s_maximum_is_declined_and_recorded(engine: Engine,
+                                                                   amount: int) -> None:
+    """Within 64 bits it is a payment like any other: declined amount_too_large, on the
+    ledger (a BIGINT holds it on both engines), and the same answer when sent again."""
+    payload = pay_message(amount, event_id=f"big-{amount}", key=f"big-{amount}")
+    [first] = batch(engine, Registry(), [("pos-cafe-1", payload)])
+    [again] = batch(engine, Registry(), [("pos-cafe-1", payload)])
+    assert first is not None and first.reason == "amount_too_large"
+    assert again == first
+    with Session(engine) as s:
+        txn = ledger.find_by_key(s, scope="pos-cafe-1", key=f"big-{amount}")
+        assert txn is not None and (txn.amount, txn.approved) == (amount, False)
+        assert s.exec(select(Event).where(Event.event_id == f"big-{amount}")).one().reason \
+            == "amount_too_large"
+    assert balance(engine, WALLET) == 10_000
+
+
+@pytest.mark.parametrize("amount", [2**63, 2**64, 10**30])
+def test_an_amount_no_bigint_holds_is_answered_schema_violation_with_its_event_id(
+        engine: Engine, amount: int) -> None:
+    """Not recordable: refused on the errors topic, naming the event, so the terminal has
+    a definitive answer (a 4xx of the wire) and does not retry for ever."""
+    payload = pay_message(1_000, event_id="huge-1").replace(b'"amount":1000',
+                                                          f'"amount":{amount}'.encode())
+    assert f'"amount":{amount}'.encode() in payload
+    with session_scope(engine) as s:
+        outcome = handle_message(s, device_topic(VENUE_ID, "pos-cafe-1", Channel.EVENTS),
+                                 payload, utcnow(), registry=Registry())
+    [reply] = outcome.replies
+    error = json_loads(reply.payload)
+    assert reply.topic == device_topic(VENUE_ID, "pos-cafe-1", Channel.ERRORS)
+    assert (error["kind"], error["code"], error["event_id"]) \
+        == ("error", "schema_violation", "huge-1")
+    assert balance(engine, WALLET) == 10_000
