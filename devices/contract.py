@@ -313,6 +313,8 @@ class PaymentReason(StrEnum):
     PIN_LOCKED = "pin_locked"
     DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
     INSUFFICIENT_FUNDS = "insufficient_funds"
+    # A room folio would owe more than its credit limit (the stay's, else the venue's).
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     # The request waited past the hub's deadline: nothing was charged; retry with a new key.
     TOO_LATE = "too_late"

@@ -52,9 +52,9 @@ from hub import crud
 from hub.automation_runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
-from hub.db import session_scope
+from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope
 from hub.deadline import Deadline
-from hub.ingest import Outcome, handle_message, refuse
+from hub.ingest import Outcome, handle_message, lock_ahead, refuse
 from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
@@ -396,23 +396,36 @@ class Bridge:
     def _handle(self, items: list[_Inbound]) -> None:
         """Decide a batch in one transaction (as much of it as fits the time budget)."""
         budget = self.settings.bridge_batch_ms / 1000
-        started = time.perf_counter()
         decided: list[tuple[_Inbound, Outcome]] = []
-        try:
-            with session_scope(self.engine) as session:
-                for item in items:
-                    if decided and time.perf_counter() - started > budget:
-                        break  # the rest waits for the next batch: replies must not wait
-                    decided.append((item, self._decide(session, item)))
-        except Exception as exc:
-            if _transient(exc) and not self._database_answers():
-                self._wait_for_database(exc)
-                return  # nothing acknowledged: the same messages are decided again
-            # Something in this batch broke its transaction: decide each message alone.
-            log.warning("a batch of %d messages failed (%s: %s); deciding them one by one",
-                        len(decided) + 1, type(exc).__name__, exc)
-            self.counters["batches_split"] += 1
-            decided = self._one_by_one(items[:len(decided) + 1])
+        for attempt in range(1, CONFLICT_TRIES + 1):
+            started = time.perf_counter()
+            decided = []
+            try:
+                with session_scope(self.engine) as session:
+                    # The accounts all batches share, locked first and in one order.
+                    lock_ahead(session, [item.topic for item in items], registry=self.registry)
+                    for item in items:
+                        if decided and time.perf_counter() - started > budget:
+                            break  # the rest waits for the next batch: replies must not wait
+                        decided.append((item, self._decide(session, item)))
+                break
+            except Exception as exc:
+                if is_conflict(exc) and attempt < CONFLICT_TRIES:
+                    # PostgreSQL aborted this batch to let another worker's go on (a
+                    # deadlock through one guest's rows, say): nothing of it was written
+                    # or answered, so the whole batch is decided again, a moment later.
+                    self.counters["batches_retried"] += 1
+                    time.sleep(conflict_pause(attempt))
+                    continue
+                if _transient(exc) and not self._database_answers():
+                    self._wait_for_database(exc)
+                    return  # nothing acknowledged: the same messages are decided again
+                # Something in this batch broke its transaction: decide each message alone.
+                log.warning("a batch of %d messages failed (%s: %s); deciding them one by one",
+                            len(decided) + 1, type(exc).__name__, exc)
+                self.counters["batches_split"] += 1
+                decided = self._one_by_one(items[:len(decided) + 1])
+                break
         self.counters["batches"] += 1
         self._answer(decided)
 
@@ -428,15 +441,21 @@ class Bridge:
     def _decide_alone(self, item: _Inbound) -> Outcome | None:
         """One message in its own transaction; dead-lettered if it cannot be decided."""
         failure: Exception | None = None
-        for attempt in range(_TRANSIENT_TRIES):
-            if attempt:  # a lock held a moment by another writer: give it that moment
+        transient = 0
+        for attempt in range(CONFLICT_TRIES):
+            if failure is not None and is_conflict(failure):  # aborted for another worker
+                time.sleep(conflict_pause(attempt))
+            elif attempt:  # a lock held a moment by another writer: give it that moment
                 time.sleep(_BACKOFF_FIRST * 2 ** attempt)
             try:
                 with session_scope(self.engine) as session:
                     return self._decide(session, item)
             except Exception as exc:
                 failure = exc
-                if not _transient(exc):
+                if is_conflict(exc):
+                    continue
+                transient += 1
+                if not _transient(exc) or transient >= _TRANSIENT_TRIES:
                     break
                 if not self._database_answers():
                     self._wait_for_database(exc)

@@ -42,6 +42,7 @@ from hub.payment import (
     PaymentLimits,
     decide_payment,
     fingerprint,
+    folio_credit_limit,
     postings_for_charge,
 )
 from hub.payment import PaymentDecision as Verdict
@@ -238,7 +239,9 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=PaymentReason(problem) if problem else None,
-        pin_failures=pin_failures, venue_enabled=_open(venue_row)))
+        pin_failures=pin_failures, venue_enabled=_open(venue_row),
+        credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
+                                        if venue_row else None)))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,

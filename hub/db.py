@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,6 +18,16 @@ from hub import (
     models,  # noqa: F401  (registers the tables on SQLModel.metadata)
     registry,  # every process bumps the registry's version on changes to it
 )
+
+T = TypeVar("T")
+
+# SQLSTATEs of a transaction PostgreSQL gave up so that another could go on: a
+# serialization failure and a deadlock. Nothing was wrong with the work: do it again.
+_CONFLICTS = frozenset({"40001", "40P01"})
+
+# Tries of a piece of work that keeps meeting conflicts, and the first pause between
+# them (doubled each time, with jitter so two hubs that collided do not collide again).
+CONFLICT_TRIES, CONFLICT_PAUSE = 5, 0.02
 
 
 def create_db_engine(url: str, *, sqlite_synchronous: str = "FULL",
@@ -93,3 +105,45 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class Contended(Exception):
+    """Work the database kept aborting for deadlocks or serialization failures."""
+
+    def __init__(self, tries: int) -> None:
+        super().__init__(f"the ledger was busy ({tries} tries met a deadlock or a "
+                         "serialization failure); nothing was done: try again")
+        self.tries = tries
+
+    def __repr__(self) -> str:
+        return f"Contended(tries={self.tries})"
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Did the database abort this work for a serialization failure or a deadlock?"""
+    orig = getattr(exc, "orig", None)
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(orig, "sqlstate", None) in _CONFLICTS
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before try ``attempt`` (1, 2, ...) after a conflict: jittered."""
+    return CONFLICT_PAUSE * 2.0 ** (attempt - 1) * (0.5 + random.random())
+
+
+def retry_conflicts(session: Session, work: Callable[[], T], *, tries: int = CONFLICT_TRIES,
+                    sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run ``work`` in a savepoint; when the database aborts it for a deadlock or a
+    serialization failure, roll back to the savepoint (its locks go with it) and run it
+    again, at most ``tries`` times, after a jittered pause; then Contended. Other errors
+    pass through."""
+    for attempt in range(1, tries + 1):
+        try:
+            with session.begin_nested():
+                return work()
+        except sa.exc.DBAPIError as exc:
+            if not is_conflict(exc):
+                raise
+            if attempt == tries:
+                raise Contended(tries) from exc
+            sleep(conflict_pause(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -9,7 +9,7 @@ device sees is durable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import appliance_queue, crud, offline_entries
+from hub import appliance_queue, crud, ledger, offline_entries
 from hub.automation_runner import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
@@ -104,6 +104,30 @@ def refuse(topic: str, err: ContractError) -> Outcome:
                            topic=topic)
     reply = Outgoing(device_topic(where[0], where[1], Channel.ERRORS), encode(message))
     return Outcome(replies=[reply], error=err.code)
+
+
+def lock_ahead(session: Session, topics: Sequence[str], *,
+               registry: Registry = UNCACHED) -> None:
+    """Before a batch is decided: lock the revenue accounts its payments may post to.
+
+    A payment posts to the revenue account of its terminal's merchant. Every batch takes
+    those it may need at once, in one global order (by account id), instead of one by
+    one in the order of its messages: two workers' batches then never deadlock over the
+    merchants' accounts they share.
+    """
+    registry.sync(session)
+    merchants: set[str] = set()
+    for topic in topics:
+        try:
+            where = parse_topic(topic)
+        except TopicError:
+            continue
+        if where.channel is not Channel.EVENTS:
+            continue
+        device = registry.get(session, Device, where.device)
+        if device is not None and device.merchant_id and device.venue_id == where.venue:
+            merchants.add(device.merchant_id)
+    ledger.lock_revenues(session, merchant_ids=sorted(merchants))
 
 
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,

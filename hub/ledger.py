@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
-from hub.crud import Conflict, insert_ignoring_duplicates, table_of
+from hub.crud import Conflict, Invalid, insert_ignoring_duplicates, table_of
 from hub.models import (
     Account,
     AccountKind,
@@ -27,11 +27,13 @@ from hub.models import (
     Merchant,
     Posting,
     TransactionType,
+    Venue,
 )
 
 
 class Overdrawn(Exception):
-    """A posting would take a wallet below zero (state moved since it was read)."""
+    """A posting would take a wallet below zero or a folio past its credit limit (state
+    moved since it was read)."""
 
 
 class LimitReached(Exception):
@@ -39,12 +41,23 @@ class LimitReached(Exception):
 
 
 # The hot path's statements, built once (building costs more than executing).
-_accounts, _spends, _txns = (table_of(m) for m in (Account, DailySpend, LedgerTransaction))
+_accounts, _spends, _txns, _venues = (table_of(m) for m in (Account, DailySpend,
+                                                             LedgerTransaction, Venue))
 _P = sa.bindparam
+# What a folio may owe: its own limit, else its venue's default; NULL: no limit.
+_CREDIT_LIMIT = sa.func.coalesce(
+    _accounts.c.credit_limit,
+    sa.select(_venues.c.folio_credit_limit).where(_venues.c.id == _accounts.c.venue_id)
+    .scalar_subquery())
 _MOVE_BALANCE_ONLY = (sa.update(_accounts)
                       .where(_accounts.c.id == _P("account_id"), _accounts.c.open.is_(True),
                              sa.or_(_accounts.c.kind != AccountKind.WALLET,
-                                    _accounts.c.balance + _P("amount") >= 0))
+                                    _accounts.c.balance + _P("amount") >= 0),
+                             # A folio's charge stays within its credit limit, in the same
+                             # statement: two workers cannot both pass it.
+                             sa.or_(_accounts.c.kind != AccountKind.FOLIO,
+                                    _P("amount") >= 0, _CREDIT_LIMIT.is_(None),
+                                    _accounts.c.balance + _P("amount") >= -_CREDIT_LIMIT))
                       .values(balance=_accounts.c.balance + _P("amount")))
 _MOVE_BALANCE = _MOVE_BALANCE_ONLY.returning(_accounts.c.balance)
 _BALANCE = sa.select(_accounts.c.balance).where(_accounts.c.id == _P("account_id"))
@@ -108,6 +121,22 @@ def revenue_of(session: Session, *, merchant: Merchant) -> Account:
     return found
 
 
+def lock_revenues(session: Session, *, merchant_ids: Sequence[str]) -> None:
+    """Lock the merchants' revenue accounts now, in the order of their ids.
+
+    A batch of payments takes these first: they are the accounts every worker's batch
+    shares, and taken in one global order up front no two batches can each hold one
+    the other waits for. (SQLite's BEGIN IMMEDIATE already serializes writers.)
+    """
+    if not merchant_ids or session.get_bind().dialect.name == "sqlite":
+        return
+    session.connection().execute(
+        sa.select(_accounts.c.id)
+        .where(_accounts.c.kind == AccountKind.REVENUE,
+               _accounts.c.merchant_id.in_(sorted(set(merchant_ids))))
+        .order_by(_accounts.c.id).with_for_update()).all()
+
+
 def clearing_of(session: Session, *, venue_id: str, currency: str) -> Account:
     """The venue's clearing account: where top-ups come from and settlements go to."""
     stmt = select(Account).where(Account.venue_id == venue_id, Account.currency == currency,
@@ -129,8 +158,9 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
 
     The balances move first, one conditional UPDATE per account in the order of their
     ids (so two single postings over the same accounts lock them in one order; a batch
-    of several still holds what its earlier postings locked, and PostgreSQL may break a
-    cycle between two batches with a deadlock error, which the bridge retries); then
+    of several takes its merchants' revenue accounts up front, :func:`lock_revenues`,
+    and should two batches still close a cycle through one guest's rows, PostgreSQL
+    breaks it with a deadlock error and the bridge decides the batch again); then
     the transaction, with ``balance_after`` of ``balance_after_of``, and its postings.
     Returns every leg's new balance; Account rows this session holds see it too.
     """
@@ -235,6 +265,22 @@ def transactions(session: Session, *, guest_id: str | None = None,
 def postings_of(session: Session, *, account_id: str) -> list[Posting]:
     return list(session.exec(select(Posting).where(Posting.account_id == account_id)
                              .order_by(col(Posting.id))).all())
+
+
+def set_credit_limit(session: Session, *, folio: Account, limit: int | None) -> None:
+    """Set what an open folio may owe (None: the venue's default again).
+
+    Locked first: a charge posting meanwhile is waited for, the next one sees the new
+    limit. A lower limit than what is owed already declines further charges only.
+    """
+    if folio.kind is not AccountKind.FOLIO:
+        raise Invalid(f"credit_limit: account {folio.id} is a {folio.kind.value}, not a folio")
+    session.refresh(folio, with_for_update=True)
+    if not folio.open:
+        raise Conflict(f"folio {folio.id} is closed (settled at check-out)")
+    folio.credit_limit = limit
+    session.add(folio)
+    session.flush()
 
 
 def close(session: Session, *, account: Account, now: datetime) -> None:

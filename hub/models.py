@@ -122,6 +122,9 @@ class Venue(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     # Plain-UID wristbands can be cloned with a phone; a venue may still accept them.
     allow_plain_uid: bool = True
+    # The most a room folio may owe (minor units) unless the folio sets its own; None:
+    # no limit (the default: a folio is the hotel's own credit, settled at check-out).
+    folio_credit_limit: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     created_at: datetime = _ts(default_factory=utcnow)
     # A closed venue decides nothing: its devices are refused at the broker and every tap or
     # payment there is denied device_disabled, until it is opened again.
@@ -307,6 +310,9 @@ class Account(SQLModel, table=True):
     stay_id: str | None = Field(default=None, foreign_key="entitlement.id", unique=True)
     # Changed only by conditional UPDATEs together with the postings that explain it.
     balance: int = Field(default=0, sa_type=sa.BigInteger)
+    # A folio's own credit limit (minor units), over the venue's folio_credit_limit;
+    # None: the venue's. Checked by the same conditional UPDATE that moves the balance.
+    credit_limit: int | None = Field(default=None, ge=0, sa_type=sa.BigInteger)
     open: bool = True
     created_at: datetime = _ts(default_factory=utcnow)
     closed_at: datetime | None = _ts(default=None)

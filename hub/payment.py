@@ -45,6 +45,7 @@ TEXTS: dict[PaymentReason, str] = {
     PaymentReason.PIN_LOCKED: "PIN locked - please see staff",
     PaymentReason.DAILY_LIMIT_EXCEEDED: "Daily spending limit reached",
     PaymentReason.INSUFFICIENT_FUNDS: "Not enough funds",
+    PaymentReason.CREDIT_LIMIT_EXCEEDED: "Room account limit reached - please see reception",
     PaymentReason.IDEMPOTENCY_CONFLICT: "Duplicate payment id - not charged",
     PaymentReason.CREDENTIAL_FORGED: "Band not genuine - please see staff",
     PaymentReason.CREDENTIAL_REPLAYED: "Please tap again",
@@ -86,6 +87,8 @@ class PaymentContext:
     # copy); None: the credential's own count.
     pin_failures: int | None = None
     venue_enabled: bool = True  # a closed venue takes no money, whatever its terminals say
+    # The most a folio may owe: its own limit, else the venue's; None: no limit.
+    credit_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,17 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
         return decline(PaymentReason.DAILY_LIMIT_EXCEEDED, pin_passed=pin_passed)
     if ctx.account.kind is AccountKind.WALLET and ctx.account.balance < ctx.amount:
         return decline(PaymentReason.INSUFFICIENT_FUNDS, pin_passed=pin_passed)
+    if ctx.account.kind is AccountKind.FOLIO and ctx.credit_limit is not None \
+            and ctx.account.balance - ctx.amount < -ctx.credit_limit:
+        return decline(PaymentReason.CREDIT_LIMIT_EXCEEDED, pin_passed=pin_passed)
     return PaymentDecision(True, PaymentReason.OK, TEXTS[PaymentReason.OK], pin_passed=pin_passed)
+
+
+def folio_credit_limit(account: Account | None, venue_default: int | None) -> int | None:
+    """The most ``account`` may owe, when it is a folio: its own limit, else the venue's."""
+    if account is None or account.kind is not AccountKind.FOLIO:
+        return None
+    return account.credit_limit if account.credit_limit is not None else venue_default
 
 
 def postings_for_charge(*, payer: Account, revenue: Account, amount: int) -> list[tuple[str, int]]:

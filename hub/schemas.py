@@ -108,6 +108,10 @@ class _Patch(_In):
         return self
 
 
+# A credit limit, minor units: up to 2^63 - 1 (a BIGINT), zero allowed (no credit at all).
+CreditLimit = Annotated[int, Field(ge=0, le=2**63 - 1, description="Integer minor units")]
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -123,6 +127,9 @@ class VenueCreate(_In):
     allow_plain_uid: bool = Field(
         False, description="Accept copyable credentials (a wristband's bare UID, a phone "
         "key's bare id) for entry and payment: for legacy readers only")
+    folio_credit_limit: CreditLimit | None = Field(
+        None, description="The most a room folio may owe, minor units, unless the folio "
+        "sets its own; null: no limit")
 
     @field_validator("timezone")
     @classmethod
@@ -155,7 +162,16 @@ class VenuePublic(_Out):
     currency: str
     allow_plain_uid: bool
     enabled: bool
+    folio_credit_limit: int | None = None
     created_at: datetime
+
+
+class VenueFolioPolicy(_In):
+    """What a venue's room folios may owe by default."""
+
+    folio_credit_limit: CreditLimit | None = Field(
+        description="The most a room folio may owe, minor units, unless the folio sets its "
+        "own (PATCH /accounts/{id}); null: no limit")
 
 
 class VenuePolicy(_In):
@@ -473,6 +489,18 @@ class AccountCreate(_In):
     venue_id: Ref
     kind: Literal["wallet", "folio"]
     stay_id: Ref | None = Field(default=None, description="The room entitlement of a folio")
+    credit_limit: CreditLimit | None = Field(
+        default=None, description="A folio's own credit limit (minor units); null: the "
+        "venue's folio_credit_limit")
+
+
+class AccountUpdate(_Patch):
+    """Staff change what a folio may owe; omitted fields stay."""
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"credit_limit"})
+    credit_limit: CreditLimit | None = Field(
+        default=None, description="The folio's own credit limit (minor units); null: the "
+        "venue's folio_credit_limit again")
 
 
 class AccountPublic(_Out):
@@ -484,6 +512,7 @@ class AccountPublic(_Out):
     merchant_id: str | None
     stay_id: str | None
     balance: int
+    credit_limit: int | None = None
     open: bool
     created_at: datetime
     closed_at: datetime | None

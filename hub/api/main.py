@@ -34,6 +34,7 @@ from hub.api.routes import automations as automation_routes
 from hub.automations import RuleError
 from hub.config import Settings
 from hub.crud import Conflict, Invalid, NotFound
+from hub.db import Contended
 
 API_PREFIX = "/api/v1"
 # The only routes anyone may call without a token: locks read keys and revocations offline.
@@ -104,5 +105,10 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     @app.exception_handler(Conflict)
     async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Contended)
+    async def _contended(_r: Request, exc: Contended) -> JSONResponse:
+        # Retried inside the hub already; what is left is the caller's to retry, not a 500.
+        return JSONResponse({"detail": str(exc), "reason": "contended"}, status_code=409)
 
     return app

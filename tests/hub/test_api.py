@@ -35,7 +35,8 @@ from tests.conftest import bearer, staff_token
 from tests.utils import ingest
 
 # The public shapes: what a client may rely on, and nothing internal.
-VENUE_KEYS = {"id", "name", "timezone", "currency", "allow_plain_uid", "enabled", "created_at"}
+VENUE_KEYS = {"id", "name", "timezone", "currency", "allow_plain_uid", "enabled",
+              "folio_credit_limit", "created_at"}
 ZONE_KEYS = {"id", "venue_id", "name", "kind", "capacity", "anti_passback", "occupancy"}
 DEVICE_KEYS = {"id", "venue_id", "kind", "name", "zone_id", "direction", "merchant_id", "enabled",
                "online", "last_seen", "battery_pct", "firmware"}

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from json import loads as json_loads
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -36,6 +36,7 @@ from hub.models import (
     LedgerTransaction,
     Merchant,
     SpendingPolicy,
+    TransactionType,
     Venue,
     utcnow,
 )
@@ -208,36 +209,86 @@ def test_check_out_racing_a_folio_charge_never_closes_it_owing(
     assert tab == ["no_account"], tab  # the folio is closed: the bar must ask for another
 
 
+def _two_workers(engine: Engine, tmp_path: Path, plans: list[list[tuple[str, str, int]]]
+                 ) -> tuple[list[Bridge], list[str]]:
+    """Two bridges' workers each decide a batch of payments at the same moment; the first
+    message of each is decided before either goes on to its second (the interleaving that
+    closes a cycle when locks are taken message by message). The replies, by kind:reason."""
+    first_done = threading.Barrier(2)
+    # No time budget or deadline cuts a batch short here: only locks decide who waits.
+    bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
+                               worker_name=f"w{n}", bridge_batch_ms=10_000,
+                               tap_deadline_ms=60_000), engine) for n in range(2)]
+    answered: list[tuple[_Inbound, object]] = []
+    lock = threading.Lock()
+
+    def keep(decided: list[tuple[_Inbound, object]]) -> None:
+        with lock:
+            answered.extend(decided)
+
+    for bridge in bridges:
+        calls = [0]
+
+        def hold(calls: list[int] = calls) -> None:
+            calls[0] += 1
+            if calls[0] == 2:  # the second message of the first try: after both firsts
+                try:
+                    first_done.wait(1)
+                except threading.BrokenBarrierError:
+                    pass  # the other worker waits for a lock this one holds: it cannot come
+
+        bridge.before_decide = hold
+        bridge._answer = keep  # type: ignore[method-assign]
+    topic = partial(device_topic, VENUE_ID, channel=Channel.EVENTS)
+    threads = [threading.Thread(target=bridge._handle, args=([
+        _Inbound(topic(device=device), pay_message(100, guest=guest, merchant=merchant), 0, 0,
+                 time.perf_counter(), utcnow(), 0) for device, merchant, guest in plan],))
+        for bridge, plan in zip(bridges, plans, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    replies = [json_loads(o.replies[0].payload) for _, o in answered]  # type: ignore[attr-defined]
+    return bridges, sorted(f"{r['kind']}:{r.get('reason', r.get('code'))}" for r in replies)
+
+
 @pg_only
-@pytest.mark.xfail(strict=True, reason="open: Money exactly right on every engine (#16)")
-def test_two_batches_deadlock_despite_account_id_order(engine: Engine) -> None:
-    """ledger.post's docstring: locking in id order makes PostgreSQL workers wait instead of
-    deadlocking. A batch is one transaction holding every account its earlier messages
-    touched (the merchants' revenue accounts are shared), so two workers still deadlock."""
+def test_two_batches_over_the_same_merchants_do_not_deadlock(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    """ledger.post locks one payment's accounts in id order, but a batch is one transaction
+    holding every account its earlier messages touched, and the merchants' revenue
+    accounts are shared: cafe-then-shop beside shop-then-cafe deadlocked, and the victim's
+    batch was split and decided again message by message. Now a batch locks the revenue
+    accounts it may post to first, in id order: the second worker waits, nobody aborts."""
     _charge(engine, 100, guest=6)  # the merchants' revenue accounts exist
     _charge(engine, 100, guest=6, device="pos-shop-1", merchant="shop")
-    first_done = threading.Barrier(2)
-    errors: list[str] = []
+    bridges, replies = _two_workers(engine, tmp_path, [
+        [("pos-cafe-1", "cafe", 2), ("pos-shop-1", "shop", 4)],
+        [("pos-shop-1", "shop", 3), ("pos-cafe-1", "cafe", 5)]])
+    assert replies == ["payment_decision:ok"] * 4, replies
+    counters = [(b.counters["batches_split"], b.counters["batches_retried"],
+                 b.counters["dead_letters"]) for b in bridges]
+    assert counters == [(0, 0, 0)] * 2, counters
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
 
-    def worker(plan: list[tuple[str, str, int]]) -> None:
-        reg = Registry()
-        try:
-            with session_scope(engine) as s:
-                for i, (device, merchant, guest) in enumerate(plan):
-                    handle_message(s, device_topic(VENUE_ID, device, Channel.EVENTS),
-                                   pay_message(100, guest=guest, merchant=merchant), utcnow(),
-                                   registry=reg)
-                    if i == 0:
-                        first_done.wait(10)
-        except sa.exc.DBAPIError as exc:
-            errors.append(type(exc.orig).__name__)
 
-    a = threading.Thread(target=worker, args=([("pos-cafe-1", "cafe", 2),
-                                              ("pos-shop-1", "shop", 4)],))
-    b = threading.Thread(target=worker, args=([("pos-shop-1", "shop", 3),
-                                              ("pos-cafe-1", "cafe", 5)],))
-    a.start(); b.start(); a.join(30); b.join(30)
-    assert errors == [], errors
+@pg_only
+def test_a_deadlock_through_guests_wallets_retries_the_whole_batch(engine: Engine,
+                                                                    tmp_path: Path) -> None:
+    """Two guests paying at two merchants, in opposite orders on two workers: the cycle
+    runs through the guests' wallets, which no batch can know to lock ahead. PostgreSQL
+    aborts one batch (40P01); the hub decides that batch again as a whole, and every
+    terminal gets its approval: no split, no dead letter, no `internal`."""
+    bridges, replies = _two_workers(engine, tmp_path, [
+        [("pos-cafe-1", "cafe", 2), ("pos-cafe-1", "cafe", 3)],
+        [("pos-shop-1", "shop", 3), ("pos-shop-1", "shop", 2)]])
+    assert replies == ["payment_decision:ok"] * 4, replies
+    assert sum(b.counters["batches_retried"] for b in bridges) == 1
+    assert [(b.counters["batches_split"], b.counters["dead_letters"]) for b in bridges] \
+        == [(0, 0)] * 2
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
 
 
 # ------------------------------------------------ a message failing after money moved
@@ -276,3 +327,132 @@ def json_kind(outcome: object) -> str:
     return json_loads(outcome.replies[0].payload)["kind"]  # type: ignore[attr-defined]
 
 
+
+
+# ------------------------------------------------------------ folio credit limits
+
+
+def _folio_limits(engine: Engine, *, venue: int | None, folio: int | None = None) -> None:
+    with session_scope(engine) as s:
+        v = s.get(Venue, VENUE_ID)
+        v.folio_credit_limit = venue
+        f = s.get(Account, "folio-guest-01")
+        f.credit_limit = folio
+
+
+def test_a_folio_charge_past_the_credit_limit_is_declined(engine: Engine) -> None:
+    """The venue's default holds a folio to 50.00 owed; a folio's own limit overrides it."""
+    _folio_limits(engine, venue=5_000)
+    reg = Registry()
+    assert reason(engine, reg, amount=3_000, account="folio") == "ok"
+    assert reason(engine, reg, amount=2_001, account="folio") == "credit_limit_exceeded"
+    assert reason(engine, reg, amount=2_000, account="folio") == "ok"  # exactly the limit
+    _folio_limits(engine, venue=5_000, folio=8_000)
+    assert reason(engine, reg, amount=3_000, account="folio") == "ok"
+    assert reason(engine, reg, amount=1, account="folio") == "credit_limit_exceeded"
+    assert balance(engine, "folio-guest-01") == -8_000
+    with Session(engine) as s:
+        declined = s.exec(select(LedgerTransaction).where(
+            LedgerTransaction.reason == "credit_limit_exceeded")).all()
+        assert len(declined) == 2 and not any(t.approved for t in declined)
+        assert ledger.verify(s) == []
+
+
+def _bare_charge(amount: int) -> LedgerTransaction:
+    key = f"bare-{amount}"
+    return LedgerTransaction(venue_id=VENUE_ID, type=TransactionType.CHARGE, approved=True,
+                             reason="ok", text="Approved", amount=amount, currency="USD",
+                             idempotency_scope="test", idempotency_key=key, fingerprint=key,
+                             created_at=utcnow())
+
+
+def test_the_credit_limit_is_held_by_the_balance_update_itself(engine: Engine) -> None:
+    """Whatever a decision read, the conditional UPDATE refuses a posting past the limit."""
+    _folio_limits(engine, venue=None, folio=1_000)
+    with session_scope(engine) as s, pytest.raises(ledger.Overdrawn):
+        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
+        ledger.post(s, txn=_bare_charge(1_001),
+                    legs=[("folio-guest-01", -1_001), (revenue.id, 1_001)])
+    _folio_limits(engine, venue=None, folio=None)  # no limit: a folio runs its bill
+    with session_scope(engine) as s:
+        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
+        ledger.post(s, txn=_bare_charge(10**15),
+                    legs=[("folio-guest-01", -10**15), (revenue.id, 10**15)])
+    assert balance(engine, "folio-guest-01") == -10**15
+
+
+def test_two_workers_cannot_both_pass_a_folio_s_credit_limit(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the folio owing nothing and decide to approve 40.00 against a 50.00 limit;
+    the second's balance UPDATE waits for the first's and then refuses: it decides again
+    and is declined. (On SQLite the second cannot even begin before the first commits.)"""
+    _folio_limits(engine, venue=5_000)
+    real = cashier.decide_payment
+    both_decided = threading.Barrier(2)
+
+    def decide_then_wait(ctx: object) -> object:
+        verdict = real(ctx)  # type: ignore[arg-type]
+        try:
+            both_decided.wait(1)
+        except threading.BrokenBarrierError:
+            pass  # the other is waiting for this one (a lock), or already decided again
+        return verdict
+
+    monkeypatch.setattr(cashier, "decide_payment", decide_then_wait)
+    reasons: list[str] = []
+
+    def terminal(device: str, merchant: str) -> None:
+        [d] = batch(engine, Registry(), [(device, pay_message(
+            4_000, merchant=merchant, account="folio"))])
+        reasons.append(d.reason if d is not None else "none")
+
+    threads = [threading.Thread(target=terminal, args=a)
+               for a in (("pos-cafe-1", "cafe"), ("pos-shop-1", "shop"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(reasons) == ["credit_limit_exceeded", "ok"], reasons
+    assert balance(engine, "folio-guest-01") == -4_000
+    with Session(engine) as s:
+        assert ledger.verify(s) == []
+
+
+# ------------------------------------------------------------------- 64-bit amounts
+
+
+@pytest.mark.parametrize("amount", [1_000_001, 2**31, 2**63 - 1])
+def test_an_amount_past_the_hub_s_maximum_is_declined_and_recorded(engine: Engine,
+                                                                   amount: int) -> None:
+    """Within 64 bits it is a payment like any other: declined amount_too_large, on the
+    ledger (a BIGINT holds it on both engines), and the same answer when sent again."""
+    payload = pay_message(amount, event_id=f"big-{amount}", key=f"big-{amount}")
+    [first] = batch(engine, Registry(), [("pos-cafe-1", payload)])
+    [again] = batch(engine, Registry(), [("pos-cafe-1", payload)])
+    assert first is not None and first.reason == "amount_too_large"
+    assert again == first
+    with Session(engine) as s:
+        txn = ledger.find_by_key(s, scope="pos-cafe-1", key=f"big-{amount}")
+        assert txn is not None and (txn.amount, txn.approved) == (amount, False)
+        assert s.exec(select(Event).where(Event.event_id == f"big-{amount}")).one().reason \
+            == "amount_too_large"
+    assert balance(engine, WALLET) == 10_000
+
+
+@pytest.mark.parametrize("amount", [2**63, 2**64, 10**30])
+def test_an_amount_no_bigint_holds_is_answered_schema_violation_with_its_event_id(
+        engine: Engine, amount: int) -> None:
+    """Not recordable: refused on the errors topic, naming the event, so the terminal has
+    a definitive answer (a 4xx of the wire) and does not retry for ever."""
+    payload = pay_message(1_000, event_id="huge-1").replace(b'"amount":1000',
+                                                          f'"amount":{amount}'.encode())
+    assert f'"amount":{amount}'.encode() in payload
+    with session_scope(engine) as s:
+        outcome = handle_message(s, device_topic(VENUE_ID, "pos-cafe-1", Channel.EVENTS),
+                                 payload, utcnow(), registry=Registry())
+    [reply] = outcome.replies
+    error = json_loads(reply.payload)
+    assert reply.topic == device_topic(VENUE_ID, "pos-cafe-1", Channel.ERRORS)
+    assert (error["kind"], error["code"], error["event_id"]) \
+        == ("error", "schema_violation", "huge-1")
+    assert balance(engine, WALLET) == 10_000

@@ -18,7 +18,13 @@ from hub.models import (
     Merchant,
     SpendingPolicy,
 )
-from hub.payment import TEXTS, PaymentContext, PaymentLimits, decide_payment
+from hub.payment import (
+    TEXTS,
+    PaymentContext,
+    PaymentLimits,
+    decide_payment,
+    folio_credit_limit,
+)
 
 LIMITS = PaymentLimits(max_amount=50_000, max_pin_failures=5)
 
@@ -100,3 +106,30 @@ def test_daily_limit_is_inclusive() -> None:
 def test_a_folio_may_run_a_bill_a_wallet_may_not() -> None:
     folio = Account(id="f", venue_id="v", kind=AccountKind.FOLIO, currency="USD", balance=-4_000)
     assert decide_payment(ctx(account=folio, amount=9_000)).approved
+
+
+def test_a_folio_owes_up_to_its_credit_limit_inclusive() -> None:
+    folio = Account(id="f", venue_id="v", kind=AccountKind.FOLIO, currency="USD", balance=-4_000)
+    assert decide_payment(ctx(account=folio, amount=6_000, credit_limit=10_000)).approved
+    over = decide_payment(ctx(account=folio, amount=6_001, credit_limit=10_000))
+    assert over.reason is PaymentReason.CREDIT_LIMIT_EXCEEDED and not over.approved
+    assert decide_payment(ctx(account=folio, amount=1, credit_limit=0)).reason \
+        is PaymentReason.CREDIT_LIMIT_EXCEEDED
+    # A wallet has no credit: its limit is its balance, whatever is passed.
+    assert decide_payment(ctx(amount=1_000, credit_limit=0)).approved
+
+
+def test_a_folio_s_own_limit_wins_over_the_venue_s() -> None:
+    folio = Account(id="f", venue_id="v", kind=AccountKind.FOLIO, currency="USD")
+    wallet = Account(id="w", venue_id="v", kind=AccountKind.WALLET, currency="USD",
+                     credit_limit=5)
+    assert folio_credit_limit(folio, 50_000) == 50_000
+    assert folio_credit_limit(folio, None) is None
+    assert folio_credit_limit(replace_limit(folio, 7_000), 50_000) == 7_000
+    assert folio_credit_limit(replace_limit(folio, 0), None) == 0
+    assert folio_credit_limit(wallet, 50_000) is None
+    assert folio_credit_limit(None, 50_000) is None
+
+
+def replace_limit(account: Account, limit: int) -> Account:
+    return Account(**{**account.model_dump(), "credit_limit": limit})

@@ -24,6 +24,7 @@ from hub.api.deps import (
     publish_after_commit,
     require_roles,
 )
+from hub.db import retry_conflicts
 from hub.models import (
     Account,
     AccountKind,
@@ -38,6 +39,7 @@ from hub.models import (
 from hub.schemas import (
     AccountCreate,
     AccountPublic,
+    AccountUpdate,
     Settlement,
     Statement,
     StatementLine,
@@ -78,6 +80,8 @@ def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> A
     if body.kind == "wallet":
         if body.stay_id is not None:
             raise crud.InvalidReference("stay_id: a wallet belongs to no stay")
+        if body.credit_limit is not None:
+            raise crud.InvalidReference("credit_limit: only a folio has one")
         if ledger.wallet_of(session, guest_id=body.guest_id, venue_id=venue.id):
             raise crud.Conflict(f"guest {body.guest_id!r} already has an open wallet here")
     else:
@@ -85,7 +89,8 @@ def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> A
         if stay is None or stay.kind is not EntitlementKind.ROOM or stay.guest_id != body.guest_id:
             raise crud.InvalidReference("stay_id: a folio needs one of the guest's room stays")
     account = Account(venue_id=venue.id, kind=AccountKind(body.kind), currency=venue.currency,
-                      guest_id=body.guest_id, stay_id=body.stay_id)
+                      guest_id=body.guest_id, stay_id=body.stay_id,
+                      credit_limit=body.credit_limit)
     opened = crud.add(session, account)
     audit.record("account.open", f"account:{opened.id}", body.model_dump())
     return opened
@@ -94,6 +99,20 @@ def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> A
 @router.get("/{account_id}", response_model=AccountPublic)
 def get_account(account_id: str, session: SessionDep, caller: OwnReader) -> Account:
     return _own_account(session, caller, account_id)
+
+
+@router.patch("/{account_id}", response_model=AccountPublic, dependencies=[FrontDesk],
+              responses={409: {"description": "The folio is closed"},
+                         422: {"description": "Not a folio"}})
+def update_account(account_id: str, body: AccountUpdate, session: SessionDep,
+                   audit: AuditDep) -> Account:
+    """Staff set what a folio may owe (its credit limit over the venue's default)."""
+    changes = body.model_dump(exclude_unset=True)
+    account = crud.get(session, Account, account_id)
+    if "credit_limit" in changes:
+        ledger.set_credit_limit(session, folio=account, limit=changes["credit_limit"])
+    audit.record("account.update", f"account:{account_id}", changes)
+    return account
 
 
 @router.get("/{account_id}/statement", response_model=Statement)
@@ -119,10 +138,13 @@ def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statem
 def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Add money to a wallet (card at a kiosk, cash at a desk); once per idempotency key."""
-    wallet = crud.get(session, Account, account_id)
-    txn, receipts = cashier.top_up(session, wallet=wallet, amount=body.amount,
-                                   key=body.idempotency_key, actor=audit.principal.name,
-                                   now=utcnow())
+    def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+        wallet = crud.get(session, Account, account_id)
+        return cashier.top_up(session, wallet=wallet, amount=body.amount,
+                              key=body.idempotency_key, actor=audit.principal.name,
+                              now=utcnow())
+
+    txn, receipts = retry_conflicts(session, work)
     audit.record("account.topup", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id})
     publish_after_commit(tasks, bridge, receipts)
@@ -134,9 +156,12 @@ def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
 def settle(account_id: str, body: Settlement, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Check-out: pay the folio's balance and close it."""
-    folio = crud.get(session, Account, account_id)
-    txn, receipts = cashier.settle(session, folio=folio, key=body.idempotency_key,
-                                   actor=audit.principal.name, now=utcnow())
+    def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+        folio = crud.get(session, Account, account_id)
+        return cashier.settle(session, folio=folio, key=body.idempotency_key,
+                              actor=audit.principal.name, now=utcnow())
+
+    txn, receipts = retry_conflicts(session, work)
     audit.record("account.settle", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id, "amount": txn.amount})
     publish_after_commit(tasks, bridge, receipts)

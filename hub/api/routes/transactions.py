@@ -23,6 +23,7 @@ from hub.api.deps import (
     publish_after_commit,
     require_roles,
 )
+from hub.db import retry_conflicts
 from hub.models import Account, LedgerTransaction, utcnow
 from hub.schemas import RefundCreate, TransactionPublic
 
@@ -57,10 +58,14 @@ def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransacti
 def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Refund all (no amount) or part of a charge; never more than what is left of it."""
-    original = crud.get(session, LedgerTransaction, transaction_id)
-    txn, receipts = cashier.refund(session, original=original, amount=body.amount,
-                                   key=body.idempotency_key, actor=audit.principal.name,
-                                   now=utcnow())
+    def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
+        original = crud.get(session, LedgerTransaction, transaction_id)
+        return cashier.refund(session, original=original, amount=body.amount,
+                              key=body.idempotency_key, actor=audit.principal.name,
+                              now=utcnow())
+
+    # A deadlock or serialization failure is retried here (bounded): never a 500.
+    txn, receipts = retry_conflicts(session, work)
     audit.record("transaction.refund", f"transaction:{transaction_id}",
                  {**body.model_dump(), "amount": txn.amount, "refund_id": txn.id})
     publish_after_commit(tasks, bridge, receipts)

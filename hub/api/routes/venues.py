@@ -20,7 +20,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.models import Device, Venue, utcnow
-from hub.schemas import VenueCreate, VenuePolicy, VenuePublic, VenueUpdate
+from hub.schemas import VenueCreate, VenueFolioPolicy, VenuePolicy, VenuePublic, VenueUpdate
 
 router = APIRouter(prefix="/venues", tags=["venues"])
 
@@ -88,6 +88,16 @@ def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
     """Whether the venue accepts copyable credentials (legacy readers); admins only."""
     venue = crud.update(session, crud.live(session, Venue, venue_id), body.model_dump())
     audit.record("venue.security_policy", f"venue:{venue_id}", body.model_dump())
+    return venue
+
+
+@router.put("/{venue_id}/folio-policy", response_model=VenuePublic,
+            dependencies=[require_roles(ADMIN)])
+def set_folio_policy(venue_id: str, body: VenueFolioPolicy, session: SessionDep,
+                     audit: AuditDep) -> Venue:
+    """What a room folio may owe by default (a folio may set its own); admins only."""
+    venue = crud.update(session, crud.live(session, Venue, venue_id), body.model_dump())
+    audit.record("venue.folio_policy", f"venue:{venue_id}", body.model_dump())
     return venue
 
 
