@@ -305,9 +305,11 @@ def authenticate(session: Session, *, presented: Presented, venue_id: str, devic
     fresh = presented.challenge is None or use_challenge(
         session, device_id=device_id, challenge=presented.challenge, now=now)
     venue = registry.get(session, Venue, venue_id)
+    device = registry.get(session, Device, device_id)
+    allow = device.allow_plain_uid if device is not None and device.allow_plain_uid is not None \
+        else (venue.allow_plain_uid if venue else False)
     return credential, problem_of(presented, credential, counter_advanced=advanced,
-                                  allow_plain_uid=venue.allow_plain_uid if venue else False,
-                                  fresh_challenge=fresh)
+                                  allow_plain_uid=allow, fresh_challenge=fresh)
 
 
 def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:

@@ -159,6 +159,9 @@ class Device(SQLModel, table=True):
     battery_pct: int | None = None
     firmware: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(default_factory=utcnow)
+    # The venue's security policy for this reader alone (a legacy reader at a strict venue,
+    # or a strict one at a legacy venue); None: the venue's.
+    allow_plain_uid: bool | None = None
     # A deleted device is disabled for good, its broker login revoked; its row stays for the
     # journey and telemetry that name it, and so its id is never handed to another device.
     deleted_at: datetime | None = _ts(default=None)

@@ -226,6 +226,14 @@ class DeviceCreate(_In):
     enabled: bool = True
 
 
+class DevicePolicy(_In):
+    """One reader's security policy, over its venue's."""
+
+    allow_plain_uid: bool | None = Field(
+        description="Accept a wristband's bare UID or a phone key's bare id at this reader "
+        "(a legacy reader), refuse them (a strict one), or null: as its venue says")
+
+
 class DeviceUpdate(_Patch):
     nullable = frozenset({"zone_id", "direction", "merchant_id"})
     name: Name | None = None
@@ -244,6 +252,7 @@ class DevicePublic(_Out):
     direction: Direction | None
     merchant_id: str | None
     enabled: bool
+    allow_plain_uid: bool | None = None
     online: bool
     last_seen: datetime | None
     battery_pct: int | None

@@ -39,7 +39,7 @@ VENUE_KEYS = {"id", "name", "timezone", "currency", "allow_plain_uid", "enabled"
               "folio_credit_limit", "created_at"}
 ZONE_KEYS = {"id", "venue_id", "name", "kind", "capacity", "anti_passback", "occupancy"}
 DEVICE_KEYS = {"id", "venue_id", "kind", "name", "zone_id", "direction", "merchant_id", "enabled",
-               "online", "last_seen", "battery_pct", "firmware"}
+               "online", "last_seen", "battery_pct", "firmware", "allow_plain_uid"}
 GUEST_KEYS = {"id", "name", "display_name", "email", "created_at"}
 CREDENTIAL_KEYS = {"id", "guest_id", "kind", "identifier", "status", "label", "created_at",
                    "status_changed_at", "sun", "key_jti", "secure"}
@@ -481,7 +481,7 @@ def test_create_device_answers_201_without_internal_fields(client: TestClient) -
     assert not INTERNAL["devices"] & set(body)
     assert body == {"id": "gate-1", "venue_id": "v1", "kind": "gate", "name": "Gate 1",
                     "zone_id": "hall", "direction": "in", "merchant_id": None, "enabled": True,
-                    "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
+                    "allow_plain_uid": None, "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
     assert client.get(url("devices", "gate-1")).json() == body
 
 

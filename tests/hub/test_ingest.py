@@ -352,6 +352,29 @@ def test_a_closed_venue_lets_nobody_in_and_takes_no_money(engine: Engine) -> Non
     assert till("open-1") == "ok"
 
 
+def test_one_reader_may_differ_from_its_venue_s_policy(engine: Engine) -> None:
+    """A legacy lock at a strict venue takes bare UIDs; a strict one at a legacy venue
+    does not; every other reader follows the venue."""
+    with session_scope(engine) as session:
+        venue = session.get(Venue, VENUE_ID)
+        legacy, strict = session.get(Device, "lock-101"), session.get(Device, "lock-102")
+        assert venue is not None and legacy is not None and strict is not None
+        venue.allow_plain_uid = False
+        legacy.allow_plain_uid = True
+    assert tap(engine, "lock-101").reason == "ok"  # guest-01's room, a legacy reader
+    assert tap(engine, "lock-102", uid=wristband_uid(2)).reason == "insecure_credential"
+    with session_scope(engine) as session:
+        venue = session.get(Venue, VENUE_ID)
+        legacy, strict = session.get(Device, "lock-101"), session.get(Device, "lock-102")
+        assert venue is not None and legacy is not None and strict is not None
+        venue.allow_plain_uid = True
+        legacy.allow_plain_uid = None
+        strict.allow_plain_uid = False
+    assert tap(engine, "lock-101", event_id="again").reason == "ok"  # follows the venue
+    assert tap(engine, "lock-102", uid=wristband_uid(2),
+               event_id="strict").reason == "insecure_credential"
+
+
 def test_a_venue_may_refuse_plain_uid_bands(engine: Engine) -> None:
     assert tap(engine, "lock-101").reason == "ok"
     with session_scope(engine) as session:

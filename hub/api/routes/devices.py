@@ -21,6 +21,7 @@ from hub.models import Device, DeviceKind, Guest, Merchant, Venue, Wearable, Zon
 from hub.schemas import (
     DeviceBrokerLogin,
     DeviceCreate,
+    DevicePolicy,
     DevicePublic,
     DeviceUpdate,
     WearablePublic,
@@ -101,6 +102,18 @@ def delete_device(device_id: str, session: SessionDep, audit: AuditDep) -> Respo
         wearables.unpair(session, device_id=device_id, now=now)
     audit.record("device.delete", f"device:{device_id}", {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/{device_id}/security-policy", response_model=DevicePublic,
+            dependencies=[require_roles(ADMIN)])
+def set_device_security_policy(device_id: str, body: DevicePolicy, session: SessionDep,
+                               audit: AuditDep) -> Device:
+    """Whether this reader accepts copyable credentials, over its venue's policy (admins):
+    a legacy reader at a strict venue, or a strict gate at a legacy one; null follows the
+    venue. A secure band's UID and a signed key's bare id are refused regardless."""
+    device = crud.update(session, crud.live(session, Device, device_id), body.model_dump())
+    audit.record("device.security_policy", f"device:{device_id}", body.model_dump())
+    return device
 
 
 # ---------------------------------------------------------------- broker login
