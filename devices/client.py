@@ -55,6 +55,11 @@ class HubError(RuntimeError):
         self.error = error
 
 
+class LoginRefused(ConnectionError):
+    """The broker answered the CONNECT and refused it: a wrong, revoked or re-issued login
+    (retrying the same one cannot help)."""
+
+
 class NoReply(TimeoutError):
     """No decision arrived in time."""
 
@@ -106,6 +111,7 @@ class DeviceClient:
         self._pending: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        self._refused: Any = None  # the CONNACK's reason when the broker said no
         self._command_handler: Callable[[Command], None] | None = None
         self._keys_handler: Callable[[str, bytes], None] | None = None
         self._keys = {name: keys_topic(venue, name) for name in ("jwks", "revocations")}
@@ -114,6 +120,7 @@ class DeviceClient:
             client_id=f"dev-{device_id}-{uuid.uuid4().hex[:6]}",
             protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
         )
+        self._username = username
         if username is not None:
             self._client.username_pw_set(username, password)
         if tls_ca is not None:
@@ -131,9 +138,16 @@ class DeviceClient:
         """Connect, subscribe to this device's replies and announce it online."""
         self._client.connect(self.host, self.port, keepalive=self.keepalive)
         self._client.loop_start()
-        if not self._connected.wait(timeout):
-            self._client.loop_stop()
-            raise ConnectionError(f"no CONNACK from {self.host}:{self.port} in {timeout}s")
+        deadline = time.monotonic() + timeout
+        while not self._connected.wait(0.05):
+            if self._refused is not None:
+                self._client.loop_stop()
+                self._client.disconnect()
+                raise LoginRefused(f"the broker at {self.host}:{self.port} refused the login "
+                                   f"of {self._username!r}: {self._refused}")
+            if time.monotonic() >= deadline:
+                self._client.loop_stop()
+                raise ConnectionError(f"no CONNACK from {self.host}:{self.port} in {timeout}s")
         return self
 
     def close(self) -> None:
@@ -160,6 +174,7 @@ class DeviceClient:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if rc.is_failure:
+            self._refused = rc  # paho would keep retrying the same refused login
             return
         nodelay(client)
         topics = [(self._topics[Channel.DECISIONS], 1), (self._topics[Channel.ERRORS], 1),

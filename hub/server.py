@@ -67,6 +67,7 @@ class Hub:
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._logins: LoginFollower | None = None
+        self._write_demo_sheet: Callable[[], None] | None = None
         self.broker_restarts = 0
         self._thread: threading.Thread | None = None
 
@@ -123,10 +124,8 @@ class Hub:
             settings = settings.model_copy(update={"mqtt_username": auth.bridge_user,
                                                    "mqtt_password": auth.bridge_password})
             if settings.secure_broker and self.demo:
-                with session_scope(self.engine) as session:
-                    write_sheet(settings.data_dir / "demo-provisioning.json", session,
-                                self.secrets, broker_entry(settings, self.tls_files),
-                                key_anchor=jwks(self.signing_keys))
+                self._write_demo_sheet = self._demo_sheet_writer(settings)
+                self._write_demo_sheet()
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
@@ -187,9 +186,22 @@ class Hub:
                 raise RuntimeError("the HTTP server did not start")
             time.sleep(0.01)
 
+    def _demo_sheet_writer(self, settings: Settings) -> Callable[[], None]:
+        def write() -> None:
+            assert self.engine is not None and self.secrets is not None
+            with session_scope(self.engine) as session:
+                write_sheet(settings.data_dir / "demo-provisioning.json", session,
+                            self.secrets, broker_entry(settings, self.tls_files),
+                            key_anchor=jwks(self.signing_keys))
+        return write
+
     def _set_logins(self, logins: Logins) -> None:
         if self.broker is not None:
             self.broker.set_logins(logins)
+        if self._write_demo_sheet is not None:
+            # The demo's sheet is what hub-sim logs in with: keep it current, so a login
+            # re-issued or revoked through the API is what the next hub-sim command uses.
+            self._write_demo_sheet()
 
     def _audit_refusals(self) -> None:
         """Write the broker's refused logins to the audit log, once a second."""

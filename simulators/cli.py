@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from devices.client import DeviceClient, HubError, NoReply, credential_from_text
+from devices.client import DeviceClient, HubError, LoginRefused, NoReply, credential_from_text
 from devices.contract import LineItem, PaymentRequest, utcnow
 from devices.topics import valid_id
 from simulators.appliances import Note, Room, Watch
@@ -250,7 +250,7 @@ def tap(
     try:
         client = connect_device(settings.venue, device, settings.broker)
     except OSError as exc:
-        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        err.print(broker_problem(settings.broker, exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
     decision, ms = _timed(lambda: client.tap(
         cred, direction=direction.value if direction else None, timeout=timeout), client)
@@ -333,7 +333,7 @@ def pay(
     try:
         terminal = connect_device(settings.venue, device, settings.broker)
     except OSError as exc:
-        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        err.print(broker_problem(settings.broker, exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
     decision, ms = _timed(lambda: terminal.pay(request, timeout=timeout), terminal)
     style = "bold green" if decision.outcome == "approve" else "bold red"
@@ -430,7 +430,7 @@ def load(
         err.print(f"[bold red]nothing to load:[/] {exc}")
         raise typer.Exit(EXIT_UNREACHABLE) from None
     except OSError as exc:
-        err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {exc}")
+        err.print(broker_problem(settings.broker, exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
     if as_json:
         print(json.dumps(asdict(report), indent=2))
@@ -581,8 +581,17 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
+def broker_problem(broker: object, exc: OSError) -> str:
+    """What went wrong with the broker, for the console: refused login or unreachable."""
+    if isinstance(exc, LoginRefused):
+        return (f"[bold red]the MQTT broker at {broker} refused the login:[/] "
+                f"{escape(str(exc))} (re-issued, revoked, or its venue closed? "
+                f"hub provision device-sheet writes the current logins)")
+    return f"[bold red]MQTT broker unreachable at {broker}:[/] {escape(str(exc))}"
+
+
 def _unreachable(settings: Settings, exc: OSError) -> typer.Exit:
-    err.print(f"[bold red]MQTT broker unreachable at {settings.broker}:[/] {escape(str(exc))}")
+    err.print(broker_problem(settings.broker, exc))
     return typer.Exit(EXIT_UNREACHABLE)
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 from rich.console import Console
 from rich.table import Table
 
-from devices.client import HubError
+from devices.client import HubError, LoginRefused
 from devices.contract import (
     Decision,
     EntryReason,
@@ -386,10 +386,11 @@ def play(name: str, scenario: Callable[[Run], None], run: Run, console: Console)
     except OSError as exc:
         # DeviceClient.connect: refused TCP connection, unknown host, or no CONNACK.
         broker = run.readers.broker
-        console.print(f"[bold red]MQTT broker unreachable at {broker}:[/] {exc}")
+        what = "refused the login" if isinstance(exc, LoginRefused) else "unreachable"
+        console.print(f"[bold red]MQTT broker at {broker} {what}:[/] {exc}")
         code = EXIT_UNREACHABLE
     if run.steps or code == EXIT_OK:
-        render(name, run, time.perf_counter() - started, console)
+        render(name, run, time.perf_counter() - started, console, stopped=code != EXIT_OK)
     if code == EXIT_OK and (mismatches(run.steps) or not run.steps):
         code = EXIT_MISMATCH  # a scenario that played nothing proved nothing
     return code
@@ -403,8 +404,10 @@ def mismatches(steps: list[StepResult]) -> list[StepResult]:
     return [s for s in steps if not s.ok]
 
 
-def render(name: str, run: Run, elapsed_s: float, console: Console) -> None:
-    """Print the step table and a one-line verdict."""
+def render(name: str, run: Run, elapsed_s: float, console: Console, *,
+           stopped: bool = False) -> None:
+    """Print the step table and a one-line verdict (``stopped``: the scenario ended early,
+    so the steps shown are not all it has)."""
     table = Table(title=f"scenario {name}", title_justify="left")
     table.add_column("step", justify="right")
     table.add_column("what")
@@ -432,5 +435,8 @@ def render(name: str, run: Run, elapsed_s: float, console: Console) -> None:
             f"[bold red]{name}: {len(bad)} of {total} steps differ from the script "
             f"(steps {numbers})[/] in {elapsed_s:.2f}s"
         )
+    elif stopped:
+        console.print(f"[bold red]{name}: stopped after {total} steps (see above)[/] "
+                      f"in {elapsed_s:.2f}s")
     else:
         console.print(f"[bold green]{name}: all {total} steps as scripted[/] in {elapsed_s:.2f}s")

@@ -4,6 +4,7 @@ real Mosquitto with the files ``hub provision mosquitto`` writes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,10 @@ def test_a_reissued_device_login_cuts_off_the_old_password(secure_hub: Hub,
     assert refused(secure_hub, old)
     with lock_client(secure_hub, (body["username"], body["password"])) as lock:
         assert lock.tap(WristbandCredential(uid=wristband_uid(6))).outcome == "allow"
+    # The demo's sheet, which hub-sim logs in with, follows.
+    sheet = secure_hub.settings.data_dir / "demo-provisioning.json"
+    wait_for(lambda: json.loads(sheet.read_text())["devices"][LOCK]["password"]
+             == body["password"], timeout=5)
     # The demo sheet the hub writes at start, and `hub provision`, follow the generation.
     assert secure_hub.engine is not None and secure_hub.secrets is not None
     with Session(secure_hub.engine) as session:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.client import DeviceClient
+from devices.client import DeviceClient, LoginRefused
 from devices.contract import WristbandCredential, WristbandSunCredential
 from devices.sun import make_sun
 from hub.demo import STRICT_VENUE_ID, VENUE_ID, secure_band_uid, wristband_uid
@@ -53,10 +53,10 @@ def test_provisioned_devices_and_bands_work(secure_hub: Hub) -> None:
 def test_devices_without_their_credentials_are_refused(secure_hub: Hub) -> None:
     sheet = sheet_of(secure_hub)
     port = secure_hub.settings.mqtt_port
-    with pytest.raises(ConnectionError):
-        DeviceClient(VENUE_ID, "lock-106", port=port).connect(timeout=2)
+    with pytest.raises(LoginRefused):  # told at once, not left to time out
+        DeviceClient(VENUE_ID, "lock-106", port=port).connect(timeout=30)
     other = sheet["devices"]["lock-107"]
-    with pytest.raises(ConnectionError):  # lock-106 with lock-107's password
+    with pytest.raises(LoginRefused):  # lock-106 with lock-107's password
         DeviceClient(VENUE_ID, "lock-106", port=port, username=sheet["devices"]["lock-106"][
             "username"], password=other["password"]).connect(timeout=2)
 
