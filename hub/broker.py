@@ -49,9 +49,26 @@ log = logging.getLogger(__name__)
 # the counters still count every one.
 _KEPT_REFUSALS = 1000
 
+# A connection must send its CONNECT within this many seconds.
+_CONNECT_WITHIN = 10.0
+# Connections from one address that may wait for their CONNECT at once.
+_WAITING_PER_ADDRESS = 256
+_LOGGED_PER_SECOND = 10
+# What of a client's username and client id is logged and audited: they are the client's
+# to choose, up to 64 KB each, control characters included.
+_SHOWN = 64
+
+
+def _shown(value: object) -> str:
+    text = "" if value is None else str(value)
+    text = "".join(c if c.isprintable() else "?" for c in text[:_SHOWN])
+    return text
+
+
 _REFUSALS = {
     "login": "unknown user, wrong password or a forbidden last will",
     "takeover": "its client id belongs to another user's connection or session",
+    "crowd": "too many connections from its address waiting to log in",
 }
 # How long a takeover waits for the previous connection's end to be handled.
 _TAKEOVER_WAIT = 5.0
@@ -102,6 +119,9 @@ class _Broker(Broker):
                  on_refusal: Callable[[Refusal], None] | None = None) -> None:
         super().__init__(config)
         self._on_refusal = on_refusal or (lambda _reason: None)
+        self._waiting: Counter[str] = Counter()  # connections before their CONNECT, by address
+        self._waiting_of: dict[int, str] = {}
+        self._logged_at, self._logged = 0.0, 0  # refusal warnings this second
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Any
@@ -115,9 +135,33 @@ class _Broker(Broker):
         if self._closing:
             writer.close()
             return
-        # amqtt's own, with a reader that ends on shutdown and a writer a takeover can cut.
-        await self._client_connected(listener_name, StreamReaderAdapter(_Intake(reader, self)),
-                                     _Writer(writer))
+        # Sockets that have not logged in yet are capped per address: otherwise anyone who
+        # can reach the port holds thousands of them open, the broker runs out of file
+        # descriptors and no device can connect again.
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if self._waiting[address] >= _WAITING_PER_ADDRESS:
+            self._on_refusal(Refusal("crowd", "", "", address))
+            writer.close()
+            return
+        self._waiting[address] += 1
+        self._waiting_of[id(writer)] = address
+        try:
+            # amqtt's own, with a reader that ends on shutdown and a writer a takeover can cut.
+            await self._client_connected(listener_name,
+                                         StreamReaderAdapter(_Intake(reader, self)),
+                                         _Writer(writer))
+        finally:
+            self._admitted(writer)
+
+    def _admitted(self, writer: Any) -> None:
+        """The connection is past its CONNECT (or gone): it no longer counts as waiting."""
+        raw = writer._stream if isinstance(writer, _Writer) else writer
+        address = self._waiting_of.pop(id(raw), None)
+        if address is not None:
+            self._waiting[address] -= 1
+            if self._waiting[address] <= 0:
+                del self._waiting[address]
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -129,11 +173,21 @@ class _Broker(Broker):
 
     async def _initialize_client_session(self, reader: Any, writer: Any, remote_address: str,
                                          remote_port: int) -> tuple[Any, Session]:
-        """Read the CONNECT, and only that: amqtt settles the session here too, unchecked."""
+        """Read the CONNECT, and only that: amqtt settles the session here too, unchecked.
+
+        amqtt waits for the CONNECT for ever: a socket that sends nothing is dropped here
+        after ``_CONNECT_WITHIN`` seconds."""
         try:
-            connected: tuple[Any, Session] = await _Handler.init_from_connect(
-                reader, writer, self.plugins_manager)
+            connected: tuple[Any, Session] = await asyncio.wait_for(
+                _Handler.init_from_connect(reader, writer, self.plugins_manager),
+                _CONNECT_WITHIN)
+            self._admitted(writer)  # a session now, whatever its login: no longer waiting
             return connected
+        except TimeoutError as exc:
+            with contextlib.suppress(OSError):
+                await writer.close()
+            raise AMQTTError(f"no CONNECT from {remote_address}:{remote_port} within "
+                             f"{_CONNECT_WITHIN:.0f}s") from exc
         except (AMQTTError, MQTTError, NoDataError) as exc:
             with contextlib.suppress(OSError):  # amqtt leaves some of these sockets open
                 await writer.close()
@@ -228,11 +282,18 @@ class _Broker(Broker):
 
     async def _refuse(self, incoming: Session, writer: Any, reason: str, code: int) -> None:
         """Answer a refused CONNECT, close its connection, log and count it."""
-        self._on_refusal(Refusal(reason, incoming.username or "", str(incoming.client_id or ""),
-                                 str(incoming.remote_address or "")))
-        log.warning("refused MQTT client %r (user %r) from %s:%s: %s", incoming.client_id,
-                    incoming.username, incoming.remote_address, incoming.remote_port,
-                    _REFUSALS[reason])
+        user, client_id = _shown(incoming.username), _shown(incoming.client_id)
+        self._on_refusal(Refusal(reason, user, client_id, str(incoming.remote_address or "")))
+        now = time.monotonic()
+        if now - self._logged_at >= 1.0:
+            if self._logged > _LOGGED_PER_SECOND:
+                log.warning("... and %d more refused MQTT clients (counted in /stats)",
+                            self._logged - _LOGGED_PER_SECOND)
+            self._logged_at, self._logged = now, 0
+        self._logged += 1
+        if self._logged <= _LOGGED_PER_SECOND:  # a flood of CONNECTs must not flood the log
+            log.warning("refused MQTT client %r (user %r) from %s:%s: %s", client_id, user,
+                        incoming.remote_address, incoming.remote_port, _REFUSALS[reason])
         with contextlib.suppress(OSError):
             await ConnackPacket.build(0, code).to_stream(writer)  # 0: no session present
         with contextlib.suppress(OSError):

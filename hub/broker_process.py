@@ -26,7 +26,7 @@ from hub.tls import TlsListener
 log = logging.getLogger(__name__)
 
 # The refusal reasons EmbeddedBroker counts, shared with the parent in this order.
-_REASONS = ("login", "takeover")
+_REASONS = ("login", "takeover", "crowd")
 _COPY_EVERY = 0.2  # seconds between copies of the child's counters
 _KEPT_REFUSALS = 1000  # refusals waiting for the hub to audit them; more are only counted
 
