@@ -110,6 +110,8 @@ def require(session: Session, model: type[T], key: str | None, field: str) -> T 
     row = session.get(model, key)
     if row is None:
         raise InvalidReference(f"{field}: {model.__name__.lower()} {key!r} does not exist")
+    if getattr(row, "deleted_at", None) is not None:  # a deleted venue or device
+        raise InvalidReference(f"{field}: {model.__name__.lower()} {key!r} was deleted")
     return row
 
 

@@ -15,7 +15,9 @@ from typing import Any, get_args
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from hub import appliance_queue, crud, ledger, wearables
+from devices.topics import valid_id
+from hub import appliance_queue, broker_logins, crud, ledger, wearables
+from hub.broker_auth import guest_username
 from hub.models import (
     Account,
     AutomationRun,
@@ -219,6 +221,10 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
             credential.status, credential.status_changed_at = CredentialStatus.REVOKED, now
             revoked += 1
         session.add(credential)
+
+    # Their app's broker login too: an erased guest's phone hears nothing more.
+    if valid_id(guest_id):  # else no login was ever made for it
+        broker_logins.revoke(session, guest_username(guest_id))
 
     policy = session.get(SpendingPolicy, guest_id)
     if policy is not None:

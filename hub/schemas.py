@@ -109,7 +109,9 @@ class _Patch(_In):
 
 
 # A credit limit, minor units: up to 2^63 - 1 (a BIGINT), zero allowed (no credit at all).
-CreditLimit = Annotated[int, Field(ge=0, le=2**63 - 1, description="Integer minor units")]
+# Strict: money is an integer of minor units, never true, "100" or 9.0.
+CreditLimit = Annotated[int, Field(ge=0, le=2**63 - 1, strict=True,
+                                   description="Integer minor units")]
 
 
 class _Out(BaseModel):

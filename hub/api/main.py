@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -105,6 +106,15 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     @app.exception_handler(Conflict)
     async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def _busy(_r: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        # SQLite's write lock held past its busy timeout (a backup, a long batch): the
+        # caller may try again; anything else about the database is a real failure.
+        if "database is locked" not in str(exc.orig):
+            raise exc
+        return JSONResponse({"detail": "the database is busy: try again", "reason": "busy"},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Contended)
     async def _contended(_r: Request, exc: Contended) -> JSONResponse:

@@ -131,10 +131,17 @@ def test_a_venue_is_deleted_only_once_its_devices_are(secure_hub: Hub, api: Test
     late = api.post(f"{API}/devices", json={"id": "pier-gate-2", "venue_id": "pier",
                                             "kind": "gate", "name": "Pier gate"})
     assert late.status_code == 422 and "deleted" in late.json()["detail"]
+    for path, body in (("zones", {"id": "pier-z", "venue_id": "pier", "name": "Z"}),
+                       ("merchants", {"id": "pier-m", "venue_id": "pier", "name": "M",
+                                      "currency": "USD"})):
+        refused_late = api.post(f"{API}/{path}", json=body)
+        assert refused_late.status_code == 422 and "deleted" in refused_late.json()["detail"]
 
 
 def test_a_guest_s_app_login_is_revoked_and_replaced(secure_hub: Hub, api: TestClient) -> None:
-    first = api.post(f"{API}/guests/guest-01/broker-login").json()
+    guest_token = api.post(f"{API}/guests/guest-01/token").json()["access_token"]
+    first = api.post(f"{API}/guests/guest-01/broker-login",
+                     headers=bearer(guest_token)).json()
     app = Probe(secure_hub.settings.mqtt_port, (first["username"], first["password"]))
     try:
         assert app.connect().value == 0
@@ -143,6 +150,9 @@ def test_a_guest_s_app_login_is_revoked_and_replaced(secure_hub: Hub, api: TestC
     finally:
         app.close()
     assert refused(secure_hub, (first["username"], first["password"]))
+    # The phone given away holds the app's token too: it cannot fetch the next login.
+    assert api.post(f"{API}/guests/guest-01/broker-login",
+                    headers=bearer(guest_token)).status_code == 401
     second = api.post(f"{API}/guests/guest-01/broker-login").json()
     assert second["password"] != first["password"]
     assert not refused(secure_hub, (second["username"], second["password"]))
@@ -234,3 +244,14 @@ def test_refused_broker_logins_reach_the_audit_log(secure_hub: Hub, api: TestCli
                and e["detail"]["address"] == "127.0.0.1" for e in mine)  # type: ignore[index]
     wait_for(lambda: any(e["target"] == "mqtt-user:(none)" for e in entries()), timeout=10)
     assert "not-its-password" not in str(rows)
+
+
+def test_an_erased_guest_s_app_login_stops(secure_hub: Hub, api: TestClient) -> None:
+    login = api.post(f"{API}/guests/guest-20/broker-login").json()
+    assert not refused(secure_hub, (login["username"], login["password"]))
+    assert api.post(f"{API}/guests/guest-20/erase").status_code == 200
+    wait_for(lambda: refused(secure_hub, (login["username"], login["password"])), timeout=5)
+    assert secure_hub.engine is not None and secure_hub.secrets is not None
+    with Session(secure_hub.engine) as session:
+        passwd, _ = mosquitto_config(session, secure_hub.secrets)
+    assert "guest-guest-20:" not in passwd

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.engine import Engine
@@ -1550,3 +1551,23 @@ def test_phone_key_identifier_follows_the_contract(raw: TestClient, identifier: 
                                            "identifier": identifier})
     assert r.status_code == 422, (r.status_code, r.text)
 
+
+@pytest.mark.parametrize(("message", "status"), [("database is locked", 503),
+                                                  ("disk I/O error", 500)])
+def test_a_busy_sqlite_is_a_503_to_retry_not_a_500(app: FastAPI, message: str,
+                                                   status: int) -> None:
+    """SQLite's write lock held past its busy timeout (a backup, a long batch) is the
+    caller's to retry; any other database failure stays a 500."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    def busy() -> None:
+        raise sa.exc.OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError(message))
+
+    app.add_api_route("/api/v1/busy-test", busy, methods=["POST"])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.post("/api/v1/busy-test")
+    assert answer.status_code == status
+    if status == 503:
+        assert answer.headers["retry-after"] == "1" and answer.json()["reason"] == "busy"

@@ -68,6 +68,10 @@ def test_the_venue_default_and_a_folio_s_own_limit(app: FastAPI, client: TestCli
     ("folio-guest-03", {"credit_limit": -1}, 422),
     ("folio-guest-03", {"credit_limit": 2**63}, 422),  # not storable in a BIGINT
     ("folio-guest-03", {"balance": 1}, 422),  # the balance moves through the ledger only
+    # Money is an integer of minor units: no true, no "100", no 9.0.
+    ("folio-guest-03", {"credit_limit": True}, 422),
+    ("folio-guest-03", {"credit_limit": "100"}, 422),
+    ("folio-guest-03", {"credit_limit": 9.0}, 422),
     ("no-such-account", {"credit_limit": 1}, 404),
 ])
 def test_what_a_folio_s_limit_may_not_be(app: FastAPI, client: TestClient, account: str,

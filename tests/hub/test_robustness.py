@@ -104,12 +104,11 @@ def test_a_queued_welcome_is_not_shown_to_the_next_guest_of_the_room(engine: Eng
 
 
 def test_a_quick_double_tap_still_welcomes_once(engine: Engine) -> None:
-    from hub.demo import wristband_uid
-    from hub.occurrences import load_facts
     from hub.automations import room_welcome
-    from tests.utils import ingest
-
+    from hub.demo import wristband_uid
     from hub.models import GuestPreferences
+    from hub.occurrences import load_facts
+    from tests.utils import ingest
 
     with session_scope(engine) as session:
         session.add(Consent(guest_id="guest-04", purpose="personalization", granted=True))
@@ -142,7 +141,7 @@ def test_an_appliance_that_never_comes_back_has_its_queue_expired_and_reported(
                                       status=RunStatus.QUEUED,
                                       created_at=NOW - timedelta(minutes=age)))
     published: list[tuple[str, bytes]] = []
-    sweeper = Scheduler(engine, lambda _o: None, lambda: [], clock=lambda: NOW,
+    sweeper = Scheduler(engine, lambda _o: None, list, clock=lambda: NOW,
                         publish=lambda t, p: published.append((t, p)),
                         command_ttl=timedelta(hours=1))
     assert sweeper.sweep() == 1
@@ -244,3 +243,4 @@ def test_a_command_whose_preference_is_unset_is_not_sent() -> None:
     # No room temperature set: the light and the greeting, but no set_temperature(null).
     assert [(a.device_id, a.name) for a in plan([room_welcome()], facts)] == [
         ("l", "set_scene"), ("d", "show")]
+

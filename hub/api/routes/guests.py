@@ -203,11 +203,15 @@ def guest_broker_login(guest_id: str, session: SessionDep, request: Request,
 def revoke_guest_broker_login(guest_id: str, session: SessionDep,
                               caller: Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)],
                               audit: AuditDep) -> Response:
-    """Stop the guest's app's broker login (a phone given away): the embedded broker cuts
-    it off within a second; the next POST hands out a new one."""
+    """Stop the guest's app's broker login and API tokens (a phone given away): the
+    embedded broker cuts it off within a second; staff (or the guest with a new token)
+    then get a new login with POST."""
     ensure_own(caller, guest_id)
     guest = crud.get(session, Guest, guest_id)
     generation = broker_logins.reissue(session, guest_username(guest.id))
+    # The phone given away holds the app's API token too, which would fetch the new login:
+    # it stops as well (the guest signs in again on their new phone).
+    crud.revoke_tokens(session, subject=crud.token_subject("guest", guest.id))
     audit.record("guest.broker_login.revoke", f"guest:{guest_id}", {"generation": generation})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
