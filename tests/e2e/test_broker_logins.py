@@ -255,3 +255,28 @@ def test_an_erased_guest_s_app_login_stops(secure_hub: Hub, api: TestClient) -> 
     with Session(secure_hub.engine) as session:
         passwd, _ = mosquitto_config(session, secure_hub.secrets)
     assert "guest-guest-20:" not in passwd
+
+
+def test_a_new_venue_s_locks_get_its_key_material_at_once(secure_hub: Hub,
+                                                           api: TestClient) -> None:
+    assert api.post(f"{API}/venues", json={"id": "annex", "name": "Annex"}).status_code == 201
+    assert api.post(f"{API}/devices", json={"id": "annex-lock", "venue_id": "annex",
+                                            "kind": "door_lock", "name": "Annex lock"}
+                    ).status_code == 201
+    login = api.post(f"{API}/devices/annex-lock/broker-credentials").json()
+    wait_for(lambda: not refused(secure_hub, (login["username"], login["password"])),
+             timeout=5)
+    lock = Probe(secure_hub.settings.mqtt_port, (login["username"], login["password"]))
+    try:
+        assert lock.connect().value == 0
+        assert lock.subscribe("venuehub/v1/annex/keys/#") == 1
+        got: set[str] = set()
+
+        def both() -> bool:
+            while not lock.messages.empty():
+                got.add(lock.messages.get_nowait()[0])
+            return got >= {"venuehub/v1/annex/keys/jwks", "venuehub/v1/annex/keys/revocations"}
+
+        wait_for(both, timeout=5)
+    finally:
+        lock.close()

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlmodel import Session
 
-from hub import broker_logins, crud, keyring, phone_keys
+from hub import broker_logins, crud, phone_keys
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -22,6 +22,7 @@ from hub.api.deps import (
     ensure_own,
     require_roles,
 )
+from hub.api.key_material import publish_key_material
 from hub.broker_auth import guest_username
 from hub.models import (
     Credential,
@@ -109,19 +110,8 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
         crud.revoke_tokens(session, subject=crud.token_subject("guest", updated.guest_id))
         broker_logins.reissue(session, guest_username(updated.guest_id))
     if updated.key_jti is not None and "status" in changes:
-        _publish_key_material(session, request, tasks)
+        publish_key_material(session, request, tasks)
     return updated
-
-
-def _publish_key_material(session: SessionDep, request: Request,
-                          tasks: BackgroundTasks) -> None:
-    """The retained JWKS and revocation list, again, once this request has committed."""
-    session.flush()
-    messages = keyring.key_material(session, request.app.state.signing_keys, utcnow())
-    bridge = request.app.state.bridge
-    if bridge is not None:
-        for topic, payload in messages:
-            tasks.add_task(bridge.publish, topic, payload, retain=True)
 
 
 @router.post("/{credential_id}/phone-key", response_model=PhoneKeyIssued,
@@ -158,7 +148,7 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
     superseded = credential.key_jti
     crud.record_phone_key(session, credential=credential, jti=jti, expires_at=exp, now=now)
     if superseded is not None:  # locks deciding offline must learn the old key is void
-        _publish_key_material(session, request, tasks)
+        publish_key_material(session, request, tasks)
     kid = phone_keys.current_signing_key(keys, now).kid
     # The key's id and reach; never the token itself.
     audit.record("phone_key.issue", f"credential:{credential_id}",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, status
 from sqlmodel import col, func, select
 
+from devices.topics import keys_topic
 from hub import crud, keyring, schemas
 from hub.api.deps import (
     ADMIN,
@@ -19,6 +20,7 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
+from hub.api.key_material import publish_key_material
 from hub.models import Device, Venue, utcnow
 from hub.schemas import VenueCreate, VenueFolioPolicy, VenuePolicy, VenuePublic, VenueUpdate
 
@@ -32,7 +34,8 @@ def list_venues(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> 
 
 
 @router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED)
-def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
+def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep, request: Request,
+                 tasks: BackgroundTasks,
                  caller: Annotated[Principal, require_roles(ADMIN, INTEGRATOR)]) -> Venue:
     if body.allow_plain_uid and ADMIN not in caller.roles:
         # The security policy is the admins' (PUT .../security-policy): not a side door.
@@ -43,6 +46,7 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"id: {reserved}")
     venue = crud.add(session, Venue.model_validate(body.model_dump()))
     audit.record("venue.create", f"venue:{venue.id}", body.model_dump())
+    publish_key_material(session, request, tasks)  # its locks need it before any change
     return venue
 
 
@@ -67,7 +71,8 @@ def update_venue(venue_id: str, body: VenueUpdate, session: SessionDep,
 @router.delete("/{venue_id}", status_code=status.HTTP_204_NO_CONTENT,
                dependencies=[require_roles(ADMIN)],
                responses={409: {"description": "The venue still has devices"}})
-def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep) -> Response:
+def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep, request: Request,
+                 tasks: BackgroundTasks) -> Response:
     """Delete a venue whose devices are all deleted: it leaves the lists, its key material
     is no longer published, and its id is never reused (its ledger and journey name it)."""
     venue = crud.live(session, Venue, venue_id)
@@ -78,6 +83,10 @@ def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep) -> Respons
                             f"first (DELETE /devices/{{id}})")
     crud.update(session, venue, {"deleted_at": utcnow()})
     audit.record("venue.delete", f"venue:{venue_id}", {})
+    bridge = request.app.state.bridge
+    if bridge is not None:  # what is retained for it goes: an empty retained message clears
+        for name in ("jwks", "revocations"):
+            tasks.add_task(bridge.publish, keys_topic(venue_id, name), b"", retain=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
