@@ -261,8 +261,8 @@ def provision_mosquitto(
     console.print(f"wrote {', '.join(map(str, wrote))}: mosquitto -c {out_dir / 'mosquitto.conf'}"
                   f" (password_file, acl_file, allow_anonymous false"
                   f"{', a TLS listener on ' + str(tls_port) if tls_port else ''}). The bridge "
-                  f"logs in as {BRIDGE_USER!r}: `hub provision device-sheet` prints its "
-                  f"password.", soft_wrap=True)
+                  f"logs in as {BRIDGE_USER!r}: `hub provision device-sheet --out FILE` "
+                  f"writes its password there.", soft_wrap=True)
 
 
 @provision_app.command("device-sheet")
@@ -286,11 +286,13 @@ def provision_device_sheet(
     key_file = settings.data_dir / "secrets" / "phone-signing-keys.json"
     # The locks' trust anchor, once `hub up` has made the signing keys.
     anchor = jwks(load_keys(key_file)) if key_file.exists() else None
+    broker: dict[str, object] = {"host": host, "port": port, "bridge_user": auth.bridge_user,
+                                 "bridge_password": auth.bridge_password}
+    ca = settings.data_dir / "tls" / "ca.crt"
+    if ca.exists() and settings.mqtt_tls_port:  # what hub-sim needs to speak TLS by itself
+        broker |= {"tls_port": settings.mqtt_tls_port, "ca": str(ca.resolve())}
     with Session(create_db_engine(settings.database)) as session:
-        write_sheet(out, session, secrets, {"host": host, "port": port,
-                                            "bridge_user": auth.bridge_user,
-                                            "bridge_password": auth.bridge_password},
-                    key_anchor=anchor)
+        write_sheet(out, session, secrets, broker, key_anchor=anchor)
     console.print(f"wrote {out} (0600): keep it like the keys it holds")
 
 
