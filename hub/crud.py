@@ -74,7 +74,7 @@ _ADVANCE_COUNTER = (sa.update(_credentials)
                     .where(_credentials.c.id == _P("credential_id"),
                            sa.or_(_credentials.c.sun_counter.is_(None),
                                   _credentials.c.sun_counter < _P("counter")))
-                    .values(sun_counter=_P("counter")))
+                    .values(sun_counter=_P("counter"), sun_counter_at=_P("at")))
 _PIN_FAILURES = sa.select(sa.func.coalesce(sa.func.sum(_credentials.c.pin_failures), 0)).where(
     _credentials.c.guest_id == _P("guest_id"))
 _PIN_FAILED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
@@ -197,10 +197,13 @@ def clear_pin_failures(session: Session, *, guest_id: str) -> None:
     session.connection().execute(_PIN_PASSED, {"of_guest": guest_id})
 
 
-def advance_tag_counter(session: Session, *, credential_id: str, counter: int) -> bool:
-    """Accept a secure tag's read counter only if it is above the last accepted one."""
-    moved = session.connection().execute(_ADVANCE_COUNTER, {"credential_id": credential_id,
-                                                            "counter": counter})
+def advance_tag_counter(session: Session, *, credential_id: str, counter: int,
+                        at: datetime) -> bool:
+    """Accept a secure tag's read counter (read at ``at``) only if it is above the last
+    accepted one."""
+    # The bind takes the column's type (UTC, timezone-aware) from the UPDATE's values.
+    moved = session.connection().execute(_ADVANCE_COUNTER, {
+        "credential_id": credential_id, "counter": counter, "at": at})
     return bool(moved.rowcount == 1)
 
 
@@ -303,7 +306,7 @@ def authenticate(session: Session, *, presented: Presented, venue_id: str, devic
         credential = registry.credential(session, kind=presented.kind,
                                          identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(
-        session, credential_id=credential.id, counter=presented.counter))
+        session, credential_id=credential.id, counter=presented.counter, at=now))
     fresh = presented.challenge is None or use_challenge(
         session, device_id=device_id, challenge=presented.challenge, now=now)
     venue = registry.get(session, Venue, venue_id)

@@ -191,6 +191,9 @@ class Credential(SQLModel, table=True):
     sun: bool = False
     # The read counter of its last accepted SUN tap: a counter not above it is a replay.
     sun_counter: int | None = None
+    # When that read happened: reads are ordered in time as their counters are, so an
+    # offline entry whose counter and time disagree with it is forged evidence.
+    sun_counter_at: datetime | None = _ts(default=None)
     # The jti of the signed phone key issued for this credential (revoked with it).
     key_jti: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = _ts(default_factory=utcnow)

@@ -105,11 +105,28 @@ def _sun_band(session: Session, entry: OfflineEntry, presented: WristbandSunCred
         return Evidence(ref=verdict.identifier, problem="credential_replayed")
     credential = crud.find_credential(session, kind=CredentialKind.WRISTBAND,
                                         identifier=verdict.identifier)
+    if credential is not None:  # moved by Core UPDATEs the session's copy has not seen
+        session.refresh(credential, ["sun_counter", "sun_counter_at"])
+    if credential is not None and _out_of_order(credential, verdict.counter, entry.ts):
+        # A read the hub saw online (the same counter), or one whose counter and claimed
+        # time disagree with it (a newer read dated earlier, an older one dated later):
+        # reads are ordered in time as their counters are, so this is not what happened.
+        return Evidence(ref=verdict.identifier, problem="credential_replayed")
+    if credential is not None:  # a later online replay of this read is refused too
+        crud.advance_tag_counter(session, credential_id=credential.id,
+                                 counter=verdict.counter, at=entry.ts)
     conflict = None
     if credential is not None and credential.status is not CredentialStatus.ACTIVE \
             and credential.status_changed_at <= entry.ts:
         conflict = f"credential_{credential.status.value}"  # lost, suspended, revoked
     return Evidence(credential=credential, ref=verdict.identifier, conflict=conflict)
+
+
+def _out_of_order(credential: Credential, counter: int, at: datetime) -> bool:
+    seen, seen_at = credential.sun_counter, credential.sun_counter_at
+    if seen is None or seen_at is None:
+        return False
+    return (counter <= seen and at >= seen_at) or (counter >= seen and at <= seen_at)
 
 
 def _entitled(session: Session, credential: Credential, zone_id: str, at: datetime) -> bool:

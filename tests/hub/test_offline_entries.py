@@ -320,3 +320,34 @@ def test_a_band_reported_lost_before_the_entry_alerts(engine: Engine) -> None:
         "credential_lost", SUN_GUEST, "urgent")
     assert row(engine, "sun-after", SUN_LOCK).guest_id is None
     assert json.dumps(audited(engine))  # recorded, as JSON the audit log can show
+
+
+def online_sun_tap(engine: Engine, event_id: str, read: WristbandSunCredential,
+                   at: datetime) -> str:
+    from devices.contract import Decision, TapEvent, parse_reply
+
+    tap = TapEvent(event_id=event_id, ts=at, credential=read)
+    with session_scope(engine) as session:
+        out = handle_message(session, device_topic(VENUE_ID, "gate-park-in-1", Channel.EVENTS),
+                             encode(tap), at, trust=TRUST)
+    decision = parse_reply(out.replies[0].payload)
+    assert isinstance(decision, Decision)
+    return decision.reason
+
+
+def test_an_offline_read_must_fit_the_reads_the_hub_saw_online(engine: Engine) -> None:
+    """Reads are ordered in time as their counters are: an upload carrying the read the hub
+    saw online, or a newer read dated before it, is not what happened; an older read dated
+    earlier is; and a read accepted offline cannot be replayed online afterwards."""
+    seen_at = NOW - timedelta(minutes=30)
+    assert online_sun_tap(engine, "online-100", sun_read(100), seen_at) == "ok"
+    same = sun_upload(engine, "off-same", sun_read(100), seen_at - timedelta(hours=1))
+    assert [a.reason for a in alerts(same)] == ["credential_replayed"]
+    backdated = sun_upload(engine, "off-150", sun_read(150), seen_at - timedelta(hours=2))
+    assert [a.reason for a in alerts(backdated)] == ["credential_replayed"]
+    assert row(engine, "off-150", SUN_LOCK).guest_id is None
+    older = sun_upload(engine, "off-90", sun_read(90), seen_at - timedelta(hours=3))
+    assert alerts(older) == [] and row(engine, "off-90", SUN_LOCK).guest_id == SUN_GUEST
+    later = sun_upload(engine, "off-160", sun_read(160), seen_at + timedelta(minutes=5))
+    assert alerts(later) == [] and row(engine, "off-160", SUN_LOCK).guest_id == SUN_GUEST
+    assert online_sun_tap(engine, "online-160", sun_read(160), NOW) == "credential_replayed"
