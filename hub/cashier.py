@@ -350,7 +350,11 @@ def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: s
 
 def refund(session: Session, *, original: LedgerTransaction, amount: int | None, key: str,
            actor: str, now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-    """Give back all or part of a charge; never more than what is left of it."""
+    """Give back all or part of a charge; never more than what is left of it.
+
+    The money goes back to the account charged; a folio's charge refunded after
+    check-out goes to the guest's wallet (see :func:`_refund_to`).
+    """
     if original.type is not TransactionType.CHARGE or not original.approved:
         raise crud.Conflict(f"transaction {original.id} is not an approved charge")
     earlier = ledger.find_by_key(session, scope="api", key=key)
@@ -366,10 +370,8 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
         raise crud.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
-    account = crud.get(session, Account, original.account_id or "")
-    if not account.open:
-        raise crud.Conflict(f"account {account.id} is closed (settled at check-out): "
-                            "refund the guest another way")
+    account = _refund_to(session, charged=crud.get(session, Account, original.account_id or ""),
+                         currency=original.currency)
     merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
     if merchant is None:
         raise crud.Conflict(f"charge {original.id} has no merchant to refund from")
@@ -383,6 +385,23 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
                 balance_after_of=account.id)
     return txn, receipts_for(txn, account, account.venue_id, merchant.name)
+
+
+def _refund_to(session: Session, *, charged: Account, currency: str) -> Account:
+    """Where a refund goes: the account charged, or once that is closed (a folio settled
+    at check-out) its guest's open wallet at the venue in the charge's currency.
+
+    No wallet is created for it: a guest without one is refunded another way (409).
+    """
+    if charged.open:
+        return charged
+    wallet = ledger.wallet_of(session, guest_id=charged.guest_id, venue_id=charged.venue_id) \
+        if charged.guest_id else None
+    if wallet is None or wallet.currency != currency:
+        raise crud.Conflict(f"account {charged.id} is closed (settled at check-out) and its "
+                            f"guest has no open {currency} wallet at {charged.venue_id}: "
+                            "refund the guest another way")
+    return wallet
 
 
 def settle(session: Session, *, folio: Account, key: str, actor: str,
