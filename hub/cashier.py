@@ -7,7 +7,7 @@ Each function runs inside the caller's transaction and returns what to publish
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -234,14 +234,22 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
     spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
         else None
-    verdict: Verdict = decide_payment(PaymentContext(
+    ctx = PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=PaymentReason(problem) if problem else None,
         pin_failures=pin_failures, venue_enabled=_open(venue_row),
         credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
-                                        if venue_row else None)))
+                                        if venue_row else None))
+    verdict: Verdict = decide_payment(ctx)
+    if credential is not None and verdict.pin_failed:
+        # A wrong PIN is counted on the count read under the guest's lock: another worker
+        # may have counted one since the read above (the fifth, even), so decide on that.
+        locked = crud.lock_pin_failures(session, guest_id=credential.guest_id)
+        if locked != pin_failures:
+            pin_failures = locked
+            verdict = decide_payment(replace(ctx, pin_failures=locked))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,
