@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from json import loads as json_loads
 from pathlib import Path
@@ -481,19 +481,25 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
     at the same moment: the lock is his, whichever worker and credential, so exactly
     five are counted (pin_wrong), one alert goes to staff, and the other fifteen are
     pin_locked. Each worker reads the count and then waits for the other to have read
-    it too, the interleaving in which a read-then-add loses the other's wrong PINs."""
+    it too, the interleaving in which a read-then-add loses the other's wrong PINs; and
+    the count a wrong PIN is counted on is read under a lock, which the other worker's
+    read waits for (without it both would read it at once and both count)."""
     real = crud.pin_failures_of
-    both_read = threading.Barrier(2)
 
-    def read_then_wait(session: Session, *, guest_id: str) -> int:
-        value = real(session, guest_id=guest_id)
-        try:
-            both_read.wait(1)
-        except threading.BrokenBarrierError:
-            pass  # the other worker waits for this one's lock (or SQLite's): it cannot read
-        return value
+    def then_wait(read: Callable[..., int]) -> Callable[..., int]:
+        both_read = threading.Barrier(2)
 
-    monkeypatch.setattr(crud, "pin_failures_of", read_then_wait)
+        def read_then_wait(session: Session, *, guest_id: str) -> int:
+            value = read(session, guest_id=guest_id)
+            try:
+                both_read.wait(1)
+            except threading.BrokenBarrierError:
+                pass  # the other worker waits for this one's lock (or SQLite's): no read
+            return value
+        return read_then_wait
+
+    monkeypatch.setattr(crud, "pin_failures_of", then_wait(real))
+    monkeypatch.setattr(crud, "lock_pin_failures", then_wait(crud.lock_pin_failures))
     bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
                                worker_name=f"w{n}", pin_max_failures=5,
                                tap_deadline_ms=60_000), engine) for n in range(2)]
