@@ -537,3 +537,22 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
         assert real(s, guest_id="guest-01") == 5
         assert ledger.verify(s) == []
     assert balance(engine, WALLET) == 10_000
+
+
+def test_a_top_up_history_past_2_31_on_the_clearing_account(engine: Engine) -> None:
+    """Top-ups come from the venue's clearing account: once they add up past 2^31 minor
+    units (21,474,836.47) it owes more than a 32-bit column holds, and on PostgreSQL every
+    top-up after that was a 500. Twenty-two of the API's largest (1,000,000.00 each), then
+    one more: each posts, and the ledger still verifies."""
+    largest = 100_000_000  # hub.schemas.MinorUnits: the most one top-up may be
+    for n in range(23):
+        with session_scope(engine) as s:
+            wallet = crud.get(s, Account, f"wallet-guest-{n % 20 + 1:02d}")
+            txn, _ = cashier.top_up(s, wallet=wallet, amount=largest, key=f"big-top-{n}",
+                                    actor="desk", now=utcnow())
+            assert txn.approved and txn.amount == largest
+    with Session(engine) as s:
+        clearing = ledger.clearing_of(s, venue_id=VENUE_ID, currency="USD")
+        assert clearing.balance == -(20 * 10_000 + 23 * largest) < -(2**31)
+        assert ledger.verify(s) == []
+    assert balance(engine, WALLET) == 10_000 + 2 * largest
