@@ -7,7 +7,7 @@ Each function runs inside the caller's transaction and returns what to publish
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -234,14 +234,22 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
     spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
         else None
-    verdict: Verdict = decide_payment(PaymentContext(
+    ctx = PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=PaymentReason(problem) if problem else None,
         pin_failures=pin_failures, venue_enabled=_open(venue_row),
         credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
-                                        if venue_row else None)))
+                                        if venue_row else None))
+    verdict: Verdict = decide_payment(ctx)
+    if credential is not None and verdict.pin_failed:
+        # A wrong PIN is counted on the count read under the guest's lock: another worker
+        # may have counted one since the read above (the fifth, even), so decide on that.
+        locked = crud.lock_pin_failures(session, guest_id=credential.guest_id)
+        if locked != pin_failures:
+            pin_failures = locked
+            verdict = decide_payment(replace(ctx, pin_failures=locked))
 
     txn = LedgerTransaction(
         venue_id=venue, type=TransactionType.CHARGE, approved=verdict.approved,
@@ -350,7 +358,11 @@ def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: s
 
 def refund(session: Session, *, original: LedgerTransaction, amount: int | None, key: str,
            actor: str, now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-    """Give back all or part of a charge; never more than what is left of it."""
+    """Give back all or part of a charge; never more than what is left of it.
+
+    The money goes back to the account charged; a folio's charge refunded after
+    check-out goes to the guest's wallet (see :func:`_refund_to`).
+    """
     if original.type is not TransactionType.CHARGE or not original.approved:
         raise crud.Conflict(f"transaction {original.id} is not an approved charge")
     earlier = ledger.find_by_key(session, scope="api", key=key)
@@ -366,10 +378,8 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
         raise crud.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
-    account = crud.get(session, Account, original.account_id or "")
-    if not account.open:
-        raise crud.Conflict(f"account {account.id} is closed (settled at check-out): "
-                            "refund the guest another way")
+    account = _refund_to(session, charged=crud.get(session, Account, original.account_id or ""),
+                         currency=original.currency)
     merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
     if merchant is None:
         raise crud.Conflict(f"charge {original.id} has no merchant to refund from")
@@ -383,6 +393,23 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
                 balance_after_of=account.id)
     return txn, receipts_for(txn, account, account.venue_id, merchant.name)
+
+
+def _refund_to(session: Session, *, charged: Account, currency: str) -> Account:
+    """Where a refund goes: the account charged, or once that is closed (a folio settled
+    at check-out) its guest's open wallet at the venue in the charge's currency.
+
+    No wallet is created for it: a guest without one is refunded another way (409).
+    """
+    if charged.open:
+        return charged
+    wallet = ledger.wallet_of(session, guest_id=charged.guest_id, venue_id=charged.venue_id) \
+        if charged.guest_id else None
+    if wallet is None or wallet.currency != currency:
+        raise crud.Conflict(f"account {charged.id} is closed (settled at check-out) and its "
+                            f"guest has no open {currency} wallet at {charged.venue_id}: "
+                            "refund the guest another way")
+    return wallet
 
 
 def settle(session: Session, *, folio: Account, key: str, actor: str,

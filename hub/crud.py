@@ -77,6 +77,9 @@ _ADVANCE_COUNTER = (sa.update(_credentials)
                     .values(sun_counter=_P("counter"), sun_counter_at=_P("at")))
 _PIN_FAILURES = sa.select(sa.func.coalesce(sa.func.sum(_credentials.c.pin_failures), 0)).where(
     _credentials.c.guest_id == _P("guest_id"))
+_LOCK_PIN_FAILURES = (sa.select(_credentials.c.pin_failures)
+                      .where(_credentials.c.guest_id == _P("guest_id"))
+                      .order_by(_credentials.c.id).with_for_update())
 _PIN_FAILED = (sa.update(_credentials).where(_credentials.c.id == _P("credential_id"))
                .values(pin_failures=_credentials.c.pin_failures + 1))
 _PIN_PASSED = (sa.update(_credentials).where(_credentials.c.guest_id == _P("of_guest"))
@@ -179,6 +182,14 @@ def pin_failures_of(session: Session, *, guest_id: str) -> int:
     fresh guesses."""
     row = session.connection().execute(_PIN_FAILURES, {"guest_id": guest_id}).first()
     return int(row[0]) if row else 0
+
+
+def lock_pin_failures(session: Session, *, guest_id: str) -> int:
+    """The guest's wrong PINs in a row with their credentials' rows locked (in id order)
+    until the transaction ends: what a wrong PIN is counted on, so two workers cannot
+    both count the fifth. (SQLite's BEGIN IMMEDIATE already serializes writers.)"""
+    rows = session.connection().execute(_LOCK_PIN_FAILURES, {"guest_id": guest_id}).all()
+    return sum(int(row[0]) for row in rows)
 
 
 def count_pin_attempt(session: Session, *, credential_id: str, guest_id: str,

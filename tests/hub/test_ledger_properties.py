@@ -1,5 +1,7 @@
-"""Property: whatever sequence of top-ups, charges, refunds, duplicates and concurrent
-charges happens, the ledger balances and no wallet goes below zero."""
+"""Property: whatever sequence of top-ups, charges (wallet and folio), refunds (before and
+after check-out), check-ins and check-outs, duplicates and concurrent charges happens,
+the ledger balances, no wallet goes below zero and no charge is refunded past its amount;
+on SQLite and on a throw-away PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from devices.contract import PaymentRequest, WristbandCredential, encode
 from devices.topics import Channel, device_topic
@@ -32,15 +34,13 @@ from hub.models import (
     Venue,
     utcnow,
 )
+from tests.conftest import fresh_postgres
 
 GUESTS = ("g1", "g2")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A small venue: two guests with wallets, two terminals; copied for every example."""
-    path = tmp_path_factory.mktemp("ledger") / "template.db"
-    engine = create_db_engine(f"sqlite:///{path}")
+def seed(engine: Engine) -> None:
+    """A small venue: two guests with wallets and room folios, two terminals."""
     init_db(engine)
     with session_scope(engine) as session:
         session.add(Venue(id="v", name="V", currency="USD"))
@@ -57,6 +57,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                                    identifier=f"04000000000{n}"))
             session.add(Account(id=f"w-{guest}", venue_id="v", kind=AccountKind.WALLET,
                                 currency="USD", guest_id=guest))
+            session.add(Account(venue_id="v", kind=AccountKind.FOLIO, currency="USD",
+                                guest_id=guest))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The small venue in a SQLite file, copied for every example."""
+    path = tmp_path_factory.mktemp("ledger") / "template.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    seed(engine)
     engine.dispose()
     yield path
 
@@ -64,21 +74,109 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 amounts = st.integers(min_value=1, max_value=5_000)
 ops = st.lists(st.one_of(
     st.tuples(st.just("topup"), st.sampled_from(GUESTS), amounts),
-    st.tuples(st.just("charge"), st.sampled_from(GUESTS), amounts),
+    st.tuples(st.sampled_from(["charge", "folio_charge"]), st.sampled_from(GUESTS), amounts),
     st.tuples(st.just("duplicate"), st.integers(0, 50), st.just(0)),
+    # 0: all that is left; more than is left must be refused
     st.tuples(st.just("refund"), st.integers(0, 50), st.integers(0, 5_000)),
+    st.tuples(st.sampled_from(["check_out", "check_in"]), st.sampled_from(GUESTS),
+              st.just(0)),
     st.tuples(st.just("burst"), st.sampled_from(GUESTS), amounts),
 ), min_size=1, max_size=25)
 
 
-def charge(engine: Engine, guest: str, amount: int, key: str, till: str = "t1") -> None:
+def charge(engine: Engine, guest: str, amount: int, key: str, till: str = "t1",
+           account: str = "wallet") -> None:
     uid = f"04000000000{GUESTS.index(guest)}"
     request = PaymentRequest(event_id=f"e-{key}", ts=utcnow(), amount=amount, currency="USD",
                              credential=WristbandCredential(uid=uid), merchant_id="m",
-                             idempotency_key=key, account="wallet")
+                             idempotency_key=key, account=account)  # type: ignore[arg-type]
     with session_scope(engine) as session:
         handle_message(session, device_topic("v", till, Channel.EVENTS), encode(request),
                        utcnow())
+
+
+def refund(engine: Engine, pick: int, amount: int, key: str) -> None:
+    """Refund a charge (amount 0: all that is left), to its folio or, once that is settled,
+    to the guest's wallet; refused exactly when it would refund more than is left."""
+    with session_scope(engine) as session:
+        charges = [t for t in ledger.transactions(session, limit=500)
+                   if t.type == "charge" and t.approved]
+        if not charges:
+            return
+        original = charges[pick % len(charges)]
+        left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
+        try:
+            cashier.refund(session, original=original, amount=amount or None, key=key,
+                           actor="test", now=utcnow())
+            refunded = True
+        except crud.Conflict:
+            refunded = False
+        assert refunded == (0 < (amount or left) <= left), (original.amount, left, amount)
+
+
+def check_out(engine: Engine, guest: str, key: str) -> None:
+    """Settle the guest's open folio, then the same check-out again: the same answer."""
+    with session_scope(engine) as session:
+        folio = ledger.folio_of(session, guest_id=guest, venue_id="v")
+        if folio is None:
+            return
+        first, _ = cashier.settle(session, folio=folio, key=key, actor="test", now=utcnow())
+    with session_scope(engine) as session:
+        again, _ = cashier.settle(session, folio=crud.get(session, Account, folio.id),
+                                  key=key, actor="test", now=utcnow())
+        assert again.id == first.id
+
+
+def check_in(engine: Engine, guest: str) -> None:
+    """A new stay: a new open folio, unless the guest has one."""
+    with session_scope(engine) as session:
+        if ledger.folio_of(session, guest_id=guest, venue_id="v") is None:
+            session.add(Account(venue_id="v", kind=AccountKind.FOLIO, currency="USD",
+                                guest_id=guest))
+
+
+def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
+    """Play the sequence, then check every invariant of the ledger."""
+    keys: list[tuple[str, str, int, str]] = []
+    for n, (op, who, amount) in enumerate(sequence):
+        if op == "topup":
+            with session_scope(engine) as session:
+                wallet = crud.get(session, Account, f"w-{who}")
+                cashier.top_up(session, wallet=wallet, amount=amount, key=f"top-{n}",
+                               actor="test", now=utcnow())
+        elif op in ("charge", "folio_charge"):
+            account = "folio" if op == "folio_charge" else "wallet"
+            keys.append((f"k-{n}", str(who), amount, account))
+            charge(engine, str(who), amount, f"k-{n}", account=account)
+        elif op == "duplicate" and keys:
+            key, guest, value, account = keys[int(str(who)) % len(keys)]
+            charge(engine, guest, value, key, account=account)  # same key: no money moves
+        elif op == "refund":
+            refund(engine, int(str(who)), amount, f"ref-{n}")
+        elif op == "check_out":
+            check_out(engine, str(who), f"out-{n}")
+        elif op == "check_in":
+            check_in(engine, str(who))
+        elif op == "burst":
+            threads = [threading.Thread(target=charge, args=(engine, str(who), amount,
+                                                             f"b-{n}-{i}", f"t{i % 2 + 1}"))
+                       for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    with Session(engine) as session:
+        assert ledger.verify(session) == []  # balanced, cached = postings, no over-refund
+        for account in session.exec(select(Account)).all():
+            if account.kind is AccountKind.WALLET:
+                assert account.balance >= 0
+            if account.kind is AccountKind.FOLIO and not account.open:
+                assert account.balance == 0  # never closed owing
+        # Each key moved money at most once.
+        posted = [t for t in ledger.transactions(session, limit=1_000)
+                  if t.type == "charge" and t.approved]
+        assert len({t.idempotency_key for t in posted}) == len(posted)
+        assert all(isinstance(t, LedgerTransaction) for t in posted)
 
 
 @settings(max_examples=40, deadline=None,
@@ -89,48 +187,22 @@ def test_ledger_always_balances(template: Path, tmp_path: Path,
     path = tmp_path / f"hub-{id(sequence)}.db"
     shutil.copy(template, path)
     engine = create_db_engine(f"sqlite:///{path}")
-    keys: list[tuple[str, str, int]] = []
     try:
-        for n, (op, who, amount) in enumerate(sequence):
-            if op == "topup":
-                with session_scope(engine) as session:
-                    wallet = crud.get(session, Account, f"w-{who}")
-                    cashier.top_up(session, wallet=wallet, amount=amount, key=f"top-{n}",
-                                   actor="test", now=utcnow())
-            elif op == "charge":
-                keys.append((f"k-{n}", str(who), amount))
-                charge(engine, str(who), amount, f"k-{n}")
-            elif op == "duplicate" and keys:
-                key, guest, value = keys[int(str(who)) % len(keys)]
-                charge(engine, guest, value, key)  # same key again: no money may move
-            elif op == "refund":
-                with session_scope(engine) as session:
-                    charges = [t for t in ledger.transactions(session, limit=500)
-                               if t.type == "charge" and t.approved]
-                    if charges:
-                        original = charges[int(str(who)) % len(charges)]
-                        left = original.amount - ledger.refunded_so_far(
-                            session, original_id=original.id)
-                        if 0 < amount <= left:
-                            cashier.refund(session, original=original, amount=amount,
-                                           key=f"ref-{n}", actor="test", now=utcnow())
-            elif op == "burst":
-                threads = [threading.Thread(target=charge, args=(engine, str(who), amount,
-                                                                 f"b-{n}-{i}", f"t{i % 2 + 1}"))
-                           for i in range(3)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-        with Session(engine) as session:
-            assert ledger.verify(session) == []
-            for guest in GUESTS:
-                wallet = session.get(Account, f"w-{guest}")
-                assert wallet is not None and wallet.balance >= 0
-            # Each key moved money at most once.
-            posted = [t for t in ledger.transactions(session, limit=1_000)
-                      if t.type == "charge" and t.approved]
-            assert len({t.idempotency_key for t in posted}) == len(posted)
-            assert all(isinstance(t, LedgerTransaction) for t in posted)
+        run(engine, sequence)
+    finally:
+        engine.dispose()
+
+
+# A new database for every example: fewer of them, to stay well under a minute.
+@pytest.mark.postgres
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sequence=ops)
+def test_ledger_always_balances_on_postgres(postgres_url: str,
+                                            sequence: list[tuple[str, object, int]]) -> None:
+    engine = fresh_postgres(postgres_url)
+    try:
+        seed(engine)
+        run(engine, sequence)
     finally:
         engine.dispose()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from functools import partial
 from json import loads as json_loads
 from pathlib import Path
@@ -18,7 +19,14 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from devices.contract import PaymentDecision, parse_reply
+from devices.contract import (
+    PaymentDecision,
+    PaymentRequest,
+    PhoneKeyCredential,
+    WristbandCredential,
+    encode,
+    parse_reply,
+)
 from devices.topics import Channel, device_topic
 from hub import cashier, crud, ledger
 from hub.bridge import Bridge, _Inbound
@@ -456,3 +464,95 @@ def test_an_amount_no_bigint_holds_is_answered_schema_violation_with_its_event_i
     assert (error["kind"], error["code"], error["event_id"]) \
         == ("error", "schema_violation", "huge-1")
     assert balance(engine, WALLET) == 10_000
+
+
+# ------------------------------------------------------------------- PIN locks
+
+
+def _wrong_pin(credential: WristbandCredential | PhoneKeyCredential, n: int) -> bytes:
+    return encode(PaymentRequest(
+        event_id=f"wrong-{n}", ts=utcnow(), credential=credential, amount=6_000,
+        currency="USD", merchant_id="cafe", idempotency_key=f"wrong-{n}", pin="0000"))
+
+
+def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Charlie's band at one hub worker and his phone key at another, ten wrong PINs each,
+    at the same moment: the lock is his, whichever worker and credential, so exactly
+    five are counted (pin_wrong), one alert goes to staff, and the other fifteen are
+    pin_locked. Each worker reads the count and then waits for the other to have read
+    it too, the interleaving in which a read-then-add loses the other's wrong PINs; and
+    the count a wrong PIN is counted on is read under a lock, which the other worker's
+    read waits for (without it both would read it at once and both count)."""
+    real = crud.pin_failures_of
+
+    def then_wait(read: Callable[..., int]) -> Callable[..., int]:
+        both_read = threading.Barrier(2)
+
+        def read_then_wait(session: Session, *, guest_id: str) -> int:
+            value = read(session, guest_id=guest_id)
+            try:
+                both_read.wait(1)
+            except threading.BrokenBarrierError:
+                pass  # the other worker waits for this one's lock (or SQLite's): no read
+            return value
+        return read_then_wait
+
+    monkeypatch.setattr(crud, "pin_failures_of", then_wait(real))
+    monkeypatch.setattr(crud, "lock_pin_failures", then_wait(crud.lock_pin_failures))
+    bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
+                               worker_name=f"w{n}", pin_max_failures=5,
+                               tap_deadline_ms=60_000), engine) for n in range(2)]
+    answered: list[tuple[_Inbound, object]] = []
+    lock = threading.Lock()
+
+    def keep(decided: list[tuple[_Inbound, object]]) -> None:
+        with lock:
+            answered.extend(decided)
+
+    credentials = [WristbandCredential(uid=wristband_uid(1)),
+                   PhoneKeyCredential(key_id="pk-guest-01")]
+    topic = device_topic(VENUE_ID, "pos-cafe-1", Channel.EVENTS)
+    for bridge in bridges:
+        bridge._answer = keep  # type: ignore[method-assign]
+
+    def worker(bridge: Bridge, credential: WristbandCredential | PhoneKeyCredential,
+               first: int) -> None:
+        for n in range(first, first + 10):  # one message a batch: they come one by one
+            bridge._handle([_Inbound(topic, _wrong_pin(credential, n), 0, 0,
+                                     time.perf_counter(), utcnow(), 0)])
+
+    threads = [threading.Thread(target=worker, args=(bridges[i], credentials[i], 10 * i))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    replies = [o.replies for _, o in answered]  # type: ignore[attr-defined]
+    reasons = Counter(json_loads(r[0].payload).get("reason") for r in replies)
+    alerts = [m for r in replies for m in r if m.topic.endswith("/staff/alerts")]
+    assert reasons == {"pin_wrong": 5, "pin_locked": 15}, reasons
+    assert len(alerts) == 1, alerts
+    with Session(engine) as s:
+        assert real(s, guest_id="guest-01") == 5
+        assert ledger.verify(s) == []
+    assert balance(engine, WALLET) == 10_000
+
+
+def test_a_top_up_history_past_2_31_on_the_clearing_account(engine: Engine) -> None:
+    """Top-ups come from the venue's clearing account: once they add up past 2^31 minor
+    units (21,474,836.47) it owes more than a 32-bit column holds, and on PostgreSQL every
+    top-up after that was a 500. Twenty-two of the API's largest (1,000,000.00 each), then
+    one more: each posts, and the ledger still verifies."""
+    largest = 100_000_000  # hub.schemas.MinorUnits: the most one top-up may be
+    for n in range(23):
+        with session_scope(engine) as s:
+            wallet = crud.get(s, Account, f"wallet-guest-{n % 20 + 1:02d}")
+            txn, _ = cashier.top_up(s, wallet=wallet, amount=largest, key=f"big-top-{n}",
+                                    actor="desk", now=utcnow())
+            assert txn.approved and txn.amount == largest
+    with Session(engine) as s:
+        clearing = ledger.clearing_of(s, venue_id=VENUE_ID, currency="USD")
+        assert clearing.balance == -(20 * 10_000 + 23 * largest) < -(2**31)
+        assert ledger.verify(s) == []
+    assert balance(engine, WALLET) == 10_000 + 2 * largest

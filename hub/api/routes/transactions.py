@@ -57,7 +57,11 @@ def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransacti
              status_code=status.HTTP_201_CREATED, dependencies=[require_roles(ADMIN, STAFF)])
 def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
-    """Refund all (no amount) or part of a charge; never more than what is left of it."""
+    """Refund all (no amount) or part of a charge; never more than what is left of it.
+
+    A folio's charge refunded after check-out goes to the guest's wallet; 409 when they
+    have none there.
+    """
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
         original = crud.get(session, LedgerTransaction, transaction_id)
         return cashier.refund(session, original=original, amount=body.amount,
@@ -67,6 +71,7 @@ def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge:
     # A deadlock or serialization failure is retried here (bounded): never a 500.
     txn, receipts = retry_conflicts(session, work)
     audit.record("transaction.refund", f"transaction:{transaction_id}",
-                 {**body.model_dump(), "amount": txn.amount, "refund_id": txn.id})
+                 {**body.model_dump(), "amount": txn.amount, "refund_id": txn.id,
+                  "account_id": txn.account_id})
     publish_after_commit(tasks, bridge, receipts)
     return txn
