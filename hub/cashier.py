@@ -238,7 +238,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
-        credential_problem=PaymentReason(problem) if problem else None,
+        credential_problem=problem, presented_kind=presented.kind,
         pin_failures=pin_failures, venue_enabled=_open(venue_row),
         credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
                                         if venue_row else None))

@@ -35,7 +35,14 @@ from hub.models import (
     Zone,
     utcnow,
 )
-from hub.presented import Presented, Trust, problem_of, resolve, verify_signed_phone_key
+from hub.presented import (
+    CredentialProblem,
+    Presented,
+    Trust,
+    problem_of,
+    resolve,
+    verify_signed_phone_key,
+)
 from hub.registry import UNCACHED, Registry
 
 T = TypeVar("T", bound=SQLModel)
@@ -300,7 +307,7 @@ def present(session: Session, *, credential: AnyCredential, trust: Trust, venue_
 
 def authenticate(session: Session, *, presented: Presented, venue_id: str, device_id: str,
                  now: datetime, registry: Registry = UNCACHED,
-                 ) -> tuple[Credential | None, str | None]:
+                 ) -> tuple[Credential | None, CredentialProblem | None]:
     """The credential a tap presented, and why it must not be trusted (or None).
 
     With ``registry``, the credential and venue are read through that cache (detached

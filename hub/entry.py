@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from devices.contract import EntryReason
 from hub.models import (
     Credential,
+    CredentialKind,
     CredentialStatus,
     Device,
     DeviceKind,
@@ -20,6 +21,7 @@ from hub.models import (
     Guest,
     Zone,
 )
+from hub.presented import CredentialProblem
 
 READER_KINDS = frozenset({DeviceKind.GATE, DeviceKind.DOOR_LOCK})
 
@@ -40,6 +42,29 @@ TEXTS: dict[EntryReason, str] = {
     EntryReason.CREDENTIAL_FORGED: "Band not genuine - please see staff",
     EntryReason.CREDENTIAL_REPLAYED: "Please tap again",
     EntryReason.INSECURE_CREDENTIAL: "Band not accepted here - please see staff",
+}
+
+# A phone key is not a band: its own words where the reason is about the credential
+# (entitlement denials say the same whatever was presented, and are given no kind).
+KEY_TEXTS: dict[EntryReason, str] = {
+    EntryReason.UNKNOWN_CREDENTIAL: "Key not recognised",
+    EntryReason.CREDENTIAL_LOST: "Phone reported lost - please see staff",
+    EntryReason.CREDENTIAL_SUSPENDED: "Key suspended - please see staff",
+    EntryReason.CREDENTIAL_REVOKED: "Key no longer valid - please see staff",
+    EntryReason.OUTSIDE_VALIDITY: "Key not valid at this time - please see staff",
+    EntryReason.CREDENTIAL_FORGED: "Key not genuine - please see staff",
+    EntryReason.CREDENTIAL_REPLAYED: "Please tap your phone again",
+    EntryReason.INSECURE_CREDENTIAL: "Key not accepted here - please see staff",
+}
+
+# What a presented credential's problem means at a door: the one way from one to the other.
+PROBLEMS: dict[CredentialProblem, EntryReason] = {
+    CredentialProblem.FORGED: EntryReason.CREDENTIAL_FORGED,
+    CredentialProblem.REPLAYED: EntryReason.CREDENTIAL_REPLAYED,
+    CredentialProblem.INSECURE: EntryReason.INSECURE_CREDENTIAL,
+    CredentialProblem.EXPIRED: EntryReason.OUTSIDE_VALIDITY,
+    CredentialProblem.NOT_YET_VALID: EntryReason.OUTSIDE_VALIDITY,
+    CredentialProblem.REVOKED: EntryReason.CREDENTIAL_REVOKED,
 }
 
 _CREDENTIAL_DENIALS = {
@@ -69,8 +94,10 @@ class EntryContext:
     inside: bool = False
     requested_direction: Direction | None = None
     venue_timezone: str = "UTC"
-    # Why the presented credential cannot be trusted (forged, replayed, insecure), if so.
-    credential_problem: EntryReason | None = None
+    # Why the presented credential cannot be trusted (forged, replayed, insecure ...), if so.
+    credential_problem: CredentialProblem | None = None
+    # What was presented (a band or a phone key), for the reader's words; None: unsaid.
+    presented_kind: CredentialKind | None = None
     # How many are inside the zone now, read afresh by the caller (the zone may be a
     # cached copy); None: the zone's own count.
     occupancy: int | None = None
@@ -94,9 +121,17 @@ class EntryDecision:
         return "allow" if self.allowed else "deny"
 
 
-def deny(reason: EntryReason, direction: Direction | None = None) -> EntryDecision:
-    """A denial with the reader's text for ``reason``."""
-    return EntryDecision(False, reason, TEXTS[reason], direction=direction)
+def text_of(reason: EntryReason, kind: CredentialKind | None = None) -> str:
+    """The reader's words for ``reason``, in terms of what was presented."""
+    if kind is CredentialKind.PHONE_KEY and reason in KEY_TEXTS:
+        return KEY_TEXTS[reason]
+    return TEXTS[reason]
+
+
+def deny(reason: EntryReason, direction: Direction | None = None,
+         kind: CredentialKind | None = None) -> EntryDecision:
+    """A denial with the reader's text for ``reason`` (and the credential ``kind``)."""
+    return EntryDecision(False, reason, text_of(reason, kind), direction=direction)
 
 
 def _in_schedule(ent: Entitlement, now: datetime, tz: str) -> bool:
@@ -133,14 +168,14 @@ def decide_entry(ctx: EntryContext, now: datetime) -> EntryDecision:
         return deny(EntryReason.DEVICE_DISABLED)
     if device.kind not in READER_KINDS or device.zone_id is None:
         return deny(EntryReason.DEVICE_NOT_A_READER)
-    direction = device.direction or ctx.requested_direction
+    direction, kind = device.direction or ctx.requested_direction, ctx.presented_kind
     if ctx.credential_problem is not None:
-        return deny(ctx.credential_problem, direction)
+        return deny(PROBLEMS[ctx.credential_problem], direction, kind)
     cred = ctx.credential
     if cred is None or ctx.guest is None:
-        return deny(EntryReason.UNKNOWN_CREDENTIAL, direction)
+        return deny(EntryReason.UNKNOWN_CREDENTIAL, direction, kind)
     if cred.status in _CREDENTIAL_DENIALS:
-        return deny(_CREDENTIAL_DENIALS[cred.status], direction)
+        return deny(_CREDENTIAL_DENIALS[cred.status], direction, kind)
 
     found = _entitlement_for(ctx, device.zone_id, now)
     if isinstance(found, EntryReason):

@@ -345,7 +345,8 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         inside=bool(inside),
         requested_direction=Direction(tap.direction) if tap.direction else None,
         venue_timezone=_timezone(session, venue, registry) if scheduled else "UTC",
-        credential_problem=EntryReason(problem) if problem else None,
+        credential_problem=problem,
+        presented_kind=presented.kind,
         occupancy=occupancy,
         venue_enabled=_venue_open(session, venue, registry),
     )

@@ -31,6 +31,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from devices.contract import (
+    EntryReason,
     OfflineEntry,
     PhoneKeyCredential,
     WristbandSunCredential,
@@ -38,9 +39,10 @@ from devices.contract import (
 )
 from devices.topics import staff_topic
 from hub import crud
+from hub.entry import PROBLEMS
 from hub.models import Credential, CredentialKind, CredentialStatus, Device, Event
 from hub.notices import staff_alert
-from hub.presented import Trust, resolve, verify_signed_phone_key
+from hub.presented import CredentialProblem, Trust, resolve, verify_signed_phone_key
 
 RULE = "offline-entry"
 # Spent SUN read counters share the lock challenges' table, under a scope no device id can
@@ -54,7 +56,7 @@ class Evidence:
 
     credential: Credential | None = None  # the hub's credential the proof proved
     ref: str | None = None  # the proven jti or UID
-    problem: str | None = None  # why the proof does not hold (an EntryReason value)
+    problem: EntryReason | None = None  # why the proof does not hold
     conflict: str | None = None  # a valid proof, but the credential was void at ts
 
     @property
@@ -80,13 +82,13 @@ def _phone_key(session: Session, entry: OfflineEntry, presented: PhoneKeyCredent
     verdict = verify_signed_phone_key(presented, jwks=trust.jwks, venue=venue,
                                       lock_id=device.id, revoked=(), now=entry.ts)
     if verdict.forged:
-        return Evidence(problem=verdict.problem or "credential_forged")
+        return Evidence(problem=PROBLEMS[verdict.problem or CredentialProblem.FORGED])
     # What the lock wrote beside the proof (credential_ref, _id, guest_id) is not read: the
     # proof alone says whose key it was (a lock that refused a key may not have named it).
     assert presented.challenge is not None  # a signed key always carries it (the contract)
     if not crud.use_challenge(session, device_id=device.id, challenge=presented.challenge,
                               now=entry.ts):
-        return Evidence(ref=verdict.identifier, problem="credential_replayed")
+        return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
     credential = session.get(Credential, verdict.credential_id) if verdict.credential_id \
         else None
     revoked_at = crud.key_revoked_at(session, jti=verdict.identifier)
@@ -99,10 +101,10 @@ def _sun_band(session: Session, entry: OfflineEntry, presented: WristbandSunCred
               trust: Trust) -> Evidence:
     verdict = resolve(presented, master_key=trust.tag_master_key)
     if verdict.forged or verdict.counter is None:
-        return Evidence(problem="credential_forged")
+        return Evidence(problem=EntryReason.CREDENTIAL_FORGED)
     if not crud.use_challenge(session, device_id=_TAG_SCOPE + verdict.identifier,
                               challenge=str(verdict.counter), now=entry.ts):
-        return Evidence(ref=verdict.identifier, problem="credential_replayed")
+        return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
     credential = crud.find_credential(session, kind=CredentialKind.WRISTBAND,
                                         identifier=verdict.identifier)
     if credential is not None:  # moved by Core UPDATEs the session's copy has not seen
@@ -111,7 +113,7 @@ def _sun_band(session: Session, entry: OfflineEntry, presented: WristbandSunCred
         # A read the hub saw online (the same counter), or one whose counter and claimed
         # time disagree with it (a newer read dated earlier, an older one dated later):
         # reads are ordered in time as their counters are, so this is not what happened.
-        return Evidence(ref=verdict.identifier, problem="credential_replayed")
+        return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
     if credential is not None:  # a later online replay of this read is refused too
         crud.advance_tag_counter(session, credential_id=credential.id,
                                  counter=verdict.counter, at=entry.ts)

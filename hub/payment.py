@@ -17,12 +17,14 @@ from hub.models import (
     Account,
     AccountKind,
     Credential,
+    CredentialKind,
     CredentialStatus,
     Device,
     DeviceKind,
     Merchant,
     SpendingPolicy,
 )
+from hub.presented import CredentialProblem
 
 TERMINAL_KINDS = frozenset({DeviceKind.POS, DeviceKind.KIOSK})
 
@@ -50,6 +52,28 @@ TEXTS: dict[PaymentReason, str] = {
     PaymentReason.CREDENTIAL_FORGED: "Band not genuine - please see staff",
     PaymentReason.CREDENTIAL_REPLAYED: "Please tap again",
     PaymentReason.INSECURE_CREDENTIAL: "Band not accepted here - please see staff",
+}
+
+# A phone key is not a band: its own words where the reason is about the credential.
+KEY_TEXTS: dict[PaymentReason, str] = {
+    PaymentReason.UNKNOWN_CREDENTIAL: "Key not recognised",
+    PaymentReason.CREDENTIAL_LOST: "Phone reported lost - please see staff",
+    PaymentReason.CREDENTIAL_SUSPENDED: "Key suspended - please see staff",
+    PaymentReason.CREDENTIAL_REVOKED: "Key no longer valid - please see staff",
+    PaymentReason.PAYMENT_DISABLED: "Payments are off for this key",
+    PaymentReason.CREDENTIAL_FORGED: "Key not genuine - please see staff",
+    PaymentReason.CREDENTIAL_REPLAYED: "Please tap your phone again",
+    PaymentReason.INSECURE_CREDENTIAL: "Key not accepted here - please see staff",
+}
+
+# What a presented credential's problem means at a till: the one way from one to the other.
+PROBLEMS: dict[CredentialProblem, PaymentReason] = {
+    CredentialProblem.FORGED: PaymentReason.CREDENTIAL_FORGED,
+    CredentialProblem.REPLAYED: PaymentReason.CREDENTIAL_REPLAYED,
+    CredentialProblem.INSECURE: PaymentReason.INSECURE_CREDENTIAL,
+    CredentialProblem.EXPIRED: PaymentReason.OUTSIDE_VALIDITY,
+    CredentialProblem.NOT_YET_VALID: PaymentReason.OUTSIDE_VALIDITY,
+    CredentialProblem.REVOKED: PaymentReason.CREDENTIAL_REVOKED,
 }
 
 _CREDENTIAL_DENIALS = {
@@ -82,7 +106,9 @@ class PaymentContext:
     spent_today: int
     limits: PaymentLimits
     verify_pin: Callable[[str, str], bool]
-    credential_problem: PaymentReason | None = None
+    credential_problem: CredentialProblem | None = None
+    # What was presented (a band or a phone key), for the terminal's words; None: unsaid.
+    presented_kind: CredentialKind | None = None
     # Wrong PINs in a row, read afresh by the caller (the credential may be a cached
     # copy); None: the credential's own count.
     pin_failures: int | None = None
@@ -106,10 +132,18 @@ class PaymentDecision:
         return "approve" if self.approved else "decline"
 
 
-def decline(reason: PaymentReason, *, pin_failed: bool = False,
-            pin_passed: bool = False) -> PaymentDecision:
-    """A declined payment with the terminal's text for ``reason``."""
-    return PaymentDecision(False, reason, TEXTS[reason], pin_failed=pin_failed,
+def text_of(reason: PaymentReason, kind: CredentialKind | None = None) -> str:
+    """The terminal's words for ``reason``, in terms of what was presented."""
+    if kind is CredentialKind.PHONE_KEY and reason in KEY_TEXTS:
+        return KEY_TEXTS[reason]
+    return TEXTS[reason]
+
+
+def decline(reason: PaymentReason, *, pin_failed: bool = False, pin_passed: bool = False,
+            kind: CredentialKind | None = None) -> PaymentDecision:
+    """A declined payment with the terminal's text for ``reason`` (and the credential
+    ``kind``)."""
+    return PaymentDecision(False, reason, text_of(reason, kind), pin_failed=pin_failed,
                            pin_passed=pin_passed)
 
 
@@ -121,16 +155,17 @@ def decide_payment(ctx: PaymentContext) -> PaymentDecision:
         return decline(PaymentReason.DEVICE_NOT_A_TERMINAL)
     if ctx.merchant is None or ctx.device.merchant_id != ctx.merchant.id:
         return decline(PaymentReason.UNKNOWN_MERCHANT)
+    kind = ctx.presented_kind
     if ctx.credential_problem is not None:
-        return decline(ctx.credential_problem)
+        return decline(PROBLEMS[ctx.credential_problem], kind=kind)
     cred = ctx.credential
     if cred is None:
-        return decline(PaymentReason.UNKNOWN_CREDENTIAL)
+        return decline(PaymentReason.UNKNOWN_CREDENTIAL, kind=kind)
     if cred.status in _CREDENTIAL_DENIALS:
-        return decline(_CREDENTIAL_DENIALS[cred.status])
+        return decline(_CREDENTIAL_DENIALS[cred.status], kind=kind)
     policy = ctx.policy
     if policy is not None and not policy.payment_enabled:
-        return decline(PaymentReason.PAYMENT_DISABLED)
+        return decline(PaymentReason.PAYMENT_DISABLED, kind=kind)
     failures = cred.pin_failures if ctx.pin_failures is None else ctx.pin_failures
     if failures >= ctx.limits.max_pin_failures:
         return decline(PaymentReason.PIN_LOCKED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import jwt
@@ -24,6 +25,22 @@ from hub.models import Credential, CredentialKind
 _META = b"venuehub-sdm-meta"
 _FILE = b"venuehub-sdm-file"
 _NO_UID = bytes(7)
+
+
+class CredentialProblem(StrEnum):
+    """Why a presented credential cannot be trusted; no problem (None) is a genuine one.
+
+    The one vocabulary of what the cryptography and the hub's records say about a band or
+    key: entry (``hub.entry.PROBLEMS``) and payment (``hub.payment.PROBLEMS``) each map it
+    to their own wire reasons through one table.
+    """
+
+    FORGED = "forged"  # SUN data or a phone key (or its proof) that does not verify
+    REPLAYED = "replayed"  # a read counter or a lock's challenge seen before; a stale proof
+    INSECURE = "insecure"  # a bare UID or key id where a proof is required
+    EXPIRED = "expired"  # a signed phone key past its ``exp``
+    NOT_YET_VALID = "not_yet_valid"  # a signed phone key before its ``nbf``
+    REVOKED = "revoked"  # a signed phone key on the revocation list
 
 
 @dataclass(frozen=True)
@@ -49,16 +66,17 @@ class Presented:
     forged: bool = False  # SUN data or a phone key that does not verify
     counter: int | None = None  # the tag's read counter, for replay detection
     credential_id: str | None = None  # named by a signed phone key
-    problem: str | None = None  # a reason code decided by the cryptography itself
+    problem: CredentialProblem | None = None  # decided by the cryptography itself
     challenge: str | None = None  # the lock's nonce a signed phone key answered
 
-_PHONE_PROBLEMS = {
-    Reason.KEY_EXPIRED: "outside_validity",
-    Reason.KEY_NOT_YET_VALID: "outside_validity",
-    Reason.KEY_REVOKED: "credential_revoked",
-    Reason.PROOF_WRONG_CHALLENGE: "credential_replayed",
-    Reason.PROOF_WRONG_LOCK: "credential_replayed",
-    Reason.PROOF_STALE: "credential_replayed",
+# Why a signed phone key failed, as a problem; any reason not here is a forgery.
+_PHONE_PROBLEMS: dict[Reason, CredentialProblem] = {
+    Reason.KEY_EXPIRED: CredentialProblem.EXPIRED,
+    Reason.KEY_NOT_YET_VALID: CredentialProblem.NOT_YET_VALID,
+    Reason.KEY_REVOKED: CredentialProblem.REVOKED,
+    Reason.PROOF_WRONG_CHALLENGE: CredentialProblem.REPLAYED,
+    Reason.PROOF_WRONG_LOCK: CredentialProblem.REPLAYED,
+    Reason.PROOF_STALE: CredentialProblem.REPLAYED,
 }
 
 
@@ -68,7 +86,7 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
     """Check a signed phone key and its proof of possession for this lock's challenge."""
     if credential.token is None or credential.challenge is None or jwks is None:
         return Presented(CredentialKind.PHONE_KEY, "", forged=True,
-                         problem="credential_forged")
+                         problem=CredentialProblem.FORGED)
     try:
         key = verify_phone_key(credential.token, credential.proof, jwks=jwks,
                                issuer=issuer(venue), audience=venue,
@@ -77,7 +95,7 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
     except PhoneKeyError as exc:
         jti, credential_id = _claimed(credential.token)
         return Presented(CredentialKind.PHONE_KEY, jti, forged=True, credential_id=credential_id,
-                         problem=_PHONE_PROBLEMS.get(exc.reason, "credential_forged"))
+                         problem=_PHONE_PROBLEMS.get(exc.reason, CredentialProblem.FORGED))
     return Presented(CredentialKind.PHONE_KEY, key.jti, secure=True,
                      credential_id=key.credential_id, challenge=credential.challenge)
 
@@ -134,22 +152,22 @@ def resolve(credential: WristbandCredential | WristbandSunCredential | PhoneKeyC
 
 
 def problem_of(presented: Presented, credential: Credential | None, *, counter_advanced: bool,
-               allow_plain_uid: bool, fresh_challenge: bool = True) -> str | None:
-    """Why a presented credential must not be trusted (a reason code), or None."""
+               allow_plain_uid: bool, fresh_challenge: bool = True) -> CredentialProblem | None:
+    """Why a presented credential must not be trusted, or None (genuine)."""
     if presented.forged:
-        return presented.problem or "credential_forged"
+        return presented.problem or CredentialProblem.FORGED
     if presented.challenge is not None and not fresh_challenge:
-        return "credential_replayed"  # this lock's challenge was answered before
+        return CredentialProblem.REPLAYED  # this lock's challenge was answered before
     if credential is None:
         return None  # unknown: the decision says so
     if credential.sun and not presented.secure:
-        return "credential_forged"  # a secure band's bare UID: a clone
+        return CredentialProblem.FORGED  # a secure band's bare UID: a clone
     if credential.key_jti is not None and not presented.secure:
         # A phone key with a signed form: its bare id is a side door around the signature
         # (anyone who learns "pk-guest-03" could open the door), whatever the venue allows.
-        return "insecure_credential"
+        return CredentialProblem.INSECURE
     if presented.counter is not None and not counter_advanced:
-        return "credential_replayed"
+        return CredentialProblem.REPLAYED
     if not presented.secure and not allow_plain_uid:
-        return "insecure_credential"  # a bare UID or phone key id: copyable
+        return CredentialProblem.INSECURE  # a bare UID or phone key id: copyable
     return None

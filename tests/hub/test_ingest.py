@@ -17,6 +17,8 @@ from devices.contract import (
     ErrorCode,
     ErrorMessage,
     HeartbeatEvent,
+    PaymentDecision,
+    PaymentRequest,
     PhoneKeyCredential,
     TapEvent,
     WristbandCredential,
@@ -86,6 +88,18 @@ def tap(engine: Engine, device: str, uid: str = CHARLIE, event_id: str | None = 
     assert reply.topic == device_topic(VENUE_ID, device, Channel.DECISIONS)
     decision = parse_reply(reply.payload)
     assert isinstance(decision, Decision) and decision.event_id == event.event_id
+    return decision
+
+
+def tap_with(engine: Engine, device: str,
+             credential: PhoneKeyCredential | WristbandCredential | WristbandSunCredential,
+             event_id: str | None = None, **kw: object) -> Decision:
+    """A tap of any credential, answered with a decision."""
+    event = TapEvent(event_id=event_id or utcnow().strftime("k%H%M%S%f"), ts=utcnow(),
+                     credential=credential, **kw)  # type: ignore[arg-type]
+    [reply] = feed(engine, device, encode(event)).replies
+    decision = parse_reply(reply.payload)
+    assert isinstance(decision, Decision), decision
     return decision
 
 
@@ -384,3 +398,18 @@ def test_a_venue_may_refuse_plain_uid_bands(engine: Engine) -> None:
     assert tap(engine, "lock-101").reason == "insecure_credential"
     sun_band(engine)
     assert sun_tap(engine, "lock-103", "04C0FFEE000001", 1).reason == "ok"
+
+
+def test_a_forged_phone_key_is_not_called_a_band(engine: Engine) -> None:
+    forged = PhoneKeyCredential(token="not.a.jwt", challenge="c" * 16, proof="nope")
+    door = tap_with(engine, "lock-101", forged)
+    assert (door.reason, door.text) == ("credential_forged", "Key not genuine - please see staff")
+    request = PaymentRequest(event_id="forged-key-pay", ts=utcnow(), credential=forged,
+                             amount=100, currency="USD", merchant_id="cafe",
+                             idempotency_key="forged-key-pay")
+    [reply] = feed(engine, "pos-cafe-1", encode(request)).replies
+    till = parse_reply(reply.payload)
+    assert isinstance(till, PaymentDecision)
+    assert (till.reason, till.text) == ("credential_forged", "Key not genuine - please see staff")
+    band = tap(engine, "lock-101", uid="04FF0000000009")  # no such band: the words for both
+    assert (band.reason, band.text) == ("unknown_credential", "Band or key not recognised")
