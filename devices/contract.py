@@ -399,7 +399,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TOPIC = "unknown_topic"
-    # The device used this event id before for another kind of message.
+    # The device used this event id before for another kind of message, or for a tap or
+    # report that said something else (another credential or direction, other readings).
     EVENT_ID_CONFLICT = "event_id_conflict"
     # An offline entry the device could not have decided: not a door lock with a zone,
     # a time ahead of the hub's clock, or a credential that does not match its reference.

@@ -458,13 +458,40 @@ def record_device_seen(
 
 
 def record_telemetry(session: Session, *, row: Telemetry) -> bool:
-    """Store a reading once; False when it was a duplicate delivery."""
+    """Store a reading once; False when its (device, event id) was recorded before."""
     try:
         with session.begin_nested():
             session.add(row)
             session.flush()
     except sa.exc.IntegrityError:
         return False
+    return True
+
+
+def recorded_report(session: Session, *, device_id: str,
+                    event_id: str) -> tuple[str, str | None] | None:
+    """The (kind, content digest) of the report recorded under this (device, event id)."""
+    found = session.exec(select(Telemetry.kind, Telemetry.content_digest).where(
+        Telemetry.device_id == device_id, Telemetry.event_id == event_id)).first()
+    return None if found is None else (found[0], found[1])
+
+
+# The audit action of an event id a device used again for something else.
+EVENT_ID_CONFLICT = "device.event_id_conflict"
+
+
+def record_event_id_conflict(session: Session, *, device_id: str, event_id: str,
+                             detail: dict[str, Any], now: datetime) -> bool:
+    """Audit a device's reuse of an event id for other content, once per (device, event
+    id): a device repeating the conflict (QoS 1 redelivers it too) adds nothing, so the
+    entries stay as few as the events recorded. False when it was audited before."""
+    target = f"event:{device_id}/{event_id}"
+    seen = session.exec(select(AuditEntry.id).where(AuditEntry.action == EVENT_ID_CONFLICT,
+                                                    AuditEntry.target == target)).first()
+    if seen is not None:
+        return False
+    record_audit(session, actor=f"device:{device_id}", roles=[], action=EVENT_ID_CONFLICT,
+                 target=target, detail=detail, source="mqtt", at=now)
     return True
 
 

@@ -8,6 +8,8 @@ device sees is durable.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +29,10 @@ from devices.contract import (
     OfflineEntry,
     PaymentDecision,
     PaymentRequest,
+    PhoneKeyCredential,
     TapEvent,
     TelemetryEvent,
+    WristbandCredential,
     encode,
     parse_event,
     parse_status,
@@ -45,6 +49,7 @@ from hub.models import (
     DeviceKind,
     Direction,
     Entitlement,
+    Event,
     Guest,
     Telemetry,
     Venue,
@@ -216,9 +221,18 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                                            event.event_id))
     data = event.model_dump(mode="json", exclude={"v", "kind", "event_id", "ts"},
                             exclude_none=True)
+    digest = content_digest(event)
     row = Telemetry(device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
-                    received_at=now, data=data)
+                    received_at=now, data=data, content_digest=digest)
     fresh = crud.record_telemetry(session, row=row)
+    if not fresh:
+        first = crud.recorded_report(session, device_id=device_id, event_id=event.event_id)
+        if first is not None and first[1] is not None and first[1] != digest:
+            # Not a redelivery: another report under a used id. Nothing of it is taken in.
+            return _conflict(session, topic, device_id, event.event_id, now,
+                             f"event id {event.event_id!r} was used by this device for "
+                             f"another {first[0]} already",
+                             first={"kind": first[0]}, again={"kind": event.kind})
     if isinstance(event, HeartbeatEvent):
         crud.record_device_seen(session, device_id=device_id, now=now, online=True,
                                 battery_pct=event.battery_pct, firmware=event.firmware)
@@ -247,7 +261,9 @@ def _handle_payment(session: Session, topic: str, venue: str, device_id: str,
                               limits=limits, trust=trust, late=late, verify_pin=verify_pin,
                               received_at=received_at, registry=registry)
     except EventIdReused as exc:
-        return _reused(topic, exc.kind, req.event_id)
+        with session.begin_nested():
+            return _reused(session, topic, device_id, req.event_id, now, first=exc.kind,
+                           again="payment")
     outcome = Outcome(replies=[Outgoing(t, p) for t, p in done.messages], decision=done.decision)
     if done.charged_guest_id is not None:
         outcome.occurrence = Occurrence(
@@ -298,12 +314,72 @@ def _offline_entry_problem(device: Device, entry: OfflineEntry, now: datetime) -
     return None
 
 
-def _reused(topic: str, kind: str, event_id: str) -> Outcome:
+def _reused(session: Session, topic: str, device_id: str, event_id: str, now: datetime, *,
+            first: str, again: str) -> Outcome:
     """A device reused an event id for another kind of message: refused, never replayed
     (the first message's decision would answer a question this one did not ask)."""
-    return refuse(topic, ContractError(
-        ErrorCode.EVENT_ID_CONFLICT,
-        f"event id {event_id!r} was used by this device for a {kind} already", event_id))
+    return _conflict(session, topic, device_id, event_id, now,
+                     f"event id {event_id!r} was used by this device for a {first} already",
+                     first={"kind": first}, again={"kind": again})
+
+
+def _conflict(session: Session, topic: str, device_id: str, event_id: str, now: datetime,
+              detail: str, *, first: Mapping[str, Any], again: Mapping[str, Any]) -> Outcome:
+    """Refuse a message whose event id this device used before for something else, and
+    audit it (once per device and event id) for staff: what the id said first, and now."""
+    crud.record_event_id_conflict(session, device_id=device_id, event_id=event_id, now=now,
+                                  detail={"event_id": event_id, "topic": topic,
+                                          "first": dict(first), "again": dict(again)})
+    return refuse(topic, ContractError(ErrorCode.EVENT_ID_CONFLICT, detail, event_id))
+
+
+def content_digest(event: TapEvent | HeartbeatEvent | TelemetryEvent) -> str:
+    """What a tap or report says, as a digest: an event id may come again (QoS 1
+    redelivers), always saying the same thing.
+
+    Taken from the parsed message, so the JSON's spacing and key order do not count (its
+    values do, as sent: a UID in other letters is another tap); its time does not count
+    either (a device may stamp a retry anew). A tap's credential counts as presented, SUN
+    data and a signed key's proof included: a redelivery carries the same bytes, and
+    another read of the same band under a used id is another tap.
+    """
+    said = event.model_dump(mode="json", exclude={"v", "event_id", "ts"}, exclude_none=True)
+    canonical = json.dumps(said, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _plain_ref(tap: TapEvent) -> str | None:
+    """The identifier a tap presents in clear (a bare UID or key id), else None: SUN data
+    and signed keys are not verified for a refused tap, so they name nobody."""
+    credential = tap.credential
+    if isinstance(credential, WristbandCredential):
+        return credential.uid.upper()
+    if isinstance(credential, PhoneKeyCredential) and credential.token is None:
+        return credential.key_id
+    return None
+
+
+def _again(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
+           seen: Event, digest: str, now: datetime) -> Outcome:
+    """A tap under an event id this device used before: a redelivery gets the first
+    answer; another kind of message, or a tap saying something else, is refused."""
+    if seen.kind != "tap":
+        return _reused(session, topic, device_id, tap.event_id, now, first=seen.kind,
+                       again="tap")
+    if seen.content_digest is not None and seen.content_digest != digest:
+        # Rows from before digests were kept cannot tell: they answer as they always did.
+        return _conflict(
+            session, topic, device_id, tap.event_id, now,
+            f"event id {tap.event_id!r} was used by this device for another tap already "
+            "(another credential or direction)",
+            first={"kind": "tap", "credential_kind": seen.credential_kind,
+                   "credential_ref": seen.credential_ref, "direction": seen.direction,
+                   "outcome": seen.outcome, "reason": seen.reason,
+                   "decided_at": seen.decided_at},
+            again={"kind": "tap", "credential_kind": tap.credential.type,
+                   "credential_ref": _plain_ref(tap), "direction": tap.direction})
+    return _answer(topic, venue, device_id, _decision_of(seen.model_dump()),
+                   known=seen.reason != EntryReason.UNKNOWN_DEVICE, tap=tap)
 
 
 def _decision_of(event: Mapping[str, Any]) -> Decision:
@@ -367,14 +443,15 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
                 now: datetime, received_at: datetime, trust: Trust,
                 deadline: Deadline, registry: Registry) -> Outcome:
     late = deadline.too_late(now=now, handed_at=received_at, device_ts=tap.ts)
+    digest = content_digest(tap)
     for _attempt in range(_MAX_ATTEMPTS):
         try:
             with session.begin_nested():
                 if late:
-                    return _too_late(session, topic, venue, device_id, tap, now, received_at,
-                                     registry)
-                return _try_tap(session, topic, venue, device_id, tap, now, received_at,
-                                trust, registry)
+                    return _too_late(session, topic, venue, device_id, tap, digest, now,
+                                     received_at, registry)
+                return _try_tap(session, topic, venue, device_id, tap, digest, now,
+                                received_at, trust, registry)
         except _StateChanged:
             continue
         except sa.exc.IntegrityError:
@@ -383,18 +460,16 @@ def _handle_tap(session: Session, topic: str, venue: str, device_id: str, tap: T
 
 
 def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-              now: datetime, received_at: datetime, registry: Registry) -> Outcome:
+              digest: str, now: datetime, received_at: datetime,
+              registry: Registry) -> Outcome:
     """Answer a tap that waited past its deadline: recorded, and nothing else moves.
 
     The credential is not even authenticated (a band's tag counter stays where it was),
     and automations hear nothing of it.
     """
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
-    if seen is not None and seen.kind != "tap":
-        return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:  # decided before (a redelivery): that answer stands
-        return _answer(topic, venue, device_id, _decision_of(seen.model_dump()), known=seen.reason
-                       != EntryReason.UNKNOWN_DEVICE, tap=tap)
+        return _again(session, topic, venue, device_id, tap, seen, digest, now)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None
@@ -403,7 +478,7 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
         received_at=received_at, device_ts=tap.ts, credential_kind=tap.credential.type,
         zone_id=device.zone_id if device else None, direction=tap.direction, outcome="deny",
         reason=(EntryReason.TOO_LATE if device else EntryReason.UNKNOWN_DEVICE).value,
-        text="Please tap again", decided_at=now)
+        text="Please tap again", decided_at=now, content_digest=digest)
     crud.insert_event(session, row)
     return _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                    tap=tap)
@@ -414,16 +489,13 @@ class _StateChanged(Exception):
 
 
 def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapEvent,
-             now: datetime, received_at: datetime, trust: Trust,
+             digest: str, now: datetime, received_at: datetime, trust: Trust,
              registry: Registry) -> Outcome:
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
     seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
-    if seen is not None and seen.kind != "tap":
-        return _reused(topic, seen.kind, tap.event_id)
     if seen is not None:
-        return _answer(topic, venue, device_id, _decision_of(seen.model_dump()), known=seen.reason
-                       != EntryReason.UNKNOWN_DEVICE, tap=tap)
+        return _again(session, topic, venue, device_id, tap, seen, digest, now)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
@@ -446,7 +518,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         zone_id=device.zone_id if device else None,
         direction=decision.direction.value if decision.direction else None,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
-        guest_name=decision.guest_name, decided_at=now,
+        guest_name=decision.guest_name, decided_at=now, content_digest=digest,
     )
     row_id = crud.insert_event(session, row)
     answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,

@@ -266,6 +266,10 @@ class Event(SQLModel, table=True):
     guest_name: str | None = Field(default=None, max_length=80)
     transaction_id: str | None = Field(default=None, max_length=64)  # payments
     decided_at: datetime = _ts()
+    # What the tap said (its credential as presented and direction), as a digest: the same
+    # event id saying something else is a conflict, not a redelivery. None: not kept
+    # (payments and offline entries have their own checks; rows from before).
+    content_digest: str | None = Field(default=None, max_length=64)
 
 
 class Telemetry(SQLModel, table=True):
@@ -280,6 +284,8 @@ class Telemetry(SQLModel, table=True):
     ts: datetime = _ts()
     received_at: datetime = _ts(index=True)
     data: dict[str, Any] = _json(default_factory=dict)
+    # What the report said, as a digest (see Event.content_digest); None: not kept.
+    content_digest: str | None = Field(default=None, max_length=64)
 
 
 # ---------------------------------------------------------------- payments

@@ -21,6 +21,7 @@ from devices.contract import (
     PaymentRequest,
     PhoneKeyCredential,
     TapEvent,
+    TelemetryEvent,
     WristbandCredential,
     WristbandSunCredential,
     encode,
@@ -30,8 +31,9 @@ from devices.sun import make_sun
 from devices.topics import Channel, device_topic
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
-from hub.ingest import Outcome, handle_message
+from hub.ingest import Outcome, content_digest, handle_message
 from hub.models import (
+    AuditEntry,
     Credential,
     CredentialKind,
     CredentialStatus,
@@ -294,15 +296,22 @@ def sun_band(engine: Engine, uid: str = "04C0FFEE000001") -> None:
                                kind=CredentialKind.WRISTBAND, identifier=uid, sun=True))
 
 
-def sun_tap(engine: Engine, device: str, uid: str, counter: int, *, flip: bool = False,
-            master: bytes = TAG_KEY) -> Decision:
+def sun_event(device: str, uid: str, counter: int, *, flip: bool = False,
+              master: bytes = TAG_KEY, pad: bytes | None = None) -> TapEvent:
+    """A tap of a secure band's read ``counter``; each read encrypts anew (random padding),
+    unless ``pad`` repeats one."""
     meta, file_key = tag_keys(master, bytes.fromhex(uid))
     picc, cmac = make_sun(bytes.fromhex(uid), counter, meta_read_key=meta,
-                          file_read_key=file_key)
+                          file_read_key=file_key, random_pad=pad)
     if flip:
         cmac = f"{int(cmac[0], 16) ^ 1:X}{cmac[1:]}"
-    event = TapEvent(event_id=f"sun-{counter}-{flip}-{device}", ts=utcnow(),
-                     credential=WristbandSunCredential(picc=picc, cmac=cmac))
+    return TapEvent(event_id=f"sun-{counter}-{flip}-{device}", ts=utcnow(),
+                    credential=WristbandSunCredential(picc=picc, cmac=cmac))
+
+
+def sun_tap(engine: Engine, device: str, uid: str, counter: int, *, flip: bool = False,
+            master: bytes = TAG_KEY, pad: bytes | None = None) -> Decision:
+    event = sun_event(device, uid, counter, flip=flip, master=master, pad=pad)
     [reply] = feed(engine, device, encode(event)).replies
     decision = parse_reply(reply.payload)
     assert isinstance(decision, Decision)
@@ -311,9 +320,10 @@ def sun_tap(engine: Engine, device: str, uid: str, counter: int, *, flip: bool =
 
 def test_secure_band_opens_and_its_replay_is_refused(engine: Engine) -> None:
     sun_band(engine)
-    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"
-    # The same event again: the recorded decision is replayed, not decided anew.
-    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7).reason == "ok"
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7, pad=bytes(5)).reason == "ok"
+    # The same event again (its very bytes, as QoS 1 redelivers them): the recorded
+    # decision is replayed, not decided anew.
+    assert sun_tap(engine, "lock-103", "04C0FFEE000001", 7, pad=bytes(5)).reason == "ok"
     replayed = sun_tap(engine, "lock-104", "04C0FFEE000001", 7)  # same SUN data elsewhere
     assert (replayed.outcome, replayed.reason) == ("deny", "credential_replayed")
     assert sun_tap(engine, "lock-103", "04C0FFEE000001", 6).reason == "credential_replayed"
@@ -413,3 +423,119 @@ def test_a_forged_phone_key_is_not_called_a_band(engine: Engine) -> None:
     assert (till.reason, till.text) == ("credential_forged", "Key not genuine - please see staff")
     band = tap(engine, "lock-101", uid="04FF0000000009")  # no such band: the words for both
     assert (band.reason, band.text) == ("unknown_credential", "Band or key not recognised")
+
+
+def conflicts_audited(engine: Engine) -> list[AuditEntry]:
+    with Session(engine) as session:
+        return list(session.exec(select(AuditEntry).where(
+            AuditEntry.action == "device.event_id_conflict").order_by(col(AuditEntry.id))).all())
+
+
+def test_an_event_id_used_again_for_another_tap_is_refused_and_audited(engine: Engine) -> None:
+    first = tap(engine, "gate-park-in-1", uid=CHARLIE, event_id="same-1")
+    assert first.outcome == "allow"
+    stranger = wristband_uid(2)
+    for _ in range(2):  # QoS 1 may redeliver the conflicting tap too
+        outcome = feed(engine, "gate-park-in-1", encode(TapEvent(
+            event_id="same-1", ts=utcnow(), credential=WristbandCredential(uid=stranger))))
+        refused = error_of(outcome, "gate-park-in-1")  # not Charlie's decision and name
+        assert (refused.code, refused.event_id) == (ErrorCode.EVENT_ID_CONFLICT, "same-1")
+        assert outcome.decision is None and outcome.occurrence is None
+    other_way = feed(engine, "gate-park-in-1", encode(TapEvent(
+        event_id="same-1", ts=utcnow(), credential=WristbandCredential(uid=CHARLIE),
+        direction="out")))
+    assert error_of(other_way, "gate-park-in-1").code is ErrorCode.EVENT_ID_CONFLICT
+    # The identical tap, even stamped anew and laid out differently, is a redelivery.
+    resent = {"v": 1, "kind": "tap", "ts": utcnow().isoformat(), "event_id": "same-1",
+              "credential": {"uid": CHARLIE, "type": "wristband"}}
+    [reply] = feed(engine, "gate-park-in-1", json.dumps(resent, indent=1).encode()).replies
+    assert parse_reply(reply.payload) == first
+    assert count_events(engine) == 1
+    with Session(engine) as session:
+        assert session.get(Zone, "park").occupancy == 1  # type: ignore[union-attr]
+    [entry] = conflicts_audited(engine)  # once per (device, event id): the audit stays small
+    assert (entry.actor, entry.target) == ("device:gate-park-in-1", "event:gate-park-in-1/same-1")
+    assert entry.detail["first"]["credential_ref"] == CHARLIE
+    assert entry.detail["first"]["reason"] == "ok"
+    assert entry.detail["again"] == {"kind": "tap", "credential_kind": "wristband",
+                                     "credential_ref": stranger, "direction": None}
+
+
+def test_a_secure_band_s_redelivery_is_its_very_bytes(engine: Engine) -> None:
+    sun_band(engine)
+    event = sun_event("lock-103", "04C0FFEE000001", 7)
+    [reply] = feed(engine, "lock-103", encode(event)).replies
+    first = parse_reply(reply.payload)
+    assert isinstance(first, Decision) and first.reason == "ok"
+    [again] = feed(engine, "lock-103", encode(event)).replies
+    assert parse_reply(again.payload) == first
+    # Another read under that event id (the same counter, encrypted anew, as only a holder of
+    # the keys could) is not a redelivery.
+    other = sun_event("lock-103", "04C0FFEE000001", 7)
+    assert other.credential != event.credential
+    refused = error_of(feed(engine, "lock-103", encode(other)), "lock-103")
+    assert refused.code is ErrorCode.EVENT_ID_CONFLICT
+
+
+def test_a_tap_recorded_without_a_digest_answers_as_before(engine: Engine) -> None:
+    first = tap(engine, "gate-park-in-1", uid=CHARLIE, event_id="old-1")
+    with session_scope(engine) as session:
+        [row] = session.exec(select(Event).where(Event.event_id == "old-1")).all()
+        assert row.content_digest is not None
+        row.content_digest = None  # recorded before digests were kept: nothing to tell by
+        session.add(row)
+    assert tap(engine, "gate-park-in-1", uid=wristband_uid(2), event_id="old-1") == first
+
+
+def test_a_report_under_a_used_event_id_must_say_the_same(engine: Engine) -> None:
+    beat = HeartbeatEvent(event_id="hb-9", ts=utcnow(), battery_pct=55)
+    assert feed(engine, "lock-101", encode(beat)) == Outcome()
+    later = beat.model_copy(update={"ts": utcnow() + timedelta(seconds=1)})
+    assert feed(engine, "lock-101", encode(later)) == Outcome()  # a retry, stamped anew
+    drained = beat.model_copy(update={"battery_pct": 5})
+    assert error_of(feed(engine, "lock-101", encode(drained)), "lock-101").code \
+        is ErrorCode.EVENT_ID_CONFLICT
+    with Session(engine) as session:
+        assert session.get(Device, "lock-101").battery_pct == 55  # type: ignore[union-attr]
+    reading = TelemetryEvent(event_id="hb-9", ts=utcnow(), readings={"temp_c": 21.5})
+    assert error_of(feed(engine, "lock-101", encode(reading)), "lock-101").code \
+        is ErrorCode.EVENT_ID_CONFLICT  # a heartbeat's id for readings
+    first = TelemetryEvent(event_id="t-9", ts=utcnow(), readings={"temp_c": 21.5, "on": True})
+    assert feed(engine, "lock-101", encode(first)).occurrence is not None
+    assert feed(engine, "lock-101", encode(first)) == Outcome()  # a redelivery: nothing new
+    changed = first.model_copy(update={"readings": {"temp_c": 30.0, "on": True}})
+    assert error_of(feed(engine, "lock-101", encode(changed)), "lock-101").code \
+        is ErrorCode.EVENT_ID_CONFLICT
+    assert [(e.target, e.detail["first"], e.detail["again"]) for e in conflicts_audited(engine)] \
+        == [("event:lock-101/hb-9", {"kind": "heartbeat"}, {"kind": "heartbeat"}),
+            ("event:lock-101/t-9", {"kind": "telemetry"}, {"kind": "telemetry"})]
+
+
+def test_the_content_of_a_message_is_what_it_says_not_how_or_when() -> None:
+    base = TapEvent(event_id="x", ts=utcnow(), credential=WristbandCredential(uid=CHARLIE))
+    digest = content_digest(base)
+    assert len(digest) == 64
+    assert content_digest(base.model_copy(update={"ts": utcnow() + timedelta(hours=1),
+                                                  "event_id": "y"})) == digest
+    assert content_digest(base.model_copy(update={"direction": "in"})) != digest
+    assert content_digest(base.model_copy(update={
+        "credential": WristbandCredential(uid=wristband_uid(2))})) != digest
+    assert content_digest(base.model_copy(update={
+        "credential": PhoneKeyCredential(key_id="pk-guest-01")})) != digest
+
+
+def test_an_event_id_used_for_another_kind_is_audited_too(engine: Engine) -> None:
+    request = PaymentRequest(event_id="kind-1", ts=utcnow(), amount=100, currency="USD",
+                             merchant_id="cafe", idempotency_key="kind-1",
+                             credential=WristbandCredential(uid=CHARLIE))
+    assert feed(engine, "pos-cafe-1", encode(request)).error is None
+    as_tap = TapEvent(event_id="kind-1", ts=utcnow(), credential=WristbandCredential(uid=CHARLIE))
+    assert error_of(feed(engine, "pos-cafe-1", encode(as_tap)), "pos-cafe-1").code \
+        is ErrorCode.EVENT_ID_CONFLICT
+    tap(engine, "pos-cafe-1", event_id="kind-2")  # a tap at a till: recorded, denied
+    again = request.model_copy(update={"event_id": "kind-2", "idempotency_key": "kind-2"})
+    assert error_of(feed(engine, "pos-cafe-1", encode(again)), "pos-cafe-1").code \
+        is ErrorCode.EVENT_ID_CONFLICT
+    assert [(e.target, e.detail["first"], e.detail["again"]) for e in conflicts_audited(engine)] \
+        == [("event:pos-cafe-1/kind-1", {"kind": "payment"}, {"kind": "tap"}),
+            ("event:pos-cafe-1/kind-2", {"kind": "tap"}, {"kind": "payment"})]
