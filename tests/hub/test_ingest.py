@@ -30,6 +30,7 @@ from devices.contract import (
 from devices.sun import make_sun
 from devices.topics import Channel, device_topic
 from hub.db import create_db_engine, init_db, session_scope
+from hub.deadline import Deadline
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import Outcome, content_digest, handle_message
 from hub.models import (
@@ -539,3 +540,22 @@ def test_an_event_id_used_for_another_kind_is_audited_too(engine: Engine) -> Non
     assert [(e.target, e.detail["first"], e.detail["again"]) for e in conflicts_audited(engine)] \
         == [("event:pos-cafe-1/kind-1", {"kind": "payment"}, {"kind": "tap"}),
             ("event:pos-cafe-1/kind-2", {"kind": "tap"}, {"kind": "payment"})]
+
+
+def test_a_tap_answered_too_late_keeps_its_event_id_to_what_it_said(engine: Engine) -> None:
+    def late_tap(uid: str) -> Outcome:
+        now = utcnow()
+        event = TapEvent(event_id="late-1", ts=now - timedelta(seconds=10),
+                         credential=WristbandCredential(uid=uid))
+        with session_scope(engine) as session:
+            return handle_message(session, device_topic(VENUE_ID, "gate-park-in-1",
+                                                        Channel.EVENTS), encode(event), now,
+                                  limits=LIMITS, received_at=now - timedelta(seconds=10),
+                                  deadline=Deadline(limit=timedelta(seconds=1)))
+
+    [reply] = late_tap(CHARLIE).replies
+    first = parse_reply(reply.payload)
+    assert isinstance(first, Decision) and first.reason == "too_late"
+    assert parse_reply(late_tap(CHARLIE).replies[0].payload) == first
+    refused = error_of(late_tap(wristband_uid(2)), "gate-park-in-1")
+    assert refused.code is ErrorCode.EVENT_ID_CONFLICT
