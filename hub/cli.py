@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from hub.config import Settings
+from hub.config import Settings, env_var, explain
 from hub.secrets import private_dir
 
 app = typer.Typer(help="The venue hub: one identity for a guest, many touch points.",
@@ -25,11 +27,32 @@ app = typer.Typer(help="The venue hub: one identity for a guest, many touch poin
 console = Console()
 
 
+# The flag of a command that sets each field of Settings (where it differs from the field).
+_FLAGS = {"broker_url": "--broker", "tls_names": "--tls-name", "http_tls_cert": "--tls-cert",
+          "http_tls_key": "--tls-key", "secure_broker": "--secure-broker/--open-broker"}
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
 def _settings(**overrides: Any) -> Settings:
+    """The settings: the environment, overridden by the command's flags (``overrides``, by
+    field; None: not given). A bad value exits 2 naming the variable or flag it came from."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        console.print(f"[red]bad configuration:[/red] {exc}")
+    except (ValidationError, SettingsError) as exc:
+        for field, problem in explain(exc):
+            if field is None:
+                where = ""
+            elif overrides.get(field) is not None:  # given as a flag of this command
+                where = f"{_flag(field)}: "
+            elif field in overrides:  # from the environment; this command has a flag too
+                where = f"{env_var(field)} ({_flag(field)}): "
+            else:
+                where = f"{env_var(field)}: "
+            console.print(f"[red]bad configuration:[/red] {escape(where + problem)}",
+                          soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -364,7 +387,7 @@ def openapi() -> None:
 
     from hub.api.main import create_app
 
-    api = create_app(engine=sa.create_engine("sqlite://"), settings=Settings())
+    api = create_app(engine=sa.create_engine("sqlite://"), settings=_settings())
     typer.echo(json.dumps(api.openapi(), indent=2))
 
 
