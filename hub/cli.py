@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import logging
@@ -20,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.config import Settings, env_var, explain
+from hub.ports import CannotListen
 from hub.secrets import private_dir
 
 app = typer.Typer(help="The venue hub: one identity for a guest, many touch points.",
@@ -179,12 +181,32 @@ def up(
             console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
             raise typer.Exit(2)
         run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner)
+    except CannotListen as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
+                      soft_wrap=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
     except TlsError as exc:  # a --tls-name no certificate can carry, a broken CA
         console.print(f"[red]cannot start:[/red] TLS: {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _port_advice(exc: CannotListen) -> str:
+    """What to do about a port the hub cannot listen on: which flag moves it."""
+    field = exc.listener
+    host_field = "http_host" if field == "http_port" else "mqtt_host"
+    if not exc.in_use and exc.errno == errno.EADDRNOTAVAIL:
+        return (f"Is {exc.host} an address of this machine? Choose another with "
+                f"{_flag(host_field)} ({env_var(host_field)}).")
+    advice = "Stop what holds it, or c" if exc.in_use else "C"
+    advice += f"hoose another port with {_flag(field)} ({env_var(field)})"
+    if field == "mqtt_tls_port":
+        advice += ", or --mqtt-tls-port 0 for no TLS listener"
+    elif field == "mqtt_port":
+        advice += ", or run no embedded broker: --broker mqtt://host:port"
+    return advice + "."
 
 
 @app.command()
