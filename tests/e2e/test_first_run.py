@@ -21,7 +21,7 @@ def hub_up(data_dir: Path, *args: str, env: dict[str, str] | None = None,
            ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "hub"), "up", "--data-dir", str(data_dir), *args],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "300", **(env or {})})
 
 
