@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 from rich.console import Console
@@ -14,7 +14,7 @@ from devices.client import NoEcho, broker_round_trips
 from hub.broker import EmbeddedBroker
 from hub.broker_auth import BrokerAuth, device_password
 from simulators import load
-from simulators.load import LoadReport, render_report
+from simulators.load import LoadReport, TapResult, render_report, summarize
 from simulators.readers import Broker
 from tests.conftest import free_port
 
@@ -39,12 +39,10 @@ def test_a_refused_probe_is_no_echo_at_once(closed_broker: int) -> None:
                            timeout=30)
 
 
-def report(**fields: object) -> LoadReport:
-    base = dict(requested_rate=1.0, duration_s=1.0, devices=1, sent=1, decisions=1, errors=0,
-                timeouts=0, hub_errors=0, unexpected_denials=0, achieved_rate=1.0,
-                latency_ms={"p50": 1.0, "p95": 1.0, "p99": 1.0, "max": 1.0},
-                max_send_lag_ms=0.0)
-    return LoadReport(**{**base, **fields})  # type: ignore[arg-type]
+def report(skipped: str) -> LoadReport:
+    one_tap = [TapResult("lock-101", 1.0, "allow", "ok")]
+    return replace(summarize(one_tap, requested_rate=1.0, duration_s=1.0, devices=1,
+                             send_elapsed_s=1.0), baseline_skipped=skipped)
 
 
 def test_no_echo_skips_the_baseline_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,6 +63,6 @@ def test_a_closed_broker_skips_it_quietly_and_the_report_says_so() -> None:
         Broker(host="h", port=1, logins={"lock-101": ("u", "p")}), Console(file=shown))
     assert baseline is None and skipped is not None and shown.getvalue() == ""
     table = io.StringIO()
-    render_report(report(baseline_skipped=skipped), Console(file=table, width=200))
+    render_report(report(skipped), Console(file=table, width=200))
     assert "skipped" in table.getvalue()
-    assert asdict(report(baseline_skipped=skipped))["baseline_skipped"] == skipped
+    assert asdict(report(skipped))["baseline_skipped"] == skipped
