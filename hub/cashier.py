@@ -75,10 +75,6 @@ class EventIdReused(Exception):
         self.kind = kind
 
 
-def _open(venue: Venue | None) -> bool:
-    return venue is not None and venue.enabled and venue.deleted_at is None
-
-
 def receipt_of(txn: LedgerTransaction, *, account: Account, guest_id: str,
                merchant_name: str | None) -> Receipt:
     """The guest's receipt of a posted transaction; the balance only for the account's own
@@ -239,7 +235,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=problem, presented_kind=presented.kind,
-        pin_failures=pin_failures, venue_enabled=_open(venue_row),
+        pin_failures=pin_failures, venue_enabled=crud.venue_open(venue_row),
         credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
                                         if venue_row else None))
     verdict: Verdict = decide_payment(ctx)

@@ -144,6 +144,12 @@ def live(session: Session, model: type[D], key: str) -> D:
     return row
 
 
+def venue_open(venue: Venue | None) -> bool:
+    """Whether taps and payments may be decided at ``venue``: it exists, is not closed
+    and not deleted."""
+    return venue is not None and venue.enabled and venue.deleted_at is None
+
+
 def add(session: Session, row: T) -> T:
     """Insert a row, turning a unique-constraint violation into Conflict."""
     session.add(row)

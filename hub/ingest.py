@@ -424,14 +424,9 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         credential_problem=problem,
         presented_kind=presented.kind,
         occupancy=occupancy,
-        venue_enabled=_venue_open(session, venue, registry),
+        venue_enabled=crud.venue_open(registry.get(session, Venue, venue)),
     )
     return context, inside is not None
-
-
-def _venue_open(session: Session, venue: str, registry: Registry) -> bool:
-    row = registry.get(session, Venue, venue)
-    return row is not None and row.enabled and row.deleted_at is None
 
 
 def _timezone(session: Session, venue: str, registry: Registry) -> str:

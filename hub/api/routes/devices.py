@@ -45,9 +45,7 @@ def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceK
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
              dependencies=[require_roles(ADMIN, INTEGRATOR)])
 def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> Device:
-    venue = crud.require(session, Venue, body.venue_id, "venue_id")
-    if venue is not None and venue.deleted_at is not None:
-        raise crud.InvalidReference(f"venue_id: venue {venue.id!r} was deleted")
+    crud.require(session, Venue, body.venue_id, "venue_id")  # refuses a deleted venue too
     if (old := session.get(Device, body.id)) is not None:
         # A deleted one too: its history names it, and a new device would inherit it.
         raise crud.Conflict(f"device {body.id!r} exists already" if old.deleted_at is None
