@@ -162,6 +162,9 @@ class BrokerProcess:
             self._process.kill()
             self._process.join(2)
         self._conn.close()
+        # The refusals' queue holds a pipe (and a semaphore): a hub that restarts its broker,
+        # or a test suite that starts hundreds, must not keep them all open.
+        self._refused.close()
         deadline = time.monotonic() + 1
         while self._process.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
