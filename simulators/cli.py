@@ -51,6 +51,7 @@ from simulators.live import (
     watch_device_id,
 )
 from simulators.load import render_report, run_load
+from simulators.phone_tap import tap_with_phone
 from simulators.readers import (
     DEFAULT_MQTTS_PORT,
     Broker,
@@ -61,7 +62,6 @@ from simulators.readers import (
     parse_item,
     payment_request,
 )
-from simulators.phone_tap import tap_with_phone
 from simulators.rest import HubApi, HubApiError, HubUnreachable
 from simulators.scenarios import SCENARIOS, Run, Scenario
 from simulators.scenarios.runner import EXIT_UNREACHABLE, play
