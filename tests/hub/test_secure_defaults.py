@@ -359,6 +359,9 @@ def test_an_expired_signed_phone_key_at_a_till_is_declined_with_its_reason(
     decision = parse_reply(out.replies[0].payload)
     assert isinstance(decision, PaymentDecision), decision
     assert (decision.outcome, decision.reason) == ("decline", "outside_validity")
+    with Session(seeded) as session:  # the journey says which check
+        (row,) = session.exec(select(Event).where(Event.event_id == "exp-1")).all()
+    assert (row.detail or "").startswith("key_expired: ")
 
 
 def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(
