@@ -32,7 +32,7 @@ from hub.api.routes import (
     zones,
 )
 from hub.api.routes import automations as automation_routes
-from hub.automations import RuleError
+from hub.automations.rules import RuleError
 from hub.config import Settings
 from hub.crud import Conflict, Invalid, NotFound
 from hub.db import Contended

@@ -9,28 +9,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.automations import (
-    BREAKFASTS,
-    OVERRIDE_WINDOW,
-    PLAIN_BREAKFAST,
-    SELF,
-    Action,
-    Facts,
-    Rule,
-    RuleError,
+from hub.automations.catalogue import (
     breakfast,
-    breakfast_for,
     health_staff,
     health_watch,
-    is_override,
-    plan,
     returning_guest,
     ride_reward,
     room_welcome,
     shipped,
     stuck_guest,
-    validate,
 )
+from hub.automations.engine import plan
+from hub.automations.facts import Facts
+from hub.automations.learning import OVERRIDE_WINDOW, is_override
+from hub.automations.menu import BREAKFASTS, PLAIN_BREAKFAST, breakfast_for
+from hub.automations.rules import Action, Rule, RuleError, validate
+from hub.automations.vocabulary import SELF
 
 NOW = datetime(2026, 7, 1, 18, 30, tzinfo=UTC)
 
@@ -124,7 +118,7 @@ def test_validation_names_every_problem() -> None:
 def test_learning_follows_consistent_manual_changes(preferred: float | None,
                                                     manual: list[float],
                                                     learned: float | None) -> None:
-    from hub.automations import learned_temperature
+    from hub.automations.learning import learned_temperature
 
     assert learned_temperature(preferred, manual) == learned
 

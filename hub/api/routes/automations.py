@@ -17,7 +17,6 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from hub import automation_store as store
 from hub.api.deps import (
     ADMIN,
     GUEST_DATA_READERS,
@@ -29,7 +28,9 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.automations import Rule, RuleError, shipped, validate
+from hub.automations import exchange, ruleset
+from hub.automations.catalogue import shipped
+from hub.automations.rules import Rule, RuleError, validate
 from hub.crud import Conflict, NotFound
 from hub.models import AutomationRule, AutomationRun, RunStatus
 from hub.schemas import Name, Slug, _In
@@ -124,7 +125,7 @@ def _shipped_ids() -> set[str]:
 
 
 def _public(rule: Rule, row: AutomationRule | None, shipped_ids: set[str]) -> AutomationPublic:
-    return AutomationPublic(**store.rule_to_dict(rule),
+    return AutomationPublic(**exchange.rule_to_dict(rule),
                             source="stored" if row is not None else "shipped",
                             overrides_shipped=row is not None and rule.id in shipped_ids,
                             updated_at=row.updated_at if row is not None else None)
@@ -132,10 +133,10 @@ def _public(rule: Rule, row: AutomationRule | None, shipped_ids: set[str]) -> Au
 
 def _check(session: SessionDep, rules: list[Rule]) -> None:
     """RuleError (422) naming every problem of every rule, each with the rule's id."""
-    devices = store.known_devices(session)
+    devices = ruleset.known_devices(session)
     problems: list[str] = []
     for rule in rules:
-        found = store.condition_problems(rule)
+        found = exchange.condition_problems(rule)
         try:
             validate(rule, known_devices=devices)
         except RuleError as exc:
@@ -149,13 +150,13 @@ def _check(session: SessionDep, rules: list[Rule]) -> None:
 def _rule_of_body(rule_id: str, body: AutomationPut) -> Rule:
     if body.id is not None and body.id != rule_id:
         raise RuleError([f"the body's id {body.id!r} is not the path's {rule_id!r}"])
-    return store.rule_from_dict({**body.model_dump(exclude={"id"}), "id": rule_id})
+    return exchange.rule_from_dict({**body.model_dump(exclude={"id"}), "id": rule_id})
 
 
 def _find(session: SessionDep, rule_id: str) -> tuple[Rule, AutomationRule | None]:
     row = session.get(AutomationRule, rule_id)
     if row is not None:
-        return store.rule_of(row), row
+        return ruleset.rule_of(row), row
     for rule in shipped():
         if rule.id == rule_id:
             return rule, None
@@ -190,7 +191,7 @@ YAML_BODY = {"requestBody": {"required": True, "content": {
 def list_automations(session: SessionDep) -> list[AutomationPublic]:
     rows = {row.id: row for row in session.exec(select(AutomationRule)).all()}
     ids = _shipped_ids()
-    return [_public(rule, rows.get(rule.id), ids) for rule in store.load_rules(session)]
+    return [_public(rule, rows.get(rule.id), ids) for rule in ruleset.load_rules(session)]
 
 
 @router.get("/export", response_class=PlainTextResponse,
@@ -198,14 +199,14 @@ def list_automations(session: SessionDep) -> list[AutomationPublic]:
             responses={200: {"content": {"text/plain": {}}}})
 def export_automations(session: SessionDep) -> str:
     """Every rule in force as YAML, for ``POST /automations/import``."""
-    return store.export_yaml(store.load_rules(session))
+    return exchange.export_yaml(ruleset.load_rules(session))
 
 
 @router.get("/stats", response_model=dict[str, AutomationStats],
             dependencies=[require_roles(*SETUP_READERS)])
 def automation_stats(session: SessionDep) -> dict[str, AutomationStats]:
     """Per rule: actions fired, failed, queued, expired, and overridden by the guest."""
-    stats = {rule.id: AutomationStats() for rule in store.load_rules(session)}
+    stats = {rule.id: AutomationStats() for rule in ruleset.load_rules(session)}
     by_status = session.execute(
         sa.select(col(AutomationRun.rule_id), col(AutomationRun.status), sa.func.count())
         .group_by(col(AutomationRun.rule_id), col(AutomationRun.status))).all()
@@ -252,14 +253,14 @@ def automation_runs(session: SessionDep,
 def import_automations(text: Annotated[str, Depends(yaml_body)], session: SessionDep,
                        audit: AuditDep) -> AutomationImport:
     """Create or replace the rules of a YAML document: all of them, or none (422)."""
-    rules = store.import_yaml(text)
+    rules = exchange.import_yaml(text)
     if not rules:
         raise RuleError(["the document holds no rule"])
     _check(session, rules)
     for rule in rules:
-        store.store(session, rule)
+        ruleset.store(session, rule)
     audit.record("automation.import", "automations",
-                 {"ids": [r.id for r in rules], "rules": [store.rule_to_dict(r) for r in rules]})
+                 {"ids": [r.id for r in rules], "rules": [exchange.rule_to_dict(r) for r in rules]})
     ids = _shipped_ids()
     return AutomationImport(imported=[r.id for r in rules], rules=[
         _public(rule, session.get(AutomationRule, rule.id), ids) for rule in rules])
@@ -280,7 +281,7 @@ def put_automation(rule_id: RuleId, body: AutomationPut, session: SessionDep, au
     """Create or replace a rule (one with a shipped rule's id replaces the shipped one)."""
     rule = _rule_of_body(rule_id, body)
     _check(session, [rule])
-    created = store.store(session, rule)
+    created = ruleset.store(session, rule)
     audit.record("automation.create" if created else "automation.replace",
                  f"automation:{rule_id}", body.model_dump(mode="json", exclude_unset=True))
     if created:
@@ -294,8 +295,8 @@ def patch_automation(rule_id: RuleId, body: AutomationPatch, session: SessionDep
                      audit: AuditDep) -> AutomationPublic:
     """Enable or disable a rule; a shipped rule is stored as a copy that says so."""
     rule, _row = _find(session, rule_id)
-    rule = store.rule_from_dict({**store.rule_to_dict(rule), "enabled": body.enabled})
-    store.store(session, rule)
+    rule = exchange.rule_from_dict({**exchange.rule_to_dict(rule), "enabled": body.enabled})
+    ruleset.store(session, rule)
     audit.record("automation.update", f"automation:{rule_id}", {"enabled": body.enabled})
     return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
 

@@ -1,33 +1,18 @@
-"""Automations in the database and in YAML: the shipped rules, as staff changed them.
-
-A stored rule with a shipped rule's id replaces it (that is how a shipped rule is
-disabled or tuned); other stored rules come after the shipped ones. YAML is the
-exchange format (``hub.automations`` stays pure): a mapping ``rules:`` holding a list
-of rules, each as :func:`rule_to_dict` writes it.
-"""
+"""Rules as plain data (JSON) and as YAML, the exchange format: a mapping ``rules:``
+holding a list of rules, each as :func:`rule_to_dict` writes it."""
 
 from __future__ import annotations
 
-import logging
 import math
 import re
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from datetime import time as clock_time
 from typing import Any
 
 import yaml  # type: ignore[import-untyped]
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
 
 from devices.topics import ID_PATTERN
-from hub.automations import Action, Rule, RuleError, shipped
-from hub.db import session_scope
-from hub.models import AutomationRule, Device, utcnow
-
-log = logging.getLogger(__name__)
+from hub.automations.rules import Action, Rule, RuleError
 
 RULE_KEYS = ("id", "name", "purpose", "trigger", "filters", "conditions", "actions", "enabled")
 ACTION_KEYS = ("kind", "target", "name", "params")
@@ -182,113 +167,6 @@ def condition_problems(rule: Rule) -> list[str]:
             if isinstance(limit, bool) or not isinstance(limit, int | float | str):
                 problems.append("reading_above needs a limit (a number or a template)")
     return problems
-
-
-# ------------------------------------------------------------- the database
-
-
-def rule_of(row: AutomationRule) -> Rule:
-    """The rule a stored row holds."""
-    return rule_from_dict({"id": row.id, "name": row.name, "purpose": row.purpose,
-                           "trigger": row.trigger, "filters": row.filters or {},
-                           "conditions": row.conditions or [], "actions": row.actions or [],
-                           "enabled": row.enabled})
-
-
-def row_of(rule: Rule, *, now: datetime | None = None) -> AutomationRule:
-    """A new row holding ``rule``."""
-    data = rule_to_dict(rule)
-    now = now or utcnow()
-    return AutomationRule(id=data["id"], name=data["name"], purpose=data["purpose"],
-                          trigger=data["trigger"], filters=data["filters"],
-                          conditions=data["conditions"], actions=data["actions"],
-                          enabled=data["enabled"], created_at=now, updated_at=now)
-
-
-def store(session: Session, rule: Rule, *, now: datetime | None = None) -> bool:
-    """Create or replace the stored rule; True when it was created."""
-    now = now or utcnow()
-    row = session.get(AutomationRule, rule.id)
-    if row is None:
-        session.add(row_of(rule, now=now))
-        session.flush()
-        return True
-    fresh = row_of(rule, now=now)
-    for key in RULE_KEYS[1:]:
-        setattr(row, key, getattr(fresh, key))
-    row.updated_at = now
-    session.add(row)
-    session.flush()
-    return False
-
-
-def stored_rules(session: Session) -> list[Rule]:
-    """The stored rules in the order they were made; a row that cannot be read is skipped."""
-    rows = session.exec(select(AutomationRule).order_by(col(AutomationRule.created_at),
-                                                        col(AutomationRule.id))).all()
-    rules = []
-    for row in rows:
-        try:
-            rules.append(rule_of(row))
-        except RuleError as exc:
-            log.error("stored automation %s cannot be read: %s", row.id, exc)
-    return rules
-
-
-def merge(shipped_rules: Iterable[Rule], stored: Iterable[Rule]) -> list[Rule]:
-    """The shipped rules, each replaced by a stored one of its id; then the other stored."""
-    by_id = {r.id: r for r in stored}
-    merged = [by_id.pop(r.id, r) for r in shipped_rules]
-    return merged + list(by_id.values())
-
-
-def load_rules(session: Session,
-               shipped_rules: Callable[[], Sequence[Rule]] = shipped) -> list[Rule]:
-    """The rules in force: the shipped ones, overridden by stored ones; the stored added."""
-    return merge(shipped_rules(), stored_rules(session))
-
-
-def known_devices(session: Session) -> list[str]:
-    """Every device id, for :func:`hub.automations.validate`."""
-    return list(session.exec(select(Device.id)).all())
-
-
-class CachedRules:
-    """The runner's ``rules``: :func:`load_rules` from a fresh session, kept ``ttl`` seconds.
-
-    A burst of taps reads the table once; a change is in force within ``ttl``. When the
-    database cannot be read, the last rules read stay in force (the shipped ones at first).
-    """
-
-    def __init__(self, engine: Engine, *, ttl: float = 2.0,
-                 shipped_rules: Callable[[], Sequence[Rule]] = shipped,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine = engine
-        self.ttl = ttl
-        self.shipped_rules = shipped_rules
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._rules: list[Rule] | None = None
-        self._at = 0.0
-
-    def __call__(self) -> list[Rule]:
-        with self._lock:
-            now = self.clock()
-            if self._rules is not None and now - self._at < self.ttl:
-                return self._rules
-            try:
-                with session_scope(self.engine) as session:
-                    self._rules = load_rules(session, self.shipped_rules)
-            except Exception:
-                log.exception("automations: cannot read the stored rules; keeping the last")
-                if self._rules is None:
-                    return list(self.shipped_rules())
-            self._at = now
-            return self._rules
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._rules = None
 
 
 # ---------------------------------------------------------------------- YAML

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from hub import crud
-from hub.automation_runner import Occurrence
-from hub.automations import OVERRIDE_WINDOW, Facts, Rule, is_override, learned_temperature
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
 from hub.models import (
-    AutomationRun,
     Consent,
     Device,
     DeviceKind,
@@ -25,7 +25,6 @@ from hub.models import (
     Event,
     Guest,
     GuestPreferences,
-    RunStatus,
     Telemetry,
     Wearable,
     Zone,
@@ -208,7 +207,7 @@ def _counters(session: Session, occurrence: Occurrence, device: Device | None,
               zone: Zone | None, guest: Guest | None,
               threshold: Callable[[], int | None] = lambda: None,
               worn_since: datetime | None = None) -> LazyCounters:
-    """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence.
+    """The counters of :data:`hub.automations.vocabulary.COUNTERS` that apply to this occurrence.
 
     Counts of the journey stop at the occurrence's own row: the runner may lag behind
     the bridge, and a second tap already recorded must not make the first one look
@@ -308,80 +307,3 @@ def _count(session: Session, *where: object) -> int:
     stmt = sa.select(sa.func.count()).select_from(Event).where(*where)  # type: ignore[arg-type]
     return int(session.execute(stmt).scalar_one())
 
-
-def learn_from(session: Session, occurrence: Occurrence) -> None:
-    """A guest's manual thermostat changes, consistent a few times, become their preference.
-
-    Only for guests staying in that room who consent to personalization.
-    """
-    readings = occurrence.readings or {}
-    if occurrence.trigger != "telemetry" or readings.get("manual") is not True:
-        return
-    mark_overrides(session, occurrence)
-    device = session.get(Device, occurrence.device_id)
-    if device is None or device.kind is not DeviceKind.THERMOSTAT or device.zone_id is None:
-        return
-    for stay in session.exec(select(Entitlement).where(
-            Entitlement.kind == EntitlementKind.ROOM, col(Entitlement.valid_from) <= occurrence.at,
-            col(Entitlement.valid_until) > occurrence.at)).all():
-        if device.zone_id not in stay.zone_ids:
-            continue
-        consent = session.get(Consent, (stay.guest_id, "personalization"))
-        if consent is None or not consent.granted:
-            continue
-        setpoints = _manual_setpoints(session, device.id, since=stay.valid_from)
-        prefs = session.get(GuestPreferences, stay.guest_id) or GuestPreferences(
-            guest_id=stay.guest_id)
-        learned = learned_temperature(prefs.room_temperature_c, setpoints)
-        if learned is not None:
-            prefs.room_temperature_c = learned
-            prefs.updated_at = occurrence.at
-            session.add(prefs)
-
-
-def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> list[float]:
-    """The setpoints a guest chose by hand, oldest first: one per change of the dial.
-
-    A thermostat keeps reporting ``manual: true`` with the same setpoint until the next
-    command (each tick of its temperature): those repeats are one change, not several.
-    """
-    rows = session.exec(select(Telemetry).where(
-        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(50)).all()
-    values: list[float] = []
-    before: tuple[bool, float] | None = None
-    for row in reversed(rows):
-        readings = row.data.get("readings", {})
-        setpoint = readings.get("setpoint_c")
-        if isinstance(setpoint, bool) or not isinstance(setpoint, int | float):
-            continue
-        now = (readings.get("manual") is True, float(setpoint))
-        if now[0] and now != before:
-            values.append(now[1])
-        before = now
-    return values
-
-
-def mark_overrides(session: Session, occurrence: Occurrence) -> int:
-    """Mark the automation commands a guest's manual change undid within ten minutes.
-
-    Only the latest command of each kind counts: an earlier one was already superseded.
-    """
-    readings = occurrence.readings or {}
-    runs = session.exec(select(AutomationRun).where(
-        AutomationRun.device_id == occurrence.device_id,
-        AutomationRun.status == RunStatus.SENT,
-        col(AutomationRun.sent_at) >= occurrence.at - OVERRIDE_WINDOW,
-    ).order_by(col(AutomationRun.id).desc())).all()
-    seen: set[str | None] = set()
-    marked = 0
-    for run in runs:
-        if run.name in seen:
-            continue
-        seen.add(run.name)
-        if run.overridden_at is None and run.sent_at is not None and is_override(
-                run.name, run.params, readings, sent_at=run.sent_at, now=occurrence.at):
-            run.overridden_at = occurrence.at
-            session.add(run)
-            marked += 1
-    return marked

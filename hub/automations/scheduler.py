@@ -23,8 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import appliance_queue
-from hub.automation_runner import Occurrence
-from hub.automations import Rule
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
 from hub.db import session_scope
 from hub.models import (
     Entitlement,
