@@ -1,10 +1,12 @@
 """Automations: rules that turn what happened into actions.
 
-The package, one module a job: the words rules use (:mod:`.vocabulary`), rules as
-models (:mod:`.rules`), the facts they look at (:mod:`.facts`) and templates over them
-(:mod:`.templates`), the pure evaluator (:mod:`.engine`), the shipped rules
-(:mod:`.catalogue`), learning maths (:mod:`.learning`) and the breakfast menu
-(:mod:`.menu`); then the services: the rules in force (:mod:`.ruleset`), YAML exchange
-(:mod:`.exchange`), gathering facts (:mod:`.gather`), learning from a guest's hand
-(:mod:`.learner`), the runner (:mod:`.runner`) and the daily schedule (:mod:`.scheduler`).
+One module a job. Pure: the words rules use (:mod:`.vocabulary`), rules as pydantic
+models (:mod:`.rules`) and what is wrong with one, in words (:mod:`.problems`), the
+facts a rule looks at (:mod:`.facts`) and templates over them (:mod:`.templates`), the
+evaluator (:mod:`.engine`), the shipped rules (:mod:`.catalogue`), learning maths
+(:mod:`.learning`), the breakfast menu (:mod:`.menu`), YAML exchange (:mod:`.exchange`)
+and what happened (:mod:`.occurrence`). Services, reading and writing through
+:mod:`hub.store.automations`: the rules in force (:mod:`.ruleset`), gathering the facts
+(:mod:`.gather`), learning from a guest's hand (:mod:`.learner`), the runner
+(:mod:`.runner`) and the daily schedule (:mod:`.scheduler`).
 """

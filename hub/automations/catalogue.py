@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from hub.automations.rules import Action, Rule
+from hub.automations.rules import (
+    Action,
+    CounterAtLeast,
+    CounterIs,
+    FirstEntryOfStay,
+    ReadingAbove,
+    Rule,
+    TimeBetween,
+)
 from hub.automations.vocabulary import SELF
 
 
@@ -11,7 +19,7 @@ def room_welcome() -> Rule:
     return Rule(
         id="room-welcome", name="Room welcome", purpose="personalization",
         trigger="entry_allowed", filters={"device.kind": "door_lock", "zone.kind": "room"},
-        conditions=({"kind": "first_entry_of_stay"},),
+        conditions=(FirstEntryOfStay(),),
         actions=(
             Action("command", "room:thermostat", "set_temperature",
                    {"celsius": "{prefs.room_temperature_c}", "source": "automation"}),
@@ -31,8 +39,8 @@ def stuck_guest(threshold: int = 2) -> Rule:
     """
     return Rule(
         id="stuck-guest", name="Stuck guest", purpose="service",
-        trigger="entry_denied", conditions=({"kind": "counter_is",
-                                             "counter": "recent_denials", "value": threshold},),
+        trigger="entry_denied",
+        conditions=(CounterIs(counter="recent_denials", value=threshold),),
         actions=(Action("alert_staff", None, None,
                         {"text": "Guest stuck at {device.id}: {event.reason}",
                          "device_id": "{device.id}", "reason": "{event.reason}"}),),
@@ -44,8 +52,7 @@ def health_watch() -> Rule:
     return Rule(
         id="health-watch", name="Heart rate: tell the wearer", purpose="health",
         trigger="telemetry", filters={"device.kind": "watch"},
-        conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
-                     "limit": "{prefs.heart_rate_threshold}"},),
+        conditions=(ReadingAbove(field="heart_rate_bpm", limit="{prefs.heart_rate_threshold}"),),
         actions=(Action("command", SELF, "vibrate", {
             "level": "{counters.heart_rate_level}",
             "reason": "Heart rate {reading.heart_rate_bpm} bpm, above your "
@@ -58,9 +65,8 @@ def health_staff(readings: int = 3) -> Rule:
     return Rule(
         id="health-staff", name="Heart rate: alert staff if it lasts", purpose="health",
         trigger="telemetry", filters={"device.kind": "watch"},
-        conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
-                     "limit": "{prefs.heart_rate_threshold}"},
-                    {"kind": "counter_is", "counter": "heart_rate_high", "value": readings}),
+        conditions=(ReadingAbove(field="heart_rate_bpm", limit="{prefs.heart_rate_threshold}"),
+                    CounterIs(counter="heart_rate_high", value=readings)),
         actions=(Action("alert_staff", None, None, {
             "text": "{guest.display_name}'s heart rate has stayed above "
                     "{prefs.heart_rate_threshold} bpm ({reading.heart_rate_bpm} now)",
@@ -74,7 +80,7 @@ def breakfast() -> Rule:
     return Rule(
         id="breakfast", name="Breakfast after a morning workout", purpose="personalization",
         trigger="telemetry", filters={"device.kind": "watch", "reading.workout": "ended"},
-        conditions=({"kind": "time_between", "start": "05:00", "end": "11:00", "of": "event"},),
+        conditions=(TimeBetween(start="05:00", end="11:00", of="event"),),
         actions=(Action("command", "room:fridge_display", "show", {
             "text": "Good morning, {guest.display_name}: after your {reading.workout_kind}, "
                     "how about {suggestion.breakfast}?", "kind": "suggestion"}),),
@@ -86,8 +92,7 @@ def returning_guest() -> Rule:
     return Rule(
         id="returning-guest", name="Returning guest cue", purpose="personalization",
         trigger="entry_allowed", filters={"zone.kind": ["area", "room"]},  # not at every ride
-        conditions=({"kind": "first_entry_of_stay"},
-                    {"kind": "counter_at_least", "counter": "earlier_stays", "value": 1}),
+        conditions=(FirstEntryOfStay(), CounterAtLeast(counter="earlier_stays", value=1)),
         actions=(Action("alert_staff", None, None, {
             "text": "Welcome back, {guest.display_name}", "severity": "info",
             "cue": "returning_guest", "guest_id": "{guest.id}", "device_id": "{device.id}",
@@ -102,7 +107,7 @@ def ride_reward(rides: int = 5) -> Rule:
     return Rule(
         id="ride-reward", name=f"Offer on the {rides}th ride", purpose="offers",
         trigger="entry_allowed", filters={"zone.kind": "ride"},
-        conditions=({"kind": "counter_is", "counter": "rides", "value": rides},),
+        conditions=(CounterIs(counter="rides", value=rides),),
         actions=(Action("offer", None, None, {
             "text": "{counters.rides} rides! A free drink at the Cafe is on us today.",
             "offer_id": "ride-reward", "merchant_id": "cafe"}),),

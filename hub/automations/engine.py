@@ -13,7 +13,16 @@ from datetime import datetime, time
 from typing import Any
 
 from hub.automations.facts import Facts
-from hub.automations.rules import Rule
+from hub.automations.rules import (
+    Condition,
+    CounterAtLeast,
+    CounterIs,
+    FirstEntryOfStay,
+    PreferenceSet,
+    ReadingAbove,
+    Rule,
+    TimeBetween,
+)
 from hub.automations.templates import render
 from hub.automations.vocabulary import SELF, ActionKind
 
@@ -47,7 +56,7 @@ def _matches(rule: Rule, facts: Facts) -> bool:
     return True
 
 
-def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
+def _holds(condition: Condition, facts: Facts) -> bool:
     """Whether a condition holds; one whose arguments make no sense (a limit that is not a
     number once rendered, say) does not."""
     try:
@@ -56,33 +65,33 @@ def _holds(condition: Mapping[str, Any], facts: Facts) -> bool:
         return False
 
 
-def _check(condition: Mapping[str, Any], facts: Facts) -> bool:
-    kind = condition["kind"]
-    if kind == "first_entry_of_stay":
-        if "first_entry" in facts.counters:
-            return facts.counters["first_entry"] == 1
-        return facts.counters.get("entries", 0) == 1
-    if kind == "time_between":
-        at = facts.event.get("at") if condition.get("of") == "event" else facts.now
-        if not isinstance(at, datetime):
-            return False
-        local = at.astimezone(facts.now.tzinfo).time() if at.tzinfo else at.time()
-        start, end = time.fromisoformat(condition["start"]), time.fromisoformat(condition["end"])
-        if start <= end:
-            return start <= local < end
-        return local >= start or local < end  # a window across midnight
-    if kind == "counter_at_least":
-        return facts.counters.get(condition["counter"], 0) >= int(condition["value"])
-    if kind == "counter_is":
-        return facts.counters.get(condition["counter"], 0) == int(condition["value"])
-    if kind == "preference_set":
-        return facts.prefs.get(condition["preference"]) not in (None, "", [])
-    if kind == "reading_above":
-        value = facts.reading.get(str(condition.get("field")))
-        limit = render(condition["limit"], facts)
-        if isinstance(value, bool) or not isinstance(value, int | float) or limit is None:
-            return False
-        return float(value) > float(limit)
+def _check(condition: Condition, facts: Facts) -> bool:
+    match condition:
+        case FirstEntryOfStay():
+            if "first_entry" in facts.counters:
+                return facts.counters["first_entry"] == 1
+            return facts.counters.get("entries", 0) == 1
+        case TimeBetween():
+            at = facts.event.get("at") if condition.of == "event" else facts.now
+            if not isinstance(at, datetime):
+                return False
+            local = at.astimezone(facts.now.tzinfo).time() if at.tzinfo else at.time()
+            start, end = time.fromisoformat(condition.start), time.fromisoformat(condition.end)
+            if start <= end:
+                return start <= local < end
+            return local >= start or local < end  # a window across midnight
+        case CounterAtLeast():
+            return facts.counters.get(condition.counter, 0) >= condition.value
+        case CounterIs():
+            return facts.counters.get(condition.counter, 0) == condition.value
+        case PreferenceSet():
+            return facts.prefs.get(condition.preference) not in (None, "", [])
+        case ReadingAbove():
+            value = facts.reading.get(condition.field)
+            limit = render(condition.limit, facts)
+            if isinstance(value, bool) or not isinstance(value, int | float) or limit is None:
+                return False
+            return float(value) > float(limit)
     return False
 
 

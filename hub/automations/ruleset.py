@@ -16,20 +16,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.automations.catalogue import shipped
-from hub.automations.exchange import RULE_KEYS, rule_from_dict, rule_to_dict
-from hub.automations.rules import Rule, RuleError
+from hub.automations.rules import Rule, RuleError, parse_rule, rule_to_dict
 from hub.db import session_scope
 from hub.models import AutomationRule, Device, utcnow
 
 log = logging.getLogger(__name__)
 
+RULE_KEYS = ("id", "name", "purpose", "trigger", "filters", "conditions", "actions", "enabled")
+
 
 def rule_of(row: AutomationRule) -> Rule:
     """The rule a stored row holds."""
-    return rule_from_dict({"id": row.id, "name": row.name, "purpose": row.purpose,
-                           "trigger": row.trigger, "filters": row.filters or {},
-                           "conditions": row.conditions or [], "actions": row.actions or [],
-                           "enabled": row.enabled})
+    return parse_rule({"id": row.id, "name": row.name, "purpose": row.purpose,
+                       "trigger": row.trigger, "filters": row.filters or {},
+                       "conditions": row.conditions or [], "actions": row.actions or [],
+                       "enabled": row.enabled})
 
 
 def row_of(rule: Rule, *, now: datetime | None = None) -> AutomationRule:
@@ -86,7 +87,7 @@ def load_rules(session: Session,
 
 
 def known_devices(session: Session) -> list[str]:
-    """Every device id, for :func:`hub.automations.validate`."""
+    """Every device id, for :func:`hub.automations.rules.validate`."""
     return list(session.exec(select(Device.id)).all())
 
 

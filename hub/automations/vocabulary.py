@@ -15,18 +15,24 @@ Purpose = Literal["personalization", "offers", "health", "analytics", "service"]
 TRIGGERS: frozenset[str] = frozenset(TriggerKind.__args__)  # type: ignore[attr-defined]
 ACTIONS: frozenset[str] = frozenset(ActionKind.__args__)  # type: ignore[attr-defined]
 PURPOSES: frozenset[str] = frozenset(Purpose.__args__)  # type: ignore[attr-defined]
-CONDITIONS = frozenset({"first_entry_of_stay", "time_between", "counter_at_least",
-                        "counter_is", "preference_set", "reading_above"})
-# Counters the hub keeps for rules (see hub.automations.gather): entries into the zone since the
-# guest's current stay or ticket began (and first_entry, 1 for the first of them), distinct
-# days they entered it, rides ever, room stays already over (a returning guest), denials
-# at this door in the last two minutes, and the run of a watch's readings above the
-# guest's heart-rate threshold (with its level, 1..3, for an escalating vibration).
-COUNTERS = frozenset({"entries", "visits", "rides", "earlier_stays", "recent_denials",
-                      "heart_rate_high", "heart_rate_level", "first_entry"})
+ConditionKind = Literal["first_entry_of_stay", "time_between", "counter_at_least",
+                        "counter_is", "preference_set", "reading_above"]
+CONDITIONS: frozenset[str] = frozenset(ConditionKind.__args__)  # type: ignore[attr-defined]
+# The heads of the fields a filter may test ("zone.kind": "room").
+FILTER_HEADS = frozenset({"zone", "device", "event", "reading", "guest"})
+# Counters the hub keeps for rules (see hub.automations.gather): entries into the zone
+# since the guest's current stay or ticket began (and first_entry, 1 for the first of
+# them), distinct days they entered it, rides ever, room stays already over (a returning
+# guest), denials at this door in the last two minutes, and the run of a watch's readings
+# above the guest's heart-rate threshold (with its level, 1..3, for an escalating
+# vibration).
+CounterName = Literal["entries", "visits", "rides", "earlier_stays", "recent_denials",
+                      "heart_rate_high", "heart_rate_level", "first_entry"]
 # Readings rules may look at (what the appliances report; see simulators.appliances).
-READINGS = frozenset({"heart_rate_bpm", "workout", "workout_kind", "duration_min",
-                      "setpoint_c", "temperature_c", "scene", "manual", "source"})
+ReadingName = Literal["heart_rate_bpm", "workout", "workout_kind", "duration_min",
+                      "setpoint_c", "temperature_c", "scene", "manual", "source"]
+COUNTERS: frozenset[str] = frozenset(CounterName.__args__)  # type: ignore[attr-defined]
+READINGS: frozenset[str] = frozenset(ReadingName.__args__)  # type: ignore[attr-defined]
 # What templates may name: the facts :func:`plan` is given.
 TEMPLATE_FIELDS = frozenset({
     "guest.id", "guest.name", "guest.display_name",

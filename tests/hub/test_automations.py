@@ -23,7 +23,7 @@ from hub.automations.engine import plan
 from hub.automations.facts import Facts
 from hub.automations.learning import OVERRIDE_WINDOW, is_override
 from hub.automations.menu import BREAKFASTS, PLAIN_BREAKFAST, breakfast_for
-from hub.automations.rules import Action, Rule, RuleError, validate
+from hub.automations.rules import Action, Rule, RuleError, parse_rule, validate
 from hub.automations.vocabulary import SELF
 
 NOW = datetime(2026, 7, 1, 18, 30, tzinfo=UTC)
@@ -93,12 +93,12 @@ def test_conditions_on_time_and_readings() -> None:
 
 
 def test_validation_names_every_problem() -> None:
-    bad = Rule(id="x", name="x", purpose="personalization", trigger="entry_allowed",
-               filters={"weather.rain": True}, conditions=({"kind": "moon_phase"},),
-               actions=(Action("command", "ghost-device", None,
-                               {"text": "Hi {guest.shoe_size}"}),))
+    bad = {"id": "x", "name": "x", "purpose": "personalization", "trigger": "entry_allowed",
+           "filters": {"weather.rain": True}, "conditions": [{"kind": "moon_phase"}],
+           "actions": [{"kind": "command", "target": "ghost-device",
+                        "params": {"text": "Hi {guest.shoe_size}"}}]}
     with pytest.raises(RuleError) as caught:
-        validate(bad, known_devices=["lock-101"])
+        parse_rule(bad, known_devices=["lock-101"])
     problems = " | ".join(caught.value.problems)
     for expected in ("weather.rain", "moon_phase", "ghost-device", "needs a name",
                      "{guest.shoe_size}"):

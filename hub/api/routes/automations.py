@@ -8,6 +8,7 @@ within two seconds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -30,7 +31,7 @@ from hub.api.deps import (
 )
 from hub.automations import exchange, ruleset
 from hub.automations.catalogue import shipped
-from hub.automations.rules import Rule, RuleError, validate
+from hub.automations.rules import Rule, RuleError, parse_rule, rule_to_dict
 from hub.crud import Conflict, NotFound
 from hub.models import AutomationRule, AutomationRun, RunStatus
 from hub.schemas import Name, Slug, _In
@@ -125,32 +126,18 @@ def _shipped_ids() -> set[str]:
 
 
 def _public(rule: Rule, row: AutomationRule | None, shipped_ids: set[str]) -> AutomationPublic:
-    return AutomationPublic(**exchange.rule_to_dict(rule),
+    return AutomationPublic(**rule_to_dict(rule),
                             source="stored" if row is not None else "shipped",
                             overrides_shipped=row is not None and rule.id in shipped_ids,
                             updated_at=row.updated_at if row is not None else None)
 
 
-def _check(session: SessionDep, rules: list[Rule]) -> None:
-    """RuleError (422) naming every problem of every rule, each with the rule's id."""
-    devices = ruleset.known_devices(session)
-    problems: list[str] = []
-    for rule in rules:
-        found = exchange.condition_problems(rule)
-        try:
-            validate(rule, known_devices=devices)
-        except RuleError as exc:
-            found = exc.problems + found
-        prefix = f"rule {rule.id!r}: " if len(rules) > 1 else ""
-        problems += [prefix + p for p in found]
-    if problems:
-        raise RuleError(problems)
-
-
-def _rule_of_body(rule_id: str, body: AutomationPut) -> Rule:
+def _rule_of_body(session: SessionDep, rule_id: str, body: AutomationPut) -> Rule:
+    """The rule a PUT holds, checked for saving: RuleError (422) names every problem."""
     if body.id is not None and body.id != rule_id:
         raise RuleError([f"the body's id {body.id!r} is not the path's {rule_id!r}"])
-    return exchange.rule_from_dict({**body.model_dump(exclude={"id"}), "id": rule_id})
+    return parse_rule({**body.model_dump(exclude={"id"}), "id": rule_id},
+                      known_devices=ruleset.known_devices(session))
 
 
 def _find(session: SessionDep, rule_id: str) -> tuple[Rule, AutomationRule | None]:
@@ -253,14 +240,13 @@ def automation_runs(session: SessionDep,
 def import_automations(text: Annotated[str, Depends(yaml_body)], session: SessionDep,
                        audit: AuditDep) -> AutomationImport:
     """Create or replace the rules of a YAML document: all of them, or none (422)."""
-    rules = exchange.import_yaml(text)
+    rules = exchange.import_yaml(text, known_devices=ruleset.known_devices(session))
     if not rules:
         raise RuleError(["the document holds no rule"])
-    _check(session, rules)
     for rule in rules:
         ruleset.store(session, rule)
     audit.record("automation.import", "automations",
-                 {"ids": [r.id for r in rules], "rules": [exchange.rule_to_dict(r) for r in rules]})
+                 {"ids": [r.id for r in rules], "rules": [rule_to_dict(r) for r in rules]})
     ids = _shipped_ids()
     return AutomationImport(imported=[r.id for r in rules], rules=[
         _public(rule, session.get(AutomationRule, rule.id), ids) for rule in rules])
@@ -279,8 +265,7 @@ def get_automation(rule_id: RuleId, session: SessionDep) -> AutomationPublic:
 def put_automation(rule_id: RuleId, body: AutomationPut, session: SessionDep, audit: AuditDep,
                    response: Response) -> AutomationPublic:
     """Create or replace a rule (one with a shipped rule's id replaces the shipped one)."""
-    rule = _rule_of_body(rule_id, body)
-    _check(session, [rule])
+    rule = _rule_of_body(session, rule_id, body)
     created = ruleset.store(session, rule)
     audit.record("automation.create" if created else "automation.replace",
                  f"automation:{rule_id}", body.model_dump(mode="json", exclude_unset=True))
@@ -295,7 +280,7 @@ def patch_automation(rule_id: RuleId, body: AutomationPatch, session: SessionDep
                      audit: AuditDep) -> AutomationPublic:
     """Enable or disable a rule; a shipped rule is stored as a copy that says so."""
     rule, _row = _find(session, rule_id)
-    rule = exchange.rule_from_dict({**exchange.rule_to_dict(rule), "enabled": body.enabled})
+    rule = replace(rule, enabled=body.enabled)
     ruleset.store(session, rule)
     audit.record("automation.update", f"automation:{rule_id}", {"enabled": body.enabled})
     return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
