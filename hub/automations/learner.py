@@ -5,21 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub.automations.learning import OVERRIDE_WINDOW, is_override, learned_temperature
 from hub.automations.occurrence import Occurrence
-from hub.models import (
-    AutomationRun,
-    Consent,
-    Device,
-    DeviceKind,
-    Entitlement,
-    EntitlementKind,
-    GuestPreferences,
-    RunStatus,
-    Telemetry,
-)
+from hub.models import DeviceKind, GuestPreferences
+from hub.store import automations as store
 
 
 def learn_from(session: Session, occurrence: Occurrence) -> None:
@@ -31,20 +22,20 @@ def learn_from(session: Session, occurrence: Occurrence) -> None:
     if occurrence.trigger != "telemetry" or readings.get("manual") is not True:
         return
     mark_overrides(session, occurrence)
-    device = session.get(Device, occurrence.device_id)
+    device = store.device(session=session, device_id=occurrence.device_id) \
+        if occurrence.device_id else None
     if device is None or device.kind is not DeviceKind.THERMOSTAT or device.zone_id is None:
         return
-    for stay in session.exec(select(Entitlement).where(
-            Entitlement.kind == EntitlementKind.ROOM, col(Entitlement.valid_from) <= occurrence.at,
-            col(Entitlement.valid_until) > occurrence.at)).all():
+    for stay in store.room_stays_at(session=session, at=occurrence.at):
         if device.zone_id not in stay.zone_ids:
             continue
-        consent = session.get(Consent, (stay.guest_id, "personalization"))
+        consent = store.consent(session=session, guest_id=stay.guest_id,
+                                purpose="personalization")
         if consent is None or not consent.granted:
             continue
         setpoints = _manual_setpoints(session, device.id, since=stay.valid_from)
-        prefs = session.get(GuestPreferences, stay.guest_id) or GuestPreferences(
-            guest_id=stay.guest_id)
+        prefs = store.preferences(session=session, guest_id=stay.guest_id) or \
+            GuestPreferences(guest_id=stay.guest_id)
         learned = learned_temperature(prefs.room_temperature_c, setpoints)
         if learned is not None:
             prefs.room_temperature_c = learned
@@ -58,9 +49,7 @@ def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> l
     A thermostat keeps reporting ``manual: true`` with the same setpoint until the next
     command (each tick of its temperature): those repeats are one change, not several.
     """
-    rows = session.exec(select(Telemetry).where(
-        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(50)).all()
+    rows = store.readings_since(session=session, device_id=device_id, since=since, limit=50)
     values: list[float] = []
     before: tuple[bool, float] | None = None
     for row in reversed(rows):
@@ -81,11 +70,8 @@ def mark_overrides(session: Session, occurrence: Occurrence) -> int:
     Only the latest command of each kind counts: an earlier one was already superseded.
     """
     readings = occurrence.readings or {}
-    runs = session.exec(select(AutomationRun).where(
-        AutomationRun.device_id == occurrence.device_id,
-        AutomationRun.status == RunStatus.SENT,
-        col(AutomationRun.sent_at) >= occurrence.at - OVERRIDE_WINDOW,
-    ).order_by(col(AutomationRun.id).desc())).all()
+    runs = store.sent_runs_since(session=session, device_id=occurrence.device_id,
+                                 since=occurrence.at - OVERRIDE_WINDOW)
     seen: set[str | None] = set()
     marked = 0
     for run in runs:

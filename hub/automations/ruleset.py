@@ -13,16 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub.automations.catalogue import shipped
 from hub.automations.rules import Rule, RuleError, parse_rule, rule_to_dict
 from hub.db import session_scope
-from hub.models import AutomationRule, Device, utcnow
+from hub.models import AutomationRule, utcnow
+from hub.store import automations as store
 
 log = logging.getLogger(__name__)
-
-RULE_KEYS = ("id", "name", "purpose", "trigger", "filters", "conditions", "actions", "enabled")
 
 
 def rule_of(row: AutomationRule) -> Rule:
@@ -35,37 +34,20 @@ def rule_of(row: AutomationRule) -> Rule:
 
 def row_of(rule: Rule, *, now: datetime | None = None) -> AutomationRule:
     """A new row holding ``rule``."""
-    data = rule_to_dict(rule)
     now = now or utcnow()
-    return AutomationRule(id=data["id"], name=data["name"], purpose=data["purpose"],
-                          trigger=data["trigger"], filters=data["filters"],
-                          conditions=data["conditions"], actions=data["actions"],
-                          enabled=data["enabled"], created_at=now, updated_at=now)
+    return AutomationRule(**rule_to_dict(rule), created_at=now, updated_at=now)
 
 
-def store(session: Session, rule: Rule, *, now: datetime | None = None) -> bool:
+def save(session: Session, rule: Rule, *, now: datetime | None = None) -> bool:
     """Create or replace the stored rule; True when it was created."""
-    now = now or utcnow()
-    row = session.get(AutomationRule, rule.id)
-    if row is None:
-        session.add(row_of(rule, now=now))
-        session.flush()
-        return True
-    fresh = row_of(rule, now=now)
-    for key in RULE_KEYS[1:]:
-        setattr(row, key, getattr(fresh, key))
-    row.updated_at = now
-    session.add(row)
-    session.flush()
-    return False
+    return store.save_rule(session=session, values=rule_to_dict(rule),
+                                 now=now or utcnow())
 
 
 def stored_rules(session: Session) -> list[Rule]:
     """The stored rules in the order they were made; a row that cannot be read is skipped."""
-    rows = session.exec(select(AutomationRule).order_by(col(AutomationRule.created_at),
-                                                        col(AutomationRule.id))).all()
     rules = []
-    for row in rows:
+    for row in store.rule_rows(session=session):
         try:
             rules.append(rule_of(row))
         except RuleError as exc:
@@ -88,7 +70,7 @@ def load_rules(session: Session,
 
 def known_devices(session: Session) -> list[str]:
     """Every device id, for :func:`hub.automations.rules.validate`."""
-    return list(session.exec(select(Device.id)).all())
+    return store.device_ids(session=session)
 
 
 class CachedRules:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
@@ -28,8 +27,9 @@ from hub.automations.facts import Facts
 from hub.automations.occurrence import Occurrence
 from hub.automations.rules import Rule
 from hub.db import session_scope
-from hub.models import AutomationRun, Device, RunStatus, utcnow
+from hub.models import AutomationRun, RunStatus, utcnow
 from hub.notices import guest_notice, staff_alert
+from hub.store import automations as store
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ class AutomationRunner:
             actions = plan(relevant, facts,
                            on_error=lambda rule, exc: broken.append((rule, exc)))
             targets = {a.device_id for a in actions if a.kind in ("command", "greet")}
-            online = {d.id: d.online for d in session.exec(
-                select(Device).where(col(Device.id).in_(targets))).all()} if targets else {}
+            online = store.online(session=session, device_ids=targets)
         guest_id = facts.guest.get("id")
         for rule, exc in broken:  # recorded, so the rule's stats show it failing
             log.error("automation %s cannot be evaluated: %r", rule.id, exc)
@@ -183,8 +182,7 @@ class AutomationRunner:
         """
         try:
             with session_scope(self.engine) as session:
-                device = session.exec(select(Device).where(col(Device.id) == run.device_id)
-                                      .with_for_update()).first()
+                device = store.device_for_update(session=session, device_id=run.device_id)
                 if device is not None and device.online:
                     return False
                 run.status = RunStatus.QUEUED
