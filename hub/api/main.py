@@ -61,7 +61,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
     one, a random key lives as long as the app (tests, ``hub openapi``). ``automations``
-    is the running :class:`hub.automation_runner.AutomationRunner` (its counters), if any.
+    is the running :class:`hub.automations.runner.AutomationRunner` (its counters), if any.
     """
     app = FastAPI(
         title="Venue hub",
