@@ -23,7 +23,16 @@ from hub.automations.engine import plan
 from hub.automations.facts import Facts
 from hub.automations.learning import OVERRIDE_WINDOW, is_override
 from hub.automations.menu import BREAKFASTS, PLAIN_BREAKFAST, breakfast_for
-from hub.automations.rules import Action, Rule, RuleError, parse_rule, validate
+from hub.automations.rules import (
+    Action,
+    CounterIs,
+    ReadingAbove,
+    Rule,
+    RuleError,
+    TimeBetween,
+    parse_rule,
+    validate,
+)
 from hub.automations.vocabulary import SELF
 
 NOW = datetime(2026, 7, 1, 18, 30, tzinfo=UTC)
@@ -81,9 +90,9 @@ def test_service_rules_need_no_consent() -> None:
 
 def test_conditions_on_time_and_readings() -> None:
     evening = Rule(id="r", name="r", purpose="health", trigger="telemetry",
-                   conditions=({"kind": "time_between", "start": "18:00", "end": "23:00"},
-                               {"kind": "reading_above", "field": "heart_rate_bpm",
-                                "limit": "{prefs.heart_rate_threshold}"}),
+                   conditions=(TimeBetween(start="18:00", end="23:00"),
+                               ReadingAbove(field="heart_rate_bpm",
+                                            limit="{prefs.heart_rate_threshold}")),
                    actions=(Action("command", "watch-1", "vibrate", {"level": 1}),))
     facts = Facts(trigger="telemetry", now=NOW, consents=frozenset({"health"}),
                   prefs={"heart_rate_threshold": 150}, reading={"heart_rate_bpm": 162})
@@ -380,7 +389,7 @@ def test_ride_reward_only_at_a_ride() -> None:
 ])
 def test_a_time_window_across_midnight(hour: int, minute: int, holds: bool) -> None:
     night = Rule(id="n", name="n", purpose="service", trigger="entry_allowed",
-                 conditions=({"kind": "time_between", "start": "22:00", "end": "06:00"},),
+                 conditions=(TimeBetween(start="22:00", end="06:00"),),
                  actions=(Action("alert_staff", None, None, {"text": "late"}),))
     facts = arrival(now=NOW.replace(hour=hour, minute=minute))
     assert bool(plan([night], facts)) is holds
@@ -388,9 +397,8 @@ def test_a_time_window_across_midnight(hour: int, minute: int, holds: bool) -> N
 
 def test_reading_above_looks_at_its_field_and_counter_is_is_exact() -> None:
     long_run = Rule(id="l", name="l", purpose="health", trigger="telemetry",
-                    conditions=({"kind": "reading_above", "field": "duration_min",
-                                 "limit": 45},
-                                {"kind": "counter_is", "counter": "visits", "value": 2}),
+                    conditions=(ReadingAbove(field="duration_min", limit=45),
+                                CounterIs(counter="visits", value=2)),
                     actions=(Action("notify_guest", None, None, {"text": "well done"}),))
     facts = workout(counters={"visits": 2})
     assert plan([long_run], facts) == []  # 30 minutes: not above 45

@@ -14,7 +14,7 @@ from hub.automations.catalogue import health_watch
 from hub.automations.engine import plan
 from hub.automations.facts import Facts
 from hub.automations.occurrence import Occurrence
-from hub.automations.rules import Action, Rule
+from hub.automations.rules import Action, ReadingAbove, Rule
 from hub.automations.runner import AutomationRunner
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
@@ -44,8 +44,7 @@ def test_a_rule_that_cannot_be_evaluated_does_not_silence_the_others() -> None:
 
 def test_a_limit_that_is_no_number_makes_the_condition_false_not_a_crash() -> None:
     odd = Rule(id="odd", name="odd", purpose="health", trigger="telemetry",
-               conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
-                            "limit": "high"},),
+               conditions=(ReadingAbove(field="heart_rate_bpm", limit="high"),),
                actions=(Action("notify_guest", None, None, {"text": "x"}),))
     assert plan([odd], watch_facts()) == []
 
