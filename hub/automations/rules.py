@@ -208,7 +208,7 @@ class ReadingAbove:
 
     @field_validator("limit")
     @classmethod
-    def _meaningful(cls, limit: int | float | str, info: ValidationInfo) -> int | float | str:
+    def _meaningful(cls, limit: float | str, info: ValidationInfo) -> float | str:
         if _known_devices(info) is None:
             return limit
         problems = unknown_templates([limit])
@@ -224,7 +224,7 @@ Condition = Annotated[FirstEntryOfStay | TimeBetween | CounterAtLeast | CounterI
                       | PreferenceSet | ReadingAbove, Field(discriminator="kind")]
 
 
-def _numeric(limit: int | float | str) -> bool:
+def _numeric(limit: float | str) -> bool:
     if not isinstance(limit, str):
         return True
     names = fields_of(limit)

@@ -66,8 +66,8 @@ def test_a_stored_rule_reads_even_if_saving_it_today_is_refused() -> None:
     ({"actions": [{"kind": "dance"}]}, "unknown action 'dance'"),
     ({"actions": [{"kind": "alert_staff", "params": []}]}, "action 1: params must be a mapping"),
     ({"actions": [{"kind": "alert_staff", "params": {"x": float("nan")}}]},
-     "params may hold only strings (valid Unicode), numbers, true/false, null, lists and "
-     "mappings"),
+     ("params may hold only strings (valid Unicode), numbers, true/false, null, lists and "
+      "mappings")),
     ({"actions": [{"kind": "command", "target": "room:light"}]}, "a command action needs a name"),
     ({"actions": []}, "a rule needs at least one action"),
     ({"trigger": "schedule", "filters": {"event.schedule": "7:30"}},
