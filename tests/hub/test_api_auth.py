@@ -38,8 +38,8 @@ from devices.phone_key import phone_keypair
 from hub import cli, crud, security
 from hub.api.deps import declared_roles
 from hub.api.main import API_PREFIX, PUBLIC, create_app
-from hub.automation_store import row_of
-from hub.automations import Action, Rule
+from hub.automations.rules import Action, Rule
+from hub.automations.ruleset import row_of
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
