@@ -39,7 +39,7 @@ from devices.contract import (
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
 from hub import appliance_queue, crud, journey_detail, ledger, offline_entries
-from hub.automation_runner import Occurrence
+from hub.automations.occurrence import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
