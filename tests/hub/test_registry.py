@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 from devices.contract import PaymentRequest, TapEvent, WristbandCredential, encode, utcnow
 from devices.topics import Channel, device_topic
 from hub import crud
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import DEMO_PIN, VENUE_ID, seed_demo, wristband_uid
+from hub.db import session_scope
+from hub.demo import DEMO_PIN, VENUE_ID, wristband_uid
 from hub.ingest import handle_message
 from hub.models import (
     Credential,
@@ -26,15 +26,14 @@ from hub.models import (
     RegistryVersion,
 )
 from hub.registry import Registry
+from tests.utils.demo_db import demo_sqlite
 
 LOCK = "lock-101"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    init_db(eng)
-    seed_demo(eng, utcnow())
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    eng = demo_sqlite(request, tmp_path / "hub.db")
     yield eng
     eng.dispose()
 

@@ -17,8 +17,8 @@ from hub.automations.occurrence import Occurrence
 from hub.automations.rules import Action, ReadingAbove, Rule
 from hub.automations.runner import AutomationRunner
 from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import seed_demo
 from hub.models import AutomationRun, Consent, Entitlement, RunStatus, utcnow
+from tests.utils.demo_db import demo_sqlite
 
 NOW = utcnow()
 BROKEN = Rule(id="broken", name="stored before validation got stricter", purpose="health",
@@ -59,11 +59,9 @@ def test_a_service_rule_sees_no_preferences_even_if_stored_so() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
-    init_db(engine)
-    seed_demo(engine, NOW - timedelta(hours=1))
-    return engine
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    return demo_sqlite(request, tmp_path / "hub.db", now=NOW - timedelta(hours=1),
+                       sqlite_synchronous="OFF")
 
 
 def test_the_runner_records_the_broken_rule_and_carries_out_the_others(engine: Engine) -> None:
