@@ -16,17 +16,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
+from sqlmodel.sql.sqltypes import AutoString
 
-from hub import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from hub import models  # also registers the tables on SQLModel.metadata
 
 SCRIPTS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"
@@ -34,6 +37,9 @@ VERSION_TABLE = "alembic_version"
 BASELINE = "6722e8f0a001"
 # PostgreSQL advisory lock key of schema changes (any constant no other code uses).
 _LOCK_KEY = 0x6875622D6462  # "hub-db"
+
+# What autogenerate compares, in env.py and in the tests: column types and server defaults too.
+COMPARE: dict[str, Any] = {"compare_type": True, "compare_server_default": True}
 
 log = logging.getLogger(__name__)
 # Alembic announces its dialect on every connection it inspects; hub.migrate logs what
@@ -133,6 +139,45 @@ def upgrade(engine: Engine) -> Upgraded:
         if found.state is not State.CURRENT:
             _upgrade(conn, stamped or found.revision)
     return Upgraded(before=found, stamped=stamped, after=head())
+
+
+def new_revision(message: str, *, into: Path | None = None) -> Path | None:
+    """Write a migration for what the models changed since the newest revision (Alembic's
+    autogenerate against a scratch SQLite database at head), into the package's versions/
+    or ``into``; None when nothing changed."""
+    scratch = sa.create_engine("sqlite://", poolclass=StaticPool)
+    try:
+        with scratch.begin() as conn:
+            command.upgrade(config(conn), "head")
+            if not differences(conn):
+                return None
+            cfg = config(conn)
+            if into is not None:  # the packaged scripts and the new one's folder
+                cfg.set_main_option("version_locations", f"{SCRIPTS / 'versions'} {into}")
+            written = command.revision(cfg, message=message, autogenerate=True,
+                                       version_path=None if into is None else str(into))
+    finally:
+        scratch.dispose()
+    assert written is not None and not isinstance(written, list)
+    return Path(written.path)
+
+
+def differences(conn: Connection) -> list[Any]:
+    """What autogenerate finds between the database's schema and the models (types and
+    server defaults included): empty when a migration would have nothing to do."""
+    context = MigrationContext.configure(conn, opts=COMPARE)
+    return list(compare_metadata(context, SQLModel.metadata))
+
+
+def render_item(kind: str, obj: Any, _context: Any) -> str | Literal[False]:
+    """Autogenerate writes the hub's column types as SQLAlchemy's own, so a migration
+    never imports the models it must outlive."""
+    if kind == "type":
+        if isinstance(obj, models.UTCDateTime):
+            return "sa.DateTime(timezone=True)"
+        if isinstance(obj, AutoString):
+            return f"sa.String(length={obj.length})" if obj.length else "sa.String()"
+    return False
 
 
 def refusal(found: Status) -> str:

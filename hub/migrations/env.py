@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from hub import models  # noqa: F401  (registers the tables autogenerate compares with)
+from hub import migrate
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only hub.migrate runs these scripts
@@ -16,8 +16,8 @@ context.configure(
     target_metadata=SQLModel.metadata,
     # SQLite alters a table by copying it (batch mode); PostgreSQL alters it in place.
     render_as_batch=True,
-    compare_type=True,
-    compare_server_default=True,
+    render_item=migrate.render_item,
+    **migrate.COMPARE,
 )
 # hub.migrate opened the transaction (and took the migration lock): the whole upgrade
 # commits or rolls back as one, on SQLite too.
