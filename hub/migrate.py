@@ -10,6 +10,7 @@ leaves the database as it was.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ def config(connection: Connection | None = None) -> Config:
     """Alembic's configuration for the packaged scripts, on ``connection`` (env.py's)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPTS))
+    cfg.set_main_option("path_separator", "os")  # version_locations split by os.pathsep
     cfg.attributes["connection"] = connection
     return cfg
 
@@ -153,7 +155,8 @@ def new_revision(message: str, *, into: Path | None = None) -> Path | None:
                 return None
             cfg = config(conn)
             if into is not None:  # the packaged scripts and the new one's folder
-                cfg.set_main_option("version_locations", f"{SCRIPTS / 'versions'} {into}")
+                cfg.set_main_option("version_locations",
+                                   os.pathsep.join([str(SCRIPTS / "versions"), str(into)]))
             written = command.revision(cfg, message=message, autogenerate=True,
                                        version_path=None if into is None else str(into))
     finally:

@@ -52,7 +52,8 @@ def upgrade() -> None:
 
     op.create_table(
         "keymaterialseq",
-        sa.Column("id", sa.Integer(), nullable=False),
+        # One row with id 1: a plain integer key, as create_all makes it (not SERIAL).
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -65,7 +66,8 @@ def upgrade() -> None:
     )
     op.create_table(
         "registryversion",
-        sa.Column("id", sa.Integer(), nullable=False),
+        # One row with id 1: a plain integer key, as create_all makes it (not SERIAL).
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
