@@ -92,6 +92,19 @@ def test_the_first_revision_is_the_schema_main_had_at_6722e8f(new_db: NewDatabas
     assert schema_differences(schema(first), schema(old)) == []
 
 
+def test_the_migrations_go_back_down_to_the_first_revision_and_to_nothing(
+        new_db: NewDatabase) -> None:
+    engine, first = new_db(), new_db()
+    migrate.upgrade(engine)
+    upgrade_to(first, BASELINE)
+    with engine.begin() as conn:
+        command.downgrade(migrate.config(conn), BASELINE)
+    assert schema_differences(schema(engine), schema(first)) == []
+    with engine.begin() as conn:
+        command.downgrade(migrate.config(conn), "base")
+    assert schema(engine) == {"tables": {}, "enums": []}
+
+
 def test_hub_db_revision_writes_a_migration_for_a_model_change(tmp_path: Path) -> None:
     assert migrate.new_revision("nothing", into=tmp_path) is None
     probe = sa.Table("probe_unmigrated", SQLModel.metadata,
