@@ -113,8 +113,11 @@ def prepare(engine: Engine, *, upgrade: bool = True) -> Status:
     head (create_all, then stamp: the tests prove it equals running every migration),
     upgrade an older one in place (unless ``upgrade`` is false), or refuse with
     SchemaError. Returns the status it found."""
+    found = status(engine)
+    if found.state is State.CURRENT:  # nearly every start: no lock, no transaction
+        return found
     with _migrating(engine) as conn:
-        found = _status(conn)
+        found = _status(conn)  # again, under the lock: another hub may have done it
         if found.state is State.EMPTY:
             SQLModel.metadata.create_all(conn)
             MigrationContext.configure(conn).stamp(scripts(), "head")
@@ -221,6 +224,10 @@ def _known(revision: str) -> bool:
 
 def _upgrade(conn: Connection, start: str | None) -> None:
     command.upgrade(config(conn), "head")
+    if conn.dialect.name == "sqlite":  # _migrating turned enforcement off for batch mode
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:  # rolled back with the rest
+            raise SchemaError(f"the upgrade would break foreign keys: {broken[:5]}")
     log.info("database schema upgraded from %s to %s", start or "nothing", head())
 
 
@@ -234,7 +241,7 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
             # Batch mode alters a SQLite table by copying it, dropping the old one and
             # renaming the copy: with foreign keys enforced, dropping a table others point
             # at would fail. Off for the migration (a PRAGMA outside the transaction, where
-            # SQLite honours it), checked before the commit, on again after.
+            # SQLite honours it), checked after an upgrade (_upgrade), on again after.
             _foreign_keys(conn, False)
         try:
             with conn.begin():
@@ -243,10 +250,6 @@ def _migrating(engine: Engine) -> Iterator[Connection]:
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                                  {"key": _LOCK_KEY})
                 yield conn
-                if enforced:
-                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise SchemaError(f"the migration broke foreign keys: {broken[:5]}")
         finally:
             if enforced:
                 _foreign_keys(conn, True)
