@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 from hub import migrate
 from hub.db import create_db_engine
@@ -67,3 +69,26 @@ def test_a_6722e8f_demo_database_upgrades_and_passes_park_day(old_database: list
         running.proc.wait(30)
     verified = hub("ledger", "verify", *old_database)
     assert verified.returncode == 0 and "ledger OK" in verified.stdout, verified.stdout
+
+
+def test_hub_up_refuses_an_older_schema_with_no_upgrade_and_a_newer_one(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    engine = create_db_engine(f"sqlite:///{data / 'hub.db'}")
+    with engine.begin() as conn:
+        command.upgrade(migrate.config(conn), migrate.BASELINE)
+    ports = ["--http-port", str(free_port()), "--mqtt-port", str(free_port())]
+
+    refused = hub("up", "--no-upgrade", "--data-dir", str(data), *ports)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"revision {migrate.BASELINE}, older than this hub's {migrate.head()}: run `hub db " \
+           "upgrade` (or start without --no-upgrade)" in refused.stdout
+    assert migrate.status(engine).revision == migrate.BASELINE  # untouched
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeed0999'"))
+    engine.dispose()
+    for args, code in ((["up", *ports], 2), (["db", "upgrade"], 1)):
+        newer = hub(*args, "--data-dir", str(data))
+        assert newer.returncode == code, newer.stdout + newer.stderr
+        assert "revision f00dfeed0999, which this hub does not know" in newer.stdout
