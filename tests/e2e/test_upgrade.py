@@ -10,13 +10,14 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from hub import migrate
 from hub.db import create_db_engine
-from tests.conftest import free_port, fresh_postgres
+from tests.conftest import free_port, fresh_postgres, login
 from tests.e2e.test_cli import BIN, start_hub
 from tests.utils.schemas import load_old
 
@@ -62,6 +63,9 @@ def test_a_6722e8f_demo_database_upgrades_and_passes_park_day(old_database: list
     # the old demo's tickets and stays to today.
     running = start_hub(Path(old_database[1]), *old_database[2:])
     try:
+        api = f"{running.api}/api/v1"
+        venues = httpx.get(f"{api}/venues", headers=login(api)).json()
+        assert {v["id"] for v in venues} >= {"demo-resort", "demo-spa"}
         done = running.sim("scenario", "park-day")
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
