@@ -49,7 +49,7 @@ from devices.contract import (
 )
 from devices.topics import from_devices, parse_topic, shared
 from hub import crud
-from hub.automation_runner import AutomationRunner
+from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
 from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope

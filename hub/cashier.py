@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
 )
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
-from hub import crud, ledger
+from hub import crud, journey_detail, ledger
 from hub.models import (
     Account,
     AccountKind,
@@ -148,7 +148,7 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
 def _record_event(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                   presented: Presented, credential: Credential | None,
                   decision: PaymentDecision, now: datetime,
-                  received_at: datetime | None = None) -> None:
+                  received_at: datetime | None = None, detail: str | None = None) -> None:
     crud.insert_event(session, crud.event_columns(
         device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
         received_at=received_at or now, device_ts=req.ts, credential_kind=presented.kind.value,
@@ -157,7 +157,7 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
         # What the terminal was told, so a redelivery is answered with the same time.
-        transaction_id=decision.transaction_id, decided_at=decision.decided_at))
+        transaction_id=decision.transaction_id, decided_at=decision.decided_at, detail=detail))
 
 
 def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
@@ -281,9 +281,13 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     else:
         ledger.record(session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key, account=account)
+    detail = journey_detail.detail_of(presented, problem, known=credential is not None)
+    if problem is not None:
+        journey_detail.log_refused(problem, detail, device_id=device.id, event_id=req.event_id,
+                                   kind=presented.kind.value)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now,
-                  received_at=received_at)
+                  received_at=received_at, detail=detail)
     return Published([(reply_topic, encode(decision)), *messages], decision,
                      charged_guest_id=credential.guest_id if verdict.approved and credential
                      else None)

@@ -38,8 +38,8 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import appliance_queue, crud, ledger, offline_entries
-from hub.automation_runner import Occurrence
+from hub import appliance_queue, crud, journey_detail, ledger, offline_entries
+from hub.automations.occurrence import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
@@ -504,6 +504,11 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
                                  presence_row=presence_row,
                                  zone_id=device.zone_id, effect=decision.effect, now=now):
             raise _StateChanged
+    detail = journey_detail.detail_of(presented, ctx.credential_problem,
+                                      known=credential is not None)
+    if ctx.credential_problem is not None and device is not None:
+        journey_detail.log_refused(ctx.credential_problem, detail, device_id=device_id,
+                                   event_id=tap.event_id, kind=presented.kind.value)
     row = crud.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,
@@ -513,7 +518,7 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         zone_id=device.zone_id if device else None,
         direction=decision.direction.value if decision.direction else None,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
-        guest_name=decision.guest_name, decided_at=now, content_digest=digest,
+        guest_name=decision.guest_name, decided_at=now, content_digest=digest, detail=detail,
     )
     row_id = crud.insert_event(session, row)
     answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,

@@ -270,6 +270,9 @@ class Event(SQLModel, table=True):
     # event id saying something else is a conflict, not a redelivery. None: not kept
     # (payments and offline entries have their own checks; rows from before).
     content_digest: str | None = Field(default=None, max_length=64)
+    # Why the presented credential was not trusted, for staff (hub/journey_detail.py):
+    # which check failed. Never sent to the reader.
+    detail: str | None = Field(default=None, max_length=200)
 
 
 class Telemetry(SQLModel, table=True):

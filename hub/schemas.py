@@ -404,6 +404,9 @@ class EventPublic(_Out):
     outcome: Literal["allow", "deny"] | str
     reason: str
     text: str
+    detail: str | None = Field(
+        None, description="Why the credential was not trusted, for staff: the check that "
+        "failed, e.g. 'proof_wrong_challenge: ...' (never shown on the reader)")
     decided_at: datetime
 
 

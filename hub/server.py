@@ -18,8 +18,11 @@ from sqlalchemy.engine import Engine
 
 from hub import keyring, retention
 from hub.api.main import create_app
-from hub.automation_runner import AutomationRunner
-from hub.automation_store import CachedRules
+from hub.automations.gather import load_facts, might_apply
+from hub.automations.learner import learn_from
+from hub.automations.ruleset import CachedRules
+from hub.automations.runner import AutomationRunner
+from hub.automations.scheduler import Scheduler
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.broker_audit import record_refusals
@@ -30,11 +33,9 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
 from hub.models import utcnow
-from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, write_sheet
-from hub.scheduler import Scheduler
 from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
 from hub.tls import TlsFiles, TlsListener, ensure_tls

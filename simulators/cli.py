@@ -51,6 +51,7 @@ from simulators.live import (
     watch_device_id,
 )
 from simulators.load import render_report, run_load
+from simulators.phone_tap import tap_with_phone
 from simulators.readers import (
     DEFAULT_MQTTS_PORT,
     Broker,
@@ -259,6 +260,70 @@ def tap(
         f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
         f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
         f"zone: {decision.zone_id or '-'}  {ms:.1f} ms"
+    )
+
+
+@app.command()
+def phone(
+    ctx: typer.Context,
+    guest: Annotated[str, typer.Option("--guest", "-g", help="The guest whose phone taps.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="The door lock to tap at.")],
+    credential: Annotated[str | None, typer.Option(
+        "--credential", "-c", show_default=False,
+        help="The phone-key credential's id (phone-guest-01, not its identifier "
+             "pk-guest-01); default: the guest's active phone key.",
+    )] = None,
+    guest_token: Annotated[str | None, typer.Option(
+        envvar="HUB_SIM_GUEST_TOKEN", show_default=False,
+        help="The guest app's API token; default: staff (--user) ask for one "
+             "(POST /guests/{id}/token).",
+    )] = None,
+    direction: Annotated[
+        Direction | None, typer.Option(help="For readers that serve both ways.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+    ] = 5.0,
+) -> None:
+    """Tap a guest's phone at a lock: a new phone key pair, a key the hub signs for it,
+    the lock's challenge and the phone's proof; print the hub's decision."""
+    settings: Settings = ctx.obj
+    try:
+        with settings.hub_api() as staff:
+            token = guest_token or staff.guest_token(guest)
+        guest_app = HubApi(settings.api, token=token)
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        client = connect_device(settings.venue, device, settings.broker)
+    except OSError as exc:
+        guest_app.close()
+        err.print(broker_problem(settings.broker, exc))
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    try:
+        done, _ = _timed(lambda: tap_with_phone(
+            guest_app, client, guest_id=guest, credential_id=credential,
+            direction=direction.value if direction else None, timeout=timeout), client)
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        guest_app.close()
+    decision = done.decision
+    out.print(f"key {done.issued.jti} of {done.credential_id} (zones "
+              f"{', '.join(done.issued.zones)}), challenge {done.challenge}")
+    style = "bold green" if decision.outcome == "allow" else "bold red"
+    out.print(
+        f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
+        f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
+        f"zone: {decision.zone_id or '-'}  {done.tap_ms:.1f} ms"
     )
 
 

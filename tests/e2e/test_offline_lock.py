@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.key_material import document, sign
+from devices.phone import Phone
 from devices.phone_key import phone_keypair, public_jwk
 from devices.topics import keys_topic, staff_topic
 from hub.demo import VENUE_ID
@@ -24,7 +25,7 @@ from hub.models import utcnow
 from hub.phone_keys import issue_phone_key, jwks, new_signing_key
 from hub.presented import issuer
 from hub.server import Hub
-from simulators.offline_lock import OfflineLock, Phone
+from simulators.offline_lock import OfflineLock
 from tests.conftest import hub_settings
 from tests.utils.listener import Listener
 

@@ -48,7 +48,7 @@ ENTITLEMENT_KEYS = {"id", "guest_id", "kind", "zone_ids", "valid_from", "valid_u
                     "schedule", "status"}
 EVENT_KEYS = {"id", "device_id", "venue_id", "event_id", "kind", "received_at", "device_ts",
               "credential_kind", "credential_ref", "credential_id", "guest_id", "zone_id",
-              "direction", "outcome", "reason", "text", "decided_at"}
+              "direction", "outcome", "reason", "text", "detail", "decided_at"}
 # Columns of the tables that must stay behind the API.
 INTERNAL = {"devices": {"created_at"}, "entitlements": {"created_at"}, "events": {"guest_name"}}
 

@@ -38,8 +38,8 @@ from devices.phone_key import phone_keypair
 from hub import cli, crud, security
 from hub.api.deps import declared_roles
 from hub.api.main import API_PREFIX, PUBLIC, create_app
-from hub.automation_store import row_of
-from hub.automations import Action, Rule
+from hub.automations.rules import Action, Rule
+from hub.automations.ruleset import row_of
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -702,6 +702,31 @@ def test_a_guest_cannot_tell_a_missing_row_from_another_s(client: TestClient, ap
                                                          path: str) -> None:
     r = client.get(url(path), headers=who(app, "guest-02"))
     assert r.status_code == 403, r.text
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/credentials/pk-guest-02", None),
+    ("GET", "/credentials/04a10000000002", None),  # a UID in any case
+    ("PATCH", "/credentials/pk-guest-02", {"status": "lost"}),
+    ("POST", "/credentials/pk-guest-02/phone-key", {"phone_jwk": PHONE_JWK}),
+])
+def test_a_guest_asking_by_identifier_is_told_the_id(client: TestClient, app: FastAPI,
+                                                     method: str, path: str,
+                                                     body: dict[str, Any] | None) -> None:
+    """The identifier (what a reader presents) where the id belongs: 404 naming the id, for
+    the guest's own credentials; another guest's identifier is the 403 of a missing row."""
+    right = "band-guest-02" if "04a1" in path else "phone-guest-02"
+    r = client.request(method, url(path), json=body, headers=who(app, "guest-02"))
+    assert r.status_code == 404, r.text
+    assert f"use /credentials/{right}" in r.json()["detail"]
+    other = path.replace("guest-02", "guest-01").replace("04a10000000002", "04a10000000001")
+    r = client.request(method, url(other), json=body, headers=who(app, "guest-02"))
+    assert r.status_code == 403, r.text
+    assert r.json() == {"detail": "a guest may only reach their own data"}
+    # Staff, who may see every credential, are told the id too.
+    r = client.get(url(other.removesuffix("/phone-key")), headers=who(app, ADMIN))
+    assert r.status_code == 404, r.text
+    assert f"use /credentials/{right.replace('02', '01')}" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(("path", "key"), [("/events", "items"), ("/transactions", None),

@@ -44,7 +44,7 @@ import hub
 from devices.topics import ID_PATTERN
 from hub.api.main import create_app
 from hub.api.routes.automations import AutomationPatch, AutomationPut
-from hub.automations import ACTIONS, PURPOSES, TEMPLATE_FIELDS, TRIGGERS
+from hub.automations.vocabulary import ACTIONS, PURPOSES, TEMPLATE_FIELDS, TRIGGERS
 from hub.config import Settings
 from hub.db import create_db_engine, init_db
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -58,15 +58,13 @@ from hub.models import (
 )
 from hub.schemas import (
     AccountCreate,
+    AccountUpdate,
     ConsentUpdate,
     CredentialCreate,
     CredentialUpdate,
     DeviceCreate,
-    AccountUpdate,
     DevicePolicy,
-    VenueFolioPolicy,
     DeviceUpdate,
-    VenueUpdate,
     EntitlementCreate,
     EntitlementUpdate,
     GuestCreate,
@@ -81,7 +79,9 @@ from hub.schemas import (
     TokenRequest,
     TopUp,
     VenueCreate,
+    VenueFolioPolicy,
     VenuePolicy,
+    VenueUpdate,
     WearerSet,
     ZoneCreate,
     ZoneUpdate,

@@ -14,10 +14,10 @@ from devices.client import new_event_id
 from devices.contract import TelemetryEvent, encode
 from devices.topics import Channel, device_topic
 from hub import appliance_queue
+from hub.automations.learner import learn_from
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo
 from hub.models import AutomationRun, Consent, GuestPreferences, RunStatus, utcnow
-from hub.occurrences import learn_from
 from hub.privacy import erase_guest
 from tests.utils.ingest import feed
 

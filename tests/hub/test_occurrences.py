@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import itertools
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.automation_runner import Occurrence
-from hub.automations import Facts, Planned, breakfast, plan, returning_guest, ride_reward, shipped
+from hub.automations.catalogue import breakfast, returning_guest, ride_reward, shipped
+from hub.automations.engine import Planned, plan
+from hub.automations.facts import Facts
+from hub.automations.gather import load_facts
+from hub.automations.learner import mark_overrides
+from hub.automations.occurrence import Occurrence
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo
 from hub.models import (
@@ -28,7 +31,6 @@ from hub.models import (
     Venue,
     Wearable,
 )
-from hub.occurrences import load_facts, mark_overrides
 
 # The demo is seeded at a fixed time: its stays and tickets start at DAY and last three days.
 NOW = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)

@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.automation_runner import Occurrence
-from hub.automations import Action, Rule, RuleError, validate
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Action, Rule, RuleError, validate
+from hub.automations.scheduler import Scheduler, due, guests_on_site, schedule_of
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import SPA_GUESTS, STRICT_VENUE_ID, VENUE_ID, seed_demo
 from hub.models import ScheduleFiring, Venue
-from hub.scheduler import Scheduler, due, guests_on_site, schedule_of
 
 NOW = datetime(2026, 11, 23, 7, 40, tzinfo=UTC)
 

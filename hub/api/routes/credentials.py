@@ -46,11 +46,32 @@ router = APIRouter(prefix="/credentials", tags=["credentials"])
 
 
 def _own_credential(session: Session, caller: Principal, credential_id: str) -> Credential:
-    """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
+    """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle).
+
+    An identifier where the id belongs (``pk-guest-01`` for ``phone-guest-01``) is a 404
+    that names the id, when the caller may see that credential: a guest's own only, so it
+    tells nothing about anyone else's.
+    """
+    credential = session.get(Credential, credential_id)
+    if credential is None:
+        _id_for_identifier(session, caller, credential_id)
     if caller.typ == "guest":
-        credential = session.get(Credential, credential_id)
         ensure_own(caller, credential.guest_id if credential else None)
-    return crud.get(session, Credential, credential_id)
+    return credential if credential is not None else crud.get(session, Credential,
+                                                              credential_id)
+
+
+def _id_for_identifier(session: Session, caller: Principal, text: str) -> None:
+    """404 naming the credential whose identifier (UID or phone key id) ``text`` is, among
+    those the caller may see; nothing when there is none."""
+    for identifier in dict.fromkeys((text, text.upper())):
+        found = crud.list_credentials(session, guest_id=caller.guest_id, kind=None,
+                                      identifier=identifier, limit=1, offset=0)
+        if found:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"no credential has the id {text!r}: that is the identifier of "
+                       f"credential {found[0].id!r}; use /credentials/{found[0].id}")
 
 
 @router.get("", response_model=list[CredentialPublic],

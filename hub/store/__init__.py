@@ -1,0 +1,1 @@
+"""The data layer: the only place that builds queries."""
