@@ -137,8 +137,12 @@ def up(
     = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="...and this private key (PEM) [env HUB_HTTP_TLS_KEY]")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade/--no-upgrade", help="Upgrade an older database schema in place at start "
+        "(the default), or refuse to start on one (then `hub db upgrade` does it)")] = True,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
+    from hub.migrate import SchemaError
     from hub.server import run
     from hub.tls import TlsError
 
@@ -155,7 +159,11 @@ def up(
         if (scale_guests or scale_devices) and not demo:
             console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
             raise typer.Exit(2)
-        run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner)
+        run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner,
+            upgrade=upgrade)
+    except SchemaError as exc:  # a schema it does not know, or an older one and --no-upgrade
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -651,3 +659,97 @@ def guest_erase(
     console.print(f"erased guest {escape(guest_id)}: now erased-{report.pseudonym}, "
                   f"{report.credentials_revoked} credential(s) revoked, "
                   f"{report.events_scrubbed} event(s) scrubbed")
+
+
+db_app = typer.Typer(help="The database's schema: its version, upgrades, new migrations.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Upgrade the database's schema to this hub's (`hub up` also does it at start).
+
+    All in one transaction: a failure changes nothing. A database an older hub made without
+    migrations is recognised by its tables and columns and stamped with that version first;
+    one that matches no known version is refused.
+    """
+    from hub import migrate
+    from hub.db import create_db_engine
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database)
+    try:
+        done = migrate.upgrade(engine)
+    except migrate.SchemaError as exc:
+        console.print(f"[red]not upgraded:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    before = done.before
+    if done.stamped is not None:
+        console.print(f"the database had no schema version; its tables and columns are those of "
+                      f"revision {done.stamped}: stamped it so")
+    if before.state is migrate.State.CURRENT:
+        console.print(f"the database is at {done.after}, this hub's schema: nothing to do")
+    elif before.state is migrate.State.EMPTY:
+        console.print(f"created the schema at {done.after} (every migration from the first)")
+    elif (done.stamped or before.revision) == done.after:
+        console.print(f"the database is at {done.after}, this hub's schema")
+    else:
+        console.print(f"upgraded the database from {done.stamped or before.revision} to "
+                      f"{done.after}")
+
+
+@db_app.command("current")
+def db_current(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Show the database's schema version against this hub's.
+
+    Exit 0 when they are the same, 1 when the database needs `hub db upgrade` or is one
+    this hub cannot run on.
+    """
+    from hub import migrate
+    from hub.db import create_db_engine
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database, read_only=True)
+    try:
+        found = migrate.status(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database: {found.revision or 'no version'} ({found.state}); this hub: "
+                  f"{found.head}")
+    if found.state is migrate.State.EMPTY:
+        console.print("no tables yet: `hub up` or `hub db upgrade` creates them")
+    elif found.state is not migrate.State.CURRENT:
+        console.print(f"[yellow]{escape(migrate.refusal(found))}[/yellow]")
+    raise typer.Exit(0 if found.state is migrate.State.CURRENT else 1)
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option(
+        "--message", "-m", help="What the migration changes, in a few words")],
+) -> None:
+    """For developers: write a migration for what hub/models.py changed since the newest one.
+
+    Alembic's autogenerate against a scratch database at the newest revision; the file goes
+    to hub/migrations/versions/. Review it: autogenerate cannot see renames, nor fill a new
+    NOT NULL column of existing rows.
+    """
+    from hub import migrate
+
+    written = migrate.new_revision(message)
+    if written is None:
+        console.print("the models match the newest migration: nothing to write")
+        raise typer.Exit(0)
+    console.print(f"wrote {written}: review it, then run the migration tests "
+                  "(tests/hub/test_migrations.py)")

@@ -47,9 +47,10 @@ class Hub:
     """One hub process: start its parts in order, stop them in reverse, losing nothing."""
 
     def __init__(self, settings: Settings, *, demo: bool = False,
-                 scale: tuple[int, int] = (0, 0)) -> None:
+                 scale: tuple[int, int] = (0, 0), upgrade: bool = True) -> None:
         self.settings = settings
         self.demo = demo
+        self.upgrade = upgrade  # an older schema is upgraded at start (else SchemaError)
         self.scale = scale  # extra demo guests and park gates (hub up --scale-guests)
         self.demo_summary: dict[str, Any] | None = None
         self.secrets: HubSecrets | None = None
@@ -73,14 +74,15 @@ class Hub:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Open the database, seed the demo, start the broker and the bridge."""
+        """Open the database (upgrading its schema, or hub.migrate.SchemaError), seed the
+        demo, start the broker and the bridge."""
         settings = self.settings
         _check_free(settings.http_host, settings.http_port)  # fail before announcing anything
         private_dir(settings.data_dir)
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
-        init_db(self.engine)
+        init_db(self.engine, upgrade=self.upgrade)
         self.reader = create_db_engine(settings.database, read_only=True)
         # Before the demo's sheet: it carries their public half, the locks' trust anchor.
         self.signing_keys = ensure_keys(
@@ -290,7 +292,8 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 
 
 def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 0),
-        announce: Callable[[Settings, dict[str, Any] | None], None] | None = None) -> None:
+        announce: Callable[[Settings, dict[str, Any] | None], None] | None = None,
+        upgrade: bool = True) -> None:
     """Run a hub in the foreground until SIGINT or SIGTERM, then stop it in order."""
     # uvicorn handles the signal, shuts HTTP down, then re-raises it to the handler it found:
     # ours turns it into a normal exit, so the finally below drains the bridge even on SIGTERM.
@@ -301,7 +304,7 @@ def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 
     # before the worker gets it back. Measured with hub-sim bench at 450 taps/s: p50
     # 79 ms became 39 ms, p95 381 ms became 279 ms.
     sys.setswitchinterval(0.001)
-    hub = Hub(settings, demo=demo, scale=scale)
+    hub = Hub(settings, demo=demo, scale=scale, upgrade=upgrade)
     try:
         hub.start()
         if announce is not None:
