@@ -48,7 +48,6 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
-from hub import crud
 from hub.automation_runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
@@ -59,7 +58,8 @@ from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
-from hub.registry import Registry
+from hub.store import events
+from hub.store.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +493,7 @@ class Bridge:
             log.error("dead letter %d: could not process a message on %r (%s)", count,
                       item.topic, type(exc).__name__, exc_info=exc if count <= 10 else None)
         error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-        crud.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
+        events.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
                                 error=error, received_at=item.received_at, now=self.clock(),
                                 worker=self.settings.worker_name,
                                 keep=self.settings.dead_letters_kept)

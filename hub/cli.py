@@ -393,10 +393,10 @@ def user_add(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """Add a staff user who logs in to the REST API (POST /api/v1/auth/token)."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.security import STAFF_ROLES, hash_secret
+    from hub.store import errors, events, staff
 
     if not _USERNAME.fullmatch(name):
         console.print(f"[red]bad username {escape(repr(name))}:[/red] "
@@ -421,12 +421,12 @@ def user_add(
         init_db(engine)
         now = utcnow()
         with session_scope(engine) as session:
-            crud.add_staff_user(session, username=name, password_hash=hash_secret(password),
+            staff.add_staff_user(session, username=name, password_hash=hash_secret(password),
                                 roles=role, now=now)
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
+            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
                               target=f"user:{name}", detail={"roles": sorted(set(role))},
                               source="cli", at=now)
-    except crud.Conflict:
+    except errors.Conflict:
         console.print(f"[red]user {escape(name)} already exists[/red]")
         raise typer.Exit(1) from None
     finally:
@@ -440,8 +440,8 @@ def user_list(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """List the staff users, their roles and whether they may log in."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
+    from hub.store import staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and settings.database_url is None \
@@ -452,7 +452,7 @@ def user_list(
     try:
         init_db(engine)  # a database from before staff users existed gets the table
         with session_scope(engine) as session:
-            users = crud.list_staff_users(session)
+            users = staff.list_staff_users(session)
     finally:
         engine.dispose()
     table = Table("username", "roles", "active", "created")
@@ -464,26 +464,26 @@ def user_list(
 
 def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
                  active: bool | None = None, password: str | None = None) -> None:
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
     from hub.security import hash_secret
+    from hub.store import events, staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            user = crud.find_staff_user(session, username=name)
+            user = staff.find_staff_user(session, username=name)
             if user is None:
                 console.print(f"[red]no user {escape(name)}[/red]")
                 raise typer.Exit(2)
-            crud.change_staff_user(session, user=user, active=active,
+            staff.change_staff_user(session, user=user, active=active,
                                    password_hash=hash_secret(password) if password else None)
             detail: dict[str, object] = {"password_changed": True} if password else {}
             if active is not None:
                 detail["active"] = active
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
+            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
                               target=f"user:{name}", detail=detail, source="cli", at=utcnow())
     finally:
         engine.dispose()
@@ -552,9 +552,9 @@ def venue_policy(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """Show or set a venue's security policy (as PUT /venues/{id}/security-policy)."""
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import Venue, utcnow
+    from hub.store import events, rows
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -566,8 +566,8 @@ def venue_policy(
                 console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
                 raise typer.Exit(2)
             if allow_plain_uid is not None and allow_plain_uid != venue.allow_plain_uid:
-                crud.update(session, venue, {"allow_plain_uid": allow_plain_uid})
-                crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
+                rows.update(session, venue, {"allow_plain_uid": allow_plain_uid})
+                events.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
                                   action="venue.security_policy", target=f"venue:{venue_id}",
                                   detail={"allow_plain_uid": allow_plain_uid}, source="cli",
                                   at=utcnow())
@@ -623,10 +623,10 @@ def guest_erase(
     Irreversible. Phone keys revoked here reach offline locks when the hub next
     publishes its revocation list (at start, or at the next revocation).
     """
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.privacy import erase_guest
+    from hub.store import errors, events
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -639,11 +639,11 @@ def guest_erase(
         with session_scope(engine) as session:
             report = erase_guest(session, guest_id=guest_id, now=now)
             # Counts and the pseudonym only: the audit log must not keep what was erased.
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
+            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
                               action="guest.erase", target=f"guest:{guest_id}",
                               detail=report.model_dump(exclude={"guest_id"}), source="cli",
                               at=now)
-    except crud.NotFound:
+    except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
         raise typer.Exit(1) from None
     finally:

@@ -14,10 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from hub import (
-    models,  # noqa: F401  (registers the tables on SQLModel.metadata)
-    registry,  # every process bumps the registry's version on changes to it
-)
+from hub import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from hub.store import registry  # every process bumps the registry's version on changes to it
 
 T = TypeVar("T")
 

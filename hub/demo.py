@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from hub import crud, wearables
+from hub import wearables
 from hub.cashier import top_up
 from hub.db import session_scope
 from hub.models import (
@@ -43,6 +43,7 @@ from hub.models import (
     ZoneKind,
 )
 from hub.security import hash_secret
+from hub.store import staff
 
 VENUE_ID = "demo-resort"
 # The resort is a legacy venue: its readers may send a wristband's bare UID (as the README's
@@ -193,8 +194,8 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
             top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
                    actor="demo", now=now)
         for role in StaffRole:
-            if crud.find_staff_user(session, username=role.value) is None:
-                crud.add_staff_user(session, username=role.value,
+            if staff.find_staff_user(session, username=role.value) is None:
+                staff.add_staff_user(session, username=role.value,
                                     password_hash=_demo_hash(role.value), roles=[role.value],
                                     now=now)
                 created += 1
@@ -280,6 +281,6 @@ def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> d
                 for n in gates])
         added["devices"] = len(gates)
         if numbers or gates:
-            from hub.registry import bump
+            from hub.store.registry import bump
             bump(session)  # bulk INSERTs bypass the ORM's flush, and so its bump
     return added

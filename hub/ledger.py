@@ -18,7 +18,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
-from hub.crud import Conflict, Invalid, insert_ignoring_duplicates, table_of
 from hub.models import (
     Account,
     AccountKind,
@@ -29,6 +28,8 @@ from hub.models import (
     TransactionType,
     Venue,
 )
+from hub.store.errors import Conflict, Invalid
+from hub.store.rows import insert_ignoring_duplicates, table_of
 
 
 class Overdrawn(Exception):

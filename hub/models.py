@@ -101,6 +101,15 @@ class Direction(StrEnum):
     OUT = "out"
 
 
+class Effect(StrEnum):
+    """What an allowed entry changes in the zone's state (decided by hub.entry, applied by
+    the store)."""
+
+    NONE = "none"
+    ENTER = "enter"
+    EXIT = "exit"
+
+
 class AccountKind(StrEnum):
     WALLET = "wallet"  # stored value a guest topped up; never below zero
     FOLIO = "folio"  # a stay's running bill; below zero means owed, settled at check-out

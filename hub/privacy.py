@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from devices.topics import valid_id
-from hub import appliance_queue, broker_logins, crud, ledger, wearables
+from hub import appliance_queue, broker_logins, ledger, wearables
 from hub.broker_auth import guest_username
 from hub.models import (
     Account,
@@ -46,6 +46,7 @@ from hub.schemas import (
     PreferencesUpdate,
     SpendingPolicyPublic,
 )
+from hub.store import errors, rows
 
 PURPOSES: tuple[str, ...] = get_args(ConsentPurpose)
 ERASED_PREFIX = "erased-"
@@ -108,7 +109,7 @@ def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool,
     again is not a change.
     """
     if purpose not in PURPOSES:
-        raise crud.Invalid(f"purpose must be one of {', '.join(PURPOSES)}")
+        raise errors.Invalid(f"purpose must be one of {', '.join(PURPOSES)}")
     row = session.get(Consent, (guest_id, purpose))
     changed = row is None or row.granted != granted
     if not changed:
@@ -136,7 +137,7 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     telemetry is not the guest's record and is not included, except what the guest's own
     wearables reported while paired to them.
     """
-    guest = crud.get(session, Guest, guest_id)
+    guest = rows.get(session, Guest, guest_id)
     policy = session.get(SpendingPolicy, guest_id)
     prefs = session.get(GuestPreferences, guest_id)
     events = session.exec(select(Event).where(Event.guest_id == guest_id)
@@ -193,7 +194,7 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     entitlements and the journey's decisions. Revoked phone keys keep their jti, so
     offline locks keep refusing them. Erasing again changes nothing more.
     """
-    guest = crud.get(session, Guest, guest_id)
+    guest = rows.get(session, Guest, guest_id)
     prefs = session.get(GuestPreferences, guest_id)
     again = is_erased(guest)
     # Every form of their name that a decision's text may hold ("Welcome, Charlie").

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from hub import crud
 from hub.models import Telemetry, Wearable
+from hub.store import errors
 
 current_wearer = Wearable.current_wearer  # (session, device_id) -> Wearable | None
 
@@ -46,7 +46,7 @@ def pair(session: Session, *, device_id: str, guest_id: str, now: datetime) -> W
         with session.begin_nested():
             session.flush()
     except sa.exc.IntegrityError as exc:
-        raise crud.Conflict(f"device {device_id!r} was paired meanwhile; try again") from exc
+        raise errors.Conflict(f"device {device_id!r} was paired meanwhile; try again") from exc
     return row
 
 
@@ -94,7 +94,7 @@ def _close(session: Session, row: Wearable, now: datetime) -> None:
         col(Wearable.id) == row.id, col(Wearable.unpaired_at).is_(None))
         .values(unpaired_at=end).execution_options(synchronize_session=False))
     if closed.rowcount != 1:  # type: ignore[attr-defined]
-        raise crud.Conflict(f"device {row.device_id!r} was unpaired meanwhile; try again")
+        raise errors.Conflict(f"device {row.device_id!r} was unpaired meanwhile; try again")
     set_committed_value(row, "unpaired_at", end)
 
 

@@ -1490,7 +1490,7 @@ def test_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_body:
 
 
 # Was a hub bug (fixed): reference fields typed plain `str` in hub/schemas.py (venue_id, guest_id,
-# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); crud.require handed
+# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); rows.require handed
 # it to session.get and sqlite3 could not encode it: UnicodeEncodeError -> 500
 @pytest.mark.parametrize(("method", "path", "raw_body"), [
     pytest.param("POST", "zones", b'{"id": "z", "venue_id": "\\ud800", "name": "Z"}',

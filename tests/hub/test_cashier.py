@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
     parse_reply,
 )
-from hub import cashier, crud, ledger
+from hub import cashier, ledger
 from hub.db import session_scope
 from hub.models import (
     Account,
@@ -36,6 +36,7 @@ from hub.models import (
     TransactionType,
     utcnow,
 )
+from hub.store import errors, guests
 from tests.hub.payments_helpers import (
     balance,
     demo_engine,
@@ -187,7 +188,7 @@ def test_refunds_never_exceed_the_charge(engine: Engine) -> None:
         same, again = cashier.refund(session, original=original, amount=500, key="r1",
                                      actor="staff", now=utcnow())
         assert same.id == part.id and again == []
-        with pytest.raises(cashier.crud.Conflict):
+        with pytest.raises(cashier.errors.Conflict):
             cashier.refund(session, original=original, amount=1_501, key="r2", actor="staff",
                            now=utcnow())
         rest, _ = cashier.refund(session, original=original, amount=None, key="r3",
@@ -352,7 +353,7 @@ def test_check_out_edges_answer_and_keep_the_ledger_true(engine: Engine) -> None
     first = settle(engine, "folio-guest-01", "checkout-1")
     assert settle(engine, "folio-guest-01", "checkout-1").id == first.id
     # The key for another folio's check-out: a conflict, not a crash.
-    with pytest.raises(crud.Conflict):
+    with pytest.raises(errors.Conflict):
         settle(engine, "folio-guest-03", "checkout-1")
     # A refund of a settled folio's charge (it was a 500): to the guest's wallet
     # (tests/hub/test_refunds_after_check_out.py).
@@ -413,4 +414,4 @@ def test_a_pin_lock_alerts_staff_once_and_shows_in_the_policy(engine: Engine) ->
     assert (alert.guest_id, alert.device_id, alert.reason) == ("guest-01", "pos-cafe-1",
                                                               "pin_locked")
     with Session(engine) as session:
-        assert crud.pin_failures_of(session, guest_id="guest-01") == 5
+        assert guests.pin_failures_of(session, guest_id="guest-01") == 5

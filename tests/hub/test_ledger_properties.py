@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from devices.contract import PaymentRequest, WristbandCredential, encode
 from devices.topics import Channel, device_topic
-from hub import cashier, crud, ledger
+from hub import cashier, ledger
 from hub.db import create_db_engine, init_db, session_scope
 from hub.ingest import handle_message
 from hub.models import (
@@ -34,6 +34,7 @@ from hub.models import (
     Venue,
     utcnow,
 )
+from hub.store import errors, rows
 from tests.conftest import fresh_postgres
 
 GUESTS = ("g1", "g2")
@@ -109,7 +110,7 @@ def refund(engine: Engine, pick: int, amount: int, key: str) -> None:
             cashier.refund(session, original=original, amount=amount or None, key=key,
                            actor="test", now=utcnow())
             refunded = True
-        except crud.Conflict:
+        except errors.Conflict:
             refunded = False
         assert refunded == (0 < (amount or left) <= left), (original.amount, left, amount)
 
@@ -122,7 +123,7 @@ def check_out(engine: Engine, guest: str, key: str) -> None:
             return
         first, _ = cashier.settle(session, folio=folio, key=key, actor="test", now=utcnow())
     with session_scope(engine) as session:
-        again, _ = cashier.settle(session, folio=crud.get(session, Account, folio.id),
+        again, _ = cashier.settle(session, folio=rows.get(session, Account, folio.id),
                                   key=key, actor="test", now=utcnow())
         assert again.id == first.id
 
@@ -141,7 +142,7 @@ def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
     for n, (op, who, amount) in enumerate(sequence):
         if op == "topup":
             with session_scope(engine) as session:
-                wallet = crud.get(session, Account, f"w-{who}")
+                wallet = rows.get(session, Account, f"w-{who}")
                 cashier.top_up(session, wallet=wallet, amount=amount, key=f"top-{n}",
                                actor="test", now=utcnow())
         elif op in ("charge", "folio_charge"):

@@ -28,7 +28,7 @@ from devices.contract import (
     parse_reply,
 )
 from devices.topics import Channel, device_topic
-from hub import cashier, crud, ledger
+from hub import cashier, ledger
 from hub.bridge import Bridge, _Inbound
 from hub.config import Settings
 from hub.db import session_scope
@@ -48,7 +48,9 @@ from hub.models import (
     Venue,
     utcnow,
 )
-from hub.registry import Registry
+from hub.store import events, guests, rows
+from hub.store.errors import Conflict
+from hub.store.registry import Registry
 from tests.hub.payments_helpers import balance, demo_engine, pay_message
 
 WALLET = "wallet-guest-01"
@@ -165,7 +167,7 @@ def test_two_concurrent_full_refunds_refund_once(engine: Engine,
         refunded = real(s, original_id=charge)
         problems = ledger.verify(s)
     assert refunded == 2_000 and problems == [], (refunded, errors, problems)
-    assert [type(e) for e in errors] == [crud.Conflict], errors
+    assert [type(e) for e in errors] == [Conflict], errors
 
 
 @pg_only
@@ -304,7 +306,7 @@ def test_a_deadlock_through_guests_wallets_retries_the_whole_batch(engine: Engin
 
 def test_a_payment_failing_after_its_postings_leaves_nothing_and_spares_its_batch(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = crud.insert_event
+    real = events.insert_event
 
     def failing(session: Session, values: dict) -> int:  # type: ignore[type-arg]
         if values["event_id"] == "poison":  # the balances, txn and postings are written
@@ -313,7 +315,7 @@ def test_a_payment_failing_after_its_postings_leaves_nothing_and_spares_its_batc
             raise RuntimeError("boom")
         return real(session, values)
 
-    monkeypatch.setattr(crud, "insert_event", failing)
+    monkeypatch.setattr(events, "insert_event", failing)
     bridge = Bridge(Settings(data_dir=tmp_path, broker_url=None), engine)
     answered: list[tuple[_Inbound, object]] = []
     monkeypatch.setattr(bridge, "_answer", answered.extend)
@@ -484,7 +486,7 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
     it too, the interleaving in which a read-then-add loses the other's wrong PINs; and
     the count a wrong PIN is counted on is read under a lock, which the other worker's
     read waits for (without it both would read it at once and both count)."""
-    real = crud.pin_failures_of
+    real = guests.pin_failures_of
 
     def then_wait(read: Callable[..., int]) -> Callable[..., int]:
         both_read = threading.Barrier(2)
@@ -498,8 +500,8 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
             return value
         return read_then_wait
 
-    monkeypatch.setattr(crud, "pin_failures_of", then_wait(real))
-    monkeypatch.setattr(crud, "lock_pin_failures", then_wait(crud.lock_pin_failures))
+    monkeypatch.setattr(guests, "pin_failures_of", then_wait(real))
+    monkeypatch.setattr(guests, "lock_pin_failures", then_wait(guests.lock_pin_failures))
     bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
                                worker_name=f"w{n}", pin_max_failures=5,
                                tap_deadline_ms=60_000), engine) for n in range(2)]
@@ -547,7 +549,7 @@ def test_a_top_up_history_past_2_31_on_the_clearing_account(engine: Engine) -> N
     largest = 100_000_000  # hub.schemas.MinorUnits: the most one top-up may be
     for n in range(23):
         with session_scope(engine) as s:
-            wallet = crud.get(s, Account, f"wallet-guest-{n % 20 + 1:02d}")
+            wallet = rows.get(s, Account, f"wallet-guest-{n % 20 + 1:02d}")
             txn, _ = cashier.top_up(s, wallet=wallet, amount=largest, key=f"big-top-{n}",
                                     actor="desk", now=utcnow())
             assert txn.approved and txn.amount == largest
