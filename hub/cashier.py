@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
 )
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
-from hub import credential_checks, ledger
+from hub import credential_checks
 from hub.models import (
     Account,
     AccountKind,
@@ -48,7 +48,7 @@ from hub.payment import (
 from hub.payment import PaymentDecision as Verdict
 from hub.presented import Presented, Trust
 from hub.security import verify_secret
-from hub.store import devices, errors, events, guests, rows
+from hub.store import devices, errors, events, guests, money, rows
 from hub.store.registry import UNCACHED, Registry
 
 _MAX_ATTEMPTS = 5
@@ -141,7 +141,7 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
             with session.begin_nested():
                 return _try_payment(session, venue, device, req, now, limits, trust, late,
                                     verify_pin, received_at or now, registry)
-        except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
+        except (_Retry, money.Overdrawn, money.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
 
@@ -194,7 +194,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     if seen is not None:  # this event id again (QoS 1 redelivery): the same answer, always
         decision = _replay(session, seen, req)
         return Published([(reply_topic, encode(decision))], decision)
-    earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
+    earlier = money.find_by_key(session, scope=device.id, key=req.idempotency_key)
     if earlier is not None:
         # A decided key is answered from the ledger; the tag's counter is not consumed
         # by it, so the credential is looked up without authenticating it again.
@@ -225,11 +225,11 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         merchant = None
     policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
     payer = (policy.payer_guest_id if policy else credential.guest_id) if credential else None
-    account = ledger.account_to_charge(session, choice=req.account, guest_id=payer,
+    account = money.account_to_charge(session, choice=req.account, guest_id=payer,
                                        venue_id=venue) if payer else None
     venue_row = registry.get(session, Venue, venue)
     day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
-    spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
+    spent = money.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
         else None
     ctx = PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
@@ -271,16 +271,16 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                     "device_id": device.id, "reason": PaymentReason.PIN_LOCKED.value}))))
     if verdict.approved:
         assert account is not None and merchant is not None and credential is not None
-        ledger.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,
+        money.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,
                                limit=policy.daily_limit if policy else None,
                                row_exists=spent is not None)
-        revenue = ledger.revenue_of(session, merchant=merchant)
-        ledger.post(session, txn=txn, legs=postings_for_charge(payer=account, revenue=revenue,
+        revenue = money.revenue_of(session, merchant=merchant)
+        money.post(session, txn=txn, legs=postings_for_charge(payer=account, revenue=revenue,
                                                                amount=req.amount),
                     balance_after_of=account.id)
         messages += receipts_for(txn, account, venue, merchant.name)
     else:
-        ledger.record(session, txn=txn)
+        money.record(session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key, account=account)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now,
@@ -305,7 +305,7 @@ def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
         device_id=device.id, event_id=req.event_id, items=[i.model_dump() for i in req.items],
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
-    ledger.record(session, txn=txn)
+    money.record(session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=None, decision=decision, now=now, received_at=received_at)
@@ -336,19 +336,19 @@ def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: s
     """Add money to a wallet (card at a kiosk, cash at a desk), once per key."""
     if wallet.kind is not AccountKind.WALLET:
         raise errors.Conflict(f"account {wallet.id} is a {wallet.kind.value}, not a wallet")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+    earlier = money.find_by_key(session, scope="api", key=key)
     if earlier is not None:
         if earlier.type is not TransactionType.TOPUP or earlier.account_id != wallet.id \
                 or earlier.amount != amount:
             raise errors.Conflict(f"idempotency key {key!r} was used for another request")
         return earlier, []
-    clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency=wallet.currency)
+    clearing = money.clearing_of(session, venue_id=wallet.venue_id, currency=wallet.currency)
     txn = LedgerTransaction(
         venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True, reason="ok",
         text="Top-up", amount=amount, currency=wallet.currency, guest_id=wallet.guest_id,
         account_id=wallet.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"topup:{wallet.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)],
+    money.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)],
                 balance_after_of=wallet.id)
     return txn, receipts_for(txn, wallet, wallet.venue_id, None)
 
@@ -362,7 +362,7 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     """
     if original.type is not TransactionType.CHARGE or not original.approved:
         raise errors.Conflict(f"transaction {original.id} is not an approved charge")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+    earlier = money.find_by_key(session, scope="api", key=key)
     if earlier is not None:
         if earlier.original_id != original.id or (amount is not None and earlier.amount != amount):
             raise errors.Conflict(f"idempotency key {key!r} was used for another request")
@@ -371,7 +371,7 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     # the second sees the first's refund (PostgreSQL's read committed does not serialize
     # a read-then-write by itself; SQLite's BEGIN IMMEDIATE already did).
     session.refresh(original, with_for_update=True)
-    left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
+    left = original.amount - money.refunded_so_far(session, original_id=original.id)
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
         raise errors.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
@@ -380,14 +380,14 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
     if merchant is None:
         raise errors.Conflict(f"charge {original.id} has no merchant to refund from")
-    revenue = ledger.revenue_of(session, merchant=merchant)
+    revenue = money.revenue_of(session, merchant=merchant)
     txn = LedgerTransaction(
         venue_id=original.venue_id, type=TransactionType.REFUND, approved=True, reason="ok",
         text="Refund", amount=amount, currency=original.currency, guest_id=original.guest_id,
         account_id=account.id, merchant_id=original.merchant_id, original_id=original.id,
         idempotency_scope="api", idempotency_key=key,
         fingerprint=f"refund:{original.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
+    money.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
                 balance_after_of=account.id)
     return txn, receipts_for(txn, account, account.venue_id, merchant.name)
 
@@ -400,7 +400,7 @@ def _refund_to(session: Session, *, charged: Account, currency: str) -> Account:
     """
     if charged.open:
         return charged
-    wallet = ledger.wallet_of(session, guest_id=charged.guest_id, venue_id=charged.venue_id) \
+    wallet = money.wallet_of(session, guest_id=charged.guest_id, venue_id=charged.venue_id) \
         if charged.guest_id else None
     if wallet is None or wallet.currency != currency:
         raise errors.Conflict(f"account {charged.id} is closed (settled at check-out) and its "
@@ -414,7 +414,7 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
     """Check-out: the folio's balance is paid (or paid back) and the folio closes."""
     if folio.kind is not AccountKind.FOLIO:
         raise errors.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+    earlier = money.find_by_key(session, scope="api", key=key)
     if earlier is not None:  # the same check-out again (a retried request): the same answer
         if earlier.type is not TransactionType.SETTLEMENT or earlier.account_id != folio.id:
             raise errors.Conflict(f"idempotency key {key!r} was used for another request")
@@ -427,20 +427,20 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
     if not folio.open:
         raise errors.Conflict(f"folio {folio.id} is already settled")
     owed = -folio.balance
-    clearing = ledger.clearing_of(session, venue_id=folio.venue_id, currency=folio.currency)
+    clearing = money.clearing_of(session, venue_id=folio.venue_id, currency=folio.currency)
     txn = LedgerTransaction(
         venue_id=folio.venue_id, type=TransactionType.SETTLEMENT, approved=True, reason="ok",
         text="Check-out", amount=owed, currency=folio.currency, guest_id=folio.guest_id,
         account_id=folio.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"settle:{folio.id}", actor=actor, created_at=now)
     if owed != 0:
-        moved = ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
+        moved = money.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
                             balance_after_of=folio.id)
         if moved[folio.id] != 0:  # cannot happen with the lock; never close a folio owing
             raise errors.Conflict(f"folio {folio.id} changed during check-out: try again")
     else:
         txn.balance_after = 0
-        ledger.record(session, txn=txn)
+        money.record(session, txn=txn)
     result = txn, receipts_for(txn, folio, folio.venue_id, None)
-    ledger.close(session, account=folio, now=now)
+    money.close(session, account=folio, now=now)
     return result

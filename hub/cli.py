@@ -335,8 +335,8 @@ def ledger_verify(
     """Check every ledger invariant; exit 1 and list them when any is broken."""
     from sqlmodel import Session
 
-    from hub import ledger
     from hub.db import create_db_engine
+    from hub.store import money
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and not (settings.data_dir / "hub.db").exists() \
@@ -345,8 +345,8 @@ def ledger_verify(
         raise typer.Exit(2)
     engine = create_db_engine(settings.database)
     with Session(engine) as session:
-        problems = ledger.verify(session)
-        counts = ledger.counts(session)
+        problems = money.verify(session)
+        counts = money.counts(session)
     engine.dispose()
     for problem in problems:
         console.print(f"[red]✗[/red] {problem}")

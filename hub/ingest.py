@@ -38,7 +38,7 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import appliance_queue, credential_checks, ledger, offline_entries
+from hub import appliance_queue, credential_checks, offline_entries
 from hub.automation_runner import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
@@ -58,7 +58,7 @@ from hub.models import (
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
 from hub.security import verify_secret
-from hub.store import devices, events
+from hub.store import devices, events, money
 from hub.store.registry import UNCACHED, Registry
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def lock_ahead(session: Session, topics: Sequence[str], *,
         device = registry.get(session, Device, where.device)
         if device is not None and device.merchant_id and device.venue_id == where.venue:
             merchants.add(device.merchant_id)
-    ledger.lock_revenues(session, merchant_ids=sorted(merchants))
+    money.lock_revenues(session, merchant_ids=sorted(merchants))
 
 
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,

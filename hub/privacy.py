@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from devices.topics import valid_id
-from hub import appliance_queue, broker_logins, ledger, wearables
+from hub import appliance_queue, broker_logins, wearables
 from hub.broker_auth import guest_username
 from hub.models import (
     Account,
@@ -46,7 +46,7 @@ from hub.schemas import (
     PreferencesUpdate,
     SpendingPolicyPublic,
 )
-from hub.store import errors, rows
+from hub.store import errors, money, rows
 
 PURPOSES: tuple[str, ...] = get_args(ConsentPurpose)
 ERASED_PREFIX = "erased-"
@@ -144,7 +144,7 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
                           .order_by(col(Event.id))).all()
     accounts = session.exec(select(Account).where(Account.guest_id == guest_id)
                             .order_by(col(Account.created_at), col(Account.id))).all()
-    transactions = ledger.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
+    transactions = money.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
     pairings = wearables.pairings_of(session, guest_id=guest_id)
     document: dict[str, Any] = {
         "exported_at": now,

@@ -19,15 +19,15 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from devices.contract import PaymentDecision, parse_reply
-from hub import cli, ledger
+from hub import cli
 from hub.api.main import API_PREFIX
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import (
-    AutomationRun,
     Account,
     AuditEntry,
+    AutomationRun,
     Credential,
     CredentialStatus,
     Device,
@@ -44,6 +44,7 @@ from hub.models import (
 from hub.privacy import erase_guest, purge_telemetry, scrub
 from hub.retention import Retention
 from hub.server import Hub
+from hub.store import money
 from tests.conftest import hub_settings
 from tests.hub.conftest import who
 from tests.utils import ingest
@@ -213,7 +214,7 @@ def test_erase_then_export_holds_no_personal_data(client: TestClient, app: FastA
     assert ledger_state(engine) == before
     assert {t["guest_id"] for t in doc["transactions"]} == {"guest-01", "guest-11"}
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session) == []
         phone = session.get(Credential, "phone-guest-01")
         assert phone is not None and phone.key_jti == JTI
         audit = session.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
@@ -239,7 +240,7 @@ def test_an_erased_guest_s_band_opens_and_pays_nothing(client: TestClient, app: 
     decision = parse_reply(paid.replies[0].payload)
     assert isinstance(decision, PaymentDecision) and decision.outcome == "decline"
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session) == []
 
 
 def test_erasure_touches_no_other_guest(client: TestClient, app: FastAPI,
@@ -373,7 +374,7 @@ def test_the_erase_function_keeps_the_ledger(engine: Engine) -> None:
     assert report.credentials_revoked == 2
     assert ledger_state(engine) == before
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session) == []
 
 
 # ---------------------------------------------------------------- retention

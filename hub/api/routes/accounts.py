@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, status
 from sqlmodel import Session
 
-from hub import cashier, ledger
+from hub import cashier
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -46,7 +46,7 @@ from hub.schemas import (
     TopUp,
     TransactionPublic,
 )
-from hub.store import errors, rows
+from hub.store import errors, money, rows
 
 router = APIRouter(prefix="/accounts", tags=["payments"])
 # The front desk, and the guest themself for their own accounts.
@@ -83,7 +83,7 @@ def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> A
             raise errors.InvalidReference("stay_id: a wallet belongs to no stay")
         if body.credit_limit is not None:
             raise errors.InvalidReference("credit_limit: only a folio has one")
-        if ledger.wallet_of(session, guest_id=body.guest_id, venue_id=venue.id):
+        if money.wallet_of(session, guest_id=body.guest_id, venue_id=venue.id):
             raise errors.Conflict(f"guest {body.guest_id!r} already has an open wallet here")
     else:
         stay = rows.require(session, Entitlement, body.stay_id, "stay_id")
@@ -111,7 +111,7 @@ def update_account(account_id: str, body: AccountUpdate, session: SessionDep,
     changes = body.model_dump(exclude_unset=True)
     account = rows.get(session, Account, account_id)
     if "credit_limit" in changes:
-        ledger.set_credit_limit(session, folio=account, limit=changes["credit_limit"])
+        money.set_credit_limit(session, folio=account, limit=changes["credit_limit"])
     audit.record("account.update", f"account:{account_id}", changes)
     return account
 
@@ -122,7 +122,7 @@ def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statem
     account = _own_account(session, caller, account_id)
     lines, running = [], 0
     charges = refunds = 0
-    for posting in ledger.postings_of(session, account_id=account_id):
+    for posting in money.postings_of(session, account_id=account_id):
         txn = rows.get(session, LedgerTransaction, posting.transaction_id)
         running += posting.amount
         charges += txn.amount if txn.type is TransactionType.CHARGE else 0

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, status
 
-from hub import cashier, ledger
+from hub import cashier
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -26,7 +26,7 @@ from hub.api.deps import (
 from hub.db import retry_conflicts
 from hub.models import Account, LedgerTransaction, utcnow
 from hub.schemas import RefundCreate, TransactionPublic
-from hub.store import rows
+from hub.store import money, rows
 
 router = APIRouter(prefix="/transactions", tags=["payments"])
 
@@ -44,7 +44,7 @@ def list_transactions(session: SessionDep,
     if caller.typ == "guest" and account_id is not None:
         account = session.get(Account, account_id)
         ensure_own(caller, account.guest_id if account else None)
-    return ledger.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
+    return money.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
                                offset=offset)
 
 
