@@ -593,7 +593,7 @@ def telemetry_purge(
     """Delete telemetry older than the retention period (a running hub also does it daily)."""
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
-    from hub.privacy import purge_telemetry
+    from hub.store.events import purge_telemetry
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)

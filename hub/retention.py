@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from hub.db import session_scope
 from hub.models import utcnow
-from hub.privacy import purge_telemetry
+from hub.store.events import purge_telemetry
 
 log = logging.getLogger(__name__)
 

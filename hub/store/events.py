@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -156,3 +156,22 @@ def list_audit(session: Session, *, actor: str | None, action: str | None, targe
     stmt = stmt.order_by(col(AuditEntry.id).desc()).offset(offset).limit(limit)
     return list(session.exec(stmt).all())
 
+
+# ----------------------------------------------------------------- retention
+
+
+def purge_telemetry(session: Session, *, now: datetime, days: int,
+                    limit: int | None = None) -> int:
+    """Delete telemetry received more than ``days`` days before ``now``; how many went.
+
+    ``limit`` bounds one call, so a scheduled purge holds the write lock briefly and
+    taps keep being decided meanwhile (call again until it returns less than ``limit``).
+    """
+    if days < 0:
+        raise ValueError("days must be 0 or more")
+    old = select(Telemetry.id).where(col(Telemetry.received_at) < now - timedelta(days=days))
+    if limit is not None:
+        old = old.order_by(col(Telemetry.id)).limit(limit)
+    gone = session.execute(sa.delete(Telemetry).where(col(Telemetry.id).in_(old))
+                           .execution_options(synchronize_session=False))
+    return int(gone.rowcount)  # type: ignore[attr-defined]

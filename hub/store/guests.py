@@ -3,6 +3,7 @@ secure tags' counters, signed phone keys and their revocations, entitlements."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -13,10 +14,15 @@ from hub.models import (
     CredentialKind,
     CredentialStatus,
     Entitlement,
+    EntitlementKind,
+    EntitlementStatus,
     Guest,
     IssuedPhoneKey,
     KeyMaterialSeq,
+    SpendingPolicy,
+    Telemetry,
     UsedChallenge,
+    Wearable,
     utcnow,
 )
 from hub.store.rows import insert_ignoring_duplicates, page, table_of
@@ -198,3 +204,74 @@ def list_entitlements(
     ) if c is not None]
     return page(session, Entitlement, filters=filters, limit=limit, offset=offset)
 
+
+# ------------------------------------------------------------------ wearables
+
+
+def current_wearer(session: Session, device_id: str) -> Wearable | None:
+    """The open pairing of ``device_id`` (who wears it now); None when nobody does."""
+    return session.exec(select(Wearable).where(
+        Wearable.device_id == device_id, col(Wearable.unpaired_at).is_(None))).first()
+
+
+def pairings_of(session: Session, *, guest_id: str) -> list[Wearable]:
+    """Every pairing of the guest, open and closed, oldest first."""
+    return list(session.exec(select(Wearable).where(Wearable.guest_id == guest_id)
+                             .order_by(col(Wearable.paired_at), col(Wearable.id))).all())
+
+
+def readings_clause(pairings: Sequence[Wearable]) -> sa.ColumnElement[bool]:
+    """A condition on Telemetry: received from a pairing's device within its window."""
+    windows = []
+    for p in pairings:
+        window = [col(Telemetry.device_id) == p.device_id,
+                  col(Telemetry.received_at) >= p.paired_at]
+        if p.unpaired_at is not None:
+            window.append(col(Telemetry.received_at) < p.unpaired_at)
+        windows.append(sa.and_(*window))
+    return sa.or_(*windows) if windows else sa.false()
+
+
+def readings_of(session: Session, pairings: Sequence[Wearable]) -> list[Telemetry]:
+    """What the devices reported within the pairings' windows, in the order received."""
+    if not pairings:
+        return []
+    return list(session.exec(select(Telemetry).where(readings_clause(pairings))
+                             .order_by(col(Telemetry.id))).all())
+
+
+def delete_readings(session: Session, pairings: Sequence[Wearable]) -> int:
+    """Delete what the devices reported within the pairings' windows; how many went."""
+    if not pairings:
+        return 0
+    gone = session.execute(sa.delete(Telemetry).where(readings_clause(pairings))
+                           .execution_options(synchronize_session=False))
+    return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+def close_pairing(*, session: Session, pairing_id: int | None, at: datetime) -> bool:
+    """End an open pairing at ``at``; False when it was closed meanwhile."""
+    # Conditional, so two workers never both close (and both reopen) one pairing.
+    closed = session.execute(sa.update(Wearable).where(
+        col(Wearable.id) == pairing_id, col(Wearable.unpaired_at).is_(None))
+        .values(unpaired_at=at).execution_options(synchronize_session=False))
+    return bool(closed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def last_unpaired_at(session: Session, device_id: str) -> datetime | None:
+    """When the device's last closed pairing ended; None when none did."""
+    return session.exec(select(sa.func.max(Wearable.unpaired_at))
+                        .where(Wearable.device_id == device_id)).one()
+
+
+def spending_policy_of(*, session: Session, guest_id: str) -> SpendingPolicy | None:
+    """The guest's spending policy (who pays, limits, PIN); None when never set."""
+    return session.get(SpendingPolicy, guest_id)
+
+
+def room_stays_at(*, session: Session, guest_id: str, at: datetime) -> list[Entitlement]:
+    """The guest's active room entitlements valid at ``at``."""
+    return list(session.exec(select(Entitlement).where(
+        Entitlement.guest_id == guest_id, Entitlement.kind == EntitlementKind.ROOM,
+        Entitlement.status == EntitlementStatus.ACTIVE,
+        col(Entitlement.valid_from) <= at, col(Entitlement.valid_until) > at)).all())

@@ -41,10 +41,11 @@ from hub.models import (
     Wearable,
     utcnow,
 )
-from hub.privacy import erase_guest, purge_telemetry, scrub
+from hub.privacy import erase_guest, scrub
 from hub.retention import Retention
 from hub.server import Hub
 from hub.store import money
+from hub.store.events import purge_telemetry
 from tests.conftest import hub_settings
 from tests.hub.conftest import who
 from tests.utils import ingest
