@@ -163,9 +163,9 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
 
 def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
     """The decision already given to an event id, rebuilt from what was recorded."""
-    txn = session.get(LedgerTransaction, seen.transaction_id) if seen.transaction_id else None
+    txn = rows.find(session, LedgerTransaction, seen.transaction_id) if seen.transaction_id else None
     if txn is not None:
-        account = session.get(Account, txn.account_id) if txn.account_id else None
+        account = rows.find(session, Account, txn.account_id) if txn.account_id else None
         return _decision_of(txn, seen.event_id, txn.idempotency_key, account=account)
     return PaymentDecision(
         event_id=seen.event_id, idempotency_key=req.idempotency_key, outcome="decline",
@@ -200,7 +200,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         # by it, so the credential is looked up without authenticating it again.
         credential = guests.find_credential(session, kind=presented.kind,
                                           identifier=presented.identifier)
-        account = session.get(Account, earlier.account_id) if earlier.account_id else None
+        account = rows.find(session, Account, earlier.account_id) if earlier.account_id else None
         if earlier.fingerprint == print_:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key, account=account)
         else:
@@ -223,7 +223,7 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     merchant = registry.get(session, Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
         merchant = None
-    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+    policy = rows.find(session, SpendingPolicy, credential.guest_id) if credential else None
     payer = (policy.payer_guest_id if policy else credential.guest_id) if credential else None
     account = money.account_to_charge(session, choice=req.account, guest_id=payer,
                                        venue_id=venue) if payer else None
@@ -321,10 +321,10 @@ def pin_hash_for(session: Session, *, venue: str, device_id: str, req: PaymentRe
                              device_id=device_id, now=now)
     if presented.forged:
         return None
-    credential = session.get(Credential, presented.credential_id) \
+    credential = rows.find(session, Credential, presented.credential_id) \
         if presented.credential_id is not None \
         else guests.find_credential(session, kind=presented.kind, identifier=presented.identifier)
-    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+    policy = rows.find(session, SpendingPolicy, credential.guest_id) if credential else None
     return policy.pin_hash if policy else None
 
 
@@ -377,7 +377,7 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
         raise errors.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
     account = _refund_to(session, charged=rows.get(session, Account, original.account_id or ""),
                          currency=original.currency)
-    merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
+    merchant = rows.find(session, Merchant, original.merchant_id) if original.merchant_id else None
     if merchant is None:
         raise errors.Conflict(f"charge {original.id} has no merchant to refund from")
     revenue = money.revenue_of(session, merchant=merchant)

@@ -561,7 +561,7 @@ def venue_policy(
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            venue = session.get(Venue, venue_id)
+            venue = rows.find(session, Venue, venue_id)
             if venue is None:
                 console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
                 raise typer.Exit(2)

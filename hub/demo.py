@@ -43,7 +43,7 @@ from hub.models import (
     ZoneKind,
 )
 from hub.security import hash_secret
-from hub.store import staff
+from hub.store import rows, staff
 
 VENUE_ID = "demo-resort"
 # The resort is a legacy venue: its readers may send a wristband's bare UID (as the README's
@@ -184,12 +184,12 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
     with session_scope(engine) as session:
         for row in _rows(day):
             created += _ensure(session, row)
-        charlie = session.get(SpendingPolicy, "guest-01")
+        charlie = rows.find(session, SpendingPolicy, "guest-01")
         if charlie is not None and charlie.pin_hash is None:
             charlie.pin_hash = hash_secret(DEMO_PIN)
             charlie.pin_threshold = 5_000
         for i in range(1, 21):
-            wallet = session.get(Account, f"wallet-guest-{i:02d}")
+            wallet = rows.find(session, Account, f"wallet-guest-{i:02d}")
             assert wallet is not None
             top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
                    actor="demo", now=now)
@@ -212,7 +212,7 @@ def _ensure(session: Session, row: SQLModel) -> int:
                        now=row.paired_at)
         return 1
     key = sa.inspect(type(row)).primary_key_from_instance(row)
-    existing = session.get(type(row), tuple(key))
+    existing = rows.find(session, type(row), tuple(key))
     if existing is None:
         session.add(row)
         session.flush()
@@ -240,21 +240,17 @@ def scale_gate_id(n: int) -> str:
 def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> dict[str, int]:
     """Add ``guests`` ticketed guests (two credentials each) and ``devices`` park gates."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    tables: dict[type[SQLModel], sa.Table] = {
-        m: m.__table__ for m in (Guest, Credential, Entitlement, Device)}  # type: ignore[union-attr]
     added = {"guests": 0, "credentials": 0, "devices": 0}
     with session_scope(engine) as session:
-        conn = session.connection()
-        have = {row[0] for row in conn.execute(
-            sa.select(tables[Guest].c.id).where(tables[Guest].c.id.like("guest-s%")))}
+        have = rows.ids_like(session=session, model=Guest, pattern="guest-s%")
         numbers = [n for n in range(SCALE_FIRST_GUEST, SCALE_FIRST_GUEST + guests)
                    if f"guest-s{n}" not in have]
         for start in range(0, len(numbers), _CHUNK):
             chunk = numbers[start:start + _CHUNK]
-            conn.execute(sa.insert(tables[Guest]), [
+            rows.insert_many(session=session, model=Guest, values=[
                 {"id": f"guest-s{n}", "name": f"Guest {n}", "display_name": f"Guest {n}",
                  "email": None, "created_at": now} for n in chunk])
-            conn.execute(sa.insert(tables[Credential]), [
+            rows.insert_many(session=session, model=Credential, values=[
                 row for n in chunk for row in (
                     {"id": f"band-s{n}", "guest_id": f"guest-s{n}",
                      "kind": CredentialKind.WRISTBAND, "identifier": wristband_uid(n),
@@ -264,17 +260,16 @@ def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> d
                      "kind": CredentialKind.PHONE_KEY, "identifier": f"pk-s{n}",
                      "label": "phone", "status": "active", "pin_failures": 0, "sun": False,
                      "created_at": now, "status_changed_at": now})])
-            conn.execute(sa.insert(tables[Entitlement]), [
+            rows.insert_many(session=session, model=Entitlement, values=[
                 {"id": f"ticket-s{n}", "guest_id": f"guest-s{n}",
                  "kind": EntitlementKind.TICKET, "zone_ids": ["park"], "valid_from": day,
                  "valid_until": day + timedelta(days=30), "status": "active",
                  "created_at": now} for n in chunk])
         added["guests"], added["credentials"] = len(numbers), 2 * len(numbers)
-        have_dev = {row[0] for row in conn.execute(
-            sa.select(tables[Device].c.id).where(tables[Device].c.id.like("scale-gate-%")))}
+        have_dev = rows.ids_like(session=session, model=Device, pattern="scale-gate-%")
         gates = [n for n in range(1, devices + 1) if scale_gate_id(n) not in have_dev]
         if gates:
-            conn.execute(sa.insert(tables[Device]), [
+            rows.insert_many(session=session, model=Device, values=[
                 {"id": scale_gate_id(n), "venue_id": VENUE_ID, "kind": DeviceKind.GATE,
                  "name": f"scale gate {n}", "zone_id": "park", "enabled": True,
                  "direction": Direction.IN if n % 2 else Direction.OUT, "online": False}

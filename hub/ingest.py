@@ -58,7 +58,7 @@ from hub.models import (
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
 from hub.security import verify_secret
-from hub.store import devices, events, money
+from hub.store import devices, events, money, rows
 from hub.store.registry import UNCACHED, Registry
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def _handle_status(session: Session, venue: str, device_id: str, payload: bytes,
         status = parse_status(payload)
     except ContractError as exc:
         return Outcome(error=exc.code)  # retained junk: count it, never answer it forever
-    device = session.get(Device, device_id)
+    device = rows.find(session, Device, device_id)
     if device is None or device.venue_id != venue:
         return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
     devices.record_device_seen(session, device_id=device_id, now=now,
@@ -215,7 +215,7 @@ def _back_online(session: Session, venue: str, device_id: str, now: datetime,
 def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                    event: HeartbeatEvent | TelemetryEvent, now: datetime,
                    command_ttl: timedelta) -> Outcome:
-    device = session.get(Device, device_id)
+    device = rows.find(session, Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
@@ -283,7 +283,7 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
     from a proof the hub verifies again (:mod:`hub.offline_entries`), which also alerts
     staff to a forged or replayed proof, or one of a credential void at that time.
     """
-    device = session.get(Device, device_id)
+    device = rows.find(session, Device, device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",

@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from devices.key_material import Kind, document, sign
 from devices.topics import keys_topic
-from hub.models import Venue
 from hub.phone_keys import SigningKey, jwks, material_signing_key
-from hub.store import guests
+from hub.store import devices, guests
 
 
 def revocations(session: Session, now: datetime) -> dict[str, Any]:
@@ -60,7 +59,7 @@ def key_material(session: Session, keys: Sequence[SigningKey],
     ``seq``, to publish retained once the caller's transaction commits."""
     seq = guests.next_key_material_seq(session)
     messages: list[tuple[str, bytes]] = []
-    for venue in session.exec(select(Venue.id).where(col(Venue.deleted_at).is_(None))).all():
+    for venue in devices.live_venue_ids(session=session):
         for kind, doc in _documents(session, keys, venue, now, seq).items():
             messages.append((keys_topic(venue, kind), json.dumps(doc).encode()))
     return messages

@@ -42,7 +42,7 @@ from hub.entry import PROBLEMS
 from hub.models import Credential, CredentialKind, CredentialStatus, Device, Event
 from hub.notices import staff_alert
 from hub.presented import CredentialProblem, Trust, resolve, verify_signed_phone_key
-from hub.store import events, guests
+from hub.store import events, guests, rows
 
 RULE = "offline-entry"
 # Spent SUN read counters share the lock challenges' table, under a scope no device id can
@@ -89,7 +89,7 @@ def _phone_key(session: Session, entry: OfflineEntry, presented: PhoneKeyCredent
     if not guests.use_challenge(session, device_id=device.id, challenge=presented.challenge,
                               now=entry.ts):
         return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
-    credential = session.get(Credential, verdict.credential_id) if verdict.credential_id \
+    credential = rows.find(session, Credential, verdict.credential_id) if verdict.credential_id \
         else None
     revoked_at = guests.key_revoked_at(session, jti=verdict.identifier)
     conflict = "credential_revoked" if revoked_at is not None and revoked_at <= entry.ts \

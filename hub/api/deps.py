@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from hub.db import session_scope
 from hub.models import Guest, utcnow
-from hub.store import events, staff
+from hub.store import events, rows, staff
 
 log = logging.getLogger(__name__)
 from hub.security import InvalidToken, TokenClaims, verify_api_token
@@ -126,7 +126,7 @@ def get_principal(
         if user is None or not user.active:
             raise _voided(request, session, claims, "user disabled or removed")
         roles = roles & frozenset(user.roles)
-    elif session.get(Guest, claims.subject) is None:
+    elif rows.find(session, Guest, claims.subject) is None:
         raise _voided(request, session, claims, "guest erased")
     return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
 

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
-from hub.models import Device, Effect, Presence, Venue, Zone
+from hub.models import BrokerCredential, Device, Effect, Presence, Venue, Zone
 from hub.store.rows import insert_ignoring_duplicates, page, table_of
 
 # The hot path's statements, built once: building a statement costs several times what
@@ -137,3 +137,44 @@ def list_venues(session: Session, *, limit: int, offset: int) -> list[Venue]:
     return page(session, Venue, filters=[col(Venue.deleted_at).is_(None)], limit=limit,
                 offset=offset)
 
+
+
+def live_venue_ids(*, session: Session) -> list[str]:
+    """The id of every venue not deleted."""
+    return list(session.exec(select(Venue.id).where(col(Venue.deleted_at).is_(None))).all())
+
+
+def live_devices(*, session: Session) -> list[Device]:
+    """Every device not deleted, by id."""
+    return list(session.exec(select(Device).where(col(Device.deleted_at).is_(None))
+                             .order_by(col(Device.id))).all())
+
+
+def count_live_devices(*, session: Session, venue_id: str) -> int:
+    """How many devices of the venue are not deleted."""
+    return int(session.exec(select(sa.func.count()).select_from(Device).where(
+        col(Device.venue_id) == venue_id, col(Device.deleted_at).is_(None))).one())
+
+
+# ------------------------------------------------------------- broker logins
+
+
+def broker_credentials(*, session: Session) -> list[BrokerCredential]:
+    """Every broker login that was re-issued or revoked."""
+    return list(session.exec(select(BrokerCredential)).all())
+
+
+def devices_of_closed_venues(*, session: Session) -> list[tuple[str, str]]:
+    """(venue id, device id) of every device whose venue is closed or deleted."""
+    closed = session.exec(
+        select(Device.venue_id, Device.id).join(Venue, col(Venue.id) == col(Device.venue_id))
+        .where(sa.or_(col(Venue.enabled).is_(False), col(Venue.deleted_at).is_not(None)))).all()
+    return [(venue_id, device_id) for venue_id, device_id in closed]
+
+
+def lock_broker_credential(*, session: Session, username: str) -> BrokerCredential | None:
+    """The login's row, locked until the transaction ends; None when it has none yet."""
+    # FOR UPDATE: two desks re-issuing at once must not hand out the same generation.
+    stmt = select(BrokerCredential).where(col(BrokerCredential.username) == username) \
+        .with_for_update()
+    return session.exec(stmt).first()

@@ -275,3 +275,15 @@ def room_stays_at(*, session: Session, guest_id: str, at: datetime) -> list[Enti
         Entitlement.guest_id == guest_id, Entitlement.kind == EntitlementKind.ROOM,
         Entitlement.status == EntitlementStatus.ACTIVE,
         col(Entitlement.valid_from) <= at, col(Entitlement.valid_until) > at)).all())
+
+
+def guest_ids(*, session: Session, limit: int | None = None) -> list[str]:
+    """Guests' ids in order, the first ``limit`` of them (None: all)."""
+    return list(session.exec(select(Guest.id).order_by(col(Guest.id)).limit(limit)).all())
+
+
+def secure_band_uids(*, session: Session) -> list[str]:
+    """The UIDs of every secure (SUN) wristband in the registry."""
+    stmt = select(Credential.identifier).where(Credential.kind == CredentialKind.WRISTBAND,
+                                               col(Credential.sun).is_(True))
+    return list(session.exec(stmt).all())

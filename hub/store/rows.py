@@ -98,3 +98,15 @@ def _insert_ignoring(dialect: str, model: type[SQLModel]) -> sa.Insert:
 def find(session: Session, model: type[T], key: Any) -> T | None:
     """The row of this primary key (a tuple for a composite one), or None."""
     return session.get(model, key)
+
+
+def ids_like(*, session: Session, model: type[SQLModel], pattern: str) -> set[str]:
+    """The primary keys of ``model`` matching the LIKE ``pattern`` (bulk seeding)."""
+    table = table_of(model)
+    return {row[0] for row in session.connection().execute(
+        sa.select(table.c.id).where(table.c.id.like(pattern)))}
+
+
+def insert_many(*, session: Session, model: type[SQLModel], values: list[dict[str, Any]]) -> None:
+    """One bulk INSERT of many rows, outside the unit of work (and its registry bump)."""
+    session.connection().execute(sa.insert(table_of(model)), values)

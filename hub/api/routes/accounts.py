@@ -57,7 +57,7 @@ FrontDesk = require_roles(ADMIN, STAFF)
 def _own_account(session: Session, caller: Principal, account_id: str) -> Account:
     """The account; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
     if caller.typ == "guest":
-        account = session.get(Account, account_id)
+        account = rows.find(session, Account, account_id)
         ensure_own(caller, account.guest_id if account else None)
     return rows.get(session, Account, account_id)
 

@@ -49,7 +49,7 @@ router = APIRouter(prefix="/credentials", tags=["credentials"])
 def _own_credential(session: Session, caller: Principal, credential_id: str) -> Credential:
     """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
     if caller.typ == "guest":
-        credential = session.get(Credential, credential_id)
+        credential = rows.find(session, Credential, credential_id)
         ensure_own(caller, credential.guest_id if credential else None)
     return rows.get(session, Credential, credential_id)
 

@@ -47,7 +47,7 @@ def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceK
              dependencies=[require_roles(ADMIN, INTEGRATOR)])
 def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> Device:
     rows.require(session, Venue, body.venue_id, "venue_id")  # refuses a deleted venue too
-    if (old := session.get(Device, body.id)) is not None:
+    if (old := rows.find(session, Device, body.id)) is not None:
         # A deleted one too: its history names it, and a new device would inherit it.
         raise errors.Conflict(f"device {body.id!r} exists already" if old.deleted_at is None
                             else f"device id {body.id!r} belonged to a device deleted at "

@@ -55,7 +55,7 @@ def get_entitlement(entitlement_id: str, session: SessionDep,
                     caller: Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
                     ) -> Entitlement:
     if caller.typ == "guest":  # 403 for anyone else's, existing or not
-        entitlement = session.get(Entitlement, entitlement_id)
+        entitlement = rows.find(session, Entitlement, entitlement_id)
         ensure_own(caller, entitlement.guest_id if entitlement else None)
     return rows.get(session, Entitlement, entitlement_id)
 

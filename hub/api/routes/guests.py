@@ -102,7 +102,7 @@ def get_spending_policy(guest_id: str, session: SessionDep, request: Request,
     """How the guest pays: who pays for them, PIN threshold, daily limit, on/off."""
     ensure_own(caller, guest_id)
     rows.get(session, Guest, guest_id)
-    return _policy_public(session.get(SpendingPolicy, guest_id) or
+    return _policy_public(rows.find(session, SpendingPolicy, guest_id) or
                           SpendingPolicy(guest_id=guest_id, payer_guest_id=guest_id),
                           session, request)
 
@@ -121,7 +121,7 @@ def set_spending_policy(
     """
     ensure_own(caller, guest_id)
     rows.get(session, Guest, guest_id)
-    policy = session.get(SpendingPolicy, guest_id)
+    policy = rows.find(session, SpendingPolicy, guest_id)
     payer = body.payer_guest_id or guest_id
     if caller.typ == "guest":
         current = policy.payer_guest_id if policy else guest_id

@@ -56,7 +56,7 @@ def _own_guest(session: Session, caller: Principal, guest_id: str) -> Guest:
 def get_preferences(guest_id: str, session: SessionDep, caller: OwnReader) -> PreferencesPublic:
     """The guest's profile; empty (every field null) until set."""
     _own_guest(session, caller, guest_id)
-    return privacy.preferences_public(guest_id, session.get(GuestPreferences, guest_id))
+    return privacy.preferences_public(guest_id, rows.find(session, GuestPreferences, guest_id))
 
 
 @router.put("/{guest_id}/preferences", response_model=PreferencesPublic)

@@ -42,7 +42,7 @@ def list_transactions(session: SessionDep,
     """
     guest_id = own_guest_filter(caller, guest_id)
     if caller.typ == "guest" and account_id is not None:
-        account = session.get(Account, account_id)
+        account = rows.find(session, Account, account_id)
         ensure_own(caller, account.guest_id if account else None)
     return money.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
                                offset=offset)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, status
-from sqlmodel import col, func, select
 
 from devices.topics import keys_topic
 from hub import keyring, schemas
@@ -21,7 +20,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.api.key_material import publish_key_material
-from hub.models import Device, Venue, utcnow
+from hub.models import Venue, utcnow
 from hub.schemas import VenueCreate, VenueFolioPolicy, VenuePolicy, VenuePublic, VenueUpdate
 from hub.store import devices, errors, rows
 
@@ -77,10 +76,9 @@ def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep, request: R
     """Delete a venue whose devices are all deleted: it leaves the lists, its key material
     is no longer published, and its id is never reused (its ledger and journey name it)."""
     venue = rows.live(session, Venue, venue_id)
-    devices = session.exec(select(func.count()).select_from(Device).where(
-        col(Device.venue_id) == venue_id, col(Device.deleted_at).is_(None))).one()
-    if devices:
-        raise errors.Conflict(f"venue {venue_id!r} still has {devices} device(s): delete them "
+    left = devices.count_live_devices(session=session, venue_id=venue_id)
+    if left:
+        raise errors.Conflict(f"venue {venue_id!r} still has {left} device(s): delete them "
                             f"first (DELETE /devices/{{id}})")
     rows.update(session, venue, {"deleted_at": utcnow()})
     audit.record("venue.delete", f"venue:{venue_id}", {})
