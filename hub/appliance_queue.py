@@ -96,12 +96,13 @@ def unwanted(session: Session, run: AutomationRun, now: datetime) -> str | None:
                                            purpose=purpose)
         if consent is None or not consent.granted:
             return f"the guest withdrew consent to {purpose}"
-    device = rows.find(session, Device, run.device_id) if run.device_id else None
+    device = rows.find(session=session, model=Device, key=run.device_id) if run.device_id else None
     if device is not None and device.kind is DeviceKind.WATCH:
-        worn = guests.current_wearer(session, device.id)
+        worn = guests.current_wearer(session=session, device_id=device.id)
         if worn is None or worn.guest_id != run.guest_id:
             return f"{device.id} is no longer worn by the guest"
-    zone = rows.find(session, Zone, device.zone_id) if device and device.zone_id else None
+    zone = rows.find(session=session, model=Zone,
+                     key=device.zone_id) if device and device.zone_id else None
     if zone is not None and zone.kind is ZoneKind.ROOM:
         stays = guests.room_stays_at(session=session, guest_id=run.guest_id, at=now)
         if not any(zone.id in stay.zone_ids for stay in stays):
@@ -128,7 +129,8 @@ def expire_stale(session: Session, *, now: datetime, ttl: timedelta) -> list[tup
     stale = runs.queued_before(session=session, before=now - ttl)
     alerts: list[tuple[str, bytes]] = []
     for run in stale:
-        device = rows.find(session, Device, run.device_id) if run.device_id else None
+        device = rows.find(session=session, model=Device,
+                           key=run.device_id) if run.device_id else None
         moved = _move_queued(session, run, status=RunStatus.EXPIRED,
                              detail=f"{run.device_id} was offline longer than {ttl}")
         if moved and device is not None:

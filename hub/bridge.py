@@ -493,10 +493,11 @@ class Bridge:
             log.error("dead letter %d: could not process a message on %r (%s)", count,
                       item.topic, type(exc).__name__, exc_info=exc if count <= 10 else None)
         error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-        events.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
-                                error=error, received_at=item.received_at, now=self.clock(),
-                                worker=self.settings.worker_name,
-                                keep=self.settings.dead_letters_kept)
+        events.record_dead_letter(session=session, topic=item.topic,
+                                  payload=redact_pins(item.payload),
+                                  error=error, received_at=item.received_at, now=self.clock(),
+                                  worker=self.settings.worker_name,
+                                  keep=self.settings.dead_letters_kept)
         return self._internal(item)
 
     def _database_answers(self) -> bool:

@@ -57,6 +57,7 @@ def record_refusals(engine: Engine, refusals: Sequence[Refusal], now: datetime) 
         return 0
     with session_scope(engine) as session:
         for target, reason, detail in entries:
-            events.record_audit(session, actor="broker", roles=[], action=ACTION, target=target,
-                              detail={"reason": reason, **detail}, source="mqtt", at=now)
+            events.record_audit(session=session, actor="broker", roles=[], action=ACTION,
+                                target=target,
+                                detail={"reason": reason, **detail}, source="mqtt", at=now)
     return len(entries)

@@ -40,7 +40,7 @@ def current(session: Session) -> dict[str, int | None]:
 
 def generation_of(session: Session, username: str) -> int | None:
     """The login's generation now, or None while it is revoked."""
-    row = store_rows.find(session, BrokerCredential, username)
+    row = store_rows.find(session=session, model=BrokerCredential, key=username)
     if row is None:
         return 0
     return None if row.revoked else row.generation

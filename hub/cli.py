@@ -345,8 +345,8 @@ def ledger_verify(
         raise typer.Exit(2)
     engine = create_db_engine(settings.database)
     with Session(engine) as session:
-        problems = money.verify(session)
-        counts = money.counts(session)
+        problems = money.verify(session=session)
+        counts = money.counts(session=session)
     engine.dispose()
     for problem in problems:
         console.print(f"[red]✗[/red] {problem}")
@@ -421,11 +421,13 @@ def user_add(
         init_db(engine)
         now = utcnow()
         with session_scope(engine) as session:
-            staff.add_staff_user(session, username=name, password_hash=hash_secret(password),
-                                roles=role, now=now)
-            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
-                              target=f"user:{name}", detail={"roles": sorted(set(role))},
-                              source="cli", at=now)
+            staff.add_staff_user(session=session, username=name,
+                                 password_hash=hash_secret(password),
+                                 roles=role, now=now)
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.add",
+                                target=f"user:{name}", detail={"roles": sorted(set(role))},
+                                source="cli", at=now)
     except errors.Conflict:
         console.print(f"[red]user {escape(name)} already exists[/red]")
         raise typer.Exit(1) from None
@@ -452,7 +454,7 @@ def user_list(
     try:
         init_db(engine)  # a database from before staff users existed gets the table
         with session_scope(engine) as session:
-            users = staff.list_staff_users(session)
+            users = staff.list_staff_users(session=session)
     finally:
         engine.dispose()
     table = Table("username", "roles", "active", "created")
@@ -474,17 +476,18 @@ def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            user = staff.find_staff_user(session, username=name)
+            user = staff.find_staff_user(session=session, username=name)
             if user is None:
                 console.print(f"[red]no user {escape(name)}[/red]")
                 raise typer.Exit(2)
-            staff.change_staff_user(session, user=user, active=active,
-                                   password_hash=hash_secret(password) if password else None)
+            staff.change_staff_user(session=session, user=user, active=active,
+                                    password_hash=hash_secret(password) if password else None)
             detail: dict[str, object] = {"password_changed": True} if password else {}
             if active is not None:
                 detail["active"] = active
-            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
-                              target=f"user:{name}", detail=detail, source="cli", at=utcnow())
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.change",
+                                target=f"user:{name}", detail=detail, source="cli", at=utcnow())
     finally:
         engine.dispose()
 
@@ -561,16 +564,17 @@ def venue_policy(
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            venue = rows.find(session, Venue, venue_id)
+            venue = rows.find(session=session, model=Venue, key=venue_id)
             if venue is None:
                 console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
                 raise typer.Exit(2)
             if allow_plain_uid is not None and allow_plain_uid != venue.allow_plain_uid:
-                rows.update(session, venue, {"allow_plain_uid": allow_plain_uid})
-                events.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                                  action="venue.security_policy", target=f"venue:{venue_id}",
-                                  detail={"allow_plain_uid": allow_plain_uid}, source="cli",
-                                  at=utcnow())
+                rows.update(session=session, row=venue,
+                            changes={"allow_plain_uid": allow_plain_uid})
+                events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                    action="venue.security_policy", target=f"venue:{venue_id}",
+                                    detail={"allow_plain_uid": allow_plain_uid}, source="cli",
+                                    at=utcnow())
             allowed = venue.allow_plain_uid
     finally:
         engine.dispose()
@@ -601,7 +605,7 @@ def telemetry_purge(
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            gone = purge_telemetry(session, now=utcnow(), days=keep)
+            gone = purge_telemetry(session=session, now=utcnow(), days=keep)
     finally:
         engine.dispose()
     console.print(f"purged {gone} telemetry rows older than {keep} days")
@@ -639,10 +643,10 @@ def guest_erase(
         with session_scope(engine) as session:
             report = erase_guest(session, guest_id=guest_id, now=now)
             # Counts and the pseudonym only: the audit log must not keep what was erased.
-            events.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                              action="guest.erase", target=f"guest:{guest_id}",
-                              detail=report.model_dump(exclude={"guest_id"}), source="cli",
-                              at=now)
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="guest.erase", target=f"guest:{guest_id}",
+                                detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                                at=now)
     except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
         raise typer.Exit(1) from None

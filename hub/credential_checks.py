@@ -28,7 +28,7 @@ def present(session: Session, *, credential: AnyCredential, trust: Trust, venue_
     """Resolve what a reader presented, verifying its cryptography against ``trust``."""
     if isinstance(credential, PhoneKeyCredential) and credential.token is not None:
         return verify_signed_phone_key(credential, jwks=trust.jwks, venue=venue_id,
-                                       lock_id=device_id, revoked=revoked_key_ids(session),
+                                       lock_id=device_id, revoked=revoked_key_ids(session=session),
                                        now=now)
     return resolve(credential, master_key=trust.tag_master_key)
 
@@ -52,9 +52,9 @@ def authenticate(session: Session, *, presented: Presented, venue_id: str, devic
         credential = registry.credential(session, kind=presented.kind,
                                          identifier=presented.identifier)
     advanced = bool(credential and presented.counter is not None and advance_tag_counter(
-        session, credential_id=credential.id, counter=presented.counter, at=now))
+        session=session, credential_id=credential.id, counter=presented.counter, at=now))
     fresh = presented.challenge is None or use_challenge(
-        session, device_id=device_id, challenge=presented.challenge, now=now)
+        session=session, device_id=device_id, challenge=presented.challenge, now=now)
     venue = registry.get(session, Venue, venue_id)
     device = registry.get(session, Device, device_id)
     allow = device.allow_plain_uid if device is not None and device.allow_plain_uid is not None \

@@ -43,7 +43,7 @@ from hub.models import (
     ZoneKind,
 )
 from hub.security import hash_secret
-from hub.store import rows, staff
+from hub.store import guests, rows, staff
 
 VENUE_ID = "demo-resort"
 # The resort is a legacy venue: its readers may send a wristband's bare UID (as the README's
@@ -184,20 +184,20 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
     with session_scope(engine) as session:
         for row in _rows(day):
             created += _ensure(session, row)
-        charlie = rows.find(session, SpendingPolicy, "guest-01")
+        charlie = rows.find(session=session, model=SpendingPolicy, key="guest-01")
         if charlie is not None and charlie.pin_hash is None:
             charlie.pin_hash = hash_secret(DEMO_PIN)
             charlie.pin_threshold = 5_000
         for i in range(1, 21):
-            wallet = rows.find(session, Account, f"wallet-guest-{i:02d}")
+            wallet = rows.find(session=session, model=Account, key=f"wallet-guest-{i:02d}")
             assert wallet is not None
             top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
                    actor="demo", now=now)
         for role in StaffRole:
-            if staff.find_staff_user(session, username=role.value) is None:
-                staff.add_staff_user(session, username=role.value,
-                                    password_hash=_demo_hash(role.value), roles=[role.value],
-                                    now=now)
+            if staff.find_staff_user(session=session, username=role.value) is None:
+                staff.add_staff_user(session=session, username=role.value,
+                                     password_hash=_demo_hash(role.value), roles=[role.value],
+                                     now=now)
                 created += 1
     return {"venue": VENUE_ID, "strict_venue": STRICT_VENUE_ID, "created": created,
             "guests": 20, "rooms": len(ROOMS),
@@ -206,13 +206,13 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
 
 def _ensure(session: Session, row: SQLModel) -> int:
     if isinstance(row, Wearable):  # keyed by its device: paired unless someone wears it
-        if wearables.current_wearer(session, row.device_id) is not None:
+        if guests.current_wearer(session=session, device_id=row.device_id) is not None:
             return 0
         wearables.pair(session, device_id=row.device_id, guest_id=row.guest_id,
                        now=row.paired_at)
         return 1
     key = sa.inspect(type(row)).primary_key_from_instance(row)
-    existing = rows.find(session, type(row), tuple(key))
+    existing = rows.find(session=session, model=type(row), key=tuple(key))
     if existing is None:
         session.add(row)
         session.flush()

@@ -26,7 +26,7 @@ from hub.store import devices, guests
 
 def revocations(session: Session, now: datetime) -> dict[str, Any]:
     """The revoked phone keys (their jti), with the time the list was made (unsigned)."""
-    return {"revoked": sorted(guests.revoked_key_ids(session, now=now)),
+    return {"revoked": sorted(guests.revoked_key_ids(session=session, now=now)),
             "issued_at": now.isoformat()}
 
 
@@ -50,14 +50,14 @@ def _documents(session: Session, keys: Sequence[SigningKey], venue: str, now: da
 def served(session: Session, keys: Sequence[SigningKey], *, venue: str, kind: str,
            now: datetime) -> dict[str, Any]:
     """One venue's document as the REST API serves it, under the last ``seq`` published."""
-    return _documents(session, keys, venue, now, guests.key_material_seq(session))[kind]
+    return _documents(session, keys, venue, now, guests.key_material_seq(session=session))[kind]
 
 
 def key_material(session: Session, keys: Sequence[SigningKey],
                  now: datetime) -> list[tuple[str, bytes]]:
     """(topic, payload) of every venue's JWKS and revocation list, signed under a new
     ``seq``, to publish retained once the caller's transaction commits."""
-    seq = guests.next_key_material_seq(session)
+    seq = guests.next_key_material_seq(session=session)
     messages: list[tuple[str, bytes]] = []
     for venue in devices.live_venue_ids(session=session):
         for kind, doc in _documents(session, keys, venue, now, seq).items():

@@ -579,7 +579,7 @@ class Wearable(SQLModel, table=True):
         # Kept for the automation modules until they call the store (moved by the
         # automations package); imported here, as the store imports this module.
         from hub.store.guests import current_wearer
-        return current_wearer(session, device_id)
+        return current_wearer(session=session, device_id=device_id)
 
 
 class RunStatus(StrEnum):

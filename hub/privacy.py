@@ -126,13 +126,13 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     telemetry is not the guest's record and is not included, except what the guest's own
     wearables reported while paired to them.
     """
-    guest = rows.get(session, Guest, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
     policy = guests.spending_policy_of(session=session, guest_id=guest_id)
     prefs = privacy_store.preferences_of(session=session, guest_id=guest_id)
     events = privacy_store.events_of(session=session, guest_id=guest_id)
     accounts = privacy_store.accounts_of(session=session, guest_id=guest_id)
-    transactions = money.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
-    pairings = guests.pairings_of(session, guest_id=guest_id)
+    transactions = money.transactions(session=session, guest_id=guest_id, limit=_EVERYTHING)
+    pairings = guests.pairings_of(session=session, guest_id=guest_id)
     document: dict[str, Any] = {
         "exported_at": now,
         "guest": guest,
@@ -150,7 +150,7 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
         "presence": privacy_store.presence_of(session=session, guest_id=guest_id),
         "daily_spend": privacy_store.daily_spend_of(session=session, guest_id=guest_id),
         "wearables": pairings,  # open and closed: whose readings were whose
-        "wearable_readings": guests.readings_of(session, pairings),
+        "wearable_readings": guests.readings_of(session=session, pairings=pairings),
         "automation_runs": privacy_store.automation_runs_of(session=session, guest_id=guest_id),
     }
     return GuestExport.model_validate(document, from_attributes=True)
@@ -173,7 +173,7 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     entitlements and the journey's decisions. Revoked phone keys keep their jti, so
     offline locks keep refusing them. Erasing again changes nothing more.
     """
-    guest = rows.get(session, Guest, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
     prefs = privacy_store.preferences_of(session=session, guest_id=guest_id)
     again = is_erased(guest)
     # Every form of their name that a decision's text may hold ("Welcome, Charlie").
@@ -212,8 +212,8 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
 
     # Their watches' readings are health data: gone, those of each pairing's window only
     # (the watch's other wearers keep theirs), and so are the pairings, open or closed.
-    pairings = guests.pairings_of(session, guest_id=guest_id)
-    readings = guests.delete_readings(session, pairings)
+    pairings = guests.pairings_of(session=session, guest_id=guest_id)
+    readings = guests.delete_readings(session=session, pairings=pairings)
     for pairing in pairings:
         session.delete(pairing)
     # What automations did stays counted for the rules' statistics, about nobody.

@@ -40,7 +40,7 @@ class Retention:
         now, total = self.clock(), 0
         while not self._stop.is_set():
             with session_scope(self.engine) as session:
-                gone = purge_telemetry(session, now=now, days=self.days, limit=BATCH)
+                gone = purge_telemetry(session=session, now=now, days=self.days, limit=BATCH)
             total += gone
             if gone < BATCH:
                 break

@@ -19,19 +19,17 @@ from sqlmodel import Session
 from hub.models import Wearable
 from hub.store import errors, guests
 
-current_wearer = guests.current_wearer
-
 
 def pair(session: Session, *, device_id: str, guest_id: str, now: datetime) -> Wearable:
     """Make ``guest_id`` the wearer of ``device_id`` from ``now``; the open pairing when it
     is theirs already. Conflict when another worker paired the device meanwhile."""
-    current = current_wearer(session, device_id)
+    current = guests.current_wearer(session=session, device_id=device_id)
     if current is not None and current.guest_id == guest_id:
         return current
     if current is not None:
         _close(session, current, now)
     # Never within an earlier pairing's window: each reading has one wearer at most.
-    last = guests.last_unpaired_at(session, device_id)
+    last = guests.last_unpaired_at(session=session, device_id=device_id)
     row = Wearable(device_id=device_id, guest_id=guest_id,
                    paired_at=max(now, last) if last else now)
     session.add(row)
@@ -45,7 +43,7 @@ def pair(session: Session, *, device_id: str, guest_id: str, now: datetime) -> W
 
 def unpair(session: Session, *, device_id: str, now: datetime) -> Wearable | None:
     """Close the open pairing of ``device_id``; it, or None when nobody wears the device."""
-    current = current_wearer(session, device_id)
+    current = guests.current_wearer(session=session, device_id=device_id)
     if current is not None:
         _close(session, current, now)
     return current

@@ -87,9 +87,9 @@ def staff_token(app: FastAPI, *roles: str, username: str | None = None) -> str:
     roles = roles or ("admin",)
     username = username or "test-" + "-".join(sorted(roles))
     with session_scope(app.state.engine) as session:
-        if staff.find_staff_user(session, username=username) is None:
-            staff.add_staff_user(session, username=username, password_hash="!", roles=roles,
-                                now=utcnow())
+        if staff.find_staff_user(session=session, username=username) is None:
+            staff.add_staff_user(session=session, username=username, password_hash="!", roles=roles,
+                                 now=utcnow())
     return issue_api_token(app.state.token_key, subject=username, roles=roles, typ="staff",
                            minutes=60, now=utcnow()).token
 

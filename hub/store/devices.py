@@ -37,13 +37,13 @@ def venue_open(venue: Venue | None) -> bool:
     return venue is not None and venue.enabled and venue.deleted_at is None
 
 
-def venue_timezone(session: Session, *, venue_id: str) -> str:
+def venue_timezone(*, session: Session, venue_id: str) -> str:
     """The IANA time zone staff schedules of this venue are written in."""
     venue = session.get(Venue, venue_id)
     return venue.timezone if venue else "UTC"
 
 
-def presence(session: Session, *, guest_id: str, zone_id: str) -> bool | None:
+def presence(*, session: Session, guest_id: str, zone_id: str) -> bool | None:
     """Whether the guest's last accepted tap put them inside the zone; None: never tapped
     there (no row yet)."""
     row = session.connection().execute(_PRESENCE, {"guest_id": guest_id,
@@ -51,19 +51,19 @@ def presence(session: Session, *, guest_id: str, zone_id: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
-def is_inside(session: Session, *, guest_id: str, zone_id: str) -> bool:
+def is_inside(*, session: Session, guest_id: str, zone_id: str) -> bool:
     """Whether the guest's last accepted tap put them inside the zone."""
-    return bool(presence(session, guest_id=guest_id, zone_id=zone_id))
+    return bool(presence(session=session, guest_id=guest_id, zone_id=zone_id))
 
 
-def occupancy_of(session: Session, *, zone_id: str) -> int:
+def occupancy_of(*, session: Session, zone_id: str) -> int:
     """How many are inside a zone now (state: never cached)."""
     found = session.connection().execute(_OCCUPANCY, {"zone_id": zone_id}).first()
     return int(found[0]) if found is not None else 0
 
 
 def apply_effect(
-    session: Session, *, guest_id: str, zone_id: str, effect: Effect, now: datetime,
+    *, session: Session, guest_id: str, zone_id: str, effect: Effect, now: datetime,
     presence_row: bool = False,
 ) -> bool:
     """Move a guest in or out of a zone; False when the state changed since it was read.
@@ -77,7 +77,8 @@ def apply_effect(
     if not presence_row:
         # Not there a moment ago (``presence`` said None): create it, unless another
         # worker just did (the conditional update below decides either way).
-        insert_ignoring_duplicates(session, Presence, guest_id=guest_id, zone_id=zone_id,
+        insert_ignoring_duplicates(session=session, table=Presence, guest_id=guest_id,
+                                   zone_id=zone_id,
                                    inside=False, updated_at=now)
     connection = session.connection()
     moved = connection.execute(_MOVE_PRESENCE, {"who": guest_id, "where": zone_id,
@@ -94,7 +95,7 @@ def apply_effect(
 
 
 def record_device_seen(
-    session: Session, *, device_id: str, now: datetime, online: bool | None = None,
+    *, session: Session, device_id: str, now: datetime, online: bool | None = None,
     battery_pct: int | None = None, firmware: str | None = None,
 ) -> None:
     """Update a device's health from a heartbeat or a status message."""
@@ -112,7 +113,7 @@ def record_device_seen(
 
 
 def list_devices(
-    session: Session, *, venue_id: str | None, kind: str | None, zone_id: str | None,
+    *, session: Session, venue_id: str | None, kind: str | None, zone_id: str | None,
     limit: int, offset: int,
 ) -> list[Device]:
     filters = [col(Device.deleted_at).is_(None), *(c for c in (
@@ -120,21 +121,22 @@ def list_devices(
         Device.kind == kind if kind else None,
         Device.zone_id == zone_id if zone_id else None,
     ) if c is not None)]
-    return page(session, Device, filters=filters, limit=limit, offset=offset)
+    return page(session=session, model=Device, filters=filters, limit=limit, offset=offset)
 
 
 def list_zones(
-    session: Session, *, venue_id: str | None, kind: str | None, limit: int, offset: int
+    *, session: Session, venue_id: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Zone]:
     filters = [c for c in (
         Zone.venue_id == venue_id if venue_id else None,
         Zone.kind == kind if kind else None,
     ) if c is not None]
-    return page(session, Zone, filters=filters, limit=limit, offset=offset)
+    return page(session=session, model=Zone, filters=filters, limit=limit, offset=offset)
 
 
-def list_venues(session: Session, *, limit: int, offset: int) -> list[Venue]:
-    return page(session, Venue, filters=[col(Venue.deleted_at).is_(None)], limit=limit,
+def list_venues(*, session: Session, limit: int, offset: int) -> list[Venue]:
+    return page(session=session, model=Venue, filters=[col(Venue.deleted_at).is_(None)],
+                limit=limit,
                 offset=offset)
 
 

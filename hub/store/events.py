@@ -30,7 +30,7 @@ def event_columns(**given: Any) -> dict[str, Any]:
 _EVENT_NULLS: dict[str, Any] = {name: None for name in Event.model_fields if name != "id"}
 
 
-def insert_event(session: Session, values: dict[str, Any]) -> int:
+def insert_event(*, session: Session, values: dict[str, Any]) -> int:
     """Record a decision (the columns of an Event, without ``id``) with one INSERT, outside
     the unit of work: every tap pays for this line, and building an Event object costs
     more than the statement. Returns the row's id; IntegrityError when the event id is
@@ -40,7 +40,7 @@ def insert_event(session: Session, values: dict[str, Any]) -> int:
     return int(key[0])
 
 
-def find_event(session: Session, *, device_id: str, event_id: str) -> Event | None:
+def find_event(*, session: Session, device_id: str, event_id: str) -> Event | None:
     """A tap already recorded under this (device, event id): the idempotency key."""
     # Nearly every event is new: ask for its id alone first, without the ORM's machinery.
     found = session.connection().execute(_FIND_EVENT, {"device_id": device_id,
@@ -50,7 +50,7 @@ def find_event(session: Session, *, device_id: str, event_id: str) -> Event | No
     return session.get(Event, found[0])
 
 
-def record_telemetry(session: Session, *, row: Telemetry) -> bool:
+def record_telemetry(*, session: Session, row: Telemetry) -> bool:
     """Store a reading once; False when its (device, event id) was recorded before."""
     try:
         with session.begin_nested():
@@ -61,7 +61,7 @@ def record_telemetry(session: Session, *, row: Telemetry) -> bool:
     return True
 
 
-def recorded_report(session: Session, *, device_id: str,
+def recorded_report(*, session: Session, device_id: str,
                     event_id: str) -> tuple[str, str | None] | None:
     """The (kind, content digest) of the report recorded under this (device, event id)."""
     found = session.exec(select(Telemetry.kind, Telemetry.content_digest).where(
@@ -73,7 +73,7 @@ def recorded_report(session: Session, *, device_id: str,
 EVENT_ID_CONFLICT = "device.event_id_conflict"
 
 
-def record_event_id_conflict(session: Session, *, device_id: str, event_id: str,
+def record_event_id_conflict(*, session: Session, device_id: str, event_id: str,
                              detail: dict[str, Any], now: datetime) -> bool:
     """Audit a device's reuse of an event id for other content, once per (device, event
     id): a device repeating the conflict (QoS 1 redelivers it too) adds nothing, so the
@@ -83,13 +83,13 @@ def record_event_id_conflict(session: Session, *, device_id: str, event_id: str,
                                                     AuditEntry.target == target)).first()
     if seen is not None:
         return False
-    record_audit(session, actor=f"device:{device_id}", roles=[], action=EVENT_ID_CONFLICT,
+    record_audit(session=session, actor=f"device:{device_id}", roles=[], action=EVENT_ID_CONFLICT,
                  target=target, detail=detail, source="mqtt", at=now)
     return True
 
 
 def list_events(
-    session: Session, *, guest_id: str | None = None, device_id: str | None = None,
+    *, session: Session, guest_id: str | None = None, device_id: str | None = None,
     zone_id: str | None = None, outcome: str | None = None, reason: str | None = None,
     since: datetime | None = None, until: datetime | None = None,
     before_id: int | None = None, limit: int = 50,
@@ -110,7 +110,7 @@ def list_events(
     return list(session.exec(stmt.order_by(col(Event.id).desc()).limit(limit)).all())
 
 
-def record_dead_letter(session: Session, *, topic: str, payload: bytes, error: str,
+def record_dead_letter(*, session: Session, topic: str, payload: bytes, error: str,
                        received_at: datetime, now: datetime, worker: str,
                        keep: int = 10_000) -> DeadLetter:
     """Keep a message the hub could not process, for staff to look at; only the newest
@@ -125,7 +125,7 @@ def record_dead_letter(session: Session, *, topic: str, payload: bytes, error: s
     return row
 
 
-def list_dead_letters(session: Session, *, before_id: int | None = None,
+def list_dead_letters(*, session: Session, before_id: int | None = None,
                       limit: int = 50) -> list[DeadLetter]:
     """Dead letters, newest first, with keyset pagination on the row id."""
     stmt = select(DeadLetter)
@@ -134,7 +134,7 @@ def list_dead_letters(session: Session, *, before_id: int | None = None,
     return list(session.exec(stmt.order_by(col(DeadLetter.id).desc()).limit(limit)).all())
 
 
-def record_audit(session: Session, *, actor: str, roles: Sequence[str], action: str,
+def record_audit(*, session: Session, actor: str, roles: Sequence[str], action: str,
                  target: str, detail: dict[str, Any], source: str, at: datetime) -> AuditEntry:
     """Append one audit entry in the caller's transaction: the only writer of the table."""
     entry = AuditEntry(at=at, actor=actor[:80], roles=sorted(roles), action=action,
@@ -145,7 +145,7 @@ def record_audit(session: Session, *, actor: str, roles: Sequence[str], action: 
     return entry
 
 
-def list_audit(session: Session, *, actor: str | None, action: str | None, target: str | None,
+def list_audit(*, session: Session, actor: str | None, action: str | None, target: str | None,
                limit: int, offset: int) -> list[AuditEntry]:
     """Audit entries, newest first, filtered by exact actor, action and target."""
     stmt = select(AuditEntry)
@@ -160,7 +160,7 @@ def list_audit(session: Session, *, actor: str | None, action: str | None, targe
 # ----------------------------------------------------------------- retention
 
 
-def purge_telemetry(session: Session, *, now: datetime, days: int,
+def purge_telemetry(*, session: Session, now: datetime, days: int,
                     limit: int | None = None) -> int:
     """Delete telemetry received more than ``days`` days before ``now``; how many went.
 

@@ -47,14 +47,14 @@ _PIN_PASSED = (sa.update(_credentials).where(_credentials.c.guest_id == _P("of_g
                .values(pin_failures=0))
 
 
-def find_credential(session: Session, *, kind: CredentialKind,
+def find_credential(*, session: Session, kind: CredentialKind,
                     identifier: str) -> Credential | None:
     """The credential a device presented, if the hub knows it."""
     stmt = select(Credential).where(Credential.kind == kind, Credential.identifier == identifier)
     return session.exec(stmt).first()
 
 
-def pin_failures_of(session: Session, *, guest_id: str) -> int:
+def pin_failures_of(*, session: Session, guest_id: str) -> int:
     """Wrong PINs in a row by this guest, on any of their bands and keys, read afresh
     (state, never cached): the lock is the guest's, so a second credential brings no
     fresh guesses."""
@@ -62,7 +62,7 @@ def pin_failures_of(session: Session, *, guest_id: str) -> int:
     return int(row[0]) if row else 0
 
 
-def lock_pin_failures(session: Session, *, guest_id: str) -> int:
+def lock_pin_failures(*, session: Session, guest_id: str) -> int:
     """The guest's wrong PINs in a row with their credentials' rows locked (in id order)
     until the transaction ends: what a wrong PIN is counted on, so two workers cannot
     both count the fifth. (SQLite's BEGIN IMMEDIATE already serializes writers.)"""
@@ -70,23 +70,23 @@ def lock_pin_failures(session: Session, *, guest_id: str) -> int:
     return sum(int(row[0]) for row in rows)
 
 
-def count_pin_attempt(session: Session, *, credential_id: str, guest_id: str,
+def count_pin_attempt(*, session: Session, credential_id: str, guest_id: str,
                       failed: bool) -> None:
     """One more wrong PIN on the credential used (counted in the database, so two workers
     cannot lose one), or a right one, which ends the guest's run on all of them."""
     if failed:
         session.connection().execute(_PIN_FAILED, {"credential_id": credential_id})
     else:
-        clear_pin_failures(session, guest_id=guest_id)
+        clear_pin_failures(session=session, guest_id=guest_id)
 
 
-def clear_pin_failures(session: Session, *, guest_id: str) -> None:
+def clear_pin_failures(*, session: Session, guest_id: str) -> None:
     """End the guest's run of wrong PINs on all their bands and keys (a right PIN, or
     staff lifting a lock), in one statement."""
     session.connection().execute(_PIN_PASSED, {"of_guest": guest_id})
 
 
-def advance_tag_counter(session: Session, *, credential_id: str, counter: int,
+def advance_tag_counter(*, session: Session, credential_id: str, counter: int,
                         at: datetime) -> bool:
     """Accept a secure tag's read counter (read at ``at``) only if it is above the last
     accepted one."""
@@ -96,7 +96,7 @@ def advance_tag_counter(session: Session, *, credential_id: str, counter: int,
     return bool(moved.rowcount == 1)
 
 
-def revoked_key_ids(session: Session, *, now: datetime | None = None) -> list[str]:
+def revoked_key_ids(*, session: Session, now: datetime | None = None) -> list[str]:
     """The jti of every signed phone key that must not open a door: the current key of a
     credential no longer active, and every key superseded by a newer one for its
     credential, until it expires (a superseded key is still validly signed)."""
@@ -109,7 +109,7 @@ def revoked_key_ids(session: Session, *, now: datetime | None = None) -> list[st
                                    *session.exec(superseded).all()) if jti})
 
 
-def key_revoked_at(session: Session, *, jti: str) -> datetime | None:
+def key_revoked_at(*, session: Session, jti: str) -> datetime | None:
     """When the signed phone key ``jti`` stopped standing for its credential: superseded
     by a newer key, or its credential no longer active; None while it still does."""
     issued = session.get(IssuedPhoneKey, jti)
@@ -121,24 +121,24 @@ def key_revoked_at(session: Session, *, jti: str) -> datetime | None:
     return None
 
 
-def next_key_material_seq(session: Session) -> int:
+def next_key_material_seq(*, session: Session) -> int:
     """The ``seq`` of the next key-material document: one more than any signed before."""
     table = table_of(KeyMaterialSeq)
     # The row is made once, by whoever signs first; the UPDATE then serialises signers.
-    insert_ignoring_duplicates(session, KeyMaterialSeq, id=1, seq=0)
+    insert_ignoring_duplicates(session=session, table=KeyMaterialSeq, id=1, seq=0)
     conn = session.connection()
     conn.execute(sa.update(table).where(table.c.id == 1).values(seq=table.c.seq + 1))
     return int(conn.execute(sa.select(table.c.seq).where(table.c.id == 1)).scalar_one())
 
 
-def key_material_seq(session: Session) -> int:
+def key_material_seq(*, session: Session) -> int:
     """The ``seq`` of the last key-material document signed (0: none yet)."""
     table = table_of(KeyMaterialSeq)
     seq = session.connection().execute(sa.select(table.c.seq).where(table.c.id == 1))
     return int(seq.scalar_one_or_none() or 0)
 
 
-def record_phone_key(session: Session, *, credential: Credential, jti: str,
+def record_phone_key(*, session: Session, credential: Credential, jti: str,
                      expires_at: datetime, now: datetime) -> None:
     """A new signed key for ``credential``: its previous one (if any) is superseded."""
     if credential.key_jti is not None and credential.key_jti != jti:
@@ -155,7 +155,7 @@ def record_phone_key(session: Session, *, credential: Credential, jti: str,
     session.flush()
 
 
-def use_challenge(session: Session, *, device_id: str, challenge: str, now: datetime) -> bool:
+def use_challenge(*, session: Session, device_id: str, challenge: str, now: datetime) -> bool:
     """Record a lock's challenge as answered; False when it had been answered before."""
     try:
         with session.begin_nested():
@@ -166,12 +166,12 @@ def use_challenge(session: Session, *, device_id: str, challenge: str, now: date
     return True
 
 
-def entitlements_of(session: Session, *, guest_id: str) -> list[Entitlement]:
+def entitlements_of(*, session: Session, guest_id: str) -> list[Entitlement]:
     """All entitlements of a guest, any status."""
     return list(session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id)).all())
 
 
-def list_guests(session: Session, *, q: str | None, limit: int, offset: int) -> list[Guest]:
+def list_guests(*, session: Session, q: str | None, limit: int, offset: int) -> list[Guest]:
     filters = []
     if q:
         # Escape LIKE's wildcards: a search for "%" finds a "%", not every guest.
@@ -180,11 +180,11 @@ def list_guests(session: Session, *, q: str | None, limit: int, offset: int) -> 
         filters.append(sa.or_(sa.func.lower(Guest.name).like(like, escape="\\"),
                               sa.func.lower(Guest.display_name).like(like, escape="\\"),
                               sa.func.lower(Guest.email).like(like, escape="\\")))
-    return page(session, Guest, filters=filters, limit=limit, offset=offset)
+    return page(session=session, model=Guest, filters=filters, limit=limit, offset=offset)
 
 
 def list_credentials(
-    session: Session, *, guest_id: str | None, kind: str | None, identifier: str | None,
+    *, session: Session, guest_id: str | None, kind: str | None, identifier: str | None,
     limit: int, offset: int,
 ) -> list[Credential]:
     filters = [c for c in (
@@ -192,29 +192,29 @@ def list_credentials(
         Credential.kind == kind if kind else None,
         Credential.identifier == identifier if identifier else None,
     ) if c is not None]
-    return page(session, Credential, filters=filters, limit=limit, offset=offset)
+    return page(session=session, model=Credential, filters=filters, limit=limit, offset=offset)
 
 
 def list_entitlements(
-    session: Session, *, guest_id: str | None, kind: str | None, limit: int, offset: int
+    *, session: Session, guest_id: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Entitlement]:
     filters = [c for c in (
         Entitlement.guest_id == guest_id if guest_id else None,
         Entitlement.kind == kind if kind else None,
     ) if c is not None]
-    return page(session, Entitlement, filters=filters, limit=limit, offset=offset)
+    return page(session=session, model=Entitlement, filters=filters, limit=limit, offset=offset)
 
 
 # ------------------------------------------------------------------ wearables
 
 
-def current_wearer(session: Session, device_id: str) -> Wearable | None:
+def current_wearer(*, session: Session, device_id: str) -> Wearable | None:
     """The open pairing of ``device_id`` (who wears it now); None when nobody does."""
     return session.exec(select(Wearable).where(
         Wearable.device_id == device_id, col(Wearable.unpaired_at).is_(None))).first()
 
 
-def pairings_of(session: Session, *, guest_id: str) -> list[Wearable]:
+def pairings_of(*, session: Session, guest_id: str) -> list[Wearable]:
     """Every pairing of the guest, open and closed, oldest first."""
     return list(session.exec(select(Wearable).where(Wearable.guest_id == guest_id)
                              .order_by(col(Wearable.paired_at), col(Wearable.id))).all())
@@ -232,7 +232,7 @@ def readings_clause(pairings: Sequence[Wearable]) -> sa.ColumnElement[bool]:
     return sa.or_(*windows) if windows else sa.false()
 
 
-def readings_of(session: Session, pairings: Sequence[Wearable]) -> list[Telemetry]:
+def readings_of(*, session: Session, pairings: Sequence[Wearable]) -> list[Telemetry]:
     """What the devices reported within the pairings' windows, in the order received."""
     if not pairings:
         return []
@@ -240,7 +240,7 @@ def readings_of(session: Session, pairings: Sequence[Wearable]) -> list[Telemetr
                              .order_by(col(Telemetry.id))).all())
 
 
-def delete_readings(session: Session, pairings: Sequence[Wearable]) -> int:
+def delete_readings(*, session: Session, pairings: Sequence[Wearable]) -> int:
     """Delete what the devices reported within the pairings' windows; how many went."""
     if not pairings:
         return 0
@@ -258,7 +258,7 @@ def close_pairing(*, session: Session, pairing_id: int | None, at: datetime) -> 
     return bool(closed.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def last_unpaired_at(session: Session, device_id: str) -> datetime | None:
+def last_unpaired_at(*, session: Session, device_id: str) -> datetime | None:
     """When the device's last closed pairing ended; None when none did."""
     return session.exec(select(sa.func.max(Wearable.unpaired_at))
                         .where(Wearable.device_id == device_id)).one()

@@ -22,7 +22,7 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     return cast(sa.Table, model.__table__)  # type: ignore[attr-defined]
 
 
-def require(session: Session, model: type[T], key: str | None, field: str) -> T | None:
+def require(*, session: Session, model: type[T], key: str | None, field: str) -> T | None:
     """The row ``key`` names, None for None; InvalidReference when it does not exist."""
     if key is None:
         return None
@@ -34,7 +34,7 @@ def require(session: Session, model: type[T], key: str | None, field: str) -> T 
     return row
 
 
-def get(session: Session, model: type[T], key: str | int) -> T:
+def get(*, session: Session, model: type[T], key: str | int) -> T:
     """Fetch by primary key or raise NotFound."""
     row = session.get(model, key)
     if row is None:
@@ -42,15 +42,15 @@ def get(session: Session, model: type[T], key: str | int) -> T:
     return row
 
 
-def live(session: Session, model: type[D], key: str) -> D:
+def live(*, session: Session, model: type[D], key: str) -> D:
     """A device or venue by id, NotFound once deleted (its row stays for the history)."""
-    row = get(session, model, key)
+    row = get(session=session, model=model, key=key)
     if row.deleted_at is not None:
         raise NotFound(f"{model.__name__.lower()} (deleted)", key)
     return row
 
 
-def add(session: Session, row: T) -> T:
+def add(*, session: Session, row: T) -> T:
     """Insert a row, turning a unique-constraint violation into Conflict."""
     session.add(row)
     try:
@@ -61,7 +61,7 @@ def add(session: Session, row: T) -> T:
     return row
 
 
-def update(session: Session, row: T, changes: dict[str, Any]) -> T:
+def update(*, session: Session, row: T, changes: dict[str, Any]) -> T:
     """Apply a dict of field changes to a row."""
     for name, value in changes.items():
         setattr(row, name, value)
@@ -71,7 +71,7 @@ def update(session: Session, row: T, changes: dict[str, Any]) -> T:
 
 
 def page(
-    session: Session, model: type[T], *, filters: Sequence[Any] = (), limit: int, offset: int
+    *, session: Session, model: type[T], filters: Sequence[Any] = (), limit: int, offset: int
 ) -> list[T]:
     """A page of rows ordered by primary key."""
     stmt = select(model).where(*filters).offset(offset).limit(limit)
@@ -79,7 +79,7 @@ def page(
     return list(session.exec(stmt.order_by(pk)).all())
 
 
-def insert_ignoring_duplicates(session: Session, table: type[SQLModel], **values: Any) -> None:
+def insert_ignoring_duplicates(*, session: Session, table: type[SQLModel], **values: Any) -> None:
     """INSERT a row unless its key exists: one statement, no savepoint, on either engine."""
     session.connection().execute(_insert_ignoring(session.get_bind().dialect.name, table),
                                  values)
@@ -95,7 +95,7 @@ def _insert_ignoring(dialect: str, model: type[SQLModel]) -> sa.Insert:
 
 
 
-def find(session: Session, model: type[T], key: Any) -> T | None:
+def find(*, session: Session, model: type[T], key: Any) -> T | None:
     """The row of this primary key (a tuple for a composite one), or None."""
     return session.get(model, key)
 

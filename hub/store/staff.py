@@ -12,12 +12,12 @@ from hub.models import LoginThrottle, StaffUser, TokenVersion
 from hub.store.rows import add, insert_ignoring_duplicates, table_of
 
 
-def find_staff_user(session: Session, *, username: str) -> StaffUser | None:
+def find_staff_user(*, session: Session, username: str) -> StaffUser | None:
     """The staff user of this exact username, active or not."""
     return session.exec(select(StaffUser).where(StaffUser.username == username)).first()
 
 
-def change_staff_user(session: Session, *, user: StaffUser, active: bool | None = None,
+def change_staff_user(*, session: Session, user: StaffUser, active: bool | None = None,
                       password_hash: str | None = None) -> StaffUser:
     """Disable or enable a user, or set their password; each voids their tokens."""
     if active is not None:
@@ -26,18 +26,18 @@ def change_staff_user(session: Session, *, user: StaffUser, active: bool | None 
         user.password_hash = password_hash
     session.add(user)
     session.flush()
-    revoke_tokens(session, subject=token_subject("staff", user.username))
+    revoke_tokens(session=session, subject=token_subject("staff", user.username))
     return user
 
 
-def add_staff_user(session: Session, *, username: str, password_hash: str,
+def add_staff_user(*, session: Session, username: str, password_hash: str,
                    roles: Sequence[str], now: datetime) -> StaffUser:
     """Create a staff user; Conflict when the username is taken."""
-    return add(session, StaffUser(username=username, password_hash=password_hash,
-                                  roles=sorted(set(roles)), created_at=now))
+    return add(session=session, row=StaffUser(username=username, password_hash=password_hash,
+                                              roles=sorted(set(roles)), created_at=now))
 
 
-def list_staff_users(session: Session) -> list[StaffUser]:
+def list_staff_users(*, session: Session) -> list[StaffUser]:
     return list(session.exec(select(StaffUser).order_by(col(StaffUser.username))).all())
 
 
@@ -46,38 +46,38 @@ def token_subject(typ: str, subject: str) -> str:
     return f"{typ}:{subject}"
 
 
-def token_version(session: Session, *, subject: str) -> int:
+def token_version(*, session: Session, subject: str) -> int:
     row = session.get(TokenVersion, subject)
     return row.version if row else 0
 
 
-def revoke_tokens(session: Session, *, subject: str) -> None:
+def revoke_tokens(*, session: Session, subject: str) -> None:
     """Void every token of ``subject`` issued so far (one atomic bump, any worker)."""
     table = table_of(TokenVersion)
-    insert_ignoring_duplicates(session, TokenVersion, subject=subject, version=0)
+    insert_ignoring_duplicates(session=session, table=TokenVersion, subject=subject, version=0)
     session.connection().execute(sa.update(table).where(table.c.subject == subject)
                                  .values(version=table.c.version + 1))
 
 
-def login_failures(session: Session, *, keys: Sequence[str]) -> list[LoginThrottle]:
+def login_failures(*, session: Session, keys: Sequence[str]) -> list[LoginThrottle]:
     """The failure counts of these throttle keys (those that have any)."""
     return list(session.exec(select(LoginThrottle).where(col(LoginThrottle.key).in_(keys))))
 
 
-def count_login_failure(session: Session, *, keys: Sequence[str], now: datetime,
+def count_login_failure(*, session: Session, keys: Sequence[str], now: datetime,
                         forget_before: datetime) -> None:
     """One more failed log-in for each key (counted in the database: workers share it); a
     run whose last failure is older than ``forget_before`` starts again at one."""
     table = table_of(LoginThrottle)
     for key in keys:
-        insert_ignoring_duplicates(session, LoginThrottle, key=key, failures=0)
+        insert_ignoring_duplicates(session=session, table=LoginThrottle, key=key, failures=0)
         session.connection().execute(sa.update(table).where(table.c.key == key).values(
             failures=sa.case((table.c.last_failure_at < forget_before, 1),
                              else_=table.c.failures + 1),
             last_failure_at=now))
 
 
-def clear_login_failures(session: Session, *, keys: Sequence[str]) -> None:
+def clear_login_failures(*, session: Session, keys: Sequence[str]) -> None:
     table = table_of(LoginThrottle)
     session.connection().execute(sa.delete(table).where(table.c.key.in_(list(keys))))
 

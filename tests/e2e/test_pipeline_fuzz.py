@@ -264,7 +264,7 @@ def test_fuzz_never_stops_the_pipeline(running_hub: Hub, caplog: pytest.LogCaptu
     assert wrong == []
     assert postings(hub) == postings_before, "fuzz moved money"
     with Session(hub.engine) as session:
-        assert money.verify(session) == []
+        assert money.verify(session=session) == []
     assert growth < MAX_RSS_GROWTH_MB, f"the hub process grew by {growth:.0f} MB"
     assert unknown == [], f"HUB_FUZZ_SEED={SEED}: the hub failed on messages:\n" + "\n".join(
         unknown[:20])

@@ -188,7 +188,7 @@ def test_two_hubs_take_hundreds_of_payments_without_internal_or_overspend(
     assert all(len(ids) == 1 for ids in by_key.values())  # a retry: the first answer
     assert min(taken) > 0, taken  # both hubs decided payments
     with Session(engine) as session:
-        assert money.verify(session) == []
+        assert money.verify(session=session) == []
         wallets = session.exec(select(Account).where(Account.kind == "wallet")).all()
         assert all(w.balance >= 0 for w in wallets)
         approved = session.exec(select(LedgerTransaction).where(

@@ -1180,7 +1180,7 @@ def test_a_superseded_phone_key_stays_revoked_for_offline_locks_until_it_expires
     # Once the superseded key has expired, no lock would accept it anyway: off the list.
     with Session(engine) as session:
         later = datetime.fromisoformat(first.json()["exp"]) + timedelta(seconds=1)
-        assert first.json()["jti"] not in guests.revoked_key_ids(session, now=later)
+        assert first.json()["jti"] not in guests.revoked_key_ids(session=session, now=later)
 
 
 def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient,

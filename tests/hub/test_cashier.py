@@ -56,7 +56,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 def verify(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return money.verify(session)
+        return money.verify(session=session)
 
 
 def count(engine: Engine, model: type) -> int:
@@ -287,7 +287,7 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
     try:
         with session_scope(engine) as session:
             wallet = session.get(Account, WALLET)
-            clearing = money.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+            clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
             held_balance = wallet.balance
             legs = sorted([(wallet.id, 500), (clearing.id, -500)], reverse=True)
             txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True,
@@ -295,7 +295,7 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
                                     account_id=wallet.id, idempotency_scope="api",
                                     idempotency_key="order-test", fingerprint="f",
                                     created_at=utcnow())
-            balances = money.post(session, txn=txn, legs=legs, balance_after_of=wallet.id)
+            balances = money.post(session=session, txn=txn, legs=legs, balance_after_of=wallet.id)
             # What the session holds agrees with what it wrote, without a refresh.
             assert wallet.balance == balances[wallet.id] == held_balance + 500
             assert txn.balance_after == held_balance + 500
@@ -325,13 +325,13 @@ def test_payments_work_on_a_sqlite_without_returning(engine: Engine,
     # the conditional UPDATE, without RETURNING to say so.
     with pytest.raises(money.Overdrawn), session_scope(engine) as session:
         wallet = session.get(Account, WALLET)
-        clearing = money.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+        clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
         txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.CHARGE,
                                 approved=True, reason="ok", text="x", amount=9_000,
                                 currency="USD", account_id=wallet.id, idempotency_scope="api",
                                 idempotency_key="overdraw", fingerprint="f",
                                 created_at=utcnow())
-        money.post(session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
+        money.post(session=session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
     assert balance(engine, WALLET) == 8_500
     assert verify(engine) == []
 
@@ -414,4 +414,4 @@ def test_a_pin_lock_alerts_staff_once_and_shows_in_the_policy(engine: Engine) ->
     assert (alert.guest_id, alert.device_id, alert.reason) == ("guest-01", "pos-cafe-1",
                                                               "pin_locked")
     with Session(engine) as session:
-        assert guests.pin_failures_of(session, guest_id="guest-01") == 5
+        assert guests.pin_failures_of(session=session, guest_id="guest-01") == 5

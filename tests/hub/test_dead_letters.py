@@ -19,9 +19,10 @@ def test_only_the_newest_are_kept(tmp_path: Path) -> None:
     init_db(engine)
     for n in range(1, 351):
         with session_scope(engine) as session:
-            events.record_dead_letter(session, topic="t", payload=str(n).encode(), error="e",
-                                    received_at=utcnow(), now=utcnow(), worker="main",
-                                    keep=100)
+            events.record_dead_letter(session=session, topic="t", payload=str(n).encode(),
+                                      error="e",
+                                      received_at=utcnow(), now=utcnow(), worker="main",
+                                      keep=100)
     with Session(engine) as session:
         count = session.exec(select(func.count()).select_from(DeadLetter)).one()
         newest = session.exec(select(func.max(DeadLetter.id))).one()

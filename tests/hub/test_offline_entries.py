@@ -82,8 +82,8 @@ class Key:
         with session_scope(engine) as session:
             credential = session.get(Credential, credential_id)
             assert credential is not None
-            guests.record_phone_key(session, credential=credential, jti=self.jti,
-                                  expires_at=exp, now=NOW - timedelta(days=1))
+            guests.record_phone_key(session=session, credential=credential, jti=self.jti,
+                                    expires_at=exp, now=NOW - timedelta(days=1))
 
     def shown(self, at: datetime, *, lock: str = LOCK, challenge: str | None = None,
               phone: ec.EllipticCurvePrivateKey | None = None) -> PhoneKeyCredential:
@@ -261,7 +261,7 @@ def test_a_key_superseded_before_the_entry_alerts(engine: Engine) -> None:
     old = stay_key(engine)
     stay_key(engine)  # a new key for the same credential supersedes it, a day ago
     with Session(engine) as session:
-        assert guests.key_revoked_at(session, jti=old.jti) == NOW - timedelta(days=1)
+        assert guests.key_revoked_at(session=session, jti=old.jti) == NOW - timedelta(days=1)
     at = NOW - timedelta(minutes=10)
     out = upload(engine, event_id="old-key", ts=at, credential=old.shown(at), ref=old.jti)
     assert_alerted(out, "credential_revoked")

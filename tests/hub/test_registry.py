@@ -114,8 +114,8 @@ def test_a_cancelled_entitlement_and_a_disabled_device_take_effect_at_once(
 def test_state_changes_do_not_empty_the_cache(engine: Engine) -> None:
     before = version(engine)
     with session_scope(engine) as session:
-        devices.record_device_seen(session, device_id=LOCK, now=utcnow(), online=True,
-                                battery_pct=80, firmware="2.0")
+        devices.record_device_seen(session=session, device_id=LOCK, now=utcnow(), online=True,
+                                   battery_pct=80, firmware="2.0")
         credential = session.exec(select(Credential)).first()
         assert credential is not None
         credential.pin_failures += 1  # a wrong PIN is state, not registry

@@ -137,3 +137,22 @@ def test_the_walk_lets_the_unit_of_work_and_other_gets_be() -> None:
               "import sqlalchemy as sa\n"
               "index = sa.Index('i', 'c', sqlite_where=sa.text('c IS NULL'))\n")
     assert queries_in(source, "x.py") == []
+
+
+def test_store_functions_take_keywords_only() -> None:
+    """Every function of the store that takes a session takes all its arguments by keyword
+    (``(*, session, ...)``), so a call reads as what it asks for."""
+    found: list[str] = []
+    for path in sorted((HUB / "store").glob("*.py")):
+        if path.name == "registry.py":  # a class: its methods take the session first
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            names = [a.arg for a in (*node.args.posonlyargs, *node.args.args)]
+            taking_session = "session" in names or \
+                "session" in [a.arg for a in node.args.kwonlyargs]
+            if taking_session and names:
+                found.append(f"hub/store/{path.name}:{node.lineno}: "
+                             f"{node.name}({', '.join(names)}, ...)")
+    assert found == []

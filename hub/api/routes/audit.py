@@ -18,5 +18,6 @@ def list_audit(session: SessionDep, actor: str | None = None, action: str | None
                target: str | None = None, limit: Limit = 100,
                offset: Offset = 0) -> list[AuditEntry]:
     """Entries newest first, by exact actor (a username or guest:<id>), action or target."""
-    return events.list_audit(session, actor=actor, action=action, target=target, limit=limit,
-                           offset=offset)
+    return events.list_audit(session=session, actor=actor, action=action, target=target,
+                             limit=limit,
+                             offset=offset)

@@ -49,9 +49,9 @@ router = APIRouter(prefix="/credentials", tags=["credentials"])
 def _own_credential(session: Session, caller: Principal, credential_id: str) -> Credential:
     """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
     if caller.typ == "guest":
-        credential = rows.find(session, Credential, credential_id)
+        credential = rows.find(session=session, model=Credential, key=credential_id)
         ensure_own(caller, credential.guest_id if credential else None)
-    return rows.get(session, Credential, credential_id)
+    return rows.get(session=session, model=Credential, key=credential_id)
 
 
 @router.get("", response_model=list[CredentialPublic],
@@ -61,19 +61,20 @@ def list_credentials(session: SessionDep, guest_id: str | None = None,
                      limit: Limit = 100, offset: Offset = 0) -> list[Credential]:
     if identifier and kind is CredentialKind.WRISTBAND:
         identifier = identifier.upper()  # UIDs are stored in upper-case hex
-    return guests.list_credentials(session, guest_id=guest_id, kind=kind, identifier=identifier,
-                                 limit=limit, offset=offset)
+    return guests.list_credentials(session=session, guest_id=guest_id, kind=kind,
+                                   identifier=identifier,
+                                   limit=limit, offset=offset)
 
 
 @router.post("", response_model=CredentialPublic, status_code=status.HTTP_201_CREATED,
              dependencies=[require_roles(ADMIN, STAFF)])
 def issue_credential(body: CredentialCreate, session: SessionDep, audit: AuditDep) -> Credential:
     """Bind a wristband (by its UID) or a new phone key to a guest."""
-    rows.require(session, Guest, body.guest_id, "guest_id")
+    rows.require(session=session, model=Guest, key=body.guest_id, field="guest_id")
     data = body.model_dump()
     if data["identifier"] is None:
         data["identifier"] = f"pk-{secrets.token_hex(12)}"
-    credential = rows.add(session, Credential.model_validate(data))
+    credential = rows.add(session=session, row=Credential.model_validate(data))
     audit.record("credential.create", f"credential:{credential.id}", data)
     return credential
 
@@ -102,13 +103,13 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
                             detail='a guest may only report a credential lost: {"status": "lost"}')
     if "status" in changes and changes["status"] != credential.status:
         changes["status_changed_at"] = utcnow()
-    updated = rows.update(session, credential, changes)
+    updated = rows.update(session=session, row=credential, changes=changes)
     audit.record("credential.update", f"credential:{credential_id}", changes)
     if updated.kind is CredentialKind.PHONE_KEY and changes.get("status") in (
             CredentialStatus.LOST, CredentialStatus.REVOKED):
         # A lost phone holds the guest's app, its token and its broker login: both stop now
         # (the guest's new phone asks for a new login).
-        staff.revoke_tokens(session, subject=staff.token_subject("guest", updated.guest_id))
+        staff.revoke_tokens(session=session, subject=staff.token_subject("guest", updated.guest_id))
         broker_logins.reissue(session, guest_username(updated.guest_id))
     if updated.key_jti is not None and "status" in changes:
         publish_key_material(session, request, tasks)
@@ -131,13 +132,13 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
     if credential.status is not CredentialStatus.ACTIVE:
         raise errors.Conflict(f"credential {credential_id!r} is {credential.status.value}")
     now = utcnow()
-    grants = [e for e in guests.entitlements_of(session, guest_id=credential.guest_id)
+    grants = [e for e in guests.entitlements_of(session=session, guest_id=credential.guest_id)
               if e.status is EntitlementStatus.ACTIVE and e.valid_until > now]
     if not grants:
         raise errors.Conflict("the guest holds no current ticket or stay to put in a key")
     zones = sorted({z for e in grants for z in e.zone_ids})
     nbf, exp = min(e.valid_from for e in grants), max(e.valid_until for e in grants)
-    venue = rows.get(session, Zone, zones[0]).venue_id
+    venue = rows.get(session=session, model=Zone, key=zones[0]).venue_id
     keys = request.app.state.signing_keys
     try:
         token, jti = phone_keys.issue_phone_key(
@@ -147,7 +148,8 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
     except ValueError as exc:
         raise errors.Invalid(str(exc)) from exc
     superseded = credential.key_jti
-    guests.record_phone_key(session, credential=credential, jti=jti, expires_at=exp, now=now)
+    guests.record_phone_key(session=session, credential=credential, jti=jti, expires_at=exp,
+                            now=now)
     if superseded is not None:  # locks deciding offline must learn the old key is void
         publish_key_material(session, request, tasks)
     kid = phone_keys.current_signing_key(keys, now).kid

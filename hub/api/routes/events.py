@@ -46,9 +46,10 @@ def list_events(
         before_id = int(cursor)
     if since and until and until <= since:
         raise HTTPException(422, "until must be after since")
-    rows = events.list_events(session, guest_id=guest_id, device_id=device_id, zone_id=zone_id,
-                            outcome=outcome, reason=reason, since=since, until=until,
-                            before_id=before_id, limit=limit + 1)
+    rows = events.list_events(session=session, guest_id=guest_id, device_id=device_id,
+                              zone_id=zone_id,
+                              outcome=outcome, reason=reason, since=since, until=until,
+                              before_id=before_id, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [EventPublic.model_validate(r) for r in rows]

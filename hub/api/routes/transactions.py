@@ -42,16 +42,17 @@ def list_transactions(session: SessionDep,
     """
     guest_id = own_guest_filter(caller, guest_id)
     if caller.typ == "guest" and account_id is not None:
-        account = rows.find(session, Account, account_id)
+        account = rows.find(session=session, model=Account, key=account_id)
         ensure_own(caller, account.guest_id if account else None)
-    return money.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
-                               offset=offset)
+    return money.transactions(session=session, guest_id=guest_id, account_id=account_id,
+                              limit=limit,
+                              offset=offset)
 
 
 @router.get("/{transaction_id}", response_model=TransactionPublic,
             dependencies=[require_roles(*GUEST_DATA_READERS)])
 def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransaction:
-    return rows.get(session, LedgerTransaction, transaction_id)
+    return rows.get(session=session, model=LedgerTransaction, key=transaction_id)
 
 
 @router.post("/{transaction_id}/refunds", response_model=TransactionPublic,
@@ -64,7 +65,7 @@ def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge:
     have none there.
     """
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-        original = rows.get(session, LedgerTransaction, transaction_id)
+        original = rows.get(session=session, model=LedgerTransaction, key=transaction_id)
         return cashier.refund(session, original=original, amount=body.amount,
                               key=body.idempotency_key, actor=audit.principal.name,
                               now=utcnow())
