@@ -58,7 +58,7 @@ from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
-from hub.store import events
+from hub.store import events, rows
 from hub.store.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -501,12 +501,7 @@ class Bridge:
         return self._internal(item)
 
     def _database_answers(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return True
-        except Exception:
-            return False
+        return rows.database_answers(engine=self.engine)
 
     def _wait_for_database(self, exc: BaseException) -> None:
         self.counters["database_waits"] += 1

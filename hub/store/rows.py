@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from hub.models import Device, Venue
@@ -110,3 +111,13 @@ def ids_like(*, session: Session, model: type[SQLModel], pattern: str) -> set[st
 def insert_many(*, session: Session, model: type[SQLModel], values: list[dict[str, Any]]) -> None:
     """One bulk INSERT of many rows, outside the unit of work (and its registry bump)."""
     session.connection().execute(sa.insert(table_of(model)), values)
+
+
+def database_answers(*, engine: Engine) -> bool:
+    """Whether the database takes a connection and answers a trivial statement."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:
+        return False

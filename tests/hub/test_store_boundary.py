@@ -3,7 +3,7 @@
 Walks the syntax tree of every module under hub/ outside the store and fails, naming
 file:line, on what builds or runs a query: importing select/update/delete/insert/text
 from sqlmodel or sqlalchemy (or their submodules), calling them through ``sa.``, and
-calling exec/execute/scalar/scalars/query on anything, or ``get`` on a session.
+calling exec/execute/exec_driver_sql/scalar/scalars/query on anything, or ``get`` on a session.
 Services may still own the unit of work: add, flush, commit, refresh, begin_nested.
 """
 
@@ -23,7 +23,7 @@ SETUP = {"db.py"}
 AUTOMATIONS = {"automations.py", "automation_store.py", "automation_runner.py",
                "api/routes/automations.py", "occurrences.py", "scheduler.py"}
 QUERY_BUILDERS = {"select", "update", "delete", "insert", "text"}
-QUERY_RUNNERS = {"exec", "execute", "scalar", "scalars", "query"}
+QUERY_RUNNERS = {"exec", "execute", "exec_driver_sql", "scalar", "scalars", "query"}
 SQL_MODULES = ("sqlmodel", "sqlalchemy")
 
 
@@ -119,6 +119,7 @@ def test_the_store_imports_no_decision_service_or_api() -> None:
      "calls session.connection.execute()"),
     ("import sqlalchemy as sa\nq = sa.update(T)\n", "builds sa.update()"),
     ("def f(db):\n    return db.scalars(q)\n", "calls db.scalars()"),
+    ("def f(conn):\n    conn.exec_driver_sql('SELECT 1')\n", "calls conn.exec_driver_sql()"),
     ("def f(s):\n    return s.get(A, 1)\n", "calls s.get()"),
     ("import sqlalchemy as sa\nq = f(sa.text('x'))\n", "builds sa.text()"),
 ])
