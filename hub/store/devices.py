@@ -116,6 +116,7 @@ def list_devices(
     *, session: Session, venue_id: str | None, kind: str | None, zone_id: str | None,
     limit: int, offset: int,
 ) -> list[Device]:
+    """A page of devices not deleted, filtered by venue, kind and zone."""
     filters = [col(Device.deleted_at).is_(None), *(c for c in (
         Device.venue_id == venue_id if venue_id else None,
         Device.kind == kind if kind else None,
@@ -127,6 +128,7 @@ def list_devices(
 def list_zones(
     *, session: Session, venue_id: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Zone]:
+    """A page of zones, filtered by venue and kind."""
     filters = [c for c in (
         Zone.venue_id == venue_id if venue_id else None,
         Zone.kind == kind if kind else None,
@@ -135,6 +137,7 @@ def list_zones(
 
 
 def list_venues(*, session: Session, limit: int, offset: int) -> list[Venue]:
+    """A page of venues not deleted."""
     return page(session=session, model=Venue, filters=[col(Venue.deleted_at).is_(None)],
                 limit=limit,
                 offset=offset)

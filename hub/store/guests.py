@@ -172,6 +172,7 @@ def entitlements_of(*, session: Session, guest_id: str) -> list[Entitlement]:
 
 
 def list_guests(*, session: Session, q: str | None, limit: int, offset: int) -> list[Guest]:
+    """A page of guests whose name, display name or email contains ``q``."""
     filters = []
     if q:
         # Escape LIKE's wildcards: a search for "%" finds a "%", not every guest.
@@ -187,6 +188,7 @@ def list_credentials(
     *, session: Session, guest_id: str | None, kind: str | None, identifier: str | None,
     limit: int, offset: int,
 ) -> list[Credential]:
+    """A page of credentials, filtered by guest, kind and identifier."""
     filters = [c for c in (
         Credential.guest_id == guest_id if guest_id else None,
         Credential.kind == kind if kind else None,
@@ -198,6 +200,7 @@ def list_credentials(
 def list_entitlements(
     *, session: Session, guest_id: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Entitlement]:
+    """A page of entitlements, filtered by guest and kind."""
     filters = [c for c in (
         Entitlement.guest_id == guest_id if guest_id else None,
         Entitlement.kind == kind if kind else None,

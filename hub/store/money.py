@@ -267,6 +267,7 @@ def transactions(*, session: Session, guest_id: str | None = None,
 
 
 def postings_of(*, session: Session, account_id: str) -> list[Posting]:
+    """The account's postings, oldest first."""
     return list(session.exec(select(Posting).where(Posting.account_id == account_id)
                              .order_by(col(Posting.id))).all())
 

@@ -38,6 +38,7 @@ def add_staff_user(*, session: Session, username: str, password_hash: str,
 
 
 def list_staff_users(*, session: Session) -> list[StaffUser]:
+    """Every staff user, by username."""
     return list(session.exec(select(StaffUser).order_by(col(StaffUser.username))).all())
 
 
@@ -47,6 +48,7 @@ def token_subject(typ: str, subject: str) -> str:
 
 
 def token_version(*, session: Session, subject: str) -> int:
+    """The version a token of ``subject`` must carry to be valid (0: never voided)."""
     row = session.get(TokenVersion, subject)
     return row.version if row else 0
 
@@ -78,6 +80,7 @@ def count_login_failure(*, session: Session, keys: Sequence[str], now: datetime,
 
 
 def clear_login_failures(*, session: Session, keys: Sequence[str]) -> None:
+    """Forget the failed log-ins of these throttle keys (a log-in succeeded)."""
     table = table_of(LoginThrottle)
     session.connection().execute(sa.delete(table).where(table.c.key.in_(list(keys))))
 
