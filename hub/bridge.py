@@ -48,7 +48,6 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
-from hub import crud
 from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
@@ -59,7 +58,8 @@ from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
-from hub.registry import Registry
+from hub.store import events, rows
+from hub.store.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -493,19 +493,15 @@ class Bridge:
             log.error("dead letter %d: could not process a message on %r (%s)", count,
                       item.topic, type(exc).__name__, exc_info=exc if count <= 10 else None)
         error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-        crud.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
-                                error=error, received_at=item.received_at, now=self.clock(),
-                                worker=self.settings.worker_name,
-                                keep=self.settings.dead_letters_kept)
+        events.record_dead_letter(session=session, topic=item.topic,
+                                  payload=redact_pins(item.payload),
+                                  error=error, received_at=item.received_at, now=self.clock(),
+                                  worker=self.settings.worker_name,
+                                  keep=self.settings.dead_letters_kept)
         return self._internal(item)
 
     def _database_answers(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return True
-        except Exception:
-            return False
+        return rows.database_answers(engine=self.engine)
 
     def _wait_for_database(self, exc: BaseException) -> None:
         self.counters["database_waits"] += 1

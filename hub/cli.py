@@ -343,8 +343,8 @@ def ledger_verify(
     """Check every ledger invariant; exit 1 and list them when any is broken."""
     from sqlmodel import Session
 
-    from hub import ledger
     from hub.db import create_db_engine
+    from hub.store import money
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and not (settings.data_dir / "hub.db").exists() \
@@ -353,8 +353,8 @@ def ledger_verify(
         raise typer.Exit(2)
     engine = create_db_engine(settings.database)
     with Session(engine) as session:
-        problems = ledger.verify(session)
-        counts = ledger.counts(session)
+        problems = money.verify(session=session)
+        counts = money.counts(session=session)
     engine.dispose()
     for problem in problems:
         console.print(f"[red]✗[/red] {problem}")
@@ -401,10 +401,10 @@ def user_add(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """Add a staff user who logs in to the REST API (POST /api/v1/auth/token)."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.security import STAFF_ROLES, hash_secret
+    from hub.store import errors, events, staff
 
     if not _USERNAME.fullmatch(name):
         console.print(f"[red]bad username {escape(repr(name))}:[/red] "
@@ -429,12 +429,14 @@ def user_add(
         init_db(engine)
         now = utcnow()
         with session_scope(engine) as session:
-            crud.add_staff_user(session, username=name, password_hash=hash_secret(password),
-                                roles=role, now=now)
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
-                              target=f"user:{name}", detail={"roles": sorted(set(role))},
-                              source="cli", at=now)
-    except crud.Conflict:
+            staff.add_staff_user(session=session, username=name,
+                                 password_hash=hash_secret(password),
+                                 roles=role, now=now)
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.add",
+                                target=f"user:{name}", detail={"roles": sorted(set(role))},
+                                source="cli", at=now)
+    except errors.Conflict:
         console.print(f"[red]user {escape(name)} already exists[/red]")
         raise typer.Exit(1) from None
     finally:
@@ -448,8 +450,8 @@ def user_list(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """List the staff users, their roles and whether they may log in."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
+    from hub.store import staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and settings.database_url is None \
@@ -460,7 +462,7 @@ def user_list(
     try:
         init_db(engine)  # a database from before staff users existed gets the table
         with session_scope(engine) as session:
-            users = crud.list_staff_users(session)
+            users = staff.list_staff_users(session=session)
     finally:
         engine.dispose()
     table = Table("username", "roles", "active", "created")
@@ -472,27 +474,28 @@ def user_list(
 
 def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
                  active: bool | None = None, password: str | None = None) -> None:
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
     from hub.security import hash_secret
+    from hub.store import events, staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            user = crud.find_staff_user(session, username=name)
+            user = staff.find_staff_user(session=session, username=name)
             if user is None:
                 console.print(f"[red]no user {escape(name)}[/red]")
                 raise typer.Exit(2)
-            crud.change_staff_user(session, user=user, active=active,
-                                   password_hash=hash_secret(password) if password else None)
+            staff.change_staff_user(session=session, user=user, active=active,
+                                    password_hash=hash_secret(password) if password else None)
             detail: dict[str, object] = {"password_changed": True} if password else {}
             if active is not None:
                 detail["active"] = active
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
-                              target=f"user:{name}", detail=detail, source="cli", at=utcnow())
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.change",
+                                target=f"user:{name}", detail=detail, source="cli", at=utcnow())
     finally:
         engine.dispose()
 
@@ -560,25 +563,26 @@ def venue_policy(
     database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
 ) -> None:
     """Show or set a venue's security policy (as PUT /venues/{id}/security-policy)."""
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import Venue, utcnow
+    from hub.store import events, rows
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            venue = session.get(Venue, venue_id)
+            venue = rows.find(session=session, model=Venue, key=venue_id)
             if venue is None:
                 console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
                 raise typer.Exit(2)
             if allow_plain_uid is not None and allow_plain_uid != venue.allow_plain_uid:
-                crud.update(session, venue, {"allow_plain_uid": allow_plain_uid})
-                crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                                  action="venue.security_policy", target=f"venue:{venue_id}",
-                                  detail={"allow_plain_uid": allow_plain_uid}, source="cli",
-                                  at=utcnow())
+                rows.update(session=session, row=venue,
+                            changes={"allow_plain_uid": allow_plain_uid})
+                events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                    action="venue.security_policy", target=f"venue:{venue_id}",
+                                    detail={"allow_plain_uid": allow_plain_uid}, source="cli",
+                                    at=utcnow())
             allowed = venue.allow_plain_uid
     finally:
         engine.dispose()
@@ -601,7 +605,7 @@ def telemetry_purge(
     """Delete telemetry older than the retention period (a running hub also does it daily)."""
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
-    from hub.privacy import purge_telemetry
+    from hub.store.events import purge_telemetry
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -609,7 +613,7 @@ def telemetry_purge(
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            gone = purge_telemetry(session, now=utcnow(), days=keep)
+            gone = purge_telemetry(session=session, now=utcnow(), days=keep)
     finally:
         engine.dispose()
     console.print(f"purged {gone} telemetry rows older than {keep} days")
@@ -631,10 +635,10 @@ def guest_erase(
     Irreversible. Phone keys revoked here reach offline locks when the hub next
     publishes its revocation list (at start, or at the next revocation).
     """
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.privacy import erase_guest
+    from hub.store import errors, events
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -647,11 +651,11 @@ def guest_erase(
         with session_scope(engine) as session:
             report = erase_guest(session, guest_id=guest_id, now=now)
             # Counts and the pseudonym only: the audit log must not keep what was erased.
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                              action="guest.erase", target=f"guest:{guest_id}",
-                              detail=report.model_dump(exclude={"guest_id"}), source="cli",
-                              at=now)
-    except crud.NotFound:
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="guest.erase", target=f"guest:{guest_id}",
+                                detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                                at=now)
+    except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
         raise typer.Exit(1) from None
     finally:

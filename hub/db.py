@@ -17,8 +17,8 @@ from sqlmodel import Session
 from hub import (
     migrate,
     models,  # noqa: F401  (registers the tables on SQLModel.metadata)
-    registry,  # every process bumps the registry's version on changes to it
 )
+from hub.store import registry  # every process bumps the registry's version on changes to it
 
 T = TypeVar("T")
 

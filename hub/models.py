@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, Session, SQLModel
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -99,6 +99,15 @@ class EntitlementStatus(StrEnum):
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"
+
+
+class Effect(StrEnum):
+    """What an allowed entry changes in the zone's state (decided by hub.entry, applied by
+    the store)."""
+
+    NONE = "none"
+    ENTER = "enter"
+    EXIT = "exit"
 
 
 class AccountKind(StrEnum):
@@ -566,12 +575,6 @@ class Wearable(SQLModel, table=True):
     guest_id: str = Field(foreign_key="guest.id", index=True)
     paired_at: datetime = _ts(default_factory=utcnow)
     unpaired_at: datetime | None = _ts(default=None)
-
-    @classmethod
-    def current_wearer(cls, session: Session, device_id: str) -> Wearable | None:
-        """The open pairing of ``device_id`` (who wears it now); None when nobody does."""
-        return session.exec(select(cls).where(
-            cls.device_id == device_id, col(cls.unpaired_at).is_(None))).first()
 
 
 class RunStatus(StrEnum):

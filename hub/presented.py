@@ -108,9 +108,10 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
 def _claimed(token: str) -> tuple[str, str | None]:
     """The (key jti, credential id) a phone key that failed verification claims to be.
 
-    Unverified, so it only names whom the attempt imitates: ``crud.authenticate`` counts it
-    as that guest's only when the jti is the one their credential carries now, which only
-    someone who saw the guest's real key knows (a replayed or tampered key, a revoked one).
+    Unverified, so it only names whom the attempt imitates:
+    ``credential_checks.authenticate`` counts it as that guest's only when the jti is the
+    one their credential carries now, which only someone who saw the guest's real key
+    knows (a replayed or tampered key, a revoked one).
     """
     try:
         claims = jwt.decode(token, options={"verify_signature": False})

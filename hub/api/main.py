@@ -34,8 +34,8 @@ from hub.api.routes import (
 from hub.api.routes import automations as automation_routes
 from hub.automations.rules import RuleError
 from hub.config import Settings
-from hub.crud import Conflict, Invalid, NotFound
 from hub.db import Contended
+from hub.store.errors import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
 # The only routes anyone may call without a token: locks read keys and revocations offline.

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from hub import crud
 from hub.automations.facts import Facts
 from hub.automations.occurrence import Occurrence
 from hub.automations.rules import Rule
@@ -26,6 +25,7 @@ from hub.models import (
     ZoneKind,
 )
 from hub.store import automations as store
+from hub.store import devices, guests
 
 ROOM_APPLIANCES = (DeviceKind.THERMOSTAT, DeviceKind.LIGHT, DeviceKind.DISPLAY,
                    DeviceKind.FRIDGE_DISPLAY)
@@ -53,12 +53,12 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     guest_id = occurrence.guest_id
     worn = None
     if guest_id is None and device is not None:  # a wearable's readings are its wearer's
-        worn = Wearable.current_wearer(session, device.id)
+        worn = guests.current_wearer(session=session, device_id=device.id)
         guest_id = worn.guest_id if worn else None
     guest = store.guest(session=session, guest_id=guest_id) if guest_id else None
     consents = store.granted_purposes(session=session, guest_id=guest.id) if guest \
         else frozenset()
-    tz = ZoneInfo(crud.venue_timezone(session, venue_id=occurrence.venue))
+    tz = ZoneInfo(devices.venue_timezone(session=session, venue_id=occurrence.venue))
 
     def prefs_row() -> GuestPreferences | None:
         return store.preferences(session=session, guest_id=guest.id) if guest else None

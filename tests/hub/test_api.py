@@ -1406,8 +1406,8 @@ BIG = 2**63  # one past SQLite's largest INTEGER
 
 
 # Was a hub bug (fixed): the Offset query type (hub/api/deps.py:23) has no upper bound: an offset
-# >= 2**63 reaches SQLite and raises OverflowError -> 500 (hub/crud.py page(), hub/ledger.py
-# transactions())
+# >= 2**63 reaches SQLite and raises OverflowError -> 500 (hub/store/rows.py page(),
+# hub/store/money.py transactions())
 @pytest.mark.parametrize("resource", ["venues", "zones", "devices", "guests", "credentials",
                                       "entitlements", "guests/guest-01/credentials",
                                       "merchants", "accounts", "transactions"])
@@ -1417,7 +1417,7 @@ def test_huge_offset_is_422(raw: TestClient, resource: str) -> None:
 
 # Was a hub bug (fixed): hub/api/routes/events.py:33-35: str.isdigit() accepts what int() refuses
 # ('²', > 4300 digits: ValueError) and int() accepts what SQLite refuses (>= 2**63: OverflowError
-# at crud.py:281) -> 500
+# in hub/store/events.py list_events) -> 500
 @pytest.mark.parametrize("cursor", ["²", "9" * 5000, str(BIG), "9" * 30])
 def test_cursor_that_isdigit_but_not_a_cursor_is_422(raw: TestClient, cursor: str) -> None:
     r = raw.get(url("events"), params={"cursor": cursor})
@@ -1452,7 +1452,7 @@ def test_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str,
 
 # Was a hub bug (fixed): unbounded ints in hub/schemas.py (ZoneCreate/ZoneUpdate capacity and
 # occupancy, SpendingPolicyUpdate daily_limit and pin_threshold): values >= 2**63 reach SQLite ->
-# OverflowError -> 500 (hub/crud.py add/update, hub/api/routes/guests.py set_spending_policy
+# OverflowError -> 500 (hub/store/rows.py add/update, hub/api/routes/guests.py set_spending_policy
 # session.flush())
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("POST", "zones", {"id": "huge", "venue_id": VENUE_ID, "name": "Huge", "capacity": BIG}),
@@ -1490,7 +1490,7 @@ def test_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_body:
 
 
 # Was a hub bug (fixed): reference fields typed plain `str` in hub/schemas.py (venue_id, guest_id,
-# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); crud.require handed
+# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); rows.require handed
 # it to session.get and sqlite3 could not encode it: UnicodeEncodeError -> 500
 @pytest.mark.parametrize(("method", "path", "raw_body"), [
     pytest.param("POST", "zones", b'{"id": "z", "venue_id": "\\ud800", "name": "Z"}',
@@ -1529,7 +1529,7 @@ def test_device_merchant_of_another_venue_is_422(raw: TestClient, method: str) -
     assert r.json()["detail"].startswith("merchant_id:")
 
 
-# Was a hub bug (fixed): hub/crud.py:235-238 list_guests: q goes into LIKE unescaped, so '%' and
+# Was a hub bug (fixed): hub/store/guests.py list_guests: q goes into LIKE unescaped, so '%' and
 # '_' are wildcards ('%' lists every guest)
 @pytest.mark.parametrize("q", ["%", "_", "a%n"])
 def test_guest_search_treats_q_literally(raw: TestClient, q: str) -> None:

@@ -52,4 +52,4 @@ def test_the_pure_modules_touch_no_database(name: str) -> None:
         a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert not {m for m in imported
                 if m.split(".")[0] in ("sqlalchemy", "sqlmodel", "paho", "fastapi")
-                or m in ("hub.db", "hub.models", "hub.crud") or m.startswith("hub.store")}
+                or m in ("hub.db", "hub.models") or m.startswith("hub.store")}

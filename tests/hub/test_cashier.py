@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
     parse_reply,
 )
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.db import session_scope
 from hub.models import (
     Account,
@@ -36,6 +36,7 @@ from hub.models import (
     TransactionType,
     utcnow,
 )
+from hub.store import errors, guests, money
 from tests.hub.payments_helpers import (
     balance,
     demo_engine,
@@ -55,7 +56,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 def verify(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return ledger.verify(session)
+        return money.verify(session=session)
 
 
 def count(engine: Engine, model: type) -> int:
@@ -187,7 +188,7 @@ def test_refunds_never_exceed_the_charge(engine: Engine) -> None:
         same, again = cashier.refund(session, original=original, amount=500, key="r1",
                                      actor="staff", now=utcnow())
         assert same.id == part.id and again == []
-        with pytest.raises(cashier.crud.Conflict):
+        with pytest.raises(cashier.errors.Conflict):
             cashier.refund(session, original=original, amount=1_501, key="r2", actor="staff",
                            now=utcnow())
         rest, _ = cashier.refund(session, original=original, amount=None, key="r3",
@@ -286,7 +287,7 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
     try:
         with session_scope(engine) as session:
             wallet = session.get(Account, WALLET)
-            clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+            clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
             held_balance = wallet.balance
             legs = sorted([(wallet.id, 500), (clearing.id, -500)], reverse=True)
             txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True,
@@ -294,7 +295,7 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
                                     account_id=wallet.id, idempotency_scope="api",
                                     idempotency_key="order-test", fingerprint="f",
                                     created_at=utcnow())
-            balances = ledger.post(session, txn=txn, legs=legs, balance_after_of=wallet.id)
+            balances = money.post(session=session, txn=txn, legs=legs, balance_after_of=wallet.id)
             # What the session holds agrees with what it wrote, without a refresh.
             assert wallet.balance == balances[wallet.id] == held_balance + 500
             assert txn.balance_after == held_balance + 500
@@ -322,15 +323,15 @@ def test_payments_work_on_a_sqlite_without_returning(engine: Engine,
     assert not any("RETURNING" in s.upper() for s in statements)
     # A posting that would overdraw (a race the decision did not see) is still refused by
     # the conditional UPDATE, without RETURNING to say so.
-    with pytest.raises(ledger.Overdrawn), session_scope(engine) as session:
+    with pytest.raises(money.Overdrawn), session_scope(engine) as session:
         wallet = session.get(Account, WALLET)
-        clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+        clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
         txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.CHARGE,
                                 approved=True, reason="ok", text="x", amount=9_000,
                                 currency="USD", account_id=wallet.id, idempotency_scope="api",
                                 idempotency_key="overdraw", fingerprint="f",
                                 created_at=utcnow())
-        ledger.post(session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
+        money.post(session=session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
     assert balance(engine, WALLET) == 8_500
     assert verify(engine) == []
 
@@ -352,7 +353,7 @@ def test_check_out_edges_answer_and_keep_the_ledger_true(engine: Engine) -> None
     first = settle(engine, "folio-guest-01", "checkout-1")
     assert settle(engine, "folio-guest-01", "checkout-1").id == first.id
     # The key for another folio's check-out: a conflict, not a crash.
-    with pytest.raises(crud.Conflict):
+    with pytest.raises(errors.Conflict):
         settle(engine, "folio-guest-03", "checkout-1")
     # A refund of a settled folio's charge (it was a 500): to the guest's wallet
     # (tests/hub/test_refunds_after_check_out.py).
@@ -413,4 +414,4 @@ def test_a_pin_lock_alerts_staff_once_and_shows_in_the_policy(engine: Engine) ->
     assert (alert.guest_id, alert.device_id, alert.reason) == ("guest-01", "pos-cafe-1",
                                                               "pin_locked")
     with Session(engine) as session:
-        assert crud.pin_failures_of(session, guest_id="guest-01") == 5
+        assert guests.pin_failures_of(session=session, guest_id="guest-01") == 5

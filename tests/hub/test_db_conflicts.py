@@ -20,10 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub import cashier, ledger
+from hub import cashier
 from hub.db import Contended, create_db_engine, init_db, is_conflict, retry_conflicts
 from hub.demo import seed_demo
 from hub.models import Account, LedgerTransaction, TransactionType, utcnow
+from hub.store import money
 from tests.hub.conftest import who
 from tests.hub.payments_helpers import pay_message, send
 
@@ -113,7 +114,7 @@ def test_a_top_up_aborted_for_a_deadlock_is_done_once_not_a_500(
     assert response.status_code == 201, response.text
     with Session(engine) as s:
         assert s.get(Account, "wallet-guest-01").balance == before + 2_500  # type: ignore[union-attr]
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
     assert len(_topups(engine, "desk-1")) == 1
 
 
@@ -132,5 +133,5 @@ def test_a_refund_that_keeps_deadlocking_is_a_409_with_a_reason_and_moves_nothin
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "contended"
     with Session(engine) as s:
-        assert ledger.refunded_so_far(s, original_id=charge.id) == 0
-        assert ledger.verify(s) == []
+        assert money.refunded_so_far(session=s, original_id=charge.id) == 0
+        assert money.verify(session=s) == []

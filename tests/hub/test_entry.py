@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.contract import EntryReason
-from hub.entry import TEXTS, Effect, EntryContext, decide_entry
+from hub.entry import TEXTS, EntryContext, decide_entry
 from hub.models import (
     Credential,
     CredentialKind,
@@ -18,6 +18,7 @@ from hub.models import (
     Device,
     DeviceKind,
     Direction,
+    Effect,
     Entitlement,
     EntitlementKind,
     EntitlementStatus,

@@ -14,7 +14,8 @@ from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from hub import ledger, migrate
+from hub import migrate
+from hub.store import money
 from hub.db import create_db_engine, init_db
 from hub.migrate import BASELINE, SchemaError, State
 from hub.models import LedgerTransaction, Venue
@@ -147,7 +148,7 @@ def test_a_6722e8f_database_is_recognised_and_upgraded_with_its_data(
         assert len(session.exec(select(LedgerTransaction)).all()) == transactions
         venues = session.exec(select(Venue)).all()
         assert venues and all(v.enabled and v.deleted_at is None for v in venues)
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
     init_db(engine)  # and now a start goes on
 
 

@@ -28,7 +28,7 @@ from devices.contract import (
     parse_reply,
 )
 from devices.topics import Channel, device_topic
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.bridge import Bridge, _Inbound
 from hub.config import Settings
 from hub.db import session_scope
@@ -48,7 +48,9 @@ from hub.models import (
     Venue,
     utcnow,
 )
-from hub.registry import Registry
+from hub.store import events, guests, money, rows
+from hub.store.errors import Conflict
+from hub.store.registry import Registry
 from tests.hub.payments_helpers import balance, demo_engine, pay_message
 
 WALLET = "wallet-guest-01"
@@ -133,18 +135,18 @@ def test_two_concurrent_full_refunds_refund_once(engine: Engine,
     locked before the read. Now the second waits, sees the first's refund, and is told
     nothing is left."""
     charge = _charge(engine, 2_000)
-    real = ledger.refunded_so_far
+    real = money.refunded_so_far
     both_read = threading.Barrier(2)
 
-    def read_then_wait(session: Session, *, original_id: str) -> int:
-        value = real(session, original_id=original_id)
+    def read_then_wait(*, session: Session, original_id: str) -> int:
+        value = real(session=session, original_id=original_id)
         try:  # two staff at two desks press "refund" at the same moment
             both_read.wait(2)
         except threading.BrokenBarrierError:
             pass  # the other desk waits for this one's lock: it cannot read yet
         return value
 
-    monkeypatch.setattr(ledger, "refunded_so_far", read_then_wait)
+    monkeypatch.setattr(money, "refunded_so_far", read_then_wait)
     errors: list[BaseException] = []
 
     def desk(key: str) -> None:
@@ -162,10 +164,10 @@ def test_two_concurrent_full_refunds_refund_once(engine: Engine,
     for t in threads:
         t.join(30)
     with Session(engine) as s:
-        refunded = real(s, original_id=charge)
-        problems = ledger.verify(s)
+        refunded = real(session=s, original_id=charge)
+        problems = money.verify(session=s)
     assert refunded == 2_000 and problems == [], (refunded, errors, problems)
-    assert [type(e) for e in errors] == [crud.Conflict], errors
+    assert [type(e) for e in errors] == [Conflict], errors
 
 
 @pg_only
@@ -176,15 +178,15 @@ def test_check_out_racing_a_folio_charge_never_closes_it_owing(
     and stayed owed on a closed folio. Now the charge waits for the check-out and finds
     the folio closed."""
     _charge(engine, 3_000, account="folio")
-    real = ledger.clearing_of
+    real = money.clearing_of
     read_owed, charged = threading.Event(), threading.Event()
 
-    def owed_read_then_wait(session: Session, **kw: object) -> Account:
+    def owed_read_then_wait(*, session: Session, **kw: object) -> Account:
         read_owed.set()
         charged.wait(2)  # the tab waits for the folio's lock: it cannot land first now
-        return real(session, **kw)  # type: ignore[arg-type]
+        return real(session=session, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ledger, "clearing_of", owed_read_then_wait)
+    monkeypatch.setattr(money, "clearing_of", owed_read_then_wait)
     out: list[object] = []
 
     def desk() -> None:
@@ -196,7 +198,7 @@ def test_check_out_racing_a_folio_charge_never_closes_it_owing(
     t = threading.Thread(target=desk)
     t.start()
     assert read_owed.wait(10)
-    monkeypatch.setattr(ledger, "clearing_of", real)
+    monkeypatch.setattr(money, "clearing_of", real)
     tab: list[object] = []
 
     def bar() -> None:
@@ -212,7 +214,7 @@ def test_check_out_racing_a_folio_charge_never_closes_it_owing(
     with Session(engine) as s:
         folio = s.get(Account, "folio-guest-01")
         state = (folio.open, folio.balance)
-        problems = ledger.verify(s)
+        problems = money.verify(session=s)
     assert state == (False, 0) and problems == [], (state, out, tab, problems)
     assert tab == ["no_account"], tab  # the folio is closed: the bar must ask for another
 
@@ -263,7 +265,7 @@ def _two_workers(engine: Engine, tmp_path: Path, plans: list[list[tuple[str, str
 @pg_only
 def test_two_batches_over_the_same_merchants_do_not_deadlock(engine: Engine,
                                                                tmp_path: Path) -> None:
-    """ledger.post locks one payment's accounts in id order, but a batch is one transaction
+    """money.post locks one payment's accounts in id order, but a batch is one transaction
     holding every account its earlier messages touched, and the merchants' revenue
     accounts are shared: cafe-then-shop beside shop-then-cafe deadlocked, and the victim's
     batch was split and decided again message by message. Now a batch locks the revenue
@@ -278,7 +280,7 @@ def test_two_batches_over_the_same_merchants_do_not_deadlock(engine: Engine,
                  b.counters["dead_letters"]) for b in bridges]
     assert counters == [(0, 0, 0)] * 2, counters
     with Session(engine) as s:
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
 
 
 @pg_only
@@ -296,7 +298,7 @@ def test_a_deadlock_through_guests_wallets_retries_the_whole_batch(engine: Engin
     assert [(b.counters["batches_split"], b.counters["dead_letters"]) for b in bridges] \
         == [(0, 0)] * 2
     with Session(engine) as s:
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
 
 
 # ------------------------------------------------ a message failing after money moved
@@ -304,16 +306,16 @@ def test_a_deadlock_through_guests_wallets_retries_the_whole_batch(engine: Engin
 
 def test_a_payment_failing_after_its_postings_leaves_nothing_and_spares_its_batch(
         engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = crud.insert_event
+    real = events.insert_event
 
-    def failing(session: Session, values: dict) -> int:  # type: ignore[type-arg]
+    def failing(*, session: Session, values: dict) -> int:  # type: ignore[type-arg]
         if values["event_id"] == "poison":  # the balances, txn and postings are written
             if session.get_bind().dialect.name == "postgresql":  # aborts the transaction
                 session.connection().exec_driver_sql("SELECT 1/0")
             raise RuntimeError("boom")
-        return real(session, values)
+        return real(session=session, values=values)
 
-    monkeypatch.setattr(crud, "insert_event", failing)
+    monkeypatch.setattr(events, "insert_event", failing)
     bridge = Bridge(Settings(data_dir=tmp_path, broker_url=None), engine)
     answered: list[tuple[_Inbound, object]] = []
     monkeypatch.setattr(bridge, "_answer", answered.extend)
@@ -327,7 +329,7 @@ def test_a_payment_failing_after_its_postings_leaves_nothing_and_spares_its_batc
     with Session(engine) as s:
         assert s.exec(select(DeadLetter)).one()
         assert {e.event_id for e in s.exec(select(Event)).all()} >= {"good-1", "good-2"}
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
     assert balance(engine, WALLET) == 10_000 - 2_000
 
 
@@ -363,7 +365,7 @@ def test_a_folio_charge_past_the_credit_limit_is_declined(engine: Engine) -> Non
         declined = s.exec(select(LedgerTransaction).where(
             LedgerTransaction.reason == "credit_limit_exceeded")).all()
         assert len(declined) == 2 and not any(t.approved for t in declined)
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
 
 
 def _bare_charge(amount: int) -> LedgerTransaction:
@@ -377,15 +379,15 @@ def _bare_charge(amount: int) -> LedgerTransaction:
 def test_the_credit_limit_is_held_by_the_balance_update_itself(engine: Engine) -> None:
     """Whatever a decision read, the conditional UPDATE refuses a posting past the limit."""
     _folio_limits(engine, venue=None, folio=1_000)
-    with session_scope(engine) as s, pytest.raises(ledger.Overdrawn):
-        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
-        ledger.post(s, txn=_bare_charge(1_001),
-                    legs=[("folio-guest-01", -1_001), (revenue.id, 1_001)])
+    with session_scope(engine) as s, pytest.raises(money.Overdrawn):
+        revenue = money.revenue_of(session=s, merchant=s.get(Merchant, "cafe"))
+        money.post(session=s, txn=_bare_charge(1_001),
+                   legs=[("folio-guest-01", -1_001), (revenue.id, 1_001)])
     _folio_limits(engine, venue=None, folio=None)  # no limit: a folio runs its bill
     with session_scope(engine) as s:
-        revenue = ledger.revenue_of(s, merchant=s.get(Merchant, "cafe"))
-        ledger.post(s, txn=_bare_charge(10**15),
-                    legs=[("folio-guest-01", -10**15), (revenue.id, 10**15)])
+        revenue = money.revenue_of(session=s, merchant=s.get(Merchant, "cafe"))
+        money.post(session=s, txn=_bare_charge(10**15),
+                   legs=[("folio-guest-01", -10**15), (revenue.id, 10**15)])
     assert balance(engine, "folio-guest-01") == -10**15
 
 
@@ -423,7 +425,7 @@ def test_two_workers_cannot_both_pass_a_folio_s_credit_limit(
     assert sorted(reasons) == ["credit_limit_exceeded", "ok"], reasons
     assert balance(engine, "folio-guest-01") == -4_000
     with Session(engine) as s:
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
 
 
 # ------------------------------------------------------------------- 64-bit amounts
@@ -440,7 +442,7 @@ def test_an_amount_past_the_hub_s_maximum_is_declined_and_recorded(engine: Engin
     assert first is not None and first.reason == "amount_too_large"
     assert again == first
     with Session(engine) as s:
-        txn = ledger.find_by_key(s, scope="pos-cafe-1", key=f"big-{amount}")
+        txn = money.find_by_key(session=s, scope="pos-cafe-1", key=f"big-{amount}")
         assert txn is not None and (txn.amount, txn.approved) == (amount, False)
         assert s.exec(select(Event).where(Event.event_id == f"big-{amount}")).one().reason \
             == "amount_too_large"
@@ -484,13 +486,13 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
     it too, the interleaving in which a read-then-add loses the other's wrong PINs; and
     the count a wrong PIN is counted on is read under a lock, which the other worker's
     read waits for (without it both would read it at once and both count)."""
-    real = crud.pin_failures_of
+    real = guests.pin_failures_of
 
     def then_wait(read: Callable[..., int]) -> Callable[..., int]:
         both_read = threading.Barrier(2)
 
-        def read_then_wait(session: Session, *, guest_id: str) -> int:
-            value = read(session, guest_id=guest_id)
+        def read_then_wait(*, session: Session, guest_id: str) -> int:
+            value = read(session=session, guest_id=guest_id)
             try:
                 both_read.wait(1)
             except threading.BrokenBarrierError:
@@ -498,8 +500,8 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
             return value
         return read_then_wait
 
-    monkeypatch.setattr(crud, "pin_failures_of", then_wait(real))
-    monkeypatch.setattr(crud, "lock_pin_failures", then_wait(crud.lock_pin_failures))
+    monkeypatch.setattr(guests, "pin_failures_of", then_wait(real))
+    monkeypatch.setattr(guests, "lock_pin_failures", then_wait(guests.lock_pin_failures))
     bridges = [Bridge(Settings(data_dir=tmp_path / f"w{n}", broker_url=None,
                                worker_name=f"w{n}", pin_max_failures=5,
                                tap_deadline_ms=60_000), engine) for n in range(2)]
@@ -534,8 +536,8 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
     assert reasons == {"pin_wrong": 5, "pin_locked": 15}, reasons
     assert len(alerts) == 1, alerts
     with Session(engine) as s:
-        assert real(s, guest_id="guest-01") == 5
-        assert ledger.verify(s) == []
+        assert real(session=s, guest_id="guest-01") == 5
+        assert money.verify(session=s) == []
     assert balance(engine, WALLET) == 10_000
 
 
@@ -547,12 +549,12 @@ def test_a_top_up_history_past_2_31_on_the_clearing_account(engine: Engine) -> N
     largest = 100_000_000  # hub.schemas.MinorUnits: the most one top-up may be
     for n in range(23):
         with session_scope(engine) as s:
-            wallet = crud.get(s, Account, f"wallet-guest-{n % 20 + 1:02d}")
+            wallet = rows.get(session=s, model=Account, key=f"wallet-guest-{n % 20 + 1:02d}")
             txn, _ = cashier.top_up(s, wallet=wallet, amount=largest, key=f"big-top-{n}",
                                     actor="desk", now=utcnow())
             assert txn.approved and txn.amount == largest
     with Session(engine) as s:
-        clearing = ledger.clearing_of(s, venue_id=VENUE_ID, currency="USD")
+        clearing = money.clearing_of(session=s, venue_id=VENUE_ID, currency="USD")
         assert clearing.balance == -(20 * 10_000 + 23 * largest) < -(2**31)
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
     assert balance(engine, WALLET) == 10_000 + 2 * largest
