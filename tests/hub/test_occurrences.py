@@ -29,8 +29,8 @@ from hub.models import (
     RunStatus,
     Telemetry,
     Venue,
-    Wearable,
 )
+from hub.store import guests
 
 # The demo is seeded at a fixed time: its stays and tickets start at DAY and last three days.
 NOW = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)
@@ -141,7 +141,7 @@ def test_a_door_is_not_health_data_and_its_room_is_its_own(engine: Engine) -> No
 
 def test_an_unpaired_watch_belongs_to_nobody(engine: Engine) -> None:
     with session_scope(engine) as session:
-        worn = Wearable.current_wearer(session, WATCH)
+        worn = guests.current_wearer(session=session, device_id=WATCH)
         assert worn is not None
         session.delete(worn)
     facts = facts_of(engine, heart(engine, 170, NOW))

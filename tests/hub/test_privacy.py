@@ -44,7 +44,7 @@ from hub.models import (
 from hub.privacy import erase_guest, scrub
 from hub.retention import Retention
 from hub.server import Hub
-from hub.store import money
+from hub.store import guests, money
 from hub.store.events import purge_telemetry
 from tests.conftest import hub_settings
 from tests.hub.conftest import who
@@ -285,7 +285,7 @@ def test_a_watch_handed_on_keeps_each_wearer_s_readings_theirs(
     what it said on his wrist; hers, what it said on hers."""
     start = utcnow() - timedelta(hours=1)
     with session_scope(engine) as session:
-        charlie_s = Wearable.current_wearer(session, "watch-guest-01")
+        charlie_s = guests.current_wearer(session=session, device_id="watch-guest-01")
         assert charlie_s is not None and charlie_s.guest_id == "guest-01"
         charlie_s.paired_at = start
     _reading(engine, "before-anyone", start - timedelta(minutes=1))
@@ -314,7 +314,7 @@ def test_a_watch_handed_on_keeps_each_wearer_s_readings_theirs(
     with Session(engine) as session:
         left = session.exec(select(Telemetry).where(Telemetry.device_id == "watch-guest-01")
                             .order_by(col(Telemetry.id))).all()
-        worn = Wearable.current_wearer(session, "watch-guest-01")
+        worn = guests.current_wearer(session=session, device_id="watch-guest-01")
         assert session.exec(select(Wearable).where(Wearable.guest_id == "guest-01")).all() == []
     assert [t.data["note"] for t in left] == ["before-anyone", "lena-1", "lena-2"]
     assert worn is not None and worn.guest_id == "guest-12"  # her pairing is untouched
