@@ -73,20 +73,21 @@ def _timestamp_pattern() -> str:
 
     The schema's way of saying what ``_plausible`` checks: the years between are any
     offset; the first day of 2000 and the last of 2199 only with offsets that stay inside.
+    "T" and "Z" may be lower case (RFC 3339, 5.6), as the parser takes them.
     """
     day, month = r"(?:0[1-9]|[12][0-9]|3[01])", r"(?:0[1-9]|1[0-2])"
-    time = r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    time = r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
     numeric = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
-    offset = rf"(?:Z|[+-]{numeric})"
+    offset = rf"(?:[Zz]|[+-]{numeric})"
     years = r"(?:200[1-9]|20[1-9][0-9]|21[0-8][0-9]|219[0-8])"
     forms = (
         rf"{years}-{month}-{day}{time}{offset}",
         rf"2000-(?:0[2-9]|1[0-2])-{day}{time}{offset}",
         rf"2000-01-(?:0[2-9]|[12][0-9]|3[01]){time}{offset}",
-        rf"2000-01-01{time}(?:Z|-{numeric}|\+00:00)",  # not before 2000 in UTC
+        rf"2000-01-01{time}(?:[Zz]|-{numeric}|\+00:00)",  # not before 2000 in UTC
         rf"2199-(?:0[1-9]|1[01])-{day}{time}{offset}",
         rf"2199-12-(?:0[1-9]|[12][0-9]|30){time}{offset}",
-        rf"2199-12-31{time}(?:Z|\+{numeric}|-00:00)",  # not 2200 in UTC
+        rf"2199-12-31{time}(?:[Zz]|\+{numeric}|-00:00)",  # not 2200 in UTC
     )
     return "^(?:" + "|".join(forms) + ")$"
 
@@ -127,6 +128,14 @@ class _Message(BaseModel):
                               json_schema_extra=_required_on_the_wire("kind"))
 
     v: Literal[1] = VERSION
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        # JSON true equals 1 in Python, and Literal[1] takes it; 1.0 too. Neither is version 1.
+        if type(value) is not int:
+            raise ValueError(f"the contract version is the number {VERSION}")
+        return value
 
     @model_validator(mode="after")
     def _kind_in_json(self, info: ValidationInfo) -> _Message:
