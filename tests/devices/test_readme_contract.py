@@ -155,3 +155,4 @@ def test_topics_outside_the_contract_are_explained() -> None:
     with pytest.raises(TopicError):
         parse_topic("venuehub/v1/demo-resort/keys/jwks")  # not a device topic: nobody answers
     assert "outside" in text and "device/#" in text
+    assert "broker_refusals.publish" in text  # what the embedded broker counts
