@@ -663,3 +663,22 @@ def test_a_bad_example_is_detected(doc: dict[str, Any]) -> None:
     problems = example_problems(broken)
     assert any("schema:" in p for p in problems), problems
     assert any("parse_event" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("schema", "union", "tag"), [
+    ("DeviceEvent", contract.DeviceEvent, "kind"),
+    ("HubReply", contract.HubReply, "kind"),
+    ("GuestNotification", contract.GuestNotification, "kind"),
+    ("Credential", contract.Credential, "type"),
+])
+def test_unions_are_the_parsers_with_their_discriminator(doc: dict[str, Any], schema: str,
+                                                         union: Any, tag: str) -> None:
+    """Each union schema lists the models the contract's union does, told apart by ``tag``,
+    which every member requires (a oneOf whose members all take a missing tag would let
+    through what the parser refuses)."""
+    node = doc["components"]["schemas"][schema]
+    members = {ref["$ref"].rsplit("/", 1)[1] for ref in node["oneOf"]}
+    assert members == {model.__name__ for model in get_args(get_args(union)[0])}
+    assert node["discriminator"] == tag
+    for name in members:
+        assert tag in doc["components"]["schemas"][name]["required"], name
