@@ -26,7 +26,7 @@ from hub.tls import TlsListener
 log = logging.getLogger(__name__)
 
 # The refusal reasons EmbeddedBroker counts, shared with the parent in this order.
-_REASONS = ("login", "takeover", "crowd")
+_REASONS = ("login", "takeover", "crowd", "publish")
 _COPY_EVERY = 0.2  # seconds between copies of the child's counters
 _KEPT_REFUSALS = 1000  # refusals waiting for the hub to audit them; more are only counted
 
@@ -124,7 +124,8 @@ class BrokerProcess:
 
     @property
     def refusals(self) -> Counter[str]:
-        """Refused CONNECTs by reason, as last copied from the child (every 0.2 s)."""
+        """Refusals by reason (see EmbeddedBroker.refusals), as last copied from the child
+        (every 0.2 s)."""
         return Counter({reason: value.value for reason, value in
                         zip(_REASONS, self._counts, strict=True) if value.value})
 
