@@ -34,7 +34,7 @@ from devices.contract import (
 from devices.key_material import verify
 from devices.phone_key import make_proof, new_challenge, phone_keypair
 from devices.topics import Channel, device_topic, guest_topic, keys_topic, parse_topic, staff_topic
-from hub import crud, keyring
+from hub import keyring
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import Outgoing, handle_message
@@ -42,6 +42,7 @@ from hub.models import Credential, Entitlement
 from hub.payment import PaymentLimits
 from hub.phone_keys import issue_phone_key, jwks, new_signing_key
 from hub.presented import Trust, issuer
+from hub.store import guests
 from tests.devices.test_asyncapi import load_doc, normalize
 
 NOW = utcnow()
@@ -117,7 +118,7 @@ def forged_offline_entry(engine: Engine) -> bytes:
     with session_scope(engine) as session:
         credential = session.get(Credential, "phone-guest-01")
         assert credential is not None
-        crud.record_phone_key(session, credential=credential, jti=jti,
+        guests.record_phone_key(session=session, credential=credential, jti=jti,
                               expires_at=NOW + timedelta(days=3), now=NOW - timedelta(days=1))
     at = NOW - timedelta(minutes=10)
     thief, _ = phone_keypair()
