@@ -25,9 +25,9 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import (
-    AutomationRun,
     Account,
     AuditEntry,
+    AutomationRun,
     Credential,
     CredentialStatus,
     Device,
