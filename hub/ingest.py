@@ -499,11 +499,11 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     ctx, presence_row = _load_context(session, venue, device, tap, presented, now, registry)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
-    if decision.allowed and device is not None and device.zone_id and credential:
-        if not crud.apply_effect(session, guest_id=credential.guest_id,
-                                 presence_row=presence_row,
-                                 zone_id=device.zone_id, effect=decision.effect, now=now):
-            raise _StateChanged
+    if decision.allowed and device is not None and device.zone_id and credential \
+            and not crud.apply_effect(session, guest_id=credential.guest_id,
+                                      presence_row=presence_row,
+                                      zone_id=device.zone_id, effect=decision.effect, now=now):
+        raise _StateChanged
     row = crud.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,

@@ -167,7 +167,8 @@ def diff(ours: Any, theirs: Any, path: str = "") -> list[str]:
                 problems += diff(ours[key], theirs[key], at)
         return problems
     if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [p for i, (a, b) in enumerate(zip(ours, theirs)) for p in diff(a, b, f"{path}/{i}")]
+        pairs = enumerate(zip(ours, theirs, strict=True))
+        return [p for i, (a, b) in pairs for p in diff(a, b, f"{path}/{i}")]
     if type(ours) is not type(theirs) or ours != theirs:
         return [f"{path or '/'}: document has {ours!r}, model has {theirs!r}"]
     return []

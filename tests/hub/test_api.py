@@ -482,7 +482,8 @@ def test_create_device_answers_201_without_internal_fields(client: TestClient) -
     assert not INTERNAL["devices"] & set(body)
     assert body == {"id": "gate-1", "venue_id": "v1", "kind": "gate", "name": "Gate 1",
                     "zone_id": "hall", "direction": "in", "merchant_id": None, "enabled": True,
-                    "allow_plain_uid": None, "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
+                    "allow_plain_uid": None, "online": False, "last_seen": None,
+                    "battery_pct": None, "firmware": None}
     assert client.get(url("devices", "gate-1")).json() == body
 
 
@@ -1287,11 +1288,11 @@ def test_events_since_and_until(demo: TestClient, journey: list[dict[str, Any]])
     times = [ts(e["received_at"]) for e in journey]
     since, until = times[5], times[1]  # newest first: [5] is older than [1]
     r = demo.get(url("events"), params={"since": iso(since)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t >= since]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t >= since]
     r = demo.get(url("events"), params={"until": iso(until)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t < until]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t < until]
     r = demo.get(url("events"), params={"since": iso(since), "until": iso(until)})
-    window = [e for e, t in zip(journey, times) if since <= t < until]
+    window = [e for e, t in zip(journey, times, strict=True) if since <= t < until]
     assert r.json()["items"] == window and len(window) == 4
     # The same instants written with another offset select the same events.
     plus5 = timezone(timedelta(hours=5, minutes=30))

@@ -289,8 +289,9 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
             clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
             held_balance = wallet.balance
             legs = sorted([(wallet.id, 500), (clearing.id, -500)], reverse=True)
-            txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True,
-                                    reason="ok", text="Top-up", amount=500, currency="USD",
+            txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP,
+                                    approved=True, reason="ok", text="Top-up", amount=500,
+                                    currency="USD",
                                     account_id=wallet.id, idempotency_scope="api",
                                     idempotency_key="order-test", fingerprint="f",
                                     created_at=utcnow())

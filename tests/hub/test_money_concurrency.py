@@ -7,6 +7,7 @@ engine") the races PostgreSQL's default isolation still lets through.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -138,10 +139,10 @@ def test_two_concurrent_full_refunds_refund_once(engine: Engine,
 
     def read_then_wait(session: Session, *, original_id: str) -> int:
         value = real(session, original_id=original_id)
-        try:  # two staff at two desks press "refund" at the same moment
+        # Two staff at two desks press "refund" at the same moment; broken: the other
+        # desk waits for this one's lock, it cannot read yet.
+        with contextlib.suppress(threading.BrokenBarrierError):
             both_read.wait(2)
-        except threading.BrokenBarrierError:
-            pass  # the other desk waits for this one's lock: it cannot read yet
         return value
 
     monkeypatch.setattr(ledger, "refunded_so_far", read_then_wait)
@@ -240,10 +241,9 @@ def _two_workers(engine: Engine, tmp_path: Path, plans: list[list[tuple[str, str
         def hold(calls: list[int] = calls) -> None:
             calls[0] += 1
             if calls[0] == 2:  # the second message of the first try: after both firsts
-                try:
+                # Broken: the other worker waits for a lock this one holds, it cannot come.
+                with contextlib.suppress(threading.BrokenBarrierError):
                     first_done.wait(1)
-                except threading.BrokenBarrierError:
-                    pass  # the other worker waits for a lock this one holds: it cannot come
 
         bridge.before_decide = hold
         bridge._answer = keep  # type: ignore[method-assign]
@@ -400,10 +400,9 @@ def test_two_workers_cannot_both_pass_a_folio_s_credit_limit(
 
     def decide_then_wait(ctx: object) -> object:
         verdict = real(ctx)  # type: ignore[arg-type]
-        try:
+        # Broken: the other is waiting for this one (a lock), or already decided again.
+        with contextlib.suppress(threading.BrokenBarrierError):
             both_decided.wait(1)
-        except threading.BrokenBarrierError:
-            pass  # the other is waiting for this one (a lock), or already decided again
         return verdict
 
     monkeypatch.setattr(cashier, "decide_payment", decide_then_wait)
@@ -491,10 +490,9 @@ def test_twenty_concurrent_wrong_pins_on_two_workers_count_five_then_lock(
 
         def read_then_wait(session: Session, *, guest_id: str) -> int:
             value = read(session, guest_id=guest_id)
-            try:
+            # Broken: the other worker waits for this one's lock (or SQLite's): no read.
+            with contextlib.suppress(threading.BrokenBarrierError):
                 both_read.wait(1)
-            except threading.BrokenBarrierError:
-                pass  # the other worker waits for this one's lock (or SQLite's): no read
             return value
         return read_then_wait
 
