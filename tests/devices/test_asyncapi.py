@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from jsonschema import Draft7Validator, FormatChecker
 from pydantic import BaseModel, ValidationError
 from referencing import Registry
@@ -179,6 +179,7 @@ def message_of(doc: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in messages:
         raise AssertionError(f"components/messages has no {name}")
     _, message = resolve(doc, messages[name])
+    assert isinstance(message, dict), message
     return message
 
 
@@ -351,9 +352,9 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
             except TopicError as exc:
                 problems.append(f"channel {key}: {exc}")
                 continue
-            expected = device_topic(venue, device, parsed.channel)
-            if topic != expected or (parsed.venue, parsed.device) != (venue, device):
-                problems.append(f"channel {key}: {topic!r} but device_topic builds {expected!r}")
+            built = device_topic(venue, device, parsed.channel)
+            if topic != built or (parsed.venue, parsed.device) != (venue, device):
+                problems.append(f"channel {key}: {topic!r} but device_topic builds {built!r}")
             channels_hit.add(parsed.channel)
         for hit in channels_hit:
             found.setdefault(hit, []).append(key)
@@ -382,7 +383,7 @@ def example_problems(doc: dict[str, Any]) -> list[str]:
     registry = Registry().with_resource(DOC_URI, DRAFT7.create_resource(doc))
     problems = []
     for ch, key, where, message in channel_messages(doc):
-        name = message.get("name")
+        name = str(message.get("name"))
         model = MESSAGE_MODELS.get(name)
         if model is None:
             problems.append(f"{where}: name {name!r} is not a message model of the contract")

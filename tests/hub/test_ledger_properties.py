@@ -167,11 +167,11 @@ def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
                 t.join()
     with Session(engine) as session:
         assert ledger.verify(session) == []  # balanced, cached = postings, no over-refund
-        for account in session.exec(select(Account)).all():
-            if account.kind is AccountKind.WALLET:
-                assert account.balance >= 0
-            if account.kind is AccountKind.FOLIO and not account.open:
-                assert account.balance == 0  # never closed owing
+        for row in session.exec(select(Account)).all():
+            if row.kind is AccountKind.WALLET:
+                assert row.balance >= 0
+            if row.kind is AccountKind.FOLIO and not row.open:
+                assert row.balance == 0  # never closed owing
         # Each key moved money at most once.
         posted = [t for t in ledger.transactions(session, limit=1_000)
                   if t.type == "charge" and t.approved]
