@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -172,9 +172,9 @@ def test_the_version_is_checked_before_the_schema() -> None:
 # ------------------------------------------------------------------ status
 
 
-@pytest.mark.parametrize("payload", [b"online", b"offline"])
-def test_status_accepts_the_bare_words_of_a_last_will(payload: bytes) -> None:
-    assert parse_status(payload) == DeviceStatus(state=payload.decode())
+@pytest.mark.parametrize("state", ["online", "offline"])
+def test_status_accepts_the_bare_words_of_a_last_will(state: Literal["online", "offline"]) -> None:
+    assert parse_status(state.encode()) == DeviceStatus(state=state)
 
 
 def test_status_accepts_its_json_form_and_nothing_more() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given
@@ -67,10 +69,12 @@ def test_a_shared_subscription_names_its_group() -> None:
 @pytest.mark.parametrize("bad", BAD_IDS)
 def test_no_topic_is_built_with_an_id_outside_the_contract(bad: str) -> None:
     assert not valid_id(bad)
-    for build in (lambda: device_topic(bad, "d1", Channel.EVENTS),
-                  lambda: device_topic("v1", bad, Channel.EVENTS),
-                  lambda: guest_topic(bad, "g1"), lambda: guest_topic("v1", bad),
-                  lambda: staff_topic(bad), lambda: keys_topic(bad, "jwks")):
+    builders: list[Callable[[], str]] = [
+        lambda: device_topic(bad, "d1", Channel.EVENTS),
+        lambda: device_topic("v1", bad, Channel.EVENTS),
+        lambda: guest_topic(bad, "g1"), lambda: guest_topic("v1", bad),
+        lambda: staff_topic(bad), lambda: keys_topic(bad, "jwks")]
+    for build in builders:
         with pytest.raises(TopicError):
             build()
 
