@@ -19,6 +19,7 @@ where the dead one left it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -319,10 +320,8 @@ class Bridge:
         """Seconds the oldest message not yet answered has waited, or None."""
         oldest: float | None = None
         if self._taken:
-            try:
+            with contextlib.suppress(IndexError):  # answered meanwhile, by the worker
                 oldest = self._taken[0].received
-            except IndexError:
-                pass
         if oldest is None:
             with self._queue.mutex:
                 head = next((i for i in self._queue.queue if i is not None), None)

@@ -33,7 +33,8 @@ _KEPT_REFUSALS = 1000  # refusals waiting for the hub to audit them; more are on
 
 def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
            bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
-           refused: multiprocessing.Queue[Refusal], log_level: str, logins: Logins, tls: TlsListener | None) -> None:
+           refused: multiprocessing.Queue[Refusal], log_level: str, logins: Logins,
+           tls: TlsListener | None) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
     # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
     # the hub may stop its broker, after the bridge has answered what the broker holds.
@@ -152,10 +153,8 @@ class BrokerProcess:
             self._stopped = True
             if self._process.pid is None:
                 return  # never started
-            try:
+            with contextlib.suppress(OSError, ValueError):  # gone already
                 self._conn.send("stop")
-            except (OSError, ValueError):
-                pass  # gone already
         self._process.join(timeout)
         if self._process.is_alive():
             log.error("embedded broker: its process did not stop within %.0fs; killing it",

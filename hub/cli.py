@@ -74,7 +74,8 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
                 f"insecure_credential")
         watch = (f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
                  if not settings.secure_broker else
-                 f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 -P \"$(python3 -c "
+                 f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 "
+                 f"-P \"$(python3 -c "
                  f"'import json,sys; print(json.load(open(sys.argv[1]))[\"devices\"][\"lock-101\"]"
                  f"[\"password\"])' {sheet})\" -t 'venuehub/v1/{demo['venue']}/hub/lock-101/#' -v")
         console.print(escape("Try, in another shell:\n" + tries + watch),

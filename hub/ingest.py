@@ -503,11 +503,11 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
     ctx, presence_row = _load_context(session, venue, device, tap, presented, now, registry)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
-    if decision.allowed and device is not None and device.zone_id and credential:
-        if not devices.apply_effect(session=session, guest_id=credential.guest_id,
-                                    presence_row=presence_row,
-                                    zone_id=device.zone_id, effect=decision.effect, now=now):
-            raise _StateChanged
+    if decision.allowed and device is not None and device.zone_id and credential \
+            and not devices.apply_effect(session=session, guest_id=credential.guest_id,
+                                         presence_row=presence_row, zone_id=device.zone_id,
+                                         effect=decision.effect, now=now):
+        raise _StateChanged
     detail = journey_detail.detail_of(presented, ctx.credential_problem,
                                       known=credential is not None)
     if ctx.credential_problem is not None and device is not None:

@@ -18,9 +18,9 @@ Then the entry is recorded (once per device and ``event_id``, the caller checks)
   row names no guest and raises nothing, since a lock's word alone never puts a guest in
   the journey;
 - *suspicious*: a proof that does not verify or was replayed; or a valid one for a key
-  revoked (superseded) or a band reported lost before ``ts``. The row names no guest (the credential, when proven,
-  is kept), and a staff alert (rule ``offline-entry``) goes to the venue's staff topic,
-  recorded in the audit log (action ``offline_entry.alert``).
+  revoked (superseded) or a band reported lost before ``ts``. The row names no guest (the
+  credential, when proven, is kept), and a staff alert (rule ``offline-entry``) goes to
+  the venue's staff topic, recorded in the audit log (action ``offline_entry.alert``).
 """
 
 from __future__ import annotations

@@ -297,9 +297,9 @@ class CredentialCreate(_In):
 
     @model_validator(mode="after")
     def _check_identifier(self) -> Self:
-        if self.kind is CredentialKind.PHONE_KEY and self.identifier is not None:
-            if not _KEY_ID.fullmatch(self.identifier):
-                raise ValueError("a phone key id may hold letters, digits and _ . : - only")
+        if self.kind is CredentialKind.PHONE_KEY and self.identifier is not None \
+                and not _KEY_ID.fullmatch(self.identifier):
+            raise ValueError("a phone key id may hold letters, digits and _ . : - only")
         if self.kind is CredentialKind.WRISTBAND:
             uid = self.identifier or ""
             if not (8 <= len(uid) <= 20 and len(uid) % 2 == 0

@@ -242,14 +242,15 @@ def tap(
         Direction | None, typer.Option(help="For readers that serve both ways.")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision (and, at least "
+                            "5, for the broker to take the reader's login).")
     ] = 5.0,
 ) -> None:
     """Tap one credential at one reader and print the hub's decision."""
     settings: Settings = ctx.obj
     cred = credential_from_text(credential)
     try:
-        client = connect_device(settings.venue, device, settings.broker)
+        client = connect_device(settings.venue, device, settings.broker, max(5.0, timeout))
     except OSError as exc:
         err.print(broker_problem(settings.broker, exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -438,7 +439,8 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
     def command(
         ctx: typer.Context,
         timeout: Annotated[
-            float, typer.Option(min=0.1, help="Seconds to wait per decision.")
+            float, typer.Option(min=0.1, help="Seconds to wait per decision (and, at least 5, "
+                                "for the broker to take each reader's login).")
         ] = 5.0,
         provisioning: Annotated[Path | None, typer.Option(
             envvar="HUB_SIM_PROVISIONING", show_default=False,
@@ -452,7 +454,8 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
         # Given after `scenario <name>`, or before it (as `hub up --demo` prints the command).
         provisioning = provisioning or settings.sheet_path
         with settings.hub_api() as api, ReaderPool(
-                settings.venue, settings.broker, guest_login=api.guest_broker_login) as readers:
+                settings.venue, settings.broker, connect_timeout=max(5.0, timeout),
+                guest_login=api.guest_broker_login) as readers:
             run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
                       provisioning=provisioning)
             code = play(name, scenario, run, out)

@@ -21,10 +21,10 @@ from sqlmodel import Session
 
 from hub.db import session_scope
 from hub.models import Guest, utcnow
+from hub.security import InvalidToken, TokenClaims, verify_api_token
 from hub.store import events, rows, staff
 
 log = logging.getLogger(__name__)
-from hub.security import InvalidToken, TokenClaims, verify_api_token
 
 ADMIN, STAFF, INTEGRATOR, AUDITOR, GUEST = "admin", "staff", "integrator", "auditor", "guest"
 # Who reads the venue's set-up (venues, zones, devices, merchants, the journey).

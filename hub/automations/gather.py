@@ -20,7 +20,6 @@ from hub.models import (
     EntitlementKind,
     Guest,
     GuestPreferences,
-    Wearable,
     Zone,
     ZoneKind,
 )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from jsonschema import Draft7Validator, FormatChecker
 from pydantic import BaseModel, ValidationError
 from referencing import Registry
@@ -190,7 +190,8 @@ def diff(ours: Any, theirs: Any, path: str = "") -> list[str]:
                 problems += diff(ours[key], theirs[key], at)
         return problems
     if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [p for i, (a, b) in enumerate(zip(ours, theirs)) for p in diff(a, b, f"{path}/{i}")]
+        pairs = enumerate(zip(ours, theirs, strict=True))
+        return [p for i, (a, b) in pairs for p in diff(a, b, f"{path}/{i}")]
     if type(ours) is not type(theirs) or ours != theirs:
         return [f"{path or '/'}: document has {ours!r}, model has {theirs!r}"]
     return []
@@ -201,6 +202,7 @@ def message_of(doc: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in messages:
         raise AssertionError(f"components/messages has no {name}")
     _, message = resolve(doc, messages[name])
+    assert isinstance(message, dict), message
     return message
 
 
@@ -385,9 +387,9 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
             except TopicError as exc:
                 problems.append(f"channel {key}: {exc}")
                 continue
-            expected = device_topic(venue, device, parsed.channel)
-            if topic != expected or (parsed.venue, parsed.device) != (venue, device):
-                problems.append(f"channel {key}: {topic!r} but device_topic builds {expected!r}")
+            built = device_topic(venue, device, parsed.channel)
+            if topic != built or (parsed.venue, parsed.device) != (venue, device):
+                problems.append(f"channel {key}: {topic!r} but device_topic builds {built!r}")
             channels_hit.add(parsed.channel)
         for hit in channels_hit:
             found.setdefault(hit, []).append(key)

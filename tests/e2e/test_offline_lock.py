@@ -149,6 +149,7 @@ def test_forged_or_rolled_back_key_material_is_refused_and_a_forged_entry_alerts
         issue(api, headers, "phone-guest-15")  # a key whose revocation must reach the lock
         wait_for(lambda: lock.keys is not None and {"jwks", "revocations"} <= set(lock.keys.seqs))
         held = lock.keys
+        assert held is not None
         old_list = httpx.get(f"{api}/venues/{VENUE_ID}/revocations").content  # signed, seq n
         assert httpx.patch(f"{api}/credentials/phone-guest-15", headers=headers,
                            json={"status": "revoked"}).status_code == 200

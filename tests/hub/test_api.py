@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -191,38 +192,41 @@ def raw(engine: Engine, settings: Settings, day: datetime) -> Iterator[TestClien
 # --------------------------------------------------------------- factories
 
 
+def created(r: httpx.Response) -> dict[str, Any]:
+    """The body of a 201 answer: the created resource, as JSON."""
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert isinstance(body, dict), body
+    return body
+
+
 def make_venue(client: TestClient, venue_id: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("venues"), json={"id": venue_id, "name": f"Venue {venue_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_zone(client: TestClient, zone_id: str, venue_id: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("zones"), json={"id": zone_id, "venue_id": venue_id,
                                         "name": f"Zone {zone_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_device(client: TestClient, device_id: str, venue_id: str, kind: str = "gate",
                 **kw: Any) -> dict[str, Any]:
     r = client.post(url("devices"), json={"id": device_id, "venue_id": venue_id, "kind": kind,
                                           "name": f"Device {device_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_guest(client: TestClient, name: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("guests"), json={"name": name, **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_credential(client: TestClient, guest_id: str, kind: str = "phone_key",
                     **kw: Any) -> dict[str, Any]:
     r = client.post(url("credentials"), json={"guest_id": guest_id, "kind": kind, **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def entitlement_body(guest_id: str, zone_ids: list[str], kind: str = "ticket",
@@ -235,8 +239,7 @@ def entitlement_body(guest_id: str, zone_ids: list[str], kind: str = "ticket",
 def make_entitlement(client: TestClient, guest_id: str, zone_ids: list[str],
                      **kw: Any) -> dict[str, Any]:
     r = client.post(url("entitlements"), json=entitlement_body(guest_id, zone_ids, **kw))
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def tap(engine: Engine, device: str, now: datetime, event_id: str, *, uid: str | None = None,
@@ -482,7 +485,8 @@ def test_create_device_answers_201_without_internal_fields(client: TestClient) -
     assert not INTERNAL["devices"] & set(body)
     assert body == {"id": "gate-1", "venue_id": "v1", "kind": "gate", "name": "Gate 1",
                     "zone_id": "hall", "direction": "in", "merchant_id": None, "enabled": True,
-                    "allow_plain_uid": None, "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
+                    "allow_plain_uid": None, "online": False, "last_seen": None,
+                    "battery_pct": None, "firmware": None}
     assert client.get(url("devices", "gate-1")).json() == body
 
 
@@ -1194,7 +1198,7 @@ def journey(demo: TestClient, engine: Engine, day: datetime) -> list[dict[str, A
     assert r.status_code == 200, r.text
     page = r.json()
     assert page["next_cursor"] is None
-    items = page["items"]
+    items: list[dict[str, Any]] = page["items"]
     assert [e["event_id"] for e in items] == [t[1] for t in reversed(JOURNEY)]
     for event, decision in zip(reversed(items), decisions, strict=True):
         assert (event["outcome"], event["reason"], event["text"]) == (
@@ -1287,11 +1291,11 @@ def test_events_since_and_until(demo: TestClient, journey: list[dict[str, Any]])
     times = [ts(e["received_at"]) for e in journey]
     since, until = times[5], times[1]  # newest first: [5] is older than [1]
     r = demo.get(url("events"), params={"since": iso(since)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t >= since]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t >= since]
     r = demo.get(url("events"), params={"until": iso(until)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t < until]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t < until]
     r = demo.get(url("events"), params={"since": iso(since), "until": iso(until)})
-    window = [e for e, t in zip(journey, times) if since <= t < until]
+    window = [e for e, t in zip(journey, times, strict=True) if since <= t < until]
     assert r.json()["items"] == window and len(window) == 4
     # The same instants written with another offset select the same events.
     plus5 = timezone(timedelta(hours=5, minutes=30))

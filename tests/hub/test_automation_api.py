@@ -493,7 +493,8 @@ def test_the_readme_s_example_is_the_shipped_room_welcome() -> None:
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"actions": [{"kind": "alert_staff", "params": {"text": "{guest.name} eats {prefs.dietary}"}}]},
+    ({"actions": [{"kind": "alert_staff",
+                   "params": {"text": "{guest.name} eats {prefs.dietary}"}}]},
      "a service rule may not use prefs.dietary: it needs the guest's consent (give the rule "
      "that purpose)"),
     ({"conditions": [{"kind": "preference_set", "preference": "language"}]},

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from devices.contract import PaymentDecision
 from hub import cashier
 from hub.db import Contended, create_db_engine, init_db, is_conflict, retry_conflicts
 from hub.demo import seed_demo
@@ -123,7 +124,7 @@ def test_a_refund_that_keeps_deadlocking_is_a_409_with_a_reason_and_moves_nothin
         monkeypatch: pytest.MonkeyPatch) -> None:
     staff = who(app, "staff")
     decision = send(engine, pay_message(1_000)).decision
-    assert decision is not None and decision.transaction_id is not None
+    assert isinstance(decision, PaymentDecision) and decision.transaction_id is not None
     with Session(engine) as s:
         charge = s.get(LedgerTransaction, decision.transaction_id)
     assert charge is not None

@@ -169,11 +169,11 @@ def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
                 t.join()
     with Session(engine) as session:
         assert money.verify(session=session) == []  # balanced, cached = postings, no over-refund
-        for account in session.exec(select(Account)).all():
-            if account.kind is AccountKind.WALLET:
-                assert account.balance >= 0
-            if account.kind is AccountKind.FOLIO and not account.open:
-                assert account.balance == 0  # never closed owing
+        for held in session.exec(select(Account)).all():
+            if held.kind is AccountKind.WALLET:
+                assert held.balance >= 0
+            if held.kind is AccountKind.FOLIO and not held.open:
+                assert held.balance == 0  # never closed owing
         # Each key moved money at most once.
         posted = [t for t in money.transactions(session=session, limit=1_000)
                   if t.type == "charge" and t.approved]

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from hub import migrate
-from hub.store import money
 from hub.db import create_db_engine, init_db
 from hub.migrate import BASELINE, SchemaError, State
 from hub.models import LedgerTransaction, Venue
+from hub.store import money
 from tests.conftest import fresh_postgres
 from tests.utils.schemas import load_old, schema, schema_differences
 
@@ -212,7 +212,7 @@ def test_hubs_starting_together_on_an_empty_database_create_it_once(
     def start() -> None:
         try:
             found.append(migrate.prepare(engine).state)
-        except BaseException as exc:  # noqa: BLE001  (reported below)
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(3)]

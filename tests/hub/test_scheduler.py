@@ -69,7 +69,7 @@ def test_a_rule_fires_once_a_day_whichever_worker_gets_there(engine: Engine) -> 
     assert workers[1].run_once() == 0  # the other worker finds today's firing recorded
     assert workers[0].run_once() == 0
     assert {o.guest_id for o in handed} == {f"guest-{n:02d}" for n in range(1, 21)}
-    assert sorted(o.guest_id for o in handed if o.venue == STRICT_VENUE_ID) == [
+    assert sorted(str(o.guest_id) for o in handed if o.venue == STRICT_VENUE_ID) == [
         f"guest-{n:02d}" for n in SPA_GUESTS]
     assert {(o.trigger, o.device_id, o.schedule, o.rule_id) for o in handed} == {
         ("schedule", None, "07:30", "good-morning")}

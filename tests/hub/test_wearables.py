@@ -51,7 +51,8 @@ def pairings(engine: Engine, device_id: str) -> list[tuple[str, bool]]:
 def reading(engine: Engine, device_id: str, event_id: str, at: datetime) -> None:
     with session_scope(engine) as session:
         session.add(Telemetry(device_id=device_id, event_id=event_id, kind="telemetry", ts=at,
-                              received_at=at, data={"readings": {"heart_rate_bpm": 90}, "note": event_id}))
+                              received_at=at,
+                              data={"readings": {"heart_rate_bpm": 90}, "note": event_id}))
 
 
 def paired_since(engine: Engine, device_id: str, at: datetime) -> None:

@@ -30,10 +30,10 @@ from hub.api.deps import (
 from hub.automations import exchange, ruleset
 from hub.automations.catalogue import shipped
 from hub.automations.rules import Rule, RuleError, parse_rule, rule_to_dict
-from hub.store.errors import Conflict, NotFound
 from hub.models import AutomationRule, RunStatus
 from hub.schemas import Name, Slug, _In
 from hub.store import automations as store
+from hub.store.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
