@@ -654,7 +654,7 @@ def guest_erase(
             # Counts and the pseudonym only: the audit log must not keep what was erased.
             events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
                                 action="guest.erase", target=f"guest:{guest_id}",
-                                detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                                detail=report.audit_detail(), source="cli",
                                 at=now)
     except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")

@@ -20,6 +20,7 @@ from pydantic import (
 
 from devices.topics import ID_PATTERN
 from hub.models import (
+    ConsentPurpose,
     CredentialKind,
     CredentialStatus,
     DeviceKind,
@@ -668,7 +669,6 @@ class AuditEntryPublic(_Out):
 
 # ------------------------------------------------ personalization and privacy
 
-ConsentPurpose = Literal["personalization", "offers", "health", "analytics"]
 LightingScene = Literal["warm", "bright", "relax", "off"]
 Diet = Literal["vegetarian", "vegan", "pescatarian", "gluten_free", "lactose_free", "halal",
                "kosher", "nut_allergy"]
