@@ -592,6 +592,11 @@ class Statement(BaseModel):
 class PhoneKeyRequest(_In):
     phone_jwk: dict[str, str] = Field(
         description="The phone's own public key (EC P-256 JWK): the key is bound to it")
+    venue: Slug | None = Field(
+        default=None,
+        description="The venue the key opens doors at (a key is signed for one venue). "
+                    "Default: the venue where the guest's current stays and tickets hold "
+                    "the most zones")
 
 
 class PhoneKeyIssued(BaseModel):
