@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
 from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, Refusal
+from hub.ports import CannotListen
 from hub.tls import TlsListener
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
                             tls=tls)
     try:
         broker.start()
+    except CannotListen as exc:  # which port, and why: the hub names the flag to change
+        conn.send(("error", exc))
+        return
     except OSError as exc:
         conn.send(("error", str(exc)))
         return
@@ -108,6 +112,9 @@ class BrokerProcess:
             status, detail = self._conn.recv()
         except EOFError:
             status, detail = "error", f"its process ended (exit code {self._process.exitcode})"
+        if isinstance(detail, CannotListen):
+            self.stop()
+            raise detail
         if status != "ok":
             self.stop()
             raise OSError(detail if "cannot listen" in detail else

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from hub.demo import seed_demo, seed_scale
 from hub.models import utcnow
 from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
+from hub.ports import check_free
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, write_sheet
 from hub.scheduler import Scheduler
@@ -74,7 +74,12 @@ class Hub:
     def start(self) -> None:
         """Open the database, seed the demo, start the broker and the bridge."""
         settings = self.settings
-        _check_free(settings.http_host, settings.http_port)  # fail before announcing anything
+        # Every port first: fail before announcing, creating or seeding anything.
+        check_free("http_port", settings.http_host, settings.http_port)
+        if settings.embedded_broker:
+            check_free("mqtt_port", settings.mqtt_host, settings.mqtt_port)
+            if settings.mqtt_tls_port:
+                check_free("mqtt_tls_port", settings.mqtt_host, settings.mqtt_tls_port)
         private_dir(settings.data_dir)
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
@@ -233,8 +238,9 @@ class Hub:
             except OSError:
                 log.exception("the embedded broker could not start again; retrying")
 
-    def stop(self) -> None:
-        """Stop HTTP, drain the bridge (every taken message answered), stop the broker."""
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop HTTP, drain the bridge (every taken message answered), stop the broker;
+        ``quiet``: after a failed start, say nothing of it in the log."""
         self._stopping.set()
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
@@ -264,7 +270,7 @@ class Hub:
             self.engine.dispose()
         if self.reader is not None:
             self.reader.dispose()
-        log.info("hub stopped")
+        log.log(logging.DEBUG if quiet else logging.INFO, "hub stopped")
 
 
 def broker_entry(settings: Settings, tls: TlsFiles | None) -> dict[str, Any]:
@@ -273,15 +279,6 @@ def broker_entry(settings: Settings, tls: TlsFiles | None) -> dict[str, Any]:
     if tls is not None:
         entry |= {"tls_port": settings.mqtt_tls_port, "ca": str(tls.ca_cert.resolve())}
     return entry
-
-
-def _check_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(f"the REST API cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
@@ -303,6 +300,10 @@ def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 
     hub = Hub(settings, demo=demo, scale=scale)
     try:
         hub.start()
+    except BaseException:
+        hub.stop(quiet=True)  # what did start; the caller tells why the rest could not
+        raise
+    try:
         if announce is not None:
             announce(settings, hub.demo_summary)
         hub.serve()
