@@ -20,7 +20,7 @@ _ALWAYS = [
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _NO_STORE = (b"cache-control", b"no-store")
 _DOCS = ("/docs", "/redoc")
-_DOCS_ASSETS = "/docs-static/"  # hub.api.main.DOCS_STATIC
+_DOCS_ASSETS = "/docs-static/"  # hub.api.docs.STATIC_URL
 
 
 class SecurityHeaders:

@@ -10,9 +10,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
+from hub.api import docs
 from hub.api.deps import declared_roles
 from hub.api.headers import SecurityHeaders
 from hub.api.routes import (
@@ -39,7 +39,7 @@ from hub.crud import Conflict, Invalid, NotFound
 from hub.db import Contended
 
 API_PREFIX = "/api/v1"
-DOCS_STATIC = "/docs-static"  # Swagger UI's and ReDoc's scripts and styles
+DOCS_STATIC = docs.STATIC_URL  # Swagger UI's and ReDoc's scripts and styles
 # The only routes anyone may call without a token: locks read keys and revocations offline.
 PUBLIC = frozenset({("GET", "/health"), ("POST", "/auth/token"),
                     ("GET", "/venues/{venue_id}/jwks"), ("GET", "/venues/{venue_id}/revocations")})
@@ -65,14 +65,14 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     one, a random key lives as long as the app (tests, ``hub openapi``). ``automations``
     is the running :class:`hub.automation_runner.AutomationRunner` (its counters), if any.
     """
-    # Swagger UI and ReDoc from the package's own copies, so /docs works offline (a venue's
-    # network may have no way out); no validator badge, which would call out to swagger.io.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="Venue hub",
         version="1.0",
         description="Guests, credentials, devices, zones, entitlements and the journey of taps.",
-        static_url=DOCS_STATIC, swagger_ui_parameters={"validatorUrl": None},
+        # Swagger UI and ReDoc from the hub's own copies (hub.api.docs), not from a CDN.
+        docs_url=None, redoc_url=None, swagger_ui_parameters=docs.SWAGGER_UI_PARAMETERS,
     )
+    docs.serve_docs(app)
     app.state.engine = engine
     app.state.reader = reader  # GETs read through it (read-only, never the write lock)
     app.state.settings = settings

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
@@ -71,3 +73,19 @@ def test_docs_scripts_are_javascript_and_may_be_cached(client: TestClient) -> No
     assert asset.headers.get("cache-control") != "no-store"
     # The API's answers still may not be kept.
     assert client.get("/openapi.json").headers["cache-control"] == "no-store"
+
+
+def test_an_app_is_freed_once_dropped() -> None:
+    # FastAPI keeps every endpoint it has seen in module-level caches: docs pages that closed
+    # over their app (fastapi-offline's) kept every app alive, and a hub's app holds its
+    # bridge and through it the whole hub: a test run ran out of file descriptors.
+    engine = sa.create_engine("sqlite://")
+    app = create_app(engine=engine, settings=Settings())
+    with TestClient(app) as test_client:
+        assert test_client.get("/docs").status_code == 200
+        assert test_client.get("/redoc").status_code == 200
+    gone = weakref.ref(app)
+    del app, test_client
+    gc.collect()
+    assert gone() is None
+    engine.dispose()
