@@ -15,7 +15,6 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
 from collections import Counter
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -98,12 +97,19 @@ class BrokerProcess:
                   dict(logins), tls),
             daemon=True)
         self._child_end = child
+        self._pid: int | None = None  # kept for repr: a closed Process no longer says
         self._stopped = False
         self._sending = threading.Lock()  # logins (the follower) and stop (the hub) share the pipe
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the child and wait until it listens; OSError when it cannot."""
-        self._process.start()
+        """Start the child and wait until it listens; OSError when it cannot (and then
+        nothing of it is left: no process, no pipe)."""
+        try:
+            self._process.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._pid = self._process.pid
         self._child_end.close()  # only the child holds it now: its exit breaks the pipe
         if not self._conn.poll(timeout):
             self.stop()
@@ -127,7 +133,9 @@ class BrokerProcess:
     @property
     def alive(self) -> bool:
         """Is the broker's process running?"""
-        return self._process.is_alive()
+        with contextlib.suppress(ValueError):  # closed by stop(): it has ended
+            return self._process.is_alive()
+        return False
 
     @property
     def refusals(self) -> Counter[str]:
@@ -156,25 +164,37 @@ class BrokerProcess:
             if self._stopped:
                 return
             self._stopped = True
-            if self._process.pid is None:
-                return  # never started
-            try:
-                self._conn.send("stop")
-            except (OSError, ValueError):
-                pass  # gone already
-        self._process.join(timeout)
-        if self._process.is_alive():
-            log.error("embedded broker: its process did not stop within %.0fs; killing it",
-                      timeout)
-            self._process.kill()
-            self._process.join(2)
+            started = self._process.pid is not None
+            if started:
+                try:
+                    self._conn.send("stop")
+                except (OSError, ValueError):
+                    pass  # gone already
+        if started:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.error("embedded broker: its process did not stop within %.0fs; killing "
+                          "it", timeout)
+                self._process.kill()
+                self._process.join(2)
+        self._release()
+
+    def _release(self) -> None:
+        """Close every pipe this side holds, started or not: a hub that restarts its broker,
+        or a test suite that starts hundreds, must not keep them open until the garbage
+        collector comes by (or for ever, should anything still refer to this object)."""
         self._conn.close()
-        # The refusals' queue holds a pipe (and a semaphore): a hub that restarts its broker,
-        # or a test suite that starts hundreds, must not keep them all open.
+        self._child_end.close()
+        # Python 3.11's Queue.close() closes its pipe only in a process that put into it,
+        # and this side only takes: close both ends of it here.
         self._refused.close()
-        deadline = time.monotonic() + 1
-        while self._process.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for end in (getattr(self._refused, "_reader", None),
+                    getattr(self._refused, "_writer", None)):
+            if end is not None:
+                end.close()
+        if not self.alive:
+            with contextlib.suppress(ValueError):  # never started: nothing to close
+                self._process.close()  # its sentinel's pipes
 
     def __repr__(self) -> str:
-        return f"BrokerProcess({self.host}:{self.port}, pid={self._process.pid})"
+        return f"BrokerProcess({self.host}:{self.port}, pid={self._pid})"
