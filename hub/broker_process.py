@@ -166,10 +166,8 @@ class BrokerProcess:
             self._stopped = True
             started = self._process.pid is not None
             if started:
-                try:
+                with contextlib.suppress(OSError, ValueError):  # gone already
                     self._conn.send("stop")
-                except (OSError, ValueError):
-                    pass  # gone already
         if started:
             self._process.join(timeout)
             if self._process.is_alive():
