@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -27,11 +28,14 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 VERSION: Final = 1
+JsonDict = dict[str, Any]  # a JSON Schema, as pydantic's json_schema_extra hooks get one
 MAX_PAYLOAD_BYTES = 64 * 1024
 # The deepest message a device sends (a payment's line items) nests three levels; far
 # deeper is an attack on the parser's stack, refused before pydantic sees it.
@@ -40,6 +44,14 @@ MAX_DETAIL_CHARS: Final = 500
 
 _EVENT_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
 EventId = Annotated[str, Field(pattern=f"^{_EVENT_ID}$")]
+# Every integer the parser reads is a signed 64-bit one (I-JSON); a longer one is refused
+# before any model sees it. The bounds are here too so the JSON Schema says so.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+# Free text from a device: the parser refuses a NUL character in any string (no text of the
+# contract holds one, and PostgreSQL cannot store it); the pattern says so in the schema.
+NO_NUL: Final = r"^[^\x00]*$"
 # Devices' clocks: any offset, but a moment this side of the year 2200 and after 2000,
 # so converting it to UTC, storing it and comparing it can never overflow.
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -56,30 +68,115 @@ def _plausible(value: datetime) -> datetime:
     return value
 
 
-DeviceTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
+def _timestamp_pattern() -> str:
+    """RFC 3339 with an offset, from 2000-01-01T00:00:00Z up to (not including) 2200 UTC.
+
+    The schema's way of saying what ``_plausible`` checks: the years between are any
+    offset; the first day of 2000 and the last of 2199 only with offsets that stay inside.
+    "T" and "Z" may be lower case (RFC 3339, 5.6), as the parser takes them.
+    """
+    day, month = r"(?:0[1-9]|[12][0-9]|3[01])", r"(?:0[1-9]|1[0-2])"
+    time = r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    numeric = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    offset = rf"(?:[Zz]|[+-]{numeric})"
+    years = r"(?:200[1-9]|20[1-9][0-9]|21[0-8][0-9]|219[0-8])"
+    forms = (
+        rf"{years}-{month}-{day}{time}{offset}",
+        rf"2000-(?:0[2-9]|1[0-2])-{day}{time}{offset}",
+        rf"2000-01-(?:0[2-9]|[12][0-9]|3[01]){time}{offset}",
+        rf"2000-01-01{time}(?:[Zz]|-{numeric}|\+00:00)",  # not before 2000 in UTC
+        rf"2199-(?:0[1-9]|1[01])-{day}{time}{offset}",
+        rf"2199-12-(?:0[1-9]|[12][0-9]|30){time}{offset}",
+        rf"2199-12-31{time}(?:[Zz]|\+{numeric}|-00:00)",  # not 2200 in UTC
+    )
+    return "^(?:" + "|".join(forms) + ")$"
+
+
+TIMESTAMP_PATTERN: Final = _timestamp_pattern()
+# The schema is stricter than the parser in form (pydantic also takes a space for the
+# "T", "+0200"), never in range: what the schema accepts, the parser accepts.
+DeviceTime = Annotated[
+    AwareDatetime, AfterValidator(_plausible),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
+]
 Uid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{2}){4,10}$", description="NFC tag UID, hex")]
 KeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+def _required_on_the_wire(name: str) -> Callable[[JsonDict, type], None]:
+    """A JSON Schema hook: ``name`` is required in JSON, though Python may leave it out."""
+    def hook(schema: JsonDict, _cls: type) -> None:
+        required = schema.get("required")
+        names = list(required) if isinstance(required, list) else []
+        schema["required"] = [name, *(n for n in names if n != name)]
+    return hook
+
+
+def _present_in_json(model: BaseModel, info: ValidationInfo, name: str) -> None:
+    # Only JSON from the wire: the models default it, so code may leave it out. After
+    # validation, not before: a "before" hook would hand strict mode Python values, and
+    # strict mode takes a string for a datetime only from JSON.
+    if info.mode == "json" and name not in model.model_fields_set:
+        raise ValueError(f"{name!r} is required")
+
+
 class _Message(BaseModel):
     # Strict: "50" is not 50 and a number is not a timestamp; devices get told, not guessed at.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # ``kind`` tells the messages apart: every reader picks the model by it, so JSON must
+    # carry it (a Python caller may leave it to the default).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
+                              json_schema_extra=_required_on_the_wire("kind"))
 
     v: Literal[1] = VERSION
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        # JSON true equals 1 in Python, and Literal[1] takes it; 1.0 too. Neither is version 1.
+        if type(value) is not int:
+            raise ValueError(f"the contract version is the number {VERSION}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_in_json(self, info: ValidationInfo) -> _Message:
+        _present_in_json(self, info, "kind")
+        return self
+
+
+class _Credential(BaseModel):
+    # As ``kind`` for messages: ``type`` picks the credential, so JSON must carry it.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
+                              json_schema_extra=_required_on_the_wire("type"))
+
+    @model_validator(mode="after")
+    def _type_in_json(self, info: ValidationInfo) -> _Credential:
+        _present_in_json(self, info, "type")
+        return self
 
 
 # ---------------------------------------------------------------- credentials
 
 
-class WristbandCredential(BaseModel):
+class WristbandCredential(_Credential):
     """A wristband (or card) read by NFC: the tag's UID."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["wristband"] = "wristband"
     uid: Uid
 
 
-class PhoneKeyCredential(BaseModel):
+def _phone_key_forms(schema: JsonDict, cls: type) -> None:
+    """The schema of ``_one_form``: a key id and no token, or a token with its challenge."""
+    _required_on_the_wire("type")(schema, cls)
+    schema["oneOf"] = [
+        {"required": ["key_id"], "properties": {"key_id": {"type": "string"},
+                                                "token": {"type": "null"}}},
+        {"required": ["token", "challenge"],
+         "properties": {"token": {"type": "string"}, "challenge": {"type": "string"},
+                        "key_id": {"type": "null"}}},
+    ]
+
+
+class PhoneKeyCredential(_Credential):
     """A phone key presented over BLE.
 
     Signed form: ``token`` (the hub-issued ES256 JWT), ``challenge`` (the fresh nonce
@@ -88,12 +185,14 @@ class PhoneKeyCredential(BaseModel):
     a bare ``key_id``, accepted only where the venue allows insecure credentials.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(json_schema_extra=_phone_key_forms)
     type: Literal["phone_key"] = "phone_key"
     key_id: KeyId | None = None
-    token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    token: Annotated[str, Field(min_length=1, max_length=8192, pattern=NO_NUL)] | None = None
     challenge: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{16,64}$")] | None = None
-    proof: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    # Optional in the signed form: a token and challenge without a proof is judged (forged,
+    # and recorded against the key it names), not refused as malformed.
+    proof: Annotated[str, Field(min_length=1, max_length=4096, pattern=NO_NUL)] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> PhoneKeyCredential:
@@ -104,14 +203,13 @@ class PhoneKeyCredential(BaseModel):
         return self
 
 
-class WristbandSunCredential(BaseModel):
+class WristbandSunCredential(_Credential):
     """A secure wristband (NTAG 424 DNA): the SUN data the tag emitted on this read.
 
     ``picc`` is the encrypted PICC data (UID and read counter), ``cmac`` the
     truncated AES-CMAC over it (NXP AN12196); the hub decrypts and verifies both.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     type: Literal["wristband_sun"] = "wristband_sun"
     picc: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{32}$")]
     cmac: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")]
@@ -143,11 +241,19 @@ class HeartbeatEvent(_Message):
     event_id: EventId
     ts: DeviceTime
     battery_pct: Annotated[int, Field(ge=0, le=100)] | None = None
-    firmware: Annotated[str, Field(max_length=64)] | None = None
+    firmware: Annotated[str, Field(max_length=64, pattern=NO_NUL)] | None = None
     interval_s: Annotated[int, Field(ge=1, le=86_400)] | None = None
 
 
-Reading = float | int | str | bool
+# A number (an integer of at most 64 bits), a string or a boolean. JSON Schema cannot tell
+# 1e20 from 100000000000000000000 (the parser takes the first, a float, and refuses the
+# second, an integer past 64 bits): the schema bounds every number, a little stricter.
+_READING_SCHEMA: Final[JsonDict] = {"anyOf": [
+    {"type": "number", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    {"type": "string", "pattern": NO_NUL},
+    {"type": "boolean"},
+]}
+Reading = Annotated[float | int | str | bool, WithJsonSchema(_READING_SCHEMA)]
 
 
 class TelemetryEvent(_Message):
@@ -156,13 +262,20 @@ class TelemetryEvent(_Message):
     kind: Literal["telemetry"] = "telemetry"
     event_id: EventId
     ts: DeviceTime
-    readings: Annotated[dict[Annotated[str, Field(max_length=64)], Reading], Field(max_length=64)]
+    # The schema by hand: pydantic writes a key pattern as patternProperties, which lets
+    # any other key through unchecked.
+    readings: Annotated[dict[Annotated[str, Field(max_length=64)], Reading],
+                        Field(max_length=64),
+                        WithJsonSchema({"type": "object", "maxProperties": 64,
+                                        "propertyNames": {"maxLength": 64, "pattern": NO_NUL},
+                                        "additionalProperties": _READING_SCHEMA})]
 
 
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 RuleId = Annotated[str, Field(min_length=1, max_length=64, description="The automation's id")]
 ShortId = Annotated[str, Field(min_length=1, max_length=64)]
-MinorUnits = Annotated[int, Field(gt=0, description="Integer minor units (cents), never floats")]
+MinorUnits = Annotated[int, Field(gt=0, le=INT64_MAX,
+                                   description="Integer minor units (cents), never floats")]
 IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
@@ -170,10 +283,10 @@ class LineItem(BaseModel):
     """One line of a purchase, for the receipt."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-    sku: Annotated[str, Field(max_length=64)] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=80)]
+    sku: Annotated[str, Field(max_length=64, pattern=NO_NUL)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=NO_NUL)]
     quantity: Annotated[int, Field(ge=1, le=999)] = 1
-    unit_amount: Annotated[int, Field(ge=0)]
+    unit_amount: Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class PaymentRequest(_Message):
@@ -202,6 +315,18 @@ class PaymentRequest(_Message):
         return self
 
 
+def _evidence_schema(schema: JsonDict, cls: type) -> None:
+    """The schema of ``_evidence_of_its_kind``: the credential's type fits credential_kind."""
+    _required_on_the_wire("kind")(schema, cls)
+
+    def of(kind: str, types: list[str]) -> JsonDict:
+        return {"properties": {"credential_kind": {"const": kind}, "credential": {"anyOf": [
+            {"type": "null"}, {"properties": {"type": {"enum": types}}}]}}}
+
+    schema["anyOf"] = [of("phone_key", ["phone_key"]),
+                       of("wristband", ["wristband", "wristband_sun"])]
+
+
 class OfflineEntry(_Message):
     """A lock's record of a tap it decided alone while the hub was out of reach.
 
@@ -210,16 +335,17 @@ class OfflineEntry(_Message):
     hub names a guest only from ``credential``, the proof the lock saw, verified again.
     """
 
+    model_config = ConfigDict(json_schema_extra=_evidence_schema)
     kind: Literal["offline_entry"] = "offline_entry"
     event_id: EventId
     ts: DeviceTime = Field(description="When the lock decided")
     credential_kind: Literal["phone_key", "wristband"]
-    credential_ref: Annotated[str, Field(min_length=1, max_length=128)] = Field(
+    credential_ref: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_NUL)] = Field(
         description="The phone key's jti, or the wristband's UID")
-    credential_id: Annotated[str, Field(max_length=64)] | None = None
-    guest_id: Annotated[str, Field(max_length=64)] | None = None
+    credential_id: Annotated[str, Field(max_length=64, pattern=NO_NUL)] | None = None
+    guest_id: Annotated[str, Field(max_length=64, pattern=NO_NUL)] | None = None
     outcome: Literal["allow", "deny"]
-    reason: Annotated[str, Field(min_length=1, max_length=40)]
+    reason: Annotated[str, Field(min_length=1, max_length=40, pattern=NO_NUL)]
     credential: Credential | None = Field(
         default=None,
         description="The credential as the lock saw it: the signed phone key with the "
@@ -329,11 +455,11 @@ class PaymentDecision(_Message):
     outcome: Literal["approve", "decline"]
     reason: PaymentReason
     text: Annotated[str, Field(max_length=80)]
-    amount: int
+    amount: Int64
     currency: Currency
     transaction_id: str | None = None
     account: Literal["wallet", "folio"] | None = None
-    balance_after: int | None = Field(
+    balance_after: Int64 | None = Field(
         default=None, description="Wallet balance, minor units: only when the wallet's own "
         "guest paid (never the party lead's balance, shown to a member)")
     decided_at: AwareDatetime
@@ -350,10 +476,10 @@ class Receipt(_Message):
     merchant_id: str | None = None
     merchant_name: str | None = None
     items: list[LineItem] = Field(default_factory=list)
-    amount: int
+    amount: Int64
     currency: Currency
     account: Literal["wallet", "folio"]
-    balance_after: int | None = Field(
+    balance_after: Int64 | None = Field(
         default=None, description="The account's balance afterwards, minor units; only on "
         "the receipt of the account's own guest (a party member's omits the lead's)")
     at: AwareDatetime
@@ -493,7 +619,6 @@ _NOTIFICATION: TypeAdapter[AnyNotification] = TypeAdapter(GuestNotification)
 
 _EVENT_ID_RE = re.compile(_EVENT_ID)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _encodable(text: str) -> str:
@@ -539,7 +664,7 @@ def _real(literal: str) -> float | _Flaw:
 def _integer(literal: str) -> int | _Flaw:
     # By length first: int() refuses over 4300 digits, and is slow long before.
     value = int(literal) if len(literal) <= 20 else None
-    if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+    if value is None or not INT64_MIN <= value <= INT64_MAX:
         # Well-formed JSON, but no field of the contract holds it: a value out of range.
         return _Flaw(f"the integer {literal[:24]} is out of range (64 bits)",
                      ErrorCode.SCHEMA_VIOLATION)

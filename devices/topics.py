@@ -129,7 +129,7 @@ def parse_topic(topic: str) -> DeviceTopic:
 def device_of(topic: str) -> tuple[str, str] | None:
     """The (venue, device) a topic belongs to, even when its channel is unknown; else None."""
     parts = topic.split("/")
-    if len(parts) >= 5 and "/".join(parts[:2]) == ROOT and parts[3] in (DEVICE, HUB):
-        if valid_id(parts[2]) and valid_id(parts[4]):
-            return parts[2], parts[4]
+    if len(parts) >= 5 and "/".join(parts[:2]) == ROOT and parts[3] in (DEVICE, HUB) \
+            and valid_id(parts[2]) and valid_id(parts[4]):
+        return parts[2], parts[4]
     return None

@@ -12,25 +12,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, staff_topic
 from hub.models import (
     AutomationRun,
-    Consent,
     Device,
     DeviceKind,
-    Entitlement,
-    EntitlementKind,
-    EntitlementStatus,
     RunStatus,
-    Wearable,
     Zone,
     ZoneKind,
 )
 from hub.notices import staff_alert
+from hub.store import guests, rows, runs
+from hub.store import privacy as privacy_store
 
 
 def command_message(venue: str, run: AutomationRun, *, issued_at: datetime) -> tuple[str, bytes]:
@@ -60,20 +56,14 @@ def _move_queued(session: Session, run: AutomationRun, *, status: RunStatus,
     Conditional, so that of two workers acting on one queued command (both hearing its
     device come back, or one sending while the guest withdraws consent) only one does.
     """
-    moved = session.execute(
-        sa.update(AutomationRun)
-        .where(col(AutomationRun.id) == run.id, col(AutomationRun.status) == RunStatus.QUEUED)
-        .values(status=status, sent_at=sent_at, detail=detail)
-        .execution_options(synchronize_session=False))
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+    return runs.move_queued(session=session, run_id=run.id, status=status, detail=detail,
+                            sent_at=sent_at)
 
 
 def release(session: Session, *, venue: str, device_id: str, now: datetime,
             ttl: timedelta) -> list[tuple[str, bytes]]:
     """The messages to publish now that ``device_id`` is online; marks its queue done."""
-    queued = session.exec(select(AutomationRun).where(
-        AutomationRun.device_id == device_id, AutomationRun.status == RunStatus.QUEUED)
-        .order_by(col(AutomationRun.id))).all()
+    queued = runs.queued_for_device(session=session, device_id=device_id)
     messages: list[tuple[str, bytes]] = []
     for run in queued:
         stale = f"{device_id} was offline longer than {ttl}" if now - run.created_at > ttl \
@@ -102,20 +92,19 @@ def unwanted(session: Session, run: AutomationRun, now: datetime) -> str | None:
     if run.guest_id is None:
         return None
     for purpose in run.purposes:
-        consent = session.get(Consent, (run.guest_id, purpose))
+        consent = privacy_store.consent_of(session=session, guest_id=run.guest_id,
+                                           purpose=purpose)
         if consent is None or not consent.granted:
             return f"the guest withdrew consent to {purpose}"
-    device = session.get(Device, run.device_id) if run.device_id else None
+    device = rows.find(session=session, model=Device, key=run.device_id) if run.device_id else None
     if device is not None and device.kind is DeviceKind.WATCH:
-        worn = Wearable.current_wearer(session, device.id)
+        worn = guests.current_wearer(session=session, device_id=device.id)
         if worn is None or worn.guest_id != run.guest_id:
             return f"{device.id} is no longer worn by the guest"
-    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
+    zone = rows.find(session=session, model=Zone,
+                     key=device.zone_id) if device and device.zone_id else None
     if zone is not None and zone.kind is ZoneKind.ROOM:
-        stays = session.exec(select(Entitlement).where(
-            Entitlement.guest_id == run.guest_id, Entitlement.kind == EntitlementKind.ROOM,
-            Entitlement.status == EntitlementStatus.ACTIVE,
-            col(Entitlement.valid_from) <= now, col(Entitlement.valid_until) > now)).all()
+        stays = guests.room_stays_at(session=session, guest_id=run.guest_id, at=now)
         if not any(zone.id in stay.zone_ids for stay in stays):
             return f"the guest no longer stays in {zone.id}"
     return None
@@ -125,8 +114,7 @@ def cancel_for_consent(session: Session, *, guest_id: str, purpose: str) -> int:
     """Expire the guest's queued commands that need a consent just withdrawn (conditional,
     so a command another worker sent meanwhile stays sent)."""
     cancelled = 0
-    for run in session.exec(select(AutomationRun).where(
-            AutomationRun.guest_id == guest_id, AutomationRun.status == RunStatus.QUEUED)):
+    for run in runs.queued_for_guest(session=session, guest_id=guest_id):
         if purpose not in run.purposes:
             continue
         cancelled += _move_queued(session, run, status=RunStatus.EXPIRED,
@@ -138,12 +126,11 @@ def cancel_for_consent(session: Session, *, guest_id: str, purpose: str) -> int:
 def expire_stale(session: Session, *, now: datetime, ttl: timedelta) -> list[tuple[str, bytes]]:
     """Expire the commands that waited longer than ``ttl`` for a device still offline, and
     say so to staff: an appliance that never comes back must not hide its queue."""
-    stale = session.exec(select(AutomationRun).where(
-        AutomationRun.status == RunStatus.QUEUED,
-        col(AutomationRun.created_at) < now - ttl).order_by(col(AutomationRun.id))).all()
+    stale = runs.queued_before(session=session, before=now - ttl)
     alerts: list[tuple[str, bytes]] = []
     for run in stale:
-        device = session.get(Device, run.device_id) if run.device_id else None
+        device = rows.find(session=session, model=Device,
+                           key=run.device_id) if run.device_id else None
         moved = _move_queued(session, run, status=RunStatus.EXPIRED,
                              detail=f"{run.device_id} was offline longer than {ttl}")
         if moved and device is not None:

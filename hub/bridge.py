@@ -19,6 +19,7 @@ where the dead one left it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -48,8 +49,8 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
-from hub import broker_errors, crud
-from hub.automation_runner import AutomationRunner
+from hub import broker_errors
+from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
 from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope
@@ -59,7 +60,8 @@ from hub.models import utcnow
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
-from hub.registry import Registry
+from hub.store import events, rows
+from hub.store.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -336,10 +338,8 @@ class Bridge:
         """Seconds the oldest message not yet answered has waited, or None."""
         oldest: float | None = None
         if self._taken:
-            try:
+            with contextlib.suppress(IndexError):  # answered meanwhile, by the worker
                 oldest = self._taken[0].received
-            except IndexError:
-                pass
         if oldest is None:
             with self._queue.mutex:
                 head = next((i for i in self._queue.queue if i is not None), None)
@@ -510,19 +510,15 @@ class Bridge:
             log.error("dead letter %d: could not process a message on %r (%s)", count,
                       item.topic, type(exc).__name__, exc_info=exc if count <= 10 else None)
         error = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode()
-        crud.record_dead_letter(session, topic=item.topic, payload=redact_pins(item.payload),
-                                error=error, received_at=item.received_at, now=self.clock(),
-                                worker=self.settings.worker_name,
-                                keep=self.settings.dead_letters_kept)
+        events.record_dead_letter(session=session, topic=item.topic,
+                                  payload=redact_pins(item.payload),
+                                  error=error, received_at=item.received_at, now=self.clock(),
+                                  worker=self.settings.worker_name,
+                                  keep=self.settings.dead_letters_kept)
         return self._internal(item)
 
     def _database_answers(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return True
-        except Exception:
-            return False
+        return rows.database_answers(engine=self.engine)
 
     def _wait_for_database(self, exc: BaseException) -> None:
         self.counters["database_waits"] += 1

@@ -70,6 +70,7 @@ _REFUSALS = {
     "login": "unknown user, wrong password or a forbidden last will",
     "takeover": "its client id belongs to another user's connection or session",
     "crowd": "too many connections from its address waiting to log in",
+    "publish": "a publish outside what its user may write (counted only, not audited)",
 }
 # How long a takeover waits for the previous connection's end to be handled.
 _TAKEOVER_WAIT = 5.0
@@ -402,6 +403,10 @@ class _Intake:
 _AUTHS: dict[str, BrokerAuth] = {}
 _LOGINS: dict[str, Logins] = {}  # the re-issued and revoked logins, replaced whole on change
 _BRIDGE_LOGINS: dict[str, tuple[str, str]] = {}  # open mode: the bridge's (username, password)
+# Called for each publish the ACL refused (a device writing outside its own events and
+# status, a topic outside the contract): MQTT 3.1.1 cannot tell the publisher, so it is
+# counted for /stats instead. Not audited: a misconfigured device would add a row a second.
+_REFUSED_PUBLISHES: dict[str, Callable[[], None]] = {}
 
 
 def _auth_of(context: BaseContext) -> BrokerAuth:
@@ -484,13 +489,18 @@ class HubTopicPlugin(BaseTopicPlugin):
     def __init__(self, context: BaseContext) -> None:
         super().__init__(context)
         self._bridge_user = _auth_of(context).bridge_user
+        self._auth_id = getattr(context.config, "auth_id", "")
 
     async def topic_filtering(self, *, session: Session | None = None, topic: str | None = None,
                               action: Action | None = None) -> bool:
-        """The hub's ACL; anything it cannot judge is refused."""
-        if session is None or not session.username or topic is None or action is None:
-            return False
-        return allowed(session.username, action.value, topic, bridge_user=self._bridge_user)
+        """The hub's ACL; anything it cannot judge is refused, a refused publish counted."""
+        ok = (session is not None and bool(session.username) and topic is not None
+              and action is not None
+              and allowed(session.username or "", action.value, topic,
+                          bridge_user=self._bridge_user))
+        if not ok and action is not None and action.value == "publish":
+            _REFUSED_PUBLISHES.get(self._auth_id, lambda: None)()
+        return ok
 
 
 class EmbeddedBroker:
@@ -527,6 +537,7 @@ class EmbeddedBroker:
             self._auth_id = uuid.uuid4().hex
             _AUTHS[self._auth_id] = auth
             _LOGINS[self._auth_id] = dict(logins)
+            _REFUSED_PUBLISHES[self._auth_id] = self._refused_publish
             plugins = {**(plugins or {}),
                        f"{__name__}.HubAuthPlugin": {"auth_id": self._auth_id},
                        f"{__name__}.HubTopicPlugin": {"auth_id": self._auth_id}}
@@ -565,9 +576,14 @@ class EmbeddedBroker:
 
     @property
     def refusals(self) -> Counter[str]:
-        """Refused CONNECTs by reason ("login", "takeover"): a copy, safe from any thread."""
+        """Refusals by reason: CONNECTs ("login", "takeover", "crowd") and publishes the ACL
+        refused ("publish"); a copy, safe from any thread."""
         with self._refusal_lock:
             return Counter(self._refusals)
+
+    def _refused_publish(self) -> None:
+        with self._refusal_lock:
+            self._refusals["publish"] += 1
 
     def _refused(self, refusal: Refusal) -> None:
         with self._refusal_lock:  # counted on the broker's thread, read from others
@@ -656,6 +672,7 @@ class EmbeddedBroker:
         if self._auth_id is not None:
             _AUTHS.pop(self._auth_id, None)
             _LOGINS.pop(self._auth_id, None)
+            _REFUSED_PUBLISHES.pop(self._auth_id, None)
             _BRIDGE_LOGINS.pop(self._auth_id, None)
 
 

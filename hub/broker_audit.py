@@ -16,9 +16,9 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from hub import crud
 from hub.broker_auth import Refusal
 from hub.db import session_scope
+from hub.store import events
 
 ACTION = "broker.refused"
 _SAMPLES = 5  # client ids (or users) named in one entry
@@ -57,6 +57,7 @@ def record_refusals(engine: Engine, refusals: Sequence[Refusal], now: datetime) 
         return 0
     with session_scope(engine) as session:
         for target, reason, detail in entries:
-            crud.record_audit(session, actor="broker", roles=[], action=ACTION, target=target,
-                              detail={"reason": reason, **detail}, source="mqtt", at=now)
+            events.record_audit(session=session, actor="broker", roles=[], action=ACTION,
+                                target=target,
+                                detail={"reason": reason, **detail}, source="mqtt", at=now)
     return len(entries)

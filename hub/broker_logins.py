@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub.broker_auth import Logins, can_own_credentials, device_username
-from hub.models import BrokerCredential, Device, Venue, utcnow
+from hub.models import BrokerCredential, utcnow
+from hub.store import devices
+from hub.store import rows as store_rows
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,9 @@ log = logging.getLogger(__name__)
 def current(session: Session) -> dict[str, int | None]:
     """Every login that is not at generation 0: its generation, or None when revoked (or
     its device's venue is closed or deleted)."""
-    rows = session.exec(select(BrokerCredential)).all()
+    rows = devices.broker_credentials(session=session)
     logins = {row.username: None if row.revoked else row.generation for row in rows}
-    closed = session.exec(
-        select(Device.venue_id, Device.id).join(Venue, col(Venue.id) == col(Device.venue_id))
-        .where(sa.or_(col(Venue.enabled).is_(False), col(Venue.deleted_at).is_not(None)))).all()
+    closed = devices.devices_of_closed_venues(session=session)
     for venue_id, device_id in closed:
         if can_own_credentials(venue_id):
             logins[device_username(venue_id, device_id)] = None
@@ -40,17 +40,14 @@ def current(session: Session) -> dict[str, int | None]:
 
 def generation_of(session: Session, username: str) -> int | None:
     """The login's generation now, or None while it is revoked."""
-    row = session.get(BrokerCredential, username)
+    row = store_rows.find(session=session, model=BrokerCredential, key=username)
     if row is None:
         return 0
     return None if row.revoked else row.generation
 
 
 def _row(session: Session, username: str) -> BrokerCredential:
-    # FOR UPDATE: two desks re-issuing at once must not hand out the same generation.
-    stmt = select(BrokerCredential).where(col(BrokerCredential.username) == username) \
-        .with_for_update()
-    row = session.exec(stmt).first()
+    row = devices.lock_broker_credential(session=session, username=username)
     if row is None:
         row = BrokerCredential(username=username)
         session.add(row)

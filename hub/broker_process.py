@@ -26,14 +26,15 @@ from hub.tls import TlsListener
 log = logging.getLogger(__name__)
 
 # The refusal reasons EmbeddedBroker counts, shared with the parent in this order.
-_REASONS = ("login", "takeover", "crowd")
+_REASONS = ("login", "takeover", "crowd", "publish")
 _COPY_EVERY = 0.2  # seconds between copies of the child's counters
 _KEPT_REFUSALS = 1000  # refusals waiting for the hub to audit them; more are only counted
 
 
 def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
            bridge_login: tuple[str, str] | None, counts: list[Synchronized[int]],
-           refused: multiprocessing.Queue[Refusal], log_level: str, logins: Logins, tls: TlsListener | None) -> None:
+           refused: multiprocessing.Queue[Refusal], log_level: str, logins: Logins,
+           tls: TlsListener | None) -> None:
     """The child: run the broker until told to stop or until the parent is gone."""
     # Ctrl-C reaches the whole process group, and systemd's SIGTERM the whole unit: only
     # the hub may stop its broker, after the bridge has answered what the broker holds.
@@ -139,7 +140,8 @@ class BrokerProcess:
 
     @property
     def refusals(self) -> Counter[str]:
-        """Refused CONNECTs by reason, as last copied from the child (every 0.2 s)."""
+        """Refusals by reason (see EmbeddedBroker.refusals), as last copied from the child
+        (every 0.2 s)."""
         return Counter({reason: value.value for reason, value in
                         zip(_REASONS, self._counts, strict=True) if value.value})
 

@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
 )
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
-from hub import crud, ledger
+from hub import credential_checks, journey_detail
 from hub.models import (
     Account,
     AccountKind,
@@ -47,8 +47,9 @@ from hub.payment import (
 )
 from hub.payment import PaymentDecision as Verdict
 from hub.presented import Presented, Trust
-from hub.registry import UNCACHED, Registry
 from hub.security import verify_secret
+from hub.store import devices, errors, events, guests, money, rows
+from hub.store.registry import UNCACHED, Registry
 
 _MAX_ATTEMPTS = 5
 
@@ -140,7 +141,7 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
             with session.begin_nested():
                 return _try_payment(session, venue, device, req, now, limits, trust, late,
                                     verify_pin, received_at or now, registry)
-        except (_Retry, ledger.Overdrawn, ledger.LimitReached, sa.exc.IntegrityError):
+        except (_Retry, money.Overdrawn, money.LimitReached, sa.exc.IntegrityError):
             continue  # state moved under us (another terminal, another worker): decide again
     raise RuntimeError(f"payment {req.idempotency_key} kept losing races")
 
@@ -148,8 +149,8 @@ def handle_payment(session: Session, *, venue: str, device: Device, req: Payment
 def _record_event(session: Session, *, venue: str, device: Device, req: PaymentRequest,
                   presented: Presented, credential: Credential | None,
                   decision: PaymentDecision, now: datetime,
-                  received_at: datetime | None = None) -> None:
-    crud.insert_event(session, crud.event_columns(
+                  received_at: datetime | None = None, detail: str | None = None) -> None:
+    events.insert_event(session=session, values=events.event_columns(
         device_id=device.id, venue_id=venue, event_id=req.event_id, kind="payment",
         received_at=received_at or now, device_ts=req.ts, credential_kind=presented.kind.value,
         credential_ref=presented.identifier or None,
@@ -157,14 +158,16 @@ def _record_event(session: Session, *, venue: str, device: Device, req: PaymentR
         guest_id=credential.guest_id if credential else None, zone_id=device.zone_id,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
         # What the terminal was told, so a redelivery is answered with the same time.
-        transaction_id=decision.transaction_id, decided_at=decision.decided_at))
+        transaction_id=decision.transaction_id, decided_at=decision.decided_at, detail=detail))
 
 
 def _replay(session: Session, seen: Event, req: PaymentRequest) -> PaymentDecision:
     """The decision already given to an event id, rebuilt from what was recorded."""
-    txn = session.get(LedgerTransaction, seen.transaction_id) if seen.transaction_id else None
+    txn = rows.find(session=session, model=LedgerTransaction,
+                    key=seen.transaction_id) if seen.transaction_id else None
     if txn is not None:
-        account = session.get(Account, txn.account_id) if txn.account_id else None
+        account = rows.find(session=session, model=Account,
+                            key=txn.account_id) if txn.account_id else None
         return _decision_of(txn, seen.event_id, txn.idempotency_key, account=account)
     return PaymentDecision(
         event_id=seen.event_id, idempotency_key=req.idempotency_key, outcome="decline",
@@ -178,8 +181,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                  registry: Registry) -> Published:
     session.expire_all()
     reply_topic = device_topic(venue, device.id, Channel.DECISIONS)
-    presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
-                             device_id=device.id, now=now)
+    presented = credential_checks.present(session, credential=req.credential, trust=trust,
+                                          venue_id=venue, device_id=device.id, now=now)
     # The payer in the key's promise is what was presented (SUN data differs per read, the
     # identifier it proves does not).
     print_ = fingerprint(amount=req.amount, currency=req.currency, merchant_id=req.merchant_id,
@@ -187,19 +190,20 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                          account=req.account,
                          items=[i.model_dump() for i in req.items])
 
-    seen = crud.find_event(session, device_id=device.id, event_id=req.event_id)
+    seen = events.find_event(session=session, device_id=device.id, event_id=req.event_id)
     if seen is not None and seen.kind != "payment":
         raise EventIdReused(seen.kind)  # its decision answers another question
     if seen is not None:  # this event id again (QoS 1 redelivery): the same answer, always
         decision = _replay(session, seen, req)
         return Published([(reply_topic, encode(decision))], decision)
-    earlier = ledger.find_by_key(session, scope=device.id, key=req.idempotency_key)
+    earlier = money.find_by_key(session=session, scope=device.id, key=req.idempotency_key)
     if earlier is not None:
         # A decided key is answered from the ledger; the tag's counter is not consumed
         # by it, so the credential is looked up without authenticating it again.
-        credential = crud.find_credential(session, kind=presented.kind,
-                                          identifier=presented.identifier)
-        account = session.get(Account, earlier.account_id) if earlier.account_id else None
+        credential = guests.find_credential(session=session, kind=presented.kind,
+                                            identifier=presented.identifier)
+        account = rows.find(session=session, model=Account,
+                            key=earlier.account_id) if earlier.account_id else None
         if earlier.fingerprint == print_:
             decision = _decision_of(earlier, req.event_id, req.idempotency_key, account=account)
         else:
@@ -215,34 +219,36 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
     if late:
         return _too_late(session, venue, device, req, presented, print_, now, received_at)
 
-    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
-                                            device_id=device.id, now=now, registry=registry)
-    pin_failures = crud.pin_failures_of(session, guest_id=credential.guest_id) \
+    credential, problem = credential_checks.authenticate(
+        session, presented=presented, venue_id=venue, device_id=device.id, now=now,
+        registry=registry)
+    pin_failures = guests.pin_failures_of(session=session, guest_id=credential.guest_id) \
         if credential else 0
     merchant = registry.get(session, Merchant, req.merchant_id)
     if merchant is not None and merchant.venue_id != venue:
         merchant = None
-    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+    policy = rows.find(session=session, model=SpendingPolicy,
+                       key=credential.guest_id) if credential else None
     payer = (policy.payer_guest_id if policy else credential.guest_id) if credential else None
-    account = ledger.account_to_charge(session, choice=req.account, guest_id=payer,
-                                       venue_id=venue) if payer else None
+    account = money.account_to_charge(session=session, choice=req.account, guest_id=payer,
+                                      venue_id=venue) if payer else None
     venue_row = registry.get(session, Venue, venue)
     day = now.astimezone(ZoneInfo(venue_row.timezone if venue_row else "UTC")).date().isoformat()
-    spent = ledger.spent_on(session, guest_id=credential.guest_id, day=day) if credential \
+    spent = money.spent_on(session=session, guest_id=credential.guest_id, day=day) if credential \
         else None
     ctx = PaymentContext(
         device=device, merchant=merchant, credential=credential, policy=policy, account=account,
         amount=req.amount, currency=req.currency, pin=req.pin, spent_today=spent or 0,
         limits=limits, verify_pin=verify_pin,
         credential_problem=problem, presented_kind=presented.kind,
-        pin_failures=pin_failures, venue_enabled=crud.venue_open(venue_row),
+        pin_failures=pin_failures, venue_enabled=devices.venue_open(venue_row),
         credit_limit=folio_credit_limit(account, venue_row.folio_credit_limit
                                         if venue_row else None))
     verdict: Verdict = decide_payment(ctx)
     if credential is not None and verdict.pin_failed:
         # A wrong PIN is counted on the count read under the guest's lock: another worker
         # may have counted one since the read above (the fifth, even), so decide on that.
-        locked = crud.lock_pin_failures(session, guest_id=credential.guest_id)
+        locked = guests.lock_pin_failures(session=session, guest_id=credential.guest_id)
         if locked != pin_failures:
             pin_failures = locked
             verdict = decide_payment(replace(ctx, pin_failures=locked))
@@ -258,8 +264,8 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
         created_at=now)
     messages: list[tuple[str, bytes]] = []
     if credential is not None and (verdict.pin_failed or verdict.pin_passed):
-        crud.count_pin_attempt(session, credential_id=credential.id,
-                               guest_id=credential.guest_id, failed=verdict.pin_failed)
+        guests.count_pin_attempt(session=session, credential_id=credential.id,
+                                 guest_id=credential.guest_id, failed=verdict.pin_failed)
         if verdict.pin_failed and pin_failures + 1 == limits.max_pin_failures:
             # The guest will be told "please see staff": the front desk hears it first.
             messages.append((staff_topic(venue), encode(staff_alert(
@@ -270,20 +276,25 @@ def _try_payment(session: Session, venue: str, device: Device, req: PaymentReque
                     "device_id": device.id, "reason": PaymentReason.PIN_LOCKED.value}))))
     if verdict.approved:
         assert account is not None and merchant is not None and credential is not None
-        ledger.add_daily_spend(session, guest_id=credential.guest_id, day=day, amount=req.amount,
-                               limit=policy.daily_limit if policy else None,
-                               row_exists=spent is not None)
-        revenue = ledger.revenue_of(session, merchant=merchant)
-        ledger.post(session, txn=txn, legs=postings_for_charge(payer=account, revenue=revenue,
-                                                               amount=req.amount),
-                    balance_after_of=account.id)
+        money.add_daily_spend(session=session, guest_id=credential.guest_id, day=day,
+                              amount=req.amount,
+                              limit=policy.daily_limit if policy else None,
+                              row_exists=spent is not None)
+        revenue = money.revenue_of(session=session, merchant=merchant)
+        money.post(session=session, txn=txn,
+                   legs=postings_for_charge(payer=account, revenue=revenue, amount=req.amount),
+                   balance_after_of=account.id)
         messages += receipts_for(txn, account, venue, merchant.name)
     else:
-        ledger.record(session, txn=txn)
+        money.record(session=session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key, account=account)
+    detail = journey_detail.detail_of(presented, problem, known=credential is not None)
+    if problem is not None:
+        journey_detail.log_refused(problem, detail, device_id=device.id, event_id=req.event_id,
+                                   kind=presented.kind.value)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=credential, decision=decision, now=now,
-                  received_at=received_at)
+                  received_at=received_at, detail=detail)
     return Published([(reply_topic, encode(decision)), *messages], decision,
                      charged_guest_id=credential.guest_id if verdict.approved and credential
                      else None)
@@ -304,7 +315,7 @@ def _too_late(session: Session, venue: str, device: Device, req: PaymentRequest,
         device_id=device.id, event_id=req.event_id, items=[i.model_dump() for i in req.items],
         idempotency_scope=device.id, idempotency_key=req.idempotency_key, fingerprint=print_,
         created_at=now)
-    ledger.record(session, txn=txn)
+    money.record(session=session, txn=txn)
     decision = _decision_of(txn, req.event_id, req.idempotency_key)
     _record_event(session, venue=venue, device=device, req=req, presented=presented,
                   credential=None, decision=decision, now=now, received_at=received_at)
@@ -316,14 +327,16 @@ def pin_hash_for(session: Session, *, venue: str, device_id: str, req: PaymentRe
                  trust: Trust, now: datetime) -> str | None:
     """The PIN hash a payment's PIN will be checked against, read without changing
     anything (no tag counter, no challenge used): for checking the PIN ahead."""
-    presented = crud.present(session, credential=req.credential, trust=trust, venue_id=venue,
-                             device_id=device_id, now=now)
+    presented = credential_checks.present(session, credential=req.credential, trust=trust,
+                                          venue_id=venue, device_id=device_id, now=now)
     if presented.forged:
         return None
-    credential = session.get(Credential, presented.credential_id) \
+    credential = rows.find(session=session, model=Credential, key=presented.credential_id) \
         if presented.credential_id is not None \
-        else crud.find_credential(session, kind=presented.kind, identifier=presented.identifier)
-    policy = session.get(SpendingPolicy, credential.guest_id) if credential else None
+        else guests.find_credential(session=session, kind=presented.kind,
+                                    identifier=presented.identifier)
+    policy = rows.find(session=session, model=SpendingPolicy,
+                       key=credential.guest_id) if credential else None
     return policy.pin_hash if policy else None
 
 
@@ -334,21 +347,22 @@ def top_up(session: Session, *, wallet: Account, amount: int, key: str, actor: s
            now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
     """Add money to a wallet (card at a kiosk, cash at a desk), once per key."""
     if wallet.kind is not AccountKind.WALLET:
-        raise crud.Conflict(f"account {wallet.id} is a {wallet.kind.value}, not a wallet")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+        raise errors.Conflict(f"account {wallet.id} is a {wallet.kind.value}, not a wallet")
+    earlier = money.find_by_key(session=session, scope="api", key=key)
     if earlier is not None:
         if earlier.type is not TransactionType.TOPUP or earlier.account_id != wallet.id \
                 or earlier.amount != amount:
-            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+            raise errors.Conflict(f"idempotency key {key!r} was used for another request")
         return earlier, []
-    clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency=wallet.currency)
+    clearing = money.clearing_of(session=session, venue_id=wallet.venue_id,
+                                 currency=wallet.currency)
     txn = LedgerTransaction(
         venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True, reason="ok",
         text="Top-up", amount=amount, currency=wallet.currency, guest_id=wallet.guest_id,
         account_id=wallet.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"topup:{wallet.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)],
-                balance_after_of=wallet.id)
+    money.post(session=session, txn=txn, legs=[(wallet.id, amount), (clearing.id, -amount)],
+               balance_after_of=wallet.id)
     return txn, receipts_for(txn, wallet, wallet.venue_id, None)
 
 
@@ -360,34 +374,36 @@ def refund(session: Session, *, original: LedgerTransaction, amount: int | None,
     check-out goes to the guest's wallet (see :func:`_refund_to`).
     """
     if original.type is not TransactionType.CHARGE or not original.approved:
-        raise crud.Conflict(f"transaction {original.id} is not an approved charge")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+        raise errors.Conflict(f"transaction {original.id} is not an approved charge")
+    earlier = money.find_by_key(session=session, scope="api", key=key)
     if earlier is not None:
         if earlier.original_id != original.id or (amount is not None and earlier.amount != amount):
-            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+            raise errors.Conflict(f"idempotency key {key!r} was used for another request")
         return earlier, []
     # The charge's row is locked first, so two desks refunding it at once take turns and
     # the second sees the first's refund (PostgreSQL's read committed does not serialize
     # a read-then-write by itself; SQLite's BEGIN IMMEDIATE already did).
     session.refresh(original, with_for_update=True)
-    left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
+    left = original.amount - money.refunded_so_far(session=session, original_id=original.id)
     amount = left if amount is None else amount
     if amount <= 0 or amount > left:
-        raise crud.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
-    account = _refund_to(session, charged=crud.get(session, Account, original.account_id or ""),
+        raise errors.Conflict(f"refund of {amount} exceeds what is left of the charge ({left})")
+    account = _refund_to(session, charged=rows.get(session=session, model=Account,
+                                                   key=original.account_id or ""),
                          currency=original.currency)
-    merchant = session.get(Merchant, original.merchant_id) if original.merchant_id else None
+    merchant = rows.find(session=session, model=Merchant,
+                         key=original.merchant_id) if original.merchant_id else None
     if merchant is None:
-        raise crud.Conflict(f"charge {original.id} has no merchant to refund from")
-    revenue = ledger.revenue_of(session, merchant=merchant)
+        raise errors.Conflict(f"charge {original.id} has no merchant to refund from")
+    revenue = money.revenue_of(session=session, merchant=merchant)
     txn = LedgerTransaction(
         venue_id=original.venue_id, type=TransactionType.REFUND, approved=True, reason="ok",
         text="Refund", amount=amount, currency=original.currency, guest_id=original.guest_id,
         account_id=account.id, merchant_id=original.merchant_id, original_id=original.id,
         idempotency_scope="api", idempotency_key=key,
         fingerprint=f"refund:{original.id}:{amount}", actor=actor, created_at=now)
-    ledger.post(session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
-                balance_after_of=account.id)
+    money.post(session=session, txn=txn, legs=[(account.id, amount), (revenue.id, -amount)],
+               balance_after_of=account.id)
     return txn, receipts_for(txn, account, account.venue_id, merchant.name)
 
 
@@ -399,10 +415,11 @@ def _refund_to(session: Session, *, charged: Account, currency: str) -> Account:
     """
     if charged.open:
         return charged
-    wallet = ledger.wallet_of(session, guest_id=charged.guest_id, venue_id=charged.venue_id) \
+    wallet = money.wallet_of(session=session, guest_id=charged.guest_id,
+                             venue_id=charged.venue_id) \
         if charged.guest_id else None
     if wallet is None or wallet.currency != currency:
-        raise crud.Conflict(f"account {charged.id} is closed (settled at check-out) and its "
+        raise errors.Conflict(f"account {charged.id} is closed (settled at check-out) and its "
                             f"guest has no open {currency} wallet at {charged.venue_id}: "
                             "refund the guest another way")
     return wallet
@@ -412,34 +429,34 @@ def settle(session: Session, *, folio: Account, key: str, actor: str,
            now: datetime) -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
     """Check-out: the folio's balance is paid (or paid back) and the folio closes."""
     if folio.kind is not AccountKind.FOLIO:
-        raise crud.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
-    earlier = ledger.find_by_key(session, scope="api", key=key)
+        raise errors.Conflict(f"account {folio.id} is a {folio.kind.value}, not a folio")
+    earlier = money.find_by_key(session=session, scope="api", key=key)
     if earlier is not None:  # the same check-out again (a retried request): the same answer
         if earlier.type is not TransactionType.SETTLEMENT or earlier.account_id != folio.id:
-            raise crud.Conflict(f"idempotency key {key!r} was used for another request")
+            raise errors.Conflict(f"idempotency key {key!r} was used for another request")
         return earlier, []
     if not folio.open:
-        raise crud.Conflict(f"folio {folio.id} is already settled")
+        raise errors.Conflict(f"folio {folio.id} is already settled")
     # Locked before it is read: a charge committing meanwhile is waited for and counted,
     # and one arriving later finds the folio closed.
     session.refresh(folio, with_for_update=True)
     if not folio.open:
-        raise crud.Conflict(f"folio {folio.id} is already settled")
+        raise errors.Conflict(f"folio {folio.id} is already settled")
     owed = -folio.balance
-    clearing = ledger.clearing_of(session, venue_id=folio.venue_id, currency=folio.currency)
+    clearing = money.clearing_of(session=session, venue_id=folio.venue_id, currency=folio.currency)
     txn = LedgerTransaction(
         venue_id=folio.venue_id, type=TransactionType.SETTLEMENT, approved=True, reason="ok",
         text="Check-out", amount=owed, currency=folio.currency, guest_id=folio.guest_id,
         account_id=folio.id, idempotency_scope="api", idempotency_key=key,
         fingerprint=f"settle:{folio.id}", actor=actor, created_at=now)
     if owed != 0:
-        moved = ledger.post(session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
-                            balance_after_of=folio.id)
+        moved = money.post(session=session, txn=txn, legs=[(folio.id, owed), (clearing.id, -owed)],
+                           balance_after_of=folio.id)
         if moved[folio.id] != 0:  # cannot happen with the lock; never close a folio owing
-            raise crud.Conflict(f"folio {folio.id} changed during check-out: try again")
+            raise errors.Conflict(f"folio {folio.id} changed during check-out: try again")
     else:
         txn.balance_after = 0
-        ledger.record(session, txn=txn)
+        money.record(session=session, txn=txn)
     result = txn, receipts_for(txn, folio, folio.venue_id, None)
-    ledger.close(session, account=folio, now=now)
+    money.close(session=session, account=folio, now=now)
     return result

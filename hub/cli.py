@@ -107,7 +107,8 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
                 f"insecure_credential")
         watch = (f"  mosquitto_sub -h {host} -p {port} -t 'venuehub/v1/#' -v"
                  if not settings.secure_broker else
-                 f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 -P \"$(python3 -c "
+                 f"  mosquitto_sub -h {host} -p {port} -u {demo['venue']}.lock-101 "
+                 f"-P \"$(python3 -c "
                  f"'import json,sys; print(json.load(open(sys.argv[1]))[\"devices\"][\"lock-101\"]"
                  f"[\"password\"])' {sheet})\" -t 'venuehub/v1/{demo['venue']}/hub/lock-101/#' -v")
         console.print(escape("Try, in another shell:\n" + tries + watch),
@@ -179,8 +180,12 @@ def up(
     = None,
     tls_key: Annotated[Path | None, typer.Option(
         help="...and this private key (PEM) \\[env HUB_HTTP_TLS_KEY]")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade/--no-upgrade", help="Upgrade an older database schema in place at start "
+        "(the default), or refuse to start on one (then `hub db upgrade` does it)")] = True,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
+    from hub.migrate import SchemaError
     from hub.server import run
     from hub.tls import TlsError
 
@@ -197,7 +202,11 @@ def up(
         if (scale_guests or scale_devices) and not demo:
             console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
             raise typer.Exit(2)
-        run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner)
+        run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner,
+            upgrade=upgrade)
+    except SchemaError as exc:  # a schema it does not know, or an older one and --no-upgrade
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     except CannotListen as exc:
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
                       soft_wrap=True)
@@ -397,8 +406,8 @@ def ledger_verify(
     """Check every ledger invariant; exit 1 and list them when any is broken."""
     from sqlmodel import Session
 
-    from hub import ledger
     from hub.db import create_db_engine
+    from hub.store import money
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and not (settings.data_dir / "hub.db").exists() \
@@ -407,8 +416,8 @@ def ledger_verify(
         raise typer.Exit(2)
     engine = create_db_engine(settings.database)
     with Session(engine) as session:
-        problems = ledger.verify(session)
-        counts = ledger.counts(session)
+        problems = money.verify(session=session)
+        counts = money.counts(session=session)
     engine.dispose()
     for problem in problems:
         console.print(f"[red]✗[/red] {problem}")
@@ -455,10 +464,10 @@ def user_add(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add a staff user who logs in to the REST API (POST /api/v1/auth/token)."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.security import STAFF_ROLES, hash_secret
+    from hub.store import errors, events, staff
 
     if not _USERNAME.fullmatch(name):
         console.print(f"[red]bad username {escape(repr(name))}:[/red] "
@@ -483,12 +492,14 @@ def user_add(
         init_db(engine)
         now = utcnow()
         with session_scope(engine) as session:
-            crud.add_staff_user(session, username=name, password_hash=hash_secret(password),
-                                roles=role, now=now)
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.add",
-                              target=f"user:{name}", detail={"roles": sorted(set(role))},
-                              source="cli", at=now)
-    except crud.Conflict:
+            staff.add_staff_user(session=session, username=name,
+                                 password_hash=hash_secret(password),
+                                 roles=role, now=now)
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.add",
+                                target=f"user:{name}", detail={"roles": sorted(set(role))},
+                                source="cli", at=now)
+    except errors.Conflict:
         console.print(f"[red]user {escape(name)} already exists[/red]")
         raise typer.Exit(1) from None
     finally:
@@ -502,8 +513,8 @@ def user_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List the staff users, their roles and whether they may log in."""
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
+    from hub.store import staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     if settings.database.startswith("sqlite") and settings.database_url is None \
@@ -514,7 +525,7 @@ def user_list(
     try:
         init_db(engine)  # a database from before staff users existed gets the table
         with session_scope(engine) as session:
-            users = crud.list_staff_users(session)
+            users = staff.list_staff_users(session=session)
     finally:
         engine.dispose()
     table = Table("username", "roles", "active", "created")
@@ -526,27 +537,28 @@ def user_list(
 
 def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
                  active: bool | None = None, password: str | None = None) -> None:
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
     from hub.security import hash_secret
+    from hub.store import events, staff
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            user = crud.find_staff_user(session, username=name)
+            user = staff.find_staff_user(session=session, username=name)
             if user is None:
                 console.print(f"[red]no user {escape(name)}[/red]")
                 raise typer.Exit(2)
-            crud.change_staff_user(session, user=user, active=active,
-                                   password_hash=hash_secret(password) if password else None)
+            staff.change_staff_user(session=session, user=user, active=active,
+                                    password_hash=hash_secret(password) if password else None)
             detail: dict[str, object] = {"password_changed": True} if password else {}
             if active is not None:
                 detail["active"] = active
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[], action="user.change",
-                              target=f"user:{name}", detail=detail, source="cli", at=utcnow())
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="user.change",
+                                target=f"user:{name}", detail=detail, source="cli", at=utcnow())
     finally:
         engine.dispose()
 
@@ -614,25 +626,26 @@ def venue_policy(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show or set a venue's security policy (as PUT /venues/{id}/security-policy)."""
-    from hub import crud
     from hub.db import create_db_engine, session_scope
     from hub.models import Venue, utcnow
+    from hub.store import events, rows
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            venue = session.get(Venue, venue_id)
+            venue = rows.find(session=session, model=Venue, key=venue_id)
             if venue is None:
                 console.print(f"[red]no venue {escape(venue_id)!r}[/red]")
                 raise typer.Exit(2)
             if allow_plain_uid is not None and allow_plain_uid != venue.allow_plain_uid:
-                crud.update(session, venue, {"allow_plain_uid": allow_plain_uid})
-                crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                                  action="venue.security_policy", target=f"venue:{venue_id}",
-                                  detail={"allow_plain_uid": allow_plain_uid}, source="cli",
-                                  at=utcnow())
+                rows.update(session=session, row=venue,
+                            changes={"allow_plain_uid": allow_plain_uid})
+                events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                    action="venue.security_policy", target=f"venue:{venue_id}",
+                                    detail={"allow_plain_uid": allow_plain_uid}, source="cli",
+                                    at=utcnow())
             allowed = venue.allow_plain_uid
     finally:
         engine.dispose()
@@ -655,7 +668,7 @@ def telemetry_purge(
     """Delete telemetry older than the retention period (a running hub also does it daily)."""
     from hub.db import create_db_engine, session_scope
     from hub.models import utcnow
-    from hub.privacy import purge_telemetry
+    from hub.store.events import purge_telemetry
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -663,7 +676,7 @@ def telemetry_purge(
     engine = create_db_engine(settings.database)
     try:
         with session_scope(engine) as session:
-            gone = purge_telemetry(session, now=utcnow(), days=keep)
+            gone = purge_telemetry(session=session, now=utcnow(), days=keep)
     finally:
         engine.dispose()
     console.print(f"purged {gone} telemetry rows older than {keep} days")
@@ -685,10 +698,10 @@ def guest_erase(
     Irreversible. Phone keys revoked here reach offline locks when the hub next
     publishes its revocation list (at start, or at the next revocation).
     """
-    from hub import crud
     from hub.db import create_db_engine, init_db, session_scope
     from hub.models import utcnow
     from hub.privacy import erase_guest
+    from hub.store import errors, events
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
     _existing_database(settings)
@@ -701,11 +714,11 @@ def guest_erase(
         with session_scope(engine) as session:
             report = erase_guest(session, guest_id=guest_id, now=now)
             # Counts and the pseudonym only: the audit log must not keep what was erased.
-            crud.record_audit(session, actor=f"cli:{_os_user()}", roles=[],
-                              action="guest.erase", target=f"guest:{guest_id}",
-                              detail=report.model_dump(exclude={"guest_id"}), source="cli",
-                              at=now)
-    except crud.NotFound:
+            events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
+                                action="guest.erase", target=f"guest:{guest_id}",
+                                detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                                at=now)
+    except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
         raise typer.Exit(1) from None
     finally:
@@ -713,3 +726,97 @@ def guest_erase(
     console.print(f"erased guest {escape(guest_id)}: now erased-{report.pseudonym}, "
                   f"{report.credentials_revoked} credential(s) revoked, "
                   f"{report.events_scrubbed} event(s) scrubbed")
+
+
+db_app = typer.Typer(help="The database's schema: its version, upgrades, new migrations.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Upgrade the database's schema to this hub's (`hub up` also does it at start).
+
+    All in one transaction: a failure changes nothing. A database an older hub made without
+    migrations is recognised by its tables and columns and stamped with that version first;
+    one that matches no known version is refused.
+    """
+    from hub import migrate
+    from hub.db import create_db_engine
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database)
+    try:
+        done = migrate.upgrade(engine)
+    except migrate.SchemaError as exc:
+        console.print(f"[red]not upgraded:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    before = done.before
+    if done.stamped is not None:
+        console.print(f"the database had no schema version; its tables and columns are those of "
+                      f"revision {done.stamped}: stamped it so")
+    if before.state is migrate.State.CURRENT:
+        console.print(f"the database is at {done.after}, this hub's schema: nothing to do")
+    elif before.state is migrate.State.EMPTY:
+        console.print(f"created the schema at {done.after} (every migration from the first)")
+    elif (done.stamped or before.revision) == done.after:
+        console.print(f"the database is at {done.after}, this hub's schema")
+    else:
+        console.print(f"upgraded the database from {done.stamped or before.revision} to "
+                      f"{done.after}")
+
+
+@db_app.command("current")
+def db_current(
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+) -> None:
+    """Show the database's schema version against this hub's.
+
+    Exit 0 when they are the same, 1 when the database needs `hub db upgrade` or is one
+    this hub cannot run on.
+    """
+    from hub import migrate
+    from hub.db import create_db_engine
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    _existing_database(settings)
+    engine = create_db_engine(settings.database, read_only=True)
+    try:
+        found = migrate.status(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database: {found.revision or 'no version'} ({found.state}); this hub: "
+                  f"{found.head}")
+    if found.state is migrate.State.EMPTY:
+        console.print("no tables yet: `hub up` or `hub db upgrade` creates them")
+    elif found.state is not migrate.State.CURRENT:
+        console.print(f"[yellow]{escape(migrate.refusal(found))}[/yellow]")
+    raise typer.Exit(0 if found.state is migrate.State.CURRENT else 1)
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option(
+        "--message", "-m", help="What the migration changes, in a few words")],
+) -> None:
+    """For developers: write a migration for what hub/models.py changed since the newest one.
+
+    Alembic's autogenerate against a scratch database at the newest revision; the file goes
+    to hub/migrations/versions/. Review it: autogenerate cannot see renames, nor fill a new
+    NOT NULL column of existing rows.
+    """
+    from hub import migrate
+
+    written = migrate.new_revision(message)
+    if written is None:
+        console.print("the models match the newest migration: nothing to write")
+        raise typer.Exit(0)
+    console.print(f"wrote {written}: review it, then run the migration tests "
+                  "(tests/hub/test_migrations.py)")

@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from hub import (
+    migrate,
     models,  # noqa: F401  (registers the tables on SQLModel.metadata)
-    registry,  # every process bumps the registry's version on changes to it
 )
+from hub.store import registry  # every process bumps the registry's version on changes to it
 
 T = TypeVar("T")
 
@@ -87,9 +88,11 @@ def _private(database: str | None) -> None:
             pass
 
 
-def init_db(engine: Engine) -> None:
-    """Create the tables that do not exist yet."""
-    SQLModel.metadata.create_all(engine)
+def init_db(engine: Engine, *, upgrade: bool = True) -> None:
+    """Bring the database to this hub's schema (hub.migrate.prepare: create an empty one,
+    upgrade an older one unless ``upgrade`` is false, else SchemaError) and its one
+    registry version row."""
+    migrate.prepare(engine, upgrade=upgrade)
     with Session(engine) as session:
         registry.ensure_version_row(session)
         session.commit()

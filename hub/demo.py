@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from hub import crud, wearables
+from hub import wearables
 from hub.cashier import top_up
 from hub.db import session_scope
 from hub.models import (
@@ -43,6 +43,7 @@ from hub.models import (
     ZoneKind,
 )
 from hub.security import hash_secret
+from hub.store import guests, rows, staff
 
 VENUE_ID = "demo-resort"
 # The resort is a legacy venue: its readers may send a wristband's bare UID (as the README's
@@ -183,20 +184,20 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
     with session_scope(engine) as session:
         for row in _rows(day):
             created += _ensure(session, row)
-        charlie = session.get(SpendingPolicy, "guest-01")
+        charlie = rows.find(session=session, model=SpendingPolicy, key="guest-01")
         if charlie is not None and charlie.pin_hash is None:
             charlie.pin_hash = hash_secret(DEMO_PIN)
             charlie.pin_threshold = 5_000
         for i in range(1, 21):
-            wallet = session.get(Account, f"wallet-guest-{i:02d}")
+            wallet = rows.find(session=session, model=Account, key=f"wallet-guest-{i:02d}")
             assert wallet is not None
             top_up(session, wallet=wallet, amount=10_000, key=f"demo-topup-guest-{i:02d}",
                    actor="demo", now=now)
         for role in StaffRole:
-            if crud.find_staff_user(session, username=role.value) is None:
-                crud.add_staff_user(session, username=role.value,
-                                    password_hash=_demo_hash(role.value), roles=[role.value],
-                                    now=now)
+            if staff.find_staff_user(session=session, username=role.value) is None:
+                staff.add_staff_user(session=session, username=role.value,
+                                     password_hash=_demo_hash(role.value), roles=[role.value],
+                                     now=now)
                 created += 1
     return {"venue": VENUE_ID, "strict_venue": STRICT_VENUE_ID, "created": created,
             "guests": 20, "rooms": len(ROOMS),
@@ -205,13 +206,13 @@ def seed_demo(engine: Engine, now: datetime) -> dict[str, Any]:
 
 def _ensure(session: Session, row: SQLModel) -> int:
     if isinstance(row, Wearable):  # keyed by its device: paired unless someone wears it
-        if wearables.current_wearer(session, row.device_id) is not None:
+        if guests.current_wearer(session=session, device_id=row.device_id) is not None:
             return 0
         wearables.pair(session, device_id=row.device_id, guest_id=row.guest_id,
                        now=row.paired_at)
         return 1
     key = sa.inspect(type(row)).primary_key_from_instance(row)
-    existing = session.get(type(row), tuple(key))
+    existing = rows.find(session=session, model=type(row), key=tuple(key))
     if existing is None:
         session.add(row)
         session.flush()
@@ -239,21 +240,17 @@ def scale_gate_id(n: int) -> str:
 def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> dict[str, int]:
     """Add ``guests`` ticketed guests (two credentials each) and ``devices`` park gates."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    tables: dict[type[SQLModel], sa.Table] = {
-        m: m.__table__ for m in (Guest, Credential, Entitlement, Device)}  # type: ignore[union-attr]
     added = {"guests": 0, "credentials": 0, "devices": 0}
     with session_scope(engine) as session:
-        conn = session.connection()
-        have = {row[0] for row in conn.execute(
-            sa.select(tables[Guest].c.id).where(tables[Guest].c.id.like("guest-s%")))}
+        have = rows.ids_like(session=session, model=Guest, pattern="guest-s%")
         numbers = [n for n in range(SCALE_FIRST_GUEST, SCALE_FIRST_GUEST + guests)
                    if f"guest-s{n}" not in have]
         for start in range(0, len(numbers), _CHUNK):
             chunk = numbers[start:start + _CHUNK]
-            conn.execute(sa.insert(tables[Guest]), [
+            rows.insert_many(session=session, model=Guest, values=[
                 {"id": f"guest-s{n}", "name": f"Guest {n}", "display_name": f"Guest {n}",
                  "email": None, "created_at": now} for n in chunk])
-            conn.execute(sa.insert(tables[Credential]), [
+            rows.insert_many(session=session, model=Credential, values=[
                 row for n in chunk for row in (
                     {"id": f"band-s{n}", "guest_id": f"guest-s{n}",
                      "kind": CredentialKind.WRISTBAND, "identifier": wristband_uid(n),
@@ -263,23 +260,22 @@ def seed_scale(engine: Engine, now: datetime, *, guests: int, devices: int) -> d
                      "kind": CredentialKind.PHONE_KEY, "identifier": f"pk-s{n}",
                      "label": "phone", "status": "active", "pin_failures": 0, "sun": False,
                      "created_at": now, "status_changed_at": now})])
-            conn.execute(sa.insert(tables[Entitlement]), [
+            rows.insert_many(session=session, model=Entitlement, values=[
                 {"id": f"ticket-s{n}", "guest_id": f"guest-s{n}",
                  "kind": EntitlementKind.TICKET, "zone_ids": ["park"], "valid_from": day,
                  "valid_until": day + timedelta(days=30), "status": "active",
                  "created_at": now} for n in chunk])
         added["guests"], added["credentials"] = len(numbers), 2 * len(numbers)
-        have_dev = {row[0] for row in conn.execute(
-            sa.select(tables[Device].c.id).where(tables[Device].c.id.like("scale-gate-%")))}
+        have_dev = rows.ids_like(session=session, model=Device, pattern="scale-gate-%")
         gates = [n for n in range(1, devices + 1) if scale_gate_id(n) not in have_dev]
         if gates:
-            conn.execute(sa.insert(tables[Device]), [
+            rows.insert_many(session=session, model=Device, values=[
                 {"id": scale_gate_id(n), "venue_id": VENUE_ID, "kind": DeviceKind.GATE,
                  "name": f"scale gate {n}", "zone_id": "park", "enabled": True,
                  "direction": Direction.IN if n % 2 else Direction.OUT, "online": False}
                 for n in gates])
         added["devices"] = len(gates)
         if numbers or gates:
-            from hub.registry import bump
+            from hub.store.registry import bump
             bump(session)  # bulk INSERTs bypass the ORM's flush, and so its bump
     return added

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from devices.contract import EntryReason
@@ -15,6 +14,7 @@ from hub.models import (
     Device,
     DeviceKind,
     Direction,
+    Effect,
     Entitlement,
     EntitlementKind,
     EntitlementStatus,
@@ -72,14 +72,6 @@ _CREDENTIAL_DENIALS = {
     CredentialStatus.SUSPENDED: EntryReason.CREDENTIAL_SUSPENDED,
     CredentialStatus.REVOKED: EntryReason.CREDENTIAL_REVOKED,
 }
-
-
-class Effect(StrEnum):
-    """What an allowed entry changes in the zone's state."""
-
-    NONE = "none"
-    ENTER = "enter"
-    EXIT = "exit"
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,8 @@ from devices.contract import (
     parse_status,
 )
 from devices.topics import Channel, TopicError, device_of, device_topic, parse_topic
-from hub import appliance_queue, crud, ledger, offline_entries
-from hub.automation_runner import Occurrence
+from hub import appliance_queue, credential_checks, journey_detail, offline_entries
+from hub.automations.occurrence import Occurrence
 from hub.cashier import EventIdReused, handle_payment
 from hub.config import Settings
 from hub.deadline import NEVER, Deadline
@@ -57,8 +57,9 @@ from hub.models import (
 )
 from hub.payment import PaymentLimits
 from hub.presented import Presented, Trust
-from hub.registry import UNCACHED, Registry
 from hub.security import verify_secret
+from hub.store import devices, events, money, rows
+from hub.store.registry import UNCACHED, Registry
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def lock_ahead(session: Session, topics: Sequence[str], *,
         device = registry.get(session, Device, where.device)
         if device is not None and device.merchant_id and device.venue_id == where.venue:
             merchants.add(device.merchant_id)
-    ledger.lock_revenues(session, merchant_ids=sorted(merchants))
+    money.lock_revenues(session=session, merchant_ids=sorted(merchants))
 
 
 def handle_message(session: Session, topic: str, payload: bytes, now: datetime, *,
@@ -193,11 +194,11 @@ def _handle_status(session: Session, venue: str, device_id: str, payload: bytes,
         status = parse_status(payload)
     except ContractError as exc:
         return Outcome(error=exc.code)  # retained junk: count it, never answer it forever
-    device = session.get(Device, device_id)
+    device = rows.find(session=session, model=Device, key=device_id)
     if device is None or device.venue_id != venue:
         return Outcome(error=ErrorCode.UNKNOWN_DEVICE)
-    crud.record_device_seen(session, device_id=device_id, now=now,
-                            online=status.state == "online")
+    devices.record_device_seen(session=session, device_id=device_id, now=now,
+                               online=status.state == "online")
     if status.state != "online":
         return Outcome()
     return _back_online(session, venue, device_id, now, command_ttl)
@@ -214,7 +215,7 @@ def _back_online(session: Session, venue: str, device_id: str, now: datetime,
 def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                    event: HeartbeatEvent | TelemetryEvent, now: datetime,
                    command_ttl: timedelta) -> Outcome:
-    device = session.get(Device, device_id)
+    device = rows.find(session=session, model=Device, key=device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
@@ -224,9 +225,10 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
     digest = content_digest(event)
     row = Telemetry(device_id=device_id, event_id=event.event_id, kind=event.kind, ts=event.ts,
                     received_at=now, data=data, content_digest=digest)
-    fresh = crud.record_telemetry(session, row=row)
+    fresh = events.record_telemetry(session=session, row=row)
     if not fresh:
-        first = crud.recorded_report(session, device_id=device_id, event_id=event.event_id)
+        first = events.recorded_report(session=session, device_id=device_id,
+                                       event_id=event.event_id)
         if first is not None and first[1] is not None and first[1] != digest:
             # Not a redelivery: another report under a used id. Nothing of it is taken in.
             return _conflict(session, topic, device_id, event.event_id, now,
@@ -234,10 +236,10 @@ def _handle_report(session: Session, topic: str, venue: str, device_id: str,
                              f"another {first[0]} already",
                              first={"kind": first[0]}, again={"kind": event.kind})
     if isinstance(event, HeartbeatEvent):
-        crud.record_device_seen(session, device_id=device_id, now=now, online=True,
-                                battery_pct=event.battery_pct, firmware=event.firmware)
+        devices.record_device_seen(session=session, device_id=device_id, now=now, online=True,
+                                   battery_pct=event.battery_pct, firmware=event.firmware)
         return _back_online(session, venue, device_id, now, command_ttl)
-    crud.record_device_seen(session, device_id=device_id, now=now)
+    devices.record_device_seen(session=session, device_id=device_id, now=now)
     if not fresh:
         return Outcome()  # a redelivery: automations reacted to it the first time
     return Outcome(occurrence=Occurrence("telemetry", venue, device_id, None, now,
@@ -282,12 +284,12 @@ def _handle_offline_entry(session: Session, topic: str, venue: str, device_id: s
     from a proof the hub verifies again (:mod:`hub.offline_entries`), which also alerts
     staff to a forged or replayed proof, or one of a credential void at that time.
     """
-    device = session.get(Device, device_id)
+    device = rows.find(session=session, model=Device, key=device_id)
     if device is None or device.venue_id != venue:
         return refuse(topic, ContractError(ErrorCode.UNKNOWN_DEVICE,
                                            f"device {device_id!r} is not registered",
                                            entry.event_id))
-    if crud.find_event(session, device_id=device_id, event_id=entry.event_id) is not None:
+    if events.find_event(session=session, device_id=device_id, event_id=entry.event_id) is not None:
         return Outcome()  # uploaded before: already in the journey
     why = _offline_entry_problem(device, entry, now)
     if why is not None:
@@ -327,9 +329,10 @@ def _conflict(session: Session, topic: str, device_id: str, event_id: str, now: 
               detail: str, *, first: Mapping[str, Any], again: Mapping[str, Any]) -> Outcome:
     """Refuse a message whose event id this device used before for something else, and
     audit it (once per device and event id) for staff: what the id said first, and now."""
-    crud.record_event_id_conflict(session, device_id=device_id, event_id=event_id, now=now,
-                                  detail={"event_id": event_id, "topic": topic,
-                                          "first": dict(first), "again": dict(again)})
+    events.record_event_id_conflict(session=session, device_id=device_id, event_id=event_id,
+                                    now=now,
+                                    detail={"event_id": event_id, "topic": topic,
+                                            "first": dict(first), "again": dict(again)})
     return refuse(topic, ContractError(ErrorCode.EVENT_ID_CONFLICT, detail, event_id))
 
 
@@ -399,17 +402,18 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
                   registry: Registry) -> tuple[EntryContext, bool]:
     """Read everything the entry decision depends on, inside the tap's transaction; and
     whether the guest's presence row for the zone exists yet."""
-    credential, problem = crud.authenticate(session, presented=presented, venue_id=venue,
-                                            device_id=tap_device_id(device), now=now,
-                                            registry=registry)
+    credential, problem = credential_checks.authenticate(
+        session, presented=presented, venue_id=venue, device_id=tap_device_id(device), now=now,
+        registry=registry)
     guest = registry.get(session, Guest, credential.guest_id) if credential else None
     zone = registry.get(session, Zone, device.zone_id) if device and device.zone_id else None
     # The zone's settings from the cache; its occupancy, which is state, read now.
-    occupancy = crud.occupancy_of(session, zone_id=zone.id) \
+    occupancy = devices.occupancy_of(session=session, zone_id=zone.id) \
         if zone is not None and registry.caching and zone.capacity is not None else None
     entitlements: tuple[Entitlement, ...] = registry.entitlements(
         session, guest_id=guest.id) if guest else ()
-    inside = crud.presence(session, guest_id=guest.id, zone_id=zone.id) if guest and zone \
+    inside = devices.presence(session=session, guest_id=guest.id,
+                              zone_id=zone.id) if guest and zone \
         else None
     scheduled = any(e.schedule for e in entitlements)  # only schedules need the venue's clock
     context = EntryContext(
@@ -424,7 +428,7 @@ def _load_context(session: Session, venue: str, device: Device | None, tap: TapE
         credential_problem=problem,
         presented_kind=presented.kind,
         occupancy=occupancy,
-        venue_enabled=crud.venue_open(registry.get(session, Venue, venue)),
+        venue_enabled=devices.venue_open(registry.get(session, Venue, venue)),
     )
     return context, inside is not None
 
@@ -462,19 +466,19 @@ def _too_late(session: Session, topic: str, venue: str, device_id: str, tap: Tap
     The credential is not even authenticated (a band's tag counter stays where it was),
     and automations hear nothing of it.
     """
-    seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    seen = events.find_event(session=session, device_id=device_id, event_id=tap.event_id)
     if seen is not None:  # decided before (a redelivery): that answer stands
         return _again(session, topic, venue, device_id, tap, seen, digest, now)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None
-    row = crud.event_columns(
+    row = events.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=tap.credential.type,
         zone_id=device.zone_id if device else None, direction=tap.direction, outcome="deny",
         reason=(EntryReason.TOO_LATE if device else EntryReason.UNKNOWN_DEVICE).value,
         text="Please tap again", decided_at=now, content_digest=digest)
-    crud.insert_event(session, row)
+    events.insert_event(session=session, values=row)
     return _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                    tap=tap)
 
@@ -488,23 +492,28 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
              registry: Registry) -> Outcome:
     # Rows cached by earlier messages of this batch may be stale: read afresh.
     session.expire_all()
-    seen = crud.find_event(session, device_id=device_id, event_id=tap.event_id)
+    seen = events.find_event(session=session, device_id=device_id, event_id=tap.event_id)
     if seen is not None:
         return _again(session, topic, venue, device_id, tap, seen, digest, now)
     device = registry.get(session, Device, device_id)
     if device is not None and device.venue_id != venue:
         device = None  # a device id under another venue's topic is not this device
-    presented = crud.present(session, credential=tap.credential, trust=trust, venue_id=venue,
-                             device_id=device_id, now=now)
+    presented = credential_checks.present(session, credential=tap.credential, trust=trust,
+                                          venue_id=venue, device_id=device_id, now=now)
     ctx, presence_row = _load_context(session, venue, device, tap, presented, now, registry)
     decision = decide_entry(ctx, now)
     credential = ctx.credential
-    if decision.allowed and device is not None and device.zone_id and credential:
-        if not crud.apply_effect(session, guest_id=credential.guest_id,
-                                 presence_row=presence_row,
-                                 zone_id=device.zone_id, effect=decision.effect, now=now):
-            raise _StateChanged
-    row = crud.event_columns(
+    if decision.allowed and device is not None and device.zone_id and credential \
+            and not devices.apply_effect(session=session, guest_id=credential.guest_id,
+                                         presence_row=presence_row, zone_id=device.zone_id,
+                                         effect=decision.effect, now=now):
+        raise _StateChanged
+    detail = journey_detail.detail_of(presented, ctx.credential_problem,
+                                      known=credential is not None)
+    if ctx.credential_problem is not None and device is not None:
+        journey_detail.log_refused(ctx.credential_problem, detail, device_id=device_id,
+                                   event_id=tap.event_id, kind=presented.kind.value)
+    row = events.event_columns(
         device_id=device_id, venue_id=venue, event_id=tap.event_id, kind="tap",
         received_at=received_at, device_ts=tap.ts, credential_kind=presented.kind.value,
         credential_ref=presented.identifier or None,
@@ -513,9 +522,9 @@ def _try_tap(session: Session, topic: str, venue: str, device_id: str, tap: TapE
         zone_id=device.zone_id if device else None,
         direction=decision.direction.value if decision.direction else None,
         outcome=decision.outcome, reason=decision.reason.value, text=decision.text,
-        guest_name=decision.guest_name, decided_at=now, content_digest=digest,
+        guest_name=decision.guest_name, decided_at=now, content_digest=digest, detail=detail,
     )
-    row_id = crud.insert_event(session, row)
+    row_id = events.insert_event(session=session, values=row)
     answer = _answer(topic, venue, device_id, _decision_of(row), known=device is not None,
                      tap=tap)
     if device is not None:  # a first decision, not a replay: worth reacting to

@@ -16,18 +16,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from devices.key_material import Kind, document, sign
 from devices.topics import keys_topic
-from hub import crud
-from hub.models import Venue
 from hub.phone_keys import SigningKey, jwks, material_signing_key
+from hub.store import devices, guests
 
 
 def revocations(session: Session, now: datetime) -> dict[str, Any]:
     """The revoked phone keys (their jti), with the time the list was made (unsigned)."""
-    return {"revoked": sorted(crud.revoked_key_ids(session, now=now)),
+    return {"revoked": sorted(guests.revoked_key_ids(session=session, now=now)),
             "issued_at": now.isoformat()}
 
 
@@ -51,16 +50,16 @@ def _documents(session: Session, keys: Sequence[SigningKey], venue: str, now: da
 def served(session: Session, keys: Sequence[SigningKey], *, venue: str, kind: str,
            now: datetime) -> dict[str, Any]:
     """One venue's document as the REST API serves it, under the last ``seq`` published."""
-    return _documents(session, keys, venue, now, crud.key_material_seq(session))[kind]
+    return _documents(session, keys, venue, now, guests.key_material_seq(session=session))[kind]
 
 
 def key_material(session: Session, keys: Sequence[SigningKey],
                  now: datetime) -> list[tuple[str, bytes]]:
     """(topic, payload) of every venue's JWKS and revocation list, signed under a new
     ``seq``, to publish retained once the caller's transaction commits."""
-    seq = crud.next_key_material_seq(session)
+    seq = guests.next_key_material_seq(session=session)
     messages: list[tuple[str, bytes]] = []
-    for venue in session.exec(select(Venue.id).where(col(Venue.deleted_at).is_(None))).all():
+    for venue in devices.live_venue_ids(session=session):
         for kind, doc in _documents(session, keys, venue, now, seq).items():
             messages.append((keys_topic(venue, kind), json.dumps(doc).encode()))
     return messages

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Field, SQLModel
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -99,6 +99,15 @@ class EntitlementStatus(StrEnum):
 class Direction(StrEnum):
     IN = "in"
     OUT = "out"
+
+
+class Effect(StrEnum):
+    """What an allowed entry changes in the zone's state (decided by hub.entry, applied by
+    the store)."""
+
+    NONE = "none"
+    ENTER = "enter"
+    EXIT = "exit"
 
 
 class AccountKind(StrEnum):
@@ -270,6 +279,9 @@ class Event(SQLModel, table=True):
     # event id saying something else is a conflict, not a redelivery. None: not kept
     # (payments and offline entries have their own checks; rows from before).
     content_digest: str | None = Field(default=None, max_length=64)
+    # Why the presented credential was not trusted, for staff (hub/journey_detail.py):
+    # which check failed. Never sent to the reader.
+    detail: str | None = Field(default=None, max_length=200)
 
 
 class Telemetry(SQLModel, table=True):
@@ -563,12 +575,6 @@ class Wearable(SQLModel, table=True):
     guest_id: str = Field(foreign_key="guest.id", index=True)
     paired_at: datetime = _ts(default_factory=utcnow)
     unpaired_at: datetime | None = _ts(default=None)
-
-    @classmethod
-    def current_wearer(cls, session: Session, device_id: str) -> Wearable | None:
-        """The open pairing of ``device_id`` (who wears it now); None when nobody does."""
-        return session.exec(select(cls).where(
-            cls.device_id == device_id, col(cls.unpaired_at).is_(None))).first()
 
 
 class RunStatus(StrEnum):

@@ -18,9 +18,9 @@ Then the entry is recorded (once per device and ``event_id``, the caller checks)
   row names no guest and raises nothing, since a lock's word alone never puts a guest in
   the journey;
 - *suspicious*: a proof that does not verify or was replayed; or a valid one for a key
-  revoked (superseded) or a band reported lost before ``ts``. The row names no guest (the credential, when proven,
-  is kept), and a staff alert (rule ``offline-entry``) goes to the venue's staff topic,
-  recorded in the audit log (action ``offline_entry.alert``).
+  revoked (superseded) or a band reported lost before ``ts``. The row names no guest (the
+  credential, when proven, is kept), and a staff alert (rule ``offline-entry``) goes to
+  the venue's staff topic, recorded in the audit log (action ``offline_entry.alert``).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from devices.contract import (
     encode,
 )
 from devices.topics import staff_topic
-from hub import crud
 from hub.entry import PROBLEMS
 from hub.models import Credential, CredentialKind, CredentialStatus, Device, Event
 from hub.notices import staff_alert
 from hub.presented import CredentialProblem, Trust, resolve, verify_signed_phone_key
+from hub.store import events, guests, rows
 
 RULE = "offline-entry"
 # Spent SUN read counters share the lock challenges' table, under a scope no device id can
@@ -86,12 +86,13 @@ def _phone_key(session: Session, entry: OfflineEntry, presented: PhoneKeyCredent
     # What the lock wrote beside the proof (credential_ref, _id, guest_id) is not read: the
     # proof alone says whose key it was (a lock that refused a key may not have named it).
     assert presented.challenge is not None  # a signed key always carries it (the contract)
-    if not crud.use_challenge(session, device_id=device.id, challenge=presented.challenge,
-                              now=entry.ts):
+    if not guests.use_challenge(session=session, device_id=device.id, challenge=presented.challenge,
+                                now=entry.ts):
         return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
-    credential = session.get(Credential, verdict.credential_id) if verdict.credential_id \
+    credential = rows.find(session=session, model=Credential,
+                           key=verdict.credential_id) if verdict.credential_id \
         else None
-    revoked_at = crud.key_revoked_at(session, jti=verdict.identifier)
+    revoked_at = guests.key_revoked_at(session=session, jti=verdict.identifier)
     conflict = "credential_revoked" if revoked_at is not None and revoked_at <= entry.ts \
         else None
     return Evidence(credential=credential, ref=verdict.identifier, conflict=conflict)
@@ -102,10 +103,10 @@ def _sun_band(session: Session, entry: OfflineEntry, presented: WristbandSunCred
     verdict = resolve(presented, master_key=trust.tag_master_key)
     if verdict.forged or verdict.counter is None:
         return Evidence(problem=EntryReason.CREDENTIAL_FORGED)
-    if not crud.use_challenge(session, device_id=_TAG_SCOPE + verdict.identifier,
-                              challenge=str(verdict.counter), now=entry.ts):
+    if not guests.use_challenge(session=session, device_id=_TAG_SCOPE + verdict.identifier,
+                                challenge=str(verdict.counter), now=entry.ts):
         return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
-    credential = crud.find_credential(session, kind=CredentialKind.WRISTBAND,
+    credential = guests.find_credential(session=session, kind=CredentialKind.WRISTBAND,
                                         identifier=verdict.identifier)
     if credential is not None:  # moved by Core UPDATEs the session's copy has not seen
         session.refresh(credential, ["sun_counter", "sun_counter_at"])
@@ -115,8 +116,8 @@ def _sun_band(session: Session, entry: OfflineEntry, presented: WristbandSunCred
         # reads are ordered in time as their counters are, so this is not what happened.
         return Evidence(ref=verdict.identifier, problem=EntryReason.CREDENTIAL_REPLAYED)
     if credential is not None:  # a later online replay of this read is refused too
-        crud.advance_tag_counter(session, credential_id=credential.id,
-                                 counter=verdict.counter, at=entry.ts)
+        guests.advance_tag_counter(session=session, credential_id=credential.id,
+                                   counter=verdict.counter, at=entry.ts)
     conflict = None
     if credential is not None and credential.status is not CredentialStatus.ACTIVE \
             and credential.status_changed_at <= entry.ts:
@@ -134,7 +135,7 @@ def _out_of_order(credential: Credential, counter: int, at: datetime) -> bool:
 def _entitled(session: Session, credential: Credential, zone_id: str, at: datetime) -> bool:
     """Whether the credential's guest could have entered the zone at ``at``."""
     return any(zone_id in e.zone_ids and e.valid_from <= at <= e.valid_until
-               for e in crud.entitlements_of(session, guest_id=credential.guest_id))
+               for e in guests.entitlements_of(session=session, guest_id=credential.guest_id))
 
 
 def _text(entry: OfflineEntry, evidence: Evidence, named: bool) -> str:
@@ -169,9 +170,9 @@ def record(session: Session, *, entry: OfflineEntry, device: Device, venue: str,
     detail = {"event_id": entry.event_id, "decided_at": entry.ts.isoformat(),
               "outcome": entry.outcome, "reason": why, "credential_ref": evidence.ref,
               "guest_id": whose}
-    crud.record_audit(session, actor=f"device:{device.id}", roles=[],
-                      action="offline_entry.alert", target=f"device:{device.id}",
-                      detail=detail, source="mqtt", at=now)
+    events.record_audit(session=session, actor=f"device:{device.id}", roles=[],
+                        action="offline_entry.alert", target=f"device:{device.id}",
+                        detail=detail, source="mqtt", at=now)
     alert = staff_alert(RULE, now, {
         "text": f"{device.id} {'opened' if opened else 'refused'} offline at "
                 f"{entry.ts:%Y-%m-%d %H:%M} UTC for a credential the hub does not accept: {why}",

@@ -271,7 +271,7 @@ def load_keys(path: Path | str) -> list[SigningKey]:
                 entry["private_key"].encode(), password=None
             )
             if not isinstance(private_key, ec.EllipticCurvePrivateKey):
-                raise ValueError(f"key {entry['kid']!r} is not an EC key")  # noqa: TRY004
+                raise ValueError(f"key {entry['kid']!r} is not an EC key")
             keys.append(
                 SigningKey(
                     kid=entry["kid"],

@@ -68,6 +68,9 @@ class Presented:
     credential_id: str | None = None  # named by a signed phone key
     problem: CredentialProblem | None = None  # decided by the cryptography itself
     challenge: str | None = None  # the lock's nonce a signed phone key answered
+    # What the cryptography found wrong, in words for staff (the journey's detail, the log):
+    # e.g. "proof_bad_signature: signature does not verify". Never sent to the reader.
+    why: str | None = None
 
 # Why a signed phone key failed, as a problem; any reason not here is a forgery.
 _PHONE_PROBLEMS: dict[Reason, CredentialProblem] = {
@@ -86,7 +89,8 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
     """Check a signed phone key and its proof of possession for this lock's challenge."""
     if credential.token is None or credential.challenge is None or jwks is None:
         return Presented(CredentialKind.PHONE_KEY, "", forged=True,
-                         problem=CredentialProblem.FORGED)
+                         problem=CredentialProblem.FORGED,
+                         why="no_signing_keys: the hub has no phone-key keys to verify with")
     try:
         key = verify_phone_key(credential.token, credential.proof, jwks=jwks,
                                issuer=issuer(venue), audience=venue,
@@ -95,7 +99,8 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
     except PhoneKeyError as exc:
         jti, credential_id = _claimed(credential.token)
         return Presented(CredentialKind.PHONE_KEY, jti, forged=True, credential_id=credential_id,
-                         problem=_PHONE_PROBLEMS.get(exc.reason, CredentialProblem.FORGED))
+                         problem=_PHONE_PROBLEMS.get(exc.reason, CredentialProblem.FORGED),
+                         why=f"{exc.reason.value}: {exc.detail}")
     return Presented(CredentialKind.PHONE_KEY, key.jti, secure=True,
                      credential_id=key.credential_id, challenge=credential.challenge)
 
@@ -103,9 +108,10 @@ def verify_signed_phone_key(credential: PhoneKeyCredential, *, jwks: Mapping[str
 def _claimed(token: str) -> tuple[str, str | None]:
     """The (key jti, credential id) a phone key that failed verification claims to be.
 
-    Unverified, so it only names whom the attempt imitates: ``crud.authenticate`` counts it
-    as that guest's only when the jti is the one their credential carries now, which only
-    someone who saw the guest's real key knows (a replayed or tampered key, a revoked one).
+    Unverified, so it only names whom the attempt imitates:
+    ``credential_checks.authenticate`` counts it as that guest's only when the jti is the
+    one their credential carries now, which only someone who saw the guest's real key
+    knows (a replayed or tampered key, a revoked one).
     """
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -133,20 +139,23 @@ def resolve(credential: WristbandCredential | WristbandSunCredential | PhoneKeyC
         # Signed keys are verified by verify_signed_phone_key, which needs the revocations.
         return Presented(CredentialKind.PHONE_KEY, credential.key_id or "")
     if master_key is None:
-        return Presented(CredentialKind.WRISTBAND, "", forged=True)
+        return Presented(CredentialKind.WRISTBAND, "", forged=True,
+                         why="no_tag_key: the hub has no tag master key to check SUN data")
     meta, _ = tag_keys(master_key, _NO_UID)
     try:
         picc = decrypt_picc_data(bytes.fromhex(credential.picc), meta)
-    except SunError:
-        return Presented(CredentialKind.WRISTBAND, "", forged=True)
+    except SunError as exc:
+        return Presented(CredentialKind.WRISTBAND, "", forged=True,
+                         why=f"sun_bad_data: not encrypted under this venue's key ({exc})")
     try:
         _, file_key = tag_keys(master_key, picc.uid)
         verified = verify_sun(credential.picc, credential.cmac, meta_read_key=meta,
                               file_read_key=file_key)
-    except SunError:
+    except SunError as exc:
         # The UID decrypted under the venue's key but the MAC is wrong: an attempt to pass
         # as that band, recorded as the guest's (never let in).
-        return Presented(CredentialKind.WRISTBAND, picc.uid_hex, forged=True)
+        return Presented(CredentialKind.WRISTBAND, picc.uid_hex, forged=True,
+                         why=f"sun_bad_mac: the SUN MAC does not verify ({exc})")
     return Presented(CredentialKind.WRISTBAND, verified.uid_hex, secure=True,
                      counter=verified.read_ctr)
 

@@ -9,31 +9,21 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, get_args
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from devices.topics import valid_id
-from hub import appliance_queue, broker_logins, crud, ledger, wearables
+from hub import appliance_queue, broker_logins
 from hub.broker_auth import guest_username
 from hub.models import (
-    Account,
-    AutomationRun,
     Consent,
     ConsentChange,
-    Credential,
     CredentialStatus,
-    DailySpend,
-    Entitlement,
-    Event,
     Guest,
     GuestPreferences,
-    Presence,
     RunStatus,
-    SpendingPolicy,
-    Telemetry,
 )
 from hub.schemas import (
     ConsentChangePublic,
@@ -46,6 +36,8 @@ from hub.schemas import (
     PreferencesUpdate,
     SpendingPolicyPublic,
 )
+from hub.store import errors, guests, money, rows
+from hub.store import privacy as privacy_store
 
 PURPOSES: tuple[str, ...] = get_args(ConsentPurpose)
 ERASED_PREFIX = "erased-"
@@ -73,7 +65,7 @@ def preferences_public(guest_id: str, row: GuestPreferences | None) -> Preferenc
 def set_preferences(session: Session, *, guest_id: str, body: PreferencesUpdate,
                     now: datetime) -> tuple[GuestPreferences, list[str]]:
     """Replace the guest's profile; returns it and the names of the fields that changed."""
-    row = session.get(GuestPreferences, guest_id)
+    row = privacy_store.preferences_of(session=session, guest_id=guest_id)
     before = row.model_dump() if row else PreferencesPublic(guest_id=guest_id).model_dump()
     values = body.model_dump()
     changed = sorted(name for name, value in values.items() if before.get(name) != value)
@@ -88,14 +80,12 @@ def set_preferences(session: Session, *, guest_id: str, body: PreferencesUpdate,
 
 def consent_state(session: Session, *, guest_id: str) -> ConsentState:
     """Every purpose (no row: not granted) and the whole history, oldest first."""
-    rows = {c.purpose: c for c in session.exec(
-        select(Consent).where(Consent.guest_id == guest_id)).all()}
+    rows = {c.purpose: c for c in privacy_store.consents_of(session=session, guest_id=guest_id)}
     consents = [ConsentPublic(purpose=p,
                               granted=has_consent(rows.values(), p),
                               changed_at=rows[p].changed_at if p in rows else None)
                 for p in PURPOSES]
-    history = session.exec(select(ConsentChange).where(ConsentChange.guest_id == guest_id)
-                           .order_by(col(ConsentChange.id))).all()
+    history = privacy_store.consent_history(session=session, guest_id=guest_id)
     return ConsentState(guest_id=guest_id, consents=consents,
                         history=[ConsentChangePublic.model_validate(h) for h in history])
 
@@ -108,8 +98,8 @@ def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool,
     again is not a change.
     """
     if purpose not in PURPOSES:
-        raise crud.Invalid(f"purpose must be one of {', '.join(PURPOSES)}")
-    row = session.get(Consent, (guest_id, purpose))
+        raise errors.Invalid(f"purpose must be one of {', '.join(PURPOSES)}")
+    row = privacy_store.consent_of(session=session, guest_id=guest_id, purpose=purpose)
     changed = row is None or row.granted != granted
     if not changed:
         assert row is not None
@@ -136,15 +126,13 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     telemetry is not the guest's record and is not included, except what the guest's own
     wearables reported while paired to them.
     """
-    guest = crud.get(session, Guest, guest_id)
-    policy = session.get(SpendingPolicy, guest_id)
-    prefs = session.get(GuestPreferences, guest_id)
-    events = session.exec(select(Event).where(Event.guest_id == guest_id)
-                          .order_by(col(Event.id))).all()
-    accounts = session.exec(select(Account).where(Account.guest_id == guest_id)
-                            .order_by(col(Account.created_at), col(Account.id))).all()
-    transactions = ledger.transactions(session, guest_id=guest_id, limit=_EVERYTHING)
-    pairings = wearables.pairings_of(session, guest_id=guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
+    policy = guests.spending_policy_of(session=session, guest_id=guest_id)
+    prefs = privacy_store.preferences_of(session=session, guest_id=guest_id)
+    events = privacy_store.events_of(session=session, guest_id=guest_id)
+    accounts = privacy_store.accounts_of(session=session, guest_id=guest_id)
+    transactions = money.transactions(session=session, guest_id=guest_id, limit=_EVERYTHING)
+    pairings = guests.pairings_of(session=session, guest_id=guest_id)
     document: dict[str, Any] = {
         "exported_at": now,
         "guest": guest,
@@ -154,24 +142,16 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
             guest_id=policy.guest_id, payer_guest_id=policy.payer_guest_id,
             payment_enabled=policy.payment_enabled, daily_limit=policy.daily_limit,
             pin_threshold=policy.pin_threshold, has_pin=policy.pin_hash is not None),
-        "credentials": session.exec(select(Credential).where(Credential.guest_id == guest_id)
-                                    .order_by(col(Credential.created_at),
-                                              col(Credential.id))).all(),
-        "entitlements": session.exec(select(Entitlement).where(Entitlement.guest_id == guest_id)
-                                     .order_by(col(Entitlement.valid_from),
-                                               col(Entitlement.id))).all(),
+        "credentials": privacy_store.credentials_of(session=session, guest_id=guest_id),
+        "entitlements": privacy_store.entitlements_by_validity(session=session, guest_id=guest_id),
         "accounts": accounts,
         "transactions": list(reversed(transactions)),  # oldest first, like the journey
         "events": events,
-        "presence": session.exec(select(Presence).where(Presence.guest_id == guest_id)
-                                 .order_by(col(Presence.zone_id))).all(),
-        "daily_spend": session.exec(select(DailySpend).where(DailySpend.guest_id == guest_id)
-                                    .order_by(col(DailySpend.day))).all(),
+        "presence": privacy_store.presence_of(session=session, guest_id=guest_id),
+        "daily_spend": privacy_store.daily_spend_of(session=session, guest_id=guest_id),
         "wearables": pairings,  # open and closed: whose readings were whose
-        "wearable_readings": wearables.readings_of(session, pairings),
-        "automation_runs": session.exec(select(AutomationRun)
-                                        .where(AutomationRun.guest_id == guest_id)
-                                        .order_by(col(AutomationRun.id))).all(),
+        "wearable_readings": guests.readings_of(session=session, pairings=pairings),
+        "automation_runs": privacy_store.automation_runs_of(session=session, guest_id=guest_id),
     }
     return GuestExport.model_validate(document, from_attributes=True)
 
@@ -193,8 +173,8 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     entitlements and the journey's decisions. Revoked phone keys keep their jti, so
     offline locks keep refusing them. Erasing again changes nothing more.
     """
-    guest = crud.get(session, Guest, guest_id)
-    prefs = session.get(GuestPreferences, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
+    prefs = privacy_store.preferences_of(session=session, guest_id=guest_id)
     again = is_erased(guest)
     # Every form of their name that a decision's text may hold ("Welcome, Charlie").
     names = {n for n in (None if again else guest.name, guest.display_name,
@@ -206,16 +186,14 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
 
     if prefs is not None:
         session.delete(prefs)
-    consents = session.exec(select(Consent).where(Consent.guest_id == guest_id)).all()
+    consents = privacy_store.consents_of(session=session, guest_id=guest_id)
     for row in consents:
         session.delete(row)
-    for change in session.exec(select(ConsentChange)
-                               .where(ConsentChange.guest_id == guest_id)).all():
+    for change in privacy_store.consent_history(session=session, guest_id=guest_id):
         session.delete(change)
 
     revoked = 0
-    for credential in session.exec(select(Credential)
-                                   .where(Credential.guest_id == guest_id)).all():
+    for credential in privacy_store.credentials_of(session=session, guest_id=guest_id):
         credential.label = None  # staff may have written the guest's name on it
         if credential.status is not CredentialStatus.REVOKED:
             credential.status, credential.status_changed_at = CredentialStatus.REVOKED, now
@@ -226,7 +204,7 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
     if valid_id(guest_id):  # else no login was ever made for it
         broker_logins.revoke(session, guest_username(guest_id))
 
-    policy = session.get(SpendingPolicy, guest_id)
+    policy = guests.spending_policy_of(session=session, guest_id=guest_id)
     if policy is not None:
         # The PIN is something the guest chose; nobody pays with these credentials again.
         policy.pin_hash, policy.payment_enabled = None, False
@@ -234,12 +212,12 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
 
     # Their watches' readings are health data: gone, those of each pairing's window only
     # (the watch's other wearers keep theirs), and so are the pairings, open or closed.
-    pairings = wearables.pairings_of(session, guest_id=guest_id)
-    readings = wearables.delete_readings(session, pairings)
+    pairings = guests.pairings_of(session=session, guest_id=guest_id)
+    readings = guests.delete_readings(session=session, pairings=pairings)
     for pairing in pairings:
         session.delete(pairing)
     # What automations did stays counted for the rules' statistics, about nobody.
-    runs = session.exec(select(AutomationRun).where(AutomationRun.guest_id == guest_id)).all()
+    runs = privacy_store.automation_runs_of(session=session, guest_id=guest_id)
     for run in runs:
         run.guest_id, run.params, run.detail = None, {}, None
         if run.status is RunStatus.QUEUED:  # nobody to set a room for any more
@@ -247,7 +225,7 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
         session.add(run)
 
     scrubbed = 0
-    for event in session.exec(select(Event).where(Event.guest_id == guest_id)).all():
+    for event in privacy_store.events_of(session=session, guest_id=guest_id):
         names_here = names | ({event.guest_name} if event.guest_name else set())
         text = scrub(event.text, names_here)
         if event.guest_name is not None or text != event.text:
@@ -266,23 +244,3 @@ def scrub(text: str, names: Iterable[str]) -> str:
     for name in sorted(names, key=len, reverse=True):  # "Charlie Baker" before "Charlie"
         text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", _ANONYMOUS, text)
     return text
-
-
-# ----------------------------------------------------------------- retention
-
-
-def purge_telemetry(session: Session, *, now: datetime, days: int,
-                    limit: int | None = None) -> int:
-    """Delete telemetry received more than ``days`` days before ``now``; how many went.
-
-    ``limit`` bounds one call, so a scheduled purge holds the write lock briefly and
-    taps keep being decided meanwhile (call again until it returns less than ``limit``).
-    """
-    if days < 0:
-        raise ValueError("days must be 0 or more")
-    old = select(Telemetry.id).where(col(Telemetry.received_at) < now - timedelta(days=days))
-    if limit is not None:
-        old = old.order_by(col(Telemetry.id)).limit(limit)
-    gone = session.execute(sa.delete(Telemetry).where(col(Telemetry.id).in_(old))
-                           .execution_options(synchronize_session=False))
-    return int(gone.rowcount)  # type: ignore[attr-defined]

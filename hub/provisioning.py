@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from hub import broker_logins
 from hub.broker_auth import (
@@ -33,9 +33,9 @@ from hub.broker_auth import (
     guest_username,
     mosquitto_files,
 )
-from hub.models import Credential, CredentialKind, Device, Guest
 from hub.presented import tag_keys
 from hub.secrets import HubSecrets
+from hub.store import devices, guests
 
 BRIDGE_USER = "venuehub-bridge"
 # Its own label: a client id is not a password and must never equal one.
@@ -65,8 +65,7 @@ def device_sheet(session: Session, secrets: HubSecrets) -> dict[str, dict[str, s
     login is not revoked (at its current generation)."""
     logins = broker_logins.current(session)
     sheet = {}
-    for d in session.exec(select(Device).where(col(Device.deleted_at).is_(None))
-                          .order_by(col(Device.id))).all():
+    for d in devices.live_devices(session=session):
         if not can_own_credentials(d.venue_id):
             continue  # a venue id from before the rule: no login
         username = device_username(d.venue_id, d.id)
@@ -82,7 +81,7 @@ def guest_sheet(session: Session, secrets: HubSecrets,
                 limit: int = 100) -> dict[str, dict[str, str]]:
     """guest id -> their app's broker username and password, for the first ``limit``
     guests by id (the demo's guests; a guest's app gets its own from the venue)."""
-    ids = session.exec(select(Guest.id).order_by(col(Guest.id)).limit(limit)).all()
+    ids = guests.guest_ids(session=session, limit=limit)
     logins = broker_logins.current(session)
     return {g: {"username": guest_username(g),
                 "password": guest_password(secrets.broker_key, g,
@@ -101,19 +100,16 @@ def tag_sheet(secrets: HubSecrets, uids: Iterable[str]) -> dict[str, dict[str, s
 
 def secure_band_uids(session: Session) -> list[str]:
     """The UIDs of every secure (SUN) wristband in the registry."""
-    stmt = select(Credential.identifier).where(Credential.kind == CredentialKind.WRISTBAND,
-                                               col(Credential.sun).is_(True))
-    return list(session.exec(stmt).all())
+    return guests.secure_band_uids(session=session)
 
 
 def mosquitto_config(session: Session, secrets: HubSecrets) -> tuple[str, str]:
     """(password file, ACL file) for a Mosquitto serving this registry."""
     auth = broker_auth(secrets)
-    devices = [(d.venue_id, d.id) for d in
-               session.exec(select(Device).where(col(Device.deleted_at).is_(None))).all()]
-    return mosquitto_files(devices, secret=secrets.broker_key, bridge_user=auth.bridge_user,
+    logins_of = [(d.venue_id, d.id) for d in devices.live_devices(session=session)]
+    return mosquitto_files(logins_of, secret=secrets.broker_key, bridge_user=auth.bridge_user,
                            bridge_password=auth.bridge_password,
-                           guests=session.exec(select(Guest.id)).all(),
+                           guests=guests.guest_ids(session=session),
                            logins=broker_logins.current(session))
 
 

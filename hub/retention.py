@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from hub.db import session_scope
 from hub.models import utcnow
-from hub.privacy import purge_telemetry
+from hub.store.events import purge_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Retention:
         now, total = self.clock(), 0
         while not self._stop.is_set():
             with session_scope(self.engine) as session:
-                gone = purge_telemetry(session, now=now, days=self.days, limit=BATCH)
+                gone = purge_telemetry(session=session, now=now, days=self.days, limit=BATCH)
             total += gone
             if gone < BATCH:
                 break

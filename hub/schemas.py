@@ -297,9 +297,9 @@ class CredentialCreate(_In):
 
     @model_validator(mode="after")
     def _check_identifier(self) -> Self:
-        if self.kind is CredentialKind.PHONE_KEY and self.identifier is not None:
-            if not _KEY_ID.fullmatch(self.identifier):
-                raise ValueError("a phone key id may hold letters, digits and _ . : - only")
+        if self.kind is CredentialKind.PHONE_KEY and self.identifier is not None \
+                and not _KEY_ID.fullmatch(self.identifier):
+            raise ValueError("a phone key id may hold letters, digits and _ . : - only")
         if self.kind is CredentialKind.WRISTBAND:
             uid = self.identifier or ""
             if not (8 <= len(uid) <= 20 and len(uid) % 2 == 0
@@ -404,6 +404,9 @@ class EventPublic(_Out):
     outcome: Literal["allow", "deny"] | str
     reason: str
     text: str
+    detail: str | None = Field(
+        None, description="Why the credential was not trusted, for staff: the check that "
+        "failed, e.g. 'proof_wrong_challenge: ...' (never shown on the reader)")
     decided_at: datetime
 
 

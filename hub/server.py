@@ -17,8 +17,11 @@ from sqlalchemy.engine import Engine
 
 from hub import keyring, retention
 from hub.api.main import create_app
-from hub.automation_runner import AutomationRunner
-from hub.automation_store import CachedRules
+from hub.automations.gather import load_facts, might_apply
+from hub.automations.learner import learn_from
+from hub.automations.ruleset import CachedRules
+from hub.automations.runner import AutomationRunner
+from hub.automations.scheduler import Scheduler
 from hub.bridge import Bridge
 from hub.broker import EmbeddedBroker
 from hub.broker_audit import record_refusals
@@ -29,12 +32,10 @@ from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
 from hub.models import utcnow
-from hub.occurrences import learn_from, load_facts, might_apply
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.ports import check_free
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, write_sheet
-from hub.scheduler import Scheduler
 from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
 from hub.tls import TlsFiles, TlsListener, ensure_tls
@@ -46,9 +47,10 @@ class Hub:
     """One hub process: start its parts in order, stop them in reverse, losing nothing."""
 
     def __init__(self, settings: Settings, *, demo: bool = False,
-                 scale: tuple[int, int] = (0, 0)) -> None:
+                 scale: tuple[int, int] = (0, 0), upgrade: bool = True) -> None:
         self.settings = settings
         self.demo = demo
+        self.upgrade = upgrade  # an older schema is upgraded at start (else SchemaError)
         self.scale = scale  # extra demo guests and park gates (hub up --scale-guests)
         self.demo_summary: dict[str, Any] | None = None
         self.secrets: HubSecrets | None = None
@@ -73,8 +75,9 @@ class Hub:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Open the database, seed the demo, start the broker and the bridge; should any
-        of it fail, stop what did start (in reverse) before raising."""
+        """Open the database (upgrading its schema, or hub.migrate.SchemaError), seed the
+        demo, start the broker and the bridge; should any of it fail, stop what did start
+        (in reverse) before raising."""
         try:
             self._start()
         except BaseException:
@@ -95,7 +98,7 @@ class Hub:
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
-        init_db(self.engine)
+        init_db(self.engine, upgrade=self.upgrade)
         self.reader = create_db_engine(settings.database, read_only=True)
         # Before the demo's sheet: it carries their public half, the locks' trust anchor.
         self.signing_keys = ensure_keys(
@@ -303,7 +306,8 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 
 
 def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 0),
-        announce: Callable[[Settings, dict[str, Any] | None], None] | None = None) -> None:
+        announce: Callable[[Settings, dict[str, Any] | None], None] | None = None,
+        upgrade: bool = True) -> None:
     """Run a hub in the foreground until SIGINT or SIGTERM, then stop it in order."""
     # uvicorn handles the signal, shuts HTTP down, then re-raises it to the handler it found:
     # ours turns it into a normal exit, so the finally below drains the bridge even on SIGTERM.
@@ -314,7 +318,7 @@ def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 
     # before the worker gets it back. Measured with hub-sim bench at 450 taps/s: p50
     # 79 ms became 39 ms, p95 381 ms became 279 ms.
     sys.setswitchinterval(0.001)
-    hub = Hub(settings, demo=demo, scale=scale)
+    hub = Hub(settings, demo=demo, scale=scale, upgrade=upgrade)
     hub.start()  # should it fail, it stopped what did start; the caller tells why
     try:
         if announce is not None:

@@ -15,6 +15,7 @@ public. Only this module touches ``cryptography``'s X.509 API.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -90,10 +91,9 @@ def server_names(extra: Iterable[str] = (), hostname: str | None = None) -> list
     """The names the broker is reached by: loopback, this host's name, and ``extra``."""
     host = socket.gethostname() if hostname is None else hostname
     names = [parse_name(text) for text in DEFAULT_NAMES]
-    try:
+    # A host name no certificate can carry (say, with "_") is not one to dial anyway.
+    with contextlib.suppress(TlsError):
         names.append(parse_name(host))
-    except TlsError:
-        pass  # a host name no certificate can carry (say, with "_"): not one to dial anyway
     names += [parse_name(text) for text in extra]  # a bad name asked for is an error
     return list(dict.fromkeys(names))  # in order, once each
 

@@ -51,6 +51,7 @@ from simulators.live import (
     watch_device_id,
 )
 from simulators.load import render_report, run_load
+from simulators.phone_tap import tap_with_phone
 from simulators.readers import (
     DEFAULT_MQTTS_PORT,
     Broker,
@@ -241,14 +242,15 @@ def tap(
         Direction | None, typer.Option(help="For readers that serve both ways.")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision (and, at least "
+                            "5, for the broker to take the reader's login).")
     ] = 5.0,
 ) -> None:
     """Tap one credential at one reader and print the hub's decision."""
     settings: Settings = ctx.obj
     cred = credential_from_text(credential)
     try:
-        client = connect_device(settings.venue, device, settings.broker)
+        client = connect_device(settings.venue, device, settings.broker, max(5.0, timeout))
     except OSError as exc:
         err.print(broker_problem(settings.broker, exc))
         raise typer.Exit(EXIT_UNREACHABLE) from None
@@ -259,6 +261,70 @@ def tap(
         f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
         f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
         f"zone: {decision.zone_id or '-'}  {ms:.1f} ms"
+    )
+
+
+@app.command()
+def phone(
+    ctx: typer.Context,
+    guest: Annotated[str, typer.Option("--guest", "-g", help="The guest whose phone taps.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="The door lock to tap at.")],
+    credential: Annotated[str | None, typer.Option(
+        "--credential", "-c", show_default=False,
+        help="The phone-key credential's id (phone-guest-01, not its identifier "
+             "pk-guest-01); default: the guest's active phone key.",
+    )] = None,
+    guest_token: Annotated[str | None, typer.Option(
+        envvar="HUB_SIM_GUEST_TOKEN", show_default=False,
+        help="The guest app's API token; default: staff (--user) ask for one "
+             "(POST /guests/{id}/token).",
+    )] = None,
+    direction: Annotated[
+        Direction | None, typer.Option(help="For readers that serve both ways.")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to wait for the decision.")
+    ] = 5.0,
+) -> None:
+    """Tap a guest's phone at a lock: a new phone key pair, a key the hub signs for it,
+    the lock's challenge and the phone's proof; print the hub's decision."""
+    settings: Settings = ctx.obj
+    try:
+        with settings.hub_api() as staff:
+            token = guest_token or staff.guest_token(guest)
+        guest_app = HubApi(settings.api, token=token)
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        client = connect_device(settings.venue, device, settings.broker)
+    except OSError as exc:
+        guest_app.close()
+        err.print(broker_problem(settings.broker, exc))
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    try:
+        done, _ = _timed(lambda: tap_with_phone(
+            guest_app, client, guest_id=guest, credential_id=credential,
+            direction=direction.value if direction else None, timeout=timeout), client)
+    except HubUnreachable as exc:
+        err.print(f"[bold red]hub unreachable:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+    except HubApiError as exc:
+        err.print(f"[bold red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    finally:
+        guest_app.close()
+    decision = done.decision
+    out.print(f"key {done.issued.jti} of {done.credential_id} (zones "
+              f"{', '.join(done.issued.zones)}), challenge {done.challenge}")
+    style = "bold green" if decision.outcome == "allow" else "bold red"
+    out.print(
+        f"[{style}]{decision.outcome.upper()}[/] {decision.reason.value}  "
+        f'"{decision.text}"  guest: {decision.guest_name or "-"}  '
+        f"zone: {decision.zone_id or '-'}  {done.tap_ms:.1f} ms"
     )
 
 
@@ -373,7 +439,8 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
     def command(
         ctx: typer.Context,
         timeout: Annotated[
-            float, typer.Option(min=0.1, help="Seconds to wait per decision.")
+            float, typer.Option(min=0.1, help="Seconds to wait per decision (and, at least 5, "
+                                "for the broker to take each reader's login).")
         ] = 5.0,
         provisioning: Annotated[Path | None, typer.Option(
             envvar="HUB_SIM_PROVISIONING", show_default=False,
@@ -387,7 +454,8 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
         # Given after `scenario <name>`, or before it (as `hub up --demo` prints the command).
         provisioning = provisioning or settings.sheet_path
         with settings.hub_api() as api, ReaderPool(
-                settings.venue, settings.broker, guest_login=api.guest_broker_login) as readers:
+                settings.venue, settings.broker, connect_timeout=max(5.0, timeout),
+                guest_login=api.guest_broker_login) as readers:
             run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
                       provisioning=provisioning)
             code = play(name, scenario, run, out)

@@ -1,4 +1,5 @@
-"""A hotel door lock that keeps working when the hub is out of reach, and a guest's phone.
+"""A hotel door lock that keeps working when the hub is out of reach (the guest's phone is
+:class:`devices.phone.Phone`, re-exported here).
 
 Online, the lock sends each tap to the hub and obeys its decision. When no decision
 comes (hub or broker down), it verifies the phone key itself against the JWKS and
@@ -22,27 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from devices.client import DeviceClient, HubError, NoReply
 from devices.contract import OfflineEntry, PhoneKeyCredential
 from devices.key_material import KeyMaterialError, KeyState
-from devices.phone_key import PhoneKeyError, make_proof, new_challenge, verify_phone_key
-
-
-@dataclass
-class Phone:
-    """A guest's phone: its own key pair and the signed key the hub issued for it."""
-
-    private_key: ec.EllipticCurvePrivateKey
-    token: str = ""
-    jti: str = ""
-
-    def answer(self, challenge: str, lock_id: str, now: datetime) -> PhoneKeyCredential:
-        """Present the key with a proof bound to this lock's challenge."""
-        proof = make_proof(self.private_key, challenge=challenge, lock_id=lock_id,
-                           key_jti=self.jti, now=now)
-        return PhoneKeyCredential(token=self.token, challenge=challenge, proof=proof)
+from devices.phone import Phone
+from devices.phone_key import PhoneKeyError, new_challenge, verify_phone_key
 
 
 @dataclass(frozen=True)

@@ -416,6 +416,10 @@ class HubApi:
         }
         return self._one(Entitlement, "POST", "/entitlements", json=payload)
 
+    def guest_credentials(self, guest_id: str) -> list[Credential]:
+        """Every credential of one guest (``GET /guests/{id}/credentials``; their own app too)."""
+        return self._list(Credential, f"/guests/{guest_id}/credentials", {"limit": 500})
+
     def guest_entitlements(self, guest_id: str) -> list[Entitlement]:
         """Every entitlement of one guest (``GET /guests/{id}/entitlements``)."""
         return self._list(Entitlement, f"/guests/{guest_id}/entitlements", {"limit": 500})

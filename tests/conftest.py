@@ -20,12 +20,12 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from hub import crud
 from hub.config import Settings
 from hub.db import create_db_engine, session_scope
 from hub.models import utcnow
 from hub.security import issue_api_token
 from hub.server import Hub
+from hub.store import staff
 from tests.utils import leaks
 
 # Tests start many hubs at once, as do colleagues' runs on the same machine: none takes the
@@ -89,9 +89,9 @@ def staff_token(app: FastAPI, *roles: str, username: str | None = None) -> str:
     roles = roles or ("admin",)
     username = username or "test-" + "-".join(sorted(roles))
     with session_scope(app.state.engine) as session:
-        if crud.find_staff_user(session, username=username) is None:
-            crud.add_staff_user(session, username=username, password_hash="!", roles=roles,
-                                now=utcnow())
+        if staff.find_staff_user(session=session, username=username) is None:
+            staff.add_staff_user(session=session, username=username, password_hash="!", roles=roles,
+                                 now=utcnow())
     return issue_api_token(app.state.token_key, subject=username, roles=roles, typ="staff",
                            minutes=60, now=utcnow()).token
 

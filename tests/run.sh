@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command: install what the tests need, then run the whole suite.
+# The README's test command: install what the tests need, lint, then run the whole suite.
 # Mosquitto and PostgreSQL come from Debian's packages when they are missing; the
-# Python packages go into .venv. Extra arguments are passed to pytest.
+# Python packages (with ruff and mypy, the `test` extra) go into .venv. ruff and mypy
+# run first and stop the run when they find anything: a minute of linting before a
+# quarter of an hour of tests. Extra arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,14 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+lint() {
+  echo "== $*"
+  "$@" || { echo "FAILED: $1 found problems (above); the tests did not run" >&2; exit 1; }
+}
+lint .venv/bin/ruff check hub devices simulators tests
+PYTHONPATH="$PWD" lint .venv/bin/mypy hub devices simulators tests
+echo "== pytest"
 
 # A real broker and database are part of the suite: fail, never skip, when one is missing.
 export HUB_TEST_REQUIRE_REAL=1

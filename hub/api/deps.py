@@ -19,12 +19,12 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from hub import crud
 from hub.db import session_scope
 from hub.models import Guest, utcnow
+from hub.security import InvalidToken, TokenClaims, verify_api_token
+from hub.store import events, rows, staff
 
 log = logging.getLogger(__name__)
-from hub.security import InvalidToken, TokenClaims, verify_api_token
 
 ADMIN, STAFF, INTEGRATOR, AUDITOR, GUEST = "admin", "staff", "integrator", "auditor", "guest"
 # Who reads the venue's set-up (venues, zones, devices, merchants, the journey).
@@ -117,16 +117,16 @@ def get_principal(
         raise _unauthorized("invalid or expired token", "invalid_token") from None
     roles = claims.roles
     # A password change, a disable, an erasure or a lost phone voids every older token.
-    if claims.version != crud.token_version(
-            session, subject=crud.token_subject(claims.typ, claims.subject)):
+    if claims.version != staff.token_version(
+            session=session, subject=staff.token_subject(claims.typ, claims.subject)):
         raise _voided(request, session, claims, "revoked")
     if claims.typ == "staff":
         # A disabled or removed user's tokens stop at once, and so do roles taken away.
-        user = crud.find_staff_user(session, username=claims.subject)
+        user = staff.find_staff_user(session=session, username=claims.subject)
         if user is None or not user.active:
             raise _voided(request, session, claims, "user disabled or removed")
         roles = roles & frozenset(user.roles)
-    elif session.get(Guest, claims.subject) is None:
+    elif rows.find(session=session, model=Guest, key=claims.subject) is None:
         raise _voided(request, session, claims, "guest erased")
     return Principal(subject=claims.subject, roles=roles, typ=claims.typ)
 
@@ -227,9 +227,9 @@ class AuditLog:
 
     def record(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
         """One entry; ``detail`` names the changed fields and must hold no secret."""
-        crud.record_audit(self.session, actor=self.principal.name,
-                          roles=sorted(self.principal.roles), action=action, target=target,
-                          detail=detail or {}, source=self.source, at=utcnow())
+        events.record_audit(session=self.session, actor=self.principal.name,
+                            roles=sorted(self.principal.roles), action=action, target=target,
+                            detail=detail or {}, source=self.source, at=utcnow())
 
     def refused(self, action: str, target: str, detail: dict[str, Any]) -> None:
         """An attempt the route refuses: it raises next, and the request's transaction is
@@ -248,13 +248,13 @@ def write_refusal(session: Session, engine: Any, *, actor: str, roles: Sequence[
     read-only engine: the entry gets a transaction of its own on the writer.
     """
     if session.get_bind() is engine:
-        crud.record_audit(session, actor=actor, roles=roles, action=action, target=target,
-                          detail=detail, source=source, at=utcnow())
+        events.record_audit(session=session, actor=actor, roles=roles, action=action, target=target,
+                            detail=detail, source=source, at=utcnow())
         session.commit()
         return
     with session_scope(engine) as own:
-        crud.record_audit(own, actor=actor, roles=roles, action=action, target=target,
-                          detail=detail, source=source, at=utcnow())
+        events.record_audit(session=own, actor=actor, roles=roles, action=action, target=target,
+                            detail=detail, source=source, at=utcnow())
 
 
 def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal) -> AuditLog:

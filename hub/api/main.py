@@ -33,10 +33,10 @@ from hub.api.routes import (
     zones,
 )
 from hub.api.routes import automations as automation_routes
-from hub.automations import RuleError
+from hub.automations.rules import RuleError
 from hub.config import Settings
-from hub.crud import Conflict, Invalid, NotFound
 from hub.db import Contended
+from hub.store.errors import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
 DOCS_STATIC = docs.STATIC_URL  # Swagger UI's and ReDoc's scripts and styles
@@ -63,7 +63,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
     one, a random key lives as long as the app (tests, ``hub openapi``). ``automations``
-    is the running :class:`hub.automation_runner.AutomationRunner` (its counters), if any.
+    is the running :class:`hub.automations.runner.AutomationRunner` (its counters), if any.
     """
     app = FastAPI(
         title="Venue hub",

@@ -33,8 +33,9 @@ Every attack must be refused, each for its own reason, and leave a trace:
 
 Steps 8-12 live in :mod:`.intruder_doors`, 13-14 in :mod:`.intruder_api`. Broker refusals
 are counted (``/stats`` ``broker_refusals``) and audited (``broker.refused``, grouped per
-user and address each second); the scenario checks both. The journey rows, audit entries and counters are read through the REST API as
-the admin hub-sim logs in as (``/audit`` takes an admin or auditor; erasure an admin).
+user and address each second); the scenario checks both. The journey rows, audit entries
+and counters are read through the REST API as the admin hub-sim logs in as (``/audit``
+takes an admin or auditor; erasure an admin).
 
 It reads the provisioning sheet the demo writes (``<data_dir>/demo-provisioning.json``):
 the broker address, each device's broker username and password, the secure bands' SDM

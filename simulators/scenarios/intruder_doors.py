@@ -33,8 +33,9 @@ from devices.contract import (
     WristbandCredential,
     utcnow,
 )
+from devices.phone import Phone
 from devices.phone_key import make_proof, new_challenge, phone_keypair
-from simulators.offline_lock import OfflineLock, Phone
+from simulators.offline_lock import OfflineLock
 from simulators.rest import (
     AuditEntry,
     Credential,

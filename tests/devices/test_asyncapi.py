@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from jsonschema import Draft7Validator, FormatChecker
 from pydantic import BaseModel, ValidationError
 from referencing import Registry
@@ -44,6 +44,7 @@ from devices.topics import (
     TopicError,
     device_topic,
     guest_topic,
+    keys_topic,
     parse_topic,
     staff_topic,
     subscription,
@@ -64,11 +65,24 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
 GUEST = "guest notifications"
 #: The venue's staff alerts channel (``staff_topic``): read by staff consoles, not by devices.
 STAFF = "staff alerts"
+#: The venue's retained key material (``keys_topic``): read by offline-capable locks.
+JWKS = "jwks"
+REVOCATIONS = "revocations"
 ChannelKey = Channel | str
+
+
+def read_key_document(payload: bytes) -> dict[str, Any]:
+    """A key-material document as a lock first reads it: a JSON object (its ``jws`` is
+    verified against the lock's trust anchor, see tests/devices/test_key_material.py)."""
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise TypeError("not a JSON object")
+    return data
+
 
 #: Who publishes on each channel (from the device's point of view, the guest
 #: app's on GUEST, the staff console's on STAFF) and which function of the contract reads it.
-CHANNEL_USE: dict[ChannelKey, tuple[str, Callable[[bytes], BaseModel]]] = {
+CHANNEL_USE: dict[ChannelKey, tuple[str, Callable[[bytes], object]]] = {
     Channel.EVENTS: ("send", parse_event),
     Channel.STATUS: ("send", parse_status),
     Channel.DECISIONS: ("receive", parse_reply),
@@ -76,6 +90,15 @@ CHANNEL_USE: dict[ChannelKey, tuple[str, Callable[[bytes], BaseModel]]] = {
     Channel.ERRORS: ("receive", parse_reply),
     GUEST: ("receive", parse_notification),
     STAFF: ("receive", parse_staff_alert),
+    JWKS: ("receive", read_key_document),
+    REVOCATIONS: ("receive", read_key_document),
+}
+#: Documented messages that are no model of devices.contract: the bare status word, and the
+#: key material (devices.key_material), with the channel each travels on.
+OTHER_MESSAGES: dict[str, ChannelKey] = {
+    "DeviceStatusWord": Channel.STATUS,
+    "JwksDocument": JWKS,
+    "RevocationsDocument": REVOCATIONS,
 }
 
 #: Ids the test substitutes for the channel parameters (besides the document's examples).
@@ -167,7 +190,8 @@ def diff(ours: Any, theirs: Any, path: str = "") -> list[str]:
                 problems += diff(ours[key], theirs[key], at)
         return problems
     if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [p for i, (a, b) in enumerate(zip(ours, theirs)) for p in diff(a, b, f"{path}/{i}")]
+        pairs = enumerate(zip(ours, theirs, strict=True))
+        return [p for i, (a, b) in pairs for p in diff(a, b, f"{path}/{i}")]
     if type(ours) is not type(theirs) or ours != theirs:
         return [f"{path or '/'}: document has {ours!r}, model has {theirs!r}"]
     return []
@@ -178,6 +202,7 @@ def message_of(doc: dict[str, Any], name: str) -> dict[str, Any]:
     if name not in messages:
         raise AssertionError(f"components/messages has no {name}")
     _, message = resolve(doc, messages[name])
+    assert isinstance(message, dict), message
     return message
 
 
@@ -270,20 +295,28 @@ def channel_of(address: str, venue: str, device: str) -> str:
     return fill(address, {"venue": venue, "device": device})
 
 
+def venue_topics(venue: str) -> dict[str, ChannelKey]:
+    """The topics of a venue that name no device or guest, and their channel keys."""
+    return {staff_topic(venue): STAFF, keys_topic(venue, "jwks"): JWKS,
+            keys_topic(venue, "revocations"): REVOCATIONS}
+
+
 def channel_key(address: str) -> ChannelKey:
-    """GUEST, STAFF or the device Channel an address stands for; TopicError when none."""
+    """GUEST, STAFF, JWKS, REVOCATIONS or the device Channel an address stands for;
+    TopicError when none."""
     topic = fill(address, SAMPLE_IDS)
     if topic == guest_topic(SAMPLE_IDS["venue"], SAMPLE_IDS["guest"]):
         return GUEST
-    if topic == staff_topic(SAMPLE_IDS["venue"]):
-        return STAFF
+    if topic in (venue := venue_topics(SAMPLE_IDS["venue"])):
+        return venue[topic]
     return parse_topic(topic).channel
 
 
 def key_label(key: ChannelKey) -> str:
     if isinstance(key, Channel):
         return f"Channel.{key.name}"
-    return "the guest channel" if key == GUEST else "the staff channel"
+    return {GUEST: "the guest channel", STAFF: "the staff channel",
+            JWKS: "the jwks channel", REVOCATIONS: "the revocations channel"}[key]
 
 
 def channel_params(doc: dict[str, Any], channel: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -332,15 +365,19 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
                 found.setdefault(GUEST, []).append(key)
             continue
         if expected == STAFF_PARAMS:
-            staff_ok = True
+            # The staff channel or a keys channel: which one the first sample says.
+            venue0 = samples["venue"][0]
+            first = venue_topics(venue0).get(fill(address, {"venue": venue0}))
+            venue_ok = first is not None
             for venue in samples["venue"]:
                 topic = fill(address, {"venue": venue})
-                built = staff_topic(venue)
-                if topic != built:
-                    problems.append(f"channel {key}: {topic!r} but staff_topic builds {built!r}")
-                    staff_ok = False
-            if staff_ok:
-                found.setdefault(STAFF, []).append(key)
+                if first is None or venue_topics(venue).get(topic) != first:
+                    problems.append(f"channel {key}: {topic!r} but staff_topic builds "
+                                    f"{staff_topic(venue)!r} and keys_topic "
+                                    f"{sorted(venue_topics(venue))[:2]!r}")
+                    venue_ok = False
+            if venue_ok and first is not None:
+                found.setdefault(first, []).append(key)
             continue
         channels_hit = set()
         for venue, device in itertools.product(samples["venue"], samples["device"]):
@@ -350,16 +387,16 @@ def channel_mismatches(doc: dict[str, Any]) -> list[str]:
             except TopicError as exc:
                 problems.append(f"channel {key}: {exc}")
                 continue
-            expected = device_topic(venue, device, parsed.channel)
-            if topic != expected or (parsed.venue, parsed.device) != (venue, device):
-                problems.append(f"channel {key}: {topic!r} but device_topic builds {expected!r}")
+            built = device_topic(venue, device, parsed.channel)
+            if topic != built or (parsed.venue, parsed.device) != (venue, device):
+                problems.append(f"channel {key}: {topic!r} but device_topic builds {built!r}")
             channels_hit.add(parsed.channel)
         for hit in channels_hit:
             found.setdefault(hit, []).append(key)
         wildcard = channel_of(address, "+", "+")
         if channels_hit and wildcard != subscription(next(iter(channels_hit))):
             problems.append(f"channel {key}: wildcard form {wildcard!r} != subscription()")
-    for channel_key_ in (*Channel, GUEST, STAFF):
+    for channel_key_ in (*Channel, GUEST, STAFF, JWKS, REVOCATIONS):
         keys = found.get(channel_key_, [])
         if len(keys) != 1:
             problems.append(f"{key_label(channel_key_)}: documented by {keys or 'no channel'}")
@@ -381,9 +418,9 @@ def example_problems(doc: dict[str, Any]) -> list[str]:
     registry = Registry().with_resource(DOC_URI, DRAFT7.create_resource(doc))
     problems = []
     for ch, key, where, message in channel_messages(doc):
-        name = message.get("name")
+        name = str(message.get("name"))
         model = MESSAGE_MODELS.get(name)
-        if model is None:
+        if model is None and OTHER_MESSAGES.get(name) != ch:
             problems.append(f"{where}: name {name!r} is not a message model of the contract")
             continue
         validator = Draft7Validator(
@@ -399,16 +436,21 @@ def example_problems(doc: dict[str, Any]) -> list[str]:
             problems += [
                 f"{label}: schema: {err.message}" for err in validator.iter_errors(payload)
             ]
-            wire = json.dumps(payload).encode()
+            # A text/plain payload is the string itself; JSON is the value encoded.
+            wire = (payload.encode() if message.get("contentType") == "text/plain"
+                    else json.dumps(payload).encode())
             if len(wire) > contract.MAX_PAYLOAD_BYTES:
                 problems.append(f"{label}: larger than MAX_PAYLOAD_BYTES")
             try:
                 parsed = parse(wire)
-            except (ContractError, ValidationError) as exc:
+            except (ContractError, ValidationError, ValueError, TypeError) as exc:
                 problems.append(f"{label}: {parse.__name__}: {exc}")
+                continue
+            if model is None:
                 continue
             if not isinstance(parsed, model):
                 problems.append(f"{label}: {parse.__name__} gave a {type(parsed).__name__}")
+                continue
             # What the code itself sends must satisfy the document too.
             problems += [
                 f"{label}: encode() output: {err.message}"
@@ -435,7 +477,8 @@ def test_every_message_model_is_found() -> None:
     # Guards the discovery above: an empty dict would make the loops vacuous.
     assert {"TapEvent", "Decision", "ErrorMessage", "StaffAlert", "GuestNotice"} <= set(
         MESSAGE_MODELS)
-    assert set(CHANNEL_USE) == {*Channel, GUEST, STAFF}, "a Channel without a known reader"
+    assert set(CHANNEL_USE) == {*Channel, GUEST, STAFF, JWKS, REVOCATIONS}, \
+        "a Channel without a known reader"
 
 
 def test_channel_addresses_match_topics(doc: dict[str, Any]) -> None:
@@ -449,7 +492,7 @@ def test_payload_schema_matches_model(doc: dict[str, Any], name: str) -> None:
 
 def test_no_message_without_a_model(doc: dict[str, Any]) -> None:
     documented = {message_of(doc, key).get("name") for key in doc["components"]["messages"]}
-    assert documented == set(MESSAGE_MODELS)
+    assert documented == set(MESSAGE_MODELS) | set(OTHER_MESSAGES)
 
 
 def test_kinds_versions_and_enums_match_python(doc: dict[str, Any]) -> None:
@@ -467,8 +510,13 @@ def test_channels_carry_the_models_their_reader_parses(doc: dict[str, Any]) -> N
         STAFF: {get_type_hints(parse_staff_alert)["return"]},
     }
     on_channel: dict[ChannelKey, set[type[BaseModel]]] = {}
+    others: dict[str, ChannelKey] = {}
     for ch, _, _, message in channel_messages(doc):
+        if message["name"] in OTHER_MESSAGES:
+            others[message["name"]] = ch
+            continue
         on_channel.setdefault(ch, set()).add(MESSAGE_MODELS[message["name"]])
+    assert others == OTHER_MESSAGES
     assert on_channel[Channel.EVENTS] == union_members[Channel.EVENTS]
     assert on_channel[GUEST] == union_members[GUEST]
     assert on_channel[STAFF] == union_members[STAFF]
@@ -485,9 +533,10 @@ def test_examples_validate_and_parse(doc: dict[str, Any]) -> None:
 
 def test_every_kind_has_an_example(doc: dict[str, Any]) -> None:
     """Each value of every model's ``kind`` (an offer and a notice too) is shown on the wire."""
-    shown = {(message["name"], (example.get("payload") or {}).get("kind"))
+    shown = {(message["name"], example["payload"].get("kind"))
              for _, _, _, message in channel_messages(doc)
-             for example in message.get("examples") or []}
+             for example in message.get("examples") or []
+             if isinstance(example.get("payload"), dict)}
     missing = [(name, kind) for name, model in MESSAGE_MODELS.items()
                for kind in kinds_of(model) if (name, kind) not in shown]
     assert missing == []
@@ -511,7 +560,7 @@ def test_operations_from_the_device_point_of_view(doc: dict[str, Any]) -> None:
         if reply:
             for ref in reply["messages"]:
                 assert ref["$ref"].startswith(f"{reply['channel']['$ref']}/messages/")
-    assert used == set(MESSAGE_MODELS), "every message needs an operation"
+    assert used == set(MESSAGE_MODELS) | set(OTHER_MESSAGES), "every message needs an operation"
     assert "device" in doc["info"]["description"].lower()
 
 
@@ -616,3 +665,22 @@ def test_a_bad_example_is_detected(doc: dict[str, Any]) -> None:
     problems = example_problems(broken)
     assert any("schema:" in p for p in problems), problems
     assert any("parse_event" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("schema", "union", "tag"), [
+    ("DeviceEvent", contract.DeviceEvent, "kind"),
+    ("HubReply", contract.HubReply, "kind"),
+    ("GuestNotification", contract.GuestNotification, "kind"),
+    ("Credential", contract.Credential, "type"),
+])
+def test_unions_are_the_parsers_with_their_discriminator(doc: dict[str, Any], schema: str,
+                                                         union: Any, tag: str) -> None:
+    """Each union schema lists the models the contract's union does, told apart by ``tag``,
+    which every member requires (a oneOf whose members all take a missing tag would let
+    through what the parser refuses)."""
+    node = doc["components"]["schemas"][schema]
+    members = {ref["$ref"].rsplit("/", 1)[1] for ref in node["oneOf"]}
+    assert members == {model.__name__ for model in get_args(get_args(union)[0])}
+    assert node["discriminator"] == tag
+    for name in members:
+        assert tag in doc["components"]["schemas"][name]["required"], name

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.client import DeviceClient, broker_round_trips, credential_from_text
 from devices.contract import PhoneKeyCredential, WristbandCredential
@@ -46,7 +47,7 @@ def test_retained_messages_reach_only_matching_subscribers(broker_port: int) -> 
     """A client gets the retained messages of its own subscriptions, not of everyone's."""
     def connect(filter_: str, seen: list[str]) -> mqtt.Client:
         subscribed = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
         client.on_message = lambda _c, _u, m: seen.append(m.topic)
         client.on_subscribe = lambda *_a: subscribed.set()
         client.connect("127.0.0.1", broker_port)

@@ -193,7 +193,8 @@ def test_a_jwks_signed_by_an_untrusted_key_changes_nothing() -> None:
 
 
 def test_an_anchor_must_hold_public_keys() -> None:
-    for bad in ({"keys": []}, {"keys": [{**entry(OLD, "old"), "d": "AAAA"}]}, {}):
+    bads: list[dict[str, Any]] = [{"keys": []}, {"keys": [{**entry(OLD, "old"), "d": "AAAA"}]}, {}]
+    for bad in bads:
         with pytest.raises(ValueError):
             KeyState.from_anchor(VENUE, bad)
 

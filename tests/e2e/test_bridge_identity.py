@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from sqlmodel import Session
 
 from devices.client import DeviceClient
@@ -23,14 +23,15 @@ from hub.provisioning import bridge_client_id, broker_auth, mosquitto_config
 from hub.secrets import load_or_create
 from hub.server import Hub
 from tests.conftest import free_port, hub_settings, missing, secured_mosquitto
-from tests.utils.hubs import wait_for
+from tests.utils.hubs import Login, wait_for
 
 
-def intrude(port: int, client_id: str, *, clean: bool, protocol: int = mqtt.MQTTv311) -> None:
+def intrude(port: int, client_id: str, *, clean: bool,
+            protocol: MQTTProtocolVersion = mqtt.MQTTv311) -> None:
     """Connect anonymously with ``client_id``, publish something, go away."""
-    kwargs = {"clean_session": clean} if protocol == mqtt.MQTTv311 else {}
+    # MQTT 5 has no clean session (clean_start is given to connect instead).
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                    **kwargs)  # type: ignore[arg-type]
+                    clean_session=clean if protocol == mqtt.MQTTv311 else None)
     try:
         if protocol == mqtt.MQTTv5:
             c.connect("127.0.0.1", port, clean_start=clean)
@@ -49,13 +50,13 @@ def intrude(port: int, client_id: str, *, clean: bool, protocol: int = mqtt.MQTT
 def taps_flow(hub_: Hub, n: int) -> None:
     host, port = hub_.settings.mqtt_address
     secured = hub_.settings.secure_broker or hub_.settings.mqtt_username is not None
-    extra = device_login(hub_, "gate-park-in-1") if secured else {}
+    extra: Login = device_login(hub_, "gate-park-in-1") if secured else {}
     with DeviceClient(VENUE_ID, "gate-park-in-1", host=host, port=port, **extra) as gate:
         decision = gate.tap(WristbandCredential(uid=wristband_uid(n)), timeout=10)
     assert (decision.outcome, decision.reason) == ("allow", "ok")
 
 
-def device_login(hub_: Hub, device_id: str) -> dict[str, str]:
+def device_login(hub_: Hub, device_id: str) -> Login:
     from hub.broker_auth import device_password, device_username
     assert hub_.secrets is not None
     return {"username": device_username(VENUE_ID, device_id),

@@ -383,3 +383,29 @@ def test_another_devices_client_id_does_not_hand_over_its_session(acl_broker: Br
         assert topics_with(seen, queued) == set()
     finally:
         bridge.close()
+
+
+def test_the_embedded_broker_counts_the_publishes_its_acl_refuses() -> None:
+    """A device's publish outside its own events and status (another device's, the hub's,
+    one outside the contract) gets no answer in MQTT 3.1.1: it is counted for /stats."""
+    broker = EmbeddedBroker("127.0.0.1", free_port(),
+                            auth=BrokerAuth(SECRET, BRIDGE, BRIDGE_PASSWORD))
+    broker.start()
+    try:
+        bridge = connected(broker.port, (BRIDGE, BRIDGE_PASSWORD))
+        a = connected(broker.port, creds(A))
+        try:
+            assert bridge.subscribe(f"{ROOT}/+/device/#") == 1
+            own = token()
+            for refused in (topic("device", B, "events"), topic("hub", A, "decisions"),
+                            f"{ROOT}/{VENUE}/elsewhere", "not-venuehub/at-all"):
+                a.publish(refused, token())
+            a.publish(topic("device", A, "events"), own)
+            bridge.wait_for(own)  # one connection's publishes are handled in order
+        finally:
+            a.close()
+            bridge.close()
+        assert broker.refusals["publish"] == 4
+        assert broker.take_refusals() == []  # counted, not audited
+    finally:
+        broker.stop()

@@ -236,8 +236,12 @@ def test_refused_broker_logins_reach_the_audit_log(secure_hub: Hub, api: TestCli
         assert found.status_code == 200, found.text
         return list(found.json())
 
-    wait_for(lambda: sum(int(e["detail"]["count"]) for e in entries()  # type: ignore[index]
-                         if e["target"] == f"mqtt-user:{wrong[0]}") == 3, timeout=10)
+    def refused_thrice() -> bool:
+        counts = [int(e["detail"]["count"]) for e in entries()  # type: ignore[index]
+                  if e["target"] == f"mqtt-user:{wrong[0]}"]
+        return sum(counts) == 3
+
+    wait_for(refused_thrice, timeout=10)
     rows = entries()
     mine = [e for e in rows if e["target"] == f"mqtt-user:{wrong[0]}"]
     assert all(e["actor"] == "broker" and e["detail"]["reason"] == "login"  # type: ignore[index]

@@ -19,11 +19,12 @@ from sqlmodel import Session, col, select
 from devices.client import DeviceClient, nodelay
 from devices.contract import TapEvent, WristbandCredential, encode, parse_reply, utcnow
 from devices.topics import Channel, device_topic
+from hub.bridge import Bridge
 from hub.demo import VENUE_ID, wristband_uid
 from hub.models import Device, Event
 from hub.server import Hub
 from tests.conftest import hub_settings
-from tests.utils.hubs import demo_hub_on, wait_for
+from tests.utils.hubs import bridge_of, demo_hub_on, wait_for
 
 DEVICES, PER_DEVICE = 50, 100
 
@@ -59,7 +60,7 @@ class Fleet:
             assert ready.acquire(timeout=30), "a device could not subscribe"
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        reply = parse_reply(msg.payload)
+        reply = parse_reply(bytes(msg.payload))
         reason = getattr(reply, "reason", None) or getattr(reply, "code", "?")
         with self._lock:
             self.replies[reply.event_id or "?"] += 1
@@ -154,11 +155,13 @@ def test_retained_poison_on_status_topics_never_stops_a_restarting_hub(
                     decision = gate.tap(WristbandCredential(uid=wristband_uid(7 + round_)),
                                         timeout=10)
                 assert (decision.outcome, decision.reason) == ("allow", "ok")
-                assert running.bridge is not None
-                bridge = running.bridge
+                bridge = bridge_of(running)
+
+                def all_counted(b: Bridge = bridge) -> bool:
+                    errors: dict[str, int] = b.snapshot()["errors"]
+                    return sum(errors.values()) >= len(POISONS)
                 # Each poison is counted (not answered: status is no request), at every start.
-                wait_for(lambda b=bridge: sum(b.snapshot()["errors"].values()) >= len(POISONS),
-                         timeout=10)
+                wait_for(all_counted, timeout=10)
                 assert bridge.snapshot()["worker_deaths"] == 0 and bridge.worker_alive
             finally:
                 running.stop()

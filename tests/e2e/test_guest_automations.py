@@ -25,7 +25,7 @@ from hub.models import utcnow
 from hub.server import Hub
 from simulators.appliances import FridgeDisplay, Thermostat, Watch
 from tests.conftest import bearer, guest_token, hub_settings, staff_token
-from tests.utils.listener import Listener
+from tests.utils.listener import Listener, Predicate
 
 # Long enough for the runner to have acted; a message that should not come is awaited this long.
 QUIET = 1.0
@@ -187,8 +187,9 @@ def test_staff_see_a_returning_guest_with_their_preferences(
     profile(hub, "guest-01", consents={"personalization": True}, room_temperature_c=22.5,
             lighting_scene="warm", language="fr", dietary=["halal"])
     profile(hub, "guest-07", consents={"personalization": True}, room_temperature_c=20.0)
-    cue = lambda guest: lambda _t, b: b.get("cue") == "returning_guest" and (  # noqa: E731
-        b.get("guest_id") == guest)
+
+    def cue(guest: str) -> Predicate:
+        return lambda _t, b: b.get("cue") == "returning_guest" and b.get("guest_id") == guest
     with device(hub, "lock-101") as lock_101, device(hub, "lock-107") as lock_107:
         assert lock_101.tap(band(1)).outcome == "allow"
         assert lock_107.tap(band(7)).outcome == "allow"  # a first stay: no cue

@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.key_material import document, sign
+from devices.phone import Phone
 from devices.phone_key import phone_keypair, public_jwk
 from devices.topics import keys_topic, staff_topic
 from hub.demo import VENUE_ID
@@ -24,7 +25,7 @@ from hub.models import utcnow
 from hub.phone_keys import issue_phone_key, jwks, new_signing_key
 from hub.presented import issuer
 from hub.server import Hub
-from simulators.offline_lock import OfflineLock, Phone
+from simulators.offline_lock import OfflineLock
 from tests.conftest import hub_settings
 from tests.utils.listener import Listener
 
@@ -148,6 +149,7 @@ def test_forged_or_rolled_back_key_material_is_refused_and_a_forged_entry_alerts
         issue(api, headers, "phone-guest-15")  # a key whose revocation must reach the lock
         wait_for(lambda: lock.keys is not None and {"jwks", "revocations"} <= set(lock.keys.seqs))
         held = lock.keys
+        assert held is not None
         old_list = httpx.get(f"{api}/venues/{VENUE_ID}/revocations").content  # signed, seq n
         assert httpx.patch(f"{api}/credentials/phone-guest-15", headers=headers,
                            json={"status": "revoked"}).status_code == 200

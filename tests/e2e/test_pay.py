@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.client import DeviceClient
 from devices.contract import (
@@ -32,8 +33,8 @@ def test_pos_tap_to_receipt_then_ledger_verifies(running_hub: Hub) -> None:
     host, port = running_hub.settings.mqtt_address
     receipts: queue.Queue[bytes] = queue.Queue()
     subscribed = threading.Event()
-    phone = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    phone.on_message = lambda _c, _u, m: receipts.put(m.payload)
+    phone = mqtt.Client(CallbackAPIVersion.VERSION2)
+    phone.on_message = lambda _c, _u, m: receipts.put(bytes(m.payload))
     phone.on_subscribe = lambda *_a: subscribed.set()
     phone.connect(host, port)
     phone.subscribe(guest_topic(VENUE_ID, "guest-02"), 1)

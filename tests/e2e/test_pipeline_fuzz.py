@@ -46,7 +46,6 @@ from sqlmodel import Session
 from devices.client import DeviceClient, HubError, NoReply, nodelay
 from devices.contract import Decision, ErrorCode, WristbandCredential
 from devices.topics import Channel, device_topic
-from hub import ledger
 from hub.db import create_db_engine, init_db
 from hub.demo import (
     FIRST_NAMES,
@@ -60,6 +59,7 @@ from hub.demo import (
 )
 from hub.models import Posting, utcnow
 from hub.server import Hub
+from hub.store import money
 from tests.devices.test_contract_robust import VALID, mutated, payloads, render
 from tests.utils import ingest
 
@@ -264,7 +264,7 @@ def test_fuzz_never_stops_the_pipeline(running_hub: Hub, caplog: pytest.LogCaptu
     assert wrong == []
     assert postings(hub) == postings_before, "fuzz moved money"
     with Session(hub.engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
     assert growth < MAX_RSS_GROWTH_MB, f"the hub process grew by {growth:.0f} MB"
     assert unknown == [], f"HUB_FUZZ_SEED={SEED}: the hub failed on messages:\n" + "\n".join(
         unknown[:20])

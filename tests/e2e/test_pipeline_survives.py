@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlmodel import Session, func, select
 
 import hub.bridge
+import hub.ingest
 from devices.client import DeviceClient, nodelay
 from devices.contract import (
     ErrorCode,
@@ -32,7 +33,7 @@ from hub.demo import VENUE_ID, wristband_uid
 from hub.models import DeadLetter, Event
 from hub.server import Hub
 from tests.conftest import hub_settings, login
-from tests.utils.hubs import wait_for
+from tests.utils.hubs import bridge_of, wait_for
 
 GATE = "gate-park-in-1"
 
@@ -65,7 +66,7 @@ class Wire:
         time.sleep(0.2)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        parse_reply(msg.payload)  # every reply keeps the contract
+        parse_reply(bytes(msg.payload))  # every reply keeps the contract
         reply = json.loads(msg.payload)
         with self._lock:
             self.replies.append((msg.topic, reply))
@@ -102,7 +103,7 @@ def tap(event_id: str, guest: int) -> bytes:
 
 def poison_on(marker: bytes, fail: Callable[[Any], None]) -> Callable[..., Any]:
     """handle_message, failing with ``fail(session)`` for payloads holding ``marker``."""
-    real = hub.bridge.handle_message
+    real = hub.ingest.handle_message  # what hub.bridge calls, unpatched
 
     def handle(session: Any, topic: str, payload: bytes, *args: Any, **kw: Any) -> Any:
         if marker in payload:
@@ -125,12 +126,12 @@ def test_a_poison_message_is_answered_dead_lettered_and_its_neighbours_decided(
         demo: Hub, wire: Wire, monkeypatch: pytest.MonkeyPatch,
         fail: Callable[[Any], None]) -> None:
     monkeypatch.setattr(hub.bridge, "handle_message", poison_on(b"poison-", fail))
-    demo.bridge.pause_worker()  # so poison and genuine taps share one batch
+    bridge_of(demo).pause_worker()  # so poison and genuine taps share one batch
     for n in range(1, 6):
         wire.publish(GATE, tap(f"good-{n}", n))
         wire.publish(GATE, tap(f"poison-{n}", n + 10))
-    wait_for(lambda: demo.bridge.queue_depth == 10)
-    demo.bridge.resume_worker()
+    wait_for(lambda: bridge_of(demo).queue_depth == 10)
+    bridge_of(demo).resume_worker()
     wait_for(lambda: all(wire.reply_to(f"poison-{n}") and wire.reply_to(f"good-{n}")
                          for n in range(1, 6)))
     for n in range(1, 6):
@@ -138,7 +139,7 @@ def test_a_poison_message_is_answered_dead_lettered_and_its_neighbours_decided(
         assert good is not None and (good["outcome"], good["reason"]) == ("allow", "ok")
         bad = wire.reply_to(f"poison-{n}")
         assert bad is not None and (bad["kind"], bad["code"]) == ("error", ErrorCode.INTERNAL)
-    assert demo.bridge.worker_alive and demo.bridge.snapshot()["worker_deaths"] == 0
+    assert bridge_of(demo).worker_alive and bridge_of(demo).snapshot()["worker_deaths"] == 0
     with Session(demo.engine) as session:
         letters = session.exec(select(DeadLetter)).all()
         assert sorted(json.loads(d.payload)["event_id"] for d in letters) == \
@@ -148,7 +149,7 @@ def test_a_poison_message_is_answered_dead_lettered_and_its_neighbours_decided(
                             .where(Event.event_id.startswith("poison-"))).one() == 0
     page = httpx.get(f"{api(demo)}/dead-letters", headers=login(api(demo))).json()
     assert len(page["items"]) == 5 and page["items"][0]["worker"] == demo.settings.worker_name
-    assert demo.bridge.client_id not in str(page)  # the client id is for no one's eyes
+    assert bridge_of(demo).client_id not in str(page)  # the client id is for no one's eyes
     # Acknowledged: never redelivered, so never answered twice.
     time.sleep(0.5)
     assert all(len(wire.all_to(f"poison-{n}")) == 1 for n in range(1, 6))
@@ -173,13 +174,13 @@ def test_a_dead_worker_is_replaced_and_its_batch_decided(demo: Hub, wire: Wire) 
         if not died.is_set():
             died.set()
             raise SystemExit("the worker thread dies here")  # not an Exception: escapes all
-    demo.bridge.before_decide = die_once
+    bridge_of(demo).before_decide = die_once
     wire.publish(GATE, tap("after-death", 1))
     wait_for(lambda: wire.reply_to("after-death") is not None)
     reply = wire.reply_to("after-death")
     assert reply is not None and reply["outcome"] == "allow"
-    assert died.is_set() and demo.bridge.snapshot()["worker_deaths"] == 1
-    assert demo.bridge.worker_alive
+    assert died.is_set() and bridge_of(demo).snapshot()["worker_deaths"] == 1
+    assert bridge_of(demo).worker_alive
     wire.publish(GATE.replace("in", "out"), tap("next", 1))
     wait_for(lambda: wire.reply_to("next") is not None)
 
@@ -188,29 +189,29 @@ def test_health_is_503_within_a_second_of_the_worker_stopping_and_200_again(
         demo: Hub) -> None:
     url = f"{api(demo)}/health"
     assert httpx.get(url).status_code == 200
-    demo.bridge.pause_worker()
+    bridge_of(demo).pause_worker()
     stopped = time.monotonic()
     wait_for(lambda: httpx.get(url).status_code == 503, timeout=1.0)
     assert time.monotonic() - stopped < 1.0
     body = httpx.get(url).json()
     assert body["deciding"] is False and body["worker_alive"] is False
     assert "the bridge worker is not running" in body["problems"]
-    demo.bridge.resume_worker()
+    bridge_of(demo).resume_worker()
     wait_for(lambda: httpx.get(url).status_code == 200, timeout=1.0)
     assert httpx.get(url).json()["deciding"] is True
 
 
 def test_health_is_503_while_messages_wait_past_the_deadline(demo: Hub, wire: Wire) -> None:
     url = f"{api(demo)}/health"
-    demo.bridge.pause_worker()
+    bridge_of(demo).pause_worker()
     wire.publish(GATE, tap("waits", 1))
-    wait_for(lambda: demo.bridge.queue_depth == 1)
+    wait_for(lambda: bridge_of(demo).queue_depth == 1)
     deadline_s = demo.settings.tap_deadline_ms / 1000
     time.sleep(deadline_s + 0.1)
     body = httpx.get(url).json()
     assert any("past the tap deadline" in p for p in body["problems"])
     assert body["queue_depth"] == 1 and body["oldest_waiting_ms"] > deadline_s * 1000
-    demo.bridge.resume_worker()
+    bridge_of(demo).resume_worker()
     wait_for(lambda: wire.reply_to("waits") is not None)
     reply = wire.reply_to("waits")
     assert reply is not None and (reply["outcome"], reply["reason"]) == ("deny", "too_late")
@@ -227,15 +228,15 @@ def test_while_the_database_is_away_nothing_is_acknowledged_or_lost(
         if away.is_set():
             raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
     monkeypatch.setattr(hub.bridge, "handle_message", poison_on(b"db-", fail))
-    monkeypatch.setattr(demo.bridge, "_database_answers", lambda: not away.is_set())
+    monkeypatch.setattr(bridge_of(demo), "_database_answers", lambda: not away.is_set())
     wire.publish(GATE, tap("db-1", 1))
-    wait_for(lambda: demo.bridge.snapshot().get("database_waits", 0) >= 2)
-    assert wire.reply_to("db-1") is None and demo.bridge.queue_depth == 1
+    wait_for(lambda: bridge_of(demo).snapshot().get("database_waits", 0) >= 2)
+    assert wire.reply_to("db-1") is None and bridge_of(demo).queue_depth == 1
     away.clear()
     wait_for(lambda: wire.reply_to("db-1") is not None, timeout=10)
     reply = wire.reply_to("db-1")
     assert reply is not None and reply["outcome"] == "allow"
-    assert demo.bridge.snapshot().get("dead_letters", 0) == 0
+    assert bridge_of(demo).snapshot().get("dead_letters", 0) == 0
 
 
 def test_a_slow_hub_decides_nothing_after_the_deadline_and_loses_nothing(
@@ -243,7 +244,7 @@ def test_a_slow_hub_decides_nothing_after_the_deadline_and_loses_nothing(
     running = Hub(hub_settings(tmp_path, tap_deadline_ms=300, bridge_batch_size=8), demo=True)
     running.start()
     try:
-        running.bridge.before_decide = lambda: time.sleep(0.02)  # ~50 decisions a second
+        bridge_of(running).before_decide = lambda: time.sleep(0.02)  # ~50 decisions a second
         w = Wire(running)
         try:
             count = 200
@@ -278,7 +279,7 @@ def test_a_late_payment_moves_no_money_and_a_new_key_gets_a_fresh_decision(
     host, port = demo.settings.mqtt_address
     with Session(demo.engine) as session:
         postings = session.exec(select(func.count()).select_from(Posting)).one()
-    demo.bridge.pause_worker()
+    bridge_of(demo).pause_worker()
     with DeviceClient(VENUE_ID, "pos-cafe-1", host=host, port=port) as pos:
         late = PaymentRequest(event_id="pay-late", idempotency_key="sale-1", ts=utcnow(),
                               merchant_id="cafe", amount=450, currency="USD",
@@ -286,7 +287,7 @@ def test_a_late_payment_moves_no_money_and_a_new_key_gets_a_fresh_decision(
         pending = pos.expect("pay-late")
         pos.publish_event(late)
         time.sleep(demo.settings.tap_deadline_ms / 1000 + 0.2)
-        demo.bridge.resume_worker()
+        bridge_of(demo).resume_worker()
         decision = pending.result(5)
         assert (decision.outcome, decision.reason) == ("decline", "too_late")
         with Session(demo.engine) as session:
@@ -302,8 +303,9 @@ def test_a_late_payment_moves_no_money_and_a_new_key_gets_a_fresh_decision(
 def test_a_pin_check_holds_up_no_tap_and_decides_right(
         demo: Hub, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
     import hub.pin_checks
+    import hub.security
     from devices.contract import PaymentRequest
-    real = hub.pin_checks.verify_secret
+    real = hub.security.verify_secret  # what hub.pin_checks calls, unpatched
 
     def slow(hashed: str, pin: str) -> bool:
         time.sleep(1.0)  # argon2 on a very slow day
@@ -327,7 +329,7 @@ def test_a_pin_check_holds_up_no_tap_and_decides_right(
     wait_for(lambda: wire.reply_to("pin-wrong") is not None, timeout=10)
     wrong = wire.reply_to("pin-wrong")
     assert wrong is not None and wrong["reason"] == "pin_wrong", wrong
-    snap = demo.bridge.snapshot()
+    snap = bridge_of(demo).snapshot()
     assert snap["pins_checked_ahead"] == 2 and snap["pins_checked_inline"] == 0
 
 
@@ -352,12 +354,11 @@ def test_a_dead_broker_process_is_started_again_and_taps_flow(demo: Hub) -> None
 
 def test_a_huge_message_waits_in_no_more_than_the_contract_reads(demo: Hub, wire: Wire) -> None:
     from devices.contract import MAX_PAYLOAD_BYTES
-    assert demo.bridge is not None
-    demo.bridge.pause_worker()
+    bridge_of(demo).pause_worker()
     wire.publish(GATE, b'{"event_id":"huge","pad":"' + b"x" * 1_000_000 + b'"}')
-    wait_for(lambda: demo.bridge is not None and demo.bridge.queue_depth == 1)
-    with demo.bridge._queue.mutex:
-        waiting = [i for i in demo.bridge._queue.queue if i is not None]
+    wait_for(lambda: bridge_of(demo).queue_depth == 1)
+    with bridge_of(demo)._queue.mutex:
+        waiting = [i for i in bridge_of(demo)._queue.queue if i is not None]
     assert [len(i.payload) for i in waiting] == [MAX_PAYLOAD_BYTES + 1]
-    demo.bridge.resume_worker()
+    bridge_of(demo).resume_worker()
     wait_for(lambda: any(r.get("code") == "payload_too_large" for _, r in wire.replies))

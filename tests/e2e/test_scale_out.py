@@ -22,13 +22,13 @@ from devices.contract import (
     encode,
 )
 from devices.topics import Channel, device_topic
-from hub import ledger
 from hub.db import init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import handle_message
 from hub.models import Account, Event, LedgerTransaction, Zone, utcnow
 from hub.payment import PaymentLimits
 from hub.server import Hub
+from hub.store import money
 from tests.conftest import fresh_postgres, hub_settings
 
 pytestmark = pytest.mark.postgres
@@ -188,7 +188,7 @@ def test_two_hubs_take_hundreds_of_payments_without_internal_or_overspend(
     assert all(len(ids) == 1 for ids in by_key.values())  # a retry: the first answer
     assert min(taken) > 0, taken  # both hubs decided payments
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
         wallets = session.exec(select(Account).where(Account.kind == "wallet")).all()
         assert all(w.balance >= 0 for w in wallets)
         approved = session.exec(select(LedgerTransaction).where(

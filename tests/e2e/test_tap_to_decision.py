@@ -90,9 +90,8 @@ def test_bad_input_is_answered_counted_and_the_bridge_keeps_running(
 
 
 def test_unknown_device_gets_an_error_not_a_decision(hub: Hub) -> None:
-    with device(hub, "rogue-gate") as rogue:
-        with pytest.raises(HubError) as caught:
-            rogue.tap(CHARLIE)
+    with device(hub, "rogue-gate") as rogue, pytest.raises(HubError) as caught:
+        rogue.tap(CHARLIE)
     assert caught.value.error.code is ErrorCode.UNKNOWN_DEVICE
 
 

@@ -31,6 +31,7 @@ from hub.secrets import load_or_create
 from hub.server import Hub
 from hub.tls import ensure_tls
 from tests.conftest import free_port, hub_settings, missing, wait_port
+from tests.utils.hubs import Login
 
 BIN = Path(sys.executable).parent
 
@@ -182,7 +183,7 @@ def test_provisioned_mosquitto_speaks_tls_to_devices_and_the_bridge(
                            mqtt_password=auth.bridge_password), demo=True)
     hub.start()
     try:
-        login = {"username": device_username(VENUE_ID, "gate-park-in-1"),
+        login: Login = {"username": device_username(VENUE_ID, "gate-park-in-1"),
                  "password": device_password(secrets.broker_key, VENUE_ID, "gate-park-in-1")}
         with DeviceClient(VENUE_ID, "gate-park-in-1", host="localhost", port=port,
                           tls_ca=ca, **login) as gate:

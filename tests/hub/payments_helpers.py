@@ -21,22 +21,17 @@ from devices.contract import (
     parse_reply,
 )
 from devices.topics import Channel, device_topic
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.db import session_scope
+from hub.demo import VENUE_ID, wristband_uid
 from hub.ingest import Outcome, handle_message
 from hub.models import Account, utcnow
-from tests.conftest import fresh_postgres
+from tests.utils.demo_db import demo_database
 
 _ids = itertools.count(1)
 
 
 def demo_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    else:
-        engine = fresh_postgres(request.getfixturevalue("postgres_url"))
-    init_db(engine)
-    seed_demo(engine, utcnow())
+    engine = demo_database(request, request.param, tmp_path)
     yield engine
     engine.dispose()
 

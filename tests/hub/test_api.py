@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -48,7 +49,7 @@ ENTITLEMENT_KEYS = {"id", "guest_id", "kind", "zone_ids", "valid_from", "valid_u
                     "schedule", "status"}
 EVENT_KEYS = {"id", "device_id", "venue_id", "event_id", "kind", "received_at", "device_ts",
               "credential_kind", "credential_ref", "credential_id", "guest_id", "zone_id",
-              "direction", "outcome", "reason", "text", "decided_at"}
+              "direction", "outcome", "reason", "text", "detail", "decided_at"}
 # Columns of the tables that must stay behind the API.
 INTERNAL = {"devices": {"created_at"}, "entitlements": {"created_at"}, "events": {"guest_name"}}
 
@@ -191,38 +192,41 @@ def raw(engine: Engine, settings: Settings, day: datetime) -> Iterator[TestClien
 # --------------------------------------------------------------- factories
 
 
+def created(r: httpx.Response) -> dict[str, Any]:
+    """The body of a 201 answer: the created resource, as JSON."""
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert isinstance(body, dict), body
+    return body
+
+
 def make_venue(client: TestClient, venue_id: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("venues"), json={"id": venue_id, "name": f"Venue {venue_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_zone(client: TestClient, zone_id: str, venue_id: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("zones"), json={"id": zone_id, "venue_id": venue_id,
                                         "name": f"Zone {zone_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_device(client: TestClient, device_id: str, venue_id: str, kind: str = "gate",
                 **kw: Any) -> dict[str, Any]:
     r = client.post(url("devices"), json={"id": device_id, "venue_id": venue_id, "kind": kind,
                                           "name": f"Device {device_id}", **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_guest(client: TestClient, name: str, **kw: Any) -> dict[str, Any]:
     r = client.post(url("guests"), json={"name": name, **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def make_credential(client: TestClient, guest_id: str, kind: str = "phone_key",
                     **kw: Any) -> dict[str, Any]:
     r = client.post(url("credentials"), json={"guest_id": guest_id, "kind": kind, **kw})
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def entitlement_body(guest_id: str, zone_ids: list[str], kind: str = "ticket",
@@ -235,8 +239,7 @@ def entitlement_body(guest_id: str, zone_ids: list[str], kind: str = "ticket",
 def make_entitlement(client: TestClient, guest_id: str, zone_ids: list[str],
                      **kw: Any) -> dict[str, Any]:
     r = client.post(url("entitlements"), json=entitlement_body(guest_id, zone_ids, **kw))
-    assert r.status_code == 201, r.text
-    return r.json()
+    return created(r)
 
 
 def tap(engine: Engine, device: str, now: datetime, event_id: str, *, uid: str | None = None,
@@ -482,7 +485,8 @@ def test_create_device_answers_201_without_internal_fields(client: TestClient) -
     assert not INTERNAL["devices"] & set(body)
     assert body == {"id": "gate-1", "venue_id": "v1", "kind": "gate", "name": "Gate 1",
                     "zone_id": "hall", "direction": "in", "merchant_id": None, "enabled": True,
-                    "allow_plain_uid": None, "online": False, "last_seen": None, "battery_pct": None, "firmware": None}
+                    "allow_plain_uid": None, "online": False, "last_seen": None,
+                    "battery_pct": None, "firmware": None}
     assert client.get(url("devices", "gate-1")).json() == body
 
 
@@ -1194,7 +1198,7 @@ def journey(demo: TestClient, engine: Engine, day: datetime) -> list[dict[str, A
     assert r.status_code == 200, r.text
     page = r.json()
     assert page["next_cursor"] is None
-    items = page["items"]
+    items: list[dict[str, Any]] = page["items"]
     assert [e["event_id"] for e in items] == [t[1] for t in reversed(JOURNEY)]
     for event, decision in zip(reversed(items), decisions, strict=True):
         assert (event["outcome"], event["reason"], event["text"]) == (
@@ -1287,11 +1291,11 @@ def test_events_since_and_until(demo: TestClient, journey: list[dict[str, Any]])
     times = [ts(e["received_at"]) for e in journey]
     since, until = times[5], times[1]  # newest first: [5] is older than [1]
     r = demo.get(url("events"), params={"since": iso(since)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t >= since]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t >= since]
     r = demo.get(url("events"), params={"until": iso(until)})
-    assert r.json()["items"] == [e for e, t in zip(journey, times) if t < until]
+    assert r.json()["items"] == [e for e, t in zip(journey, times, strict=True) if t < until]
     r = demo.get(url("events"), params={"since": iso(since), "until": iso(until)})
-    window = [e for e, t in zip(journey, times) if since <= t < until]
+    window = [e for e, t in zip(journey, times, strict=True) if since <= t < until]
     assert r.json()["items"] == window and len(window) == 4
     # The same instants written with another offset select the same events.
     plus5 = timezone(timedelta(hours=5, minutes=30))
@@ -1406,8 +1410,8 @@ BIG = 2**63  # one past SQLite's largest INTEGER
 
 
 # Was a hub bug (fixed): the Offset query type (hub/api/deps.py:23) has no upper bound: an offset
-# >= 2**63 reaches SQLite and raises OverflowError -> 500 (hub/crud.py page(), hub/ledger.py
-# transactions())
+# >= 2**63 reaches SQLite and raises OverflowError -> 500 (hub/store/rows.py page(),
+# hub/store/money.py transactions())
 @pytest.mark.parametrize("resource", ["venues", "zones", "devices", "guests", "credentials",
                                       "entitlements", "guests/guest-01/credentials",
                                       "merchants", "accounts", "transactions"])
@@ -1417,7 +1421,7 @@ def test_huge_offset_is_422(raw: TestClient, resource: str) -> None:
 
 # Was a hub bug (fixed): hub/api/routes/events.py:33-35: str.isdigit() accepts what int() refuses
 # ('²', > 4300 digits: ValueError) and int() accepts what SQLite refuses (>= 2**63: OverflowError
-# at crud.py:281) -> 500
+# in hub/store/events.py list_events) -> 500
 @pytest.mark.parametrize("cursor", ["²", "9" * 5000, str(BIG), "9" * 30])
 def test_cursor_that_isdigit_but_not_a_cursor_is_422(raw: TestClient, cursor: str) -> None:
     r = raw.get(url("events"), params={"cursor": cursor})
@@ -1452,7 +1456,7 @@ def test_entitlement_at_the_edge_of_time_is_422(raw: TestClient, method: str,
 
 # Was a hub bug (fixed): unbounded ints in hub/schemas.py (ZoneCreate/ZoneUpdate capacity and
 # occupancy, SpendingPolicyUpdate daily_limit and pin_threshold): values >= 2**63 reach SQLite ->
-# OverflowError -> 500 (hub/crud.py add/update, hub/api/routes/guests.py set_spending_policy
+# OverflowError -> 500 (hub/store/rows.py add/update, hub/api/routes/guests.py set_spending_policy
 # session.flush())
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("POST", "zones", {"id": "huge", "venue_id": VENUE_ID, "name": "Huge", "capacity": BIG}),
@@ -1490,7 +1494,7 @@ def test_unrenderable_invalid_input_is_422(raw: TestClient, path: str, raw_body:
 
 
 # Was a hub bug (fixed): reference fields typed plain `str` in hub/schemas.py (venue_id, guest_id,
-# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); crud.require handed
+# zone_id, zone_ids, merchant_id, ...) accepted a lone surrogate (JSON \ud800); rows.require handed
 # it to session.get and sqlite3 could not encode it: UnicodeEncodeError -> 500
 @pytest.mark.parametrize(("method", "path", "raw_body"), [
     pytest.param("POST", "zones", b'{"id": "z", "venue_id": "\\ud800", "name": "Z"}',
@@ -1529,7 +1533,7 @@ def test_device_merchant_of_another_venue_is_422(raw: TestClient, method: str) -
     assert r.json()["detail"].startswith("merchant_id:")
 
 
-# Was a hub bug (fixed): hub/crud.py:235-238 list_guests: q goes into LIKE unescaped, so '%' and
+# Was a hub bug (fixed): hub/store/guests.py list_guests: q goes into LIKE unescaped, so '%' and
 # '_' are wildcards ('%' lists every guest)
 @pytest.mark.parametrize("q", ["%", "_", "a%n"])
 def test_guest_search_treats_q_literally(raw: TestClient, q: str) -> None:

@@ -35,11 +35,11 @@ from typer.testing import CliRunner
 import hub
 from devices.contract import PaymentDecision, parse_reply
 from devices.phone_key import phone_keypair
-from hub import cli, crud, security
+from hub import cli, security
 from hub.api.deps import declared_roles
 from hub.api.main import API_PREFIX, PUBLIC, create_app
-from hub.automation_store import row_of
-from hub.automations import Action, Rule
+from hub.automations.rules import Action, Rule
+from hub.automations.ruleset import row_of
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -47,6 +47,7 @@ from hub.models import AuditEntry, Credential, SpendingPolicy, StaffUser, utcnow
 from hub.phone_keys import SigningKey, new_signing_key
 from hub.security import issue_api_token
 from hub.server import Hub
+from hub.store import guests
 from simulators.rest import HubApi, HubApiError
 from tests.conftest import bearer, guest_token, hub_settings, staff_token
 from tests.hub.test_api_fuzz import flat_routes
@@ -707,6 +708,31 @@ def test_a_guest_cannot_tell_a_missing_row_from_another_s(client: TestClient, ap
     assert r.status_code == 403, r.text
 
 
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/credentials/pk-guest-02", None),
+    ("GET", "/credentials/04a10000000002", None),  # a UID in any case
+    ("PATCH", "/credentials/pk-guest-02", {"status": "lost"}),
+    ("POST", "/credentials/pk-guest-02/phone-key", {"phone_jwk": PHONE_JWK}),
+])
+def test_a_guest_asking_by_identifier_is_told_the_id(client: TestClient, app: FastAPI,
+                                                     method: str, path: str,
+                                                     body: dict[str, Any] | None) -> None:
+    """The identifier (what a reader presents) where the id belongs: 404 naming the id, for
+    the guest's own credentials; another guest's identifier is the 403 of a missing row."""
+    right = "band-guest-02" if "04a1" in path else "phone-guest-02"
+    r = client.request(method, url(path), json=body, headers=who(app, "guest-02"))
+    assert r.status_code == 404, r.text
+    assert f"use /credentials/{right}" in r.json()["detail"]
+    other = path.replace("guest-02", "guest-01").replace("04a10000000002", "04a10000000001")
+    r = client.request(method, url(other), json=body, headers=who(app, "guest-02"))
+    assert r.status_code == 403, r.text
+    assert r.json() == {"detail": "a guest may only reach their own data"}
+    # Staff, who may see every credential, are told the id too.
+    r = client.get(url(other.removesuffix("/phone-key")), headers=who(app, ADMIN))
+    assert r.status_code == 404, r.text
+    assert f"use /credentials/{right.replace('02', '01')}" in r.json()["detail"]
+
+
 @pytest.mark.parametrize(("path", "key"), [("/events", "items"), ("/transactions", None),
                                            ("/accounts", None)])
 def test_a_guest_s_lists_hold_their_own_rows_only(client: TestClient, app: FastAPI,
@@ -888,7 +914,7 @@ def test_audit_entries_are_append_only_in_the_database(client: TestClient, app: 
 
 
 def test_only_the_audit_writer_touches_the_table() -> None:
-    """In the hub's code, AuditEntry rows are built in crud.record_audit only, and only
+    """In the hub's code, AuditEntry rows are built in store.events.record_audit only, and only
     the API's audit helpers, the log-in route, the CLI, the bridge's offline-entry alerts
     and the broker's refused logins (no API caller there) call it."""
     root = Path(hub.__file__).parent
@@ -899,12 +925,12 @@ def test_only_the_audit_writer_touches_the_table() -> None:
         for name, pattern in patterns.items():
             if re.search(pattern, text):
                 users[name].append(path.relative_to(root).as_posix())
-    assert users["AuditEntry"] == ["api/routes/audit.py", "crud.py", "models.py"]
+    assert users["AuditEntry"] == ["api/routes/audit.py", "models.py", "store/events.py"]
     assert users["record_audit"] == ["api/deps.py", "api/routes/auth.py", "broker_audit.py",
-                                     "cli.py", "crud.py", "offline_entries.py"]
-    crud_text = (root / "crud.py").read_text()
-    assert crud_text.count("AuditEntry(") == 1
-    assert not re.search(r"(update|delete)\(\s*AuditEntry", crud_text)
+                                     "cli.py", "offline_entries.py", "store/events.py"]
+    store_text = (root / "store" / "events.py").read_text()
+    assert store_text.count("AuditEntry(") == 1
+    assert not re.search(r"(update|delete)\(\s*AuditEntry", store_text)
 
 
 def test_the_audit_log_filters_and_pages(client: TestClient, app: FastAPI) -> None:
@@ -1182,7 +1208,7 @@ def test_a_superseded_phone_key_stays_revoked_for_offline_locks_until_it_expires
     # Once the superseded key has expired, no lock would accept it anyway: off the list.
     with Session(engine) as session:
         later = datetime.fromisoformat(first.json()["exp"]) + timedelta(seconds=1)
-        assert first.json()["jti"] not in crud.revoked_key_ids(session, now=later)
+        assert first.json()["jti"] not in guests.revoked_key_ids(session=session, now=later)
 
 
 def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient,

@@ -44,7 +44,7 @@ import hub
 from devices.topics import ID_PATTERN
 from hub.api.main import DOCS_STATIC, create_app
 from hub.api.routes.automations import AutomationPatch, AutomationPut
-from hub.automations import ACTIONS, PURPOSES, TEMPLATE_FIELDS, TRIGGERS
+from hub.automations.vocabulary import ACTIONS, PURPOSES, TEMPLATE_FIELDS, TRIGGERS
 from hub.config import Settings
 from hub.db import create_db_engine, init_db
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
@@ -145,7 +145,7 @@ def test_the_app_has_the_routes_we_expect_to_fuzz() -> None:
 
 # (xfail test in test_api.py that pins it, exception type, where it is raised, message);
 # "where" is the innermost frame in the hub package, else the innermost frame at all. E.g.
-#   ("test_bug_x_is_422", OverflowError, r"hub/crud\.py:page$", r"too large to convert"),
+#   ("test_bug_x_is_422", OverflowError, r"hub/store/rows\.py:page$", r"too large to convert"),
 KNOWN_BUGS: list[tuple[str, type[BaseException], str, str]] = []  # all fixed so far
 
 

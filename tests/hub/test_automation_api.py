@@ -20,15 +20,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.api.main import API_PREFIX, create_app
-from hub.automation_store import (
-    CachedRules,
-    export_yaml,
-    import_yaml,
-    load_rules,
-    row_of,
-    rule_of,
-)
-from hub.automations import NUMERIC_FIELDS, RuleError, room_welcome, shipped
+from hub.automations.catalogue import room_welcome, shipped
+from hub.automations.exchange import export_yaml, import_yaml
+from hub.automations.rules import RuleError, condition_to_dict
+from hub.automations.ruleset import CachedRules, load_rules, row_of, rule_of
+from hub.automations.vocabulary import NUMERIC_FIELDS
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
@@ -219,7 +215,7 @@ def test_a_rule_may_target_the_device_the_event_came_from(client: TestClient,
     assert r.json()["actions"][0]["target"] == "self"
     stored = rules_in_force(engine)["calm-down"]
     assert stored.actions[0].target == "self"
-    assert list(stored.conditions) == WATCH["conditions"]
+    assert [condition_to_dict(c) for c in stored.conditions] == WATCH["conditions"]
     assert audit_actions(engine) == [("automation.create", "automation:calm-down")]
 
 
@@ -497,7 +493,8 @@ def test_the_readme_s_example_is_the_shipped_room_welcome() -> None:
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"actions": [{"kind": "alert_staff", "params": {"text": "{guest.name} eats {prefs.dietary}"}}]},
+    ({"actions": [{"kind": "alert_staff",
+                   "params": {"text": "{guest.name} eats {prefs.dietary}"}}]},
      "a service rule may not use prefs.dietary: it needs the guest's consent (give the rule "
      "that purpose)"),
     ({"conditions": [{"kind": "preference_set", "preference": "language"}]},

@@ -13,8 +13,11 @@ from sqlmodel import Session, col, select
 from devices.contract import parse_command
 from devices.topics import Channel, device_topic, staff_topic
 from hub import appliance_queue, privacy
-from hub.automation_runner import AutomationRunner, Occurrence
-from hub.automations import Facts, Rule, ride_reward, room_welcome, stuck_guest
+from hub.automations.catalogue import ride_reward, room_welcome, stuck_guest
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
+from hub.automations.runner import AutomationRunner
 from hub.db import create_db_engine, init_db, session_scope
 from hub.models import (
     AutomationRun,

@@ -9,28 +9,31 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.automations import (
-    BREAKFASTS,
-    OVERRIDE_WINDOW,
-    PLAIN_BREAKFAST,
-    SELF,
-    Action,
-    Facts,
-    Rule,
-    RuleError,
+from hub.automations.catalogue import (
     breakfast,
-    breakfast_for,
     health_staff,
     health_watch,
-    is_override,
-    plan,
     returning_guest,
     ride_reward,
     room_welcome,
     shipped,
     stuck_guest,
+)
+from hub.automations.engine import plan
+from hub.automations.facts import Facts
+from hub.automations.learning import OVERRIDE_WINDOW, is_override
+from hub.automations.menu import BREAKFASTS, PLAIN_BREAKFAST, breakfast_for
+from hub.automations.rules import (
+    Action,
+    CounterIs,
+    ReadingAbove,
+    Rule,
+    RuleError,
+    TimeBetween,
+    parse_rule,
     validate,
 )
+from hub.automations.vocabulary import SELF
 
 NOW = datetime(2026, 7, 1, 18, 30, tzinfo=UTC)
 
@@ -87,9 +90,9 @@ def test_service_rules_need_no_consent() -> None:
 
 def test_conditions_on_time_and_readings() -> None:
     evening = Rule(id="r", name="r", purpose="health", trigger="telemetry",
-                   conditions=({"kind": "time_between", "start": "18:00", "end": "23:00"},
-                               {"kind": "reading_above", "field": "heart_rate_bpm",
-                                "limit": "{prefs.heart_rate_threshold}"}),
+                   conditions=(TimeBetween(start="18:00", end="23:00"),
+                               ReadingAbove(field="heart_rate_bpm",
+                                            limit="{prefs.heart_rate_threshold}")),
                    actions=(Action("command", "watch-1", "vibrate", {"level": 1}),))
     facts = Facts(trigger="telemetry", now=NOW, consents=frozenset({"health"}),
                   prefs={"heart_rate_threshold": 150}, reading={"heart_rate_bpm": 162})
@@ -99,12 +102,12 @@ def test_conditions_on_time_and_readings() -> None:
 
 
 def test_validation_names_every_problem() -> None:
-    bad = Rule(id="x", name="x", purpose="personalization", trigger="entry_allowed",
-               filters={"weather.rain": True}, conditions=({"kind": "moon_phase"},),
-               actions=(Action("command", "ghost-device", None,
-                               {"text": "Hi {guest.shoe_size}"}),))
+    bad = {"id": "x", "name": "x", "purpose": "personalization", "trigger": "entry_allowed",
+           "filters": {"weather.rain": True}, "conditions": [{"kind": "moon_phase"}],
+           "actions": [{"kind": "command", "target": "ghost-device",
+                        "params": {"text": "Hi {guest.shoe_size}"}}]}
     with pytest.raises(RuleError) as caught:
-        validate(bad, known_devices=["lock-101"])
+        parse_rule(bad, known_devices=["lock-101"])
     problems = " | ".join(caught.value.problems)
     for expected in ("weather.rain", "moon_phase", "ghost-device", "needs a name",
                      "{guest.shoe_size}"):
@@ -124,7 +127,7 @@ def test_validation_names_every_problem() -> None:
 def test_learning_follows_consistent_manual_changes(preferred: float | None,
                                                     manual: list[float],
                                                     learned: float | None) -> None:
-    from hub.automations import learned_temperature
+    from hub.automations.learning import learned_temperature
 
     assert learned_temperature(preferred, manual) == learned
 
@@ -386,7 +389,7 @@ def test_ride_reward_only_at_a_ride() -> None:
 ])
 def test_a_time_window_across_midnight(hour: int, minute: int, holds: bool) -> None:
     night = Rule(id="n", name="n", purpose="service", trigger="entry_allowed",
-                 conditions=({"kind": "time_between", "start": "22:00", "end": "06:00"},),
+                 conditions=(TimeBetween(start="22:00", end="06:00"),),
                  actions=(Action("alert_staff", None, None, {"text": "late"}),))
     facts = arrival(now=NOW.replace(hour=hour, minute=minute))
     assert bool(plan([night], facts)) is holds
@@ -394,9 +397,8 @@ def test_a_time_window_across_midnight(hour: int, minute: int, holds: bool) -> N
 
 def test_reading_above_looks_at_its_field_and_counter_is_is_exact() -> None:
     long_run = Rule(id="l", name="l", purpose="health", trigger="telemetry",
-                    conditions=({"kind": "reading_above", "field": "duration_min",
-                                 "limit": 45},
-                                {"kind": "counter_is", "counter": "visits", "value": 2}),
+                    conditions=(ReadingAbove(field="duration_min", limit=45),
+                                CounterIs(counter="visits", value=2)),
                     actions=(Action("notify_guest", None, None, {"text": "well done"}),))
     facts = workout(counters={"visits": 2})
     assert plan([long_run], facts) == []  # 30 minutes: not above 45

@@ -309,8 +309,9 @@ def test_mosquitto_files() -> None:
     lines = [parse_line(line) for line in passwd.splitlines()]
     assert [u for u, *_ in lines] == [BRIDGE, A, B, "other-park.gate-a"]
     for username, iterations, salt, key in lines:
+        venue, _, device = username.partition(".")
         password = ("bridge-password" if username == BRIDGE
-                    else device_password(SECRET, *username.split(".", 1)))
+                    else device_password(SECRET, venue, device))
         assert key == hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
     assert SECRET.decode() not in passwd + acl and "bridge-password" not in passwd + acl
     blocks = {block.splitlines()[0]: block.splitlines()[1:]

@@ -8,6 +8,7 @@ coroutine's cleanup): with ``filterwarnings = error`` that fails an unrelated te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import socket
@@ -100,10 +101,8 @@ def test_stop_cancels_whatever_is_left_on_the_loop(unraisable: list[str]) -> Non
     async def stubborn() -> None:
         # Swallows one cancellation (as a 3.11 asyncio.wait_for can), then waits on a
         # queue: a Queue.get finalised after its loop closed raises "Event loop is closed".
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            pass
         try:
             await asyncio.Queue[int]().get()
         finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from devices.contract import (
     ErrorCode,
@@ -23,7 +23,7 @@ from devices.contract import (
     encode,
     parse_reply,
 )
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.db import session_scope
 from hub.models import (
     Account,
@@ -36,6 +36,7 @@ from hub.models import (
     TransactionType,
     utcnow,
 )
+from hub.store import errors, guests, money
 from tests.hub.payments_helpers import (
     balance,
     demo_engine,
@@ -44,6 +45,7 @@ from tests.hub.payments_helpers import (
     refused,
     send,
 )
+from tests.utils.rows import row
 
 WALLET = "wallet-guest-01"  # Charlie: 100.00 in the demo, PIN 1234 above 50.00
 
@@ -55,7 +57,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 def verify(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return ledger.verify(session)
+        return money.verify(session=session)
 
 
 def count(engine: Engine, model: type) -> int:
@@ -187,7 +189,7 @@ def test_refunds_never_exceed_the_charge(engine: Engine) -> None:
         same, again = cashier.refund(session, original=original, amount=500, key="r1",
                                      actor="staff", now=utcnow())
         assert same.id == part.id and again == []
-        with pytest.raises(cashier.crud.Conflict):
+        with pytest.raises(errors.Conflict):
             cashier.refund(session, original=original, amount=1_501, key="r2", actor="staff",
                            now=utcnow())
         rest, _ = cashier.refund(session, original=original, amount=None, key="r3",
@@ -235,7 +237,8 @@ def test_verify_finds_a_corrupted_posting(engine: Engine) -> None:
     pay(engine, 1_000)
     assert verify(engine) == []
     with session_scope(engine) as session:
-        session.execute(sa.update(Posting).where(Posting.id == 1).values(amount=Posting.amount + 1))
+        session.execute(sa.update(Posting).where(col(Posting.id) == 1)
+                        .values(amount=Posting.amount + 1))
     problems = verify(engine)
     assert any("does not balance" in p for p in problems)
     assert any("caches" in p for p in problems)
@@ -285,16 +288,17 @@ def test_postings_lock_accounts_in_the_order_of_their_ids(engine: Engine) -> Non
     sa.event.listen(engine, "before_cursor_execute", watch)
     try:
         with session_scope(engine) as session:
-            wallet = session.get(Account, WALLET)
-            clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+            wallet = row(session, Account, WALLET)
+            clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
             held_balance = wallet.balance
             legs = sorted([(wallet.id, 500), (clearing.id, -500)], reverse=True)
-            txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP, approved=True,
-                                    reason="ok", text="Top-up", amount=500, currency="USD",
+            txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.TOPUP,
+                                    approved=True, reason="ok", text="Top-up", amount=500,
+                                    currency="USD",
                                     account_id=wallet.id, idempotency_scope="api",
                                     idempotency_key="order-test", fingerprint="f",
                                     created_at=utcnow())
-            balances = ledger.post(session, txn=txn, legs=legs, balance_after_of=wallet.id)
+            balances = money.post(session=session, txn=txn, legs=legs, balance_after_of=wallet.id)
             # What the session holds agrees with what it wrote, without a refresh.
             assert wallet.balance == balances[wallet.id] == held_balance + 500
             assert txn.balance_after == held_balance + 500
@@ -322,15 +326,15 @@ def test_payments_work_on_a_sqlite_without_returning(engine: Engine,
     assert not any("RETURNING" in s.upper() for s in statements)
     # A posting that would overdraw (a race the decision did not see) is still refused by
     # the conditional UPDATE, without RETURNING to say so.
-    with pytest.raises(ledger.Overdrawn), session_scope(engine) as session:
-        wallet = session.get(Account, WALLET)
-        clearing = ledger.clearing_of(session, venue_id=wallet.venue_id, currency="USD")
+    with pytest.raises(money.Overdrawn), session_scope(engine) as session:
+        wallet = row(session, Account, WALLET)
+        clearing = money.clearing_of(session=session, venue_id=wallet.venue_id, currency="USD")
         txn = LedgerTransaction(venue_id=wallet.venue_id, type=TransactionType.CHARGE,
                                 approved=True, reason="ok", text="x", amount=9_000,
                                 currency="USD", account_id=wallet.id, idempotency_scope="api",
                                 idempotency_key="overdraw", fingerprint="f",
                                 created_at=utcnow())
-        ledger.post(session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
+        money.post(session=session, txn=txn, legs=[(wallet.id, -9_000), (clearing.id, 9_000)])
     assert balance(engine, WALLET) == 8_500
     assert verify(engine) == []
 
@@ -352,12 +356,12 @@ def test_check_out_edges_answer_and_keep_the_ledger_true(engine: Engine) -> None
     first = settle(engine, "folio-guest-01", "checkout-1")
     assert settle(engine, "folio-guest-01", "checkout-1").id == first.id
     # The key for another folio's check-out: a conflict, not a crash.
-    with pytest.raises(crud.Conflict):
+    with pytest.raises(errors.Conflict):
         settle(engine, "folio-guest-03", "checkout-1")
     # A refund of a settled folio's charge (it was a 500): to the guest's wallet
     # (tests/hub/test_refunds_after_check_out.py).
     with session_scope(engine) as session:
-        original = session.get(LedgerTransaction, decision.transaction_id)
+        original = row(session, LedgerTransaction, decision.transaction_id)
         late, _ = cashier.refund(session, original=original, amount=None, key="late-refund",
                                  actor="desk", now=utcnow())
         assert (late.account_id, late.amount) == (WALLET, 3_000)
@@ -413,4 +417,4 @@ def test_a_pin_lock_alerts_staff_once_and_shows_in_the_policy(engine: Engine) ->
     assert (alert.guest_id, alert.device_id, alert.reason) == ("guest-01", "pos-cafe-1",
                                                               "pin_locked")
     with Session(engine) as session:
-        assert crud.pin_failures_of(session, guest_id="guest-01") == 5
+        assert guests.pin_failures_of(session=session, guest_id="guest-01") == 5

@@ -20,10 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub import cashier, ledger
+from devices.contract import PaymentDecision
+from hub import cashier
 from hub.db import Contended, create_db_engine, init_db, is_conflict, retry_conflicts
 from hub.demo import seed_demo
 from hub.models import Account, LedgerTransaction, TransactionType, utcnow
+from hub.store import money
 from tests.hub.conftest import who
 from tests.hub.payments_helpers import pay_message, send
 
@@ -113,7 +115,7 @@ def test_a_top_up_aborted_for_a_deadlock_is_done_once_not_a_500(
     assert response.status_code == 201, response.text
     with Session(engine) as s:
         assert s.get(Account, "wallet-guest-01").balance == before + 2_500  # type: ignore[union-attr]
-        assert ledger.verify(s) == []
+        assert money.verify(session=s) == []
     assert len(_topups(engine, "desk-1")) == 1
 
 
@@ -122,7 +124,7 @@ def test_a_refund_that_keeps_deadlocking_is_a_409_with_a_reason_and_moves_nothin
         monkeypatch: pytest.MonkeyPatch) -> None:
     staff = who(app, "staff")
     decision = send(engine, pay_message(1_000)).decision
-    assert decision is not None and decision.transaction_id is not None
+    assert isinstance(decision, PaymentDecision) and decision.transaction_id is not None
     with Session(engine) as s:
         charge = s.get(LedgerTransaction, decision.transaction_id)
     assert charge is not None
@@ -132,5 +134,5 @@ def test_a_refund_that_keeps_deadlocking_is_a_409_with_a_reason_and_moves_nothin
     assert response.status_code == 409, response.text
     assert response.json()["reason"] == "contended"
     with Session(engine) as s:
-        assert ledger.refunded_so_far(s, original_id=charge.id) == 0
-        assert ledger.verify(s) == []
+        assert money.refunded_so_far(session=s, original_id=charge.id) == 0
+        assert money.verify(session=s) == []

@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlmodel import Session, func, select
 
 from devices.contract import utcnow
-from hub import crud
 from hub.db import create_db_engine, init_db, session_scope
 from hub.models import DeadLetter
 from hub.pin_checks import redact_pins
+from hub.store import events
 
 
 def test_only_the_newest_are_kept(tmp_path: Path) -> None:
@@ -19,9 +19,10 @@ def test_only_the_newest_are_kept(tmp_path: Path) -> None:
     init_db(engine)
     for n in range(1, 351):
         with session_scope(engine) as session:
-            crud.record_dead_letter(session, topic="t", payload=str(n).encode(), error="e",
-                                    received_at=utcnow(), now=utcnow(), worker="main",
-                                    keep=100)
+            events.record_dead_letter(session=session, topic="t", payload=str(n).encode(),
+                                      error="e",
+                                      received_at=utcnow(), now=utcnow(), worker="main",
+                                      keep=100)
     with Session(engine) as session:
         count = session.exec(select(func.count()).select_from(DeadLetter)).one()
         newest = session.exec(select(func.max(DeadLetter.id))).one()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.contract import EntryReason
-from hub.entry import TEXTS, Effect, EntryContext, decide_entry
+from hub.entry import TEXTS, EntryContext, decide_entry
 from hub.models import (
     Credential,
     CredentialKind,
@@ -18,23 +19,25 @@ from hub.models import (
     Device,
     DeviceKind,
     Direction,
+    Effect,
     Entitlement,
     EntitlementKind,
     EntitlementStatus,
     Guest,
     Zone,
+    ZoneKind,
 )
 
 NOW = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)  # a Wednesday
 
 
-def gate(direction: Direction | None = Direction.IN, **kw: object) -> Device:
+def gate(direction: Direction | None = Direction.IN, **kw: Any) -> Device:
     return Device(id="g1", venue_id="v", kind=kw.pop("kind", DeviceKind.GATE), name="g",
                   zone_id=kw.pop("zone_id", "park"), direction=direction, **kw)
 
 
-def ticket(**kw: object) -> Entitlement:
-    values: dict[str, object] = dict(id="t1", guest_id="u1", kind=EntitlementKind.TICKET,
+def ticket(**kw: Any) -> Entitlement:
+    values: dict[str, Any] = dict(id="t1", guest_id="u1", kind=EntitlementKind.TICKET,
                                      zone_ids=["park"], valid_from=NOW - timedelta(hours=1),
                                      valid_until=NOW + timedelta(hours=1))
     values.update(kw)
@@ -123,7 +126,7 @@ def test_a_bidirectional_reader_uses_the_direction_of_the_tap() -> None:
 
 
 def test_door_lock_without_direction_has_no_effect() -> None:
-    room = Zone(id="room-101", venue_id="v", name="Room", kind="room")
+    room = Zone(id="room-101", venue_id="v", name="Room", kind=ZoneKind.ROOM)
     stay = ticket(kind=EntitlementKind.ROOM, zone_ids=["room-101"])
     lock = gate(None, kind=DeviceKind.DOOR_LOCK, zone_id="room-101")
     decision = decide_entry(context(device=lock, zone=room, entitlements=(stay,)), NOW)

@@ -29,9 +29,9 @@ from devices.contract import (
 )
 from devices.sun import make_sun
 from devices.topics import Channel, device_topic
-from hub.db import create_db_engine, init_db, session_scope
+from hub.db import session_scope
 from hub.deadline import Deadline
-from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.demo import VENUE_ID, wristband_uid
 from hub.ingest import Outcome, content_digest, handle_message
 from hub.models import (
     AuditEntry,
@@ -46,7 +46,7 @@ from hub.models import (
 )
 from hub.payment import PaymentLimits
 from hub.presented import Trust, tag_keys
-from tests.conftest import fresh_postgres
+from tests.utils.demo_db import demo_database
 
 CHARLIE = wristband_uid(1)
 
@@ -57,12 +57,7 @@ TAG_KEY = bytes(range(16))  # the venue's tag master key in these tests
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The same rules on the embedded database and on PostgreSQL."""
-    if request.param == "sqlite":
-        engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    else:
-        engine = fresh_postgres(request.getfixturevalue("postgres_url"))
-    init_db(engine)
-    seed_demo(engine, utcnow())
+    engine = demo_database(request, request.param, tmp_path)
     yield engine
     engine.dispose()
 

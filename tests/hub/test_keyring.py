@@ -13,20 +13,19 @@ from sqlalchemy.engine import Engine
 from devices.key_material import KeyMaterialError, KeyState, Reason, verify
 from devices.topics import keys_topic
 from hub import keyring
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import VENUE_ID, seed_demo
+from hub.db import session_scope
+from hub.demo import VENUE_ID
 from hub.models import Credential, CredentialStatus, utcnow
 from hub.phone_keys import SigningKey, jwks, new_signing_key, rotate
+from tests.utils.demo_db import demo_sqlite
 
 NOW = utcnow()
 LIFETIME, OVERLAP = timedelta(days=30), timedelta(days=14)
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    init_db(engine)
-    seed_demo(engine, NOW)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    engine = demo_sqlite(request, tmp_path / "hub.db", now=NOW)
     yield engine
     engine.dispose()
 

@@ -14,19 +14,18 @@ from devices.client import new_event_id
 from devices.contract import TelemetryEvent, encode
 from devices.topics import Channel, device_topic
 from hub import appliance_queue
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import VENUE_ID, seed_demo
+from hub.automations.learner import learn_from
+from hub.db import session_scope
+from hub.demo import VENUE_ID
 from hub.models import AutomationRun, Consent, GuestPreferences, RunStatus, utcnow
-from hub.occurrences import learn_from
 from hub.privacy import erase_guest
+from tests.utils.demo_db import demo_sqlite
 from tests.utils.ingest import feed
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
-    init_db(engine)
-    seed_demo(engine, utcnow())
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    engine = demo_sqlite(request, tmp_path / "hub.db", sqlite_synchronous="OFF")
     with session_scope(engine) as session:
         session.add(GuestPreferences(guest_id="guest-02", room_temperature_c=21.0))
         session.add(Consent(guest_id="guest-02", purpose="personalization", granted=True))

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from devices.contract import PaymentRequest, WristbandCredential, encode
 from devices.topics import Channel, device_topic
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.db import create_db_engine, init_db, session_scope
 from hub.ingest import handle_message
 from hub.models import (
@@ -34,6 +34,7 @@ from hub.models import (
     Venue,
     utcnow,
 )
+from hub.store import errors, money, rows
 from tests.conftest import fresh_postgres
 
 GUESTS = ("g1", "g2")
@@ -99,17 +100,17 @@ def refund(engine: Engine, pick: int, amount: int, key: str) -> None:
     """Refund a charge (amount 0: all that is left), to its folio or, once that is settled,
     to the guest's wallet; refused exactly when it would refund more than is left."""
     with session_scope(engine) as session:
-        charges = [t for t in ledger.transactions(session, limit=500)
+        charges = [t for t in money.transactions(session=session, limit=500)
                    if t.type == "charge" and t.approved]
         if not charges:
             return
         original = charges[pick % len(charges)]
-        left = original.amount - ledger.refunded_so_far(session, original_id=original.id)
+        left = original.amount - money.refunded_so_far(session=session, original_id=original.id)
         try:
             cashier.refund(session, original=original, amount=amount or None, key=key,
                            actor="test", now=utcnow())
             refunded = True
-        except crud.Conflict:
+        except errors.Conflict:
             refunded = False
         assert refunded == (0 < (amount or left) <= left), (original.amount, left, amount)
 
@@ -117,12 +118,13 @@ def refund(engine: Engine, pick: int, amount: int, key: str) -> None:
 def check_out(engine: Engine, guest: str, key: str) -> None:
     """Settle the guest's open folio, then the same check-out again: the same answer."""
     with session_scope(engine) as session:
-        folio = ledger.folio_of(session, guest_id=guest, venue_id="v")
+        folio = money.folio_of(session=session, guest_id=guest, venue_id="v")
         if folio is None:
             return
         first, _ = cashier.settle(session, folio=folio, key=key, actor="test", now=utcnow())
     with session_scope(engine) as session:
-        again, _ = cashier.settle(session, folio=crud.get(session, Account, folio.id),
+        again, _ = cashier.settle(session, folio=rows.get(session=session, model=Account,
+                                                          key=folio.id),
                                   key=key, actor="test", now=utcnow())
         assert again.id == first.id
 
@@ -130,7 +132,7 @@ def check_out(engine: Engine, guest: str, key: str) -> None:
 def check_in(engine: Engine, guest: str) -> None:
     """A new stay: a new open folio, unless the guest has one."""
     with session_scope(engine) as session:
-        if ledger.folio_of(session, guest_id=guest, venue_id="v") is None:
+        if money.folio_of(session=session, guest_id=guest, venue_id="v") is None:
             session.add(Account(venue_id="v", kind=AccountKind.FOLIO, currency="USD",
                                 guest_id=guest))
 
@@ -141,7 +143,7 @@ def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
     for n, (op, who, amount) in enumerate(sequence):
         if op == "topup":
             with session_scope(engine) as session:
-                wallet = crud.get(session, Account, f"w-{who}")
+                wallet = rows.get(session=session, model=Account, key=f"w-{who}")
                 cashier.top_up(session, wallet=wallet, amount=amount, key=f"top-{n}",
                                actor="test", now=utcnow())
         elif op in ("charge", "folio_charge"):
@@ -166,14 +168,14 @@ def run(engine: Engine, sequence: list[tuple[str, object, int]]) -> None:
             for t in threads:
                 t.join()
     with Session(engine) as session:
-        assert ledger.verify(session) == []  # balanced, cached = postings, no over-refund
-        for account in session.exec(select(Account)).all():
-            if account.kind is AccountKind.WALLET:
-                assert account.balance >= 0
-            if account.kind is AccountKind.FOLIO and not account.open:
-                assert account.balance == 0  # never closed owing
+        assert money.verify(session=session) == []  # balanced, cached = postings, no over-refund
+        for held in session.exec(select(Account)).all():
+            if held.kind is AccountKind.WALLET:
+                assert held.balance >= 0
+            if held.kind is AccountKind.FOLIO and not held.open:
+                assert held.balance == 0  # never closed owing
         # Each key moved money at most once.
-        posted = [t for t in ledger.transactions(session, limit=1_000)
+        posted = [t for t in money.transactions(session=session, limit=1_000)
                   if t.type == "charge" and t.approved]
         assert len({t.idempotency_key for t in posted}) == len(posted)
         assert all(isinstance(t, LedgerTransaction) for t in posted)

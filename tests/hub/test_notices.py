@@ -14,18 +14,12 @@ from sqlmodel import select
 from devices.contract import GuestNotice, StaffAlert, parse_notification, parse_staff_alert
 from devices.topics import guest_topic, staff_topic
 from hub.appliance_queue import expired_alert
-from hub.automation_runner import AutomationRunner, Occurrence, message_for
-from hub.automations import (
-    Action,
-    Facts,
-    Planned,
-    Rule,
-    health_staff,
-    plan,
-    returning_guest,
-    ride_reward,
-    stuck_guest,
-)
+from hub.automations.catalogue import health_staff, returning_guest, ride_reward, stuck_guest
+from hub.automations.engine import Planned, plan
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Action, Rule
+from hub.automations.runner import AutomationRunner, message_for
 from hub.db import create_db_engine, init_db, session_scope
 from hub.models import AutomationRun, RunStatus, Venue
 from hub.notices import TEXT_MAX, guest_notice, staff_alert

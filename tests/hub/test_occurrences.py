@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import itertools
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.automation_runner import Occurrence
-from hub.automations import Facts, Planned, breakfast, plan, returning_guest, ride_reward, shipped
+from hub.automations.catalogue import breakfast, returning_guest, ride_reward, shipped
+from hub.automations.engine import Planned, plan
+from hub.automations.facts import Facts
+from hub.automations.gather import load_facts
+from hub.automations.learner import mark_overrides
+from hub.automations.occurrence import Occurrence
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo
 from hub.models import (
@@ -26,9 +29,8 @@ from hub.models import (
     RunStatus,
     Telemetry,
     Venue,
-    Wearable,
 )
-from hub.occurrences import load_facts, mark_overrides
+from hub.store import guests
 
 # The demo is seeded at a fixed time: its stays and tickets start at DAY and last three days.
 NOW = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)
@@ -139,7 +141,7 @@ def test_a_door_is_not_health_data_and_its_room_is_its_own(engine: Engine) -> No
 
 def test_an_unpaired_watch_belongs_to_nobody(engine: Engine) -> None:
     with session_scope(engine) as session:
-        worn = Wearable.current_wearer(session, WATCH)
+        worn = guests.current_wearer(session=session, device_id=WATCH)
         assert worn is not None
         session.delete(worn)
     facts = facts_of(engine, heart(engine, 170, NOW))

@@ -28,7 +28,6 @@ from devices.contract import (
 from devices.phone_key import make_proof, new_challenge, phone_keypair
 from devices.sun import make_sun
 from devices.topics import Channel, device_topic, staff_topic
-from hub import crud
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, secure_band_uid, seed_demo
 from hub.ingest import Outcome, handle_message
@@ -42,6 +41,7 @@ from hub.models import (
 )
 from hub.phone_keys import SigningKey, issue_phone_key, jwks, new_signing_key
 from hub.presented import Trust, issuer, tag_keys
+from hub.store import guests
 
 TAG_KEY = bytes(range(16))
 LOCK, ZONE, GUEST, PHONE = "lock-101", "room-101", "guest-01", "phone-guest-01"
@@ -82,8 +82,8 @@ class Key:
         with session_scope(engine) as session:
             credential = session.get(Credential, credential_id)
             assert credential is not None
-            crud.record_phone_key(session, credential=credential, jti=self.jti,
-                                  expires_at=exp, now=NOW - timedelta(days=1))
+            guests.record_phone_key(session=session, credential=credential, jti=self.jti,
+                                    expires_at=exp, now=NOW - timedelta(days=1))
 
     def shown(self, at: datetime, *, lock: str = LOCK, challenge: str | None = None,
               phone: ec.EllipticCurvePrivateKey | None = None) -> PhoneKeyCredential:
@@ -261,7 +261,7 @@ def test_a_key_superseded_before_the_entry_alerts(engine: Engine) -> None:
     old = stay_key(engine)
     stay_key(engine)  # a new key for the same credential supersedes it, a day ago
     with Session(engine) as session:
-        assert crud.key_revoked_at(session, jti=old.jti) == NOW - timedelta(days=1)
+        assert guests.key_revoked_at(session=session, jti=old.jti) == NOW - timedelta(days=1)
     at = NOW - timedelta(minutes=10)
     out = upload(engine, event_id="old-key", ts=at, credential=old.shown(at), ref=old.jti)
     assert_alerted(out, "credential_revoked")

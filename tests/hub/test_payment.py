@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def ctx(**kw: object) -> PaymentContext:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def policy(**kw: object) -> SpendingPolicy:
+def policy(**kw: Any) -> SpendingPolicy:
     return SpendingPolicy(guest_id="g", payer_guest_id="g", **kw)
 
 

@@ -19,15 +19,15 @@ from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from devices.contract import PaymentDecision, parse_reply
-from hub import cli, ledger
+from hub import cli
 from hub.api.main import API_PREFIX
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import (
-    AutomationRun,
     Account,
     AuditEntry,
+    AutomationRun,
     Credential,
     CredentialStatus,
     Device,
@@ -41,9 +41,11 @@ from hub.models import (
     Wearable,
     utcnow,
 )
-from hub.privacy import erase_guest, purge_telemetry, scrub
+from hub.privacy import erase_guest, scrub
 from hub.retention import Retention
 from hub.server import Hub
+from hub.store import guests, money
+from hub.store.events import purge_telemetry
 from tests.conftest import hub_settings
 from tests.hub.conftest import who
 from tests.utils import ingest
@@ -213,7 +215,7 @@ def test_erase_then_export_holds_no_personal_data(client: TestClient, app: FastA
     assert ledger_state(engine) == before
     assert {t["guest_id"] for t in doc["transactions"]} == {"guest-01", "guest-11"}
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
         phone = session.get(Credential, "phone-guest-01")
         assert phone is not None and phone.key_jti == JTI
         audit = session.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
@@ -239,7 +241,7 @@ def test_an_erased_guest_s_band_opens_and_pays_nothing(client: TestClient, app: 
     decision = parse_reply(paid.replies[0].payload)
     assert isinstance(decision, PaymentDecision) and decision.outcome == "decline"
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
 
 
 def test_erasure_touches_no_other_guest(client: TestClient, app: FastAPI,
@@ -283,7 +285,7 @@ def test_a_watch_handed_on_keeps_each_wearer_s_readings_theirs(
     what it said on his wrist; hers, what it said on hers."""
     start = utcnow() - timedelta(hours=1)
     with session_scope(engine) as session:
-        charlie_s = Wearable.current_wearer(session, "watch-guest-01")
+        charlie_s = guests.current_wearer(session=session, device_id="watch-guest-01")
         assert charlie_s is not None and charlie_s.guest_id == "guest-01"
         charlie_s.paired_at = start
     _reading(engine, "before-anyone", start - timedelta(minutes=1))
@@ -312,7 +314,7 @@ def test_a_watch_handed_on_keeps_each_wearer_s_readings_theirs(
     with Session(engine) as session:
         left = session.exec(select(Telemetry).where(Telemetry.device_id == "watch-guest-01")
                             .order_by(col(Telemetry.id))).all()
-        worn = Wearable.current_wearer(session, "watch-guest-01")
+        worn = guests.current_wearer(session=session, device_id="watch-guest-01")
         assert session.exec(select(Wearable).where(Wearable.guest_id == "guest-01")).all() == []
     assert [t.data["note"] for t in left] == ["before-anyone", "lena-1", "lena-2"]
     assert worn is not None and worn.guest_id == "guest-12"  # her pairing is untouched
@@ -373,7 +375,7 @@ def test_the_erase_function_keeps_the_ledger(engine: Engine) -> None:
     assert report.credentials_revoked == 2
     assert ledger_state(engine) == before
     with Session(engine) as session:
-        assert ledger.verify(session) == []
+        assert money.verify(session=session) == []
 
 
 # ---------------------------------------------------------------- retention
@@ -398,13 +400,13 @@ def test_the_purge_deletes_only_readings_older_than_the_period(engine: Engine) -
     add_readings(engine, now, [31 * day, 30 * day + timedelta(seconds=1), 30 * day, 29 * day,
                                timedelta(0)])
     with session_scope(engine) as session:
-        assert purge_telemetry(session, now=now, days=30) == 2
+        assert purge_telemetry(session=session, now=now, days=30) == 2
     assert ages_left(engine, now) == [timedelta(0), 29 * day, 30 * day]
     with session_scope(engine) as session:
-        assert purge_telemetry(session, now=now, days=30) == 0
-        assert purge_telemetry(session, now=now, days=0) == 2  # all but the one of now
+        assert purge_telemetry(session=session, now=now, days=30) == 0
+        assert purge_telemetry(session=session, now=now, days=0) == 2  # all but the one of now
     with Session(engine) as session, pytest.raises(ValueError):
-        purge_telemetry(session, now=now, days=-1)
+        purge_telemetry(session=session, now=now, days=-1)
 
 
 def test_the_purge_goes_in_bounded_batches(engine: Engine) -> None:
@@ -413,7 +415,7 @@ def test_the_purge_goes_in_bounded_batches(engine: Engine) -> None:
     taken = []
     while True:
         with session_scope(engine) as session:
-            taken.append(purge_telemetry(session, now=now, days=30, limit=2))
+            taken.append(purge_telemetry(session=session, now=now, days=30, limit=2))
         if taken[-1] < 2:
             break
     assert taken == [2, 2, 1] and ages_left(engine, now) == [timedelta(0)]

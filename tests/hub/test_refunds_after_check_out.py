@@ -20,12 +20,13 @@ from sqlmodel import Session, select
 
 from devices.contract import Receipt
 from devices.topics import guest_topic
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.api.main import create_app
 from hub.config import Settings
 from hub.db import session_scope
 from hub.demo import VENUE_ID
 from hub.models import Account, AuditEntry, LedgerTransaction, Merchant, Posting, utcnow
+from hub.store import errors, money, rows
 from tests.hub.conftest import who
 from tests.hub.payments_helpers import balance, demo_engine, pay
 
@@ -74,7 +75,7 @@ def refund(client: TestClient, charge: str, key: str, amount: int | None = None)
 
 def verify(engine: Engine) -> list[str]:
     with Session(engine) as s:
-        return ledger.verify(s)
+        return money.verify(session=s)
 
 
 def test_a_refund_after_check_out_goes_to_the_guest_s_wallet(
@@ -92,7 +93,8 @@ def test_a_refund_after_check_out_goes_to_the_guest_s_wallet(
     with Session(engine) as s:
         postings = {p.account_id: p.amount for p in s.exec(
             select(Posting).where(Posting.transaction_id == part["id"])).all()}
-        revenue = ledger.revenue_of(s, merchant=crud.get(s, Merchant, "cafe")).id
+        revenue = money.revenue_of(session=s, merchant=rows.get(session=s, model=Merchant,
+                                                                key="cafe")).id
     assert postings == {WALLET: 1_200, revenue: -1_200}
     # The receipt: Charlie's, from his wallet, with its new balance.
     [(topic, raw)] = outbox
@@ -150,7 +152,7 @@ def test_no_wallet_to_take_it_is_a_409_with_a_reason_and_nothing_moves(
     assert r.status_code == 409, r.text  # type: ignore[attr-defined]
     assert "no open USD wallet" in r.json()["detail"]  # type: ignore[attr-defined]
     with Session(engine) as s:
-        assert ledger.refunded_so_far(s, original_id=charge) == 0
+        assert money.refunded_so_far(session=s, original_id=charge) == 0
         wallets = s.exec(select(Account).where(Account.guest_id == "guest-01",
                                                Account.kind == "wallet")).all()
     assert len(wallets) == 1 and outbox == []
@@ -170,13 +172,13 @@ def test_ten_concurrent_refunds_after_check_out_credit_the_wallet_once(
         start.wait(10)
         try:
             with session_scope(engine) as s:
-                original = crud.get(s, LedgerTransaction, charge)
+                original = rows.get(session=s, model=LedgerTransaction, key=charge)
                 cashier.refund(s, original=original, amount=None, key=f"desk-{n}",
                                actor="staff", now=utcnow())
             outcome = "refunded"
-        except crud.Conflict:
+        except errors.Conflict:
             outcome = "conflict"
-        except Exception as exc:  # noqa: BLE001 - SQLite's busy lock: reported, not hidden
+        except Exception as exc:
             outcome = type(exc).__name__
         with lock:
             outcomes.append(outcome)

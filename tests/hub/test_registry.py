@@ -12,9 +12,8 @@ from sqlmodel import Session, select
 
 from devices.contract import PaymentRequest, TapEvent, WristbandCredential, encode, utcnow
 from devices.topics import Channel, device_topic
-from hub import crud
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import DEMO_PIN, VENUE_ID, seed_demo, wristband_uid
+from hub.db import session_scope
+from hub.demo import DEMO_PIN, VENUE_ID, wristband_uid
 from hub.ingest import handle_message
 from hub.models import (
     Credential,
@@ -25,16 +24,16 @@ from hub.models import (
     Merchant,
     RegistryVersion,
 )
-from hub.registry import Registry
+from hub.store import devices
+from hub.store.registry import Registry
+from tests.utils.demo_db import demo_sqlite
 
 LOCK = "lock-101"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    init_db(eng)
-    seed_demo(eng, utcnow())
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    eng = demo_sqlite(request, tmp_path / "hub.db")
     yield eng
     eng.dispose()
 
@@ -114,8 +113,8 @@ def test_a_cancelled_entitlement_and_a_disabled_device_take_effect_at_once(
 def test_state_changes_do_not_empty_the_cache(engine: Engine) -> None:
     before = version(engine)
     with session_scope(engine) as session:
-        crud.record_device_seen(session, device_id=LOCK, now=utcnow(), online=True,
-                                battery_pct=80, firmware="2.0")
+        devices.record_device_seen(session=session, device_id=LOCK, now=utcnow(), online=True,
+                                   battery_pct=80, firmware="2.0")
         credential = session.exec(select(Credential)).first()
         assert credential is not None
         credential.pin_failures += 1  # a wrong PIN is state, not registry

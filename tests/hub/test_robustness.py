@@ -10,11 +10,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub import appliance_queue
-from hub.automation_runner import AutomationRunner, Occurrence
-from hub.automations import Action, Facts, Rule, health_watch, plan
+from hub.automations.catalogue import health_watch
+from hub.automations.engine import plan
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Action, ReadingAbove, Rule
+from hub.automations.runner import AutomationRunner
 from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import seed_demo
 from hub.models import AutomationRun, Consent, Entitlement, RunStatus, utcnow
+from tests.utils.demo_db import demo_sqlite
 
 NOW = utcnow()
 BROKEN = Rule(id="broken", name="stored before validation got stricter", purpose="health",
@@ -40,8 +44,7 @@ def test_a_rule_that_cannot_be_evaluated_does_not_silence_the_others() -> None:
 
 def test_a_limit_that_is_no_number_makes_the_condition_false_not_a_crash() -> None:
     odd = Rule(id="odd", name="odd", purpose="health", trigger="telemetry",
-               conditions=({"kind": "reading_above", "field": "heart_rate_bpm",
-                            "limit": "high"},),
+               conditions=(ReadingAbove(field="heart_rate_bpm", limit="high"),),
                actions=(Action("notify_guest", None, None, {"text": "x"}),))
     assert plan([odd], watch_facts()) == []
 
@@ -56,11 +59,9 @@ def test_a_service_rule_sees_no_preferences_even_if_stored_so() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
-    init_db(engine)
-    seed_demo(engine, NOW - timedelta(hours=1))
-    return engine
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    return demo_sqlite(request, tmp_path / "hub.db", now=NOW - timedelta(hours=1),
+                       sqlite_synchronous="OFF")
 
 
 def test_the_runner_records_the_broken_rule_and_carries_out_the_others(engine: Engine) -> None:
@@ -104,10 +105,10 @@ def test_a_queued_welcome_is_not_shown_to_the_next_guest_of_the_room(engine: Eng
 
 
 def test_a_quick_double_tap_still_welcomes_once(engine: Engine) -> None:
-    from hub.automations import room_welcome
+    from hub.automations.catalogue import room_welcome
+    from hub.automations.gather import load_facts
     from hub.demo import wristband_uid
     from hub.models import GuestPreferences
-    from hub.occurrences import load_facts
     from tests.utils import ingest
 
     with session_scope(engine) as session:
@@ -131,7 +132,7 @@ def test_a_quick_double_tap_still_welcomes_once(engine: Engine) -> None:
 def test_an_appliance_that_never_comes_back_has_its_queue_expired_and_reported(
         engine: Engine) -> None:
     from devices.contract import parse_staff_alert
-    from hub.scheduler import Scheduler
+    from hub.automations.scheduler import Scheduler
 
     with session_scope(engine) as session:
         for n, age in ((1, 90), (2, 10)):  # minutes waiting
@@ -156,8 +157,8 @@ def test_an_appliance_that_never_comes_back_has_its_queue_expired_and_reported(
 
 
 def test_a_guest_who_consented_to_nothing_is_not_worth_the_facts(engine: Engine) -> None:
-    from hub.automations import returning_guest, room_welcome, stuck_guest
-    from hub.occurrences import might_apply
+    from hub.automations.catalogue import returning_guest, room_welcome, stuck_guest
+    from hub.automations.gather import might_apply
 
     tap = Occurrence("entry_allowed", "demo-resort", "lock-105", "guest-05", NOW)
     with Session(engine) as session:
@@ -190,7 +191,7 @@ def test_the_reader_engine_reads_beside_a_writer_and_refuses_to_write(tmp_path: 
 
 
 def test_the_learnt_temperature_stays_within_what_a_guest_may_prefer() -> None:
-    from hub.automations import learned_temperature
+    from hub.automations.learning import learned_temperature
 
     assert learned_temperature(21.0, [40.0, 45.0, 50.0]) == 28.0
     assert learned_temperature(21.0, [5.0, 3.0, 4.0]) == 16.0
@@ -233,7 +234,7 @@ def test_an_automation_publish_is_refused_while_the_broker_is_away(tmp_path: Pat
 
 
 def test_a_command_whose_preference_is_unset_is_not_sent() -> None:
-    from hub.automations import room_welcome
+    from hub.automations.catalogue import room_welcome
 
     facts = Facts(trigger="entry_allowed", now=NOW, guest={"id": "g", "display_name": "Bo"},
                   prefs={"lighting_scene": "warm"}, consents=frozenset({"personalization"}),

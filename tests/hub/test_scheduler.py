@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from hub.automation_runner import Occurrence
-from hub.automations import Action, Rule, RuleError, validate
-from hub.db import create_db_engine, init_db, session_scope
-from hub.demo import SPA_GUESTS, STRICT_VENUE_ID, VENUE_ID, seed_demo
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Action, Rule, RuleError, validate
+from hub.automations.scheduler import Scheduler, due, guests_on_site, schedule_of
+from hub.db import session_scope
+from hub.demo import SPA_GUESTS, STRICT_VENUE_ID, VENUE_ID
 from hub.models import ScheduleFiring, Venue
-from hub.scheduler import Scheduler, due, guests_on_site, schedule_of
+from tests.utils.demo_db import demo_sqlite
 
 NOW = datetime(2026, 11, 23, 7, 40, tzinfo=UTC)
 
@@ -28,11 +29,9 @@ def morning(at: str = "07:30", rule_id: str = "good-morning") -> Rule:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}", sqlite_synchronous="OFF")
-    init_db(engine)
-    seed_demo(engine, NOW - timedelta(hours=2))
-    return engine
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
+    return demo_sqlite(request, tmp_path / "hub.db", now=NOW - timedelta(hours=2),
+                       sqlite_synchronous="OFF")
 
 
 def test_due_from_its_time_for_an_hour() -> None:
@@ -70,7 +69,7 @@ def test_a_rule_fires_once_a_day_whichever_worker_gets_there(engine: Engine) -> 
     assert workers[1].run_once() == 0  # the other worker finds today's firing recorded
     assert workers[0].run_once() == 0
     assert {o.guest_id for o in handed} == {f"guest-{n:02d}" for n in range(1, 21)}
-    assert sorted(o.guest_id for o in handed if o.venue == STRICT_VENUE_ID) == [
+    assert sorted(str(o.guest_id) for o in handed if o.venue == STRICT_VENUE_ID) == [
         f"guest-{n:02d}" for n in SPA_GUESTS]
     assert {(o.trigger, o.device_id, o.schedule, o.rule_id) for o in handed} == {
         ("schedule", None, "07:30", "good-morning")}

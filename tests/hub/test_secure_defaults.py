@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import stat
 from collections.abc import Iterator
@@ -358,11 +359,16 @@ def test_an_expired_signed_phone_key_at_a_till_is_declined_with_its_reason(
     decision = parse_reply(out.replies[0].payload)
     assert isinstance(decision, PaymentDecision), decision
     assert (decision.outcome, decision.reason) == ("decline", "outside_validity")
+    with Session(seeded) as session:  # the journey says which check
+        (row,) = session.exec(select(Event).where(Event.event_id == "exp-1")).all()
+    assert (row.detail or "").startswith("key_expired: ")
 
 
-def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(seeded: Engine) -> None:
+def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(
+        seeded: Engine, caplog: pytest.LogCaptureFixture) -> None:
     """A captured key with a proof made by another phone is an attempt on that guest's key:
-    the journey says whose, the lock does not. A key the hub never issued names nobody."""
+    the journey says whose, the lock does not. A key the hub never issued names nobody.
+    The journey and the log say which check failed; the lock is told only the reason."""
     from devices.contract import Decision, PhoneKeyCredential, TapEvent, parse_reply
     from devices.phone_key import make_proof, new_challenge, phone_keypair
     from hub.phone_keys import issue_phone_key, jwks, new_signing_key
@@ -394,12 +400,17 @@ def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(seeded: En
         with session_scope(seeded) as session:
             out = handle_message(session, device_topic(VENUE_ID, "lock-101", Channel.EVENTS),
                                  encode(tap), now, trust=Trust(jwks=jwks(keys)))
+        # A decision, not a malformed message: nothing on the errors topic.
+        assert [r.topic for r in out.replies] == [
+            device_topic(VENUE_ID, "lock-101", Channel.DECISIONS)]
+        assert out.error is None
         decision = parse_reply(out.replies[0].payload)
         assert isinstance(decision, Decision)
         return decision
 
-    stolen = attempt("stolen-1", token, jti)
-    forged = attempt("forged-1", self_signed, jti)
+    with caplog.at_level(logging.WARNING, logger="hub.credentials"):
+        stolen = attempt("stolen-1", token, jti)
+        forged = attempt("forged-1", self_signed, jti)
     assert (stolen.outcome, stolen.guest_name) == ("deny", None)
     assert (forged.outcome, forged.guest_name) == ("deny", None)
     with Session(seeded) as session:
@@ -410,3 +421,9 @@ def test_a_forged_phone_key_is_recorded_against_the_guest_it_imitates(seeded: En
     # Signed by no key of this hub, under a jti guest-01's key does not carry: anyone can
     # write such claims, so they name nobody.
     assert (rows["forged-1"].reason, rows["forged-1"].guest_id) == ("credential_forged", None)
+    assert (rows["stolen-1"].detail or "").startswith("proof_bad_signature: ")
+    assert (rows["forged-1"].detail or "").startswith("key_unknown_kid: ")
+    assert stolen.text == forged.text == "Key not genuine - please see staff"  # no more
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("stolen-1" in m and "proof_bad_signature" in m for m in warned), warned
+    assert any("forged-1" in m and "key_unknown_kid" in m for m in warned), warned

@@ -16,6 +16,7 @@ from hub.api.main import API_PREFIX
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo
 from hub.models import Telemetry, Wearable, utcnow
+from hub.store import guests
 from tests.hub.conftest import who
 
 
@@ -35,7 +36,7 @@ def url(path: str) -> str:
 
 def wearer(engine: Engine, device_id: str) -> str | None:
     with Session(engine) as session:
-        row = Wearable.current_wearer(session, device_id)
+        row = guests.current_wearer(session=session, device_id=device_id)
         return row.guest_id if row else None
 
 
@@ -50,13 +51,14 @@ def pairings(engine: Engine, device_id: str) -> list[tuple[str, bool]]:
 def reading(engine: Engine, device_id: str, event_id: str, at: datetime) -> None:
     with session_scope(engine) as session:
         session.add(Telemetry(device_id=device_id, event_id=event_id, kind="telemetry", ts=at,
-                              received_at=at, data={"readings": {"heart_rate_bpm": 90}, "note": event_id}))
+                              received_at=at,
+                              data={"readings": {"heart_rate_bpm": 90}, "note": event_id}))
 
 
 def paired_since(engine: Engine, device_id: str, at: datetime) -> None:
     """Move the open pairing's start back to ``at``, as if paired then."""
     with session_scope(engine) as session:
-        row = Wearable.current_wearer(session, device_id)
+        row = guests.current_wearer(session=session, device_id=device_id)
         assert row is not None
         row.paired_at = at
 

@@ -120,3 +120,13 @@ def test_every_scenario_is_a_command() -> None:
     assert result.exit_code == 0
     for name in SCENARIOS:
         assert name in result.output
+
+
+def test_hub_sim_phone_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    result = runner.invoke(app, ["--provisioning", str(tmp_path / "none.json"), "--api",
+                                 f"http://127.0.0.1:{free_port()}", "phone", "--guest",
+                                 "guest-01", "--device", "lock-101"])
+    assert result.exit_code == 2, result.output
+    assert "hub unreachable" in result.output

@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
+from hub.bridge import Bridge
 from hub.server import Hub
 from tests.conftest import hub_settings
 
@@ -20,6 +22,19 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0, every: float
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(every)
+
+
+class Login(TypedDict, total=False):
+    """A device's broker login, as DeviceClient's keyword arguments (empty: anonymous)."""
+
+    username: str
+    password: str
+
+
+def bridge_of(hub_: Hub) -> Bridge:
+    """The bridge of a running hub (one started with MQTT)."""
+    assert hub_.bridge is not None, "this hub runs no bridge"
+    return hub_.bridge
 
 
 @contextmanager

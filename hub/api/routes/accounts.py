@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, status
 from sqlmodel import Session
 
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -46,6 +46,7 @@ from hub.schemas import (
     TopUp,
     TransactionPublic,
 )
+from hub.store import errors, money, rows
 
 router = APIRouter(prefix="/accounts", tags=["payments"])
 # The front desk, and the guest themself for their own accounts.
@@ -56,9 +57,9 @@ FrontDesk = require_roles(ADMIN, STAFF)
 def _own_account(session: Session, caller: Principal, account_id: str) -> Account:
     """The account; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
     if caller.typ == "guest":
-        account = session.get(Account, account_id)
+        account = rows.find(session=session, model=Account, key=account_id)
         ensure_own(caller, account.guest_id if account else None)
-    return crud.get(session, Account, account_id)
+    return rows.get(session=session, model=Account, key=account_id)
 
 
 @router.get("", response_model=list[AccountPublic])
@@ -67,31 +68,31 @@ def list_accounts(session: SessionDep, caller: OwnReader, guest_id: str | None =
     """Accounts, by guest; a guest sees their own only."""
     guest_id = own_guest_filter(caller, guest_id)
     filters = [Account.guest_id == guest_id] if guest_id else []
-    return crud.page(session, Account, filters=filters, limit=limit, offset=offset)
+    return rows.page(session=session, model=Account, filters=filters, limit=limit, offset=offset)
 
 
 @router.post("", response_model=AccountPublic, status_code=status.HTTP_201_CREATED,
              dependencies=[FrontDesk])
 def open_account(body: AccountCreate, session: SessionDep, audit: AuditDep) -> Account:
     """Open a guest's wallet, or the folio of one of their stays."""
-    crud.require(session, Guest, body.guest_id, "guest_id")
-    venue = crud.require(session, Venue, body.venue_id, "venue_id")
+    rows.require(session=session, model=Guest, key=body.guest_id, field="guest_id")
+    venue = rows.require(session=session, model=Venue, key=body.venue_id, field="venue_id")
     assert venue is not None
     if body.kind == "wallet":
         if body.stay_id is not None:
-            raise crud.InvalidReference("stay_id: a wallet belongs to no stay")
+            raise errors.InvalidReference("stay_id: a wallet belongs to no stay")
         if body.credit_limit is not None:
-            raise crud.InvalidReference("credit_limit: only a folio has one")
-        if ledger.wallet_of(session, guest_id=body.guest_id, venue_id=venue.id):
-            raise crud.Conflict(f"guest {body.guest_id!r} already has an open wallet here")
+            raise errors.InvalidReference("credit_limit: only a folio has one")
+        if money.wallet_of(session=session, guest_id=body.guest_id, venue_id=venue.id):
+            raise errors.Conflict(f"guest {body.guest_id!r} already has an open wallet here")
     else:
-        stay = crud.require(session, Entitlement, body.stay_id, "stay_id")
+        stay = rows.require(session=session, model=Entitlement, key=body.stay_id, field="stay_id")
         if stay is None or stay.kind is not EntitlementKind.ROOM or stay.guest_id != body.guest_id:
-            raise crud.InvalidReference("stay_id: a folio needs one of the guest's room stays")
+            raise errors.InvalidReference("stay_id: a folio needs one of the guest's room stays")
     account = Account(venue_id=venue.id, kind=AccountKind(body.kind), currency=venue.currency,
                       guest_id=body.guest_id, stay_id=body.stay_id,
                       credit_limit=body.credit_limit)
-    opened = crud.add(session, account)
+    opened = rows.add(session=session, row=account)
     audit.record("account.open", f"account:{opened.id}", body.model_dump())
     return opened
 
@@ -108,9 +109,9 @@ def update_account(account_id: str, body: AccountUpdate, session: SessionDep,
                    audit: AuditDep) -> Account:
     """Staff set what a folio may owe (its credit limit over the venue's default)."""
     changes = body.model_dump(exclude_unset=True)
-    account = crud.get(session, Account, account_id)
+    account = rows.get(session=session, model=Account, key=account_id)
     if "credit_limit" in changes:
-        ledger.set_credit_limit(session, folio=account, limit=changes["credit_limit"])
+        money.set_credit_limit(session=session, folio=account, limit=changes["credit_limit"])
     audit.record("account.update", f"account:{account_id}", changes)
     return account
 
@@ -121,8 +122,8 @@ def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statem
     account = _own_account(session, caller, account_id)
     lines, running = [], 0
     charges = refunds = 0
-    for posting in ledger.postings_of(session, account_id=account_id):
-        txn = crud.get(session, LedgerTransaction, posting.transaction_id)
+    for posting in money.postings_of(session=session, account_id=account_id):
+        txn = rows.get(session=session, model=LedgerTransaction, key=posting.transaction_id)
         running += posting.amount
         charges += txn.amount if txn.type is TransactionType.CHARGE else 0
         refunds += txn.amount if txn.type is TransactionType.REFUND else 0
@@ -139,7 +140,7 @@ def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Add money to a wallet (card at a kiosk, cash at a desk); once per idempotency key."""
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-        wallet = crud.get(session, Account, account_id)
+        wallet = rows.get(session=session, model=Account, key=account_id)
         return cashier.top_up(session, wallet=wallet, amount=body.amount,
                               key=body.idempotency_key, actor=audit.principal.name,
                               now=utcnow())
@@ -157,7 +158,7 @@ def settle(account_id: str, body: Settlement, session: SessionDep, bridge: Bridg
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Check-out: pay the folio's balance and close it."""
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-        folio = crud.get(session, Account, account_id)
+        folio = rows.get(session=session, model=Account, key=account_id)
         return cashier.settle(session, folio=folio, key=body.idempotency_key,
                               actor=audit.principal.name, now=utcnow())
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from hub import crud
 from hub.api.deps import ADMIN, AUDITOR, Limit, Offset, SessionDep, require_roles
 from hub.models import AuditEntry
 from hub.schemas import AuditEntryPublic
+from hub.store import events
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -18,5 +18,6 @@ def list_audit(session: SessionDep, actor: str | None = None, action: str | None
                target: str | None = None, limit: Limit = 100,
                offset: Offset = 0) -> list[AuditEntry]:
     """Entries newest first, by exact actor (a username or guest:<id>), action or target."""
-    return crud.list_audit(session, actor=actor, action=action, target=target, limit=limit,
-                           offset=offset)
+    return events.list_audit(session=session, actor=actor, action=action, target=target,
+                             limit=limit,
+                             offset=offset)

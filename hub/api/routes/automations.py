@@ -8,16 +8,14 @@ within two seconds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 
-from hub import automation_store as store
 from hub.api.deps import (
     ADMIN,
     GUEST_DATA_READERS,
@@ -29,10 +27,13 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.automations import Rule, RuleError, shipped, validate
-from hub.crud import Conflict, NotFound
-from hub.models import AutomationRule, AutomationRun, RunStatus
+from hub.automations import exchange, ruleset
+from hub.automations.catalogue import shipped
+from hub.automations.rules import Rule, RuleError, parse_rule, rule_to_dict
+from hub.models import AutomationRule, RunStatus
 from hub.schemas import Name, Slug, _In
+from hub.store import automations as store
+from hub.store.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
@@ -124,38 +125,24 @@ def _shipped_ids() -> set[str]:
 
 
 def _public(rule: Rule, row: AutomationRule | None, shipped_ids: set[str]) -> AutomationPublic:
-    return AutomationPublic(**store.rule_to_dict(rule),
+    return AutomationPublic(**rule_to_dict(rule),
                             source="stored" if row is not None else "shipped",
                             overrides_shipped=row is not None and rule.id in shipped_ids,
                             updated_at=row.updated_at if row is not None else None)
 
 
-def _check(session: SessionDep, rules: list[Rule]) -> None:
-    """RuleError (422) naming every problem of every rule, each with the rule's id."""
-    devices = store.known_devices(session)
-    problems: list[str] = []
-    for rule in rules:
-        found = store.condition_problems(rule)
-        try:
-            validate(rule, known_devices=devices)
-        except RuleError as exc:
-            found = exc.problems + found
-        prefix = f"rule {rule.id!r}: " if len(rules) > 1 else ""
-        problems += [prefix + p for p in found]
-    if problems:
-        raise RuleError(problems)
-
-
-def _rule_of_body(rule_id: str, body: AutomationPut) -> Rule:
+def _rule_of_body(session: SessionDep, rule_id: str, body: AutomationPut) -> Rule:
+    """The rule a PUT holds, checked for saving: RuleError (422) names every problem."""
     if body.id is not None and body.id != rule_id:
         raise RuleError([f"the body's id {body.id!r} is not the path's {rule_id!r}"])
-    return store.rule_from_dict({**body.model_dump(exclude={"id"}), "id": rule_id})
+    return parse_rule({**body.model_dump(exclude={"id"}), "id": rule_id},
+                      known_devices=ruleset.known_devices(session))
 
 
 def _find(session: SessionDep, rule_id: str) -> tuple[Rule, AutomationRule | None]:
-    row = session.get(AutomationRule, rule_id)
+    row = store.rule_row(session=session, rule_id=rule_id)
     if row is not None:
-        return store.rule_of(row), row
+        return ruleset.rule_of(row), row
     for rule in shipped():
         if rule.id == rule_id:
             return rule, None
@@ -188,9 +175,9 @@ YAML_BODY = {"requestBody": {"required": True, "content": {
 @router.get("", response_model=list[AutomationPublic],
             dependencies=[require_roles(*SETUP_READERS)])
 def list_automations(session: SessionDep) -> list[AutomationPublic]:
-    rows = {row.id: row for row in session.exec(select(AutomationRule)).all()}
+    rows = {row.id: row for row in store.rule_rows(session=session)}
     ids = _shipped_ids()
-    return [_public(rule, rows.get(rule.id), ids) for rule in store.load_rules(session)]
+    return [_public(rule, rows.get(rule.id), ids) for rule in ruleset.load_rules(session)]
 
 
 @router.get("/export", response_class=PlainTextResponse,
@@ -198,27 +185,20 @@ def list_automations(session: SessionDep) -> list[AutomationPublic]:
             responses={200: {"content": {"text/plain": {}}}})
 def export_automations(session: SessionDep) -> str:
     """Every rule in force as YAML, for ``POST /automations/import``."""
-    return store.export_yaml(store.load_rules(session))
+    return exchange.export_yaml(ruleset.load_rules(session))
 
 
 @router.get("/stats", response_model=dict[str, AutomationStats],
             dependencies=[require_roles(*SETUP_READERS)])
 def automation_stats(session: SessionDep) -> dict[str, AutomationStats]:
     """Per rule: actions fired, failed, queued, expired, and overridden by the guest."""
-    stats = {rule.id: AutomationStats() for rule in store.load_rules(session)}
-    by_status = session.execute(
-        sa.select(col(AutomationRun.rule_id), col(AutomationRun.status), sa.func.count())
-        .group_by(col(AutomationRun.rule_id), col(AutomationRun.status))).all()
-    for rule_id, run_status, count in by_status:
+    stats = {rule.id: AutomationStats() for rule in ruleset.load_rules(session)}
+    for rule_id, run_status, count in store.run_counts(session=session):
         entry = stats.setdefault(rule_id, AutomationStats())
-        name = {"sent": "fired"}.get(RunStatus(run_status).value, RunStatus(run_status).value)
-        setattr(entry, name, getattr(entry, name) + int(count))
-    overridden = session.execute(
-        sa.select(col(AutomationRun.rule_id), sa.func.count())
-        .where(col(AutomationRun.overridden_at).is_not(None))
-        .group_by(col(AutomationRun.rule_id))).all()
-    for rule_id, count in overridden:
-        stats.setdefault(rule_id, AutomationStats()).overridden = int(count)
+        name = {"sent": "fired"}.get(run_status.value, run_status.value)
+        setattr(entry, name, getattr(entry, name) + count)
+    for rule_id, count in store.overridden_counts(session=session):
+        stats.setdefault(rule_id, AutomationStats()).overridden = count
     return stats
 
 
@@ -234,16 +214,8 @@ def automation_runs(session: SessionDep,
     Parameters hold guests' data (a name in a greeting, a heart rate in an alert): only
     those who may read guests' data may read them.
     """
-    query = select(AutomationRun)
-    if rule_id is not None:
-        query = query.where(AutomationRun.rule_id == rule_id)
-    if run_status is not None:
-        query = query.where(AutomationRun.status == run_status)
-    if device_id is not None:
-        query = query.where(AutomationRun.device_id == device_id)
-    rows = session.exec(query.order_by(col(AutomationRun.created_at).desc(),
-                                       col(AutomationRun.id).desc())
-                        .offset(offset).limit(limit)).all()
+    rows = store.runs(session=session, rule_id=rule_id, status=run_status,
+                      device_id=device_id, limit=limit, offset=offset)
     return [AutomationRunPublic.model_validate(row, from_attributes=True) for row in rows]
 
 
@@ -252,17 +224,16 @@ def automation_runs(session: SessionDep,
 def import_automations(text: Annotated[str, Depends(yaml_body)], session: SessionDep,
                        audit: AuditDep) -> AutomationImport:
     """Create or replace the rules of a YAML document: all of them, or none (422)."""
-    rules = store.import_yaml(text)
+    rules = exchange.import_yaml(text, known_devices=ruleset.known_devices(session))
     if not rules:
         raise RuleError(["the document holds no rule"])
-    _check(session, rules)
     for rule in rules:
-        store.store(session, rule)
+        ruleset.save(session, rule)
     audit.record("automation.import", "automations",
-                 {"ids": [r.id for r in rules], "rules": [store.rule_to_dict(r) for r in rules]})
+                 {"ids": [r.id for r in rules], "rules": [rule_to_dict(r) for r in rules]})
     ids = _shipped_ids()
     return AutomationImport(imported=[r.id for r in rules], rules=[
-        _public(rule, session.get(AutomationRule, rule.id), ids) for rule in rules])
+        _public(rule, store.rule_row(session=session, rule_id=rule.id), ids) for rule in rules])
 
 
 @router.get("/{rule_id}", response_model=AutomationPublic,
@@ -278,14 +249,13 @@ def get_automation(rule_id: RuleId, session: SessionDep) -> AutomationPublic:
 def put_automation(rule_id: RuleId, body: AutomationPut, session: SessionDep, audit: AuditDep,
                    response: Response) -> AutomationPublic:
     """Create or replace a rule (one with a shipped rule's id replaces the shipped one)."""
-    rule = _rule_of_body(rule_id, body)
-    _check(session, [rule])
-    created = store.store(session, rule)
+    rule = _rule_of_body(session, rule_id, body)
+    created = ruleset.save(session, rule)
     audit.record("automation.create" if created else "automation.replace",
                  f"automation:{rule_id}", body.model_dump(mode="json", exclude_unset=True))
     if created:
         response.status_code = status.HTTP_201_CREATED
-    return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
+    return _public(rule, store.rule_row(session=session, rule_id=rule_id), _shipped_ids())
 
 
 @router.patch("/{rule_id}", response_model=AutomationPublic,
@@ -294,10 +264,10 @@ def patch_automation(rule_id: RuleId, body: AutomationPatch, session: SessionDep
                      audit: AuditDep) -> AutomationPublic:
     """Enable or disable a rule; a shipped rule is stored as a copy that says so."""
     rule, _row = _find(session, rule_id)
-    rule = store.rule_from_dict({**store.rule_to_dict(rule), "enabled": body.enabled})
-    store.store(session, rule)
+    rule = replace(rule, enabled=body.enabled)
+    ruleset.save(session, rule)
     audit.record("automation.update", f"automation:{rule_id}", {"enabled": body.enabled})
-    return _public(rule, session.get(AutomationRule, rule_id), _shipped_ids())
+    return _public(rule, store.rule_row(session=session, rule_id=rule_id), _shipped_ids())
 
 
 @router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -305,14 +275,11 @@ def patch_automation(rule_id: RuleId, body: AutomationPatch, session: SessionDep
                responses={409: {"description": "A shipped rule: disable it instead"}})
 def delete_automation(rule_id: RuleId, session: SessionDep, audit: AuditDep) -> Response:
     """Remove a stored rule; a shipped rule it replaced is in force again."""
-    row = session.get(AutomationRule, rule_id)
-    if row is None:
+    if not store.delete_rule(session=session, rule_id=rule_id):
         if rule_id in _shipped_ids():
             raise Conflict(f"automation {rule_id!r} is shipped: it cannot be deleted, "
                            "disable it with PATCH {\"enabled\": false}")
         raise NotFound("automation", rule_id)
-    session.delete(row)
-    session.flush()
     audit.record("automation.delete", f"automation:{rule_id}",
                  {"restores_shipped": rule_id in _shipped_ids()})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, status
 from sqlmodel import Session
 
-from hub import broker_logins, crud, phone_keys
+from hub import broker_logins, phone_keys
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -41,16 +41,38 @@ from hub.schemas import (
     PhoneKeyIssued,
     PhoneKeyRequest,
 )
+from hub.store import errors, guests, rows, staff
 
 router = APIRouter(prefix="/credentials", tags=["credentials"])
 
 
 def _own_credential(session: Session, caller: Principal, credential_id: str) -> Credential:
-    """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle)."""
+    """The credential; for a guest, 403 unless it is theirs (existing or not: no oracle).
+
+    An identifier where the id belongs (``pk-guest-01`` for ``phone-guest-01``) is a 404
+    that names the id, when the caller may see that credential: a guest's own only, so it
+    tells nothing about anyone else's.
+    """
+    credential = rows.find(session=session, model=Credential, key=credential_id)
+    if credential is None:
+        _id_for_identifier(session, caller, credential_id)
     if caller.typ == "guest":
-        credential = session.get(Credential, credential_id)
         ensure_own(caller, credential.guest_id if credential else None)
-    return crud.get(session, Credential, credential_id)
+    return credential if credential is not None else rows.get(
+        session=session, model=Credential, key=credential_id)
+
+
+def _id_for_identifier(session: Session, caller: Principal, text: str) -> None:
+    """404 naming the credential whose identifier (UID or phone key id) ``text`` is, among
+    those the caller may see; nothing when there is none."""
+    for identifier in dict.fromkeys((text, text.upper())):
+        found = guests.list_credentials(session=session, guest_id=caller.guest_id, kind=None,
+                                        identifier=identifier, limit=1, offset=0)
+        if found:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"no credential has the id {text!r}: that is the identifier of "
+                       f"credential {found[0].id!r}; use /credentials/{found[0].id}")
 
 
 @router.get("", response_model=list[CredentialPublic],
@@ -60,19 +82,20 @@ def list_credentials(session: SessionDep, guest_id: str | None = None,
                      limit: Limit = 100, offset: Offset = 0) -> list[Credential]:
     if identifier and kind is CredentialKind.WRISTBAND:
         identifier = identifier.upper()  # UIDs are stored in upper-case hex
-    return crud.list_credentials(session, guest_id=guest_id, kind=kind, identifier=identifier,
-                                 limit=limit, offset=offset)
+    return guests.list_credentials(session=session, guest_id=guest_id, kind=kind,
+                                   identifier=identifier,
+                                   limit=limit, offset=offset)
 
 
 @router.post("", response_model=CredentialPublic, status_code=status.HTTP_201_CREATED,
              dependencies=[require_roles(ADMIN, STAFF)])
 def issue_credential(body: CredentialCreate, session: SessionDep, audit: AuditDep) -> Credential:
     """Bind a wristband (by its UID) or a new phone key to a guest."""
-    crud.require(session, Guest, body.guest_id, "guest_id")
+    rows.require(session=session, model=Guest, key=body.guest_id, field="guest_id")
     data = body.model_dump()
     if data["identifier"] is None:
         data["identifier"] = f"pk-{secrets.token_hex(12)}"
-    credential = crud.add(session, Credential.model_validate(data))
+    credential = rows.add(session=session, row=Credential.model_validate(data))
     audit.record("credential.create", f"credential:{credential.id}", data)
     return credential
 
@@ -101,13 +124,13 @@ def update_credential(credential_id: str, body: CredentialUpdate, session: Sessi
                             detail='a guest may only report a credential lost: {"status": "lost"}')
     if "status" in changes and changes["status"] != credential.status:
         changes["status_changed_at"] = utcnow()
-    updated = crud.update(session, credential, changes)
+    updated = rows.update(session=session, row=credential, changes=changes)
     audit.record("credential.update", f"credential:{credential_id}", changes)
     if updated.kind is CredentialKind.PHONE_KEY and changes.get("status") in (
             CredentialStatus.LOST, CredentialStatus.REVOKED):
         # A lost phone holds the guest's app, its token and its broker login: both stop now
         # (the guest's new phone asks for a new login).
-        crud.revoke_tokens(session, subject=crud.token_subject("guest", updated.guest_id))
+        staff.revoke_tokens(session=session, subject=staff.token_subject("guest", updated.guest_id))
         broker_logins.reissue(session, guest_username(updated.guest_id))
     if updated.key_jti is not None and "status" in changes:
         publish_key_material(session, request, tasks)
@@ -126,17 +149,17 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
     """
     credential = _own_credential(session, caller, credential_id)
     if credential.kind is not CredentialKind.PHONE_KEY:
-        raise crud.Invalid(f"credential {credential_id!r} is a {credential.kind.value}")
+        raise errors.Invalid(f"credential {credential_id!r} is a {credential.kind.value}")
     if credential.status is not CredentialStatus.ACTIVE:
-        raise crud.Conflict(f"credential {credential_id!r} is {credential.status.value}")
+        raise errors.Conflict(f"credential {credential_id!r} is {credential.status.value}")
     now = utcnow()
-    grants = [e for e in crud.entitlements_of(session, guest_id=credential.guest_id)
+    grants = [e for e in guests.entitlements_of(session=session, guest_id=credential.guest_id)
               if e.status is EntitlementStatus.ACTIVE and e.valid_until > now]
     if not grants:
-        raise crud.Conflict("the guest holds no current ticket or stay to put in a key")
+        raise errors.Conflict("the guest holds no current ticket or stay to put in a key")
     zones = sorted({z for e in grants for z in e.zone_ids})
     nbf, exp = min(e.valid_from for e in grants), max(e.valid_until for e in grants)
-    venue = crud.get(session, Zone, zones[0]).venue_id
+    venue = rows.get(session=session, model=Zone, key=zones[0]).venue_id
     keys = request.app.state.signing_keys
     try:
         token, jti = phone_keys.issue_phone_key(
@@ -144,9 +167,10 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
             credential_id=credential.id, zones=zones, nbf=nbf, exp=exp,
             phone_jwk=body.phone_jwk)
     except ValueError as exc:
-        raise crud.Invalid(str(exc)) from exc
+        raise errors.Invalid(str(exc)) from exc
     superseded = credential.key_jti
-    crud.record_phone_key(session, credential=credential, jti=jti, expires_at=exp, now=now)
+    guests.record_phone_key(session=session, credential=credential, jti=jti, expires_at=exp,
+                            now=now)
     if superseded is not None:  # locks deciding offline must learn the old key is void
         publish_key_material(session, request, tasks)
     kid = phone_keys.current_signing_key(keys, now).kid

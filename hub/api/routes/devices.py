@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from hub import broker_logins, crud, wearables
+from hub import broker_logins, wearables
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -27,6 +27,7 @@ from hub.schemas import (
     WearablePublic,
     WearerSet,
 )
+from hub.store import devices, errors, guests, rows
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -38,26 +39,28 @@ WEARABLE_KINDS = (DeviceKind.WATCH,)
 def list_devices(session: SessionDep, venue_id: str | None = None, kind: DeviceKind | None = None,
                  zone_id: str | None = None, limit: Limit = 100,
                  offset: Offset = 0) -> list[Device]:
-    return crud.list_devices(session, venue_id=venue_id, kind=kind, zone_id=zone_id,
-                             limit=limit, offset=offset)
+    return devices.list_devices(session=session, venue_id=venue_id, kind=kind, zone_id=zone_id,
+                                limit=limit, offset=offset)
 
 
 @router.post("", response_model=DevicePublic, status_code=status.HTTP_201_CREATED,
              dependencies=[require_roles(ADMIN, INTEGRATOR)])
 def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> Device:
-    crud.require(session, Venue, body.venue_id, "venue_id")  # refuses a deleted venue too
-    if (old := session.get(Device, body.id)) is not None:
+    rows.require(session=session, model=Venue, key=body.venue_id,
+                 field="venue_id")  # refuses a deleted venue too
+    if (old := rows.find(session=session, model=Device, key=body.id)) is not None:
         # A deleted one too: its history names it, and a new device would inherit it.
-        raise crud.Conflict(f"device {body.id!r} exists already" if old.deleted_at is None
+        raise errors.Conflict(f"device {body.id!r} exists already" if old.deleted_at is None
                             else f"device id {body.id!r} belonged to a device deleted at "
                             f"{old.deleted_at.isoformat()}: choose another")
-    merchant = crud.require(session, Merchant, body.merchant_id, "merchant_id")
+    merchant = rows.require(session=session, model=Merchant, key=body.merchant_id,
+                            field="merchant_id")
     if merchant is not None and merchant.venue_id != body.venue_id:
-        raise crud.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
-    zone = crud.require(session, Zone, body.zone_id, "zone_id")
+        raise errors.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
+    zone = rows.require(session=session, model=Zone, key=body.zone_id, field="zone_id")
     if zone is not None and zone.venue_id != body.venue_id:
-        raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
-    device = crud.add(session, Device.model_validate(body.model_dump()))
+        raise errors.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
+    device = rows.add(session=session, row=Device.model_validate(body.model_dump()))
     audit.record("device.create", f"device:{device.id}", body.model_dump())
     return device
 
@@ -65,22 +68,23 @@ def create_device(body: DeviceCreate, session: SessionDep, audit: AuditDep) -> D
 @router.get("/{device_id}", response_model=DevicePublic,
             dependencies=[require_roles(*SETUP_READERS)])
 def get_device(device_id: str, session: SessionDep) -> Device:
-    return crud.live(session, Device, device_id)
+    return rows.live(session=session, model=Device, key=device_id)
 
 
 @router.patch("/{device_id}", response_model=DevicePublic,
               dependencies=[require_roles(ADMIN, STAFF)])
 def update_device(device_id: str, body: DeviceUpdate, session: SessionDep,
                   audit: AuditDep) -> Device:
-    device = crud.live(session, Device, device_id)
+    device = rows.live(session=session, model=Device, key=device_id)
     changes = body.model_dump(exclude_unset=True)
-    merchant = crud.require(session, Merchant, changes.get("merchant_id"), "merchant_id")
+    merchant = rows.require(session=session, model=Merchant, key=changes.get("merchant_id"),
+                            field="merchant_id")
     if merchant is not None and merchant.venue_id != device.venue_id:
-        raise crud.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
-    zone = crud.require(session, Zone, changes.get("zone_id"), "zone_id")
+        raise errors.InvalidReference(f"merchant_id: merchant {merchant.id!r} is in another venue")
+    zone = rows.require(session=session, model=Zone, key=changes.get("zone_id"), field="zone_id")
     if zone is not None and zone.venue_id != device.venue_id:
-        raise crud.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
-    updated = crud.update(session, device, changes)
+        raise errors.InvalidReference(f"zone_id: zone {zone.id!r} is in another venue")
+    updated = rows.update(session=session, row=device, changes=changes)
     audit.record("device.update", f"device:{device_id}", changes)
     return updated
 
@@ -91,9 +95,10 @@ def delete_device(device_id: str, session: SessionDep, audit: AuditDep) -> Respo
     """Take a device out of service for good: it is disabled, its broker login revoked (the
     embedded broker cuts it off within a second), any wearer unpaired. Its row stays for the
     journey and telemetry that name it, so its id is never given to another device."""
-    device = crud.live(session, Device, device_id)
+    device = rows.live(session=session, model=Device, key=device_id)
     now = utcnow()
-    crud.update(session, device, {"enabled": False, "online": False, "deleted_at": now})
+    rows.update(session=session, row=device, changes={"enabled": False, "online": False,
+                                                      "deleted_at": now})
     if can_own_credentials(device.venue_id):
         broker_logins.revoke(session, device_username(device.venue_id, device.id))
     if device.kind in WEARABLE_KINDS:
@@ -109,7 +114,9 @@ def set_device_security_policy(device_id: str, body: DevicePolicy, session: Sess
     """Whether this reader accepts copyable credentials, over its venue's policy (admins):
     a legacy reader at a strict venue, or a strict gate at a legacy one; null follows the
     venue. A secure band's UID and a signed key's bare id are refused regardless."""
-    device = crud.update(session, crud.live(session, Device, device_id), body.model_dump())
+    device = rows.update(session=session,
+                         row=rows.live(session=session, model=Device, key=device_id),
+                         changes=body.model_dump())
     audit.record("device.security_policy", f"device:{device_id}", body.model_dump())
     return device
 
@@ -119,7 +126,7 @@ def set_device_security_policy(device_id: str, body: DevicePolicy, session: Sess
 
 def _username(device: Device) -> str:
     if not can_own_credentials(device.venue_id):
-        raise crud.Conflict(f"devices of venue {device.venue_id!r} (an id from before the "
+        raise errors.Conflict(f"devices of venue {device.venue_id!r} (an id from before the "
                             f"rules for venue ids) cannot have broker logins")
     return device_username(device.venue_id, device.id)
 
@@ -131,7 +138,7 @@ def reissue_broker_login(device_id: str, session: SessionDep, request: Request,
     """A new broker password for the device (a lost or leaked one stops working; the
     embedded broker disconnects whoever used it within a second). For Mosquitto, write
     its files again (``hub provision mosquitto``) and reload it."""
-    device = crud.live(session, Device, device_id)
+    device = rows.live(session=session, model=Device, key=device_id)
     key = request.app.state.broker_key
     if key is None:
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -149,7 +156,7 @@ def reissue_broker_login(device_id: str, session: SessionDep, request: Request,
 def revoke_broker_login(device_id: str, session: SessionDep, audit: AuditDep) -> Response:
     """No password opens the device's broker login until it is re-issued (a stolen reader,
     a leaked sheet); the embedded broker disconnects it within a second."""
-    device = crud.live(session, Device, device_id)
+    device = rows.live(session=session, model=Device, key=device_id)
     broker_logins.revoke(session, _username(device))
     audit.record("device.broker_login.revoke", f"device:{device_id}", {})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -167,13 +174,13 @@ def pair_wearable(device_id: str, body: WearerSet, session: SessionDep,
     health data under their consent. Pairing to another guest ends the pairing (what the
     device reported until then stays the earlier wearer's) and starts a new one; pairing
     again to the same guest keeps it."""
-    device = crud.get(session, Device, device_id)
+    device = rows.get(session=session, model=Device, key=device_id)
     if device.kind not in WEARABLE_KINDS:
-        raise crud.Conflict(f"device {device_id!r} is a {device.kind.value}, not a wearable "
+        raise errors.Conflict(f"device {device_id!r} is a {device.kind.value}, not a wearable "
                             f"({', '.join(k.value for k in WEARABLE_KINDS)})")
-    guest = crud.require(session, Guest, body.guest_id, "guest_id")
+    guest = rows.require(session=session, model=Guest, key=body.guest_id, field="guest_id")
     assert guest is not None
-    before = wearables.current_wearer(session, device_id)
+    before = guests.current_wearer(session=session, device_id=device_id)
     row = wearables.pair(session, device_id=device_id, guest_id=guest.id, now=utcnow())
     detail = {"guest_id": guest.id}
     if before is not None and before.guest_id != guest.id:
@@ -189,6 +196,6 @@ def unpair_wearable(device_id: str, session: SessionDep, audit: AuditDep) -> Res
     those it reported while paired stay theirs."""
     row = wearables.unpair(session, device_id=device_id, now=utcnow())
     if row is None:
-        raise crud.NotFound("wearer of device", device_id)
+        raise errors.NotFound("wearer of device", device_id)
     audit.record("device.unpair", f"device:{device_id}", {"guest_id": row.guest_id})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, status
 
-from hub import crud
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -22,6 +21,7 @@ from hub.api.deps import (
 )
 from hub.models import Entitlement, EntitlementKind, EntitlementStatus, Guest, Zone
 from hub.schemas import EntitlementCreate, EntitlementPublic, EntitlementUpdate
+from hub.store import errors, guests, rows
 
 router = APIRouter(prefix="/entitlements", tags=["entitlements"])
 FrontDesk = require_roles(ADMIN, STAFF)
@@ -32,8 +32,8 @@ FrontDesk = require_roles(ADMIN, STAFF)
 def list_entitlements(session: SessionDep, guest_id: str | None = None,
                       kind: EntitlementKind | None = None, limit: Limit = 100,
                       offset: Offset = 0) -> list[Entitlement]:
-    return crud.list_entitlements(session, guest_id=guest_id, kind=kind, limit=limit,
-                                  offset=offset)
+    return guests.list_entitlements(session=session, guest_id=guest_id, kind=kind, limit=limit,
+                                    offset=offset)
 
 
 @router.post("", response_model=EntitlementPublic, status_code=status.HTTP_201_CREATED,
@@ -41,11 +41,11 @@ def list_entitlements(session: SessionDep, guest_id: str | None = None,
 def grant_entitlement(body: EntitlementCreate, session: SessionDep,
                       audit: AuditDep) -> Entitlement:
     """Give a guest a ticket, a room reservation or a staff schedule for some zones."""
-    crud.require(session, Guest, body.guest_id, "guest_id")
+    rows.require(session=session, model=Guest, key=body.guest_id, field="guest_id")
     for zone_id in body.zone_ids:
-        crud.require(session, Zone, zone_id, "zone_ids")
+        rows.require(session=session, model=Zone, key=zone_id, field="zone_ids")
     data = body.model_dump(mode="json")
-    entitlement = crud.add(session, Entitlement.model_validate(data))
+    entitlement = rows.add(session=session, row=Entitlement.model_validate(data))
     audit.record("entitlement.create", f"entitlement:{entitlement.id}", data)
     return entitlement
 
@@ -55,21 +55,21 @@ def get_entitlement(entitlement_id: str, session: SessionDep,
                     caller: Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
                     ) -> Entitlement:
     if caller.typ == "guest":  # 403 for anyone else's, existing or not
-        entitlement = session.get(Entitlement, entitlement_id)
+        entitlement = rows.find(session=session, model=Entitlement, key=entitlement_id)
         ensure_own(caller, entitlement.guest_id if entitlement else None)
-    return crud.get(session, Entitlement, entitlement_id)
+    return rows.get(session=session, model=Entitlement, key=entitlement_id)
 
 
 @router.patch("/{entitlement_id}", response_model=EntitlementPublic, dependencies=[FrontDesk])
 def update_entitlement(entitlement_id: str, body: EntitlementUpdate,
                        session: SessionDep, audit: AuditDep) -> Entitlement:
-    entitlement = crud.get(session, Entitlement, entitlement_id)
+    entitlement = rows.get(session=session, model=Entitlement, key=entitlement_id)
     changes = body.model_dump(exclude_unset=True)
     start = changes.get("valid_from", entitlement.valid_from)
     end = changes.get("valid_until", entitlement.valid_until)
     if end <= start:
-        raise crud.Invalid("valid_until must be after valid_from")
-    updated = crud.update(session, entitlement, changes)
+        raise errors.Invalid("valid_until must be after valid_from")
+    updated = rows.update(session=session, row=entitlement, changes=changes)
     audit.record("entitlement.update", f"entitlement:{entitlement_id}", changes)
     return updated
 
@@ -78,8 +78,9 @@ def update_entitlement(entitlement_id: str, body: EntitlementUpdate,
 def cancel_entitlement(entitlement_id: str, session: SessionDep,
                        audit: AuditDep) -> Entitlement:
     """Cancel (entitlements are kept for the journey, never deleted)."""
-    entitlement = crud.get(session, Entitlement, entitlement_id)
-    cancelled = crud.update(session, entitlement, {"status": EntitlementStatus.CANCELLED})
+    entitlement = rows.get(session=session, model=Entitlement, key=entitlement_id)
+    cancelled = rows.update(session=session, row=entitlement,
+                            changes={"status": EntitlementStatus.CANCELLED})
     audit.record("entitlement.cancel", f"entitlement:{entitlement_id}",
                  {"status": EntitlementStatus.CANCELLED})
     return cancelled

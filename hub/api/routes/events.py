@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from hub import crud
 from hub.api.deps import (
     GUEST,
     SETUP_READERS,
@@ -18,6 +17,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.schemas import EventPage, EventPublic, Moment
+from hub.store import events
 
 router = APIRouter(prefix="/events", tags=["events"])
 _CURSOR = re.compile(r"[0-9]{1,9}")  # an event row id, as next_cursor gives it (32-bit)
@@ -46,9 +46,10 @@ def list_events(
         before_id = int(cursor)
     if since and until and until <= since:
         raise HTTPException(422, "until must be after since")
-    rows = crud.list_events(session, guest_id=guest_id, device_id=device_id, zone_id=zone_id,
-                            outcome=outcome, reason=reason, since=since, until=until,
-                            before_id=before_id, limit=limit + 1)
+    rows = events.list_events(session=session, guest_id=guest_id, device_id=device_id,
+                              zone_id=zone_id,
+                              outcome=outcome, reason=reason, since=since, until=until,
+                              before_id=before_id, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [EventPublic.model_validate(r) for r in rows]

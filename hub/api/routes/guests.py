@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from devices.topics import ROOT
-from hub import broker_logins, crud
+from hub import broker_logins
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -35,6 +35,7 @@ from hub.schemas import (
     TokenIssued,
 )
 from hub.security import GUEST_ROLE, hash_secret, issue_api_token
+from hub.store import guests, rows, staff
 
 router = APIRouter(prefix="/guests", tags=["guests"])
 
@@ -47,7 +48,7 @@ OwnReader = Annotated[Principal, require_roles(*GUEST_DATA_READERS, GUEST)]
 def list_guests(session: SessionDep, q: str | None = None, limit: Limit = 100,
                 offset: Offset = 0) -> list[Guest]:
     """Guests, optionally searched by name, display name or email."""
-    return crud.list_guests(session, q=q, limit=limit, offset=offset)
+    return guests.list_guests(session=session, q=q, limit=limit, offset=offset)
 
 
 @router.post("", response_model=GuestPublic, status_code=status.HTTP_201_CREATED,
@@ -55,7 +56,7 @@ def list_guests(session: SessionDep, q: str | None = None, limit: Limit = 100,
 def create_guest(body: GuestCreate, session: SessionDep, audit: AuditDep) -> Guest:
     data = body.model_dump()
     data["id"] = data["id"] or new_id()
-    guest = crud.add(session, Guest.model_validate(data))
+    guest = rows.add(session=session, row=Guest.model_validate(data))
     audit.record("guest.create", f"guest:{guest.id}", data)
     return guest
 
@@ -63,16 +64,16 @@ def create_guest(body: GuestCreate, session: SessionDep, audit: AuditDep) -> Gue
 @router.get("/{guest_id}", response_model=GuestPublic)
 def get_guest(guest_id: str, session: SessionDep, caller: OwnReader) -> Guest:
     ensure_own(caller, guest_id)
-    return crud.get(session, Guest, guest_id)
+    return rows.get(session=session, model=Guest, key=guest_id)
 
 
 @router.patch("/{guest_id}", response_model=GuestPublic,
               dependencies=[require_roles(ADMIN, STAFF)])
 def update_guest(guest_id: str, body: GuestUpdate, session: SessionDep,
                  audit: AuditDep) -> Guest:
-    guest = crud.get(session, Guest, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
     changes = body.model_dump(exclude_unset=True)
-    updated = crud.update(session, guest, changes)
+    updated = rows.update(session=session, row=guest, changes=changes)
     audit.record("guest.update", f"guest:{guest_id}", changes)
     return updated
 
@@ -81,18 +82,18 @@ def update_guest(guest_id: str, body: GuestUpdate, session: SessionDep,
 def guest_credentials(guest_id: str, session: SessionDep, caller: OwnReader, limit: Limit = 100,
                       offset: Offset = 0) -> list[Credential]:
     ensure_own(caller, guest_id)
-    crud.get(session, Guest, guest_id)
-    return crud.list_credentials(session, guest_id=guest_id, kind=None, identifier=None,
-                                 limit=limit, offset=offset)
+    rows.get(session=session, model=Guest, key=guest_id)
+    return guests.list_credentials(session=session, guest_id=guest_id, kind=None, identifier=None,
+                                   limit=limit, offset=offset)
 
 
 @router.get("/{guest_id}/entitlements", response_model=list[EntitlementPublic])
 def guest_entitlements(guest_id: str, session: SessionDep, caller: OwnReader, limit: Limit = 100,
                        offset: Offset = 0) -> list[Entitlement]:
     ensure_own(caller, guest_id)
-    crud.get(session, Guest, guest_id)
-    return crud.list_entitlements(session, guest_id=guest_id, kind=None, limit=limit,
-                                  offset=offset)
+    rows.get(session=session, model=Guest, key=guest_id)
+    return guests.list_entitlements(session=session, guest_id=guest_id, kind=None, limit=limit,
+                                    offset=offset)
 
 
 @router.get("/{guest_id}/spending-policy", response_model=SpendingPolicyPublic)
@@ -100,8 +101,8 @@ def get_spending_policy(guest_id: str, session: SessionDep, request: Request,
                         caller: OwnReader) -> SpendingPolicyPublic:
     """How the guest pays: who pays for them, PIN threshold, daily limit, on/off."""
     ensure_own(caller, guest_id)
-    crud.get(session, Guest, guest_id)
-    return _policy_public(session.get(SpendingPolicy, guest_id) or
+    rows.get(session=session, model=Guest, key=guest_id)
+    return _policy_public(rows.find(session=session, model=SpendingPolicy, key=guest_id) or
                           SpendingPolicy(guest_id=guest_id, payer_guest_id=guest_id),
                           session, request)
 
@@ -119,8 +120,8 @@ def set_spending_policy(
     locked (that would lift it by the back door). Fields left out keep their values.
     """
     ensure_own(caller, guest_id)
-    crud.get(session, Guest, guest_id)
-    policy = session.get(SpendingPolicy, guest_id)
+    rows.get(session=session, model=Guest, key=guest_id)
+    policy = rows.find(session=session, model=SpendingPolicy, key=guest_id)
     payer = body.payer_guest_id or guest_id
     if caller.typ == "guest":
         current = policy.payer_guest_id if policy else guest_id
@@ -130,7 +131,7 @@ def set_spending_policy(
         if "payer_guest_id" in body.model_fields_set and payer != current:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 detail="only staff may set payer_guest_id")
-        locked = crud.pin_failures_of(session, guest_id=guest_id) \
+        locked = guests.pin_failures_of(session=session, guest_id=guest_id) \
             >= request.app.state.settings.pin_max_failures
         if body.reset_pin_lock or (locked and body.pin is not None):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
@@ -138,7 +139,7 @@ def set_spending_policy(
     given = body.model_fields_set
     if policy is not None and "payer_guest_id" not in given:
         payer = policy.payer_guest_id
-    crud.require(session, Guest, payer, "payer_guest_id")
+    rows.require(session=session, model=Guest, key=payer, field="payer_guest_id")
     fresh = policy is None
     policy = policy or SpendingPolicy(guest_id=guest_id, payer_guest_id=payer)
     policy.payer_guest_id = payer
@@ -152,7 +153,7 @@ def set_spending_policy(
                                       memory_kib=settings.pin_hash_memory_kib)
     session.add(policy)
     if body.reset_pin_lock:
-        crud.clear_pin_failures(session, guest_id=guest_id)
+        guests.clear_pin_failures(session=session, guest_id=guest_id)
     session.flush()
     # Never the PIN itself: only that it changed.
     audit.record("spending_policy.set", f"guest:{guest_id}",
@@ -166,11 +167,11 @@ def set_spending_policy(
 def issue_guest_token(guest_id: str, session: SessionDep, request: Request,
                       audit: AuditDep) -> TokenIssued:
     """A token for the guest's own app (e.g. at check-in): it reaches their data only."""
-    crud.get(session, Guest, guest_id)
+    rows.get(session=session, model=Guest, key=guest_id)
     issued = issue_api_token(request.app.state.token_key, subject=guest_id, roles=[GUEST_ROLE],
                              typ="guest", minutes=request.app.state.settings.api_token_minutes,
-                             now=utcnow(), version=crud.token_version(
-                                 session, subject=crud.token_subject("guest", guest_id)))
+                             now=utcnow(), version=staff.token_version(
+                                 session=session, subject=staff.token_subject("guest", guest_id)))
     audit.record("guest.token", f"guest:{guest_id}",
                  {"jti": issued.jti, "expires_in": issued.expires_in})
     return TokenIssued(access_token=issued.token, expires_in=issued.expires_in,
@@ -187,7 +188,7 @@ def guest_broker_login(guest_id: str, session: SessionDep, request: Request,
     a phone key reported lost), valid on the embedded broker and in the Mosquitto files of
     ``hub provision mosquitto``."""
     ensure_own(caller, guest_id)
-    guest = crud.get(session, Guest, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
     key = request.app.state.broker_key
     if key is None:
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -207,18 +208,18 @@ def revoke_guest_broker_login(guest_id: str, session: SessionDep,
     embedded broker cuts it off within a second; staff (or the guest with a new token)
     then get a new login with POST."""
     ensure_own(caller, guest_id)
-    guest = crud.get(session, Guest, guest_id)
+    guest = rows.get(session=session, model=Guest, key=guest_id)
     generation = broker_logins.reissue(session, guest_username(guest.id))
     # The phone given away holds the app's API token too, which would fetch the new login:
     # it stops as well (the guest signs in again on their new phone).
-    crud.revoke_tokens(session, subject=crud.token_subject("guest", guest.id))
+    staff.revoke_tokens(session=session, subject=staff.token_subject("guest", guest.id))
     audit.record("guest.broker_login.revoke", f"guest:{guest_id}", {"generation": generation})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _policy_public(policy: SpendingPolicy, session: SessionDep,
                    request: Request) -> SpendingPolicyPublic:
-    failures = crud.pin_failures_of(session, guest_id=policy.guest_id)
+    failures = guests.pin_failures_of(session=session, guest_id=policy.guest_id)
     return SpendingPolicyPublic(guest_id=policy.guest_id, payer_guest_id=policy.payer_guest_id,
                                 payment_enabled=policy.payment_enabled,
                                 daily_limit=policy.daily_limit,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Request
 from sqlmodel import Session
 
-from hub import crud, keyring, privacy
+from hub import keyring, privacy
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -36,6 +36,7 @@ from hub.schemas import (
     PreferencesPublic,
     PreferencesUpdate,
 )
+from hub.store import guests, rows, staff
 
 router = APIRouter(prefix="/guests", tags=["profile"])
 
@@ -48,14 +49,15 @@ OwnCopy = Annotated[Principal, require_roles(ADMIN, STAFF, GUEST)]
 def _own_guest(session: Session, caller: Principal, guest_id: str) -> Guest:
     """The guest; for a guest's token, 403 before anything else (no oracle)."""
     ensure_own(caller, guest_id)
-    return crud.get(session, Guest, guest_id)
+    return rows.get(session=session, model=Guest, key=guest_id)
 
 
 @router.get("/{guest_id}/preferences", response_model=PreferencesPublic)
 def get_preferences(guest_id: str, session: SessionDep, caller: OwnReader) -> PreferencesPublic:
     """The guest's profile; empty (every field null) until set."""
     _own_guest(session, caller, guest_id)
-    return privacy.preferences_public(guest_id, session.get(GuestPreferences, guest_id))
+    return privacy.preferences_public(guest_id, rows.find(session=session, model=GuestPreferences,
+                                                          key=guest_id))
 
 
 @router.put("/{guest_id}/preferences", response_model=PreferencesPublic)
@@ -103,13 +105,14 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
     Irreversible. Revoked phone keys reach offline locks in the retained revocation list.
     """
     report = privacy.erase_guest(session, guest_id=guest_id, now=utcnow())
-    crud.revoke_tokens(session, subject=crud.token_subject("guest", guest_id))
+    staff.revoke_tokens(session=session, subject=staff.token_subject("guest", guest_id))
     # Counts and the pseudonym only: the audit log must not keep what was just erased.
     audit.record("guest.erase", f"guest:{guest_id}", report.model_dump(exclude={"guest_id"}))
     bridge = request.app.state.bridge
     if bridge is not None and report.credentials_revoked:
-        phone_keys = [c for c in crud.list_credentials(session, guest_id=guest_id, kind=None,
-                                                       identifier=None, limit=500, offset=0)
+        phone_keys = [c for c in guests.list_credentials(session=session, guest_id=guest_id,
+                                                         kind=None,
+                                                         identifier=None, limit=500, offset=0)
                       if c.key_jti is not None]
         if phone_keys:
             for topic, payload in keyring.key_material(session, request.app.state.signing_keys,

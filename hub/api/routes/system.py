@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from hub import crud
 from hub.api.deps import (
     GUEST_DATA_READERS,
     SETUP_READERS,
@@ -18,6 +17,7 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.schemas import DeadLetterPage, DeadLetterPublic, Health
+from hub.store import events
 
 router = APIRouter(tags=["system"])
 
@@ -91,7 +91,7 @@ def list_dead_letters(
         if not _CURSOR.fullmatch(cursor):
             raise HTTPException(422, f"cursor: not a cursor this API gave out: {cursor[:40]!r}")
         before_id = int(cursor)
-    rows = crud.list_dead_letters(session, before_id=before_id, limit=limit)
+    rows = events.list_dead_letters(session=session, before_id=before_id, limit=limit)
     items = [DeadLetterPublic(
         id=row.id or 0, topic=row.topic.encode("utf-8", "backslashreplace").decode(),
         error=row.error, received_at=row.received_at, recorded_at=row.recorded_at,

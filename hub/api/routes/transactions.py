@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, status
 
-from hub import cashier, crud, ledger
+from hub import cashier
 from hub.api.deps import (
     ADMIN,
     GUEST,
@@ -26,6 +26,7 @@ from hub.api.deps import (
 from hub.db import retry_conflicts
 from hub.models import Account, LedgerTransaction, utcnow
 from hub.schemas import RefundCreate, TransactionPublic
+from hub.store import money, rows
 
 router = APIRouter(prefix="/transactions", tags=["payments"])
 
@@ -41,16 +42,17 @@ def list_transactions(session: SessionDep,
     """
     guest_id = own_guest_filter(caller, guest_id)
     if caller.typ == "guest" and account_id is not None:
-        account = session.get(Account, account_id)
+        account = rows.find(session=session, model=Account, key=account_id)
         ensure_own(caller, account.guest_id if account else None)
-    return ledger.transactions(session, guest_id=guest_id, account_id=account_id, limit=limit,
-                               offset=offset)
+    return money.transactions(session=session, guest_id=guest_id, account_id=account_id,
+                              limit=limit,
+                              offset=offset)
 
 
 @router.get("/{transaction_id}", response_model=TransactionPublic,
             dependencies=[require_roles(*GUEST_DATA_READERS)])
 def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransaction:
-    return crud.get(session, LedgerTransaction, transaction_id)
+    return rows.get(session=session, model=LedgerTransaction, key=transaction_id)
 
 
 @router.post("/{transaction_id}/refunds", response_model=TransactionPublic,
@@ -63,7 +65,7 @@ def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge:
     have none there.
     """
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
-        original = crud.get(session, LedgerTransaction, transaction_id)
+        original = rows.get(session=session, model=LedgerTransaction, key=transaction_id)
         return cashier.refund(session, original=original, amount=body.amount,
                               key=body.idempotency_key, actor=audit.principal.name,
                               now=utcnow())

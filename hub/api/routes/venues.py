@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, status
-from sqlmodel import col, func, select
 
 from devices.topics import keys_topic
-from hub import crud, keyring, schemas
+from hub import keyring, schemas
 from hub.api.deps import (
     ADMIN,
     INTEGRATOR,
@@ -21,8 +20,9 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.api.key_material import publish_key_material
-from hub.models import Device, Venue, utcnow
+from hub.models import Venue, utcnow
 from hub.schemas import VenueCreate, VenueFolioPolicy, VenuePolicy, VenuePublic, VenueUpdate
+from hub.store import devices, errors, rows
 
 router = APIRouter(prefix="/venues", tags=["venues"])
 
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/venues", tags=["venues"])
 @router.get("", response_model=list[VenuePublic],
             dependencies=[require_roles(*SETUP_READERS)])
 def list_venues(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> list[Venue]:
-    return crud.list_venues(session, limit=limit, offset=offset)
+    return devices.list_venues(session=session, limit=limit, offset=offset)
 
 
 @router.post("", response_model=VenuePublic, status_code=status.HTTP_201_CREATED)
@@ -44,7 +44,7 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep, reques
     if (reserved := schemas.reserved_venue_id(body.id)) is not None:
         audit.refused("venue.create_refused", f"venue:{body.id}", {"why": "reserved"})
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"id: {reserved}")
-    venue = crud.add(session, Venue.model_validate(body.model_dump()))
+    venue = rows.add(session=session, row=Venue.model_validate(body.model_dump()))
     audit.record("venue.create", f"venue:{venue.id}", body.model_dump())
     publish_key_material(session, request, tasks)  # its locks need it before any change
     return venue
@@ -53,7 +53,7 @@ def create_venue(body: VenueCreate, session: SessionDep, audit: AuditDep, reques
 @router.get("/{venue_id}", response_model=VenuePublic,
             dependencies=[require_roles(*SETUP_READERS)])
 def get_venue(venue_id: str, session: SessionDep) -> Venue:
-    return crud.live(session, Venue, venue_id)
+    return rows.live(session=session, model=Venue, key=venue_id)
 
 
 @router.patch("/{venue_id}", response_model=VenuePublic, dependencies=[require_roles(ADMIN)])
@@ -63,7 +63,8 @@ def update_venue(venue_id: str, body: VenueUpdate, session: SessionDep,
     every tap and payment there and refuses its devices at the embedded broker within a
     second; opening it again lets them back in."""
     changes = body.model_dump(exclude_unset=True)
-    venue = crud.update(session, crud.live(session, Venue, venue_id), changes)
+    venue = rows.update(session=session, row=rows.live(session=session, model=Venue, key=venue_id),
+                        changes=changes)
     audit.record("venue.update", f"venue:{venue_id}", changes)
     return venue
 
@@ -75,13 +76,12 @@ def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep, request: R
                  tasks: BackgroundTasks) -> Response:
     """Delete a venue whose devices are all deleted: it leaves the lists, its key material
     is no longer published, and its id is never reused (its ledger and journey name it)."""
-    venue = crud.live(session, Venue, venue_id)
-    devices = session.exec(select(func.count()).select_from(Device).where(
-        col(Device.venue_id) == venue_id, col(Device.deleted_at).is_(None))).one()
-    if devices:
-        raise crud.Conflict(f"venue {venue_id!r} still has {devices} device(s): delete them "
+    venue = rows.live(session=session, model=Venue, key=venue_id)
+    left = devices.count_live_devices(session=session, venue_id=venue_id)
+    if left:
+        raise errors.Conflict(f"venue {venue_id!r} still has {left} device(s): delete them "
                             f"first (DELETE /devices/{{id}})")
-    crud.update(session, venue, {"deleted_at": utcnow()})
+    rows.update(session=session, row=venue, changes={"deleted_at": utcnow()})
     audit.record("venue.delete", f"venue:{venue_id}", {})
     bridge = request.app.state.bridge
     if bridge is not None:  # what is retained for it goes: an empty retained message clears
@@ -95,7 +95,8 @@ def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep, request: R
 def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
                         audit: AuditDep) -> Venue:
     """Whether the venue accepts copyable credentials (legacy readers); admins only."""
-    venue = crud.update(session, crud.live(session, Venue, venue_id), body.model_dump())
+    venue = rows.update(session=session, row=rows.live(session=session, model=Venue, key=venue_id),
+                        changes=body.model_dump())
     audit.record("venue.security_policy", f"venue:{venue_id}", body.model_dump())
     return venue
 
@@ -105,7 +106,8 @@ def set_security_policy(venue_id: str, body: VenuePolicy, session: SessionDep,
 def set_folio_policy(venue_id: str, body: VenueFolioPolicy, session: SessionDep,
                      audit: AuditDep) -> Venue:
     """What a room folio may owe by default (a folio may set its own); admins only."""
-    venue = crud.update(session, crud.live(session, Venue, venue_id), body.model_dump())
+    venue = rows.update(session=session, row=rows.live(session=session, model=Venue, key=venue_id),
+                        changes=body.model_dump())
     audit.record("venue.folio_policy", f"venue:{venue_id}", body.model_dump())
     return venue
 
@@ -118,7 +120,7 @@ def venue_jwks(venue_id: str, session: SessionDep, request: Request) -> dict[str
     ``jws`` the same, signed by the hub for this venue (devices/key_material.py), which
     is what a lock must check against its trust anchor before it believes ``keys``.
     """
-    crud.live(session, Venue, venue_id)
+    rows.live(session=session, model=Venue, key=venue_id)
     return keyring.served(session, request.app.state.signing_keys, venue=venue_id,
                           kind="jwks", now=utcnow())
 
@@ -127,6 +129,6 @@ def venue_jwks(venue_id: str, session: SessionDep, request: Request) -> dict[str
 def venue_revocations(venue_id: str, session: SessionDep, request: Request) -> dict[str, Any]:
     """The revoked phone keys (jti) that locks must refuse, offline too. Public, for locks;
     ``jws`` is the list signed by the hub, as on MQTT."""
-    crud.live(session, Venue, venue_id)
+    rows.live(session=session, model=Venue, key=venue_id)
     return keyring.served(session, request.app.state.signing_keys, venue=venue_id,
                           kind="revocations", now=utcnow())

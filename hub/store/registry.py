@@ -1,4 +1,4 @@
-"""The read-mostly rows a tap or payment is decided on, cached per process, never stale for a decision.
+"""The read-mostly rows a tap or payment is decided on: cached per process, never stale.
 
 Devices, venues, merchants, guests, credentials and entitlements change rarely and are read on
 every tap. Each change to one of them, through any session of any process, bumps one

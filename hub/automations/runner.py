@@ -2,7 +2,7 @@
 
 The bridge hands over what happened (:class:`Occurrence`) once the decision is
 published; this runner gathers the facts from the database, asks
-:func:`hub.automations.plan` what to do, carries it out through the bridge, and
+:func:`hub.automations.engine.plan` what to do, carries it out through the bridge, and
 records every run, retrying a failed action and reporting it, never losing it silently.
 """
 
@@ -16,43 +16,25 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select
 
 from devices.contract import Command, encode
 from devices.topics import Channel, device_topic, guest_topic, staff_topic
-from hub.automations import Facts, Planned, Rule, plan
+from hub.automations.engine import Planned, plan
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
 from hub.db import session_scope
-from hub.models import AutomationRun, Device, RunStatus, utcnow
+from hub.models import AutomationRun, RunStatus, utcnow
 from hub.notices import guest_notice, staff_alert
+from hub.store import automations as store
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], None]
-FactsLoader = Callable[[Any, "Occurrence"], Facts | None]
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """Something that happened that automations may react to."""
-
-    trigger: str
-    venue: str
-    device_id: str | None  # None for a scheduled occurrence: it happens to a guest
-    guest_id: str | None
-    at: datetime
-    reason: str | None = None
-    readings: dict[str, Any] | None = None  # a telemetry event's readings, as reported
-    reported_at: datetime | None = None  # when the device says it happened
-    telemetry_id: int | None = None  # the reading's row, so counters stop at it
-    event_row_id: int | None = None  # the tap's journey row, so counters stop at it
-    purchase: dict[str, Any] | None = None  # an approved payment: merchant_id, amount, currency
-    schedule: str | None = None  # the 'HH:MM' of the schedule rule that fired...
-    rule_id: str | None = None  # ...and which: a scheduled occurrence is for that rule only
+FactsLoader = Callable[[Any, Occurrence], Facts | None]
 
 
 class AutomationRunner:
@@ -141,8 +123,7 @@ class AutomationRunner:
             actions = plan(relevant, facts,
                            on_error=lambda rule, exc: broken.append((rule, exc)))
             targets = {a.device_id for a in actions if a.kind in ("command", "greet")}
-            online = {d.id: d.online for d in session.exec(
-                select(Device).where(col(Device.id).in_(targets))).all()} if targets else {}
+            online = store.online(session=session, device_ids=targets)
         guest_id = facts.guest.get("id")
         for rule, exc in broken:  # recorded, so the rule's stats show it failing
             log.error("automation %s cannot be evaluated: %r", rule.id, exc)
@@ -201,8 +182,7 @@ class AutomationRunner:
         """
         try:
             with session_scope(self.engine) as session:
-                device = session.exec(select(Device).where(col(Device.id) == run.device_id)
-                                      .with_for_update()).first()
+                device = store.device_for_update(session=session, device_id=run.device_id)
                 if device is not None and device.online:
                     return False
                 run.status = RunStatus.QUEUED

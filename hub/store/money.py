@@ -18,7 +18,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, select
 
-from hub.crud import Conflict, Invalid, insert_ignoring_duplicates, table_of
 from hub.models import (
     Account,
     AccountKind,
@@ -29,6 +28,8 @@ from hub.models import (
     TransactionType,
     Venue,
 )
+from hub.store.errors import Conflict, Invalid
+from hub.store.rows import insert_ignoring_duplicates, table_of
 
 
 class Overdrawn(Exception):
@@ -76,21 +77,23 @@ _TXN_BY_KEY = sa.select(_txns.c.id).where(_txns.c.idempotency_scope == _P("scope
 # ------------------------------------------------------------------ accounts
 
 
-def wallet_of(session: Session, *, guest_id: str, venue_id: str) -> Account | None:
+def wallet_of(*, session: Session, guest_id: str, venue_id: str) -> Account | None:
     """The guest's open wallet at this venue."""
-    return _open_accounts(session, guest_id=guest_id, venue_id=venue_id).get(AccountKind.WALLET)
+    return _open_accounts(session=session, guest_id=guest_id,
+                          venue_id=venue_id).get(AccountKind.WALLET)
 
 
-def folio_of(session: Session, *, guest_id: str, venue_id: str) -> Account | None:
+def folio_of(*, session: Session, guest_id: str, venue_id: str) -> Account | None:
     """The guest's open room folio at this venue, if they are staying."""
-    return _open_accounts(session, guest_id=guest_id, venue_id=venue_id).get(AccountKind.FOLIO)
+    return _open_accounts(session=session, guest_id=guest_id,
+                          venue_id=venue_id).get(AccountKind.FOLIO)
 
 
-def account_to_charge(session: Session, *, choice: str, guest_id: str,
+def account_to_charge(*, session: Session, choice: str, guest_id: str,
                       venue_id: str) -> Account | None:
     """The account a payment asked for: ``wallet``, ``folio``, or (``auto``) the folio of
     a staying guest, else the wallet. One query for either."""
-    held = _open_accounts(session, guest_id=guest_id, venue_id=venue_id)
+    held = _open_accounts(session=session, guest_id=guest_id, venue_id=venue_id)
     if choice == "wallet":
         return held.get(AccountKind.WALLET)
     if choice == "folio":
@@ -98,7 +101,7 @@ def account_to_charge(session: Session, *, choice: str, guest_id: str,
     return held.get(AccountKind.FOLIO) or held.get(AccountKind.WALLET)
 
 
-def _open_accounts(session: Session, *, guest_id: str,
+def _open_accounts(*, session: Session, guest_id: str,
                    venue_id: str) -> dict[AccountKind, Account]:
     """The guest's open wallet and newest open folio at this venue, by kind."""
     stmt = select(Account).where(
@@ -108,7 +111,7 @@ def _open_accounts(session: Session, *, guest_id: str,
     return {row.kind: row for row in session.exec(stmt).all()}  # the newest of a kind wins
 
 
-def revenue_of(session: Session, *, merchant: Merchant) -> Account:
+def revenue_of(*, session: Session, merchant: Merchant) -> Account:
     """The merchant's takings account, created on first use."""
     stmt = select(Account).where(Account.merchant_id == merchant.id,
                                  Account.kind == AccountKind.REVENUE)
@@ -121,7 +124,7 @@ def revenue_of(session: Session, *, merchant: Merchant) -> Account:
     return found
 
 
-def lock_revenues(session: Session, *, merchant_ids: Sequence[str]) -> None:
+def lock_revenues(*, session: Session, merchant_ids: Sequence[str]) -> None:
     """Lock the merchants' revenue accounts now, in the order of their ids.
 
     A batch of payments takes these first: they are the accounts every worker's batch
@@ -137,7 +140,7 @@ def lock_revenues(session: Session, *, merchant_ids: Sequence[str]) -> None:
         .order_by(_accounts.c.id).with_for_update()).all()
 
 
-def clearing_of(session: Session, *, venue_id: str, currency: str) -> Account:
+def clearing_of(*, session: Session, venue_id: str, currency: str) -> Account:
     """The venue's clearing account: where top-ups come from and settlements go to."""
     stmt = select(Account).where(Account.venue_id == venue_id, Account.currency == currency,
                                  Account.kind == AccountKind.CLEARING)
@@ -152,7 +155,7 @@ def clearing_of(session: Session, *, venue_id: str, currency: str) -> Account:
 # ------------------------------------------------------------------ postings
 
 
-def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, int]],
+def post(*, session: Session, txn: LedgerTransaction, legs: Sequence[tuple[str, int]],
          balance_after_of: str | None = None) -> dict[str, int]:
     """Write a balanced transaction and move the cached balances, or raise Overdrawn.
 
@@ -178,7 +181,7 @@ def post(session: Session, *, txn: LedgerTransaction, legs: Sequence[tuple[str, 
             set_committed_value(held, "balance", balances[account_id])
     if balance_after_of is not None:
         txn.balance_after = balances[balance_after_of]
-    record(session, txn=txn)
+    record(session=session, txn=txn)
     connection.execute(_INSERT_POSTINGS,
                        [{"transaction_id": txn.id, "account_id": account_id, "amount": amount}
                         for account_id, amount in legs])
@@ -200,14 +203,14 @@ def _move_balance(connection: sa.Connection, account_id: str,
     return connection.execute(_BALANCE, {"account_id": account_id}).first()
 
 
-def record(session: Session, *, txn: LedgerTransaction) -> None:
+def record(*, session: Session, txn: LedgerTransaction) -> None:
     """INSERT a transaction (approved or declined) with one statement, outside the unit
     of work: the row stays transient in the session. IntegrityError when its
     idempotency key is taken."""
     session.connection().execute(_INSERT_TXN, txn.model_dump())
 
 
-def add_daily_spend(session: Session, *, guest_id: str, day: str, amount: int,
+def add_daily_spend(*, session: Session, guest_id: str, day: str, amount: int,
                     limit: int | None, row_exists: bool = False) -> None:
     """Count a charge against the guest's day, or raise LimitReached.
 
@@ -216,7 +219,8 @@ def add_daily_spend(session: Session, *, guest_id: str, day: str, amount: int,
     if not row_exists:
         # Created by a concurrent charge meanwhile? Then this is a no-op and the
         # conditional update below decides.
-        insert_ignoring_duplicates(session, DailySpend, guest_id=guest_id, day=day, spent=0)
+        insert_ignoring_duplicates(session=session, table=DailySpend, guest_id=guest_id, day=day,
+                                   spent=0)
     moved = session.connection().execute(
         _SPEND if limit is None else _SPEND_WITHIN,
         {"who": guest_id, "on_day": day, "amount": amount, "limit": limit})
@@ -224,13 +228,13 @@ def add_daily_spend(session: Session, *, guest_id: str, day: str, amount: int,
         raise LimitReached(guest_id)
 
 
-def spent_on(session: Session, *, guest_id: str, day: str) -> int | None:
+def spent_on(*, session: Session, guest_id: str, day: str) -> int | None:
     """What the guest spent on ``day``; None when nothing was (no row yet)."""
     row = session.connection().execute(_SPENT, {"guest_id": guest_id, "day": day}).first()
     return None if row is None else int(row[0])
 
 
-def refunded_so_far(session: Session, *, original_id: str) -> int:
+def refunded_so_far(*, session: Session, original_id: str) -> int:
     """The sum of approved refunds of a charge."""
     total = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(col(LedgerTransaction.amount)), 0))
@@ -240,14 +244,14 @@ def refunded_so_far(session: Session, *, original_id: str) -> int:
     return int(total.scalar_one())
 
 
-def find_by_key(session: Session, *, scope: str, key: str) -> LedgerTransaction | None:
+def find_by_key(*, session: Session, scope: str, key: str) -> LedgerTransaction | None:
     """The transaction recorded under an idempotency key."""
     # Nearly every key is new: ask for the id alone first, without the ORM's machinery.
     found = session.connection().execute(_TXN_BY_KEY, {"scope": scope, "key": key}).first()
     return None if found is None else session.get(LedgerTransaction, found[0])
 
 
-def transactions(session: Session, *, guest_id: str | None = None,
+def transactions(*, session: Session, guest_id: str | None = None,
                  account_id: str | None = None, limit: int = 100,
                  offset: int = 0) -> list[LedgerTransaction]:
     """Approved and declined transactions, newest first."""
@@ -262,12 +266,13 @@ def transactions(session: Session, *, guest_id: str | None = None,
     return list(session.exec(stmt.offset(offset).limit(limit)).all())
 
 
-def postings_of(session: Session, *, account_id: str) -> list[Posting]:
+def postings_of(*, session: Session, account_id: str) -> list[Posting]:
+    """The account's postings, oldest first."""
     return list(session.exec(select(Posting).where(Posting.account_id == account_id)
                              .order_by(col(Posting.id))).all())
 
 
-def set_credit_limit(session: Session, *, folio: Account, limit: int | None) -> None:
+def set_credit_limit(*, session: Session, folio: Account, limit: int | None) -> None:
     """Set what an open folio may owe (None: the venue's default again).
 
     Locked first: a charge posting meanwhile is waited for, the next one sees the new
@@ -283,7 +288,7 @@ def set_credit_limit(session: Session, *, folio: Account, limit: int | None) -> 
     session.flush()
 
 
-def close(session: Session, *, account: Account, now: datetime) -> None:
+def close(*, session: Session, account: Account, now: datetime) -> None:
     """Close an account (a settled folio); it takes no more postings."""
     if not account.open:
         raise Conflict(f"account {account.id} is already closed")
@@ -296,7 +301,7 @@ def close(session: Session, *, account: Account, now: datetime) -> None:
 # ------------------------------------------------------------------- verify
 
 
-def counts(session: Session) -> dict[str, int]:
+def counts(*, session: Session) -> dict[str, int]:
     """How much the ledger holds, for reports."""
     def count(model: type) -> int:
         return int(session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one())
@@ -305,7 +310,7 @@ def counts(session: Session) -> dict[str, int]:
             "accounts": count(Account)}
 
 
-def verify(session: Session) -> list[str]:
+def verify(*, session: Session) -> list[str]:
     """Every ledger invariant that does not hold, in words; empty when all is well."""
     problems: list[str] = []
     unbalanced = session.execute(

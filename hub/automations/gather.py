@@ -8,29 +8,23 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from hub import crud
-from hub.automation_runner import Occurrence
-from hub.automations import OVERRIDE_WINDOW, Facts, Rule, is_override, learned_temperature
+from hub.automations.facts import Facts
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
 from hub.models import (
-    AutomationRun,
-    Consent,
     Device,
     DeviceKind,
     Entitlement,
     EntitlementKind,
-    EntitlementStatus,
-    Event,
     Guest,
     GuestPreferences,
-    RunStatus,
-    Telemetry,
-    Wearable,
     Zone,
     ZoneKind,
 )
+from hub.store import automations as store
+from hub.store import devices, guests
 
 ROOM_APPLIANCES = (DeviceKind.THERMOSTAT, DeviceKind.LIGHT, DeviceKind.DISPLAY,
                    DeviceKind.FRIDGE_DISPLAY)
@@ -49,22 +43,24 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
     on first use, inside this session: a tap that no rule's filters and conditions let
     through costs a few primary-key reads, not a dozen queries.
     """
-    device = session.get(Device, occurrence.device_id) if occurrence.device_id else None
+    device = store.device(session=session, device_id=occurrence.device_id) \
+        if occurrence.device_id else None
     if device is None and (occurrence.device_id is not None or occurrence.guest_id is None):
         return None
-    zone = session.get(Zone, device.zone_id) if device and device.zone_id else None
+    zone = store.zone(session=session, zone_id=device.zone_id) \
+        if device and device.zone_id else None
     guest_id = occurrence.guest_id
     worn = None
     if guest_id is None and device is not None:  # a wearable's readings are its wearer's
-        worn = Wearable.current_wearer(session, device.id)
+        worn = guests.current_wearer(session=session, device_id=device.id)
         guest_id = worn.guest_id if worn else None
-    guest = session.get(Guest, guest_id) if guest_id else None
-    consents = frozenset(session.exec(select(Consent.purpose).where(
-        Consent.guest_id == (guest.id if guest else ""), col(Consent.granted).is_(True))).all())
-    tz = ZoneInfo(crud.venue_timezone(session, venue_id=occurrence.venue))
+    guest = store.guest(session=session, guest_id=guest_id) if guest_id else None
+    consents = store.granted_purposes(session=session, guest_id=guest.id) if guest \
+        else frozenset()
+    tz = ZoneInfo(devices.venue_timezone(session=session, venue_id=occurrence.venue))
 
     def prefs_row() -> GuestPreferences | None:
-        return session.get(GuestPreferences, guest.id) if guest else None
+        return store.preferences(session=session, guest_id=guest.id) if guest else None
 
     def guest_facts() -> dict[str, Any]:
         if guest is None:
@@ -83,9 +79,8 @@ def load_facts(session: Session, occurrence: Occurrence) -> Facts | None:
             _room_of(session, guest.id, occurrence.at) if guest else None)
         if room is None:
             return {}
-        return {d.kind.value: d.id for d in session.exec(
-            select(Device).where(Device.zone_id == room.id)).all()
-            if d.kind in ROOM_APPLIANCES}
+        return {d.kind.value: d.id for d in store.devices_in(session=session, zone_id=room.id)
+                if d.kind in ROOM_APPLIANCES}
 
     return Facts(
         trigger=occurrence.trigger,  # type: ignore[arg-type]
@@ -142,8 +137,7 @@ def might_apply(session: Session, occurrence: Occurrence, rules: Sequence[Rule])
     (a guest who consented to nothing)."""
     if occurrence.guest_id is None or any(r.purpose == "service" for r in rules):
         return True
-    granted = set(session.exec(select(Consent.purpose).where(
-        Consent.guest_id == occurrence.guest_id, col(Consent.granted).is_(True))).all())
+    granted = store.granted_purposes(session=session, guest_id=occurrence.guest_id)
     return any(r.purpose in granted for r in rules)
 
 
@@ -159,7 +153,7 @@ def _room_of(session: Session, guest_id: str, at: datetime) -> Zone | None:
     """The room of the guest's current stay, if any."""
     stay = _current(session, guest_id, at, kind=EntitlementKind.ROOM)
     for zone_id in stay.zone_ids if stay else ():
-        zone = session.get(Zone, zone_id)
+        zone = store.zone(session=session, zone_id=zone_id)
         if zone is not None and zone.kind is ZoneKind.ROOM:
             return zone
     return None
@@ -168,12 +162,8 @@ def _room_of(session: Session, guest_id: str, at: datetime) -> Zone | None:
 def _current(session: Session, guest_id: str, at: datetime, *,
              kind: EntitlementKind | None = None, zone_id: str | None = None
              ) -> Entitlement | None:
-    query = select(Entitlement).where(
-        Entitlement.guest_id == guest_id, Entitlement.status == EntitlementStatus.ACTIVE,
-        col(Entitlement.valid_from) <= at, col(Entitlement.valid_until) > at)
-    if kind is not None:
-        query = query.where(Entitlement.kind == kind)
-    for entitlement in session.exec(query.order_by(col(Entitlement.valid_from))).all():
+    for entitlement in store.current_entitlements(session=session, guest_id=guest_id, at=at,
+                                                  kind=kind):
         if zone_id is None or zone_id in entitlement.zone_ids:
             return entitlement
     return None
@@ -208,20 +198,18 @@ def _counters(session: Session, occurrence: Occurrence, device: Device | None,
               zone: Zone | None, guest: Guest | None,
               threshold: Callable[[], int | None] = lambda: None,
               worn_since: datetime | None = None) -> LazyCounters:
-    """The counters of :data:`hub.automations.COUNTERS` that apply to this occurrence.
+    """The counters of :data:`hub.automations.vocabulary.COUNTERS` that apply to this occurrence.
 
     Counts of the journey stop at the occurrence's own row: the runner may lag behind
     the bridge, and a second tap already recorded must not make the first one look
     like the second (no welcome at all after a quick double tap).
     """
     thunks: dict[str, Callable[[], int]] = {}
-    upto = [col(Event.id) <= occurrence.event_row_id] if occurrence.event_row_id else \
-        [col(Event.decided_at) <= occurrence.at]
+    upto = store.Upto(occurrence.event_row_id, occurrence.at)
     since = occurrence.at - STUCK_WINDOW
     if device is not None:
-        thunks["recent_denials"] = lambda: _count(
-            session, col(Event.device_id) == device.id, col(Event.outcome) == "deny",
-            col(Event.decided_at) >= since, *upto)
+        thunks["recent_denials"] = lambda: store.denials_at(
+            session=session, device_id=device.id, since=since, upto=upto)
     if guest is not None and device is not None and device.kind is DeviceKind.WATCH:
         @cache
         def run() -> int:
@@ -234,47 +222,33 @@ def _counters(session: Session, occurrence: Occurrence, device: Device | None,
     if guest is None:
         return LazyCounters(thunks)
     # Stays that ended (not cancelled bookings, not day tickets): a returning guest.
-    thunks["earlier_stays"] = lambda: int(session.execute(
-        sa.select(sa.func.count()).select_from(Entitlement).where(
-            col(Entitlement.guest_id) == guest.id,
-            col(Entitlement.kind) == EntitlementKind.ROOM,
-            col(Entitlement.status) == EntitlementStatus.ACTIVE,
-            col(Entitlement.valid_until) <= occurrence.at)).scalar_one())
-    thunks["rides"] = lambda: int(session.execute(
-        sa.select(sa.func.count()).select_from(Event).join(
-            Zone, col(Zone.id) == col(Event.zone_id)).where(
-            col(Event.guest_id) == guest.id, col(Event.outcome) == "allow",
-            col(Zone.kind) == ZoneKind.RIDE, *upto)).scalar_one())
+    thunks["earlier_stays"] = lambda: store.stays_over(session=session, guest_id=guest.id,
+                                                       at=occurrence.at)
+    thunks["rides"] = lambda: store.rides(session=session, guest_id=guest.id, upto=upto)
     if zone is None:
         return LazyCounters(thunks)
 
     def entries() -> int:
         current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
         start = current.valid_from if current else occurrence.at
-        return _count(session, col(Event.guest_id) == guest.id,
-                      col(Event.zone_id) == zone.id, col(Event.outcome) == "allow",
-                      col(Event.decided_at) >= start, *upto)
+        return store.entries(session=session, guest_id=guest.id, zone_id=zone.id,
+                             since=start, upto=upto)
 
     def first_entry() -> int:
         # Whether any allowed entry came before this one this stay: an EXISTS stops at
         # the first row, where counting every entry of a regular would read them all.
         current = _current(session, guest.id, occurrence.at, zone_id=zone.id)
         start = current.valid_from if current else occurrence.at
-        earlier = session.execute(sa.select(col(Event.id)).where(
-            col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
-            col(Event.outcome) == "allow", col(Event.decided_at) >= start, *upto,
-            *([col(Event.id) < occurrence.event_row_id] if occurrence.event_row_id else [])
-        ).limit(2)).all()
+        earlier = store.first_entries(session=session, guest_id=guest.id, zone_id=zone.id,
+                                      since=start, upto=upto)
         if occurrence.event_row_id:  # a tap: its own row is not among the earlier ones
             return 1 if not earlier else 0
         return 1 if len(earlier) == 1 else 0  # the only allowed entry must be this one
 
     thunks["entries"] = entries
     thunks["first_entry"] = first_entry
-    thunks["visits"] = lambda: int(session.execute(
-        sa.select(sa.func.count(sa.distinct(sa.func.date(Event.decided_at)))).where(
-            col(Event.guest_id) == guest.id, col(Event.zone_id) == zone.id,
-            col(Event.outcome) == "allow", *upto)).scalar_one())
+    thunks["visits"] = lambda: store.visit_days(session=session, guest_id=guest.id,
+                                                zone_id=zone.id, upto=upto)
     return LazyCounters(thunks)
 
 
@@ -284,15 +258,11 @@ def _heart_rate_run(session: Session, device_id: str, threshold: int,
     ``threshold``: the run ends at a reading at or below it, or at a gap longer than
     HEART_RATE_WINDOW (another episode). Readings that came later are not counted: the
     runner may lag behind the bridge."""
-    query = select(Telemetry).where(
-        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) <= occurrence.at)
-    if occurrence.telemetry_id is not None:
-        query = query.where(col(Telemetry.id) <= occurrence.telemetry_id)
-    if since is not None:  # the previous wearer's heart is not this guest's
-        query = query.where(col(Telemetry.received_at) >= since)
+    # From ``since``: the previous wearer's heart is not this guest's.
+    rows = store.readings_upto(session=session, device_id=device_id, at=occurrence.at,
+                               upto_id=occurrence.telemetry_id, since=since, limit=200)
     run, newer = 0, occurrence.at
-    for row in session.exec(query.order_by(col(Telemetry.id).desc()).limit(200)):
+    for row in rows:
         bpm = row.data.get("readings", {}).get("heart_rate_bpm")
         if bpm is None:
             continue  # a workout report between readings breaks no run
@@ -303,85 +273,3 @@ def _heart_rate_run(session: Session, device_id: str, threshold: int,
         run, newer = run + 1, row.received_at
     return run
 
-
-def _count(session: Session, *where: object) -> int:
-    stmt = sa.select(sa.func.count()).select_from(Event).where(*where)  # type: ignore[arg-type]
-    return int(session.execute(stmt).scalar_one())
-
-
-def learn_from(session: Session, occurrence: Occurrence) -> None:
-    """A guest's manual thermostat changes, consistent a few times, become their preference.
-
-    Only for guests staying in that room who consent to personalization.
-    """
-    readings = occurrence.readings or {}
-    if occurrence.trigger != "telemetry" or readings.get("manual") is not True:
-        return
-    mark_overrides(session, occurrence)
-    device = session.get(Device, occurrence.device_id)
-    if device is None or device.kind is not DeviceKind.THERMOSTAT or device.zone_id is None:
-        return
-    for stay in session.exec(select(Entitlement).where(
-            Entitlement.kind == EntitlementKind.ROOM, col(Entitlement.valid_from) <= occurrence.at,
-            col(Entitlement.valid_until) > occurrence.at)).all():
-        if device.zone_id not in stay.zone_ids:
-            continue
-        consent = session.get(Consent, (stay.guest_id, "personalization"))
-        if consent is None or not consent.granted:
-            continue
-        setpoints = _manual_setpoints(session, device.id, since=stay.valid_from)
-        prefs = session.get(GuestPreferences, stay.guest_id) or GuestPreferences(
-            guest_id=stay.guest_id)
-        learned = learned_temperature(prefs.room_temperature_c, setpoints)
-        if learned is not None:
-            prefs.room_temperature_c = learned
-            prefs.updated_at = occurrence.at
-            session.add(prefs)
-
-
-def _manual_setpoints(session: Session, device_id: str, *, since: datetime) -> list[float]:
-    """The setpoints a guest chose by hand, oldest first: one per change of the dial.
-
-    A thermostat keeps reporting ``manual: true`` with the same setpoint until the next
-    command (each tick of its temperature): those repeats are one change, not several.
-    """
-    rows = session.exec(select(Telemetry).where(
-        Telemetry.device_id == device_id, Telemetry.kind == "telemetry",
-        col(Telemetry.received_at) >= since).order_by(col(Telemetry.id).desc()).limit(50)).all()
-    values: list[float] = []
-    before: tuple[bool, float] | None = None
-    for row in reversed(rows):
-        readings = row.data.get("readings", {})
-        setpoint = readings.get("setpoint_c")
-        if isinstance(setpoint, bool) or not isinstance(setpoint, int | float):
-            continue
-        now = (readings.get("manual") is True, float(setpoint))
-        if now[0] and now != before:
-            values.append(now[1])
-        before = now
-    return values
-
-
-def mark_overrides(session: Session, occurrence: Occurrence) -> int:
-    """Mark the automation commands a guest's manual change undid within ten minutes.
-
-    Only the latest command of each kind counts: an earlier one was already superseded.
-    """
-    readings = occurrence.readings or {}
-    runs = session.exec(select(AutomationRun).where(
-        AutomationRun.device_id == occurrence.device_id,
-        AutomationRun.status == RunStatus.SENT,
-        col(AutomationRun.sent_at) >= occurrence.at - OVERRIDE_WINDOW,
-    ).order_by(col(AutomationRun.id).desc())).all()
-    seen: set[str | None] = set()
-    marked = 0
-    for run in runs:
-        if run.name in seen:
-            continue
-        seen.add(run.name)
-        if run.overridden_at is None and run.sent_at is not None and is_override(
-                run.name, run.params, readings, sent_at=run.sent_at, now=occurrence.at):
-            run.overridden_at = occurrence.at
-            session.add(run)
-            marked += 1
-    return marked

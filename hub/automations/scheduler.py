@@ -18,23 +18,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 
 from hub import appliance_queue
-from hub.automation_runner import Occurrence
-from hub.automations import Rule
+from hub.automations.occurrence import Occurrence
+from hub.automations.rules import Rule
 from hub.db import session_scope
-from hub.models import (
-    Entitlement,
-    EntitlementKind,
-    EntitlementStatus,
-    ScheduleFiring,
-    Venue,
-    Zone,
-    utcnow,
-)
+from hub.models import ScheduleFiring, utcnow
+from hub.store import automations as store
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +54,8 @@ def due(at: time, local_now: datetime) -> bool:
 
 def guests_on_site(session: Session, venue_id: str, now: datetime) -> list[str]:
     """Guests with a stay or a ticket valid now in a zone of the venue, by id."""
-    zones = set(session.exec(select(Zone.id).where(Zone.venue_id == venue_id)).all())
-    rows = session.exec(select(Entitlement).where(
-        col(Entitlement.kind).in_([EntitlementKind.ROOM, EntitlementKind.TICKET]),
-        Entitlement.status == EntitlementStatus.ACTIVE,
-        col(Entitlement.valid_from) <= now, col(Entitlement.valid_until) > now)).all()
+    zones = store.zone_ids_of(session=session, venue_id=venue_id)
+    rows = store.stays_and_tickets_at(session=session, at=now)
     return sorted({e.guest_id for e in rows if zones.intersection(e.zone_ids)})
 
 
@@ -75,7 +65,7 @@ def claim(engine: Engine, rule_id: str, venue_id: str, day: str, now: datetime) 
         with session_scope(engine) as session:
             session.add(ScheduleFiring(rule_id=rule_id, venue_id=venue_id, day=day,
                                        fired_at=now))
-    except sa.exc.IntegrityError:
+    except IntegrityError:
         return False
     return True
 
@@ -103,7 +93,7 @@ class Scheduler:
             return 0
         now = self.clock()
         with session_scope(self.engine) as session:
-            venues = [(v.id, v.timezone) for v in session.exec(select(Venue)).all()]
+            venues = store.venue_timezones(session=session)
         handed = 0
         for venue_id, tz in venues:
             local = now.astimezone(ZoneInfo(tz))
