@@ -735,8 +735,8 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("upgrade")
 def db_upgrade(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Upgrade the database's schema to this hub's (`hub up` also does it at start).
 
@@ -774,8 +774,8 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Show the database's schema version against this hub's.
 
