@@ -92,9 +92,23 @@ def _claimed(session: Session) -> bool:
                 or not (session.clean_session or session.is_anonymous))
 
 
+class _Subscriptions(dict[str, list[tuple[Any, int]]]):
+    """amqtt's subscriptions by topic filter, whose ``items()`` is a snapshot.
+
+    amqtt's broadcast walks ``_subscriptions.items()`` and awaits inside the walk (the
+    ACL check, queueing for an offline session): a client subscribing or leaving meanwhile
+    changes the dict, and the walk dies with "dictionary changed size during iteration",
+    so the message never reaches the subscribers after that point (seen under the demo's
+    scenarios). A snapshot, lists copied too, delivers to those subscribed when it began.
+    """
+
+    def items(self) -> list[tuple[str, list[tuple[Any, int]]]]:  # type: ignore[override]
+        return [(topic, list(subscribers)) for topic, subscribers in super().items()]
+
+
 class _Broker(Broker):
-    """amqtt's broker, minus a session takeover by anyone, a leak of retained messages and a
-    shutdown that can hang.
+    """amqtt's broker, minus a session takeover by anyone, a leak of retained messages, a
+    broadcast that dies when the subscriptions change under it, and a shutdown that can hang.
 
     amqtt settles a CONNECT's session before authenticating it: a clean CONNECT deletes the
     client id's session (subscriptions, queued messages), a persistent one writes its
@@ -120,6 +134,7 @@ class _Broker(Broker):
     def __init__(self, config: dict[str, Any], *,
                  on_refusal: Callable[[Refusal], None] | None = None) -> None:
         super().__init__(config)
+        self._subscriptions = _Subscriptions()
         self._on_refusal = on_refusal or (lambda _reason: None)
         self._waiting: Counter[str] = Counter()  # connections before their CONNECT, by address
         self._waiting_of: dict[int, str] = {}
