@@ -820,3 +820,17 @@ def db_revision(
         raise typer.Exit(0)
     console.print(f"wrote {written}: review it, then run the migration tests "
                   "(tests/hub/test_migrations.py)")
+
+
+def main() -> None:
+    """The ``hub`` command: the app, with a database it cannot reach said in one line."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        app()
+    except OperationalError as exc:
+        # The driver's own words (host, port, refused or timed out), not a traceback.
+        said = str(exc.orig or exc).strip().splitlines()
+        console.print(f"[red]cannot reach the database:[/red] {escape(said[0] if said else '')}"
+                      f" (--database-url / HUB_DATABASE_URL)", soft_wrap=True)
+        raise SystemExit(2) from None

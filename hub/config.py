@@ -99,7 +99,38 @@ class Settings(BaseSettings):
         30, ge=1, description="Devices' telemetry older than this is purged (daily)")
     command_queue_minutes: int = Field(
         60, ge=1, description="An automation's command to an offline appliance waits this long")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="How much the hub logs")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        # Now, naming the setting, not as a traceback from the first connection.
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("a database URL looks like sqlite:///path/hub.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"the hub runs on SQLite or PostgreSQL, not {url.get_backend_name()}")
+        if url.get_backend_name() == "postgresql":
+            try:
+                url.get_dialect().import_dbapi()
+            except (ImportError, AttributeError) as exc:
+                name = getattr(exc, "name", None) or url.drivername
+                raise ValueError(f"PostgreSQL's driver is not installed ({name}): "
+                                 f"pip install -e '.[postgres]' and use postgresql+psycopg://"
+                                 ) from None
+        return value
 
     @field_validator("broker_url")
     @classmethod

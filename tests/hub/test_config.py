@@ -36,6 +36,11 @@ def test_env_var_is_the_prefixed_field() -> None:
     ({"HUB_BROKER_URL": "localhost"}, "broker_url", "must look like mqtt://host:1883"),
     ({"HUB_TLS_NAMES": "hub.local"}, "tls_names", "not valid JSON"),
     ({"HUB_MQTT_TLS_CA": "/no/such/ca.crt"}, "mqtt_tls_ca", "no such file: /no/such/ca.crt"),
+    ({"HUB_LOG_LEVEL": "loud"}, "log_level", "must be 'DEBUG', 'INFO'"),
+    ({"HUB_DATABASE_URL": "nonsense"}, "database_url", "looks like sqlite:///"),
+    ({"HUB_DATABASE_URL": "mysql://u@h/db"}, "database_url", "SQLite or PostgreSQL, not mysql"),
+    ({"HUB_DATABASE_URL": "postgresql+psycopg2://u@h/db"}, "database_url",
+     "driver is not installed (psycopg2)"),
 ])
 def test_each_problem_names_its_field_in_words(env: dict[str, str], field: str,
                                                says: str) -> None:
@@ -83,3 +88,18 @@ def test_other_commands_name_the_variable_alone_when_they_have_no_flag() -> None
     result = runner.invoke(app, ["status"], env={"HUB_HTTP_PORT": "eighty", "COLUMNS": "250"})
     assert result.exit_code == 2, result.output
     assert "HUB_HTTP_PORT: not a valid integer (got 'eighty')" in result.output
+
+
+def test_a_database_nobody_answers_at_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """`hub` itself (the console script's main) says it cannot reach the database."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    url = f"postgresql+psycopg://hub@127.0.0.1:{free_port()}/hub"
+    done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main()", "db",
+                           "current", "--database-url", url, "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert "cannot reach the database" in said and "Traceback" not in said, said
