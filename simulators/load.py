@@ -306,7 +306,8 @@ def _baseline(broker: Broker, log: Console | None) -> tuple[float | None, str | 
     # It needs a client that may publish and read back its own topic: on a closed broker
     # only an open login (from the URL) may; devices may not.
     if broker.logins and broker.username is None:
-        return None, "a closed broker lets no device read back its own topic"
+        return None, ("a closed broker lets no device read back its own topic "
+                      "(a login in --broker's URL that may is measured)")
     try:
         return percentile(broker_round_trips(
             broker.host, broker.port, 200, username=broker.username, password=broker.password,
@@ -335,7 +336,8 @@ def render_report(report: LoadReport, console: Console) -> None:
         ("max send lag", f"{report.max_send_lag_ms:.1f} ms"),
         ("latency p50 / p95 / p99 / max", f"{lat} ms"),
         ("broker-only round trip p50", (
-            "skipped" if report.baseline_skipped else "-") if report.baseline_p50_ms is None
+            f"skipped: {report.baseline_skipped}" if report.baseline_skipped else "-")
+         if report.baseline_p50_ms is None
          else f"{report.baseline_p50_ms:.2f} ms (tap p50 = {report.p50_vs_baseline}x)"),
         ("timeouts", str(report.timeouts)),
         ("hub errors", str(report.hub_errors)),
