@@ -656,9 +656,15 @@ def _n(count: int, noun: str) -> str:
 def broker_problem(broker: object, exc: OSError) -> str:
     """What went wrong with the broker, for the console: refused login or unreachable."""
     if isinstance(exc, LoginRefused):
+        if not getattr(broker, "logins", None):  # no sheet was read: nobody to log in as
+            return (f"[bold red]the MQTT broker at {broker} refused the login:[/] "
+                    f"{escape(str(exc))}: it is closed, and no provisioning sheet gave the "
+                    f"devices' logins (run hub-sim where `hub up` ran, or pass "
+                    f"--provisioning <data-dir>/demo-provisioning.json)")
         return (f"[bold red]the MQTT broker at {broker} refused the login:[/] "
-                f"{escape(str(exc))} (re-issued, revoked, or its venue closed? "
-                f"hub provision device-sheet writes the current logins)")
+                f"{escape(str(exc))} (re-issued, revoked, its venue closed, or a device of "
+                f"another venue than --venue? hub provision device-sheet writes the current "
+                f"logins)")
     return f"[bold red]MQTT broker unreachable at {broker}:[/] {escape(str(exc))}"
 
 

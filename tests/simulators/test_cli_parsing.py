@@ -130,3 +130,15 @@ def test_hub_sim_phone_says_when_the_api_is_unreachable(tmp_path: Path) -> None:
                                  "guest-01", "--device", "lock-101"])
     assert result.exit_code == 2, result.output
     assert "hub unreachable" in result.output
+
+
+def test_a_refused_login_without_a_sheet_says_where_the_sheet_is() -> None:
+    """Run from elsewhere, hub-sim finds no sheet and logs in as nobody: say that, not only
+    "refused" (which reads like a revoked login)."""
+    from devices.client import LoginRefused
+    from simulators.cli import broker_problem
+    refused = LoginRefused("Not authorized")
+    without = broker_problem(Broker("127.0.0.1"), refused)
+    assert "no provisioning sheet" in without and "--provisioning" in without
+    with_sheet = broker_problem(Broker("127.0.0.1", logins={"lock-101": ("u", "p")}), refused)
+    assert "no provisioning sheet" not in with_sheet and "another venue" in with_sheet
