@@ -65,6 +65,10 @@ def log_refused(problem: CredentialProblem, detail: str | None, *, device_id: st
 
 
 def _clean(text: str) -> str:
-    """One line, at most MAX_DETAIL characters: what a device sent never forges a log line."""
+    """One printable line, at most MAX_DETAIL characters: what a device sent (a token's
+    header quoted in a library's message) never forges a log line, drives a terminal
+    (ESC, BEL, a right-to-left override) or puts a NUL where PostgreSQL stores no NUL."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_DETAIL else flat[:MAX_DETAIL - 3] + "..."
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100
+                    else f"\\u{ord(c):04x}" for c in flat)
+    return shown if len(shown) <= MAX_DETAIL else shown[:MAX_DETAIL - 3] + "..."

@@ -79,7 +79,7 @@ def _known_devices(info: ValidationInfo) -> frozenset[str] | None:
 
 def _utf8(text: str) -> str:
     if not _encodable(text):
-        raise refuse("text must be valid Unicode (no lone surrogates)")
+        raise refuse("text must be valid Unicode (no lone surrogates) without NUL")
     return text
 
 
@@ -103,6 +103,9 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 def _encodable(text: str) -> bool:
     # JSON lets a lone surrogate ("\\ud800") in; it cannot be stored or answered as UTF-8.
+    # Nor can PostgreSQL store a NUL in text (SQLite would, and answer it back).
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -1240,6 +1240,19 @@ def test_a_phone_key_for_a_venue_the_guest_holds_nothing_at_is_refused(
     assert "demo-spa" in refused.json()["detail"]
 
 
+def test_which_check_caught_a_credential_is_for_staff_not_the_guest(
+        client: TestClient, app: FastAPI, engine: Engine) -> None:
+    """The strict spa gate refuses Charlie's bare band UID with a detail for staff; his own
+    journey shows the decision and its reason, not which check caught it."""
+    ingest.tap(engine, "demo-spa", "gate-spa-in-1", utcnow(), "spa-bare-1",
+               uid=wristband_uid(1))
+    query = url("/events?guest_id=guest-01&device_id=gate-spa-in-1")
+    [staff_view] = client.get(query, headers=who(app, ADMIN)).json()["items"]
+    [own_view] = client.get(query, headers=who(app, "guest-01")).json()["items"]
+    assert staff_view["reason"] == own_view["reason"] == "insecure_credential"
+    assert staff_view["detail"] and own_view["detail"] is None
+
+
 def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient,
                                                               app: FastAPI) -> None:
     from hub.broker_auth import BrokerAuth, allowed, password_ok

@@ -513,18 +513,20 @@ def test_a_service_rule_may_not_use_what_needs_consent(client: TestClient, engin
     assert "pool-closing" not in rules_in_force(engine)
 
 
+@pytest.mark.parametrize("bad", ["\ud800", "\x00"])
 @pytest.mark.parametrize("where", ["params", "name", "key"])
 def test_a_lone_surrogate_is_refused_before_anything_is_stored(
-        client: TestClient, engine: Engine, where: str) -> None:
-    """JSON lets "\\ud800" in; it cannot be stored or answered as UTF-8 (found by fuzzing)."""
+        client: TestClient, engine: Engine, where: str, bad: str) -> None:
+    """JSON lets "\\ud800" in; it cannot be stored or answered as UTF-8 (found by fuzzing).
+    Nor can PostgreSQL store "\\u0000" in text: a 500 there, found by attack."""
     action: dict[str, Any] = {"kind": "alert_staff", "params": {"text": "ok"}}
     rule: dict[str, Any] = {**POOL, "actions": [action]}
     if where == "params":
-        action["params"] = {"text": "\ud800"}
+        action["params"] = {"text": bad}
     elif where == "name":
-        rule["name"] = "pool \ud800"
+        rule["name"] = f"pool {bad}"
     else:
-        action["params"] = {"\udfff": "x"}
+        action["params"] = {bad: "x"}
     body = json.dumps(rule)  # ensure_ascii: the surrogate travels as an escape
     r = client.put(f"{URL}/pool-closing", content=body,
                    headers={"content-type": "application/json"})

@@ -124,6 +124,24 @@ def test_the_detail_is_one_bounded_line() -> None:
     assert len(detail) <= MAX_DETAIL
 
 
+def test_a_token_header_quoted_in_the_detail_cannot_drive_a_terminal_or_carry_a_nul() -> None:
+    """PyJWT quotes an unknown `crit` entry word for word; a device chooses it. NUL cannot
+    be stored on PostgreSQL (the tap died `internal`), ESC and BEL drive a terminal."""
+    import base64
+    import json as json_
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = {"alg": "ES256", "crit": ["\x00\x1b[2J\x07\u202e"]}
+    credential = PhoneKeyCredential(token=f"{b64(json_.dumps(header).encode())}.e30.c2ln",
+                                    challenge=new_challenge(), proof="x.y.z")
+    detail = _detail(_verify(credential)) or ""
+    assert detail.startswith("key_malformed: ")
+    assert all(c.isprintable() for c in detail), repr(detail)
+    assert "\\x00" in detail and "\\x1b" in detail and "\\u202e" in detail
+
+
 @pytest.mark.parametrize(("problem", "level"), [
     (CredentialProblem.FORGED, logging.WARNING),
     (CredentialProblem.REPLAYED, logging.WARNING),
