@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -33,6 +34,7 @@ from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
+from hub.leases import Gate
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.presented import Trust
@@ -162,12 +164,15 @@ class Hub:
             load_facts, rules, learn=learn_from, might_apply=might_apply,
             reader=self.reader)
         self.automations.start()
+        # Retention, schedules and the sweep run once across every hub on this database.
+        gate = Gate(self.engine, f"{settings.worker_name}@{socket.gethostname()}:{os.getpid()}")
         self.scheduler = Scheduler(
             self.engine, self.automations.submit, rules, publish=bridge.publish,
-            command_ttl=timedelta(minutes=settings.command_queue_minutes)).start()
+            command_ttl=timedelta(minutes=settings.command_queue_minutes), gate=gate).start()
         self.bridge.automations = self.automations
         self.bridge.start()
-        self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
+        self.retention = retention.start(self.engine, days=settings.telemetry_retention_days,
+                                         gate=gate)
         with session_scope(self.engine) as session:
             for topic, payload in keyring.key_material(session, self.signing_keys, utcnow()):
                 self.bridge.publish(topic, payload, retain=True)
