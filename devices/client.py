@@ -64,6 +64,11 @@ class NoReply(TimeoutError):
     """No decision arrived in time."""
 
 
+class NoEcho(TimeoutError):
+    """The broker did not hand a probe message back in time (its ACL refused the probe's
+    topic, or it is overloaded): no broker-only baseline to compare with."""
+
+
 def nodelay(client: mqtt.Client) -> None:
     """Turn Nagle off on the client's socket: paho leaves it on, which adds 40-90 ms to
     every request/reply. Call it from on_connect, so a reconnection's socket gets it too."""
@@ -320,7 +325,8 @@ def credential_from_text(text: str) -> WristbandCredential | PhoneKeyCredential:
 def broker_round_trips(host: str, port: int, count: int = 200, *, username: str | None = None,
                        password: str | None = None, timeout: float = 5.0,
                        tls_ca: Path | str | None = None) -> list[float]:
-    """Milliseconds for ``count`` QoS 1 publish -> receive loops through the broker alone.
+    """Milliseconds for ``count`` QoS 1 publish -> receive loops through the broker alone;
+    NoEcho when the broker does not pass them back (OSError when it cannot be reached).
 
     The baseline a tap's latency is compared with: the same client, broker and
     socket options, but no hub. The topic lies outside the contract, so no hub sees it.
@@ -338,21 +344,36 @@ def broker_round_trips(host: str, port: int, count: int = 200, *, username: str 
         nodelay(c)
         c.subscribe(topic, 1)
 
+    refused: list[str] = []
+
+    def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[Any], _p: Any) -> None:
+        refused.extend(str(code) for code in codes if code.is_failure)
+        ready.set()
+
     client.on_connect = on_connect
-    client.on_subscribe = lambda *_a: ready.set()
+    client.on_subscribe = on_subscribe
     client.on_message = lambda _c, _u, m: arrived.put((bytes(m.payload), time.perf_counter()))
     client.connect(host, port)
     client.loop_start()
     try:
         if not ready.wait(timeout):
-            raise ConnectionError(f"could not subscribe at {host}:{port}")
+            raise NoEcho(f"the broker at {host}:{port} did not confirm the probe's "
+                         f"subscription within {timeout:g}s")
+        if refused:
+            raise NoEcho(f"the broker at {host}:{port} refused the probe's subscription to "
+                         f"{topic} ({', '.join(refused)})")
         samples = []
         for n in range(count):
             tag = f"{n:08d}".encode().ljust(160, b"x")
             start = time.perf_counter()
             client.publish(topic, tag, qos=1)
             while True:  # a broker may deliver a QoS 1 message twice: match by content
-                payload, at = arrived.get(timeout=timeout)
+                try:
+                    payload, at = arrived.get(timeout=timeout)
+                except queue.Empty:
+                    raise NoEcho(f"the broker at {host}:{port} did not pass the probe "
+                                 f"message back within {timeout:g}s (does its ACL let "
+                                 f"this login read {topic}?)") from None
                 if payload == tag:
                     break
             samples.append((at - start) * 1000)

@@ -774,15 +774,23 @@ def error_message(code: ErrorCode, detail: str, *, event_id: str | None = None,
                         topic=topic)
 
 
+def _check_version(data: dict[str, Any]) -> None:
+    """Refuse any ``v`` but the integer VERSION, naming it as the device wrote it (JSON)."""
+    version = data.get("v", VERSION)
+    if type(version) is not int or version != VERSION:  # true == 1 in Python, not here
+        written = json.dumps(version, ensure_ascii=False)
+        if len(written) > 40:
+            written = written[:40] + "..."
+        raise ContractError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            _encodable(f"contract version {written} is not {VERSION}"), _event_id_of(data),
+        )
+
+
 def parse_event(payload: bytes) -> AnyEvent:
     """Validate a device event; raise ContractError (only) with the code to answer."""
     data = _loads(payload)
-    version = data.get("v", VERSION)
-    if type(version) is not int or version != VERSION:  # true == 1 in Python, not here
-        raise ContractError(
-            ErrorCode.UNSUPPORTED_VERSION, f"contract version {data.get('v')!r} is not {VERSION}",
-            _event_id_of(data),
-        )
+    _check_version(data)
     try:
         # From the JSON text, so strict mode still reads ISO 8601 strings as datetimes.
         return _EVENT.validate_json(payload)
@@ -794,7 +802,7 @@ def parse_status(payload: bytes) -> DeviceStatus:
     """Validate a status message (also accepts the bare words ``online``/``offline``)."""
     if payload in (b"online", b"offline"):
         return DeviceStatus(state=payload.decode())  # type: ignore[arg-type]
-    _loads(payload)
+    _check_version(_loads(payload))  # pydantic's Literal[1] would take true
     try:
         return DeviceStatus.model_validate_json(payload)
     except ValidationError as exc:

@@ -49,6 +49,7 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
+from hub import broker_errors
 from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
@@ -138,6 +139,8 @@ class Bridge:
         # Taken from the queue, not yet answered: a restarted worker starts with these.
         self._taken: deque[_Inbound] = deque()
         self._connected = threading.Event()
+        self._answered = threading.Event()  # the broker answered a CONNECT, yes or no
+        self._refusal: str | None = None  # why it said no, last time
         self._generation = 0
         self._last_message = 0.0
         self._last_decision: float | None = None
@@ -178,19 +181,30 @@ class Bridge:
         self._supervisor = threading.Thread(target=self._supervise, name="hub-bridge-supervisor",
                                             daemon=True)
         self._supervisor.start()
-        if self._mqtt5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
-            # No more unacknowledged messages than the queue is meant to hold.
-            props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
-            self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
-                                 clean_start=False, properties=props)
-        else:
-            self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive)
+        tls, external = self.settings.bridge_tls, not self.settings.embedded_broker
+        where = broker_errors.address(host, port, tls=tls)
+        try:
+            if self._mqtt5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
+                # No more unacknowledged messages than the queue is meant to hold.
+                props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
+                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
+                                     clean_start=False, properties=props)
+            else:
+                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive)
+        except OSError as exc:  # refused, no such host, no answer, TLS
+            raise broker_errors.BrokerUnreachable(
+                where, broker_errors.connect_problem(exc, port=port, tls=tls),
+                external=external) from exc
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._answered.wait(timeout) or not self._connected.wait(0.5):
             self._client.loop_stop()
-            raise ConnectionError(f"the broker at {host}:{port} did not accept the bridge")
+            refusal = self._refusal
+            raise broker_errors.BrokerUnreachable(
+                where, broker_errors.login_problem(refusal, external=external)
+                if refusal else f"no answer to the bridge's CONNECT within {timeout:g}s",
+                external=external)
         # Never the client id: whoever reads logs or /stats must not learn it.
         log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
 
@@ -232,12 +246,16 @@ class Bridge:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.counters["connect_refused"] += 1
-            log.error("broker refused the bridge: %s", rc)
+            self._refusal = str(rc)
+            self._answered.set()
+            if self._generation:  # at start, start() says it once, with what to check
+                log.error("broker refused the bridge: %s", rc)
             return
         nodelay(client)
         self._generation += 1
         client.subscribe(self._filter(), qos=1)
         self._connected.set()
+        self._answered.set()
         if self._generation > 1:
             log.warning("bridge reconnected to the broker and resubscribed")
 

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import OUTGOING, Session
 
 from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, Refusal, allowed, password_ok
+from hub.ports import check_free
 from hub.tls import TlsListener
 
 __all__ = ["BrokerAuth", "EmbeddedBroker", "HubAuthPlugin", "HubOpenAuthPlugin",
@@ -602,11 +603,21 @@ class EmbeddedBroker:
         return broker
 
     def start(self, timeout: float = 10.0) -> None:
-        """Open the listener; raises if the port cannot be bound."""
+        """Open the listeners; raises OSError if a port cannot be bound (CannotListen,
+        naming the port, when it is known to be taken before amqtt tries)."""
+        try:
+            # First, so a busy port is told as such, without amqtt's traceback in the log.
+            check_free("mqtt_port", self.host, self.port)
+            if self.tls is not None:
+                check_free("mqtt_tls_port", self.host, self.tls.port)
+        except OSError:
+            self.stop(timeout)
+            raise
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         try:
-            self._broker = future.result(timeout)
+            with _quiet_startup_failure():
+                self._broker = future.result(timeout)
         except Exception as exc:  # amqtt wraps a busy port in its own BrokerError
             self.stop(timeout)
             ports = f"{self.port}" + (f" and {self.tls.port} (TLS)" if self.tls else "")
@@ -663,6 +674,22 @@ class EmbeddedBroker:
             _LOGINS.pop(self._auth_id, None)
             _REFUSED_PUBLISHES.pop(self._auth_id, None)
             _BRIDGE_LOGINS.pop(self._auth_id, None)
+
+
+class _StartupFailure(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Broker startup failed"
+
+
+@contextlib.contextmanager
+def _quiet_startup_failure() -> Iterator[None]:
+    """Drop amqtt's traceback of a failed start: start() raises it, with the address."""
+    amqtt_log, quiet = logging.getLogger("amqtt.broker"), _StartupFailure()
+    amqtt_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        amqtt_log.removeFilter(quiet)
 
 
 async def _cut_off(broker: _Broker, auth: BrokerAuth, logins: Logins) -> None:

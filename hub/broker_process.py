@@ -15,12 +15,12 @@ import multiprocessing
 import queue
 import signal
 import threading
-import time
 from collections import Counter
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
 from hub.broker_auth import NO_CHANGES, BrokerAuth, Logins, Refusal
+from hub.ports import CannotListen
 from hub.tls import TlsListener
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ def _serve(conn: Connection, host: str, port: int, auth: BrokerAuth | None,
                             tls=tls)
     try:
         broker.start()
+    except CannotListen as exc:  # which port, and why: the hub names the flag to change
+        conn.send(("error", exc))
+        return
     except OSError as exc:
         conn.send(("error", str(exc)))
         return
@@ -95,12 +98,19 @@ class BrokerProcess:
                   dict(logins), tls),
             daemon=True)
         self._child_end = child
+        self._pid: int | None = None  # kept for repr: a closed Process no longer says
         self._stopped = False
         self._sending = threading.Lock()  # logins (the follower) and stop (the hub) share the pipe
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start the child and wait until it listens; OSError when it cannot."""
-        self._process.start()
+        """Start the child and wait until it listens; OSError when it cannot (and then
+        nothing of it is left: no process, no pipe)."""
+        try:
+            self._process.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._pid = self._process.pid
         self._child_end.close()  # only the child holds it now: its exit breaks the pipe
         if not self._conn.poll(timeout):
             self.stop()
@@ -109,6 +119,9 @@ class BrokerProcess:
             status, detail = self._conn.recv()
         except EOFError:
             status, detail = "error", f"its process ended (exit code {self._process.exitcode})"
+        if isinstance(detail, CannotListen):
+            self.stop()
+            raise detail
         if status != "ok":
             self.stop()
             raise OSError(detail if "cannot listen" in detail else
@@ -121,7 +134,9 @@ class BrokerProcess:
     @property
     def alive(self) -> bool:
         """Is the broker's process running?"""
-        return self._process.is_alive()
+        with contextlib.suppress(ValueError):  # closed by stop(): it has ended
+            return self._process.is_alive()
+        return False
 
     @property
     def refusals(self) -> Counter[str]:
@@ -151,23 +166,35 @@ class BrokerProcess:
             if self._stopped:
                 return
             self._stopped = True
-            if self._process.pid is None:
-                return  # never started
-            with contextlib.suppress(OSError, ValueError):  # gone already
-                self._conn.send("stop")
-        self._process.join(timeout)
-        if self._process.is_alive():
-            log.error("embedded broker: its process did not stop within %.0fs; killing it",
-                      timeout)
-            self._process.kill()
-            self._process.join(2)
+            started = self._process.pid is not None
+            if started:
+                with contextlib.suppress(OSError, ValueError):  # gone already
+                    self._conn.send("stop")
+        if started:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.error("embedded broker: its process did not stop within %.0fs; killing "
+                          "it", timeout)
+                self._process.kill()
+                self._process.join(2)
+        self._release()
+
+    def _release(self) -> None:
+        """Close every pipe this side holds, started or not: a hub that restarts its broker,
+        or a test suite that starts hundreds, must not keep them open until the garbage
+        collector comes by (or for ever, should anything still refer to this object)."""
         self._conn.close()
-        # The refusals' queue holds a pipe (and a semaphore): a hub that restarts its broker,
-        # or a test suite that starts hundreds, must not keep them all open.
+        self._child_end.close()
+        # Python 3.11's Queue.close() closes its pipe only in a process that put into it,
+        # and this side only takes: close both ends of it here.
         self._refused.close()
-        deadline = time.monotonic() + 1
-        while self._process.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for end in (getattr(self._refused, "_reader", None),
+                    getattr(self._refused, "_writer", None)):
+            if end is not None:
+                end.close()
+        if not self.alive:
+            with contextlib.suppress(ValueError):  # never started: nothing to close
+                self._process.close()  # its sentinel's pipes
 
     def __repr__(self) -> str:
-        return f"BrokerProcess({self.host}:{self.port}, pid={self._process.pid})"
+        return f"BrokerProcess({self.host}:{self.port}, pid={self._pid})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import getpass
 import json
 import logging
@@ -12,24 +13,56 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from hub.config import Settings
+from hub.config import Settings, env_var, explain
+from hub.ports import CannotListen
 from hub.secrets import private_dir
 
 app = typer.Typer(help="The venue hub: one identity for a guest, many touch points.",
                   no_args_is_help=True)
 console = Console()
 
+# The options most commands share.
+DataDir = Annotated[Path | None, typer.Option(
+    help="Where the hub keeps its database (SQLite), secrets and TLS files "
+         "\\[env HUB_DATA_DIR, default hub-data]")]
+DatabaseUrl = Annotated[str | None, typer.Option(
+    help="The database, as an SQLAlchemy URL, e.g. postgresql+psycopg://user@host/hub "
+         "\\[env HUB_DATABASE_URL, default sqlite:///<data-dir>/hub.db]")]
+
+
+# The flag of a command that sets each field of Settings (where it differs from the field).
+_FLAGS = {"broker_url": "--broker", "tls_names": "--tls-name", "http_tls_cert": "--tls-cert",
+          "http_tls_key": "--tls-key", "secure_broker": "--secure-broker/--open-broker"}
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
 
 def _settings(**overrides: Any) -> Settings:
+    """The settings: the environment, overridden by the command's flags (``overrides``, by
+    field; None: not given). A bad value exits 2 naming the variable or flag it came from."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        console.print(f"[red]bad configuration:[/red] {exc}")
+    except (ValidationError, SettingsError) as exc:
+        for field, problem in explain(exc):
+            if field is None:
+                where = ""
+            elif overrides.get(field) is not None:  # given as a flag of this command
+                where = f"{_flag(field)}: "
+            elif field in overrides:  # from the environment; this command has a flag too
+                where = f"{env_var(field)} ({_flag(field)}): "
+            else:
+                where = f"{env_var(field)}: "
+            console.print(f"[red]bad configuration:[/red] {escape(where + problem)}",
+                          soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -104,23 +137,31 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Seed the demo venue (idempotent)")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     broker: Annotated[str | None, typer.Option(
-        help="External broker mqtt://host:port; none starts the embedded one [env HUB_BROKER_URL]")]
+        help="External broker mqtt://host:port (mqtts:// for TLS); none starts the embedded "
+             "one \\[env HUB_BROKER_URL]")]
     = None,
     mqtt_host: Annotated[str | None,
-                         typer.Option(help="Embedded broker address [env HUB_MQTT_HOST]")]
+                         typer.Option(help="The address the embedded broker listens on "
+                                           "\\[env HUB_MQTT_HOST, default 127.0.0.1]")]
     = None,
-    mqtt_port: Annotated[int | None, typer.Option(help="[env HUB_MQTT_PORT]")] = None,
-    http_host: Annotated[str | None, typer.Option(help="[env HUB_HTTP_HOST]")] = None,
-    http_port: Annotated[int | None, typer.Option(help="[env HUB_HTTP_PORT]")] = None,
-    log_level: Annotated[str | None, typer.Option(help="[env HUB_LOG_LEVEL]")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Embedded broker: its plain MQTT port \\[env HUB_MQTT_PORT, "
+        "default 1883]")] = None,
+    http_host: Annotated[str | None, typer.Option(
+        help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
+    = None,
+    http_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
     secure_broker: Annotated[bool | None, typer.Option(
         "--secure-broker/--open-broker", help="Embedded broker: per-device passwords and topic "
         "ACLs (the default; with --demo the devices' and guests' logins go to "
         "<data-dir>/demo-provisioning.json, where hub-sim finds them), or open to anyone "
-        "who reaches it, as any device [env HUB_SECURE_BROKER]")] = None,
+        "who reaches it, as any device \\[env HUB_SECURE_BROKER]")] = None,
     scale_guests: Annotated[int, typer.Option(
         min=0, max=10_000_000, help="With --demo: this many more guests, each with a band, a "
         "phone key and a park ticket (for scale measurements)")] = 0,
@@ -128,16 +169,17 @@ def up(
         min=0, max=1_000_000, help="With --demo: this many more park gates")] = 0,
     mqtt_tls_port: Annotated[int | None, typer.Option(
         min=0, max=65535, help="Embedded broker: also listen with TLS on this port, with the "
-        "venue CA's certificate (<data-dir>/tls); 0: no TLS listener [env HUB_MQTT_TLS_PORT, "
+        "venue CA's certificate (<data-dir>/tls); 0: no TLS listener \\[env HUB_MQTT_TLS_PORT, "
         "default 8883]")] = None,
     tls_name: Annotated[list[str] | None, typer.Option(
         "--tls-name", help="Another name (DNS or IP) devices reach the broker by, for its "
         "certificate; repeat for several")] = None,
     tls_cert: Annotated[Path | None, typer.Option(
-        help="Serve the REST API over HTTPS with this certificate (PEM) [env HUB_HTTP_TLS_CERT]")]
+        help="Serve the REST API over HTTPS with this certificate (PEM) "
+             "\\[env HUB_HTTP_TLS_CERT]")]
     = None,
     tls_key: Annotated[Path | None, typer.Option(
-        help="...and this private key (PEM) [env HUB_HTTP_TLS_KEY]")] = None,
+        help="...and this private key (PEM) \\[env HUB_HTTP_TLS_KEY]")] = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema in place at start "
         "(the default), or refuse to start on one (then `hub db upgrade` does it)")] = True,
@@ -165,12 +207,32 @@ def up(
     except SchemaError as exc:  # a schema it does not know, or an older one and --no-upgrade
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except CannotListen as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
+                      soft_wrap=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
     except TlsError as exc:  # a --tls-name no certificate can carry, a broken CA
         console.print(f"[red]cannot start:[/red] TLS: {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _port_advice(exc: CannotListen) -> str:
+    """What to do about a port the hub cannot listen on: which flag moves it."""
+    field = exc.listener
+    host_field = "http_host" if field == "http_port" else "mqtt_host"
+    if not exc.in_use and exc.errno == errno.EADDRNOTAVAIL:
+        return (f"Is {exc.host} an address of this machine? Choose another with "
+                f"{_flag(host_field)} ({env_var(host_field)}).")
+    advice = "Stop what holds it, or c" if exc.in_use else "C"
+    advice += f"hoose another port with {_flag(field)} ({env_var(field)})"
+    if field == "mqtt_tls_port":
+        advice += ", or --mqtt-tls-port 0 for no TLS listener"
+    elif field == "mqtt_port":
+        advice += ", or run no embedded broker: --broker mqtt://host:port"
+    return advice + "."
 
 
 def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> None:
@@ -185,6 +247,10 @@ def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> 
     except SchemaError as exc:
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except CannotListen as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
+                      soft_wrap=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -193,20 +259,21 @@ def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> 
 @app.command()
 def worker(
     broker: Annotated[str | None, typer.Option(
-        help="The fleet's MQTT 5 broker, mqtt://host:port (required) [env HUB_BROKER_URL]")]
+        help="The fleet's MQTT 5 broker, mqtt://host:port (required) \\[env HUB_BROKER_URL]")]
     = None,
     database_url: Annotated[str | None, typer.Option(
         help="The fleet's database, e.g. postgresql+psycopg://... (required) "
-        "[env HUB_DATABASE_URL]")] = None,
+        "\\[env HUB_DATABASE_URL]")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="Its secrets (the same on every worker) [env HUB_DATA_DIR]")] = None,
+        help="Its secrets, the same on every worker \\[env HUB_DATA_DIR]")] = None,
     name: Annotated[str | None, typer.Option(
         help="This worker among the fleet: its own MQTT client id and session "
-        "[env HUB_WORKER_NAME]")] = None,
+        "\\[env HUB_WORKER_NAME]")] = None,
     group: Annotated[str, typer.Option(
         help="The MQTT 5 shared-subscription group the workers split the taps in "
-        "[env HUB_MQTT_SHARED_GROUP]")] = "hubs",
-    log_level: Annotated[str | None, typer.Option(help="[env HUB_LOG_LEVEL]")] = None,
+        "\\[env HUB_MQTT_SHARED_GROUP]")] = "hubs",
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start, or "
         "refuse to start on one")] = False,
@@ -227,11 +294,15 @@ def worker(
 
 @app.command("api")
 def api_(
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    http_host: Annotated[str | None, typer.Option(help="[env HUB_HTTP_HOST]")] = None,
-    http_port: Annotated[int | None, typer.Option(help="[env HUB_HTTP_PORT]")] = None,
-    log_level: Annotated[str | None, typer.Option(help="[env HUB_LOG_LEVEL]")] = None,
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    http_host: Annotated[str | None, typer.Option(
+        help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
+    = None,
+    http_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start (the "
         "default), or refuse to start on one")] = True,
@@ -290,8 +361,8 @@ app.add_typer(provision_app, name="provision")
 @provision_app.command("mosquitto")
 def provision_mosquitto(
     out_dir: Annotated[Path, typer.Option(help="Where to write passwd and acl (0600)")],
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     port: Annotated[int, typer.Option(
         min=0, max=65535, help="mosquitto.conf: the plain MQTT listener's port (0: none, "
         "TLS only)")] = 1883,
@@ -347,8 +418,8 @@ def provision_mosquitto(
 @provision_app.command("device-sheet")
 def provision_device_sheet(
     out: Annotated[Path, typer.Option(help="JSON file to write (0600)")],
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Each device's broker username/password, the bridge's, and secure bands' keys."""
     from sqlmodel import Session
@@ -376,8 +447,8 @@ def provision_device_sheet(
 
 
 @app.command()
-def init(data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-         database_url: Annotated[str | None, typer.Option()] = None,
+def init(data_dir: DataDir = None,
+         database_url: DatabaseUrl = None,
          tls_name: Annotated[list[str] | None, typer.Option(
              "--tls-name", help="Another name (DNS or IP) devices reach the broker by, for "
              "its TLS certificate; repeat for several")] = None) -> None:
@@ -408,8 +479,8 @@ app.add_typer(ledger_app, name="ledger")
 
 @ledger_app.command("verify")
 def ledger_verify(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Check every ledger invariant; exit 1 and list them when any is broken."""
     from sqlmodel import Session
@@ -443,7 +514,7 @@ def openapi() -> None:
 
     from hub.api.main import create_app
 
-    api = create_app(engine=sa.create_engine("sqlite://"), settings=Settings())
+    api = create_app(engine=sa.create_engine("sqlite://"), settings=_settings())
     typer.echo(json.dumps(api.openapi(), indent=2))
 
 
@@ -468,8 +539,8 @@ def user_add(
         "--role", help="admin, staff, integrator or auditor; repeat for several")],
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the password from standard input (else prompt)")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Add a staff user who logs in to the REST API (POST /api/v1/auth/token)."""
     from hub.db import create_db_engine, init_db, session_scope
@@ -517,8 +588,8 @@ def user_add(
 
 @user_app.command("list")
 def user_list(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """List the staff users, their roles and whether they may log in."""
     from hub.db import create_db_engine, init_db, session_scope
@@ -574,8 +645,8 @@ def _change_user(name: str, data_dir: Path | None, database_url: str | None, *,
 @user_app.command("disable")
 def user_disable(
     name: Annotated[str, typer.Argument(help="The username")],
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Stop a user logging in; every token they hold stops at once."""
     _change_user(name, data_dir, database_url, active=False)
@@ -585,8 +656,8 @@ def user_disable(
 @user_app.command("enable")
 def user_enable(
     name: Annotated[str, typer.Argument(help="The username")],
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Let a disabled user log in again (with a new token)."""
     _change_user(name, data_dir, database_url, active=True)
@@ -598,8 +669,8 @@ def user_passwd(
     name: Annotated[str, typer.Argument(help="The username")],
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the new password from standard input")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Set a user's password; every token they hold stops at once."""
     password = (sys.stdin.readline().rstrip("\n") if password_stdin
@@ -630,8 +701,8 @@ def venue_policy(
         "--allow-plain-uid/--strict", show_default=False,
         help="Accept copyable credentials (bare wristband UIDs, bare phone-key ids) for "
              "legacy readers, or refuse them; without either, show the policy")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Show or set a venue's security policy (as PUT /venues/{id}/security-policy)."""
     from hub.db import create_db_engine, session_scope
@@ -669,9 +740,9 @@ app.add_typer(telemetry_app, name="telemetry")
 @telemetry_app.command("purge")
 def telemetry_purge(
     days: Annotated[int | None, typer.Option(
-        min=0, help="Keep this many days [default: HUB_TELEMETRY_RETENTION_DAYS, 30]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+        min=0, help="Keep this many days \\[default: HUB_TELEMETRY_RETENTION_DAYS, 30]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Delete telemetry older than the retention period (a running hub also does it daily)."""
     from hub.db import create_db_engine, session_scope
@@ -698,8 +769,8 @@ app.add_typer(guest_app, name="guest")
 def guest_erase(
     guest_id: Annotated[str, typer.Argument(help="The guest's id")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Erase a guest's personal data and revoke their credentials; the ledger stays whole.
 
@@ -724,7 +795,7 @@ def guest_erase(
             # Counts and the pseudonym only: the audit log must not keep what was erased.
             events.record_audit(session=session, actor=f"cli:{_os_user()}", roles=[],
                                 action="guest.erase", target=f"guest:{guest_id}",
-                                detail=report.model_dump(exclude={"guest_id"}), source="cli",
+                                detail=report.audit_detail(), source="cli",
                                 at=now)
     except errors.NotFound:
         console.print(f"[red]no guest {escape(repr(guest_id))}[/red]")
@@ -743,8 +814,8 @@ app.add_typer(db_app, name="db")
 
 @db_app.command("upgrade")
 def db_upgrade(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Upgrade the database's schema to this hub's (`hub up` also does it at start).
 
@@ -782,8 +853,8 @@ def db_upgrade(
 
 @db_app.command("current")
 def db_current(
-    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
-    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Show the database's schema version against this hub's.
 

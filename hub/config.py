@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+ENV_PREFIX = "HUB_"
 
 
 class Settings(BaseSettings):
     """Everything that can be configured; flags of ``hub up`` override these."""
 
-    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     data_dir: Path = Field(Path("hub-data"), description="SQLite file and secrets live here")
     database_url: str | None = Field(
@@ -105,17 +108,23 @@ class Settings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+            shown = value if not parts.password else value.replace(parts.password, "***")
             raise ValueError(f"broker URL must look like mqtt://host:1883 or "
-                             f"mqtts://host:8883, got {value!r}")
+                             f"mqtts://host:8883, got {shown!r}")
+        return value
+
+    @field_validator("mqtt_tls_ca", "http_tls_cert", "http_tls_key")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")  # now, not at the first connection
         return value
 
     @model_validator(mode="after")
     def _check_tls(self) -> Settings:
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
-            raise ValueError("HTTPS needs both HUB_HTTP_TLS_CERT and HUB_HTTP_TLS_KEY")
-        for path in (self.mqtt_tls_ca, self.http_tls_cert, self.http_tls_key):
-            if path is not None and not path.is_file():
-                raise ValueError(f"no such file: {path}")  # now, not at the first connection
+            raise ValueError("HTTPS needs both HUB_HTTP_TLS_CERT (--tls-cert) and "
+                             "HUB_HTTP_TLS_KEY (--tls-key)")
         return self
 
     @property
@@ -144,3 +153,69 @@ class Settings(BaseSettings):
     def database(self) -> str:
         """The SQLAlchemy database URL in force."""
         return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets a field of :class:`Settings`."""
+    return ENV_PREFIX + field.upper()
+
+
+# Fields whose value may hold a secret: never echoed in an error.
+_SECRET = frozenset({"mqtt_password", "database_url", "broker_url"})
+
+
+def _in_words(error: dict[str, object]) -> str:
+    """One pydantic error as a person would say it, without pydantic's field names."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    assert isinstance(ctx, dict)
+    match kind:
+        case "int_parsing" | "int_type" | "int_from_float":
+            return "not a valid integer"
+        case "bool_parsing" | "bool_type":
+            return "not true or false"
+        case "greater_than_equal":
+            return f"must be at least {ctx['ge']}"
+        case "greater_than":
+            return f"must be more than {ctx['gt']}"
+        case "less_than_equal":
+            return f"must be at most {ctx['le']}"
+        case "less_than":
+            return f"must be less than {ctx['lt']}"
+        case "literal_error":
+            return f"must be {ctx['expected']}"
+        case "string_too_short":
+            return f"must be at least {ctx['min_length']} characters"
+        case "string_too_long":
+            return f"must be at most {ctx['max_length']} characters"
+        case "string_pattern_mismatch":
+            return f"must match {ctx['pattern']}"
+        case "list_type" | "json_invalid" | "json_type":
+            return 'must be a JSON list, e.g. ["hub.example.org"]'
+        case "value_error":
+            return str(ctx.get("error", error["msg"]))
+    text = str(error["msg"])
+    return text[:1].lower() + text[1:]
+
+
+def explain(exc: ValidationError | SettingsError) -> list[tuple[str | None, str]]:
+    """What is wrong with a configuration: (the field, or None for several, the problem).
+
+    The field is for the caller to name as its user knows it (``HUB_MQTT_PORT``, a flag);
+    the problem is plain words, with the value given when it cannot be a secret.
+    """
+    if isinstance(exc, SettingsError):  # a list or object in the environment, not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        if found is None:
+            return [(None, str(exc))]
+        return [(found.group(1), 'not valid JSON; a list is written ["a", "b"]')]
+    problems: list[tuple[str | None, str]] = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        field = str(loc[0]) if loc else None
+        text = _in_words(dict(error))
+        given = error.get("input")
+        if (field is not None and field not in _SECRET and error["type"] != "value_error"
+                and isinstance(given, str | int) and len(str(given)) <= 80):
+            text += f" (got {given!r})"
+        problems.append((field, text))
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -94,6 +94,10 @@ class EntitlementKind(StrEnum):
 class EntitlementStatus(StrEnum):
     ACTIVE = "active"
     CANCELLED = "cancelled"
+
+
+# What a guest may consent to; nothing of a purpose runs without their yes.
+ConsentPurpose = Literal["personalization", "offers", "health", "analytics"]
 
 
 class Direction(StrEnum):

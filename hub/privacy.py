@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, get_args
 
@@ -20,21 +21,11 @@ from hub.broker_auth import guest_username
 from hub.models import (
     Consent,
     ConsentChange,
+    ConsentPurpose,
     CredentialStatus,
     Guest,
     GuestPreferences,
     RunStatus,
-)
-from hub.schemas import (
-    ConsentChangePublic,
-    ConsentPublic,
-    ConsentPurpose,
-    ConsentState,
-    ErasureReport,
-    GuestExport,
-    PreferencesPublic,
-    PreferencesUpdate,
-    SpendingPolicyPublic,
 )
 from hub.store import errors, guests, money, rows
 from hub.store import privacy as privacy_store
@@ -55,19 +46,12 @@ def has_consent(consents: Iterable[Consent], purpose: str) -> bool:
 # ------------------------------------------------------------------ profile
 
 
-def preferences_public(guest_id: str, row: GuestPreferences | None) -> PreferencesPublic:
-    """The profile as the API shows it; an empty one when never set."""
-    if row is None:
-        return PreferencesPublic(guest_id=guest_id)
-    return PreferencesPublic.model_validate(row.model_dump())
-
-
-def set_preferences(session: Session, *, guest_id: str, body: PreferencesUpdate,
+def set_preferences(session: Session, *, guest_id: str, values: Mapping[str, Any],
                     now: datetime) -> tuple[GuestPreferences, list[str]]:
-    """Replace the guest's profile; returns it and the names of the fields that changed."""
+    """Replace the guest's profile with ``values`` (every field; an omitted one is cleared);
+    returns it and the names of the fields that changed."""
     row = privacy_store.preferences_of(session=session, guest_id=guest_id)
-    before = row.model_dump() if row else PreferencesPublic(guest_id=guest_id).model_dump()
-    values = body.model_dump()
+    before = (row or GuestPreferences(guest_id=guest_id)).model_dump()
     changed = sorted(name for name, value in values.items() if before.get(name) != value)
     row = row or GuestPreferences(guest_id=guest_id)
     for name, value in values.items():
@@ -78,16 +62,14 @@ def set_preferences(session: Session, *, guest_id: str, body: PreferencesUpdate,
     return row, changed
 
 
-def consent_state(session: Session, *, guest_id: str) -> ConsentState:
-    """Every purpose (no row: not granted) and the whole history, oldest first."""
+def consent_state(session: Session, *, guest_id: str) -> dict[str, Any]:
+    """Every purpose (no row: not granted) and the whole history, oldest first: the
+    fields of the API's ConsentState."""
     rows = {c.purpose: c for c in privacy_store.consents_of(session=session, guest_id=guest_id)}
-    consents = [ConsentPublic(purpose=p,
-                              granted=has_consent(rows.values(), p),
-                              changed_at=rows[p].changed_at if p in rows else None)
-                for p in PURPOSES]
+    consents = [{"purpose": p, "granted": has_consent(rows.values(), p),
+                 "changed_at": rows[p].changed_at if p in rows else None} for p in PURPOSES]
     history = privacy_store.consent_history(session=session, guest_id=guest_id)
-    return ConsentState(guest_id=guest_id, consents=consents,
-                        history=[ConsentChangePublic.model_validate(h) for h in history])
+    return {"guest_id": guest_id, "consents": consents, "history": history}
 
 
 def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool, actor: str,
@@ -118,8 +100,9 @@ def set_consent(session: Session, *, guest_id: str, purpose: str, granted: bool,
 # ------------------------------------------------------------------- export
 
 
-def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExport:
-    """Everything the hub holds about the guest, as one document. NotFound if none.
+def export_guest(session: Session, *, guest_id: str, now: datetime) -> dict[str, Any]:
+    """Everything the hub holds about the guest, as one document (the fields of the API's
+    GuestExport, rows as they are). NotFound if none.
 
     Secrets stay out: the spending policy says ``has_pin``, credentials carry no key
     material (a phone key's jti is an id that locks publish anyway). Devices'
@@ -136,12 +119,12 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
     document: dict[str, Any] = {
         "exported_at": now,
         "guest": guest,
-        "preferences": preferences_public(guest_id, prefs) if prefs else None,
+        "preferences": prefs,
         "consent": consent_state(session, guest_id=guest_id),
-        "spending_policy": None if policy is None else SpendingPolicyPublic(
-            guest_id=policy.guest_id, payer_guest_id=policy.payer_guest_id,
-            payment_enabled=policy.payment_enabled, daily_limit=policy.daily_limit,
-            pin_threshold=policy.pin_threshold, has_pin=policy.pin_hash is not None),
+        "spending_policy": None if policy is None else {
+            "guest_id": policy.guest_id, "payer_guest_id": policy.payer_guest_id,
+            "payment_enabled": policy.payment_enabled, "daily_limit": policy.daily_limit,
+            "pin_threshold": policy.pin_threshold, "has_pin": policy.pin_hash is not None},
         "credentials": privacy_store.credentials_of(session=session, guest_id=guest_id),
         "entitlements": privacy_store.entitlements_by_validity(session=session, guest_id=guest_id),
         "accounts": accounts,
@@ -153,7 +136,7 @@ def export_guest(session: Session, *, guest_id: str, now: datetime) -> GuestExpo
         "wearable_readings": guests.readings_of(session=session, pairings=pairings),
         "automation_runs": privacy_store.automation_runs_of(session=session, guest_id=guest_id),
     }
-    return GuestExport.model_validate(document, from_attributes=True)
+    return document
 
 
 # ------------------------------------------------------------------- erasure
@@ -165,7 +148,28 @@ def is_erased(guest: Guest) -> bool:
         and guest.display_name is None
 
 
-def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureReport:
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure did: counts and the pseudonym, nothing of what was erased."""
+
+    guest_id: str
+    pseudonym: str
+    credentials_revoked: int
+    events_scrubbed: int
+    preferences_deleted: bool
+    consents_deleted: int
+    wearables_unpaired: int
+    readings_deleted: int
+    automation_runs_scrubbed: int
+
+    def audit_detail(self) -> dict[str, Any]:
+        """What the audit log keeps of it: the counts and the pseudonym, not the guest id."""
+        detail = asdict(self)
+        del detail["guest_id"]
+        return detail
+
+
+def erase_guest(session: Session, *, guest_id: str, now: datetime) -> Erasure:
     """Remove the guest's personal data and revoke their credentials. NotFound if none.
 
     Kept, under the pseudonym: the guest row (its id carries no personal data), their
@@ -233,10 +237,10 @@ def erase_guest(session: Session, *, guest_id: str, now: datetime) -> ErasureRep
             session.add(event)
             scrubbed += 1
     session.flush()
-    return ErasureReport(guest_id=guest_id, pseudonym=pseudonym, credentials_revoked=revoked,
-                         events_scrubbed=scrubbed, preferences_deleted=prefs is not None,
-                         consents_deleted=len(consents), wearables_unpaired=len(pairings),
-                         readings_deleted=readings, automation_runs_scrubbed=len(runs))
+    return Erasure(guest_id=guest_id, pseudonym=pseudonym, credentials_revoked=revoked,
+                   events_scrubbed=scrubbed, preferences_deleted=prefs is not None,
+                   consents_deleted=len(consents), wearables_unpaired=len(pairings),
+                   readings_deleted=readings, automation_runs_scrubbed=len(runs))
 
 
 def scrub(text: str, names: Iterable[str]) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
 
 from devices.topics import ID_PATTERN
 from hub.models import (
+    ConsentPurpose,
     CredentialKind,
     CredentialStatus,
     DeviceKind,
@@ -591,6 +592,11 @@ class Statement(BaseModel):
 class PhoneKeyRequest(_In):
     phone_jwk: dict[str, str] = Field(
         description="The phone's own public key (EC P-256 JWK): the key is bound to it")
+    venue: Slug | None = Field(
+        default=None,
+        description="The venue the key opens doors at (a key is signed for one venue). "
+                    "Default: the venue where the guest's current stays and tickets hold "
+                    "the most zones")
 
 
 class PhoneKeyIssued(BaseModel):
@@ -668,7 +674,6 @@ class AuditEntryPublic(_Out):
 
 # ------------------------------------------------ personalization and privacy
 
-ConsentPurpose = Literal["personalization", "offers", "health", "analytics"]
 LightingScene = Literal["warm", "bright", "relax", "off"]
 Diet = Literal["vegetarian", "vegan", "pescatarian", "gluten_free", "lactose_free", "halal",
                "kosher", "nut_allergy"]

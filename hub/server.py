@@ -37,6 +37,7 @@ from hub.demo import seed_demo, seed_scale
 from hub.leases import Gate
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
+from hub.ports import check_free
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, write_sheet
 from hub.secrets import HubSecrets, load_or_create, private_dir
@@ -75,6 +76,7 @@ class Hub:
         self._new_broker: Callable[[], EmbeddedBroker | BrokerProcess] | None = None
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._audit: threading.Thread | None = None
         self._logins: LoginFollower | None = None
         self._write_demo_sheet: Callable[[], None] | None = None
         self.broker_restarts = 0
@@ -82,11 +84,25 @@ class Hub:
 
     def start(self) -> None:
         """Open the database (upgrading its schema, or hub.migrate.SchemaError), seed the
-        demo, start the broker and the bridge."""
-        settings = self.settings
-        if self.runs_api:
-            _check_free(settings.http_host, settings.http_port)  # fail before announcing
+        demo, start the broker and the bridge; should any of it fail, stop what did start
+        (in reverse) before raising."""
+        try:
+            self._start()
+        except BaseException:
+            # Or the broker's process, the login follower, the audit thread and the
+            # databases outlive a hub nobody will stop: its caller never got a hub to stop.
+            self.stop(quiet=True)
+            raise
 
+    def _start(self) -> None:
+        settings = self.settings
+        # Every port first: fail before announcing, creating or seeding anything.
+        if self.runs_api:
+            check_free("http_port", settings.http_host, settings.http_port)
+        if settings.embedded_broker and self.runs_bridge:
+            check_free("mqtt_port", settings.mqtt_host, settings.mqtt_port)
+            if settings.mqtt_tls_port:
+                check_free("mqtt_tls_port", settings.mqtt_host, settings.mqtt_tls_port)
         private_dir(settings.data_dir)
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
@@ -127,8 +143,9 @@ class Hub:
             self.broker.start()
             if self._logins is not None:
                 self._logins.start()
-            threading.Thread(target=self._audit_refusals, name="hub-broker-audit",
-                             daemon=True).start()
+            self._audit = threading.Thread(target=self._audit_refusals,
+                                           name="hub-broker-audit", daemon=True)
+            self._audit.start()
             if isinstance(self.broker, BrokerProcess):
                 self._watchdog = threading.Thread(target=self._watch_broker,
                                                   name="hub-broker-watchdog", daemon=True)
@@ -265,9 +282,13 @@ class Hub:
             except OSError:
                 log.exception("the embedded broker could not start again; retrying")
 
-    def stop(self) -> None:
-        """Stop HTTP, drain the bridge (every taken message answered), stop the broker."""
+    def stop(self, *, quiet: bool = False) -> None:
+        """Stop HTTP, drain the bridge (every taken message answered), stop the broker;
+        ``quiet``: after a failed start, say nothing of it in the log."""
         self._stopping.set()
+        if self._watchdog is not None:
+            # Before the broker stops: a restart under way would start one nobody stops.
+            self._watchdog.join(40)
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10)
@@ -286,6 +307,8 @@ class Hub:
             self.automations.stop()
         if self._logins is not None:
             self._logins.stop()
+        if self._audit is not None:
+            self._audit.join(10)  # its last round may still be writing refusals
         if self.broker is not None:
             self.broker.stop()
         if self.bridge is not None:
@@ -296,7 +319,7 @@ class Hub:
             self.engine.dispose()
         if self.reader is not None:
             self.reader.dispose()
-        log.info("hub stopped")
+        log.log(logging.DEBUG if quiet else logging.INFO, "hub stopped")
 
 
 def broker_entry(settings: Settings, tls: TlsFiles | None) -> dict[str, Any]:
@@ -305,15 +328,6 @@ def broker_entry(settings: Settings, tls: TlsFiles | None) -> dict[str, Any]:
     if tls is not None:
         entry |= {"tls_port": settings.mqtt_tls_port, "ca": str(tls.ca_cert.resolve())}
     return entry
-
-
-def _check_free(host: str, port: int) -> None:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(f"the REST API cannot listen on {host}:{port}: {exc.strerror}") from exc
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
@@ -335,8 +349,8 @@ def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 
     # 79 ms became 39 ms, p95 381 ms became 279 ms.
     sys.setswitchinterval(0.001)
     hub = Hub(settings, demo=demo, scale=scale, upgrade=upgrade, bridge=bridge, api=api)
+    hub.start()  # should it fail, it stopped what did start; the caller tells why
     try:
-        hub.start()
         if announce is not None:
             announce(settings, hub.demo_summary)
         hub.serve()

@@ -442,6 +442,10 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
             float, typer.Option(min=0.1, help="Seconds to wait per decision (and, at least 5, "
                                 "for the broker to take each reader's login).")
         ] = 5.0,
+        within: Annotated[
+            float, typer.Option(min=0.01, help="Seconds a reaction may take after the decision "
+                                "that causes it (room-welcome: the room's welcome).")
+        ] = 1.0,
         provisioning: Annotated[Path | None, typer.Option(
             envvar="HUB_SIM_PROVISIONING", show_default=False,
             help="The provisioning sheet `hub up --demo` writes (device broker logins, "
@@ -457,7 +461,7 @@ def _scenario_command(name: str, scenario: Scenario) -> None:
                 settings.venue, settings.broker, connect_timeout=max(5.0, timeout),
                 guest_login=api.guest_broker_login) as readers:
             run = Run(api=api, readers=readers, venue=settings.venue, timeout=timeout,
-                      provisioning=provisioning)
+                      within=within, provisioning=provisioning)
             code = play(name, scenario, run, out)
         raise typer.Exit(code)
 

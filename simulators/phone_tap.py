@@ -48,7 +48,7 @@ def tap_with_phone(guest_app: HubApi, lock: DeviceClient, *, guest_id: str,
     """Issue a key to a new phone, answer the lock's challenge with it, and tap."""
     credential_id = credential_id or phone_key_credential(guest_app, guest_id)
     phone = Phone.new()
-    issued = guest_app.issue_phone_key(credential_id, phone.public_jwk)
+    issued = guest_app.issue_phone_key(credential_id, phone.public_jwk, venue=lock.venue)
     phone.hold(issued.model_dump())
     challenge = new_challenge()  # the lock's, for this tap only
     credential = phone.answer(challenge, lock.device_id)

@@ -394,10 +394,15 @@ class HubApi:
             Credential, "PATCH", f"/credentials/{credential_id}", json={"status": status}
         )
 
-    def issue_phone_key(self, credential_id: str, phone_jwk: dict[str, str]) -> PhoneKeyIssued:
-        """Have the hub sign a phone key bound to the phone's public key (its JWK)."""
+    def issue_phone_key(self, credential_id: str, phone_jwk: dict[str, str],
+                        venue: str | None = None) -> PhoneKeyIssued:
+        """Have the hub sign a phone key bound to the phone's public key (its JWK), for
+        ``venue`` (default: where the guest holds the most zones)."""
+        body: dict[str, object] = {"phone_jwk": phone_jwk}
+        if venue is not None:
+            body["venue"] = venue
         return self._one(PhoneKeyIssued, "POST", f"/credentials/{credential_id}/phone-key",
-                         json={"phone_jwk": phone_jwk}, status=201)
+                         json=body, status=201)
 
     def credentials(
         self, guest_id: str | None = None, kind: CredentialKind | None = None,

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -25,6 +26,7 @@ from hub.models import utcnow
 from hub.security import issue_api_token
 from hub.server import Hub
 from hub.store import staff
+from tests.utils import leaks
 
 # Tests start many hubs at once, as do colleagues' runs on the same machine: none takes the
 # broker's fixed TLS port (8883) unless a test gives it a free one. In the environment, so
@@ -222,3 +224,44 @@ def fresh_postgres(server_url: str) -> Engine:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return create_db_engine(server_url.rsplit("/", 1)[0] + f"/{name}")
+
+
+# ------------------------------------------------------------------ leaks
+
+_OWNED = leaks.Owned()  # what fixtures broader than a test started: theirs until they end
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if leaks.supported():
+        config.pluginmanager.register(leaks.FixtureWatch(_OWNED), "leaks-fixture-watch")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure() -> None:
+    if leaks.supported() and (left := leaks.end_stragglers()):
+        print(f"killed child processes left running: {left}", file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _test_leaves_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's processes end with it (a failed hub start must stop what it started)."""
+    if not leaks.supported():
+        yield
+        return
+    before = leaks.Snapshot.take(_OWNED, "function")
+    yield
+    if left := before.left_children(request.node.nodeid):
+        pytest.fail(left, pytrace=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_leaves_nothing(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module's processes end with it, and it closes what it opens (give or take a few)."""
+    if not leaks.supported():
+        yield
+        return
+    before = leaks.Snapshot.take(_OWNED, "module")
+    yield
+    where = request.node.nodeid
+    if left := [said for said in (before.left_children(where), before.left_fds(where)) if said]:
+        pytest.fail("; ".join(left), pytrace=False)

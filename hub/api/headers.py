@@ -2,8 +2,9 @@
 
 The API serves JSON about guests, their money and their keys: nothing of it may be
 cached on the way (``no-store``), sniffed into another type, framed or sent on as a
-referrer. The interactive docs (/docs, /redoc) load their scripts from elsewhere, so
-they are the only pages without a Content-Security-Policy.
+referrer. The interactive docs (/docs, /redoc) run inline scripts, so they are the
+only pages without a Content-Security-Policy; their scripts and styles are the hub's own
+copies (/docs-static, no CDN), the same for everyone, so a browser may cache those.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _ALWAYS = [
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _NO_STORE = (b"cache-control", b"no-store")
 _DOCS = ("/docs", "/redoc")
+_DOCS_ASSETS = "/docs-static/"  # hub.api.docs.STATIC_URL
 
 
 class SecurityHeaders:
@@ -32,9 +34,11 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         added = list(_ALWAYS)
-        if not str(scope.get("path", "")).startswith(_DOCS):
+        path = str(scope.get("path", ""))
+        if not path.startswith(_DOCS):
             added.append(_CSP)
-        added.append(_NO_STORE)
+        if not path.startswith(_DOCS_ASSETS):
+            added.append(_NO_STORE)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

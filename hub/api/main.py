@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
+from hub.api import docs
 from hub.api.deps import declared_roles
 from hub.api.headers import SecurityHeaders
 from hub.api.routes import (
@@ -38,6 +39,7 @@ from hub.db import Contended
 from hub.store.errors import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
+DOCS_STATIC = docs.STATIC_URL  # Swagger UI's and ReDoc's scripts and styles
 # The only routes anyone may call without a token: locks read keys and revocations offline.
 PUBLIC = frozenset({("GET", "/health"), ("POST", "/auth/token"),
                     ("GET", "/venues/{venue_id}/jwks"), ("GET", "/venues/{venue_id}/revocations")})
@@ -67,7 +69,10 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
         title="Venue hub",
         version="1.0",
         description="Guests, credentials, devices, zones, entitlements and the journey of taps.",
+        # Swagger UI and ReDoc from the hub's own copies (hub.api.docs), not from a CDN.
+        docs_url=None, redoc_url=None, swagger_ui_parameters=docs.SWAGGER_UI_PARAMETERS,
     )
+    docs.serve_docs(app)
     app.state.engine = engine
     app.state.reader = reader  # GETs read through it (read-only, never the write lock)
     app.state.settings = settings

@@ -3,7 +3,7 @@
 Each run creates its own guest (room 109, a fresh stay, so the tap is the first entry
 of the stay), with preferences and consent to personalization, plays the room's
 thermostat, light and display, taps the door, and checks the room reached the
-guest's preferred state within one second of the door's decision.
+guest's preferred state within one second of the door's decision (`--within`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from simulators.readers import Wristband
 from simulators.scenarios.runner import Run, allow
 
 ROOM = "109"
-WITHIN_S = 1.0
 
 
 def room_welcome(run: Run) -> None:
@@ -53,16 +52,16 @@ def room_welcome(run: Run) -> None:
                 lambda s: s["thermostat"]["setpoint_c"] == celsius
                 and s["light"]["scene"] == scene
                 and str(s["display"].get("showing", "")).startswith("Welcome"),
-                timeout=WITHIN_S)
+                timeout=run.within)
             took = time.perf_counter() - started
             state = room.state
             got = (f"{state['thermostat']['setpoint_c']} C, {state['light']['scene']!r}, "
                    f"{state['display'].get('showing')!r} after {took:.2f}s")
-            return ok and took <= WITHIN_S, got
+            return ok and took <= run.within, got
 
         if step.decision is not None and step.decision.outcome == "allow":
             run.check("room takes the guest's taste", f"room {ROOM}",
-                      f"{celsius} C, {scene!r}, greeting within {WITHIN_S:g}s", reached)
+                      f"{celsius} C, {scene!r}, greeting within {run.within:g}s", reached)
         else:
             run.fail("room takes the guest's taste", f"room {ROOM}", "a welcome",
                      "the door did not open")

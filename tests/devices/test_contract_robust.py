@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -395,6 +396,27 @@ def test_existing_refusals_keep_their_codes() -> None:
         with pytest.raises(ContractError) as caught:
             parse_event(payload)
         assert caught.value.code is code, payload
+
+
+@pytest.mark.parametrize(("v", "shown"), [
+    ("true", "true"), ("false", "false"), ('"1"', '"1"'), ("1.0", "1.0"), ("null", "null"),
+    ("2", "2"), ('{"major": 1}', '{"major": 1}'),
+])
+@pytest.mark.parametrize("parse", [parse_event, parse_status])
+def test_a_wrong_version_is_named_as_the_device_wrote_it(
+        v: str, shown: str, parse: Callable[[bytes], object]) -> None:
+    payload = f'{{"v": {v}, "kind": "status", "state": "online"}}'.encode()
+    with pytest.raises(ContractError) as caught:
+        parse(payload)
+    assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
+    assert caught.value.detail == f"contract version {shown} is not 1"
+
+
+def test_a_long_wrong_version_is_cut_short() -> None:
+    with pytest.raises(ContractError) as caught:
+        parse_event(json.dumps({"v": "x" * 1000, "kind": "tap"}).encode())
+    assert caught.value.code is ErrorCode.UNSUPPORTED_VERSION
+    assert len(caught.value.detail) < 80 and caught.value.detail.endswith("... is not 1")
 
 
 def test_a_schema_refusal_does_not_echo_what_cannot_be_encoded() -> None:

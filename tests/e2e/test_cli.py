@@ -126,7 +126,8 @@ def test_resort_spend_scenario_passes_and_the_ledger_verifies(demo_hub: HubProce
 
 def test_room_welcome_scenario_passes(demo_hub: HubProcess) -> None:
     for _ in range(2):  # each run is a fresh guest's first entry of their stay
-        done = demo_hub.sim("scenario", "room-welcome", "--timeout", DECISION_S)
+        done = demo_hub.sim("scenario", "room-welcome", "--timeout", DECISION_S,
+                            "--within", DECISION_S)
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -219,7 +220,8 @@ def test_intruder_scenario_is_refused_at_every_step(demo_hub: HubProcess) -> Non
     again = demo_hub.sim("--provisioning", sheet, "scenario", "intruder", env=wide)
     assert again.returncode == 0, again.stdout + again.stderr
     # The guesses came from elsewhere: this machine's own log-ins are not slowed down.
-    assert demo_hub.sim("scenario", "room-welcome").returncode == 0
+    assert demo_hub.sim("scenario", "room-welcome", "--timeout", DECISION_S,
+                        "--within", DECISION_S).returncode == 0
 
 
 def test_intruder_scenario_says_when_the_broker_is_not_secure(tmp_path: Path) -> None:

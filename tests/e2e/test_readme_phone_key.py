@@ -82,3 +82,12 @@ def test_the_readme_one_liner_opens_the_door(readme_hub: HubProcess) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"ALLOW ok\s+\"Welcome, Charlie\"\s+guest: Charlie\s+zone: room-101",
                      done.stdout), done.stdout
+
+
+def test_hub_sim_phone_opens_the_strict_spa_gate_with_a_spa_key(readme_hub: HubProcess) -> None:
+    """The spa takes signed phone keys only; guest 01 holds the spa too, and hub-sim asks
+    for a key of its lock's venue (a resort key there would be another venue's)."""
+    done = readme_hub.sim("--venue", "demo-spa", "phone", "--guest", "guest-01",
+                          "--device", "gate-spa-in-1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"ALLOW ok", done.stdout) and "zone: spa" in done.stdout, done.stdout

@@ -45,6 +45,7 @@ from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import AuditEntry, Credential, SpendingPolicy, StaffUser, utcnow
 from hub.phone_keys import SigningKey, new_signing_key
+from hub.presented import issuer
 from hub.security import issue_api_token
 from hub.server import Hub
 from hub.store import guests
@@ -350,6 +351,9 @@ def test_the_app_declares_exactly_the_role_table(app: FastAPI) -> None:
     expected: dict[tuple[str, str], frozenset[str] | None] = {
         (r.method, r.template): r.roles for r in ROUTES}
     expected |= {route: None for route in PUBLIC}
+    # The interactive docs (hub.api.docs): public pages, no data.
+    expected |= {("GET", "/docs"): None, ("GET", "/docs/oauth2-redirect"): None,
+                 ("GET", "/redoc"): None}
     assert declared == expected
 
 
@@ -1206,6 +1210,34 @@ def test_a_superseded_phone_key_stays_revoked_for_offline_locks_until_it_expires
     with Session(engine) as session:
         later = datetime.fromisoformat(first.json()["exp"]) + timedelta(seconds=1)
         assert first.json()["jti"] not in guests.revoked_key_ids(session=session, now=later)
+
+
+@pytest.mark.parametrize(("venue", "zones"), [
+    (None, ["carousel", "coaster", "park", "room-101"]),  # where most of the grants are
+    ("demo-resort", ["carousel", "coaster", "park", "room-101"]),
+    ("demo-spa", ["spa"]),
+])
+def test_a_phone_key_is_signed_for_one_venue_and_carries_its_zones_only(
+        client: TestClient, app: FastAPI, venue: str | None, zones: list[str]) -> None:
+    """Guest 01 holds the resort and the spa: a key is one venue's (its iss and aud), so
+    it names that venue's zones only, and the spa's gate gets a key it can verify."""
+    body: dict[str, Any] = {"phone_jwk": PHONE_JWK} | ({"venue": venue} if venue else {})
+    issued = client.post(url("/credentials/phone-guest-01/phone-key"),
+                         headers=who(app, "guest-01"), json=body)
+    assert issued.status_code == 201, issued.text
+    claims = jwt.decode(issued.json()["token"], options={"verify_signature": False})
+    expected_venue = venue or "demo-resort"
+    assert (claims["aud"], claims["iss"]) == (expected_venue, issuer(expected_venue))
+    assert claims["scope"]["zones"] == zones and issued.json()["zones"] == zones
+
+
+def test_a_phone_key_for_a_venue_the_guest_holds_nothing_at_is_refused(
+        client: TestClient, app: FastAPI) -> None:
+    refused = client.post(url("/credentials/phone-guest-03/phone-key"),
+                          headers=who(app, ADMIN), json={"phone_jwk": PHONE_JWK,
+                                                         "venue": "demo-spa"})
+    assert refused.status_code == 409, refused.text
+    assert "demo-spa" in refused.json()["detail"]
 
 
 def test_a_guests_broker_login_opens_their_notifications_only(client: TestClient,

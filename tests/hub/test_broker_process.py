@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.broker_process import BrokerProcess
 from tests.conftest import free_port
+from tests.utils import leaks
 
 
 def port_open(port: int) -> bool:
@@ -70,6 +71,28 @@ def test_a_busy_port_is_an_oserror_naming_it() -> None:
         with pytest.raises(OSError, match=str(port)):
             broker.start()
         assert not broker.alive
+
+
+def test_a_stopped_broker_holds_no_descriptor_whoever_keeps_it() -> None:
+    # Started and stopped, refused its port, or never started: whatever still refers to it
+    # (a hub kept alive by some cache, a test's variable) keeps no pipe open.
+    warm = BrokerProcess("127.0.0.1", free_port())  # the resource tracker, the shared heap
+    warm.start()
+    warm.stop()
+    before = len(leaks.descriptors())
+    kept = [BrokerProcess("127.0.0.1", free_port()), BrokerProcess("127.0.0.1", free_port())]
+    kept[0].start()
+    kept[0].stop()
+    kept[1].stop()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        kept.append(BrokerProcess("127.0.0.1", busy.getsockname()[1]))
+        with pytest.raises(OSError):
+            kept[2].start()
+    assert len(leaks.descriptors()) <= before
+    assert not any(broker.alive for broker in kept) and kept[1].take_refusals() == []
+    assert str(kept[0].port) in repr(kept[0])
 
 
 def test_the_broker_dies_with_a_killed_hub() -> None:

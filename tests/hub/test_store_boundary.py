@@ -155,3 +155,19 @@ def test_store_functions_take_keywords_only() -> None:
                 found.append(f"hub/store/{path.name}:{node.lineno}: "
                              f"{node.name}({', '.join(names)}, ...)")
     assert found == []
+
+
+def test_only_the_api_imports_its_schemas() -> None:
+    """Services return rows and plain values; the routers shape them into the API's models
+    (hub/schemas.py), so a change to the API's shapes never reaches a service."""
+    found: list[str] = []
+    for path in sorted(HUB.rglob("*.py")):
+        name = path.relative_to(HUB).as_posix()
+        if name.startswith("api/") or name == "schemas.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                    node.module == "hub.schemas" or
+                    (node.module == "hub" and any(a.name == "schemas" for a in node.names))):
+                found.append(f"hub/{name}:{node.lineno}: imports {node.module}")
+    assert found == [], found

@@ -157,9 +157,18 @@ def issue_phone_key(credential_id: str, body: PhoneKeyRequest, session: SessionD
               if e.status is EntitlementStatus.ACTIVE and e.valid_until > now]
     if not grants:
         raise errors.Conflict("the guest holds no current ticket or stay to put in a key")
-    zones = sorted({z for e in grants for z in e.zone_ids})
+    # A key is signed for one venue (its iss and aud): it carries that venue's zones only,
+    # or a lock elsewhere would be told of zones its venue's key can never open.
+    at: dict[str, set[str]] = {}
+    for zone_id in {z for e in grants for z in e.zone_ids}:
+        at.setdefault(rows.get(session=session, model=Zone, key=zone_id).venue_id,
+                      set()).add(zone_id)
+    venue = body.venue or min(at, key=lambda v: (-len(at[v]), v))
+    if venue not in at:
+        raise errors.Conflict(f"the guest holds no current ticket or stay at venue {venue!r}")
+    zones = sorted(at[venue])
+    grants = [e for e in grants if at[venue].intersection(e.zone_ids)]
     nbf, exp = min(e.valid_from for e in grants), max(e.valid_until for e in grants)
-    venue = rows.get(session=session, model=Zone, key=zones[0]).venue_id
     keys = request.app.state.signing_keys
     try:
         token, jti = phone_keys.issue_phone_key(

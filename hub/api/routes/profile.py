@@ -25,10 +25,9 @@ from hub.api.deps import (
     ensure_own,
     require_roles,
 )
-from hub.models import Guest, GuestPreferences, utcnow
+from hub.models import ConsentPurpose, Guest, GuestPreferences, utcnow
 from hub.schemas import (
     ConsentPublic,
-    ConsentPurpose,
     ConsentState,
     ConsentUpdate,
     ErasureReport,
@@ -52,12 +51,19 @@ def _own_guest(session: Session, caller: Principal, guest_id: str) -> Guest:
     return rows.get(session=session, model=Guest, key=guest_id)
 
 
+def _preferences_public(guest_id: str, row: GuestPreferences | None) -> PreferencesPublic:
+    """The profile as the API shows it; an empty one when never set."""
+    if row is None:
+        return PreferencesPublic(guest_id=guest_id)
+    return PreferencesPublic.model_validate(row.model_dump())
+
+
 @router.get("/{guest_id}/preferences", response_model=PreferencesPublic)
 def get_preferences(guest_id: str, session: SessionDep, caller: OwnReader) -> PreferencesPublic:
     """The guest's profile; empty (every field null) until set."""
     _own_guest(session, caller, guest_id)
-    return privacy.preferences_public(guest_id, rows.find(session=session, model=GuestPreferences,
-                                                          key=guest_id))
+    return _preferences_public(guest_id, rows.find(session=session, model=GuestPreferences,
+                                                   key=guest_id))
 
 
 @router.put("/{guest_id}/preferences", response_model=PreferencesPublic)
@@ -65,16 +71,18 @@ def set_preferences(guest_id: str, body: PreferencesUpdate, session: SessionDep,
                     caller: OwnWriter, audit: AuditDep) -> PreferencesPublic:
     """Replace the profile: an omitted field is cleared. Used only with consent."""
     _own_guest(session, caller, guest_id)
-    row, changed = privacy.set_preferences(session, guest_id=guest_id, body=body, now=utcnow())
+    row, changed = privacy.set_preferences(session, guest_id=guest_id, values=body.model_dump(),
+                                           now=utcnow())
     audit.record("preferences.set", f"guest:{guest_id}", {"changed": changed})
-    return privacy.preferences_public(guest_id, row)
+    return _preferences_public(guest_id, row)
 
 
 @router.get("/{guest_id}/consent", response_model=ConsentState)
 def get_consent(guest_id: str, session: SessionDep, caller: OwnReader) -> ConsentState:
     """Each purpose (not granted until the guest says yes) and every change of them."""
     _own_guest(session, caller, guest_id)
-    return privacy.consent_state(session, guest_id=guest_id)
+    return ConsentState.model_validate(privacy.consent_state(session, guest_id=guest_id),
+                                       from_attributes=True)
 
 
 @router.put("/{guest_id}/consent/{purpose}", response_model=ConsentPublic)
@@ -93,7 +101,8 @@ def set_consent(guest_id: str, purpose: ConsentPurpose, body: ConsentUpdate,
 def export_guest(guest_id: str, session: SessionDep, caller: OwnCopy) -> GuestExport:
     """Everything the hub holds about the guest, as one JSON document (no secrets)."""
     ensure_own(caller, guest_id)
-    return privacy.export_guest(session, guest_id=guest_id, now=utcnow())
+    return GuestExport.model_validate(privacy.export_guest(session, guest_id=guest_id,
+                                                           now=utcnow()), from_attributes=True)
 
 
 @router.post("/{guest_id}/erase", response_model=ErasureReport,
@@ -104,12 +113,12 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
 
     Irreversible. Revoked phone keys reach offline locks in the retained revocation list.
     """
-    report = privacy.erase_guest(session, guest_id=guest_id, now=utcnow())
+    erasure = privacy.erase_guest(session, guest_id=guest_id, now=utcnow())
     staff.revoke_tokens(session=session, subject=staff.token_subject("guest", guest_id))
     # Counts and the pseudonym only: the audit log must not keep what was just erased.
-    audit.record("guest.erase", f"guest:{guest_id}", report.model_dump(exclude={"guest_id"}))
+    audit.record("guest.erase", f"guest:{guest_id}", erasure.audit_detail())
     bridge = request.app.state.bridge
-    if bridge is not None and report.credentials_revoked:
+    if bridge is not None and erasure.credentials_revoked:
         phone_keys = [c for c in guests.list_credentials(session=session, guest_id=guest_id,
                                                          kind=None,
                                                          identifier=None, limit=500, offset=0)
@@ -118,5 +127,5 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
             for topic, payload in keyring.key_material(session, request.app.state.signing_keys,
                                                        utcnow()):
                 tasks.add_task(bridge.publish, topic, payload, retain=True)
-    return report
+    return ErasureReport.model_validate(erasure, from_attributes=True)
 

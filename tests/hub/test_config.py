@@ -1,0 +1,85 @@
+"""Configuration errors name what the user typed (a variable, a flag), never a pydantic field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+from typer.testing import CliRunner
+
+from hub.cli import app
+from hub.config import Settings, env_var, explain
+
+
+def problems(**env: str) -> list[tuple[str | None, str]]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with pytest.raises((ValidationError, SettingsError)) as caught:
+            Settings()
+    assert isinstance(caught.value, ValidationError | SettingsError)
+    return explain(caught.value)
+
+
+def test_env_var_is_the_prefixed_field() -> None:
+    assert env_var("mqtt_tls_port") == "HUB_MQTT_TLS_PORT"
+
+
+@pytest.mark.parametrize(("env", "field", "says"), [
+    ({"HUB_MQTT_PORT": "abc"}, "mqtt_port", "not a valid integer (got 'abc')"),
+    ({"HUB_MQTT_PORT": "70000"}, "mqtt_port", "must be at most 65535"),
+    ({"HUB_MQTT_TLS_PORT": "-1"}, "mqtt_tls_port", "must be at least 0"),
+    ({"HUB_SECURE_BROKER": "maybe"}, "secure_broker", "not true or false"),
+    ({"HUB_SQLITE_SYNCHRONOUS": "fast"}, "sqlite_synchronous", "must be 'OFF', 'NORMAL'"),
+    ({"HUB_BROKER_URL": "localhost"}, "broker_url", "must look like mqtt://host:1883"),
+    ({"HUB_TLS_NAMES": "hub.local"}, "tls_names", "not valid JSON"),
+    ({"HUB_MQTT_TLS_CA": "/no/such/ca.crt"}, "mqtt_tls_ca", "no such file: /no/such/ca.crt"),
+])
+def test_each_problem_names_its_field_in_words(env: dict[str, str], field: str,
+                                               says: str) -> None:
+    [(named, text)] = problems(**env)
+    assert named == field
+    assert says in text
+    assert "Input should" not in text and "errors.pydantic.dev" not in text
+
+
+def test_a_secret_is_never_echoed() -> None:
+    # A broker URL may carry a password: the problem shows the URL without it.
+    [(field, text)] = problems(HUB_BROKER_URL="http://bridge:s3cret@broker.local")
+    assert field == "broker_url" and "s3cret" not in text and "broker.local" in text
+    [(field, text)] = problems(HUB_MQTT_CLIENT_ID="")
+    assert field == "mqtt_client_id" and "at least 1 character" in text
+
+
+def test_several_problems_are_all_told() -> None:
+    told = problems(HUB_MQTT_PORT="x", HUB_HTTP_PORT="y")
+    assert {field for field, _ in told} == {"mqtt_port", "http_port"}
+
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("env", "args", "says"), [
+    ({"HUB_MQTT_PORT": "abc"}, [], "HUB_MQTT_PORT (--mqtt-port): not a valid integer"),
+    ({"HUB_BROKER_URL": "nonsense"}, [], "HUB_BROKER_URL (--broker): broker URL must look like"),
+    ({}, ["--mqtt-tls-port", "0", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"],
+     "--tls-cert: no such file: /no/cert.pem"),
+    ({"HUB_HTTP_TLS_CERT": "/etc/hostname"}, [], "HUB_HTTP_TLS_KEY (--tls-key)"),
+    ({"HUB_WORKER_NAME": "a b"}, [], "HUB_WORKER_NAME: must match"),  # no flag: the variable
+])
+def test_hub_up_exits_2_naming_the_variable_or_flag(env: dict[str, str], args: list[str],
+                                                   says: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["up", "--data-dir", str(tmp_path), *args],
+                           env={**env, "COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "Traceback" not in result.output and "validation error" not in result.output
+    assert not (tmp_path / "hub.db").exists()  # refused before anything was made
+
+
+def test_other_commands_name_the_variable_alone_when_they_have_no_flag() -> None:
+    result = runner.invoke(app, ["status"], env={"HUB_HTTP_PORT": "eighty", "COLUMNS": "250"})
+    assert result.exit_code == 2, result.output
+    assert "HUB_HTTP_PORT: not a valid integer (got 'eighty')" in result.output
