@@ -235,6 +235,85 @@ def _port_advice(exc: CannotListen) -> str:
     return advice + "."
 
 
+def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> None:
+    """`hub worker` and `hub api`: one part of the hub, in the foreground."""
+    from hub.migrate import SchemaError
+    from hub.server import run
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    try:
+        run(settings, upgrade=upgrade, bridge=bridge, api=api)
+    except SchemaError as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except CannotListen as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
+                      soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def worker(
+    broker: Annotated[str | None, typer.Option(
+        help="The fleet's MQTT 5 broker, mqtt://host:port (required) \\[env HUB_BROKER_URL]")]
+    = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="The fleet's database, e.g. postgresql+psycopg://... (required) "
+        "\\[env HUB_DATABASE_URL]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Its secrets, the same on every worker \\[env HUB_DATA_DIR]")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="This worker among the fleet: its own MQTT client id and session "
+        "\\[env HUB_WORKER_NAME]")] = None,
+    group: Annotated[str, typer.Option(
+        help="The MQTT 5 shared-subscription group the workers split the taps in "
+        "\\[env HUB_MQTT_SHARED_GROUP]")] = "hubs",
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade/--no-upgrade", help="Upgrade an older database schema at start, or "
+        "refuse to start on one")] = False,
+) -> None:
+    """Decide taps: the MQTT bridge alone (no REST API, no embedded broker), one of any
+    number of workers sharing an external MQTT 5 broker and one database. Background jobs
+    (retention, schedules, the command-queue sweep) run once across the fleet."""
+    settings = _settings(broker_url=broker, database_url=database_url, data_dir=data_dir,
+                         worker_name=name, log_level=log_level)
+    if settings.embedded_broker or settings.database_url is None:
+        console.print("[red]hub worker needs --broker (an MQTT 5 broker) and --database-url "
+                      "(the database every worker shares)[/red]")
+        raise typer.Exit(2)
+    settings = settings.model_copy(update={
+        "mqtt_protocol": "5", "mqtt_shared_group": settings.mqtt_shared_group or group})
+    _run_part(settings, bridge=True, api=False, upgrade=upgrade)
+
+
+@app.command("api")
+def api_(
+    database_url: DatabaseUrl = None,
+    data_dir: DataDir = None,
+    http_host: Annotated[str | None, typer.Option(
+        help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
+    = None,
+    http_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
+    upgrade: Annotated[bool, typer.Option(
+        "--upgrade/--no-upgrade", help="Upgrade an older database schema at start (the "
+        "default), or refuse to start on one")] = True,
+) -> None:
+    """Serve the REST API alone (no bridge, no broker), next to `hub worker` processes on
+    the same database. It publishes nothing to devices itself."""
+    settings = _settings(database_url=database_url, data_dir=data_dir, http_host=http_host,
+                         http_port=http_port, log_level=log_level)
+    _run_part(settings, bridge=False, api=True, upgrade=upgrade)
+
+
 @app.command()
 def status(
     api: Annotated[str | None, typer.Option(

@@ -620,3 +620,14 @@ class ScheduleFiring(SQLModel, table=True):
     day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD, venue time
     fired_at: datetime = _ts(default_factory=utcnow)
     guests: int = 0
+
+
+class JobLease(SQLModel, table=True):
+    """Who runs a fleet-wide background job (retention, schedules, the command-queue
+    sweep) this period: taken only once the last taker's lease has expired
+    (:mod:`hub.leases`), so however many hub processes check, one of them runs it."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=160)
+    taken_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()

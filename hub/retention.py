@@ -27,8 +27,10 @@ class Retention:
     """Purges telemetry older than ``days`` now and then every ``interval``."""
 
     def __init__(self, engine: Engine, *, days: int, interval: timedelta = timedelta(days=1),
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 gate: Callable[[str, timedelta], bool] | None = None) -> None:
         self.engine, self.days, self.interval, self.clock = engine, days, interval, clock
+        self.gate = gate  # several hub workers: one purges per interval (hub.leases)
         self.runs = 0  # completed purges, for tests and health
         self.purged = 0  # rows deleted since start
         self.ran = threading.Event()  # set after the first purge (done or failed)
@@ -53,7 +55,8 @@ class Retention:
     def _loop(self) -> None:
         while True:
             try:
-                self.run_once()
+                if self.gate is None or self.gate("retention", self.interval):
+                    self.run_once()
             except Exception:  # a failed purge must not end the schedule: try tomorrow
                 log.exception("telemetry purge failed")
             finally:
@@ -77,6 +80,7 @@ class Retention:
             self._thread = None
 
 
-def start(engine: Engine, *, days: int, interval: timedelta = timedelta(days=1)) -> Retention:
+def start(engine: Engine, *, days: int, interval: timedelta = timedelta(days=1),
+          gate: Callable[[str, timedelta], bool] | None = None) -> Retention:
     """A started :class:`Retention`: purge now, then every ``interval``."""
-    return Retention(engine, days=days, interval=interval).start()
+    return Retention(engine, days=days, interval=interval, gate=gate).start()

@@ -1,9 +1,12 @@
-"""``hub up``: the broker, the bridge and the REST API in one process."""
+"""``hub up``: the broker, the bridge and the REST API in one process; ``hub worker`` and
+``hub api``: the bridge alone, or the API alone, of the same :class:`Hub`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -31,6 +34,7 @@ from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
+from hub.leases import Gate
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.ports import check_free
@@ -47,8 +51,12 @@ class Hub:
     """One hub process: start its parts in order, stop them in reverse, losing nothing."""
 
     def __init__(self, settings: Settings, *, demo: bool = False,
-                 scale: tuple[int, int] = (0, 0), upgrade: bool = True) -> None:
+                 scale: tuple[int, int] = (0, 0), upgrade: bool = True,
+                 bridge: bool = True, api: bool = True) -> None:
+        if not (bridge or api):
+            raise ValueError("a hub runs the bridge, the API or both")
         self.settings = settings
+        self.runs_bridge, self.runs_api = bridge, api  # hub worker: no API; hub api: no bridge
         self.demo = demo
         self.upgrade = upgrade  # an older schema is upgraded at start (else SchemaError)
         self.scale = scale  # extra demo guests and park gates (hub up --scale-guests)
@@ -89,8 +97,9 @@ class Hub:
     def _start(self) -> None:
         settings = self.settings
         # Every port first: fail before announcing, creating or seeding anything.
-        check_free("http_port", settings.http_host, settings.http_port)
-        if settings.embedded_broker:
+        if self.runs_api:
+            check_free("http_port", settings.http_host, settings.http_port)
+        if settings.embedded_broker and self.runs_bridge:
             check_free("mqtt_port", settings.mqtt_host, settings.mqtt_port)
             if settings.mqtt_tls_port:
                 check_free("mqtt_tls_port", settings.mqtt_host, settings.mqtt_tls_port)
@@ -110,7 +119,7 @@ class Hub:
             if any(self.scale):
                 self.demo_summary["scale"] = seed_scale(
                     self.engine, utcnow(), guests=self.scale[0], devices=self.scale[1])
-        if settings.embedded_broker:
+        if settings.embedded_broker and self.runs_bridge:
             auth = broker_auth(self.secrets)
             tls: TlsListener | None = None
             if settings.mqtt_tls_port:
@@ -146,6 +155,14 @@ class Hub:
             if settings.secure_broker and self.demo:
                 self._write_demo_sheet = self._demo_sheet_writer(settings)
                 self._write_demo_sheet()
+        if self.runs_bridge:
+            self._start_bridge(settings)
+        if self.runs_api:
+            self._start_api(settings)
+
+    def _start_bridge(self, settings: Settings) -> None:
+        """The bridge, and what rides on it: automations, the scheduler, retention."""
+        assert self.engine is not None and self.reader is not None and self.secrets is not None
         trust = Trust(tag_master_key=self.secrets.tag_master_key, jwks=jwks(self.signing_keys))
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
@@ -164,15 +181,22 @@ class Hub:
             load_facts, rules, learn=learn_from, might_apply=might_apply,
             reader=self.reader)
         self.automations.start()
+        # Retention, schedules and the sweep run once across every hub on this database.
+        gate = Gate(self.engine, f"{settings.worker_name}@{socket.gethostname()}:{os.getpid()}")
         self.scheduler = Scheduler(
             self.engine, self.automations.submit, rules, publish=bridge.publish,
-            command_ttl=timedelta(minutes=settings.command_queue_minutes)).start()
+            command_ttl=timedelta(minutes=settings.command_queue_minutes), gate=gate).start()
         self.bridge.automations = self.automations
         self.bridge.start()
-        self.retention = retention.start(self.engine, days=settings.telemetry_retention_days)
+        self.retention = retention.start(self.engine, days=settings.telemetry_retention_days,
+                                         gate=gate)
         with session_scope(self.engine) as session:
             for topic, payload in keyring.key_material(session, self.signing_keys, utcnow()):
                 self.bridge.publish(topic, payload, retain=True)
+
+    def _start_api(self, settings: Settings) -> None:
+        """The REST API (publishing through the bridge when this process runs one)."""
+        assert self.engine is not None and self.secrets is not None
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
                               signing_keys=self.signing_keys,
                               token_key=self.secrets.api_token_key,
@@ -191,8 +215,13 @@ class Hub:
             ssl_keyfile=None if settings.http_tls_key is None else str(settings.http_tls_key)))
 
     def serve(self) -> None:
-        """Serve HTTP until SIGINT/SIGTERM (uvicorn handles the signals)."""
-        assert self._server is not None, "start() first"
+        """Serve HTTP until SIGINT/SIGTERM (uvicorn handles the signals); without the API
+        (hub worker), wait for the signal, which raises SystemExit here."""
+        if self._server is None:
+            assert self.runs_bridge and not self.runs_api, "start() first"
+            while not self._stopping.wait(3600):
+                pass
+            return
         self._server.run()
 
     def serve_in_thread(self, timeout: float = 10.0) -> None:
@@ -307,8 +336,9 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 
 def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 0),
         announce: Callable[[Settings, dict[str, Any] | None], None] | None = None,
-        upgrade: bool = True) -> None:
-    """Run a hub in the foreground until SIGINT or SIGTERM, then stop it in order."""
+        upgrade: bool = True, bridge: bool = True, api: bool = True) -> None:
+    """Run a hub (or only its bridge, or only its API) in the foreground until SIGINT or
+    SIGTERM, then stop it in order."""
     # uvicorn handles the signal, shuts HTTP down, then re-raises it to the handler it found:
     # ours turns it into a normal exit, so the finally below drains the bridge even on SIGTERM.
     signal.signal(signal.SIGINT, _exit_cleanly)
@@ -318,7 +348,7 @@ def run(settings: Settings, *, demo: bool = False, scale: tuple[int, int] = (0, 
     # before the worker gets it back. Measured with hub-sim bench at 450 taps/s: p50
     # 79 ms became 39 ms, p95 381 ms became 279 ms.
     sys.setswitchinterval(0.001)
-    hub = Hub(settings, demo=demo, scale=scale, upgrade=upgrade)
+    hub = Hub(settings, demo=demo, scale=scale, upgrade=upgrade, bridge=bridge, api=api)
     hub.start()  # should it fail, it stopped what did start; the caller tells why
     try:
         if announce is not None:

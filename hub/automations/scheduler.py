@@ -77,11 +77,14 @@ class Scheduler:
                  rules: Callable[[], Sequence[Rule]], *, interval: float = 15.0,
                  clock: Callable[[], datetime] = utcnow,
                  publish: Callable[[str, bytes], None] | None = None,
-                 command_ttl: timedelta | None = None) -> None:
+                 command_ttl: timedelta | None = None,
+                 gate: Callable[[str, timedelta], bool] | None = None) -> None:
         self.engine, self.submit, self.rules = engine, submit, rules
         self.interval, self.clock = interval, clock
         # Also sweeps the commands that waited too long for an offline appliance.
         self.publish, self.command_ttl = publish, command_ttl
+        # Several hub workers: each check runs on one of them per interval (hub.leases).
+        self.gate = gate
         self.fired = 0  # occurrences handed to the runner
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,7 +131,9 @@ class Scheduler:
         while not self._stop.is_set():
             for job in (self.run_once, self.sweep):
                 try:
-                    job()
+                    if self.gate is None or self.gate(f"scheduler.{job.__name__}",
+                                                      timedelta(seconds=self.interval)):
+                        job()
                 except Exception:  # a failed check must not end the schedule
                     log.exception("scheduled %s failed", job.__name__)
             self._stop.wait(self.interval)

@@ -1,0 +1,65 @@
+"""Fleet-wide background jobs: a database lease per job name, so each period one hub
+process of however many runs it.
+
+Why a lease row and not PostgreSQL advisory locks: the row works the same on SQLite and
+PostgreSQL (no second code path to keep right), it needs no connection held for the
+job's whole run (an advisory lock dies with its session, and a pooler in transaction
+mode hands sessions around), and it says in the database who ran what last and until
+when. A lease is taken by a conditional UPDATE (``expires_at <= now``) in one
+transaction: PostgreSQL re-checks the condition on the row after a concurrent UPDATE
+commits, and SQLite serialises writers, so of two racing processes only one sees a
+row changed. The first take of a job is an INSERT whose primary key refuses the
+second. Nobody renews early, not even the holder: a job runs at most once per lease
+length, fleet-wide, and a process that dies holding it is replaced once it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hub.models import JobLease, utcnow
+
+log = logging.getLogger(__name__)
+
+_table = JobLease.__table__  # type: ignore[attr-defined]
+
+
+def take(engine: Engine, job: str, holder: str, ttl: timedelta,
+         now: datetime | None = None) -> bool:
+    """Take the lease of ``job`` for ``ttl`` if nobody holds it now; whether we did."""
+    now = now or utcnow()
+    values = {"holder": holder, "taken_at": now, "expires_at": now + ttl}
+    try:
+        with engine.begin() as conn:
+            changed = conn.execute(update(_table).where(
+                _table.c.name == job, _table.c.expires_at <= now).values(**values))
+            if changed.rowcount == 1:
+                return True
+            if conn.execute(select(_table.c.name).where(_table.c.name == job)).first():
+                return False  # held, and not expired
+        with engine.begin() as conn:
+            conn.execute(insert(_table).values(name=job, **values))
+        return True
+    except IntegrityError:  # another process inserted it first
+        return False
+    except OperationalError:  # the database is away or busy: skip this period, not crash
+        log.warning("could not take the lease of %s", job, exc_info=True)
+        return False
+
+
+class Gate:
+    """``gate(job, period)``: whether this process runs ``job`` this period (it took the
+    job's lease for ``period``)."""
+
+    def __init__(self, engine: Engine, holder: str,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine, self.holder, self.clock = engine, holder, clock
+
+    def __call__(self, job: str, period: timedelta) -> bool:
+        return take(self.engine, job, self.holder, period, self.clock())
