@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import re
 import shutil
 import sys
@@ -13,11 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from hub.config import Settings
+from hub.config_file import ConfigOption, use_config_file
+from hub.logs import configure_logging
 from hub.secrets import private_dir
 
 app = typer.Typer(help="The venue hub: one identity for a guest, many touch points.",
@@ -141,21 +141,20 @@ def up(
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema in place at start "
         "(the default), or refuse to start on one (then `hub db upgrade` does it)")] = True,
+    config: ConfigOption = None,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
     from hub.migrate import SchemaError
     from hub.server import run
     from hub.tls import TlsError
 
+    use_config_file(config)
     settings = _settings(data_dir=data_dir, database_url=database_url, broker_url=broker,
                          mqtt_host=mqtt_host, mqtt_port=mqtt_port, http_host=http_host,
                          http_port=http_port, log_level=log_level, secure_broker=secure_broker,
                          mqtt_tls_port=mqtt_tls_port, tls_names=tls_name or None,
                          http_tls_cert=tls_cert, http_tls_key=tls_key)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
-    logging.getLogger("amqtt").setLevel(logging.WARNING)
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    configure_logging(settings, console=console)
     try:
         if (scale_guests or scale_devices) and not demo:
             console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
