@@ -709,6 +709,29 @@ def db_upgrade(
                       f"{done.after}")
 
 
+@db_app.command("backup")
+def db_backup(
+    target: Annotated[Path, typer.Argument(help="The new file to write (never overwritten)")],
+    data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[env HUB_DATABASE_URL]")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Copy the SQLite database to TARGET while the hub runs (SQLite's online backup).
+
+    PostgreSQL: use pg_dump (see the README's deployment guide).
+    """
+    from hub.backup import BackupError, backup_sqlite, sqlite_path
+
+    use_config_file(config)
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    try:
+        size = backup_sqlite(sqlite_path(settings.database), target)
+    except BackupError as exc:
+        console.print(f"[red]no backup:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    console.print(f"backed up {settings.database} to {target} ({size:,} bytes)")
+
+
 @db_app.command("current")
 def db_current(
     data_dir: Annotated[Path | None, typer.Option(help="[env HUB_DATA_DIR]")] = None,
