@@ -100,7 +100,9 @@ def test_a_worker_decides_through_the_deployed_mosquitto(
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_the_systemd_units_verify(unit: str, tmp_path: Path) -> None:
-    analyze = _binary("systemd-analyze")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:  # not part of what CI installs (tests/run.sh): a check where it is
+        pytest.skip("systemd-analyze not installed")
     # The hub is not installed at /opt/hub on a test machine: point ExecStart at a binary
     # that is there; everything else is checked as shipped.
     text = (DEPLOY / unit).read_text()
