@@ -19,8 +19,9 @@ from rich.logging import RichHandler
 from hub.config import Settings
 
 # What every LogRecord carries; anything else on a record came in through ``extra``.
+# uvicorn's color_message is its message again, with terminal colour codes.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message", "asctime", "taskName", "color_message"}
 QUIET = ("amqtt", "transitions")  # chatty at INFO about their own state machines
 
 
@@ -57,3 +58,36 @@ def configure_logging(settings: Settings, *, console: Console | None = None) -> 
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    _uvicorn_formatters(json_lines=settings.log_format == "json")
+
+
+def _uvicorn_formatters(*, json_lines: bool) -> None:
+    """Make the REST API server's own lines ("Uvicorn running on ...") JSON as well.
+
+    uvicorn gives its loggers handlers of their own from ``uvicorn.config.LOGGING_CONFIG``
+    when the server is built (they do not reach the root logger); its formatters are
+    uvicorn's documented point of change, and editing them here leaves the server's
+    construction (hub/server.py) alone.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    formatters: dict[str, dict[str, Any]] = LOGGING_CONFIG["formatters"]
+    for name in ("default", "access"):
+        if json_lines:
+            formatters[name] = {"()": f"{__name__}.JsonFormatter"}
+        elif formatters[name].get("()") == f"{__name__}.JsonFormatter":
+            formatters[name] = dict(_UVICORN_TEXT[name])
+
+
+# uvicorn's own formatters, restored when a process goes back to text (tests).
+_UVICORN_TEXT: dict[str, dict[str, Any]] = {}
+
+
+def _remember_uvicorn_text() -> None:
+    from uvicorn.config import LOGGING_CONFIG
+
+    for name in ("default", "access"):
+        _UVICORN_TEXT[name] = dict(LOGGING_CONFIG["formatters"][name])
+
+
+_remember_uvicorn_text()

@@ -72,3 +72,29 @@ def test_configure_logging_json_writes_json_to_stderr(
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [(line["logger"], line["message"], line.get("broker")) for line in lines] == [
         ("hub.bridge", "connected", "mqtt://b:1883")]
+
+
+def test_the_api_servers_own_lines_are_json_too(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "propagate", logger.propagate)
+        monkeypatch.setattr(logger, "level", logger.level)
+    try:
+        configure_logging(Settings(log_format="json", log_level="INFO"))
+        uvicorn.Config(app=lambda: None, log_level="info")  # configures uvicorn's loggers
+        logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://h:8000",
+                                                extra={"color_message": "\x1b[1m%s\x1b[0m"})
+        [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert line == {"ts": line["ts"], "level": "INFO", "logger": "uvicorn.error",
+                        "message": "Uvicorn running on http://h:8000"}
+    finally:
+        configure_logging(Settings(log_format="text", log_level="INFO"))
+    from uvicorn.config import LOGGING_CONFIG
+    assert LOGGING_CONFIG["formatters"]["default"]["()"] == "uvicorn.logging.DefaultFormatter"
