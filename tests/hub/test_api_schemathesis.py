@@ -34,6 +34,7 @@ from tests.utils.demo_db import demo_sqlite
 
 EXAMPLES = int(os.environ.get("HUB_SCHEMATHESIS_EXAMPLES", "3"))
 ROLES = ("admin", "staff", "integrator", "auditor")
+IDENTITIES = (*ROLES, "guest", "anonymous")
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,7 @@ def _openapi() -> dict[str, Any]:
 
 
 schema = schemathesis.openapi.from_dict(_openapi())
-
-
 schema.config.phases.coverage.unexpected_methods = set()  # 405s from Starlette: not ours
-IDENTITIES = (*ROLES, "guest", "anonymous")
 
 
 @schema.parametrize()
