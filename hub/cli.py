@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import getpass
 import json
-import logging
 import re
 import shutil
 import sys
@@ -16,11 +15,12 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from hub.config import Settings, env_var, explain
+from hub.config_file import ConfigFileError, ConfigOption, use_config_file
+from hub.logs import configure_logging
 from hub.ports import CannotListen
 from hub.secrets import private_dir
 
@@ -63,6 +63,9 @@ def _settings(**overrides: Any) -> Settings:
                 where = f"{env_var(field)}: "
             console.print(f"[red]bad configuration:[/red] {escape(where + problem)}",
                           soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ConfigFileError as exc:  # the file itself: missing, not TOML, an unknown key
+        console.print(f"[red]bad configuration:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -183,21 +186,20 @@ def up(
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema in place at start "
         "(the default), or refuse to start on one (then `hub db upgrade` does it)")] = True,
+    config: ConfigOption = None,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
     from hub.migrate import SchemaError
     from hub.server import run
     from hub.tls import TlsError
 
+    use_config_file(config)
     settings = _settings(data_dir=data_dir, database_url=database_url, broker_url=broker,
                          mqtt_host=mqtt_host, mqtt_port=mqtt_port, http_host=http_host,
                          http_port=http_port, log_level=log_level, secure_broker=secure_broker,
                          mqtt_tls_port=mqtt_tls_port, tls_names=tls_name or None,
                          http_tls_cert=tls_cert, http_tls_key=tls_key)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
-    logging.getLogger("amqtt").setLevel(logging.WARNING)
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    configure_logging(settings, console=console)
     try:
         if (scale_guests or scale_devices) and not demo:
             console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
@@ -240,8 +242,7 @@ def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> 
     from hub.migrate import SchemaError
     from hub.server import run
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
+    configure_logging(settings, console=console)
     try:
         run(settings, upgrade=upgrade, bridge=bridge, api=api)
     except SchemaError as exc:
@@ -277,10 +278,12 @@ def worker(
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start, or "
         "refuse to start on one")] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Decide taps: the MQTT bridge alone (no REST API, no embedded broker), one of any
     number of workers sharing an external MQTT 5 broker and one database. Background jobs
     (retention, schedules, the command-queue sweep) run once across the fleet."""
+    use_config_file(config)
     settings = _settings(broker_url=broker, database_url=database_url, data_dir=data_dir,
                          worker_name=name, log_level=log_level)
     if settings.embedded_broker or settings.database_url is None:
@@ -306,9 +309,11 @@ def api_(
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start (the "
         "default), or refuse to start on one")] = True,
+    config: ConfigOption = None,
 ) -> None:
     """Serve the REST API alone (no bridge, no broker), next to `hub worker` processes on
     the same database. It publishes nothing to devices itself."""
+    use_config_file(config)
     settings = _settings(database_url=database_url, data_dir=data_dir, http_host=http_host,
                          http_port=http_port, log_level=log_level)
     _run_part(settings, bridge=False, api=True, upgrade=upgrade)
@@ -849,6 +854,29 @@ def db_upgrade(
     else:
         console.print(f"upgraded the database from {done.stamped or before.revision} to "
                       f"{done.after}")
+
+
+@db_app.command("backup")
+def db_backup(
+    target: Annotated[Path, typer.Argument(help="The new file to write (never overwritten)")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    config: ConfigOption = None,
+) -> None:
+    """Copy the SQLite database to TARGET while the hub runs (SQLite's online backup).
+
+    PostgreSQL: use pg_dump (see the README's deployment guide).
+    """
+    from hub.backup import BackupError, backup_sqlite, sqlite_path
+
+    use_config_file(config)
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    try:
+        size = backup_sqlite(sqlite_path(settings.database), target)
+    except BackupError as exc:
+        console.print(f"[red]no backup:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    console.print(f"backed up {settings.database} to {target} ({size:,} bytes)")
 
 
 @db_app.command("current")

@@ -1,4 +1,4 @@
-"""The hub's one settings object, read from ``HUB_*`` environment variables."""
+"""The hub's one settings object, read from ``HUB_*`` environment variables and a TOML file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from hub.config_file import TomlFile, config_path
 
 ENV_PREFIX = "HUB_"
 
@@ -131,6 +138,20 @@ class Settings(BaseSettings):
                                  f"pip install -e '.[postgres]' and use postgresql+psycopg://"
                                  ) from None
         return value
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one JSON object a line (ts, level, logger, message, extras), "
+                            "for journald and log shippers")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the TOML file (HUB_CONFIG), then defaults."""
+        sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        path = config_path()
+        return sources if path is None else (*sources, TomlFile(settings_cls, path))
 
     @field_validator("broker_url")
     @classmethod

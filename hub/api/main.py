@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import Engine
 
-from hub.api import docs
+from hub.api import docs, openapi
 from hub.api.deps import declared_roles
 from hub.api.headers import SecurityHeaders
 from hub.api.routes import (
@@ -82,6 +82,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.automations = automations
     app.state.broker_key = broker_key  # guests' apps' broker logins derive from it
     app.add_middleware(SecurityHeaders)
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     for module in (system, auth, venues, zones, devices, guests, credentials, entitlements,
                    events, merchants, accounts, transactions, audit, profile, users,
                    automation_routes):
