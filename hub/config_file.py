@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, TomlConfigSettingsSource
 CONFIG_ENV = "HUB_CONFIG"
 
 ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", help="TOML configuration file; the environment overrides it [env HUB_CONFIG]")]
+    "--config", help="TOML configuration file; the environment overrides it \\[env HUB_CONFIG]")]
 
 
 class ConfigFileError(ValueError):

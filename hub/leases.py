@@ -19,32 +19,30 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from hub.models import JobLease, utcnow
+from hub.models import utcnow
+from hub.store import leases
 
 log = logging.getLogger(__name__)
-
-_table = JobLease.__table__  # type: ignore[attr-defined]
 
 
 def take(engine: Engine, job: str, holder: str, ttl: timedelta,
          now: datetime | None = None) -> bool:
     """Take the lease of ``job`` for ``ttl`` if nobody holds it now; whether we did."""
     now = now or utcnow()
-    values = {"holder": holder, "taken_at": now, "expires_at": now + ttl}
+    expires_at = now + ttl
     try:
         with engine.begin() as conn:
-            changed = conn.execute(update(_table).where(
-                _table.c.name == job, _table.c.expires_at <= now).values(**values))
-            if changed.rowcount == 1:
+            if leases.take_expired(connection=conn, job=job, holder=holder, taken_at=now,
+                                   expires_at=expires_at):
                 return True
-            if conn.execute(select(_table.c.name).where(_table.c.name == job)).first():
+            if leases.exists(connection=conn, job=job):
                 return False  # held, and not expired
         with engine.begin() as conn:
-            conn.execute(insert(_table).values(name=job, **values))
+            leases.insert_lease(connection=conn, job=job, holder=holder, taken_at=now,
+                                expires_at=expires_at)
         return True
     except IntegrityError:  # another process inserted it first
         return False

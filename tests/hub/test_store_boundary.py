@@ -18,8 +18,8 @@ import hub
 
 HUB = Path(hub.__file__).parent
 # The engine and the session factory, the schema's versions (migrate.py and Alembic's
-# scripts): setup, not queries.
-SETUP = {"db.py", "migrate.py"}
+# scripts), SQLite's online backup and its integrity check: setup, not queries.
+SETUP = {"db.py", "migrate.py", "backup.py"}
 QUERY_BUILDERS = {"select", "update", "delete", "insert", "text"}
 QUERY_RUNNERS = {"exec", "execute", "exec_driver_sql", "scalar", "scalars", "query"}
 SQL_MODULES = ("sqlmodel", "sqlalchemy")
