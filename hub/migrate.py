@@ -25,6 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
@@ -189,7 +190,7 @@ def render_item(kind: str, obj: Any, _context: Any) -> str | Literal[False]:
 def refusal(found: Status) -> str:
     """Why a hub will not start on this database, and what to run."""
     if found.state is State.UNKNOWN:
-        return (f"the database's schema is at revision {found.revision}, which this hub does "
+        return (f"the database's schema is at revision {found.revision!r}, which this hub does "
                 f"not know (its newest is {found.head}): it was upgraded by a newer hub. Run "
                 "that hub (or a newer one), or restore a backup taken before the upgrade")
     if found.state is State.UNVERSIONED:
@@ -205,8 +206,11 @@ def refusal(found: Status) -> str:
 
 def _status(conn: Connection) -> Status:
     tables = set(sa.inspect(conn).get_table_names()) - {VERSION_TABLE}
-    revision = MigrationContext.configure(conn).get_current_revision()
     top = head()
+    try:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    except CommandError:  # several rows in the version table: no version we can stand on
+        return Status(state=State.UNKNOWN, revision="several revisions at once", head=top)
     if revision is None:
         state = State.UNVERSIONED if tables else State.EMPTY
     elif revision == top:
@@ -223,7 +227,14 @@ def _known(revision: str) -> bool:
 
 
 def _upgrade(conn: Connection, start: str | None) -> None:
-    command.upgrade(config(conn), "head")
+    try:
+        command.upgrade(config(conn), "head")
+    except sa.exc.DBAPIError as exc:  # rolled back with the rest: the database is unchanged
+        said = str(exc.orig or exc).strip().splitlines()
+        raise SchemaError(
+            f"upgrading from revision {start!r} failed ({said[0] if said else 'no reason'}): "
+            f"the database's tables are not what that revision says. Nothing was changed; "
+            f"restore a backup, or check its version table") from None
     if conn.dialect.name == "sqlite":  # _migrating turned enforcement off for batch mode
         broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if broken:  # rolled back with the rest

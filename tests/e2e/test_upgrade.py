@@ -95,4 +95,4 @@ def test_hub_up_refuses_an_older_schema_with_no_upgrade_and_a_newer_one(tmp_path
     for args, code in ((["up", *ports], 2), (["db", "upgrade"], 1)):
         newer = hub(*args, "--data-dir", str(data))
         assert newer.returncode == code, newer.stdout + newer.stderr
-        assert "revision f00dfeed0999, which this hub does not know" in newer.stdout
+        assert "revision 'f00dfeed0999', which this hub does not know" in newer.stdout

@@ -197,10 +197,29 @@ def test_a_schema_of_a_newer_hub_is_refused(new_db: NewDatabase) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeed0999'"))
     for attempt in (init_db, migrate.upgrade):
-        with pytest.raises(SchemaError, match="revision f00dfeed0999, which this hub does not "
-                                              "know"):
+        with pytest.raises(SchemaError, match="revision 'f00dfeed0999', which this hub does "
+                                              "not know"):
             attempt(engine)
     assert version(engine) == "f00dfeed0999"
+
+
+def test_a_version_table_that_lies_is_refused_and_nothing_changes(new_db: NewDatabase) -> None:
+    """Found by attack: a current database whose version says the baseline made the start
+    run the migrations on tables that already had their columns (a traceback); two rows in
+    the version table did too. Both are refusals now, and the upgrade's transaction is
+    rolled back."""
+    engine = new_db()
+    init_db(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": BASELINE})
+    for attempt in (init_db, migrate.upgrade):
+        with pytest.raises(SchemaError, match=f"upgrading from revision '{BASELINE}' failed"):
+            attempt(engine)
+    assert version(engine) == BASELINE
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO alembic_version (version_num) VALUES ('f00dfeed0999')"))
+    with pytest.raises(SchemaError, match="several revisions at once"):
+        init_db(engine)
 
 
 def test_hubs_starting_together_on_an_empty_database_create_it_once(
