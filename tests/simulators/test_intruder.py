@@ -238,6 +238,8 @@ def test_a_band_from_the_sheet_keys() -> None:
     ("uid", "meta", "counter"),
     [("04B100", META, 0), ("04B1000000000001", META, 0), (UID, META[:8], 0),
      (UID, META, -1), (UID, META, 0xFFFFFF)],
+    # Named, not by the random key: every pytest-xdist worker must collect the same ids.
+    ids=["short-uid", "long-uid", "short-key", "negative-counter", "counter-past-24-bits"],
 )
 def test_a_band_refuses_what_no_tag_has(uid: str, meta: bytes, counter: int) -> None:
     with pytest.raises(ValueError):
