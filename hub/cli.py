@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -189,9 +191,7 @@ def up(
     config: ConfigOption = None,
 ) -> None:
     """Run the hub: embedded broker (unless --broker), MQTT bridge and REST API."""
-    from hub.migrate import SchemaError
     from hub.server import run
-    from hub.tls import TlsError
 
     use_config_file(config)
     settings = _settings(data_dir=data_dir, database_url=database_url, broker_url=broker,
@@ -200,12 +200,23 @@ def up(
                          mqtt_tls_port=mqtt_tls_port, tls_names=tls_name or None,
                          http_tls_cert=tls_cert, http_tls_key=tls_key)
     configure_logging(settings, console=console)
-    try:
-        if (scale_guests or scale_devices) and not demo:
-            console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
-            raise typer.Exit(2)
+    if (scale_guests or scale_devices) and not demo:
+        console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
+        raise typer.Exit(2)
+    with _cannot_start():
         run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner,
             upgrade=upgrade)
+
+
+@contextmanager
+def _cannot_start() -> Iterator[None]:
+    """A start that fails as expected (`hub up`, `hub worker`, `hub api`): one line that says
+    why and what to do, exit 2 for what the user must change, 1 for the machine's state."""
+    from hub.migrate import SchemaError
+    from hub.tls import TlsError
+
+    try:
+        yield
     except SchemaError as exc:  # a schema it does not know, or an older one and --no-upgrade
         console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -239,22 +250,11 @@ def _port_advice(exc: CannotListen) -> str:
 
 def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> None:
     """`hub worker` and `hub api`: one part of the hub, in the foreground."""
-    from hub.migrate import SchemaError
     from hub.server import run
 
     configure_logging(settings, console=console)
-    try:
+    with _cannot_start():
         run(settings, upgrade=upgrade, bridge=bridge, api=api)
-    except SchemaError as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    except CannotListen as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
-                      soft_wrap=True)
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        console.print(f"[red]cannot start:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
