@@ -629,9 +629,11 @@ class EmbeddedBroker:
             self.stop(timeout)
             raise
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         try:
+            # Quiet before the start is scheduled: the loop's thread may fail (and log)
+            # before this thread runs its next line.
             with _quiet_startup_failure():
+                future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
                 self._broker = future.result(timeout)
         except Exception as exc:  # amqtt wraps a busy port in its own BrokerError
             self.stop(timeout)

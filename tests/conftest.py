@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,11 +39,45 @@ os.environ.setdefault("HUB_MQTT_TLS_PORT", "0")
 REQUIRE_REAL = os.environ.get("CI") == "true" or os.environ.get("HUB_TEST_REQUIRE_REAL") == "1"
 
 
+def _port_pool() -> Iterator[int]:
+    """Ports below the kernel's ephemeral range, a block per pytest-xdist worker.
+
+    A port the kernel hands out for ``bind(0)`` is in the ephemeral range, where it can be
+    handed out again at once: to the other worker's ``free_port()`` or as the source port
+    of any outgoing connection. Two workers then start servers on the same port (seen in
+    CI). Below that range, in a block of its own, only this worker hands the port out.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = int("".join(ch for ch in os.environ.get("PYTEST_XDIST_WORKER", "") if ch.isdigit())
+                 or 0)
+    block = 2000
+    first = max(1024, low - 8 * block) + (worker % 8) * block
+    # Another run of the suite on the same machine starts elsewhere in the block.
+    start = random.randrange(block)
+    while True:
+        for offset in range(block):
+            yield first + (start + offset) % block
+
+
+_PORTS = _port_pool()
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nobody listens on right now, and that no other test of this run gets."""
+    with _PORTS_LOCK:
+        for _ in range(2000):
+            port = next(_PORTS)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port in this test worker's block")
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:
