@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -53,7 +52,14 @@ from hub import broker_errors
 from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
-from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope
+from hub.db import (
+    CONFLICT_TRIES,
+    brief,
+    conflict_pause,
+    database_away,
+    is_conflict,
+    session_scope,
+)
 from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, lock_ahead, refuse
 from hub.models import utcnow
@@ -94,14 +100,6 @@ class _Inbound:
     pin_checked: bool = False  # its PIN was checked ahead (see hub.pin_checks)
 
 
-def _transient(exc: BaseException) -> bool:
-    """Is this the database being away (try again later), not the message's fault?"""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError
-                      | sa.exc.TimeoutError | sa.exc.DisconnectionError)
-
-
 class Bridge:
     """Consumes device messages from the broker and answers them."""
 
@@ -131,6 +129,8 @@ class Bridge:
         # Devices, venues, guests, credentials, entitlements: cached, never stale.
         self.registry = Registry()
         self.counters: Counter[str] = Counter()
+        self._database_away_since: float | None = None  # monotonic
+        self._database_waits = 0  # in this outage
         self.errors: Counter[str] = Counter()
         # Unbounded on purpose: paho's network thread must never wait on it, since that
         # thread also sends the replies (a door that opens late). The broker bounds it:
@@ -425,6 +425,7 @@ class Bridge:
                         if decided and time.perf_counter() - started > budget:
                             break  # the rest waits for the next batch: replies must not wait
                         decided.append((item, self._decide(session, item)))
+                self._database_answers_again()
                 break
             except Exception as exc:
                 if is_conflict(exc) and attempt < CONFLICT_TRIES:
@@ -434,7 +435,7 @@ class Bridge:
                     self.counters["batches_retried"] += 1
                     time.sleep(conflict_pause(attempt))
                     continue
-                if _transient(exc) and not self._database_answers():
+                if database_away(exc) and not self._database_answers():
                     self._wait_for_database(exc)
                     return  # nothing acknowledged: the same messages are decided again
                 # Something in this batch broke its transaction: decide each message alone.
@@ -472,7 +473,7 @@ class Bridge:
                 if is_conflict(exc):
                     continue
                 transient += 1
-                if not _transient(exc) or transient >= _TRANSIENT_TRIES:
+                if not database_away(exc) or transient >= _TRANSIENT_TRIES:
                     break
                 if not self._database_answers():
                     self._wait_for_database(exc)
@@ -497,7 +498,7 @@ class Bridge:
                                   deadline=self.deadline, registry=self.registry,
                                   verify_pin=self.pins.verify)
         except Exception as exc:
-            if _transient(exc):
+            if database_away(exc):
                 raise
             return self._dead_letter(session, item, exc)
 
@@ -522,11 +523,18 @@ class Bridge:
 
     def _wait_for_database(self, exc: BaseException) -> None:
         self.counters["database_waits"] += 1
-        waits = self.counters["database_waits"]
-        if waits == 1 or waits % 100 == 0:
-            log.error("the database is out of reach (%s); %d messages wait", exc,
-                      self.queue_depth)
-        time.sleep(min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** min(waits, 6)))
+        if self._database_away_since is None:  # once an outage, and when it ends
+            self._database_away_since, self._database_waits = time.monotonic(), 0
+            log.error("the database is out of reach (%s); %d messages wait, none is "
+                      "acknowledged until it answers", brief(exc), self.queue_depth)
+        self._database_waits += 1
+        time.sleep(min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** min(self._database_waits, 6)))
+
+    def _database_answers_again(self) -> None:
+        if self._database_away_since is not None:
+            log.warning("the database answers again, after %.1f s",
+                        time.monotonic() - self._database_away_since)
+            self._database_away_since = None
 
     def _answer(self, decided: list[tuple[_Inbound, Outcome]]) -> None:
         """Publish what the commit made durable, then acknowledge, in arrival order."""

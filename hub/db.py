@@ -128,6 +128,22 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and getattr(orig, "sqlstate", None) in _CONFLICTS
 
 
+def database_away(exc: BaseException) -> bool:
+    """Is this the database being away (try again later), not the work's fault?"""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError
+                      | sa.exc.TimeoutError | sa.exc.DisconnectionError)
+
+
+def brief(exc: BaseException) -> str:
+    """The driver's first line of a database error: no SQL, no parameters (which carry
+    guests' ids and balances into the log), no link."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 def conflict_pause(attempt: int) -> float:
     """Seconds to wait before try ``attempt`` (1, 2, ...) after a conflict: jittered."""
     return CONFLICT_PAUSE * 2.0 ** (attempt - 1) * (0.5 + random.random())

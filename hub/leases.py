@@ -11,6 +11,10 @@ commits, and SQLite serialises writers, so of two racing processes only one sees
 row changed. The first take of a job is an INSERT whose primary key refuses the
 second. Nobody renews early, not even the holder: a job runs at most once per lease
 length, fleet-wide, and a process that dies holding it is replaced once it expires.
+
+Times are the database's (PostgreSQL's ``now()``): workers on several machines agree on
+when a lease expires whatever their own clocks say. SQLite is one machine's file, so
+there the process clock is that machine's clock.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ log = logging.getLogger(__name__)
 
 def take(engine: Engine, job: str, holder: str, ttl: timedelta,
          now: datetime | None = None) -> bool:
-    """Take the lease of ``job`` for ``ttl`` if nobody holds it now; whether we did."""
-    now = now or utcnow()
-    expires_at = now + ttl
+    """Take the lease of ``job`` for ``ttl`` if nobody holds it now; whether we did.
+
+    ``now`` is the database's clock unless given (tests)."""
     try:
         with engine.begin() as conn:
+            now = now or leases.database_now(connection=conn) or utcnow()
+            expires_at = now + ttl
             if leases.take_expired(connection=conn, job=job, holder=holder, taken_at=now,
                                    expires_at=expires_at):
                 return True
@@ -56,8 +62,9 @@ class Gate:
     job's lease for ``period``)."""
 
     def __init__(self, engine: Engine, holder: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.engine, self.holder, self.clock = engine, holder, clock
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.engine, self.holder, self.clock = engine, holder, clock  # None: the database's
 
     def __call__(self, job: str, period: timedelta) -> bool:
-        return take(self.engine, job, self.holder, period, self.clock())
+        return take(self.engine, job, self.holder, period,
+                    None if self.clock is None else self.clock())

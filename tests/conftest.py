@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ from hub.models import utcnow
 from hub.security import issue_api_token
 from hub.server import Hub
 from hub.store import staff
-from tests.utils import leaks
+from tests.utils import leaks, postgres
 
 # Tests start many hubs at once, as do colleagues' runs on the same machine: none takes the
 # broker's fixed TLS port (8883) unless a test gives it a free one. In the environment, so
@@ -211,45 +210,20 @@ def secured_mosquitto(binary: str, root: Path, port: int) -> Iterator[None]:
 # ----------------------------------------------------------------- PostgreSQL
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for base in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (base / name).exists():
-            return str(base / name)
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throw-away PostgreSQL cluster on a free loopback port; yields its SQLAlchemy URL."""
     if url := os.environ.get("HUB_TEST_POSTGRES_URL"):
         yield url
         return
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
+    if not postgres.available():
         missing("PostgreSQL (initdb, pg_ctl)")
-    # Not under pytest's temp dir: that one is private to us, and postgres must enter it.
-    root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
-    data, port = root / "data", free_port()
-    # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
-        root.chmod(0o777)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, str(initdb), "-D", str(data), "-U", "hub", "--auth=trust",
-                    "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-l", str(root / "log"), "-w",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    "start"], check=True, stdout=subprocess.DEVNULL)
+    cluster = postgres.Cluster(free_port())
     try:
-        yield f"postgresql+psycopg://hub@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster.url
     finally:
-        subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "stop"],
-                       stdout=subprocess.DEVNULL)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
 
 
 def fresh_postgres(server_url: str) -> Engine:

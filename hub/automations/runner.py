@@ -26,7 +26,7 @@ from hub.automations.engine import Planned, plan
 from hub.automations.facts import Facts
 from hub.automations.occurrence import Occurrence
 from hub.automations.rules import Rule
-from hub.db import session_scope
+from hub.db import brief, database_away, session_scope
 from hub.models import AutomationRun, RunStatus, utcnow
 from hub.notices import guest_notice, staff_alert
 from hub.store import automations as store
@@ -92,8 +92,14 @@ class AutomationRunner:
                 if occurrence is None:
                     return
                 self._run(occurrence)
-            except Exception:  # one bad occurrence must not stop the others
-                log.exception("automations failed for a %s", getattr(occurrence, "trigger", "?"))
+            except Exception as exc:  # one bad occurrence must not stop the others
+                trigger = getattr(occurrence, "trigger", "?")
+                if database_away(exc):  # the bridge says so, once: no traceback per tap
+                    self.failed["database_away"] += 1
+                    log.warning("automations skipped for a %s: the database is out of reach "
+                                "(%s)", trigger, brief(exc))
+                else:
+                    log.exception("automations failed for a %s", trigger)
             finally:
                 self._queue.task_done()
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hub.models import JobLease
 
 _table = JobLease.__table__  # type: ignore[attr-defined]
+
+
+def database_now(*, connection: Connection) -> datetime | None:
+    """PostgreSQL's clock (its transaction's start); None on SQLite, which has no clock
+    of its own to share (one machine's file: the process clock is that machine's)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    now = connection.execute(select(func.now())).scalar_one()
+    return now if isinstance(now, datetime) else None
 
 
 def take_expired(*, connection: Connection, job: str, holder: str, taken_at: datetime,

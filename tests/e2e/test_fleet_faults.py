@@ -1,6 +1,8 @@
 """The multi-worker fault test: three ``hub worker`` processes on Mosquitto (MQTT 5, a
 shared subscription) and PostgreSQL take a stream of entries and payments, with
-duplicates and retries, while one worker is SIGKILLed and Mosquitto restarts. Every tap
+duplicates and retries, while one worker is SIGKILLed, PostgreSQL crashes and restarts
+(``pg_ctl stop -m immediate``: no checkpoint, recovery from the WAL) and Mosquitto
+restarts. Every tap
 is decided once, no idempotency key moves money twice, the ledger verifies, and every
 reader has an answer for every event id it sent.
 
@@ -49,7 +51,8 @@ from hub.demo import VENUE_ID, seed_demo, wristband_uid
 from hub.models import Event, LedgerTransaction, utcnow
 from hub.phone_keys import ensure_keys
 from hub.secrets import load_or_create
-from tests.conftest import free_port, fresh_postgres, wait_port
+from tests.conftest import free_port, fresh_postgres, missing, wait_port
+from tests.utils import postgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto]
 
@@ -265,9 +268,23 @@ def stream(rng: random.Random, count: int) -> Iterator[tuple[str, TapEvent | Pay
             yield rng.choice(GATES), tap
 
 
+@pytest.fixture
+def cluster() -> Iterator[postgres.Cluster]:
+    """A PostgreSQL of this test's own, since the test crashes it."""
+    if not postgres.available():
+        missing("PostgreSQL (initdb, pg_ctl)")
+    own = postgres.Cluster(free_port())
+    try:
+        own.start()
+        yield own
+    finally:
+        own.remove()
+
+
 @contextmanager
-def fleet(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Mosquitto, list[Worker], str]]:
-    engine = fresh_postgres(postgres_url)
+def fleet(tmp_path: Path, cluster: postgres.Cluster
+          ) -> Iterator[tuple[Mosquitto, list[Worker], str]]:
+    engine = fresh_postgres(cluster.url)
     url = engine.url.render_as_string(hide_password=False)
     init_db(engine)
     seed_demo(engine, utcnow())
@@ -296,11 +313,11 @@ def fleet(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Mosquitto, list[W
     assert all(code == 0 for code in codes.values()), codes
 
 
-def test_three_workers_survive_a_kill_and_a_broker_restart(tmp_path: Path,
-                                                           postgres_url: str) -> None:
+def test_three_workers_survive_a_kill_a_database_crash_and_a_broker_restart(
+        tmp_path: Path, cluster: postgres.Cluster) -> None:
     rng = random.Random(18)
     started = time.monotonic()
-    with fleet(tmp_path, postgres_url) as (broker, workers, url):
+    with fleet(tmp_path, cluster) as (broker, workers, url):
         readers = Readers(broker.port)
         victim = workers[1]
         try:
@@ -310,6 +327,8 @@ def test_three_workers_survive_a_kill_and_a_broker_restart(tmp_path: Path,
                 if n == TAPS // 3 + TAPS // 10:
                     victim.start()  # systemd's Restart=always: its session is waiting
                     victim.wait_connected(times=2)
+                if n == TAPS // 2:
+                    cluster.restart("immediate")  # every worker's connections die with it
                 if n == 2 * TAPS // 3:
                     broker.stop()
                     broker.start()

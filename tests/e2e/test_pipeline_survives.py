@@ -219,14 +219,16 @@ def test_health_is_503_while_messages_wait_past_the_deadline(demo: Hub, wire: Wi
 
 
 def test_while_the_database_is_away_nothing_is_acknowledged_or_lost(
-        demo: Hub, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> None:
+        demo: Hub, wire: Wire, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     import sqlalchemy as sa
     away = threading.Event()
     away.set()
 
     def fail(_session: Any) -> None:
         if away.is_set():
-            raise sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+            raise sa.exc.OperationalError("UPDATE account SET balance = 7", {"guest": "g-9"},
+                                          Exception("server closed\nthe connection"))
     monkeypatch.setattr(hub.bridge, "handle_message", poison_on(b"db-", fail))
     monkeypatch.setattr(bridge_of(demo), "_database_answers", lambda: not away.is_set())
     wire.publish(GATE, tap("db-1", 1))
@@ -237,6 +239,13 @@ def test_while_the_database_is_away_nothing_is_acknowledged_or_lost(
     reply = wire.reply_to("db-1")
     assert reply is not None and reply["outcome"] == "allow"
     assert bridge_of(demo).snapshot().get("dead_letters", 0) == 0
+    # The outage is told once, when it begins and when it ends, with the driver's first
+    # line only: the statement and its parameters (guests, balances) stay out of the log.
+    said = [r.getMessage() for r in caplog.records if r.name == "hub.bridge"]
+    away_lines = [m for m in said if "out of reach" in m]
+    assert away_lines == ["the database is out of reach (Exception: server closed); 1 "
+                          "messages wait, none is acknowledged until it answers"], said
+    assert len([m for m in said if m.startswith("the database answers again")]) == 1, said
 
 
 def test_a_slow_hub_decides_nothing_after_the_deadline_and_loses_nothing(

@@ -80,3 +80,23 @@ def test_a_lease_is_held_until_it_expires_even_by_its_holder(tmp_path: Path) -> 
     gate = Gate(engine, "c", clock=lambda: T0 + 2 * PERIOD)
     assert gate("sweep", PERIOD) and not gate("sweep", PERIOD)
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgres_leases_keep_the_database_clock_not_the_process_clock(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = fresh_postgres(postgres_url)
+    init_db(engine)
+    try:
+        assert Gate(engine, "on-time")("sweep", timedelta(minutes=5))
+        # A worker whose clock runs an hour fast would take a lease still held for minutes
+        # if expiry were judged by its clock: it is judged by the database's.
+        monkeypatch.setattr("hub.leases.utcnow",
+                            lambda: datetime.now(UTC) + timedelta(hours=1))
+        assert not Gate(engine, "fast-clock")("sweep", timedelta(minutes=5))
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT holder, taken_at, now() - taken_at FROM joblease").one()
+        assert row[0] == "on-time" and abs(row[2]) < timedelta(seconds=30)
+    finally:
+        engine.dispose()
