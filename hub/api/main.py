@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -35,7 +36,7 @@ from hub.api.routes import (
 from hub.api.routes import automations as automation_routes
 from hub.automations.rules import RuleError
 from hub.config import Settings
-from hub.db import Contended
+from hub.db import Contended, brief, database_away
 from hub.store.errors import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
@@ -43,6 +44,8 @@ DOCS_STATIC = docs.STATIC_URL  # Swagger UI's and ReDoc's scripts and styles
 # The only routes anyone may call without a token: locks read keys and revocations offline.
 PUBLIC = frozenset({("GET", "/health"), ("POST", "/auth/token"),
                     ("GET", "/venues/{venue_id}/jwks"), ("GET", "/venues/{venue_id}/revocations")})
+
+log = logging.getLogger(__name__)
 
 
 def _check_declared(router: APIRouter) -> None:
@@ -113,14 +116,20 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     async def _conflict(_r: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    @app.exception_handler(sa.exc.OperationalError)
-    async def _busy(_r: Request, exc: sa.exc.OperationalError) -> JSONResponse:
-        # SQLite's write lock held past its busy timeout (a backup, a long batch): the
-        # caller may try again; anything else about the database is a real failure.
-        if "database is locked" not in str(exc.orig):
-            raise exc
-        return JSONResponse({"detail": "the database is busy: try again", "reason": "busy"},
-                            status_code=503, headers={"Retry-After": "1"})
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _busy(_r: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        # SQLite's write lock held past its busy timeout (a backup, a long batch), or the
+        # database out of reach (PostgreSQL restarting): nothing was done, the caller may
+        # try again. Anything else about the database is a real failure.
+        if "database is locked" in str(exc.orig):
+            return JSONResponse({"detail": "the database is busy: try again",
+                                 "reason": "busy"}, status_code=503, headers={"Retry-After": "1"})
+        if database_away(exc):
+            log.warning("an API call found the database out of reach (%s)", brief(exc))
+            return JSONResponse({"detail": "the database is out of reach: nothing was done, "
+                                           "try again", "reason": "database_unavailable"},
+                                status_code=503, headers={"Retry-After": "5"})
+        raise exc
 
     @app.exception_handler(Contended)
     async def _contended(_r: Request, exc: Contended) -> JSONResponse:
