@@ -167,6 +167,9 @@ def hub(root: Path, *, http_port: int, mqtt_port: int | None = None,
         # Open, as the echo's broker is: the bench measures decisions, not logins, and
         # the devices it registers for the run have no sheet to log in from.
         command += ["--mqtt-port", str(mqtt_port), "--open-broker"]
+        # No TLS listener: the bench's devices speak plain MQTT, and the default TLS port
+        # (8883) is a fixed one another hub on the machine may hold.
+        command += ["--mqtt-tls-port", "0"]
         ports.append(mqtt_port)
     env = hub_env(mqtt5=broker_url is not None)
     proc = _spawn("the hub", command, root / "hub.log", env=env)

@@ -3,6 +3,7 @@ real run per broker that must start, measure and stop everything it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -266,12 +267,19 @@ def test_bench_measures_echo_and_hub_and_leaves_nothing_running(kind: str,
     if kind == "mosquitto" and find_mosquitto() is None:
         missing("mosquitto")
     out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [str(BIN / "hub-sim"), "bench", "--broker-kind", kind, "--rates", "20", "--seconds", "1",
-         "--sequential", "20", "--burst", "200", "--devices", "10", "--search-steps", "0",
-         "--json-out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
+    with contextlib.ExitStack() as held:
+        # The MQTT TLS port a hub takes by default is held (as another hub on the machine
+        # would): the hub the bench starts must not need it.
+        tls_default = held.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # held by someone already: as good
+            tls_default.bind(("127.0.0.1", 8883))
+            tls_default.listen()
+        done = subprocess.run(
+            [str(BIN / "hub-sim"), "bench", "--broker-kind", kind, "--rates", "20", "--seconds",
+             "1", "--sequential", "20", "--burst", "200", "--devices", "10", "--search-steps",
+             "0", "--json-out", str(out)],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(out.read_text())
     section = report["brokers"][kind]
