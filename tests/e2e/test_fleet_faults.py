@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +43,11 @@ from devices.contract import (
     parse_reply,
 )
 from devices.topics import Channel, device_topic
-from hub.config import Settings
-from hub.db import init_db
-from hub.demo import VENUE_ID, seed_demo, wristband_uid
+from hub.demo import VENUE_ID, wristband_uid
 from hub.models import Event, LedgerTransaction, utcnow
-from hub.phone_keys import ensure_keys
-from hub.secrets import load_or_create
-from tests.conftest import free_port, fresh_postgres, missing, wait_port
+from tests.conftest import free_port, missing
 from tests.utils import postgres
+from tests.utils.fleet import Mosquitto, Worker, demo_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mosquitto]
 
@@ -64,78 +59,6 @@ GATES = ("gate-park-in-1", "gate-park-in-2")
 TILLS = ("pos-cafe-1", "pos-shop-1", "pos-bar-1")
 ENTRY_GUESTS = [n for n in range(1, 21) if n not in (6, 7, 8)]  # bare-UID bands
 PAYING_GUESTS = (2, 3, 4, 5, 9, 10)  # their own wallets, no PIN, no secure band
-
-
-# ------------------------------------------------------------------- the broker
-
-
-class Mosquitto:
-    """A Mosquitto as deployed: MQTT 5, persistent sessions kept across a restart."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.conf = root / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-            "max_queued_messages 0\nmax_inflight_messages 0\n"
-            f"persistence true\npersistence_location {root}/\nautosave_interval 1\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else "mosquitto"
-        with open(self.root / "log", "ab") as log:
-            self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log,
-                                         stderr=log)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # saves its sessions and queues to disk
-            self.proc.wait(10)
-            self.proc = None
-
-
-# ------------------------------------------------------------------- the workers
-
-
-class Worker:
-    """``hub worker`` in a process of its own, as systemd would run it."""
-
-    def __init__(self, name: str, root: Path, broker: int, database_url: str) -> None:
-        self.name, self.log = name, root / f"{name}.log"
-        self.args = [sys.executable, "-c", "from hub.cli import app; app()", "worker",
-                     "--broker", f"mqtt://127.0.0.1:{broker}", "--database-url", database_url,
-                     "--data-dir", str(root / "hub"), "--name", name, "--log-level", "INFO"]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ, COLUMNS="200")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
-
-    def wait_connected(self, times: int = 1, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log.read_text(errors="replace").count("connected to mqtt://") < times:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"{self.name} did not connect"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
 
 
 # ------------------------------------------------------------------- the readers
@@ -284,18 +207,7 @@ def cluster() -> Iterator[postgres.Cluster]:
 @contextmanager
 def fleet(tmp_path: Path, cluster: postgres.Cluster
           ) -> Iterator[tuple[Mosquitto, list[Worker], str]]:
-    engine = fresh_postgres(cluster.url)
-    url = engine.url.render_as_string(hide_password=False)
-    init_db(engine)
-    seed_demo(engine, utcnow())
-    engine.dispose()
-    data = tmp_path / "hub"
-    # What every worker shares (as a deployment copies it to each): made once, not raced.
-    load_or_create(data)
-    settings = Settings(data_dir=data)
-    ensure_keys(data / "secrets" / "phone-signing-keys.json", utcnow(),
-                lifetime=timedelta(days=settings.phone_key_rotation_days),
-                overlap=timedelta(days=settings.phone_key_overlap_days))
+    url = demo_database(tmp_path, cluster.url)
     broker = Mosquitto(tmp_path)
     broker.start()
     workers = [Worker(f"w{n}", tmp_path, broker.port, url) for n in range(1, WORKERS + 1)]
