@@ -144,10 +144,32 @@ def login(api: str, username: str = "admin", password: str = "demo-admin") -> di
     return bearer(response.json()["access_token"])
 
 
-@pytest.fixture
-def running_hub(tmp_path: Path) -> Iterator[Hub]:
-    """A demo hub in this process: embedded broker, bridge and HTTP on free ports."""
-    hub = Hub(hub_settings(tmp_path), demo=True)
+STACKS = ["embedded", pytest.param("mosquitto+postgres",
+                                   marks=[pytest.mark.mosquitto, pytest.mark.postgres])]
+
+
+def stack_settings(tmp_path: Path, request: pytest.FixtureRequest, stack: str,
+                   **overrides: object) -> Settings:
+    """``hub_settings`` for ``stack``: "embedded" or "mosquitto+postgres"."""
+    if stack == "mosquitto+postgres":
+        port = request.getfixturevalue("mosquitto")
+        engine = fresh_postgres(request.getfixturevalue("postgres_url"))
+        url = engine.url.render_as_string(hide_password=False)
+        engine.dispose()
+        # A group of its own: a stopped hub's persistent session must not be handed taps.
+        overrides = {"broker_url": f"mqtt://127.0.0.1:{port}", "mqtt_protocol": "5",
+                     "mqtt_shared_group": f"t{uuid.uuid4().hex[:10]}", "database_url": url,
+                     **overrides}
+    return hub_settings(tmp_path, **overrides)
+
+
+@pytest.fixture(params=STACKS)
+def running_hub(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Hub]:
+    """A demo hub in this process, bridge and HTTP on free ports: on the embedded defaults
+    (embedded broker, SQLite), or on the production stack (the session's Mosquitto, MQTT 5
+    with a shared subscription, and a new PostgreSQL database)."""
+    hub = Hub(stack_settings(tmp_path, request, getattr(request, "param", "embedded")),
+              demo=True)
     hub.start()
     hub.serve_in_thread()
     yield hub

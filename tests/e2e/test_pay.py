@@ -4,7 +4,6 @@ and `hub ledger verify` on the database that results (and on a corrupted one).""
 from __future__ import annotations
 
 import queue
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -59,14 +58,17 @@ def test_pos_tap_to_receipt_then_ledger_verifies(running_hub: Hub) -> None:
         phone.disconnect()
         phone.loop_stop()
 
-    data_dir = running_hub.settings.data_dir
-    ok = subprocess.run([str(BIN / "hub"), "ledger", "verify", "--data-dir", str(data_dir)],
+    settings = running_hub.settings
+    where = (["--database-url", settings.database_url] if settings.database_url
+             else ["--data-dir", str(settings.data_dir)])
+    ok = subprocess.run([str(BIN / "hub"), "ledger", "verify", *where],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    with sqlite3.connect(data_dir / "hub.db") as db:  # a test corrupting one posting
-        db.execute("update posting set amount = amount + 1 where id = "
-                   "(select max(id) from posting)")
-    broken = subprocess.run([str(BIN / "hub"), "ledger", "verify", "--data-dir", str(data_dir)],
+    # A test corrupting one posting: verify must find it, on either database.
+    with running_hub.engine.begin() as conn:  # type: ignore[union-attr]
+        conn.exec_driver_sql("update posting set amount = amount + 1 where id = "
+                             "(select max(id) from posting)")
+    broken = subprocess.run([str(BIN / "hub"), "ledger", "verify", *where],
                             capture_output=True, text=True)
     assert broken.returncode == 1
     assert "does not balance" in broken.stdout
