@@ -186,7 +186,8 @@ class Bridge:
         try:
             if self._mqtt5:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
+                # Kept while a worker restarts (see mqtt_session_expiry for why not longer).
+                props.SessionExpiryInterval = self.settings.mqtt_session_expiry
                 # No more unacknowledged messages than the queue is meant to hold.
                 props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
                 self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,

@@ -270,9 +270,10 @@ def worker(
     name: Annotated[str | None, typer.Option(
         help="This worker among the fleet: its own MQTT client id and session "
         "\\[env HUB_WORKER_NAME]")] = None,
-    group: Annotated[str, typer.Option(
-        help="The MQTT 5 shared-subscription group the workers split the taps in "
-        "\\[env HUB_MQTT_SHARED_GROUP]")] = "hubs",
+    group: Annotated[str | None, typer.Option(
+        help="The MQTT 5 shared-subscription group the workers split the taps in; on the "
+        "broker it carries a mark derived from the hub's secret, so no other login can join "
+        "it \\[env HUB_MQTT_SHARED_GROUP, default hubs]")] = None,
     log_level: Annotated[str | None, typer.Option(
         help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
     upgrade: Annotated[bool, typer.Option(
@@ -291,7 +292,7 @@ def worker(
                       "(the database every worker shares)[/red]")
         raise typer.Exit(2)
     settings = settings.model_copy(update={
-        "mqtt_protocol": "5", "mqtt_shared_group": settings.mqtt_shared_group or group})
+        "mqtt_protocol": "5", "mqtt_shared_group": group or settings.mqtt_shared_group or "hubs"})
     _run_part(settings, bridge=True, api=False, upgrade=upgrade)
 
 

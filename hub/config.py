@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     mqtt_shared_group: str | None = Field(
         None, description="MQTT 5 shared-subscription group, so several hub workers split traffic"
     )
+    mqtt_session_expiry: int = Field(
+        30, ge=0, le=86_400,
+        description="MQTT 5: seconds the broker keeps a worker's session after it drops. A "
+                    "worker back within it gets what it took and did not answer; but while "
+                    "it lasts the broker queues the worker's share of new taps to it, unseen "
+                    "by the others (devices' retries reach them), so keep it near the time a "
+                    "restart takes")
     mqtt_keepalive: int = Field(30, ge=5)
     broker_process: bool = Field(
         True, description="Run the embedded broker in a process of its own (both cores)")

@@ -40,6 +40,7 @@ from hub.store import devices, guests
 BRIDGE_USER = "venuehub-bridge"
 # Its own label: a client id is not a password and must never equal one.
 _CLIENT_ID_LABEL = b"venuehub/v1 bridge client id\x00"
+_SHARED_GROUP_LABEL = b"venuehub/v1 bridge shared group\x00"
 
 
 def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
@@ -52,6 +53,20 @@ def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
     digest = hmac.new(secrets.broker_key, _CLIENT_ID_LABEL + worker_name.encode(),
                       hashlib.sha256).hexdigest()
     return f"{BRIDGE_USER}-{worker_name}-{digest[:24]}"
+
+
+def shared_group(secrets: HubSecrets, group: str) -> str:
+    """The shared-subscription group the workers named ``group`` join on the broker.
+
+    A broker hands a share of the traffic to every member of a group, and Mosquitto's ACL
+    file does not stop a client joining one: it only withholds the messages it may not
+    read, which are then lost. A guessable name (``$share/hubs/...``) would let any device
+    or guest login swallow a share of every tap, even from a session left offline. With
+    the hub's secret in the name only holders of ``broker.key`` (the workers) can join.
+    """
+    digest = hmac.new(secrets.broker_key, _SHARED_GROUP_LABEL + group.encode(),
+                      hashlib.sha256).hexdigest()
+    return f"{group}-{digest[:24]}"
 
 
 def broker_auth(secrets: HubSecrets) -> BrokerAuth:

@@ -39,7 +39,7 @@ from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_keys, jwks
 from hub.ports import check_free
 from hub.presented import Trust
-from hub.provisioning import bridge_client_id, broker_auth, write_sheet
+from hub.provisioning import bridge_client_id, broker_auth, shared_group, write_sheet
 from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
 from hub.tls import TlsFiles, TlsListener, ensure_tls
@@ -167,6 +167,9 @@ class Hub:
         if settings.mqtt_client_id is None:
             settings = settings.model_copy(update={
                 "mqtt_client_id": bridge_client_id(self.secrets, settings.worker_name)})
+        if settings.mqtt_shared_group:
+            settings = settings.model_copy(update={
+                "mqtt_shared_group": shared_group(self.secrets, settings.mqtt_shared_group)})
         self.bridge = Bridge(settings, self.engine, trust=trust, reader=self.reader)
         if self.broker is not None:
             self.bridge.broker_stats = lambda: {

@@ -99,9 +99,11 @@ def test_two_hub_workers_share_the_traffic(tmp_path: Path, mosquitto: int,
     engine = fresh_postgres(postgres_url)
     url = engine.url.render_as_string(hide_password=False)
     engine.dispose()
-    hubs = [Hub(hub_settings(tmp_path / f"w{n}", broker_url=f"mqtt://127.0.0.1:{mosquitto}",
-                             mqtt_protocol="5", mqtt_shared_group="hubs", database_url=url),
-                demo=True) for n in (1, 2)]
+    # One data directory: the fleet's workers share its secrets (their group's name on
+    # the broker is derived from them).
+    hubs = [Hub(hub_settings(tmp_path, broker_url=f"mqtt://127.0.0.1:{mosquitto}",
+                             mqtt_protocol="5", mqtt_shared_group="hubs", database_url=url,
+                             worker_name=f"w{n}"), demo=True) for n in (1, 2)]
     for hub in hubs:
         hub.start()
     try:
@@ -131,9 +133,11 @@ def test_two_hubs_take_hundreds_of_payments_without_internal_or_overspend(
     below zero, and the ledger verifies."""
     engine = fresh_postgres(postgres_url)
     url = engine.url.render_as_string(hide_password=False)
-    hubs = [Hub(hub_settings(tmp_path / f"w{n}", broker_url=f"mqtt://127.0.0.1:{mosquitto}",
-                             mqtt_protocol="5", mqtt_shared_group="hubs", database_url=url),
-                demo=True) for n in (1, 2)]
+    # One data directory: the fleet's workers share its secrets (their group's name on
+    # the broker is derived from them).
+    hubs = [Hub(hub_settings(tmp_path, broker_url=f"mqtt://127.0.0.1:{mosquitto}",
+                             mqtt_protocol="5", mqtt_shared_group="hubs", database_url=url,
+                             worker_name=f"w{n}"), demo=True) for n in (1, 2)]
     for hub in hubs:
         hub.start()
     rng = random.Random(16)

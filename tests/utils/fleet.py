@@ -69,15 +69,16 @@ class Mosquitto:
 class Worker:
     """``hub worker`` in a process of its own, as systemd would run it."""
 
-    def __init__(self, name: str, root: Path, broker: int, database_url: str) -> None:
-        self.name, self.log = name, root / f"{name}.log"
+    def __init__(self, name: str, root: Path, broker: int, database_url: str,
+                 env: dict[str, str] | None = None) -> None:
+        self.name, self.log, self.env = name, root / f"{name}.log", env or {}
         self.args = [*HUB, "worker",
                      "--broker", f"mqtt://127.0.0.1:{broker}", "--database-url", database_url,
                      "--data-dir", str(root / "hub"), "--name", name, "--log-level", "INFO"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, COLUMNS="200")
+        env = dict(os.environ, COLUMNS="200", **self.env)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
 
