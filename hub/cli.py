@@ -212,6 +212,7 @@ def up(
 def _cannot_start() -> Iterator[None]:
     """A start that fails as expected (`hub up`, `hub worker`, `hub api`): one line that says
     why and what to do, exit 2 for what the user must change, 1 for the machine's state."""
+    from hub.db import ClockSkew
     from hub.migrate import SchemaError
     from hub.tls import TlsError
 
@@ -230,6 +231,9 @@ def _cannot_start() -> Iterator[None]:
     except TlsError as exc:  # a --tls-name no certificate can carry, a broken CA
         console.print(f"[red]cannot start:[/red] TLS: {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except ClockSkew as exc:
+        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def _port_advice(exc: CannotListen) -> str:
@@ -460,6 +464,8 @@ def init(data_dir: DataDir = None,
              "its TLS certificate; repeat for several")] = None) -> None:
     """Create the data directory, the secrets (0600), the venue CA and the database tables."""
     from hub.db import create_db_engine, init_db
+    from hub.models import utcnow
+    from hub.phone_keys import ensure_signing_keys
     from hub.secrets import load_or_create
     from hub.tls import TlsError, certificate_names, ensure_tls
 
@@ -473,6 +479,10 @@ def init(data_dir: DataDir = None,
         console.print(f"[red]TLS:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     init_db(create_db_engine(settings.database))
+    # Now, not at the first start: every host copying these secrets signs with one key.
+    ensure_signing_keys(settings.data_dir, utcnow(),
+                        rotation_days=settings.phone_key_rotation_days,
+                        overlap_days=settings.phone_key_overlap_days)
     names = ", ".join(certificate_names(files.server_cert))
     console.print(f"initialised {settings.database}; secrets in {settings.data_dir / 'secrets'}"
                   f" (mode 0600); venue CA {files.ca_cert} (give it to devices), broker "

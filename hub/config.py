@@ -68,6 +68,9 @@ class Settings(BaseSettings):
                     "by the others (devices' retries reach them), so keep it near the time a "
                     "restart takes")
     mqtt_keepalive: int = Field(30, ge=5)
+    max_clock_skew_seconds: float = Field(
+        60.0, gt=0, description="PostgreSQL: refuse to start when this machine's clock is "
+                                "further than this from the database's")
     broker_process: bool = Field(
         True, description="Run the embedded broker in a process of its own (both cores)")
     secure_broker: bool = Field(

@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +127,35 @@ def is_conflict(exc: BaseException) -> bool:
     """Did the database abort this work for a serialization failure or a deadlock?"""
     orig = getattr(exc, "orig", None)
     return isinstance(exc, sa.exc.DBAPIError) and getattr(orig, "sqlstate", None) in _CONFLICTS
+
+
+class ClockSkew(RuntimeError):
+    """This machine's clock disagrees with the database's (hub.db.check_clock)."""
+
+    def __init__(self, skew: float, limit: float) -> None:
+        super().__init__(
+            f"this machine's clock is {abs(skew):.0f} s {'ahead of' if skew > 0 else 'behind'} "
+            f"the database's (more than {limit:g} s): fix its time (NTP) first. A hub on a "
+            f"wrong clock would judge tickets, stays, leases and phone-key rotation by it")
+        self.skew, self.limit = skew, limit
+
+
+def check_clock(engine: Engine, now: Callable[[], datetime], limit: float) -> None:
+    """Refuse (ClockSkew) to run on a clock more than ``limit`` seconds off PostgreSQL's.
+
+    Several machines share the database: one whose clock runs a year ahead would take
+    every fleet job's lease for a year and retire the phone-key signing key in use.
+    SQLite is one machine's file, so there is no other clock to compare with.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        before = now()
+        theirs = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+        ours = before + (now() - before) / 2
+    skew = (ours - theirs).total_seconds()
+    if abs(skew) > limit:
+        raise ClockSkew(skew, limit)
 
 
 def database_away(exc: BaseException) -> bool:

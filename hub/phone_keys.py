@@ -293,3 +293,13 @@ def ensure_keys(path: Path, now: datetime, *, lifetime: timedelta,
         keys = rotate(keys, now, lifetime, overlap)
         save_keys(path, keys)
     return keys
+
+
+def ensure_signing_keys(data_dir: Path, now: datetime, *, rotation_days: int,
+                        overlap_days: int) -> list[SigningKey]:
+    """The hub's phone-key signing keys under ``data_dir`` (``secrets/``), made or rotated
+    as ``ensure_keys`` does: by ``hub init``, so that every host copying the secrets it
+    made gets the same keys, and by every hub process at start."""
+    return ensure_keys(data_dir / "secrets" / "phone-signing-keys.json", now,
+                       lifetime=timedelta(days=rotation_days),
+                       overlap=timedelta(days=overlap_days))

@@ -32,11 +32,11 @@ from hub.broker_auth import NO_CHANGES, Logins
 from hub.broker_logins import LoginFollower
 from hub.broker_process import BrokerProcess
 from hub.config import Settings
-from hub.db import create_db_engine, init_db, session_scope
+from hub.db import check_clock, create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
 from hub.leases import Gate
 from hub.models import utcnow
-from hub.phone_keys import SigningKey, ensure_keys, jwks
+from hub.phone_keys import SigningKey, ensure_signing_keys, jwks
 from hub.ports import check_free
 from hub.presented import Trust
 from hub.provisioning import bridge_client_id, broker_auth, shared_group, write_sheet
@@ -107,13 +107,13 @@ class Hub:
         self.secrets = load_or_create(settings.data_dir)
         self.engine = create_db_engine(settings.database,
                                        sqlite_synchronous=settings.sqlite_synchronous)
+        check_clock(self.engine, utcnow, settings.max_clock_skew_seconds)
         init_db(self.engine, upgrade=self.upgrade)
         self.reader = create_db_engine(settings.database, read_only=True)
         # Before the demo's sheet: it carries their public half, the locks' trust anchor.
-        self.signing_keys = ensure_keys(
-            settings.data_dir / "secrets" / "phone-signing-keys.json", utcnow(),
-            lifetime=timedelta(days=settings.phone_key_rotation_days),
-            overlap=timedelta(days=settings.phone_key_overlap_days))
+        self.signing_keys = ensure_signing_keys(
+            settings.data_dir, utcnow(), rotation_days=settings.phone_key_rotation_days,
+            overlap_days=settings.phone_key_overlap_days)
         if self.demo:
             self.demo_summary = seed_demo(self.engine, utcnow())
             if any(self.scale):

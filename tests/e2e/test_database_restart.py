@@ -57,3 +57,31 @@ def test_the_api_says_503_while_postgres_is_away_and_answers_once_it_is_back(
         assert back.json()["id"] == "guest-01"
     finally:
         hub.stop()
+
+
+def test_a_hub_on_a_clock_far_from_the_databases_refuses_to_start_and_touches_nothing(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.db import ClockSkew
+
+    engine = fresh_postgres(postgres_url)
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+    settings = hub_settings(tmp_path, database_url=url)
+    honest = Hub(settings, bridge=False)
+    honest.start()
+    honest.stop()
+    keys = settings.data_dir / "secrets" / "phone-signing-keys.json"
+    before = keys.read_bytes()
+    # A year ahead: it would retire the signing key in use and hold every lease a year.
+    monkeypatch.setattr("hub.server.utcnow", lambda: datetime.now(UTC) + timedelta(days=365))
+    with pytest.raises(ClockSkew) as refused:
+        Hub(settings, bridge=False).start()
+    assert refused.value.skew > 364 * 86_400 and "ahead of the database's" in str(refused.value)
+    assert keys.read_bytes() == before
+    # A few seconds off is any machine's clock: it starts.
+    monkeypatch.setattr("hub.server.utcnow", lambda: datetime.now(UTC) + timedelta(seconds=5))
+    fine = Hub(settings, bridge=False)
+    fine.start()
+    fine.stop()

@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from hub.config import Settings
 from hub.db import init_db
 from hub.demo import seed_demo
 from hub.models import utcnow
-from hub.phone_keys import ensure_keys
+from hub.phone_keys import ensure_signing_keys
 from hub.secrets import load_or_create
 from tests.conftest import free_port, fresh_postgres, wait_port
 
@@ -34,9 +33,8 @@ def demo_database(root: Path, server_url: str) -> str:
     data = root / "hub"
     load_or_create(data)
     settings = Settings(data_dir=data)
-    ensure_keys(data / "secrets" / "phone-signing-keys.json", utcnow(),
-                lifetime=timedelta(days=settings.phone_key_rotation_days),
-                overlap=timedelta(days=settings.phone_key_overlap_days))
+    ensure_signing_keys(data, utcnow(), rotation_days=settings.phone_key_rotation_days,
+                        overlap_days=settings.phone_key_overlap_days)
     return url
 
 
