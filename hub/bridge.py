@@ -1,4 +1,5 @@
-"""The MQTT bridge: the only module of the hub that touches paho.
+"""The MQTT bridge: devices' messages in, the hub's answers out (its paho client is
+:mod:`hub.mqtt_client`'s, as the API's publisher's is).
 
 paho's network thread only enqueues messages; one worker thread takes what has
 queued up (one message when idle, up to ``bridge_batch_size`` under load, and no
@@ -33,7 +34,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
@@ -49,7 +49,6 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
-from hub import broker_errors
 from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
@@ -57,6 +56,7 @@ from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope
 from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, lock_ahead, refuse
 from hub.models import utcnow
+from hub.mqtt_client import new_client, open_connection
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
@@ -152,22 +152,7 @@ class Bridge:
         self._death_cause: BaseException | None = None
         self._supervisor: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
-            clean_session=None if self._mqtt5 else False,
-            manual_ack=True,
-        )
-        if settings.mqtt_username:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.bridge_tls:
-            # An external broker across a network: the POS's PINs pass through the bridge.
-            # The broker's name is checked against its certificate, as paho does by default.
-            self._client.tls_set(ca_certs=None if settings.mqtt_tls_ca is None
-                                 else str(settings.mqtt_tls_ca))
-        self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client = new_client(settings, self.client_id, persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -176,35 +161,20 @@ class Bridge:
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect to the broker, subscribe and start the worker and its supervisor."""
-        host, port = self.settings.mqtt_address
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="hub-bridge-supervisor",
                                             daemon=True)
         self._supervisor.start()
-        tls, external = self.settings.bridge_tls, not self.settings.embedded_broker
-        where = broker_errors.address(host, port, tls=tls)
-        try:
-            if self._mqtt5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
-                # No more unacknowledged messages than the queue is meant to hold.
-                props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
-                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
-                                     clean_start=False, properties=props)
-            else:
-                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive)
-        except OSError as exc:  # refused, no such host, no answer, TLS
-            raise broker_errors.BrokerUnreachable(
-                where, broker_errors.connect_problem(exc, port=port, tls=tls),
-                external=external) from exc
-        self._client.loop_start()
-        if not self._answered.wait(timeout) or not self._connected.wait(0.5):
-            self._client.loop_stop()
-            refusal = self._refusal
-            raise broker_errors.BrokerUnreachable(
-                where, broker_errors.login_problem(refusal, external=external)
-                if refusal else f"no answer to the bridge's CONNECT within {timeout:g}s",
-                external=external)
+        props: Properties | None = None
+        if self._mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
+            # No more unacknowledged messages than the queue is meant to hold.
+            props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
+        open_connection(self._client, self.settings, who="bridge", answered=self._answered,
+                        connected=self._connected, refusal=lambda: self._refusal,
+                        timeout=timeout, properties=props, clean_start=False)
+        host, port = self.settings.mqtt_address
         # Never the client id: whoever reads logs or /stats must not learn it.
         log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
 
