@@ -39,7 +39,6 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from devices.client import nodelay
 from devices.contract import (
     MAX_PAYLOAD_BYTES,
     ContractError,
@@ -56,7 +55,7 @@ from hub.db import CONFLICT_TRIES, conflict_pause, is_conflict, session_scope
 from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, lock_ahead, refuse
 from hub.models import utcnow
-from hub.mqtt_client import new_client, open_connection
+from hub.mqtt_client import Link, new_client, open_connection
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
@@ -138,10 +137,7 @@ class Bridge:
         self._queue: queue.Queue[_Inbound | None] = queue.Queue()
         # Taken from the queue, not yet answered: a restarted worker starts with these.
         self._taken: deque[_Inbound] = deque()
-        self._connected = threading.Event()
-        self._answered = threading.Event()  # the broker answered a CONNECT, yes or no
-        self._refusal: str | None = None  # why it said no, last time
-        self._generation = 0
+        self._link = Link("bridge", self.counters)
         self._last_message = 0.0
         self._last_decision: float | None = None
         self._stopping = False
@@ -171,9 +167,8 @@ class Bridge:
             props.SessionExpiryInterval = 3600  # keep our queue while a worker restarts
             # No more unacknowledged messages than the queue is meant to hold.
             props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
-        open_connection(self._client, self.settings, who="bridge", answered=self._answered,
-                        connected=self._connected, refusal=lambda: self._refusal,
-                        timeout=timeout, properties=props, clean_start=False)
+        open_connection(self._client, self.settings, self._link, timeout=timeout,
+                        properties=props, clean_start=False)
         host, port = self.settings.mqtt_address
         # Never the client id: whoever reads logs or /stats must not learn it.
         log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
@@ -193,7 +188,7 @@ class Bridge:
         """Stop taking messages and finish those already taken; stay connected, so what
         they set off (automations) can still be published."""
         self._stopping = True
-        if self._connected.is_set():
+        if self._link.connected.is_set():
             self._client.unsubscribe(self._filter())
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline \
@@ -214,26 +209,13 @@ class Bridge:
         return shared(_SUBSCRIPTION, group) if group and self._mqtt5 else _SUBSCRIPTION
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            self._refusal = str(rc)
-            self._answered.set()
-            if self._generation:  # at start, start() says it once, with what to check
-                log.error("broker refused the bridge: %s", rc)
-            return
-        nodelay(client)
-        self._generation += 1
-        client.subscribe(self._filter(), qos=1)
-        self._connected.set()
-        self._answered.set()
-        if self._generation > 1:
-            log.warning("bridge reconnected to the broker and resubscribed")
+        if self._link.accepted(client, rc):
+            client.subscribe(self._filter(), qos=1)  # again at each connection
+            self._link.up()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._connected.clear()
-        if self._stopping and not rc.is_failure:
+        if not self._link.lost(rc, stopping=self._stopping):
             return
-        self.counters["disconnects"] += 1
         if getattr(rc, "value", None) == _SESSION_TAKEN_OVER:
             self.counters["taken_over"] += 1
             log.error("another client connected with the bridge's client id and the broker "
@@ -247,7 +229,7 @@ class Bridge:
         # memory while they wait.
         item = _Inbound(msg.topic, bytes(msg.payload[:MAX_PAYLOAD_BYTES + 1]), msg.mid, msg.qos,
                         time.perf_counter(),
-                        self.clock(), self._generation)
+                        self.clock(), self._link.generation)
         self._last_message = item.received
         self._queue.put_nowait(item)  # never blocks: see __init__
         if self._queue.qsize() > self.settings.bridge_queue_size:
@@ -525,7 +507,7 @@ class Bridge:
     def _ack(self, item: _Inbound) -> None:
         if item.qos == 0:
             return
-        if item.generation != self._generation:
+        if item.generation != self._link.generation:
             # Its connection is gone: the broker delivers it again, and the recorded
             # decision is replayed. Acking its mid now could acknowledge another message.
             self.counters["acks_skipped_after_reconnect"] += 1
@@ -552,7 +534,7 @@ class Bridge:
         connection; with ``strict`` it is refused instead (ConnectionError), for callers
         that retry and record failures (automations).
         """
-        if strict and not self._connected.is_set():
+        if strict and not self._link.connected.is_set():
             # Before paho takes it: it would keep a copy for the next connection, and a
             # retry would add another, all sent later, past any consent re-check.
             raise ConnectionError(f"not published to {topic}: the broker is out of reach")
@@ -563,7 +545,7 @@ class Bridge:
     @property
     def connected(self) -> bool:
         """Is the bridge connected to the broker now?"""
-        return self._connected.is_set()
+        return self._link.connected.is_set()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats and the console."""

@@ -25,9 +25,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from devices.client import nodelay
 from hub.config import Settings
-from hub.mqtt_client import new_client, open_connection
+from hub.mqtt_client import Link, new_client, open_connection
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,7 @@ class Publisher:
         # The current retained state, as (topic, payload): published at every connection.
         self._retained = retained
         self.counters: Counter[str] = Counter()
-        self._connected = threading.Event()
-        self._answered = threading.Event()  # the broker answered a CONNECT, yes or no
-        self._refusal: str | None = None  # why it said no, last time
-        self._generation = 0
+        self._link = Link("API's publisher", self.counters)
         self._stopping = False
         # Set at each connection: the retained state is to be published (off paho's
         # network thread, since it reads the database).
@@ -73,9 +69,7 @@ class Publisher:
         self._retainer = threading.Thread(target=self._publish_retained_when_due,
                                           name="hub-publisher-retained", daemon=True)
         self._retainer.start()
-        open_connection(self._client, self.settings, who="API's publisher",
-                        answered=self._answered, connected=self._connected,
-                        refusal=lambda: self._refusal, timeout=timeout)
+        open_connection(self._client, self.settings, self._link, timeout=timeout)
         host, port = self.settings.mqtt_address
         log.info("API publisher %r connected to mqtt://%s:%d", self.settings.worker_name,
                  host, port)
@@ -98,7 +92,7 @@ class Publisher:
         While the broker is away: ``strict`` refuses (ConnectionError); a retained message
         is left to the next connection's retained state; anything else waits in memory.
         """
-        if not self._connected.is_set():
+        if not self._link.connected.is_set():
             if strict:
                 raise ConnectionError(f"not published to {topic}: the broker is out of reach")
             if retain and self._retained is not None:
@@ -120,7 +114,7 @@ class Publisher:
     @property
     def connected(self) -> bool:
         """Is it connected to the broker now?"""
-        return self._connected.is_set()
+        return self._link.connected.is_set()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats of ``hub api``."""
@@ -131,27 +125,12 @@ class Publisher:
                 "worker": self.settings.worker_name}
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            self._refusal = str(rc)
-            self._answered.set()
-            if self._generation:  # at start, start() says it once, with what to check
-                log.error("broker refused the API's publisher: %s", rc)
-            return
-        nodelay(client)
-        self._generation += 1
-        self._connected.set()
-        self._answered.set()
-        self._retained_due.set()
-        if self._generation > 1:
-            log.warning("API publisher reconnected to the broker")
+        if self._link.accepted(client, rc):
+            self._link.up()
+            self._retained_due.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._connected.clear()
-        if self._stopping and not rc.is_failure:
-            return
-        self.counters["disconnects"] += 1
-        if not self._stopping:
+        if self._link.lost(rc, stopping=self._stopping) and not self._stopping:
             log.warning("API publisher lost the broker (%s); reconnecting", rc)
 
     def _publish_retained_when_due(self) -> None:
@@ -163,7 +142,7 @@ class Publisher:
             if self._closed.is_set():
                 return
             self._retained_due.clear()
-            if self._retained is None or not self._connected.is_set():
+            if self._retained is None or not self._link.connected.is_set():
                 continue
             try:
                 # Read now, after the connection: it holds every change committed before,

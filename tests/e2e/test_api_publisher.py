@@ -6,6 +6,7 @@ message of another test), the real HTTP app, SQLite shared with a `hub worker`."
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,13 +21,14 @@ from typer.testing import CliRunner
 
 from devices.phone import Phone
 from devices.topics import guest_topic
+from hub.broker_errors import BrokerUnreachable
 from hub.cli import app as cli
 from hub.config import Settings
 from hub.demo import VENUE_ID
 from hub.phone_keys import jwks
 from hub.server import Hub
 from simulators.offline_lock import OfflineLock
-from tests.conftest import hub_settings
+from tests.conftest import free_port, hub_settings
 from tests.e2e.test_fleet_faults import Mosquitto
 from tests.e2e.test_offline_lock import auth_headers, issue
 from tests.utils.listener import Listener
@@ -48,6 +50,10 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     root = tmp_path / "mosquitto"
     root.mkdir()
     server = Mosquitto(root)
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto drops to its own user, who cannot write its sessions
+        # into pytest's private temp dir: keep root (as tests/conftest.py's secured one).
+        server.conf.write_text(server.conf.read_text() + "user root\n")
     server.start()
     yield server
     server.stop()
@@ -215,3 +221,12 @@ def test_hub_api_refuses_to_start_without_the_workers_broker(
     assert "needs --broker" in result.output
     with pytest.raises(ValueError, match="broker_url"):
         Hub(hub_settings(tmp_path), bridge=False)
+
+
+def test_hub_api_does_not_start_when_the_broker_is_out_of_reach(tmp_path: Path) -> None:
+    settings = hub_settings(tmp_path, broker_url=f"mqtt://127.0.0.1:{free_port()}",
+                            mqtt_protocol="5")
+    hub = Hub(settings, bridge=False)
+    with pytest.raises(BrokerUnreachable, match="API's publisher|connection refused"):
+        hub.start()  # and what did start is stopped (the leak guard checks)
+    assert hub.app is None
