@@ -7,6 +7,9 @@ message of another test), the real HTTP app, SQLite shared with a `hub worker`."
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +23,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from devices.phone import Phone
-from devices.topics import guest_topic
+from devices.topics import guest_topic, keys_topic
 from hub.broker_errors import BrokerUnreachable
 from hub.cli import app as cli
 from hub.config import Settings
-from hub.demo import VENUE_ID
+from hub.db import create_db_engine, init_db
+from hub.demo import VENUE_ID, seed_demo
+from hub.models import utcnow
 from hub.phone_keys import jwks
+from hub.secrets import load_or_create
 from hub.server import Hub
 from simulators.offline_lock import OfflineLock
 from tests.conftest import free_port, hub_settings
@@ -230,3 +236,46 @@ def test_hub_api_does_not_start_when_the_broker_is_out_of_reach(tmp_path: Path) 
     with pytest.raises(BrokerUnreachable, match="API's publisher|connection refused"):
         hub.start()  # and what did start is stopped (the leak guard checks)
     assert hub.app is None
+
+
+def test_hub_api_in_a_process_of_its_own_publishes_on_the_workers_broker(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    data = tmp_path / "hub"
+    load_or_create(data)  # as `hub init` would, before the fleet starts
+    engine = create_db_engine(f"sqlite:///{data / 'hub.db'}")
+    init_db(engine)
+    seed_demo(engine, utcnow())
+    engine.dispose()
+    port = free_port()
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from hub.cli import app; app()", "api",
+             "--broker", f"mqtt://127.0.0.1:{broker.port}", "--data-dir", str(data),
+             "--http-port", str(port), "--name", "api1", "--log-level", "INFO"],
+            stdout=out, stderr=out, env=dict(os.environ, COLUMNS="200"))
+    api = f"http://127.0.0.1:{port}/api/v1"
+    keys = Listener("127.0.0.1", broker.port, [keys_topic(VENUE_ID, "revocations")])
+    guest = Listener("127.0.0.1", broker.port, [guest_topic(VENUE_ID, "guest-04")])
+    try:
+        def serving() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"{api}/health").json()["mqtt_connected"] is True
+            except httpx.TransportError:
+                return False
+
+        wait_for(serving, timeout=60)
+        # Published at its start: what a lock booting now reads, retained.
+        assert keys.wait(lambda _t, body: "revoked" in body, timeout=10)
+        paid = top_up(api, auth_headers(api), "desk-process")
+        assert paid.status_code == 201, paid.text
+        assert guest.wait(lambda _t, body: body.get("transaction_id") == paid.json()["id"],
+                          timeout=10)
+    finally:
+        keys.close()
+        guest.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, log.read_text()
+    assert "API publisher 'api1' connected" in log.read_text()
