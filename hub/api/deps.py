@@ -75,7 +75,10 @@ def publish_after_commit(tasks: BackgroundTasks, publisher: Any,
     if publisher is None:
         return
     for topic, payload in messages:
-        tasks.add_task(publisher.publish, topic, payload, retain=retain)
+        if retain:
+            tasks.add_task(publisher.publish, topic, payload, retain=True)
+        else:  # a receipt: publish(topic, payload), as every publisher takes it
+            tasks.add_task(publisher.publish, topic, payload)
 
 
 # ------------------------------------------------------------------ who calls
