@@ -1,4 +1,5 @@
-"""The MQTT bridge: the only module of the hub that touches paho.
+"""The MQTT bridge: devices' messages in, the hub's answers out (its paho client is
+:mod:`hub.mqtt_client`'s, as the API's publisher's is).
 
 paho's network thread only enqueues messages; one worker thread takes what has
 queued up (one message when idle, up to ``bridge_batch_size`` under load, and no
@@ -32,13 +33,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from devices.client import nodelay
 from devices.contract import (
     MAX_PAYLOAD_BYTES,
     ContractError,
@@ -48,7 +47,6 @@ from devices.contract import (
     parse_event,
 )
 from devices.topics import from_devices, parse_topic, shared
-from hub import broker_errors
 from hub.automations.runner import AutomationRunner
 from hub.cashier import pin_hash_for
 from hub.config import Settings
@@ -63,6 +61,7 @@ from hub.db import (
 from hub.deadline import Deadline
 from hub.ingest import Outcome, handle_message, lock_ahead, refuse
 from hub.models import utcnow
+from hub.mqtt_client import Link, new_client, open_connection
 from hub.payment import PaymentLimits
 from hub.pin_checks import PinChecks, redact_pins
 from hub.presented import Trust
@@ -138,10 +137,7 @@ class Bridge:
         self._queue: queue.Queue[_Inbound | None] = queue.Queue()
         # Taken from the queue, not yet answered: a restarted worker starts with these.
         self._taken: deque[_Inbound] = deque()
-        self._connected = threading.Event()
-        self._answered = threading.Event()  # the broker answered a CONNECT, yes or no
-        self._refusal: str | None = None  # why it said no, last time
-        self._generation = 0
+        self._link = Link("bridge", self.counters)
         self._last_message = 0.0
         self._last_decision: float | None = None
         self._stopping = False
@@ -152,22 +148,7 @@ class Bridge:
         self._death_cause: BaseException | None = None
         self._supervisor: threading.Thread | None = None
         self._mqtt5 = settings.mqtt_protocol == "5"
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5 if self._mqtt5 else mqtt.MQTTv311,
-            clean_session=None if self._mqtt5 else False,
-            manual_ack=True,
-        )
-        if settings.mqtt_username:
-            self._client.username_pw_set(settings.mqtt_username, settings.mqtt_password)
-        if settings.bridge_tls:
-            # An external broker across a network: the POS's PINs pass through the bridge.
-            # The broker's name is checked against its certificate, as paho does by default.
-            self._client.tls_set(ca_certs=None if settings.mqtt_tls_ca is None
-                                 else str(settings.mqtt_tls_ca))
-        self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client = new_client(settings, self.client_id, persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -176,36 +157,20 @@ class Bridge:
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect to the broker, subscribe and start the worker and its supervisor."""
-        host, port = self.settings.mqtt_address
         self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="hub-bridge-supervisor",
                                             daemon=True)
         self._supervisor.start()
-        tls, external = self.settings.bridge_tls, not self.settings.embedded_broker
-        where = broker_errors.address(host, port, tls=tls)
-        try:
-            if self._mqtt5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                # Kept while a worker restarts (see mqtt_session_expiry for why not longer).
-                props.SessionExpiryInterval = self.settings.mqtt_session_expiry
-                # No more unacknowledged messages than the queue is meant to hold.
-                props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
-                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive,
-                                     clean_start=False, properties=props)
-            else:
-                self._client.connect(host, port, keepalive=self.settings.mqtt_keepalive)
-        except OSError as exc:  # refused, no such host, no answer, TLS
-            raise broker_errors.BrokerUnreachable(
-                where, broker_errors.connect_problem(exc, port=port, tls=tls),
-                external=external) from exc
-        self._client.loop_start()
-        if not self._answered.wait(timeout) or not self._connected.wait(0.5):
-            self._client.loop_stop()
-            refusal = self._refusal
-            raise broker_errors.BrokerUnreachable(
-                where, broker_errors.login_problem(refusal, external=external)
-                if refusal else f"no answer to the bridge's CONNECT within {timeout:g}s",
-                external=external)
+        props: Properties | None = None
+        if self._mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # Kept while a worker restarts (see mqtt_session_expiry for why not longer).
+            props.SessionExpiryInterval = self.settings.mqtt_session_expiry
+            # No more unacknowledged messages than the queue is meant to hold.
+            props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
+        open_connection(self._client, self.settings, self._link, timeout=timeout,
+                        properties=props, clean_start=False)
+        host, port = self.settings.mqtt_address
         # Never the client id: whoever reads logs or /stats must not learn it.
         log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
 
@@ -224,7 +189,7 @@ class Bridge:
         """Stop taking messages and finish those already taken; stay connected, so what
         they set off (automations) can still be published."""
         self._stopping = True
-        if self._connected.is_set():
+        if self._link.connected.is_set():
             self._client.unsubscribe(self._filter())
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks and time.monotonic() < deadline \
@@ -245,26 +210,13 @@ class Bridge:
         return shared(_SUBSCRIPTION, group) if group and self._mqtt5 else _SUBSCRIPTION
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.counters["connect_refused"] += 1
-            self._refusal = str(rc)
-            self._answered.set()
-            if self._generation:  # at start, start() says it once, with what to check
-                log.error("broker refused the bridge: %s", rc)
-            return
-        nodelay(client)
-        self._generation += 1
-        client.subscribe(self._filter(), qos=1)
-        self._connected.set()
-        self._answered.set()
-        if self._generation > 1:
-            log.warning("bridge reconnected to the broker and resubscribed")
+        if self._link.accepted(client, rc):
+            client.subscribe(self._filter(), qos=1)  # again at each connection
+            self._link.up()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        self._connected.clear()
-        if self._stopping and not rc.is_failure:
+        if not self._link.lost(rc, stopping=self._stopping):
             return
-        self.counters["disconnects"] += 1
         if getattr(rc, "value", None) == _SESSION_TAKEN_OVER:
             self.counters["taken_over"] += 1
             log.error("another client connected with the bridge's client id and the broker "
@@ -278,7 +230,7 @@ class Bridge:
         # memory while they wait.
         item = _Inbound(msg.topic, bytes(msg.payload[:MAX_PAYLOAD_BYTES + 1]), msg.mid, msg.qos,
                         time.perf_counter(),
-                        self.clock(), self._generation)
+                        self.clock(), self._link.generation)
         self._last_message = item.received
         self._queue.put_nowait(item)  # never blocks: see __init__
         if self._queue.qsize() > self.settings.bridge_queue_size:
@@ -564,7 +516,7 @@ class Bridge:
     def _ack(self, item: _Inbound) -> None:
         if item.qos == 0:
             return
-        if item.generation != self._generation:
+        if item.generation != self._link.generation:
             # Its connection is gone: the broker delivers it again, and the recorded
             # decision is replayed. Acking its mid now could acknowledge another message.
             self.counters["acks_skipped_after_reconnect"] += 1
@@ -591,7 +543,7 @@ class Bridge:
         connection; with ``strict`` it is refused instead (ConnectionError), for callers
         that retry and record failures (automations).
         """
-        if strict and not self._connected.is_set():
+        if strict and not self._link.connected.is_set():
             # Before paho takes it: it would keep a copy for the next connection, and a
             # retry would add another, all sent later, past any consent re-check.
             raise ConnectionError(f"not published to {topic}: the broker is out of reach")
@@ -602,7 +554,7 @@ class Bridge:
     @property
     def connected(self) -> bool:
         """Is the bridge connected to the broker now?"""
-        return self._connected.is_set()
+        return self._link.connected.is_set()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for /stats and the console."""

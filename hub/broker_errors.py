@@ -50,10 +50,11 @@ def connect_problem(exc: OSError, *, port: int, tls: bool) -> str:
     return f"{exc.strerror or exc}: check the address and that the broker runs there"
 
 
-def login_problem(reason: str, *, external: bool) -> str:
-    """Why the broker refused the bridge's CONNECT, and what to check."""
+def login_problem(reason: str, *, external: bool, who: str = "bridge") -> str:
+    """Why the broker refused the CONNECT of ``who`` (the bridge, the API's publisher: both
+    log in as HUB_MQTT_USERNAME), and what to check."""
     if not external:
-        return f"it refused the bridge's login ({reason})"
-    return (f"it refused the bridge's login ({reason}): check HUB_MQTT_USERNAME and "
+        return f"it refused the {who}'s login ({reason})"
+    return (f"it refused the {who}'s login ({reason}): check HUB_MQTT_USERNAME and "
             "HUB_MQTT_PASSWORD (for Mosquitto, `hub provision mosquitto` writes its password "
             "file and `hub provision device-sheet` the bridge's password)")

@@ -302,8 +302,14 @@ def worker(
 
 @app.command("api")
 def api_(
+    broker: Annotated[str | None, typer.Option(
+        help="The workers' MQTT 5 broker, where the API publishes receipts and key material "
+        "(required) \\[env HUB_BROKER_URL]")] = None,
     database_url: DatabaseUrl = None,
     data_dir: DataDir = None,
+    name: Annotated[str | None, typer.Option(
+        help="This API process: its own MQTT client id (one name per API process) "
+        "\\[env HUB_WORKER_NAME]")] = None,
     http_host: Annotated[str | None, typer.Option(
         help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
     = None,
@@ -316,11 +322,19 @@ def api_(
         "default), or refuse to start on one")] = True,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the REST API alone (no bridge, no broker), next to `hub worker` processes on
-    the same database. It publishes nothing to devices itself."""
+    """Serve the REST API alone (no bridge, no embedded broker), next to `hub worker`
+    processes on the same database. It publishes what its calls change (receipts to
+    guests' apps, the key material offline locks read) on the workers' broker, logged in
+    as they are (HUB_MQTT_USERNAME, HUB_MQTT_PASSWORD)."""
     use_config_file(config)
-    settings = _settings(database_url=database_url, data_dir=data_dir, http_host=http_host,
-                         http_port=http_port, log_level=log_level)
+    settings = _settings(broker_url=broker, database_url=database_url, data_dir=data_dir,
+                         worker_name=name, http_host=http_host, http_port=http_port,
+                         log_level=log_level)
+    if settings.embedded_broker:
+        console.print("[red]hub api needs --broker (the workers' MQTT 5 broker): receipts "
+                      "and revoked phone keys are published there[/red]")
+        raise typer.Exit(2)
+    settings = settings.model_copy(update={"mqtt_protocol": "5"})
     _run_part(settings, bridge=False, api=True, upgrade=upgrade)
 
 

@@ -41,6 +41,7 @@ BRIDGE_USER = "venuehub-bridge"
 # Its own label: a client id is not a password and must never equal one.
 _CLIENT_ID_LABEL = b"venuehub/v1 bridge client id\x00"
 _SHARED_GROUP_LABEL = b"venuehub/v1 bridge shared group\x00"
+_API_CLIENT_ID_LABEL = b"venuehub/v1 api client id\x00"
 
 
 def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
@@ -50,9 +51,18 @@ def bridge_client_id(secrets: HubSecrets, worker_name: str) -> str:
     the same at every restart of that process, so its persistent session (subscriptions
     and the messages queued while it was away) is found again.
     """
-    digest = hmac.new(secrets.broker_key, _CLIENT_ID_LABEL + worker_name.encode(),
-                      hashlib.sha256).hexdigest()
-    return f"{BRIDGE_USER}-{worker_name}-{digest[:24]}"
+    return _client_id(secrets, BRIDGE_USER, _CLIENT_ID_LABEL, worker_name)
+
+
+def api_client_id(secrets: HubSecrets, name: str) -> str:
+    """The MQTT client id of ``hub api``'s publisher (:mod:`hub.publisher`): unguessable
+    like the bridge's, and never one of theirs, so it cannot take a worker's session."""
+    return _client_id(secrets, "venuehub-api", _API_CLIENT_ID_LABEL, name)
+
+
+def _client_id(secrets: HubSecrets, prefix: str, label: bytes, name: str) -> str:
+    digest = hmac.new(secrets.broker_key, label + name.encode(), hashlib.sha256).hexdigest()
+    return f"{prefix}-{name}-{digest[:24]}"
 
 
 def shared_group(secrets: HubSecrets, group: str) -> str:

@@ -1,5 +1,6 @@
 """``hub up``: the broker, the bridge and the REST API in one process; ``hub worker`` and
-``hub api``: the bridge alone, or the API alone, of the same :class:`Hub`."""
+``hub api``: the bridge alone, or the API alone (publishing through a client of its own,
+:mod:`hub.publisher`), of the same :class:`Hub`."""
 
 from __future__ import annotations
 
@@ -39,7 +40,14 @@ from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_signing_keys, jwks
 from hub.ports import check_free
 from hub.presented import Trust
-from hub.provisioning import bridge_client_id, broker_auth, shared_group, write_sheet
+from hub.provisioning import (
+    api_client_id,
+    bridge_client_id,
+    broker_auth,
+    shared_group,
+    write_sheet,
+)
+from hub.publisher import Publisher
 from hub.secrets import HubSecrets, load_or_create, private_dir
 from hub.security import dummy_hash
 from hub.tls import TlsFiles, TlsListener, ensure_tls
@@ -55,6 +63,11 @@ class Hub:
                  bridge: bool = True, api: bool = True) -> None:
         if not (bridge or api):
             raise ValueError("a hub runs the bridge, the API or both")
+        if api and not bridge and settings.embedded_broker:
+            # What the API publishes (receipts, revoked phone keys for offline locks) must
+            # reach the workers' broker: never an API that drops it all.
+            raise ValueError("the API without the bridge publishes to the workers' broker: "
+                             "set broker_url (HUB_BROKER_URL, --broker)")
         self.settings = settings
         self.runs_bridge, self.runs_api = bridge, api  # hub worker: no API; hub api: no bridge
         self.demo = demo
@@ -71,6 +84,7 @@ class Hub:
         self.broker: EmbeddedBroker | BrokerProcess | None = None
         self.tls_files: TlsFiles | None = None  # the venue CA, when the broker listens with TLS
         self.bridge: Bridge | None = None
+        self.publisher: Publisher | None = None  # the API's own MQTT client, without a bridge
         self.app: FastAPI | None = None
         self._server: uvicorn.Server | None = None
         self._new_broker: Callable[[], EmbeddedBroker | BrokerProcess] | None = None
@@ -193,14 +207,32 @@ class Hub:
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days,
                                          gate=gate)
+        for topic, payload in self._key_material():
+            self.bridge.publish(topic, payload, retain=True)
+
+    def _key_material(self) -> list[tuple[str, bytes]]:
+        """Every venue's JWKS and revocation list as they are now, to publish retained: the
+        locks' copy of what the database says, whoever changed it last."""
+        assert self.engine is not None
         with session_scope(self.engine) as session:
-            for topic, payload in keyring.key_material(session, self.signing_keys, utcnow()):
-                self.bridge.publish(topic, payload, retain=True)
+            return keyring.key_material(session, self.signing_keys, utcnow())
+
+    def _start_publisher(self, settings: Settings) -> None:
+        """The API's MQTT client when no bridge runs here (hub api): it publishes the key
+        material at every connection, this start's included (the API changes keys)."""
+        assert self.secrets is not None
+        self.publisher = Publisher(settings, api_client_id(self.secrets, settings.worker_name),
+                                   retained=self._key_material)
+        self.publisher.start()
 
     def _start_api(self, settings: Settings) -> None:
-        """The REST API (publishing through the bridge when this process runs one)."""
+        """The REST API, publishing through the bridge when this process runs one, else
+        through a publisher of its own."""
         assert self.engine is not None and self.secrets is not None
+        if self.bridge is None:
+            self._start_publisher(settings)
         self.app = create_app(engine=self.engine, settings=settings, bridge=self.bridge,
+                              publisher=self.publisher,
                               signing_keys=self.signing_keys,
                               token_key=self.secrets.api_token_key,
                               automations=self.automations,
@@ -316,6 +348,9 @@ class Hub:
             self.broker.stop()
         if self.bridge is not None:
             self.bridge.stop()
+        if self.publisher is not None:
+            # After HTTP: what the last requests publish still goes out.
+            self.publisher.stop()
         if self.retention is not None:
             self.retention.stop()
         if self.engine is not None:

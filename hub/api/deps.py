@@ -53,20 +53,32 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip"
 
 
 def get_bridge(request: Request) -> Any:
-    """The MQTT bridge, or None when the API runs without one (tests, tools)."""
+    """The MQTT bridge, or None when the API runs without one (hub api, tests, tools)."""
     return getattr(request.app.state, "bridge", None)
 
 
 BridgeDep = Annotated[Any, Depends(get_bridge)]
 
 
-def publish_after_commit(tasks: BackgroundTasks, bridge: Any,
-                         messages: list[tuple[str, bytes]]) -> None:
-    """Publish receipts once the response is on its way, i.e. after the commit."""
-    if bridge is None:
+def get_publisher(request: Request) -> Any:
+    """What the API publishes through: the bridge (hub up), the API's own MQTT client
+    (hub api), or None (tests, tools)."""
+    return getattr(request.app.state, "publisher", None)
+
+
+PublisherDep = Annotated[Any, Depends(get_publisher)]
+
+
+def publish_after_commit(tasks: BackgroundTasks, publisher: Any,
+                         messages: list[tuple[str, bytes]], *, retain: bool = False) -> None:
+    """Publish once the response is on its way, i.e. after the commit."""
+    if publisher is None:
         return
     for topic, payload in messages:
-        tasks.add_task(bridge.publish, topic, payload)
+        if retain:
+            tasks.add_task(publisher.publish, topic, payload, retain=True)
+        else:  # a receipt: publish(topic, payload), as every publisher takes it
+            tasks.add_task(publisher.publish, topic, payload)
 
 
 # ------------------------------------------------------------------ who calls

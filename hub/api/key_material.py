@@ -7,6 +7,7 @@ from fastapi import BackgroundTasks, Request
 from sqlmodel import Session
 
 from hub import keyring
+from hub.api.deps import get_publisher, publish_after_commit
 from hub.models import utcnow
 
 
@@ -14,7 +15,4 @@ def publish_key_material(session: Session, request: Request, tasks: BackgroundTa
     """The retained JWKS and revocation list of every venue, again, after this request."""
     session.flush()
     messages = keyring.key_material(session, request.app.state.signing_keys, utcnow())
-    bridge = request.app.state.bridge
-    if bridge is not None:
-        for topic, payload in messages:
-            tasks.add_task(bridge.publish, topic, payload, retain=True)
+    publish_after_commit(tasks, get_publisher(request), messages, retain=True)

@@ -58,11 +58,15 @@ def _check_declared(router: APIRouter) -> None:
                 raise RuntimeError(f"{method} {route.path} declares no roles (require_roles)")
 
 
-def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
+def create_app(*, engine: Engine, settings: Settings, bridge: Any = None, publisher: Any = None,
                signing_keys: list[Any] | None = None, token_key: bytes | None = None,
                automations: Any = None, broker_key: bytes | None = None,
                reader: Engine | None = None) -> FastAPI:
     """Build the API around an engine (and the bridge, when one runs).
+
+    What the API publishes after a commit goes through ``publisher`` (``hub api``'s own
+    MQTT client, :class:`hub.publisher.Publisher`), else through the bridge, else nowhere
+    (tests, tools).
 
     ``token_key`` signs and verifies API tokens (the hub's ``api-token.key``); without
     one, a random key lives as long as the app (tests, ``hub openapi``). ``automations``
@@ -79,7 +83,8 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None,
     app.state.engine = engine
     app.state.reader = reader  # GETs read through it (read-only, never the write lock)
     app.state.settings = settings
-    app.state.bridge = bridge
+    app.state.bridge = bridge  # health and counters of the taps decided here
+    app.state.publisher = publisher if publisher is not None else bridge
     app.state.signing_keys = signing_keys or []
     app.state.token_key = token_key or secrets.token_bytes(32)
     app.state.automations = automations

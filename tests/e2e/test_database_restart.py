@@ -1,4 +1,4 @@
-"""PostgreSQL restarts under a running ``hub api``: while it is away every call is a 503
+"""PostgreSQL restarts under a running hub: while it is away every API call is a 503
 that says so (never a 500), and once it is back the same process answers again, with no
 restart of its own (the pool checks a connection before lending it)."""
 
@@ -35,7 +35,7 @@ def test_the_api_says_503_while_postgres_is_away_and_answers_once_it_is_back(
     url = engine.url.render_as_string(hide_password=False)
     engine.dispose()
     settings = hub_settings(tmp_path, database_url=url)
-    hub = Hub(settings, demo=True, bridge=False)
+    hub = Hub(settings, demo=True)
     hub.start()
     try:
         hub.serve_in_thread()
@@ -69,7 +69,7 @@ def test_a_hub_on_a_clock_far_from_the_databases_refuses_to_start_and_touches_no
     url = engine.url.render_as_string(hide_password=False)
     engine.dispose()
     settings = hub_settings(tmp_path, database_url=url)
-    honest = Hub(settings, bridge=False)
+    honest = Hub(settings)
     honest.start()
     honest.stop()
     keys = settings.data_dir / "secrets" / "phone-signing-keys.json"
@@ -77,11 +77,11 @@ def test_a_hub_on_a_clock_far_from_the_databases_refuses_to_start_and_touches_no
     # A year ahead: it would retire the signing key in use and hold every lease a year.
     monkeypatch.setattr("hub.server.utcnow", lambda: datetime.now(UTC) + timedelta(days=365))
     with pytest.raises(ClockSkew) as refused:
-        Hub(settings, bridge=False).start()
+        Hub(settings).start()
     assert refused.value.skew > 364 * 86_400 and "ahead of the database's" in str(refused.value)
     assert keys.read_bytes() == before
     # A few seconds off is any machine's clock: it starts.
     monkeypatch.setattr("hub.server.utcnow", lambda: datetime.now(UTC) + timedelta(seconds=5))
-    fine = Hub(settings, bridge=False)
+    fine = Hub(settings)
     fine.start()
     fine.stop()

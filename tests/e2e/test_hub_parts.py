@@ -17,8 +17,11 @@ from hub.server import Hub
 from tests.conftest import free_port, hub_settings
 
 
-def test_the_api_alone_serves_http_and_starts_no_broker_nor_bridge(tmp_path: Path) -> None:
-    settings = hub_settings(tmp_path)
+@pytest.mark.mosquitto
+def test_the_api_alone_serves_http_and_starts_no_broker_nor_bridge(tmp_path: Path,
+                                                                   mosquitto: int) -> None:
+    # It publishes on the workers' broker (tests/e2e/test_api_publisher.py).
+    settings = hub_settings(tmp_path, broker_url=f"mqtt://127.0.0.1:{mosquitto}")
     hub = Hub(settings, demo=True, bridge=False)
     hub.start()
     try:

@@ -47,7 +47,10 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
             "max_queued_messages 0\nmax_inflight_messages 0\n"
-            f"persistence true\npersistence_location {root}/\nautosave_interval 1\n")
+            f"persistence true\npersistence_location {root}/\nautosave_interval 1\n"
+            # Started as root, Mosquitto drops to its own user, who cannot write its
+            # sessions into pytest's private temp dir: the restart would lose them.
+            + ("user root\n" if os.geteuid() == 0 else ""))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -14,10 +14,10 @@ from hub.api.deps import (
     GUEST_DATA_READERS,
     STAFF,
     AuditDep,
-    BridgeDep,
     Limit,
     Offset,
     Principal,
+    PublisherDep,
     SessionDep,
     ensure_own,
     own_guest_filter,
@@ -136,7 +136,7 @@ def statement(account_id: str, session: SessionDep, caller: OwnReader) -> Statem
 
 @router.post("/{account_id}/topups", response_model=TransactionPublic,
              status_code=status.HTTP_201_CREATED, dependencies=[FrontDesk])
-def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
+def top_up(account_id: str, body: TopUp, session: SessionDep, publisher: PublisherDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Add money to a wallet (card at a kiosk, cash at a desk); once per idempotency key."""
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
@@ -148,13 +148,13 @@ def top_up(account_id: str, body: TopUp, session: SessionDep, bridge: BridgeDep,
     txn, receipts = retry_conflicts(session, work)
     audit.record("account.topup", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id})
-    publish_after_commit(tasks, bridge, receipts)
+    publish_after_commit(tasks, publisher, receipts)
     return txn
 
 
 @router.post("/{account_id}/settle", response_model=TransactionPublic,
              status_code=status.HTTP_201_CREATED, dependencies=[FrontDesk])
-def settle(account_id: str, body: Settlement, session: SessionDep, bridge: BridgeDep,
+def settle(account_id: str, body: Settlement, session: SessionDep, publisher: PublisherDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Check-out: pay the folio's balance and close it."""
     def work() -> tuple[LedgerTransaction, list[tuple[str, bytes]]]:
@@ -165,5 +165,5 @@ def settle(account_id: str, body: Settlement, session: SessionDep, bridge: Bridg
     txn, receipts = retry_conflicts(session, work)
     audit.record("account.settle", f"account:{account_id}",
                  {**body.model_dump(), "transaction_id": txn.id, "amount": txn.amount})
-    publish_after_commit(tasks, bridge, receipts)
+    publish_after_commit(tasks, publisher, receipts)
     return txn

@@ -23,6 +23,7 @@ from hub.api.deps import (
     Principal,
     SessionDep,
     ensure_own,
+    get_publisher,
     require_roles,
 )
 from hub.models import ConsentPurpose, Guest, GuestPreferences, utcnow
@@ -117,8 +118,8 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
     staff.revoke_tokens(session=session, subject=staff.token_subject("guest", guest_id))
     # Counts and the pseudonym only: the audit log must not keep what was just erased.
     audit.record("guest.erase", f"guest:{guest_id}", erasure.audit_detail())
-    bridge = request.app.state.bridge
-    if bridge is not None and erasure.credentials_revoked:
+    publisher = get_publisher(request)
+    if publisher is not None and erasure.credentials_revoked:
         phone_keys = [c for c in guests.list_credentials(session=session, guest_id=guest_id,
                                                          kind=None,
                                                          identifier=None, limit=500, offset=0)
@@ -126,6 +127,6 @@ def erase_guest(guest_id: str, session: SessionDep, request: Request, tasks: Bac
         if phone_keys:
             for topic, payload in keyring.key_material(session, request.app.state.signing_keys,
                                                        utcnow()):
-                tasks.add_task(bridge.publish, topic, payload, retain=True)
+                tasks.add_task(publisher.publish, topic, payload, retain=True)
     return ErasureReport.model_validate(erasure, from_attributes=True)
 

@@ -13,6 +13,7 @@ from hub.api.deps import (
     SETUP_READERS,
     BridgeDep,
     Limit,
+    PublisherDep,
     SessionDep,
     require_roles,
 )
@@ -41,7 +42,8 @@ def _problems(snap: dict[str, Any], deadline_ms: int) -> list[str]:
 
 @router.get("/health", response_model=Health,
             responses={503: {"model": Health, "description": "Taps are not being decided"}})
-def health(request: Request, response: Response, bridge: BridgeDep) -> Health:
+def health(request: Request, response: Response, bridge: BridgeDep,
+           publisher: PublisherDep) -> Health:
     """Is the hub deciding taps? Public; 503 with the reasons when it is not.
 
     Not deciding: the bridge worker is not running, the bridge is not connected to the
@@ -51,7 +53,9 @@ def health(request: Request, response: Response, bridge: BridgeDep) -> Health:
     host, port = settings.mqtt_address
     database = request.app.state.engine.dialect.name
     if bridge is None:  # this process decides no taps: nothing to be unhealthy about
-        return Health(status="degraded", mqtt=f"mqtt://{host}:{port}", mqtt_connected=False,
+        # hub api: whether what it publishes goes out now (else it waits, see /stats).
+        return Health(status="degraded", mqtt=f"mqtt://{host}:{port}",
+                      mqtt_connected=publisher is not None and publisher.connected,
                       database=database)
     snap = bridge.snapshot()
     deadline_ms = settings.tap_deadline_ms
@@ -69,9 +73,12 @@ def health(request: Request, response: Response, bridge: BridgeDep) -> Health:
 
 
 @router.get("/stats", dependencies=[require_roles(*SETUP_READERS)])
-def stats(bridge: BridgeDep) -> dict[str, Any]:
-    """Bridge counters: messages received, decisions, errors by code, queue depth."""
-    return bridge.snapshot() if bridge else {}
+def stats(bridge: BridgeDep, publisher: PublisherDep) -> dict[str, Any]:
+    """Bridge counters: messages received, decisions, errors by code, queue depth; in
+    ``hub api``, its publisher's: published, deferred while the broker is away, failed."""
+    if bridge is not None:
+        return dict(bridge.snapshot())
+    return dict(publisher.snapshot()) if publisher is not None else {}
 
 
 _CURSOR = re.compile(r"[0-9]{1,9}")  # a row id, as next_cursor gives it (32-bit)

@@ -13,10 +13,10 @@ from hub.api.deps import (
     GUEST_DATA_READERS,
     STAFF,
     AuditDep,
-    BridgeDep,
     Limit,
     Offset,
     Principal,
+    PublisherDep,
     SessionDep,
     ensure_own,
     own_guest_filter,
@@ -57,7 +57,7 @@ def get_transaction(transaction_id: str, session: SessionDep) -> LedgerTransacti
 
 @router.post("/{transaction_id}/refunds", response_model=TransactionPublic,
              status_code=status.HTTP_201_CREATED, dependencies=[require_roles(ADMIN, STAFF)])
-def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge: BridgeDep,
+def refund(transaction_id: str, body: RefundCreate, session: SessionDep, publisher: PublisherDep,
            tasks: BackgroundTasks, audit: AuditDep) -> LedgerTransaction:
     """Refund all (no amount) or part of a charge; never more than what is left of it.
 
@@ -75,5 +75,5 @@ def refund(transaction_id: str, body: RefundCreate, session: SessionDep, bridge:
     audit.record("transaction.refund", f"transaction:{transaction_id}",
                  {**body.model_dump(), "amount": txn.amount, "refund_id": txn.id,
                   "account_id": txn.account_id})
-    publish_after_commit(tasks, bridge, receipts)
+    publish_after_commit(tasks, publisher, receipts)
     return txn

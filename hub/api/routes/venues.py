@@ -17,6 +17,8 @@ from hub.api.deps import (
     Offset,
     Principal,
     SessionDep,
+    get_publisher,
+    publish_after_commit,
     require_roles,
 )
 from hub.api.key_material import publish_key_material
@@ -83,10 +85,10 @@ def delete_venue(venue_id: str, session: SessionDep, audit: AuditDep, request: R
                             f"first (DELETE /devices/{{id}})")
     rows.update(session=session, row=venue, changes={"deleted_at": utcnow()})
     audit.record("venue.delete", f"venue:{venue_id}", {})
-    bridge = request.app.state.bridge
-    if bridge is not None:  # what is retained for it goes: an empty retained message clears
-        for name in ("jwks", "revocations"):
-            tasks.add_task(bridge.publish, keys_topic(venue_id, name), b"", retain=True)
+    # What is retained for it goes: an empty retained message clears.
+    publish_after_commit(tasks, get_publisher(request),
+                         [(keys_topic(venue_id, name), b"") for name in ("jwks", "revocations")],
+                         retain=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
