@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -175,11 +175,22 @@ class Settings(BaseSettings):
                              f"mqtts://host:8883, got {shown!r}")
         return value
 
-    @field_validator("mqtt_tls_ca", "http_tls_cert", "http_tls_key")
+    @field_validator("http_tls_cert", "http_tls_key")
     @classmethod
     def _check_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")  # now, not at the first connection
+        return value
+
+    @field_validator("mqtt_tls_ca")
+    @classmethod
+    def _check_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # The venue CA under the data directory is made by `hub init` (or the first start),
+        # which reads this same configuration: it cannot be required to exist already.
+        data_dir = info.data.get("data_dir")
+        if value is not None and not value.is_file() and (
+                data_dir is None or value != data_dir / "tls" / "ca.crt"):
+            raise ValueError(f"no such file: {value}")
         return value
 
     @model_validator(mode="after")

@@ -103,3 +103,16 @@ def test_a_database_nobody_answers_at_is_one_line_not_a_traceback(tmp_path: Path
     said = done.stdout + done.stderr
     assert done.returncode == 2, said
     assert "cannot reach the database" in said and "Traceback" not in said, said
+
+
+def test_the_venue_ca_hub_init_will_make_may_be_named_before_it_exists(tmp_path: Path) -> None:
+    # deploy/hub.toml.example names <data_dir>/tls/ca.crt, which `hub init` reading that
+    # same file creates: only another missing file is a mistake.
+    ca = tmp_path / "tls" / "ca.crt"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HUB_DATA_DIR", str(tmp_path))
+        patch.setenv("HUB_MQTT_TLS_CA", str(ca))
+        assert Settings().mqtt_tls_ca == ca
+    [(field, text)] = problems(HUB_DATA_DIR=str(tmp_path),
+                               HUB_MQTT_TLS_CA=str(tmp_path / "other-ca.crt"))
+    assert field == "mqtt_tls_ca" and "no such file" in text
