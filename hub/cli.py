@@ -359,10 +359,12 @@ def status(
     except (httpx.HTTPError, ValueError) as exc:
         console.print(f"[red]no answer from {escape(url)}:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    # Deciding is what the exit says, whatever the status code: a 200 that says
+    # "degraded" is not deciding.
+    ok = response.status_code == 200 and body.get("status") == "ok"
     if as_json:
         console.print_json(data=body)
     else:
-        ok = response.status_code == 200 and body.get("status") == "ok"
         verdict = "[bold green]deciding taps" if ok else "[bold red]NOT deciding taps"
         console.print(f"{verdict}[/]  ({response.status_code})")
         table = Table(show_header=False, box=None)
@@ -371,10 +373,15 @@ def status(
                     "tap_deadline_ms", "dead_letters"):
             if key in body:
                 table.add_row(key, escape(str(body[key])))
+        for worker in body.get("workers") or []:
+            table.add_row(f"worker {escape(str(worker.get('name')))}", escape(
+                f"{'deciding' if worker.get('deciding') else 'NOT deciding'}, seen "
+                f"{worker.get('seen_s_ago')} s ago on {worker.get('host')}, queue "
+                f"{worker.get('queue_depth')}"))
         console.print(table)
         for problem in body.get("problems", []):
             console.print(f"[red]- {escape(problem)}[/red]")
-    raise typer.Exit(0 if response.status_code == 200 else 1)
+    raise typer.Exit(0 if ok else 1)
 
 
 provision_app = typer.Typer(help="Credentials for devices, brokers and secure bands.",

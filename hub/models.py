@@ -631,3 +631,17 @@ class JobLease(SQLModel, table=True):
     holder: str = Field(max_length=160)
     taken_at: datetime = _ts(default_factory=utcnow)
     expires_at: datetime = _ts()
+
+
+class WorkerBeat(SQLModel, table=True):
+    """The last word of each hub process that decides taps (``hub worker``, ``hub up``),
+    every few seconds (:mod:`hub.heartbeat`): so ``hub api``, which decides none, can say
+    whether the fleet is deciding."""
+
+    name: str = Field(primary_key=True, max_length=64)  # HUB_WORKER_NAME
+    host: str = Field(max_length=160)
+    pid: int
+    seen_at: datetime = _ts(default_factory=utcnow)
+    deciding: bool
+    queue_depth: int = 0
+    problems: str = Field(default="", max_length=500)

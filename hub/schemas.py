@@ -434,8 +434,19 @@ class DeadLetterPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page")
 
 
+class WorkerHealth(BaseModel):
+    """A tap-deciding process as its last heartbeat told (``hub api``'s health)."""
+
+    name: str
+    host: str
+    deciding: bool
+    seen_s_ago: float = Field(description="Seconds since its last heartbeat (every 5 s)")
+    queue_depth: int
+    problems: str
+
+
 class Health(BaseModel):
-    """Is this hub deciding taps? 503 with the reasons when it is not."""
+    """Are taps being decided? 503 with the reasons when they are not."""
 
     status: Literal["ok", "degraded"]
     mqtt: str
@@ -452,6 +463,8 @@ class Health(BaseModel):
     last_decision_ms_ago: float | None = None
     tap_deadline_ms: int | None = None
     dead_letters: int | None = Field(default=None, description="Since this process started")
+    workers: list[WorkerHealth] | None = Field(
+        default=None, description="hub api: every worker that ever reported, newest state")
 
 
 # ------------------------------------------------------------------ payments

@@ -35,6 +35,7 @@ from hub.broker_process import BrokerProcess
 from hub.config import Settings
 from hub.db import check_clock, create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
+from hub.heartbeat import Heartbeat
 from hub.leases import Gate
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_signing_keys, jwks
@@ -79,6 +80,7 @@ class Hub:
         self.automations: AutomationRunner | None = None
         self.retention: retention.Retention | None = None
         self.scheduler: Scheduler | None = None
+        self.heartbeat: Heartbeat | None = None
         self.reader: Engine | None = None  # reads of automations, never holding up writers
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | BrokerProcess | None = None
@@ -207,6 +209,9 @@ class Hub:
         self.bridge.start()
         self.retention = retention.start(self.engine, days=settings.telemetry_retention_days,
                                          gate=gate)
+        # For the fleet's API, which decides nothing itself: whether this worker does.
+        self.heartbeat = Heartbeat(self.engine, settings.worker_name, bridge.snapshot,
+                                   settings.tap_deadline_ms).start()
         for topic, payload in self._key_material():
             self.bridge.publish(topic, payload, retain=True)
 
@@ -327,6 +332,8 @@ class Hub:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.bridge is not None and self.broker is not None:

@@ -129,7 +129,8 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None, publis
         if "database is locked" in str(exc.orig):
             return JSONResponse({"detail": "the database is busy: try again",
                                  "reason": "busy"}, status_code=503, headers={"Retry-After": "1"})
-        if database_away(exc):
+        # SQLite's errors are the file's (a disk I/O error): a real failure, not an outage.
+        if database_away(exc) and not type(exc.orig).__module__.startswith("sqlite3"):
             log.warning("an API call found the database out of reach (%s)", brief(exc))
             return JSONResponse({"detail": "the database is out of reach: nothing was done, "
                                            "try again", "reason": "database_unavailable"},

@@ -67,3 +67,28 @@ def test_the_ledger_verifies_after_the_scenarios(deployed: tuple[Api, Mosquitto,
     verify = subprocess.run([*HUB, "ledger", "verify", "--database-url", deployed[2]],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0 and "ledger OK" in verify.stdout, verify.stdout + verify.stderr
+
+
+def test_the_api_tells_whether_the_workers_are_deciding(
+        deployed: tuple[Api, Mosquitto, str]) -> None:
+    import json
+    import time
+
+    api, _, _ = deployed
+    status = [*HUB, "status", "--api", api.url]
+    deadline = time.monotonic() + 20  # the first heartbeats: at each worker's start
+    while True:
+        done = subprocess.run([*status, "--json"], capture_output=True, text=True, timeout=30)
+        body = json.loads(done.stdout)
+        names = {w["name"] for w in body.get("workers") or [] if w["deciding"]}
+        if names >= {"w1", "w2"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert body["deciding"] is True and body["status"] == "ok" and not body["problems"]
+    assert names >= {"w1", "w2"}
+    assert all(w["seen_s_ago"] < 15 for w in body["workers"])
+    shown = subprocess.run(status, capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, COLUMNS="200"))
+    assert shown.returncode == 0 and "deciding taps" in shown.stdout
+    assert "worker w1" in shown.stdout and "worker w2" in shown.stdout

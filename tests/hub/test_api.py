@@ -1356,12 +1356,34 @@ class FakeBridge:
 
 
 def test_health_without_a_bridge_is_degraded(client: TestClient) -> None:
+    # hub api: the fleet decides, and no worker has reported (200: the API itself serves).
     r = client.get(url("health"))
     assert r.status_code == 200
     body = r.json()
     assert {k: body[k] for k in ("status", "mqtt", "mqtt_connected", "database", "deciding")} \
         == {"status": "degraded", "mqtt": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
-            "mqtt_connected": False, "database": "sqlite", "deciding": None}
+            "mqtt_connected": False, "database": "sqlite", "deciding": False}
+    assert body["workers"] == [] and body["problems"] == [
+        "no worker has reported in the last 15 s"]
+
+
+def test_health_without_a_bridge_follows_the_workers_heartbeats(
+        client: TestClient, engine: Engine) -> None:
+    from hub.db import session_scope
+    from hub.models import utcnow
+    from hub.store import workers
+
+    with session_scope(engine) as session:
+        workers.beat(session=session, name="w1", host="h1", pid=7, seen_at=utcnow(),
+                     deciding=True, queue_depth=3, problems="")
+        workers.beat(session=session, name="w0", host="h0", pid=8,
+                     seen_at=utcnow() - timedelta(minutes=5), deciding=False, queue_depth=0,
+                     problems="the bridge is not connected to the broker")
+    body = client.get(url("health")).json()
+    assert (body["status"], body["deciding"], body["problems"]) == ("ok", True, [])
+    assert [(w["name"], w["deciding"], w["queue_depth"]) for w in body["workers"]] == [
+        ("w0", False, 0), ("w1", True, 3)]
+    assert body["workers"][0]["seen_s_ago"] >= 300 > body["workers"][1]["seen_s_ago"]
 
 
 @pytest.mark.parametrize("connected", [True, False])

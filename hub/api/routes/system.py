@@ -17,8 +17,10 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.schemas import DeadLetterPage, DeadLetterPublic, Health
-from hub.store import events
+from hub.health import bridge_problems, fleet_problems
+from hub.models import utcnow
+from hub.schemas import DeadLetterPage, DeadLetterPublic, Health, WorkerHealth
+from hub.store import events, workers
 
 router = APIRouter(tags=["system"])
 
@@ -27,39 +29,40 @@ _PIN = re.compile(rb'("pin"\s*:\s*)"[^"]*"')
 _PREVIEW_BYTES = 4096
 
 
-def _problems(snap: dict[str, Any], deadline_ms: int) -> list[str]:
-    problems = []
-    if not snap.get("connected"):
-        problems.append("the bridge is not connected to the broker")
-    if snap.get("worker_alive") is False:
-        problems.append("the bridge worker is not running")
-    oldest = snap.get("oldest_waiting_ms")
-    if oldest is not None and oldest > deadline_ms:
-        problems.append(f"the oldest waiting message is {oldest:.0f} ms old, past the tap "
-                        f"deadline of {deadline_ms} ms")
-    return problems
-
-
 @router.get("/health", response_model=Health,
             responses={503: {"model": Health, "description": "Taps are not being decided"}})
 def health(request: Request, response: Response, bridge: BridgeDep,
-           publisher: PublisherDep) -> Health:
-    """Is the hub deciding taps? Public; 503 with the reasons when it is not.
+           publisher: PublisherDep, session: SessionDep) -> Health:
+    """Are taps being decided? Public; 503 with the reasons when they are not.
 
-    Not deciding: the bridge worker is not running, the bridge is not connected to the
-    broker, or the oldest message waiting is older than the tap deadline.
+    With a bridge in this process (``hub up``, ``hub worker``): not when its worker is not
+    running, it is not connected to the broker, or the oldest message waiting is older
+    than the tap deadline. In ``hub api``: ``deciding`` is false when no worker has
+    reported deciding in the last 15 s (each writes a heartbeat to the database every
+    5 s), and ``workers`` lists them; the status code stays 200 (the API itself serves)
+    unless the database is out of reach (503).
     """
     settings = request.app.state.settings
     host, port = settings.mqtt_address
     database = request.app.state.engine.dialect.name
-    if bridge is None:  # this process decides no taps: nothing to be unhealthy about
-        # hub api: whether what it publishes goes out now (else it waits, see /stats).
-        return Health(status="degraded", mqtt=f"mqtt://{host}:{port}",
-                      mqtt_connected=publisher is not None and publisher.connected,
-                      database=database)
+    if bridge is None:  # hub api: the fleet's workers say, through the database
+        now = utcnow()
+        beats = workers.all_beats(session=session)
+        # 200 all the same: this API serves, and a load balancer must keep sending it
+        # calls; whether taps are decided is ``deciding`` (hub status exits 1 on false).
+        problems = fleet_problems(beats, now)
+        return Health(
+            status="degraded" if problems else "ok", mqtt=f"mqtt://{host}:{port}",
+            # Whether what this process publishes goes out now (else it waits: /stats).
+            mqtt_connected=publisher is not None and publisher.connected,
+            database=database, deciding=not problems, problems=problems,
+            workers=[WorkerHealth(name=b.name, host=b.host, deciding=b.deciding,
+                                  seen_s_ago=round((now - b.seen_at).total_seconds(), 1),
+                                  queue_depth=b.queue_depth, problems=b.problems)
+                     for b in beats])
     snap = bridge.snapshot()
     deadline_ms = settings.tap_deadline_ms
-    problems = _problems(snap, deadline_ms)
+    problems = bridge_problems(snap, deadline_ms)
     if problems:
         response.status_code = 503
     return Health(status="degraded" if problems else "ok", mqtt=f"mqtt://{host}:{port}",

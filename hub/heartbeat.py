@@ -1,0 +1,60 @@
+"""Each tap-deciding process writes its state to the database every few seconds (a
+``WorkerBeat`` row), so the API of a fleet, which decides nothing itself, can tell
+whether the workers are deciding (``GET /health``, ``hub status``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from hub.db import brief, database_away, session_scope
+from hub.health import BEAT_EVERY, bridge_problems
+from hub.models import utcnow
+from hub.store import workers
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """A thread writing ``snapshot()``'s verdict under ``name`` every ``BEAT_EVERY``."""
+
+    def __init__(self, engine: Engine, name: str, snapshot: Callable[[], dict[str, Any]],
+                 deadline_ms: int) -> None:
+        self.engine, self.name, self.snapshot, self.deadline_ms = (
+            engine, name, snapshot, deadline_ms)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="hub-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def beat(self) -> None:
+        snap = self.snapshot()
+        problems = bridge_problems(snap, self.deadline_ms)
+        with session_scope(self.engine) as session:
+            workers.beat(session=session, name=self.name, host=socket.gethostname(),
+                         pid=os.getpid(), seen_at=utcnow(), deciding=not problems,
+                         queue_depth=int(snap.get("queue_depth") or 0),
+                         problems="; ".join(problems))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except Exception as exc:  # the database away: the API will say we fell silent
+                if database_away(exc):
+                    log.debug("heartbeat not written: %s", brief(exc))
+                else:
+                    log.exception("heartbeat not written")
+            self._stop.wait(BEAT_EVERY.total_seconds())

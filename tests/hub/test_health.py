@@ -1,0 +1,43 @@
+"""Whether the fleet decides taps, from its workers' heartbeats (hub api's health)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hub.health import SILENT_AFTER, bridge_problems, fleet_problems
+from hub.models import WorkerBeat
+
+NOW = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
+
+
+def beat(name: str, ago: timedelta, *, deciding: bool, problems: str = "") -> WorkerBeat:
+    return WorkerBeat(name=name, host="h", pid=1, seen_at=NOW - ago, deciding=deciding,
+                      problems=problems)
+
+
+def test_one_live_deciding_worker_is_enough() -> None:
+    beats = [beat("w1", timedelta(seconds=2), deciding=True),
+             beat("w2", timedelta(seconds=3), deciding=False, problems="stuck")]
+    assert fleet_problems(beats, NOW) == []
+
+
+def test_workers_fallen_silent_do_not_count_however_they_last_felt() -> None:
+    beats = [beat("w1", SILENT_AFTER + timedelta(seconds=1), deciding=True)]
+    assert fleet_problems(beats, NOW) == ["no worker has reported in the last 15 s"]
+    assert fleet_problems([], NOW) == ["no worker has reported in the last 15 s"]
+
+
+def test_live_workers_not_deciding_say_why() -> None:
+    beats = [beat("w1", timedelta(seconds=1), deciding=False,
+                  problems="the bridge is not connected to the broker"),
+             beat("w2", timedelta(seconds=1), deciding=False)]
+    assert fleet_problems(beats, NOW) == [
+        "worker w1 on h: the bridge is not connected to the broker",
+        "worker w2 on h: not deciding"]
+
+
+def test_a_bridge_is_deciding_when_connected_alive_and_on_time() -> None:
+    assert bridge_problems({"connected": True, "worker_alive": True,
+                            "oldest_waiting_ms": 10.0}, 2000) == []
+    assert len(bridge_problems({"connected": False, "worker_alive": False,
+                                "oldest_waiting_ms": 2500.0}, 2000)) == 3
