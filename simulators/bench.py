@@ -10,6 +10,11 @@ The echo is what the broker and the client library give; the hub's figures as
 multiples of it are comparable across machines where raw milliseconds are not.
 It stops everything it started, and prints a table per broker and writes all figures
 as JSON.
+
+With ``workers`` it measures a fleet as deployed instead of one ``hub up``: on Mosquitto,
+a ``hub up --demo`` of its own seeds the demo venue into ``database_url`` and stops, one
+``hub api`` serves the setup, and that many ``hub worker`` processes split the load
+through the MQTT 5 shared subscription.
 """
 
 from __future__ import annotations
