@@ -10,6 +10,11 @@ The echo is what the broker and the client library give; the hub's figures as
 multiples of it are comparable across machines where raw milliseconds are not.
 It stops everything it started, and prints a table per broker and writes all figures
 as JSON.
+
+With ``workers`` it measures a fleet as deployed instead of one ``hub up``: on Mosquitto,
+a ``hub up --demo`` of its own seeds the demo venue into ``database_url`` and stops, one
+``hub api`` serves the setup, and that many ``hub worker`` processes split the load
+through the MQTT 5 shared subscription.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -75,9 +81,16 @@ class BenchOptions:
     user: str = "admin"
     password: str = "demo-admin"
     mosquitto: str | None = None  # the binary; default found on PATH or in /usr/sbin
+    # A fleet as deployed: this many `hub worker` processes and one `hub api` on Mosquitto
+    # and ``database_url``; None: one `hub up --demo` process on SQLite, as before.
+    workers: int | None = None
+    database_url: str | None = None
 
     def public(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "password"}
+        shown = {k: v for k, v in asdict(self).items() if k != "password"}
+        if self.database_url is not None:
+            shown["database_url"] = procs.redact_url(self.database_url)
+        return shown
 
 
 class Crashed(RuntimeError):
@@ -102,6 +115,24 @@ def brokers_for(choice: str) -> tuple[BrokerKind, ...]:
     if choice not in get_args(BrokerKind):
         raise ValueError(f"no broker kind {choice!r}")
     return (cast(BrokerKind, choice),)
+
+
+def fleet_options(brokers: tuple[BrokerKind, ...], workers: int | None,
+                  database_url: str | None) -> tuple[BrokerKind, ...]:
+    """The brokers to run a fleet of ``workers`` on: Mosquitto alone (the embedded broker has
+    no shared subscriptions), and a database is needed; ValueError when that cannot be."""
+    if workers is None:
+        if database_url is not None:
+            raise ValueError("--database-url is the fleet's database: give --workers too")
+        return brokers
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if database_url is None:
+        raise ValueError("a fleet needs --database-url (the PostgreSQL its workers share)")
+    if "mosquitto" not in brokers:
+        raise ValueError("a fleet runs on Mosquitto (MQTT 5 shared subscriptions), not the "
+                         "embedded broker")
+    return ("mosquitto",)
 
 
 def mix_named(name: str) -> MixName:
@@ -154,8 +185,12 @@ def run_broker(kind: BrokerKind, options: BenchOptions, log: Console) -> dict[st
         say(f"[yellow]skipped:[/] {section['note']}")
         return section
     root = Path(tempfile.mkdtemp(prefix=f"hub-bench-{kind}-"))
+    began = os.times()  # the bench's own CPU: its device clients share the machine too
     spawned: list[procs.Spawned] = []
     figures = {target: Figures() for target in TARGETS}
+    if options.workers is not None:
+        section["fleet"] = {"workers": options.workers, "api": 1,
+                            "database": _database_name(options.database_url)}
     try:
         with ExitStack() as stack:
             http_port, port = procs.free_port(), procs.free_port()
@@ -163,26 +198,39 @@ def run_broker(kind: BrokerKind, options: BenchOptions, log: Console) -> dict[st
             if binary is not None:
                 spawned.append(stack.enter_context(procs.mosquitto(binary, root, port)))
                 say(f"mosquitto on 127.0.0.1:{port}")
-                the_hub = procs.hub(root, http_port=http_port,
-                                    broker_url=f"mqtt://127.0.0.1:{port}")
+            if options.workers is not None:
+                assert options.database_url is not None
+                _start_fleet(stack, spawned, root, http_port, f"mqtt://127.0.0.1:{port}",
+                             options, say)
             else:
-                the_hub = procs.hub(root, http_port=http_port, mqtt_port=port)
-            spawned.append(stack.enter_context(the_hub))
-            say(f"hub up --demo: API http://127.0.0.1:{http_port}, MQTT 127.0.0.1:{port}"
-                f" ({'5' if mqtt5 else '3.1.1'})")
+                if binary is not None:
+                    the_hub = procs.hub(root, http_port=http_port,
+                                        broker_url=f"mqtt://127.0.0.1:{port}")
+                else:
+                    the_hub = procs.hub(root, http_port=http_port, mqtt_port=port)
+                spawned.append(stack.enter_context(the_hub))
+                say(f"hub up --demo: API http://127.0.0.1:{http_port}, MQTT 127.0.0.1:{port}"
+                    f" ({'5' if mqtt5 else '3.1.1'})")
             with HubApi(f"http://127.0.0.1:{http_port}", username=options.user,
                         password=options.password) as api:
                 plan = prepare(api, options.venue, devices=options.devices, mix=options.mix,
                                run_tag=kind, log=say)
             section["plan"] = _plan_json(plan)
+            if options.workers is not None:  # after the venue is set up: they read it fresh
+                assert options.database_url is not None
+                for n in range(1, options.workers + 1):
+                    spawned.append(stack.enter_context(procs.hub_worker(
+                        root, name=f"w{n}", broker_url=f"mqtt://127.0.0.1:{port}",
+                        database_url=options.database_url)))
+                say(f"{options.workers} hub worker(s) in the shared-subscription group 'hubs'")
             spawned.append(stack.enter_context(procs.echo(root, "127.0.0.1", port, mqtt5=mqtt5)))
             fleets = {"echo": stack.enter_context(_echo_fleet(port, plan, mqtt5)),
                       "hub": stack.enter_context(_hub_fleet(port, plan, mqtt5, options.venue))}
             say(f"{len(plan.devices)} connections each for the echo and the hub")
 
             def check(phase: str) -> None:
-                for s in spawned:
-                    if (code := s.exited()) is not None:
+                for s in spawned:  # a returncode already noted: stopped by the bench
+                    if s.returncode is None and (code := s.exited()) is not None:
                         raise Crashed(f"{s.what} exited ({code}) during {phase}:\n{s.tail()}")
 
             measure(options, plan, fleets, figures, say, check)
@@ -198,10 +246,42 @@ def run_broker(kind: BrokerKind, options: BenchOptions, log: Console) -> dict[st
     finally:
         shutil.rmtree(root, ignore_errors=True)
     section["processes"] = [s.report() for s in spawned]
+    ended = os.times()
+    section["bench_cpu_s"] = round(ended.user + ended.system - began.user - began.system, 2)
     section["echo"] = figures_json(figures["echo"])
     section["hub"] = figures_json(figures["hub"])
     section["ratios"] = ratios(figures["echo"], figures["hub"])
     return section
+
+
+def _start_fleet(stack: ExitStack, spawned: list[procs.Spawned], root: Path, http_port: int,
+                 broker_url: str, options: BenchOptions, say: Callable[[str], None]) -> None:
+    """The demo venue seeded into the fleet's database by a `hub up --demo` of its own (on
+    an embedded broker of its own, so no session of it stays on Mosquitto), stopped; then
+    `hub api` on that database and data dir. The workers start once the venue is set up."""
+    assert options.database_url is not None
+    with procs.hub(root, http_port=procs.free_port(), mqtt_port=procs.free_port(),
+                   database_url=options.database_url) as seeding:
+        spawned.append(seeding)
+        seeding.extra["job"] = "seeds the demo venue; stopped before the load"
+    if seeding.returncode != 0:
+        raise procs.StartError(f"seeding the demo venue exited ({seeding.returncode}):\n"
+                               f"{seeding.tail()}")
+    say(f"demo venue seeded into {_database_name(options.database_url)}")
+    spawned.append(stack.enter_context(procs.hub_api(root, http_port=http_port,
+                                                     database_url=options.database_url,
+                                                     broker_url=broker_url)))
+    say(f"hub api on http://127.0.0.1:{http_port}; the workers will use {broker_url} (MQTT 5)")
+
+
+def _database_name(url: str | None) -> str | None:
+    """``postgresql+psycopg://hub:pw@host:5432/db`` -> ``postgresql host:5432/db``: which
+    database, without credentials."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    where = parts.netloc.rsplit("@", 1)[-1] + parts.path
+    return f"{parts.scheme.split('+')[0]} {where}".strip()
 
 
 def _sayer(log: Console, kind: str) -> Callable[[str], None]:
@@ -345,7 +425,12 @@ def render(report: dict[str, Any], console: Console) -> None:
         if section["status"] in ("skipped", "not_started"):
             console.print(f"[bold]{kind}[/]: {section['status']}: {escape(section['note'] or '')}")
             continue
-        table = Table(title=f"{kind} broker: echo vs hub", title_justify="left",
+        fleet = section.get("fleet")
+        title = f"{kind} broker: echo vs hub"
+        if fleet:
+            title += (f" ({fleet['workers']} hub worker{'s' if fleet['workers'] > 1 else ''}"
+                      f" + hub api, {fleet['database']})")
+        table = Table(title=escape(title), title_justify="left",
                       caption="latency: p50 / p95 / p99 ms (burst: p50 / p99 / max); ratio: "
                               "hub / echo (of p50 for latency, of the time for the burst); ✗ "
                               "not sustained: lost, too_late or error replies, or answered "
@@ -359,6 +444,11 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print(table)
         if section["status"] == "crashed":
             console.print(f"[bold red]{escape(section['note'])}[/]")
+        if fleet:  # where the run's CPU went, to tell which process is the limit
+            console.print("CPU seconds over the run: " + ", ".join(
+                f"{p['what']} {p['cpu_s']}" for p in section["processes"]
+                if p.get("cpu_s") is not None) + f", the bench {section['bench_cpu_s']}",
+                highlight=False)
     m = report["machine"]
     console.print(f"{m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}; load "
                   f"{m['loadavg_start']} at start, {m['loadavg_end']} at end", highlight=False)

@@ -1,4 +1,5 @@
-"""What the bench starts and stops: Mosquitto, ``hub up --demo`` and the echo responder.
+"""What the bench starts and stops: Mosquitto, ``hub up --demo``, the echo responder and,
+for a fleet, ``hub api`` and ``hub worker`` processes.
 
 Each is a context manager around a child process in its own session (a Ctrl-C at the
 terminal reaches the bench alone, which then stops its children in order), logging to
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -47,6 +49,7 @@ class Spawned:
     ports: list[int]
     log: Path
     returncode: int | None = None
+    cpu_s: float | None = None  # CPU seconds it used (user + system), taken as it was stopped
     extra: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = field(default=None, repr=False, compare=False)
 
@@ -56,7 +59,7 @@ class Spawned:
 
     def report(self) -> dict[str, object]:
         return {"what": self.what, "pid": self.pid, "ports": self.ports,
-                "returncode": self.returncode, **self.extra}
+                "returncode": self.returncode, "cpu_s": self.cpu_s, **self.extra}
 
     def tail(self, lines: int = 20) -> str:
         """The end of its log, for an error message."""
@@ -117,6 +120,23 @@ def _spawn(what: str, command: list[str], log: Path, *, env: dict[str, str] | No
             raise StartError(f"cannot start {what} ({command[0]}): {exc}") from exc
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux /proc); None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _finish(spawned: Spawned, proc: subprocess.Popen[str], first: signal.Signals,
+            timeout: float) -> None:
+    """Note its CPU time, stop it, note its exit code."""
+    if proc.poll() is None:
+        spawned.cpu_s = cpu_seconds(proc.pid)
+    spawned.returncode = _stop(proc, first, timeout)
+
+
 def _stop(proc: subprocess.Popen[str], first: signal.Signals, timeout: float) -> int:
     if proc.poll() is None:
         proc.send_signal(first)
@@ -149,14 +169,16 @@ def mosquitto(binary: str, root: Path, port: int, *,
         _wait_port(proc, spawned, port, timeout)
         yield spawned
     finally:
-        spawned.returncode = _stop(proc, signal.SIGTERM, 10)
+        _finish(spawned, proc, signal.SIGTERM, 10)
 
 
 @contextmanager
 def hub(root: Path, *, http_port: int, mqtt_port: int | None = None,
-        broker_url: str | None = None, timeout: float = 60.0) -> Iterator[Spawned]:
+        broker_url: str | None = None, database_url: str | None = None,
+        timeout: float = 60.0) -> Iterator[Spawned]:
     """``hub up --demo`` on a fresh data dir, its own embedded broker on ``mqtt_port`` or
-    MQTT 5 to ``broker_url``; yields once ``GET /api/v1/health`` answers 200."""
+    MQTT 5 to ``broker_url``, on SQLite in the data dir or ``database_url``; yields once
+    ``GET /api/v1/health`` answers 200."""
     command = [hub_executable(), "up", "--demo", "--data-dir", str(root / "data"),
                "--http-port", str(http_port), "--log-level", "warning"]
     ports = [http_port]
@@ -171,29 +193,106 @@ def hub(root: Path, *, http_port: int, mqtt_port: int | None = None,
         # (8883) is a fixed one another hub on the machine may hold.
         command += ["--mqtt-tls-port", "0"]
         ports.append(mqtt_port)
+    if database_url is not None:
+        command += ["--database-url", database_url]
     env = hub_env(mqtt5=broker_url is not None)
     proc = _spawn("the hub", command, root / "hub.log", env=env)
     spawned = Spawned("hub", proc.pid, ports, root / "hub.log",
-                      extra={"data_dir": str(root / "data"), "command": " ".join(command)},
+                      extra={"data_dir": str(root / "data"), "command": _shown(command)},
                       proc=proc)
-    health = f"http://127.0.0.1:{http_port}/api/v1/health"
+    try:
+        _wait_healthy(proc, spawned, http_port, timeout)
+        yield spawned
+    finally:
+        _finish(spawned, proc, signal.SIGINT, 30)
+
+
+@contextmanager
+def hub_api(root: Path, *, http_port: int, database_url: str, broker_url: str,
+            timeout: float = 60.0) -> Iterator[Spawned]:
+    """``hub api`` on the data dir a seeding ``hub up --demo`` left (its secrets sign the
+    API's tokens); yields once ``GET /api/v1/health`` answers."""
+    # Its broker: what the API publishes (receipts, key material) goes to the workers'.
+    command = [hub_executable(), "api", "--data-dir", str(root / "data"), "--database-url",
+               database_url, "--broker", broker_url, "--http-port", str(http_port),
+               "--log-level", "warning"]
+    proc = _spawn("hub api", command, root / "api.log", env=hub_env(False))
+    spawned = Spawned("hub api", proc.pid, [http_port], root / "api.log",
+                      extra={"command": _shown(command)}, proc=proc)
+    try:
+        _wait_healthy(proc, spawned, http_port, timeout)
+        yield spawned
+    finally:
+        _finish(spawned, proc, signal.SIGINT, 30)
+
+
+@contextmanager
+def hub_worker(root: Path, *, name: str, broker_url: str, database_url: str,
+               timeout: float = 60.0) -> Iterator[Spawned]:
+    """``hub worker --name NAME`` in the default shared-subscription group, on the same data
+    dir's secrets; yields once it says its bridge is connected (it has subscribed by then)."""
+    log = root / f"worker-{name}.log"
+    # Info, for the one line that says it connected; a worker logs nothing per decision.
+    command = [hub_executable(), "worker", "--data-dir", str(root / "data"), "--broker",
+               broker_url, "--database-url", database_url, "--name", name,
+               "--log-level", "info"]
+    # JSON lines: rich's text wraps a line at the terminal's width, anywhere in it.
+    env = {**hub_env(True), "HUB_LOG_FORMAT": "json"}
+    proc = _spawn(f"hub worker {name}", command, log, env=env)
+    spawned = Spawned(f"hub worker {name}", proc.pid, [], log,
+                      extra={"command": _shown(command)}, proc=proc)
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while "connected to mqtt://" not in _read(log):
             if proc.poll() is not None:
-                raise StartError(f"the hub exited ({proc.returncode}):\n{spawned.tail()}")
-            try:
-                if httpx.get(health, timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+                raise StartError(f"hub worker {name} exited ({proc.returncode}):\n"
+                                 f"{spawned.tail()}")
             if time.monotonic() > deadline:
-                raise StartError(f"the hub was not healthy at {health} in {timeout:g}s:\n"
+                raise StartError(f"hub worker {name} did not connect in {timeout:g}s:\n"
                                  f"{spawned.tail()}")
             time.sleep(0.1)
         yield spawned
     finally:
-        spawned.returncode = _stop(proc, signal.SIGINT, 30)
+        _finish(spawned, proc, signal.SIGINT, 30)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _shown(command: list[str]) -> str:
+    """A command line for the report, without a database password."""
+    return " ".join(redact_url(part) if "://" in part else part for part in command)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:secret@host/db`` -> ``scheme://user:***@host/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _wait_healthy(proc: subprocess.Popen[str], spawned: Spawned, http_port: int,
+                  timeout: float) -> None:
+    health = f"http://127.0.0.1:{http_port}/api/v1/health"
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise StartError(f"{spawned.what} exited ({proc.returncode}):\n{spawned.tail()}")
+        try:
+            if httpx.get(health, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise StartError(f"{spawned.what} was not healthy at {health} in {timeout:g}s:\n"
+                             f"{spawned.tail()}")
+        time.sleep(0.1)
 
 
 @contextmanager
@@ -215,6 +314,6 @@ def echo(root: Path, host: str, port: int, *, mqtt5: bool,
                              f"(exit {proc.returncode}):\n{spawned.tail()}")
         yield spawned
     finally:
-        spawned.returncode = _stop(proc, signal.SIGTERM, 10)
+        _finish(spawned, proc, signal.SIGTERM, 10)
         if proc.stdout is not None:
             proc.stdout.close()

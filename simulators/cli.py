@@ -33,6 +33,7 @@ from simulators.appliances import Note, Room, Watch
 from simulators.bench import (
     BenchOptions,
     brokers_for,
+    fleet_options,
     mix_named,
     parse_rates,
     render,
@@ -523,9 +524,10 @@ class BenchMix(StrEnum):
 
 
 @app.command(epilog="It starts (and stops) the hub, the echo and, for Mosquitto, the broker "
-                     "itself: the global --api and --broker are not used. Exit 0 when it ran, 1 "
-                     "when a process it started died under the load, 2 when something could "
-                     "not be started.")
+                     "itself: the global --api and --broker are not used. A fleet (--workers) "
+                     "runs on Mosquitto alone; --broker-kind both means Mosquitto there. Exit "
+                     "0 when it ran, 1 when a process it started died under the load, 2 when "
+                     "something could not be started.")
 def bench(
     ctx: typer.Context,
     broker_kind: Annotated[BenchBrokers, typer.Option(
@@ -557,6 +559,17 @@ def bench(
     mosquitto: Annotated[str | None, typer.Option(
         show_default=False, help="The mosquitto binary (default: on PATH, or /usr/sbin).")
     ] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, max=32, show_default=False,
+        help="Measure a fleet as deployed: this many `hub worker` processes (a shared "
+             "subscription) and one `hub api`, on Mosquitto and --database-url (default: "
+             "one `hub up --demo` process on SQLite).")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        show_default=False,
+        help="With --workers (and required by it): the fleet's database, e.g. "
+             "postgresql+psycopg://hub@127.0.0.1:5432/bench, best an empty one; the bench "
+             "seeds the demo venue into it and registers its devices there. It does not start "
+             "a PostgreSQL itself.")] = None,
 ) -> None:
     """Measure the hub against a bare MQTT echo on the same broker, under the same load."""
     settings: Settings = ctx.obj
@@ -564,12 +577,16 @@ def bench(
         rate_list = parse_rates(rates)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--rates") from None
+    try:
+        brokers = fleet_options(brokers_for(broker_kind.value), workers, database_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from None
     options = BenchOptions(
-        brokers=brokers_for(broker_kind.value), devices=devices, mix=mix_named(mix.value),
+        brokers=brokers, devices=devices, mix=mix_named(mix.value),
         rates=rate_list, seconds=seconds, sequential=sequential, burst=burst, timeout=timeout,
         burst_timeout=burst_timeout, search_steps=search_steps, seed=seed,
         venue=settings.venue, user=settings.user, password=settings.password,
-        mosquitto=mosquitto,
+        mosquitto=mosquitto, workers=workers, database_url=database_url,
     )
     # SIGTERM (``timeout``, a service manager) stops like Ctrl-C: the bench's finally blocks
     # stop its children, which run in their own sessions and would otherwise outlive it.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from devices.contract import PaymentRequest, TapEvent, parse_event
 from simulators.bench import parse_rates
@@ -38,7 +39,7 @@ from simulators.bench_stats import (
     summarize,
 )
 from simulators.echo import reply_for
-from tests.conftest import missing
+from tests.conftest import fresh_postgres, missing
 
 BIN = Path(sys.executable).parent
 
@@ -302,3 +303,59 @@ def test_bench_measures_echo_and_hub_and_leaves_nothing_running(kind: str,
     data_dir = next(p["data_dir"] for p in section["processes"] if p["what"] == "hub")
     assert not Path(data_dir).exists()
     assert subprocess.run(["pgrep", "-f", data_dir], capture_output=True).returncode == 1
+
+
+@pytest.mark.mosquitto
+@pytest.mark.postgres
+def test_bench_measures_a_fleet_of_workers_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """--workers 2: Mosquitto, `hub api` and two `hub worker` processes on a PostgreSQL
+    database decide every tap, the report says so, and all of them exit cleanly."""
+    if find_mosquitto() is None:
+        missing("mosquitto")
+    engine = fresh_postgres(postgres_url)
+    url = engine.url.render_as_string(hide_password=False)
+    out = tmp_path / "bench.json"
+    try:
+        done = subprocess.run(
+            [str(BIN / "hub-sim"), "bench", "--workers", "2", "--database-url", url,
+             "--rates", "20", "--seconds", "1", "--sequential", "10", "--burst", "100",
+             "--devices", "6", "--search-steps", "0", "--json-out", str(out)],
+            capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "(2 hub workers + hub api, postgresql" in " ".join(done.stdout.split())
+        report = json.loads(out.read_text())
+        assert list(report["brokers"]) == ["mosquitto"]  # `both` is Mosquitto for a fleet
+        section = report["brokers"]["mosquitto"]
+        assert section["status"] == "ran", section["note"]
+        assert section["fleet"]["workers"] == 2
+        assert section["fleet"]["database"].startswith("postgresql 127.0.0.1:")
+        hub = section["hub"]
+        for ran in (hub["sequential"], *hub["paced"], hub["burst"]):
+            assert ran["sent"] > 0 and ran["answered"] == ran["sent"] and ran["lost"] == 0, ran
+        whats = [p["what"] for p in section["processes"]]
+        assert sorted(whats) == ["echo", "hub", "hub api", "hub worker w1", "hub worker w2",
+                                 "mosquitto"]
+        for proc in section["processes"]:  # every one stopped by the bench, cleanly
+            assert proc["returncode"] == 0 and pid_gone(proc["pid"]), proc
+            assert all(port_free(port) for port in proc["ports"]), proc
+        # The workers decided on that database: every tap the hub answered is recorded there.
+        answered = sum(r["answered"] for r in (hub["sequential"], *hub["paced"], hub["burst"]))
+        with engine.connect() as conn:
+            recorded = conn.execute(sa.text("SELECT count(*) FROM event")).scalar_one()
+        assert recorded >= answered * 0.9, (recorded, answered)  # `unknown` bands as well
+    finally:
+        engine.dispose()
+
+
+def test_a_fleet_needs_a_database_and_mosquitto(tmp_path: Path) -> None:
+    for args, says in (
+        (["--workers", "2"], "--database-url"),
+        (["--workers", "2", "--database-url", "postgresql+psycopg://h/db", "--broker-kind",
+          "embedded"], "Mosquitto"),
+        (["--database-url", "postgresql+psycopg://h/db"], "--workers"),
+    ):
+        done = subprocess.run([str(BIN / "hub-sim"), "bench", *args], capture_output=True,
+                              text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 2 and says in " ".join(done.stderr.split()), done.stderr
+        assert not (tmp_path / "bench-results.json").exists()  # refused before starting
