@@ -13,6 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from pydantic_settings import BaseSettings, TomlConfigSettingsSource
@@ -39,16 +40,35 @@ def use_config_file(path: Path | None) -> None:
         os.environ[CONFIG_ENV] = str(path)
 
 
+# Settings that are secrets: a file holding one must be readable by its owner alone.
+_SECRETS = frozenset({"mqtt_password"})
+_URLS = frozenset({"database_url", "broker_url"})  # secrets when they carry a password
+
+
 class TomlFile(TomlConfigSettingsSource):
     """pydantic-settings' TOML source, strict: the file must exist and every key be known."""
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if path.is_dir():
+            raise ConfigFileError(f"{CONFIG_ENV}: {path} is a directory, not a TOML file")
         if not path.is_file():
             raise ConfigFileError(f"{CONFIG_ENV}: no such file: {path}")
         try:
             super().__init__(settings_cls, toml_file=path)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigFileError(f"{path}: not TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigFileError(f"{path}: cannot read it: {exc.strerror}") from None
+        secret = sorted(k for k, v in self.toml_data.items() if k in _SECRETS or (
+            k in _URLS and isinstance(v, str) and urlsplit(v).password))
+        if secret and path.stat().st_mode & 0o077:
+            # As the data directory's secrets are refused when others may read them.
+            raise ConfigFileError(
+                f"{path} holds {', '.join(secret)} and others may read it (mode "
+                f"{path.stat().st_mode & 0o777:o}): chmod 600 it, or move the secret to the "
+                f"environment (HUB_{secret[0].upper()})")
         unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
         if unknown:
             raise ConfigFileError(f"{path}: unknown setting {unknown[0]!r}"

@@ -93,3 +93,30 @@ def test_hub_up_reads_the_file_given_by_config(tmp_path: Path,
     result = CliRunner().invoke(app, ["up", "--config", str(path)])
     assert result.exit_code == 2, result.output
     assert f"{path}: unknown setting 'http_prot'" in " ".join(result.output.split())
+
+
+def test_a_directory_or_a_file_that_is_no_text_is_an_error_naming_it(config: Path) -> None:
+    config.mkdir()
+    with pytest.raises(ConfigFileError, match="is a directory"):
+        Settings()
+    config.rmdir()
+    config.write_bytes(b'http_port = 8001\n# caf\xe9\n')
+    with pytest.raises(ConfigFileError, match="not UTF-8"):
+        Settings()
+
+
+@pytest.mark.parametrize("secret", [
+    'mqtt_password = "s3cret"',
+    'database_url = "postgresql+psycopg://hub:s3cret@db/hub"',
+])
+def test_a_file_holding_a_secret_must_be_the_owners_alone(config: Path, secret: str) -> None:
+    config.write_text(secret + "\n")
+    config.chmod(0o644)
+    with pytest.raises(ConfigFileError, match="others may read it") as refused:
+        Settings()
+    assert "s3cret" not in str(refused.value)
+    config.chmod(0o600)
+    Settings()  # the owner's alone: read
+    config.write_text('database_url = "postgresql+psycopg://hub@db/hub"\n')
+    config.chmod(0o644)
+    Settings()  # no secret in it: anyone may read it
