@@ -8,6 +8,7 @@ the copy is one consistent moment of the database. PostgreSQL has pg_dump for th
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -36,9 +37,12 @@ def backup_sqlite(source: Path, target: Path, *, pages_per_step: int = 1024) -> 
     """
     if not source.is_file():
         raise BackupError(f"no database at {source}")
-    if target.exists():
+    if os.path.lexists(target):  # a dangling symlink too: it would be written through
         raise BackupError(f"{target} exists: a backup never overwrites")
-    partial = target.with_name(target.name + ".partial")
+    if not target.parent.is_dir():
+        raise BackupError(f"no directory {target.parent} to write {target.name} in")
+    # Its own name: neither a leftover of a killed backup nor a concurrent one's file.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     # Read-only and by URI: a backup must never create or change the hub's database.
     src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     try:
@@ -57,5 +61,13 @@ def backup_sqlite(source: Path, target: Path, *, pages_per_step: int = 1024) -> 
         raise
     finally:
         src.close()
-    os.replace(partial, target)  # the target appears whole or not at all
+    try:
+        # A link, not a rename: the target appears whole or not at all, and a file that
+        # appeared there during the copy is not overwritten.
+        os.link(partial, target)
+    except FileExistsError:
+        raise BackupError(f"{target} appeared during the backup: a backup never "
+                          f"overwrites") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return target.stat().st_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -92,3 +93,39 @@ def test_postgresql_is_pointed_to_pg_dump() -> None:
     result = runner.invoke(app, ["db", "backup", "/tmp/never.db",
                                  "--database-url", "postgresql+psycopg://hub@db/hub"])
     assert result.exit_code == 2 and "pg_dump" in result.output
+
+
+def test_odd_targets_are_refused_with_a_reason_not_a_traceback(database: Path,
+                                                               tmp_path: Path) -> None:
+    missing_dir = tmp_path / "no" / "such" / "dir" / "hub.db"
+    result = runner.invoke(app, ["db", "backup", str(missing_dir),
+                                 "--database-url", f"sqlite:///{database}"])
+    assert result.exit_code == 2 and "no directory" in result.output, result.output
+    dangling = tmp_path / "link.db"
+    dangling.symlink_to(tmp_path / "elsewhere.db")
+    with pytest.raises(BackupError, match="exists"):
+        backup_sqlite(database, dangling)
+    assert not (tmp_path / "elsewhere.db").exists()
+    # A killed backup's leftover is neither in the way nor taken for ours.
+    leftover = tmp_path / "new.db.partial"
+    leftover.write_bytes(b"a killed backup's")
+    assert backup_sqlite(database, tmp_path / "new.db") > 0
+    assert leftover.read_bytes() == b"a killed backup's"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".new.db")]
+
+
+def test_a_target_appearing_during_the_copy_is_not_overwritten(
+        database: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "race.db"
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if str(args[0]).endswith(".partial"):  # the copy begins: someone writes the target
+            target.write_bytes(b"theirs")
+        connection: sqlite3.Connection = real_connect(*args, **kwargs)
+        return connection
+    monkeypatch.setattr("hub.backup.sqlite3.connect", connect)
+    with pytest.raises(BackupError, match="appeared during the backup"):
+        backup_sqlite(database, target)
+    assert target.read_bytes() == b"theirs"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
