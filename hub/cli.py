@@ -5,13 +5,14 @@ from __future__ import annotations
 import errno
 import getpass
 import json
+import logging
 import re
 import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -203,37 +204,39 @@ def up(
     if (scale_guests or scale_devices) and not demo:
         console.print("[red]--scale-guests and --scale-devices need --demo[/red]")
         raise typer.Exit(2)
-    with _cannot_start():
+    with _cannot_start(settings):
         run(settings, demo=demo, scale=(scale_guests, scale_devices), announce=_banner,
             upgrade=upgrade)
 
 
 @contextmanager
-def _cannot_start() -> Iterator[None]:
+def _cannot_start(settings: Settings) -> Iterator[None]:
     """A start that fails as expected (`hub up`, `hub worker`, `hub api`): one line that says
-    why and what to do, exit 2 for what the user must change, 1 for the machine's state."""
+    why and what to do, exit 2 for what the user must change, 1 for the machine's state.
+    With JSON logs the line is a log record too (an ERROR), so the journal stays JSON."""
     from hub.db import ClockSkew
     from hub.migrate import SchemaError
     from hub.tls import TlsError
 
+    def fail(reason: str, code: int) -> NoReturn:
+        if settings.log_format == "json":
+            logging.getLogger("hub").error("cannot start: %s", reason)
+        else:
+            console.print(f"[red]cannot start:[/red] {escape(reason)}", soft_wrap=True)
+        raise typer.Exit(code) from None
+
     try:
         yield
     except SchemaError as exc:  # a schema it does not know, or an older one and --no-upgrade
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     except CannotListen as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}. {_port_advice(exc)}",
-                      soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(f"{exc}. {_port_advice(exc)}", 1)
     except OSError as exc:
-        console.print(f"[red]cannot start:[/red] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
     except TlsError as exc:  # a --tls-name no certificate can carry, a broken CA
-        console.print(f"[red]cannot start:[/red] TLS: {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        fail(f"TLS: {exc}", 2)
     except ClockSkew as exc:
-        console.print(f"[red]cannot start:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(str(exc), 1)
 
 
 def _port_advice(exc: CannotListen) -> str:
@@ -257,7 +260,7 @@ def _run_part(settings: Settings, *, bridge: bool, api: bool, upgrade: bool) -> 
     from hub.server import run
 
     configure_logging(settings, console=console)
-    with _cannot_start():
+    with _cannot_start(settings):
         run(settings, upgrade=upgrade, bridge=bridge, api=api)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -98,3 +99,24 @@ def test_the_api_servers_own_lines_are_json_too(capsys: pytest.CaptureFixture[st
         configure_logging(Settings(log_format="text", log_level="INFO"))
     from uvicorn.config import LOGGING_CONFIG
     assert LOGGING_CONFIG["formatters"]["default"]["()"] == "uvicorn.logging.DefaultFormatter"
+
+
+def test_a_failed_start_is_a_json_line_too(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    dead = free_port()  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-c", "from hub.cli import app; app()", "worker", "--broker",
+         f"mqtt://127.0.0.1:{dead}", "--database-url", f"sqlite:///{tmp_path / 'hub.db'}",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HUB_LOG_FORMAT": "json", "COLUMNS": "60"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line: journald's jq reads it
+    failed = [r for r in records if r["level"] == "ERROR"]
+    assert failed and failed[-1]["message"].startswith("cannot start: "), records
+    assert str(dead) in failed[-1]["message"]
