@@ -137,6 +137,8 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("a database URL looks like sqlite:///path/hub.db or "
                              "postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() in ("postgres", "postgis"):  # libpq's spelling
+            raise ValueError("write PostgreSQL's URL as postgresql+psycopg://user@host/db")
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"the hub runs on SQLite or PostgreSQL, not {url.get_backend_name()}")
         if url.get_backend_name() == "postgresql":

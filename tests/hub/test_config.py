@@ -39,6 +39,8 @@ def test_env_var_is_the_prefixed_field() -> None:
     ({"HUB_LOG_LEVEL": "loud"}, "log_level", "must be 'DEBUG', 'INFO'"),
     ({"HUB_DATABASE_URL": "nonsense"}, "database_url", "looks like sqlite:///"),
     ({"HUB_DATABASE_URL": "mysql://u@h/db"}, "database_url", "SQLite or PostgreSQL, not mysql"),
+    ({"HUB_DATABASE_URL": "postgres://u@h/db"}, "database_url",
+     "as postgresql+psycopg://user@host/db"),
     ({"HUB_DATABASE_URL": "postgresql+psycopg2://u@h/db"}, "database_url",
      "driver is not installed (psycopg2)"),
 ])
