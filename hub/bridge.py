@@ -147,6 +147,7 @@ class Bridge:
         self._worker: threading.Thread | None = None
         self._death_cause: BaseException | None = None
         self._supervisor: threading.Thread | None = None
+        self._lifecycle = threading.Lock()  # who starts a worker: the supervisor or resume
         self._mqtt5 = settings.mqtt_protocol == "5"
         self._client = new_client(settings, self.client_id, persistent=True, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -261,14 +262,15 @@ class Bridge:
 
     def _supervise(self) -> None:
         while not self._closed.wait(_SUPERVISE_EVERY):
-            if self.worker_alive or self._paused.is_set():
-                continue
-            self.counters["worker_deaths"] += 1
-            cause, self._death_cause = self._death_cause, None
-            log.error("the bridge worker died (%s); started another, %d death(s) so far",
-                      type(cause).__name__ if cause else "no exception",
-                      self.counters["worker_deaths"], exc_info=cause)
-            self._start_worker()
+            with self._lifecycle:  # not between resume_worker's two steps
+                if self.worker_alive or self._paused.is_set():
+                    continue
+                self.counters["worker_deaths"] += 1
+                cause, self._death_cause = self._death_cause, None
+                log.error("the bridge worker died (%s); started another, %d death(s) so far",
+                          type(cause).__name__ if cause else "no exception",
+                          self.counters["worker_deaths"], exc_info=cause)
+                self._start_worker()
 
     def pause_worker(self, timeout: float = 10.0) -> None:
         """Stop deciding (messages wait in the queue) until :meth:`resume_worker`."""
@@ -276,9 +278,10 @@ class Bridge:
 
     def resume_worker(self) -> None:
         """Start deciding again after :meth:`pause_worker`."""
-        self._paused.clear()
-        if not self.worker_alive:
-            self._start_worker()
+        with self._lifecycle:  # else the supervisor could take the gap for a death
+            self._paused.clear()
+            if not self.worker_alive:
+                self._start_worker()
 
     # --------------------------------------------------------------- worker
 
