@@ -2,7 +2,7 @@
 # The README's test command: install what the tests need, lint, then run the whole suite.
 # Mosquitto and PostgreSQL come from Debian's packages when they are missing; the
 # Python packages (with ruff and mypy, the `test` extra) go into .venv. ruff and mypy
-# run first and stop the run when they find anything: a minute of linting before a
+# run first and stop the run when they find anything: a minute of linting before
 # the tests. Extra arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +35,4 @@ export HUB_TEST_REQUIRE_REAL=1
 # Two pytest-xdist workers (HUB_TEST_WORKERS), a test file each at a time: most tests wait
 # on a broker, a database or a subprocess, so two cores finish in about half the time.
 # Each worker has its own PostgreSQL cluster and Mosquitto; no test may need an idle machine.
-exec .venv/bin/python -m pytest -n "${HUB_TEST_WORKERS:-2}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${HUB_TEST_WORKERS:-2}" --dist loadfile --durations=15 "$@"
