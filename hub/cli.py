@@ -379,7 +379,7 @@ def status(
         for worker in body.get("workers") or []:
             table.add_row(f"worker {escape(str(worker.get('name')))}", escape(
                 f"{'deciding' if worker.get('deciding') else 'NOT deciding'}, seen "
-                f"{worker.get('seen_s_ago')} s ago on {worker.get('host')}, queue "
+                f"{worker.get('seen_s_ago')} s ago, queue "
                 f"{worker.get('queue_depth')}"))
         console.print(table)
         for problem in body.get("problems", []):

@@ -34,4 +34,5 @@ def fleet_problems(beats: Sequence[WorkerBeat], now: datetime) -> list[str]:
         return []
     if not live:
         return [f"no worker has reported in the last {SILENT_AFTER.total_seconds():.0f} s"]
-    return [f"worker {b.name} on {b.host}: {b.problems or 'not deciding'}" for b in live]
+    # Not the host: /health is public (the row keeps it, for whoever reads the database).
+    return [f"worker {b.name}: {b.problems or 'not deciding'}" for b in live]

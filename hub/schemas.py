@@ -437,8 +437,7 @@ class DeadLetterPage(BaseModel):
 class WorkerHealth(BaseModel):
     """A tap-deciding process as its last heartbeat told (``hub api``'s health)."""
 
-    name: str
-    host: str
+    name: str  # HUB_WORKER_NAME; not its host nor pid: /health is public
     deciding: bool
     seen_s_ago: float = Field(description="Seconds since its last heartbeat (every 5 s)")
     queue_depth: int

@@ -1384,6 +1384,7 @@ def test_health_without_a_bridge_follows_the_workers_heartbeats(
     assert [(w["name"], w["deciding"], w["queue_depth"]) for w in body["workers"]] == [
         ("w0", False, 0), ("w1", True, 3)]
     assert body["workers"][0]["seen_s_ago"] >= 300 > body["workers"][1]["seen_s_ago"]
+    assert "host" not in body["workers"][0] and "h1" not in str(body)  # public: no hosts
 
 
 @pytest.mark.parametrize("connected", [True, False])

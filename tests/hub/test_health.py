@@ -32,8 +32,8 @@ def test_live_workers_not_deciding_say_why() -> None:
                   problems="the bridge is not connected to the broker"),
              beat("w2", timedelta(seconds=1), deciding=False)]
     assert fleet_problems(beats, NOW) == [
-        "worker w1 on h: the bridge is not connected to the broker",
-        "worker w2 on h: not deciding"]
+        "worker w1: the bridge is not connected to the broker",
+        "worker w2: not deciding"]
 
 
 def test_a_bridge_is_deciding_when_connected_alive_and_on_time() -> None:

@@ -56,7 +56,7 @@ def health(request: Request, response: Response, bridge: BridgeDep,
             # Whether what this process publishes goes out now (else it waits: /stats).
             mqtt_connected=publisher is not None and publisher.connected,
             database=database, deciding=not problems, problems=problems,
-            workers=[WorkerHealth(name=b.name, host=b.host, deciding=b.deciding,
+            workers=[WorkerHealth(name=b.name, deciding=b.deciding,
                                   seen_s_ago=round((now - b.seen_at).total_seconds(), 1),
                                   queue_depth=b.queue_depth, problems=b.problems)
                      for b in beats])
