@@ -76,7 +76,8 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
     host, port = settings.mqtt_address
     scheme = "https" if settings.http_tls_cert is not None else "http"
     api = f"{scheme}://{settings.http_host}:{settings.http_port}"
-    broker = f"mqtt://{host}:{port}"
+    tls = not settings.embedded_broker and settings.bridge_tls
+    broker = f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
     console.print(f"[bold green]hub up[/bold green]  REST {api}/api/v1  docs {api}/docs  "
                   f"MQTT {broker} ({'embedded' if settings.embedded_broker else 'external'})  "
                   f"data {settings.data_dir}")
@@ -92,7 +93,15 @@ def _banner(settings: Settings, demo: dict[str, object] | None) -> None:
         sim += f" --api {api} --broker {broker}"  # hub-sim defaults to the default ports
     if demo is not None:
         sheet = settings.data_dir / "demo-provisioning.json"
-        if settings.secure_broker and settings.data_dir.resolve() != Path("hub-data").resolve():
+        if not settings.embedded_broker:
+            # The demo's sheet is the embedded broker's; an external one has its own logins.
+            sheet = settings.data_dir / "device-sheet.json"
+            console.print(f"devices log in to {broker} as `hub provision mosquitto` set it up: "
+                          f"`hub provision device-sheet --out {sheet}` writes their logins "
+                          f"for hub-sim --provisioning", soft_wrap=True)
+            sim += f" --provisioning {sheet}"
+        elif settings.secure_broker and \
+                settings.data_dir.resolve() != Path("hub-data").resolve():
             sim += f" --provisioning {sheet}"  # hub-sim looks in ./hub-data by itself
         tries = (f"  {sim} tap --device gate-park-in-1 --credential 04A10000000001\n"
                  f"  {sim} tap --device lock-101 --credential pk-guest-01\n"

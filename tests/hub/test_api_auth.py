@@ -1057,6 +1057,19 @@ def test_the_demo_banner_tells_how_to_get_a_token(tmp_path: Path) -> None:
     assert "demo-admin" not in captured.get()
 
 
+def test_the_banner_of_a_hub_on_an_external_tls_broker_says_mqtts_and_where_logins_come_from(
+        tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, broker_url="mqtts://mqtt.venue.example:8883")
+    summary = {"venue": VENUE_ID, "rooms": 10, "guests": 20, "created": 0, "users": [ADMIN]}
+    with cli.console.capture() as captured:
+        cli._banner(settings, summary)
+    text = captured.get()
+    assert "mqtts://mqtt.venue.example:8883" in text and "mqtt://mqtt" not in text
+    sheet = tmp_path / "device-sheet.json"
+    assert f"hub provision device-sheet --out {sheet}" in text
+    assert f"--provisioning {sheet}" in text and "demo-provisioning.json" not in text
+
+
 # ------------------------------------------------------------------- hub user
 
 
