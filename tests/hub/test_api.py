@@ -33,8 +33,9 @@ from hub.db import create_db_engine, init_db
 from hub.demo import STRICT_VENUE_ID, VENUE_ID, seed_demo, wristband_uid
 from hub.ingest import Outcome
 from hub.models import utcnow
-from tests.conftest import bearer, staff_token
+from tests.conftest import bearer, fresh_postgres, staff_token
 from tests.utils import ingest
+from tests.utils.demo_db import demo_postgres
 
 # The public shapes: what a client may rely on, and nothing internal.
 VENUE_KEYS = {"id", "name", "timezone", "currency", "allow_plain_uid", "enabled",
@@ -127,6 +128,9 @@ def ids(rows: list[dict[str, Any]]) -> list[str]:
 DEMO_FIXTURES = {"day", "demo", "raw", "journey"}
 
 
+SEEDED_AT = utcnow()  # the demo of every test of this module: one seed time, one day
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
     """The demo venue seeded once (seed_demo hashes a PIN and posts top-ups: slow-ish).
@@ -136,20 +140,25 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datet
     path = tmp_path_factory.mktemp("demo") / "hub.db"
     engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
     init_db(engine)
-    now = utcnow()
-    seed_demo(engine, now)
+    seed_demo(engine, SEEDED_AT)
     engine.dispose()  # the last connection closing folds the WAL into the file
-    return path, now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return path, SEEDED_AT.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-@pytest.fixture
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """A real SQLite file of this test: empty, or a copy of the demo when the test wants it."""
-    path = tmp_path / "hub.db"
-    if DEMO_FIXTURES & set(request.fixturenames):
-        template, _ = request.getfixturevalue("demo_template")
-        shutil.copyfile(template, path)
-    engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
+    """A database of this test, on SQLite or PostgreSQL (the REST API on each engine):
+    empty, or a copy of the demo when the test wants it."""
+    demo = bool(DEMO_FIXTURES & set(request.fixturenames))
+    if request.param == "postgres":
+        engine = (demo_postgres(request, now=SEEDED_AT) if demo
+                  else fresh_postgres(request.getfixturevalue("postgres_url")))
+    else:
+        path = tmp_path / "hub.db"
+        if demo:
+            template, _ = request.getfixturevalue("demo_template")
+            shutil.copyfile(template, path)
+        engine = create_db_engine(f"sqlite:///{path}", sqlite_synchronous="OFF")
     init_db(engine)
     yield engine
     engine.dispose()
@@ -1355,14 +1364,14 @@ class FakeBridge:
         return dict(self._snapshot)
 
 
-def test_health_without_a_bridge_is_degraded(client: TestClient) -> None:
+def test_health_without_a_bridge_is_degraded(client: TestClient, engine: Engine) -> None:
     # hub api: the fleet decides, and no worker has reported (200: the API itself serves).
     r = client.get(url("health"))
     assert r.status_code == 200
     body = r.json()
     assert {k: body[k] for k in ("status", "mqtt", "mqtt_connected", "database", "deciding")} \
         == {"status": "degraded", "mqtt": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
-            "mqtt_connected": False, "database": "sqlite", "deciding": False}
+            "mqtt_connected": False, "database": engine.dialect.name, "deciding": False}
     assert body["workers"] == [] and body["problems"] == [
         "no worker has reported in the last 15 s"]
 
@@ -1397,7 +1406,7 @@ def test_health_follows_the_bridge(engine: Engine, tmp_path: Path, connected: bo
     body = r.json()
     assert {k: body[k] for k in ("status", "mqtt", "mqtt_connected", "database", "deciding")} \
         == {"status": "ok" if connected else "degraded", "mqtt": "mqtt://broker.example:2883",
-            "mqtt_connected": connected, "database": "sqlite", "deciding": connected}
+            "mqtt_connected": connected, "database": engine.dialect.name, "deciding": connected}
     assert body["problems"] == ([] if connected else ["the bridge is not connected to the broker"])
 
 
