@@ -171,9 +171,9 @@ class Bridge:
             props.ReceiveMaximum = min(65_535, self.settings.bridge_queue_size)
         open_connection(self._client, self.settings, self._link, timeout=timeout,
                         properties=props, clean_start=False)
-        host, port = self.settings.mqtt_address
         # Never the client id: whoever reads logs or /stats must not learn it.
-        log.info("bridge %r connected to mqtt://%s:%d", self.settings.worker_name, host, port)
+        log.info("bridge %r connected to %s", self.settings.worker_name,
+                 self.settings.broker_shown)
 
     def drain(self, quiet: float = 0.25, timeout: float = 10.0) -> bool:
         """Wait until every message taken is answered and none arrived for ``quiet`` s."""

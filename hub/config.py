@@ -203,6 +203,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def broker_shown(self) -> str:
+        """The broker's address for logs and health: ``mqtts://`` when the bridge uses TLS,
+        never a password."""
+        host, port = self.mqtt_address
+        return f"{'mqtts' if self.bridge_tls else 'mqtt'}://{host}:{port}"
+
+    @property
     def embedded_broker(self) -> bool:
         """True when the hub runs its own broker (no external broker configured)."""
         return self.broker_url is None

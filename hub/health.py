@@ -11,6 +11,12 @@ from hub.models import WorkerBeat
 # A worker writes its beat this often; one not heard from for three beats is gone.
 BEAT_EVERY = timedelta(seconds=5)
 SILENT_AFTER = 3 * BEAT_EVERY
+GONE_AFTER = timedelta(days=1)  # no longer listed
+
+
+def live(beat: WorkerBeat, now: datetime) -> bool:
+    """Heard from lately: what it last said still holds."""
+    return now - beat.seen_at <= SILENT_AFTER
 
 
 def bridge_problems(snap: dict[str, Any], deadline_ms: int) -> list[str]:
@@ -29,10 +35,10 @@ def bridge_problems(snap: dict[str, Any], deadline_ms: int) -> list[str]:
 
 def fleet_problems(beats: Sequence[WorkerBeat], now: datetime) -> list[str]:
     """Why the fleet is not deciding taps: no worker heard from lately says it is."""
-    live = [b for b in beats if now - b.seen_at <= SILENT_AFTER]
-    if any(b.deciding for b in live):
+    heard = [b for b in beats if live(b, now)]
+    if any(b.deciding for b in heard):
         return []
-    if not live:
+    if not heard:
         return [f"no worker has reported in the last {SILENT_AFTER.total_seconds():.0f} s"]
     # Not the host: /health is public (the row keeps it, for whoever reads the database).
-    return [f"worker {b.name}: {b.problems or 'not deciding'}" for b in live]
+    return [f"worker {b.name}: {b.problems or 'not deciding'}" for b in heard]

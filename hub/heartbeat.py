@@ -36,12 +36,17 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
+        """End the beats with a last one that says this worker stopped (not: fell silent)."""
         self._stop.set()
         self._thread.join(5)
+        try:
+            self.beat(stopped=True)
+        except Exception as exc:  # the database away at the stop: silence says it then
+            log.debug("last heartbeat not written: %s", brief(exc))
 
-    def beat(self) -> None:
+    def beat(self, *, stopped: bool = False) -> None:
         snap = self.snapshot()
-        problems = bridge_problems(snap, self.deadline_ms)
+        problems = ["stopped"] if stopped else bridge_problems(snap, self.deadline_ms)
         with session_scope(self.engine) as session:
             workers.beat(session=session, name=self.name, host=socket.gethostname(),
                          pid=os.getpid(), seen_at=utcnow(), deciding=not problems,

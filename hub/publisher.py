@@ -70,9 +70,8 @@ class Publisher:
                                           name="hub-publisher-retained", daemon=True)
         self._retainer.start()
         open_connection(self._client, self.settings, self._link, timeout=timeout)
-        host, port = self.settings.mqtt_address
-        log.info("API publisher %r connected to mqtt://%s:%d", self.settings.worker_name,
-                 host, port)
+        log.info("API publisher %r connected to %s", self.settings.worker_name,
+                 self.settings.broker_shown)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop publishing the retained state, then disconnect (what paho still holds for

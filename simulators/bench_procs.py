@@ -243,7 +243,7 @@ def hub_worker(root: Path, *, name: str, broker_url: str, database_url: str,
                       extra={"command": _shown(command)}, proc=proc)
     try:
         deadline = time.monotonic() + timeout
-        while "connected to mqtt://" not in _read(log):
+        while "connected to mqtt" not in _read(log):  # mqtt:// or mqtts://
             if proc.poll() is not None:
                 raise StartError(f"hub worker {name} exited ({proc.returncode}):\n"
                                  f"{spawned.tail()}")

@@ -1385,13 +1385,19 @@ def test_health_without_a_bridge_follows_the_workers_heartbeats(
     with session_scope(engine) as session:
         workers.beat(session=session, name="w1", host="h1", pid=7, seen_at=utcnow(),
                      deciding=True, queue_depth=3, problems="")
+        workers.beat(session=session, name="w2", host="h2", pid=9,  # fell silent
+                     seen_at=utcnow() - timedelta(seconds=20), deciding=True, queue_depth=0,
+                     problems="")
+        workers.beat(session=session, name="w3", host="h3", pid=9,  # gone for days
+                     seen_at=utcnow() - timedelta(days=3), deciding=True, queue_depth=0,
+                     problems="")
         workers.beat(session=session, name="w0", host="h0", pid=8,
                      seen_at=utcnow() - timedelta(minutes=5), deciding=False, queue_depth=0,
                      problems="the bridge is not connected to the broker")
     body = client.get(url("health")).json()
     assert (body["status"], body["deciding"], body["problems"]) == ("ok", True, [])
     assert [(w["name"], w["deciding"], w["queue_depth"]) for w in body["workers"]] == [
-        ("w0", False, 0), ("w1", True, 3)]
+        ("w0", False, 0), ("w1", True, 3), ("w2", False, 0)]
     assert body["workers"][0]["seen_s_ago"] >= 300 > body["workers"][1]["seen_s_ago"]
     assert "host" not in body["workers"][0] and "h1" not in str(body)  # public: no hosts
 

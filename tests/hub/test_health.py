@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hub.health import SILENT_AFTER, bridge_problems, fleet_problems
 from hub.models import WorkerBeat
@@ -41,3 +43,30 @@ def test_a_bridge_is_deciding_when_connected_alive_and_on_time() -> None:
                             "oldest_waiting_ms": 10.0}, 2000) == []
     assert len(bridge_problems({"connected": False, "worker_alive": False,
                                 "oldest_waiting_ms": 2500.0}, 2000)) == 3
+
+
+def test_a_stopped_worker_says_so_in_its_last_beat(tmp_path: Path) -> None:
+    from sqlmodel import Session
+
+    from hub.db import create_db_engine, init_db
+    from hub.heartbeat import Heartbeat
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    init_db(engine)
+    try:
+        beats = Heartbeat(engine, "w9", lambda: {"connected": True, "worker_alive": True,
+                                                 "queue_depth": 2}, 2000).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with Session(engine) as session:
+                row = session.get(WorkerBeat, "w9")
+            if row is not None:
+                break
+            time.sleep(0.05)
+        assert row is not None and row.deciding and row.queue_depth == 2
+        beats.stop()
+        with Session(engine) as session:
+            row = session.get(WorkerBeat, "w9")
+        assert row is not None and not row.deciding and row.problems == "stopped"
+    finally:
+        engine.dispose()

@@ -85,7 +85,7 @@ class Worker:
 
     def wait_connected(self, times: int = 1, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.log.read_text(errors="replace").count("connected to mqtt://") < times:
+        while self.log.read_text(errors="replace").count("connected to mqtt") < times:
             assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, f"{self.name} did not connect"
             time.sleep(0.1)

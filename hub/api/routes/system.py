@@ -17,7 +17,7 @@ from hub.api.deps import (
     SessionDep,
     require_roles,
 )
-from hub.health import bridge_problems, fleet_problems
+from hub.health import GONE_AFTER, bridge_problems, fleet_problems, live
 from hub.models import utcnow
 from hub.schemas import DeadLetterPage, DeadLetterPublic, Health, WorkerHealth
 from hub.store import events, workers
@@ -43,20 +43,22 @@ def health(request: Request, response: Response, bridge: BridgeDep,
     unless the database is out of reach (503).
     """
     settings = request.app.state.settings
-    host, port = settings.mqtt_address
+    mqtt = settings.broker_shown
     database = request.app.state.engine.dialect.name
     if bridge is None:  # hub api: the fleet's workers say, through the database
         now = utcnow()
-        beats = workers.all_beats(session=session)
+        # A worker gone a day is no longer listed; one silent for 15 s is not deciding,
+        # whatever it last said.
+        beats = [b for b in workers.all_beats(session=session) if now - b.seen_at <= GONE_AFTER]
         # 200 all the same: this API serves, and a load balancer must keep sending it
         # calls; whether taps are decided is ``deciding`` (hub status exits 1 on false).
         problems = fleet_problems(beats, now)
         return Health(
-            status="degraded" if problems else "ok", mqtt=f"mqtt://{host}:{port}",
+            status="degraded" if problems else "ok", mqtt=mqtt,
             # Whether what this process publishes goes out now (else it waits: /stats).
             mqtt_connected=publisher is not None and publisher.connected,
             database=database, deciding=not problems, problems=problems,
-            workers=[WorkerHealth(name=b.name, deciding=b.deciding,
+            workers=[WorkerHealth(name=b.name, deciding=b.deciding and live(b, now),
                                   seen_s_ago=round((now - b.seen_at).total_seconds(), 1),
                                   queue_depth=b.queue_depth, problems=b.problems)
                      for b in beats])
@@ -65,7 +67,7 @@ def health(request: Request, response: Response, bridge: BridgeDep,
     problems = bridge_problems(snap, deadline_ms)
     if problems:
         response.status_code = 503
-    return Health(status="degraded" if problems else "ok", mqtt=f"mqtt://{host}:{port}",
+    return Health(status="degraded" if problems else "ok", mqtt=mqtt,
                   mqtt_connected=bool(snap.get("connected")), database=database,
                   deciding=not problems, problems=problems,
                   worker_alive=snap.get("worker_alive"), worker_deaths=snap.get("worker_deaths"),
