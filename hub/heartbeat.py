@@ -54,12 +54,18 @@ class Heartbeat:
                          problems="; ".join(problems))
 
     def _loop(self) -> None:
+        away = False  # an idle worker learns of a database outage here first: told once
         while not self._stop.is_set():
             try:
                 self.beat()
+                if away:
+                    log.warning("the database answers again (heartbeat)")
+                away = False
             except Exception as exc:  # the database away: the API will say we fell silent
-                if database_away(exc):
-                    log.debug("heartbeat not written: %s", brief(exc))
-                else:
+                if not database_away(exc):
                     log.exception("heartbeat not written")
+                elif not away:
+                    log.error("the database is out of reach (%s): heartbeats wait",
+                              brief(exc))
+                away = database_away(exc)
             self._stop.wait(BEAT_EVERY.total_seconds())
