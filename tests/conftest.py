@@ -248,6 +248,15 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cluster.remove()
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[postgres.Cluster]:
+    """A PostgreSQL cluster of this test's own: one it may crash and restart."""
+    if not postgres.available():
+        missing("PostgreSQL (initdb, pg_ctl)")
+    with postgres.own_cluster(free_port()) as cluster:
+        yield cluster
+
+
 def fresh_postgres(server_url: str) -> Engine:
     """An engine on a new, empty database of the test cluster."""
     name = f"hub_{uuid.uuid4().hex[:12]}"

@@ -4,34 +4,21 @@ restart of its own (the pool checks a connection before lending it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hub.server import Hub
-from tests.conftest import bearer, free_port, fresh_postgres, hub_settings, missing, staff_token
+from tests.conftest import bearer, fresh_postgres, hub_settings, staff_token
 from tests.utils import postgres
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def cluster() -> Iterator[postgres.Cluster]:
-    if not postgres.available():
-        missing("PostgreSQL (initdb, pg_ctl)")
-    own = postgres.Cluster(free_port())
-    try:
-        own.start()
-        yield own
-    finally:
-        own.remove()
-
-
 def test_the_api_says_503_while_postgres_is_away_and_answers_once_it_is_back(
-        tmp_path: Path, cluster: postgres.Cluster) -> None:
-    engine = fresh_postgres(cluster.url)
+        tmp_path: Path, own_postgres: postgres.Cluster) -> None:
+    engine = fresh_postgres(own_postgres.url)
     url = engine.url.render_as_string(hide_password=False)
     engine.dispose()
     settings = hub_settings(tmp_path, database_url=url)
@@ -43,7 +30,7 @@ def test_the_api_says_503_while_postgres_is_away_and_answers_once_it_is_back(
         api = f"http://{settings.http_host}:{settings.http_port}/api/v1"
         headers = bearer(staff_token(hub.app))
         assert httpx.get(f"{api}/guests/guest-01", headers=headers).status_code == 200
-        cluster.stop("immediate")
+        own_postgres.stop("immediate")
         away = httpx.get(f"{api}/guests/guest-01", headers=headers)
         assert away.status_code == 503, away.text
         assert away.json()["reason"] == "database_unavailable"
@@ -51,7 +38,7 @@ def test_the_api_says_503_while_postgres_is_away_and_answers_once_it_is_back(
         top_up = httpx.post(f"{api}/accounts/wallet-guest-01/topups", headers=headers,
                             json={"amount": 500, "idempotency_key": "while-away"})
         assert top_up.status_code == 503, top_up.text
-        cluster.start()
+        own_postgres.start()
         back = httpx.get(f"{api}/guests/guest-01", headers=headers)
         assert back.status_code == 200, back.text
         assert back.json()["id"] == "guest-01"

@@ -45,7 +45,6 @@ from devices.contract import (
 from devices.topics import Channel, device_topic
 from hub.demo import VENUE_ID, wristband_uid
 from hub.models import Event, LedgerTransaction, utcnow
-from tests.conftest import free_port, missing
 from tests.utils import postgres
 from tests.utils.fleet import Mosquitto, Worker, demo_database
 
@@ -191,23 +190,10 @@ def stream(rng: random.Random, count: int) -> Iterator[tuple[str, TapEvent | Pay
             yield rng.choice(GATES), tap
 
 
-@pytest.fixture
-def cluster() -> Iterator[postgres.Cluster]:
-    """A PostgreSQL of this test's own, since the test crashes it."""
-    if not postgres.available():
-        missing("PostgreSQL (initdb, pg_ctl)")
-    own = postgres.Cluster(free_port())
-    try:
-        own.start()
-        yield own
-    finally:
-        own.remove()
-
-
 @contextmanager
-def fleet(tmp_path: Path, cluster: postgres.Cluster
+def fleet(tmp_path: Path, own_postgres: postgres.Cluster
           ) -> Iterator[tuple[Mosquitto, list[Worker], str]]:
-    url = demo_database(tmp_path, cluster.url)
+    url = demo_database(tmp_path, own_postgres.url)
     broker = Mosquitto(tmp_path)
     broker.start()
     workers = [Worker(f"w{n}", tmp_path, broker.port, url) for n in range(1, WORKERS + 1)]
@@ -226,10 +212,10 @@ def fleet(tmp_path: Path, cluster: postgres.Cluster
 
 
 def test_three_workers_survive_a_kill_a_database_crash_and_a_broker_restart(
-        tmp_path: Path, cluster: postgres.Cluster) -> None:
+        tmp_path: Path, own_postgres: postgres.Cluster) -> None:
     rng = random.Random(18)
     started = time.monotonic()
-    with fleet(tmp_path, cluster) as (broker, workers, url):
+    with fleet(tmp_path, own_postgres) as (broker, workers, url):
         readers = Readers(broker.port)
         victim = workers[1]
         try:
@@ -240,7 +226,7 @@ def test_three_workers_survive_a_kill_a_database_crash_and_a_broker_restart(
                     victim.start()  # systemd's Restart=always: its session is waiting
                     victim.wait_connected(times=2)
                 if n == TAPS // 2:
-                    cluster.restart("immediate")  # every worker's connections die with it
+                    own_postgres.restart("immediate")  # every worker's connections die with it
                 if n == 2 * TAPS // 3:
                     broker.stop()
                     broker.start()

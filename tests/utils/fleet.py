@@ -67,6 +67,20 @@ class Mosquitto:
             self.proc = None
 
 
+def stop(proc: subprocess.Popen[bytes] | None) -> int | None:
+    """SIGTERM, as systemd stops a unit: its exit code (killed after 30 s)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
 class Worker:
     """``hub worker`` in a process of its own, as systemd would run it."""
 
@@ -96,16 +110,7 @@ class Worker:
         self.proc.wait(10)
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop(self.proc)
 
 
 class Api:
@@ -128,13 +133,4 @@ class Api:
             raise AssertionError(self.log.read_text(errors="replace")) from None
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop(self.proc)

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -69,3 +71,14 @@ class Cluster:
     def _ctl(self, *args: str, check: bool = True) -> None:
         subprocess.run([*self._prefix, self._pg_ctl, "-D", str(self.data), "-w", *args],
                        check=check, stdout=subprocess.DEVNULL)
+
+
+@contextmanager
+def own_cluster(port: int) -> Iterator[Cluster]:
+    """A started cluster of one test's own (one it may crash), removed afterwards."""
+    cluster = Cluster(port)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
