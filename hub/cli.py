@@ -223,7 +223,9 @@ def _cannot_start(settings: Settings) -> Iterator[None]:
     """A start that fails as expected (`hub up`, `hub worker`, `hub api`): one line that says
     why and what to do, exit 2 for what the user must change, 1 for the machine's state.
     With JSON logs the line is a log record too (an ERROR), so the journal stays JSON."""
-    from hub.db import ClockSkew
+    import sqlalchemy as sa
+
+    from hub.db import ClockSkew, brief, database_away
     from hub.migrate import SchemaError
     from hub.tls import TlsError
 
@@ -246,6 +248,10 @@ def _cannot_start(settings: Settings) -> Iterator[None]:
         fail(f"TLS: {exc}", 2)
     except ClockSkew as exc:
         fail(str(exc), 1)
+    except sa.exc.DBAPIError as exc:  # PostgreSQL not up yet (systemd restarts the unit)
+        if not database_away(exc):
+            raise
+        fail(f"the database is out of reach: {brief(exc)}", 1)
 
 
 def _port_advice(exc: CannotListen) -> str:
@@ -517,9 +523,9 @@ def init(data_dir: DataDir = None,
                         rotation_days=settings.phone_key_rotation_days,
                         overlap_days=settings.phone_key_overlap_days)
     names = ", ".join(certificate_names(files.server_cert))
-    console.print(f"initialised {settings.database}; secrets in {settings.data_dir / 'secrets'}"
-                  f" (mode 0600); venue CA {files.ca_cert} (give it to devices), broker "
-                  f"certificate for {names}")
+    console.print(f"initialised {settings.database_shown}; secrets in "
+                  f"{settings.data_dir / 'secrets'} (mode 0600); venue CA {files.ca_cert} "
+                  f"(give it to devices), broker certificate for {names}")
 
 
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -920,7 +926,7 @@ def db_backup(
     except BackupError as exc:
         console.print(f"[red]no backup:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    console.print(f"backed up {settings.database} to {target} ({size:,} bytes)")
+    console.print(f"backed up {settings.database_shown} to {target} ({size:,} bytes)")
 
 
 @db_app.command("current")

@@ -203,6 +203,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def database_shown(self) -> str:
+        """The database URL for a message: no password, in the user part or the query."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database)
+        query = {k: ("***" if k == "password" else v) for k, v in url.query.items()}
+        return url.set(query=query).render_as_string(hide_password=True)
+
+    @property
     def broker_shown(self) -> str:
         """The broker's address for logs and health: ``mqtts://`` when the bridge uses TLS,
         never a password."""

@@ -13,7 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import typer
 from pydantic_settings import BaseSettings, TomlConfigSettingsSource
@@ -45,6 +45,12 @@ _SECRETS = frozenset({"mqtt_password"})
 _URLS = frozenset({"database_url", "broker_url"})  # secrets when they carry a password
 
 
+def _has_password(url: str) -> bool:
+    """``user:secret@host``, or libpq's ``?password=secret``."""
+    parts = urlsplit(url)
+    return bool(parts.password) or "password" in parse_qs(parts.query)
+
+
 class TomlFile(TomlConfigSettingsSource):
     """pydantic-settings' TOML source, strict: the file must exist and every key be known."""
 
@@ -62,7 +68,7 @@ class TomlFile(TomlConfigSettingsSource):
         except OSError as exc:
             raise ConfigFileError(f"{path}: cannot read it: {exc.strerror}") from None
         secret = sorted(k for k, v in self.toml_data.items() if k in _SECRETS or (
-            k in _URLS and isinstance(v, str) and urlsplit(v).password))
+            k in _URLS and isinstance(v, str) and _has_password(v)))
         if secret and path.stat().st_mode & 0o077:
             # As the data directory's secrets are refused when others may read them.
             raise ConfigFileError(

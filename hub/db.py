@@ -129,6 +129,24 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and getattr(orig, "sqlstate", None) in _CONFLICTS
 
 
+def database_clock(engine: Engine, fallback: Callable[[], datetime]) -> Callable[[], datetime]:
+    """A clock every process of a fleet agrees on: PostgreSQL's ``clock_timestamp()``.
+
+    What several machines compare (heartbeats, the retention cut-off) must not follow one
+    machine's clock, which may drift after its start. SQLite is one machine's file:
+    ``fallback`` (the process clock) is that machine's clock.
+    """
+    if engine.dialect.name != "postgresql":
+        return fallback
+
+    def now() -> datetime:
+        with engine.connect() as conn:
+            value = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
+        assert isinstance(value, datetime)
+        return value
+    return now
+
+
 class ClockSkew(RuntimeError):
     """This machine's clock disagrees with the database's (hub.db.check_clock)."""
 

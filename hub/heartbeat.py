@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from hub.db import brief, database_away, session_scope
+from hub.db import brief, database_away, database_clock, session_scope
 from hub.health import BEAT_EVERY, bridge_problems
 from hub.models import utcnow
 from hub.store import workers
@@ -28,6 +28,8 @@ class Heartbeat:
                  deadline_ms: int) -> None:
         self.engine, self.name, self.snapshot, self.deadline_ms = (
             engine, name, snapshot, deadline_ms)
+        # The database's clock: the API compares beats from many machines with it.
+        self.clock = database_clock(engine, utcnow)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="hub-heartbeat", daemon=True)
 
@@ -49,7 +51,7 @@ class Heartbeat:
         problems = ["stopped"] if stopped else bridge_problems(snap, self.deadline_ms)
         with session_scope(self.engine) as session:
             workers.beat(session=session, name=self.name, host=socket.gethostname(),
-                         pid=os.getpid(), seen_at=utcnow(), deciding=not problems,
+                         pid=os.getpid(), seen_at=self.clock(), deciding=not problems,
                          queue_depth=int(snap.get("queue_depth") or 0),
                          problems="; ".join(problems))
 

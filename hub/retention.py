@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from hub.db import session_scope
+from hub.db import database_clock, session_scope
 from hub.models import utcnow
 from hub.store.events import purge_telemetry
 
@@ -82,5 +82,7 @@ class Retention:
 
 def start(engine: Engine, *, days: int, interval: timedelta = timedelta(days=1),
           gate: Callable[[str, timedelta], bool] | None = None) -> Retention:
-    """A started :class:`Retention`: purge now, then every ``interval``."""
-    return Retention(engine, days=days, interval=interval, gate=gate).start()
+    """A started :class:`Retention`: purge now, then every ``interval``; its cut-off by
+    the database's clock (a worker whose clock drifted a year ahead would purge all)."""
+    return Retention(engine, days=days, interval=interval, gate=gate,
+                     clock=database_clock(engine, utcnow)).start()

@@ -36,7 +36,8 @@ from hub.api.routes import (
 from hub.api.routes import automations as automation_routes
 from hub.automations.rules import RuleError
 from hub.config import Settings
-from hub.db import Contended, brief, database_away
+from hub.db import Contended, brief, database_away, database_clock
+from hub.models import utcnow
 from hub.store.errors import Conflict, Invalid, NotFound
 
 API_PREFIX = "/api/v1"
@@ -81,6 +82,7 @@ def create_app(*, engine: Engine, settings: Settings, bridge: Any = None, publis
     )
     docs.serve_docs(app)
     app.state.engine = engine
+    app.state.database_clock = database_clock(engine, utcnow)  # what the fleet agrees on
     app.state.reader = reader  # GETs read through it (read-only, never the write lock)
     app.state.settings = settings
     app.state.bridge = bridge  # health and counters of the taps decided here

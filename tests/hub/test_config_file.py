@@ -120,3 +120,17 @@ def test_a_file_holding_a_secret_must_be_the_owners_alone(config: Path, secret: 
     config.write_text('database_url = "postgresql+psycopg://hub@db/hub"\n')
     config.chmod(0o644)
     Settings()  # no secret in it: anyone may read it
+
+
+def test_a_password_in_the_urls_query_is_a_secret_too(config: Path) -> None:
+    config.write_text('database_url = "postgresql+psycopg://hub@db/hub?password=s3cret"\n')
+    config.chmod(0o644)
+    with pytest.raises(ConfigFileError, match="others may read it"):
+        Settings()
+
+
+def test_a_database_url_is_shown_without_its_passwords() -> None:
+    shown = Settings(database_url="postgresql+psycopg://hub:s3cret@db/hub?password=q5ecret"
+                                  "&sslmode=require").database_shown
+    assert "s3cret" not in shown and "q5ecret" not in shown
+    assert "db/hub" in shown and "sslmode=require" in shown

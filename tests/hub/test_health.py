@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from hub.health import SILENT_AFTER, bridge_problems, fleet_problems
 from hub.models import WorkerBeat
 
@@ -68,5 +70,35 @@ def test_a_stopped_worker_says_so_in_its_last_beat(tmp_path: Path) -> None:
         with Session(engine) as session:
             row = session.get(WorkerBeat, "w9")
         assert row is not None and not row.deciding and row.problems == "stopped"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_on_postgres_beats_and_retention_keep_the_databases_clock(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlmodel import Session
+
+    from hub.heartbeat import Heartbeat
+    from hub.retention import start
+    from tests.conftest import fresh_postgres
+
+    engine = fresh_postgres(postgres_url)
+    from hub.db import init_db
+    init_db(engine)
+    # A worker whose clock drifted a year ahead after its start (the start check passed).
+    ahead = lambda: datetime.now(UTC) + timedelta(days=365)  # noqa: E731
+    monkeypatch.setattr("hub.heartbeat.utcnow", ahead)
+    monkeypatch.setattr("hub.retention.utcnow", ahead)
+    try:
+        beats = Heartbeat(engine, "w-ahead", lambda: {"connected": True,
+                                                      "worker_alive": True}, 2000)
+        beats.beat()
+        with Session(engine) as session:
+            row = session.get(WorkerBeat, "w-ahead")
+        assert row is not None and abs(row.seen_at - datetime.now(UTC)) < timedelta(minutes=1)
+        purging = start(engine, days=30)
+        purging.stop()
+        assert purging.clock() - datetime.now(UTC) < timedelta(minutes=1)
     finally:
         engine.dispose()

@@ -120,3 +120,24 @@ def test_a_failed_start_is_a_json_line_too(tmp_path: Path) -> None:
     failed = [r for r in records if r["level"] == "ERROR"]
     assert failed and failed[-1]["message"].startswith("cannot start: "), records
     assert str(dead) in failed[-1]["message"]
+
+
+def test_a_database_down_at_start_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from hub.cli import app; app()", "worker", "--broker",
+         "mqtt://127.0.0.1:1", "--database-url",
+         f"postgresql+psycopg://hub:pw@127.0.0.1:{free_port()}/hub",
+         "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "HUB_LOG_FORMAT": "json", "COLUMNS": "60"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    records = [json.loads(line) for line in (done.stdout + done.stderr).splitlines()
+               if line.strip()]
+    assert [r["message"] for r in records if r["level"] == "ERROR"][-1].startswith(
+        "cannot start: the database is out of reach: OperationalError"), records
+    assert "Traceback" not in done.stdout + done.stderr and "pw@" not in done.stderr

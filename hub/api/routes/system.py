@@ -18,7 +18,6 @@ from hub.api.deps import (
     require_roles,
 )
 from hub.health import GONE_AFTER, bridge_problems, fleet_problems, live
-from hub.models import utcnow
 from hub.schemas import DeadLetterPage, DeadLetterPublic, Health, WorkerHealth
 from hub.store import events, workers
 
@@ -46,7 +45,7 @@ def health(request: Request, response: Response, bridge: BridgeDep,
     mqtt = settings.broker_shown
     database = request.app.state.engine.dialect.name
     if bridge is None:  # hub api: the fleet's workers say, through the database
-        now = utcnow()
+        now = request.app.state.database_clock()  # the clock the beats were stamped by
         # A worker gone a day is no longer listed; one silent for 15 s is not deciding,
         # whatever it last said.
         beats = [b for b in workers.all_beats(session=session) if now - b.seen_at <= GONE_AFTER]
