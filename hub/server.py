@@ -36,6 +36,7 @@ from hub.config import Settings
 from hub.db import check_clock, create_db_engine, init_db, session_scope
 from hub.demo import seed_demo, seed_scale
 from hub.heartbeat import Heartbeat
+from hub.key_watch import KeyWatch
 from hub.leases import Gate
 from hub.models import utcnow
 from hub.phone_keys import SigningKey, ensure_signing_keys, jwks
@@ -81,6 +82,7 @@ class Hub:
         self.retention: retention.Retention | None = None
         self.scheduler: Scheduler | None = None
         self.heartbeat: Heartbeat | None = None
+        self.key_watch: KeyWatch | None = None
         self.reader: Engine | None = None  # reads of automations, never holding up writers
         self.engine: Engine | None = None
         self.broker: EmbeddedBroker | BrokerProcess | None = None
@@ -175,6 +177,23 @@ class Hub:
             self._start_bridge(settings)
         if self.runs_api:
             self._start_api(settings)
+        self.key_watch = KeyWatch(settings.data_dir / "secrets" / "phone-signing-keys.json",
+                                  self.signing_keys, self._keys_rotated).start()
+
+    def _keys_rotated(self, keys: list[SigningKey]) -> None:
+        """Another process rotated the signing keys: verify and sign with them from now on,
+        and tell the locks (their JWKS, retained)."""
+        assert self.secrets is not None
+        self.signing_keys = keys
+        if self.bridge is not None:
+            self.bridge.trust = Trust(tag_master_key=self.secrets.tag_master_key,
+                                      jwks=jwks(keys))
+        if self.app is not None:
+            self.app.state.signing_keys = keys
+        out = self.bridge if self.bridge is not None else self.publisher
+        if out is not None:
+            for topic, payload in self._key_material():
+                out.publish(topic, payload, retain=True)
 
     def _start_bridge(self, settings: Settings) -> None:
         """The bridge, and what rides on it: automations, the scheduler, retention."""
@@ -332,6 +351,8 @@ class Hub:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(10)
+        if self.key_watch is not None:
+            self.key_watch.stop()
         if self.heartbeat is not None:
             self.heartbeat.stop()
         if self.scheduler is not None:
