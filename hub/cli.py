@@ -38,6 +38,12 @@ DataDir = Annotated[Path | None, typer.Option(
 DatabaseUrl = Annotated[str | None, typer.Option(
     help="The database, as an SQLAlchemy URL, e.g. postgresql+psycopg://user@host/hub "
          "\\[env HUB_DATABASE_URL, default sqlite:///<data-dir>/hub.db]")]
+HttpHost = Annotated[str | None, typer.Option(
+    help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
+HttpPort = Annotated[int | None, typer.Option(
+    min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")]
+LogLevel = Annotated[str | None, typer.Option(
+    help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")]
 
 
 # The flag of a command that sets each field of Settings (where it differs from the field).
@@ -165,13 +171,9 @@ def up(
     mqtt_port: Annotated[int | None, typer.Option(
         min=0, max=65535, help="Embedded broker: its plain MQTT port \\[env HUB_MQTT_PORT, "
         "default 1883]")] = None,
-    http_host: Annotated[str | None, typer.Option(
-        help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
-    = None,
-    http_port: Annotated[int | None, typer.Option(
-        min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
+    http_host: HttpHost = None,
+    http_port: HttpPort = None,
+    log_level: LogLevel = None,
     secure_broker: Annotated[bool | None, typer.Option(
         "--secure-broker/--open-broker", help="Embedded broker: per-device passwords and topic "
         "ACLs (the default; with --demo the devices' and guests' logins go to "
@@ -296,8 +298,7 @@ def worker(
         help="The MQTT 5 shared-subscription group the workers split the taps in; on the "
         "broker it carries a mark derived from the hub's secret, so no other login can join "
         "it \\[env HUB_MQTT_SHARED_GROUP, default hubs]")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
+    log_level: LogLevel = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start, or "
         "refuse to start on one")] = False,
@@ -328,13 +329,9 @@ def api_(
     name: Annotated[str | None, typer.Option(
         help="This API process: its own MQTT client id (one name per API process) "
         "\\[env HUB_WORKER_NAME]")] = None,
-    http_host: Annotated[str | None, typer.Option(
-        help="The address the REST API listens on \\[env HUB_HTTP_HOST, default 127.0.0.1]")]
-    = None,
-    http_port: Annotated[int | None, typer.Option(
-        min=0, max=65535, help="The REST API's port \\[env HUB_HTTP_PORT, default 8000]")] = None,
-    log_level: Annotated[str | None, typer.Option(
-        help="debug, info, warning or error \\[env HUB_LOG_LEVEL, default info]")] = None,
+    http_host: HttpHost = None,
+    http_port: HttpPort = None,
+    log_level: LogLevel = None,
     upgrade: Annotated[bool, typer.Option(
         "--upgrade/--no-upgrade", help="Upgrade an older database schema at start (the "
         "default), or refuse to start on one")] = True,
