@@ -79,6 +79,15 @@ def free_port() -> int:
     raise RuntimeError("no free port in this test worker's block")
 
 
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port something listens on for the whole test."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
 def wait_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

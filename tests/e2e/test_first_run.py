@@ -4,13 +4,9 @@ change, no traceback."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import free_port
 
@@ -23,14 +19,6 @@ def hub_up(data_dir: Path, *args: str, env: dict[str, str] | None = None,
         [str(BIN / "hub"), "up", "--data-dir", str(data_dir), *args],
         check=False, capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "300", **(env or {})})
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield int(taken.getsockname()[1])
 
 
 def told(done: subprocess.CompletedProcess[str]) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import pickle
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +14,6 @@ from hub.broker_process import BrokerProcess
 from hub.ports import CannotListen, check_free
 from hub.tls import TlsListener, ensure_tls
 from tests.conftest import free_port
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield int(taken.getsockname()[1])
 
 
 def test_a_free_port_passes() -> None:
