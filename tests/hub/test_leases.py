@@ -42,9 +42,8 @@ def race(engines: list[Engine], periods: int) -> list[Counter[str]]:
     return [one_period(engines, T0 + n * PERIOD) for n in range(periods)]
 
 
-@pytest.mark.postgres
-def test_one_of_four_processes_takes_each_period_on_postgres(postgres_url: str) -> None:
-    first = fresh_postgres(postgres_url)
+def assert_one_of_four_takes_each_period(first: Engine) -> None:
+    """``first`` and three more engines on its database race for 8 periods."""
     init_db(first)
     url = first.url.render_as_string(hide_password=False)
     engines = [first, *(create_db_engine(url) for _ in range(3))]
@@ -56,17 +55,13 @@ def test_one_of_four_processes_takes_each_period_on_postgres(postgres_url: str) 
             e.dispose()
 
 
+@pytest.mark.postgres
+def test_one_of_four_processes_takes_each_period_on_postgres(postgres_url: str) -> None:
+    assert_one_of_four_takes_each_period(fresh_postgres(postgres_url))
+
+
 def test_one_of_four_processes_takes_each_period_on_sqlite(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    first = create_db_engine(url)
-    init_db(first)
-    engines = [first, *(create_db_engine(url) for _ in range(3))]
-    try:
-        winners = race(engines, periods=8)
-        assert all(sum(w.values()) == 1 for w in winners), winners
-    finally:
-        for e in engines:
-            e.dispose()
+    assert_one_of_four_takes_each_period(create_db_engine(f"sqlite:///{tmp_path / 'hub.db'}"))
 
 
 def test_a_lease_is_held_until_it_expires_even_by_its_holder(tmp_path: Path) -> None:
