@@ -167,10 +167,9 @@ def check_clock(engine: Engine, now: Callable[[], datetime], limit: float) -> No
     """
     if engine.dialect.name != "postgresql":
         return
-    with engine.connect() as conn:
-        before = now()
-        theirs = conn.exec_driver_sql("SELECT clock_timestamp()").scalar_one()
-        ours = before + (now() - before) / 2
+    before = now()
+    theirs = database_clock(engine, now)()
+    ours = before + (now() - before) / 2
     skew = (ours - theirs).total_seconds()
     if abs(skew) > limit:
         raise ClockSkew(skew, limit)
